@@ -1,0 +1,98 @@
+// Finds and loads the native addon.
+//
+// Order: VP_ADDON_PATH (explicit), a local build (build-native/ from cmake-js,
+// build/ from node-gyp: contributors), then prebuilds/<platform>-<arch>/: the
+// CUDA binary when a CUDA driver library is present and the binary loads, else
+// the CPU binary. When nothing loads, the error lists every path tried and why.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const require = createRequire(import.meta.url);
+
+/** The package root (this file is lib/native.ts or dist/native.js). */
+export const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+export interface LoadAttempt {
+  path: string;
+  kind: 'env' | 'local' | 'prebuild-cuda' | 'prebuild-cpu';
+  ok: boolean;
+  reason?: string;
+}
+
+export interface LoadedAddon {
+  // The addon's functions; each op module declares what it uses.
+  binding: NativeBinding;
+  path: string;
+  kind: LoadAttempt['kind'];
+  attempts: LoadAttempt[];
+}
+
+/** Functions exported by the addon (typed loosely; lib/ wraps each with validation). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type NativeBinding = Record<string, any>;
+
+/** Whether a CUDA driver library can be found (what a CUDA binary needs at run time). */
+export function cudaDriverPresent(): { present: boolean; reason: string } {
+  const dirs = [
+    '/usr/lib/x86_64-linux-gnu', '/usr/lib64', '/usr/lib', '/usr/local/nvidia/lib64',
+    '/usr/local/cuda/compat', '/usr/lib/wsl/lib',
+    ...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean),
+  ];
+  for (const d of dirs) {
+    if (existsSync(join(d, 'libcuda.so.1'))) return { present: true, reason: `found ${join(d, 'libcuda.so.1')}` };
+  }
+  return { present: false, reason: 'no CUDA driver library (libcuda.so.1) was found' };
+}
+
+let loaded: LoadedAddon | undefined;
+
+export function loadAddon(): LoadedAddon {
+  if (loaded) return loaded;
+  const attempts: LoadAttempt[] = [];
+  const tryLoad = (path: string, kind: LoadAttempt['kind']): NativeBinding | undefined => {
+    if (!existsSync(path)) {
+      attempts.push({ path, kind, ok: false, reason: 'not found' });
+      return undefined;
+    }
+    try {
+      const b = require(path) as NativeBinding;
+      attempts.push({ path, kind, ok: true });
+      return b;
+    } catch (e) {
+      attempts.push({ path, kind, ok: false, reason: (e as Error).message.split('\n')[0] });
+      return undefined;
+    }
+  };
+  const candidates: Array<[string, LoadAttempt['kind']]> = [];
+  if (process.env.VP_ADDON_PATH) candidates.push([resolve(process.env.VP_ADDON_PATH), 'env']);
+  candidates.push([join(packageRoot, 'build-native', 'Release', 'videoperceiver.node'), 'local']);
+  candidates.push([join(packageRoot, 'build', 'Release', 'videoperceiver.node'), 'local']);
+  const pre = join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`);
+  const driver = cudaDriverPresent();
+  if (driver.present) {
+    candidates.push([join(pre, 'videoperceiver-cuda.node'), 'prebuild-cuda']);
+  } else if (existsSync(join(pre, 'videoperceiver-cuda.node'))) {
+    attempts.push({ path: join(pre, 'videoperceiver-cuda.node'), kind: 'prebuild-cuda', ok: false, reason: `skipped: ${driver.reason}` });
+  }
+  candidates.push([join(pre, 'videoperceiver.node'), 'prebuild-cpu']);
+  for (const [path, kind] of candidates) {
+    const b = tryLoad(path, kind);
+    if (b) {
+      loaded = { binding: b, path, kind, attempts };
+      return loaded;
+    }
+  }
+  const lines = attempts.map((a) => `  - ${a.path} (${a.kind}): ${a.reason}`).join('\n');
+  throw new Error(
+    `videoperceiver: could not load the native addon. Tried:\n${lines}\n` +
+      `Build it from source with \`npx videoperceiver build\` (needs CMake and a C++20 compiler), ` +
+      `or in a checkout: \`npm run build:native\` (or \`npm run build:gyp\` for the CPU-only node-gyp build).`,
+  );
+}
+
+/** The loaded addon's functions (loads on first use). */
+export function native(): NativeBinding {
+  return loadAddon().binding;
+}

@@ -1,0 +1,31 @@
+// vp.matmul: the first op through the whole stack (TS validation → addon → core SGEMM or CUDA).
+import { checkOptions, checkBoolean, checkSameDevice, checkSameDType, checkTensor } from '../validate.js';
+import { rangeError } from '../errors.js';
+import { emptyLike, type Tensor } from '../tensor.js';
+import { native } from '../native.js';
+
+export interface MatmulOptions {
+  /** `a` is stored `[K, M]` (default false). */
+  transA?: boolean;
+  /** `b` is stored `[N, K]` (default false). */
+  transB?: boolean;
+}
+
+/** `op(a)[M, K] · op(b)[K, N] → [M, N]`, on the device of the inputs. */
+export function matmul(a: Tensor, b: Tensor, opts?: MatmulOptions): Tensor {
+  const fn = 'matmul';
+  checkTensor(fn, 'a', a, { ndim: 2 });
+  checkTensor(fn, 'b', b, { ndim: 2 });
+  const o = checkOptions(fn, opts);
+  const transA = checkBoolean(fn, 'opts.transA', o.transA, false);
+  const transB = checkBoolean(fn, 'opts.transB', o.transB, false);
+  const device = checkSameDevice(fn, { a, b });
+  const dtype = checkSameDType(fn, { a, b });
+  const [m, ka] = transA ? [a.shape[1], a.shape[0]] : [a.shape[0], a.shape[1]];
+  const [kb, n] = transB ? [b.shape[1], b.shape[0]] : [b.shape[0], b.shape[1]];
+  if (ka !== kb)
+    throw rangeError(fn, `b.shape`, `${transB ? `[N, K=${ka}]` : `[K=${ka}, N]`} to match a (K=${ka})`, `[${b.shape.join(', ')}]`);
+  const out = emptyLike([m, n], dtype, device);
+  native().matmul(a.nativeArg, [...a.shape], b.nativeArg, [...b.shape], out.nativeArg, transA, transB, dtype);
+  return out;
+}

@@ -1,0 +1,44 @@
+// Shared helpers of the Node-API binding: turning JS values into TensorViews,
+// and core Status values into JS exceptions.
+//
+// The TypeScript layer validates every argument before calling in (so users
+// get precise TypeError/RangeError messages); the addon checks again what
+// memory safety depends on (buffer sizes against shapes), because a wrong call
+// must never read or write out of bounds, whoever makes it.
+#pragma once
+
+#include <napi.h>
+
+#include <string>
+#include <vector>
+
+#include "vp/status.h"
+#include "vp/tensor.h"
+
+namespace vpaddon {
+
+// Throw the JS error that matches a failed Status (RangeError for out-of-range,
+// TypeError for invalid arguments, Error otherwise). Returns normally when ok.
+void ThrowIfError(Napi::Env env, const vp::Status& s);
+
+// Shape from a JS array of non-negative integers.
+std::vector<int64_t> ShapeArg(const Napi::Value& v, const char* name);
+
+// A TensorView over a CPU typed array (Float32Array or Int32Array; 16-bit
+// dtypes arrive as Uint16Array) with the given shape. Checks that the array
+// holds exactly numel elements of the right type.
+vp::TensorView CpuView(const Napi::Value& data, const std::vector<int64_t>& shape,
+                       const char* name);
+
+// A TensorView over a CUDA buffer handle (see device_buffer.cpp).
+vp::TensorView CudaView(const Napi::Value& handle, const std::vector<int64_t>& shape,
+                        vp::DType dtype, const char* name);
+
+vp::DType DTypeArg(const Napi::Value& v, const char* name);
+
+// Each op family registers its functions here; module.cpp calls them all.
+void InitBackend(Napi::Env env, Napi::Object exports);
+void InitDeviceBuffer(Napi::Env env, Napi::Object exports);
+void InitMatmul(Napi::Env env, Napi::Object exports);
+
+}  // namespace vpaddon

@@ -1,0 +1,20 @@
+// The addon's entry point: every op family registers its functions.
+#include "addon.h"
+
+namespace vpaddon {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  InitBackend(env, exports);
+  InitDeviceBuffer(env, exports);
+  InitMatmul(env, exports);
+  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  return exports;
+}
+
+}  // namespace vpaddon
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
+  return vpaddon::Init(env, exports);
+}
+
+NODE_API_MODULE(videoperceiver, InitModule)

@@ -1,0 +1,9 @@
+// vp/vp.h — the whole public core API in one include.
+#pragma once
+
+#include "vp/cpu_features.h"
+#include "vp/cuda.h"
+#include "vp/gemm.h"
+#include "vp/status.h"
+#include "vp/tensor.h"
+#include "vp/thread_pool.h"

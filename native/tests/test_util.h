@@ -1,0 +1,55 @@
+// Helpers shared by the native tests: seeded random data, NaN poisoning, and
+// the relative error ||out - ref|| / ||ref|| against a float64 reference.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "vp/cpu_features.h"
+
+namespace vptest {
+
+inline std::vector<float> random_floats(size_t n, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+inline std::vector<float> poisoned(size_t n) {
+  return std::vector<float>(n, std::numeric_limits<float>::quiet_NaN());
+}
+
+template <typename A, typename B>
+double rel_error(const A& out, const B& ref) {
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    double d = static_cast<double>(out[i]) - static_cast<double>(ref[i]);
+    if (std::isnan(static_cast<double>(out[i]))) return std::numeric_limits<double>::infinity();
+    num += d * d;
+    den += static_cast<double>(ref[i]) * static_cast<double>(ref[i]);
+  }
+  if (den == 0.0) return std::sqrt(num);
+  return std::sqrt(num / den);
+}
+
+// Every ISA path this CPU can run, so a test can loop over them.
+inline std::vector<vp::Isa> supported_isas() {
+  std::vector<vp::Isa> out{vp::Isa::kGeneric};
+  vp::Isa best = vp::detect_isa();
+  if (best >= vp::Isa::kAvx2) out.push_back(vp::Isa::kAvx2);
+  if (best >= vp::Isa::kAvx512) out.push_back(vp::Isa::kAvx512);
+  return out;
+}
+
+// Restores the active ISA and thread count when a test is done with them.
+struct BackendScope {
+  vp::Isa isa = vp::active_isa();
+  ~BackendScope();
+};
+
+}  // namespace vptest

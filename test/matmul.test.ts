@@ -1,0 +1,55 @@
+import test from 'ava';
+import * as vp from '../lib/index.js';
+import { randomFloats, relError } from './helpers.js';
+
+function refMatmul(a: Float32Array, b: Float32Array, m: number, n: number, k: number, ta: boolean, tb: boolean): Float64Array {
+  const c = new Float64Array(m * n);
+  for (let i = 0; i < m; i++)
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let p = 0; p < k; p++) s += (ta ? a[p * m + i] : a[i * k + p]) * (tb ? b[j * k + p] : b[p * n + j]);
+      c[i * n + j] = s;
+    }
+  return c;
+}
+
+test('matmul matches a float64 reference for every transpose on odd shapes', (t) => {
+  let seed = 1;
+  for (const [m, n, k] of [[1, 1, 1], [3, 5, 7], [17, 1, 33], [64, 65, 66], [129, 100, 257]]) {
+    for (const ta of [false, true])
+      for (const tb of [false, true]) {
+        const a = randomFloats(m * k, seed++);
+        const b = randomFloats(k * n, seed++);
+        const out = vp.matmul(vp.tensor(a, ta ? [k, m] : [m, k]), vp.tensor(b, tb ? [n, k] : [k, n]), { transA: ta, transB: tb });
+        t.deepEqual(out.shape, [m, n]);
+        t.true(relError(out.data, refMatmul(a, b, m, n, k, ta, tb)) <= 1e-5, `${m}x${n}x${k} ta=${ta} tb=${tb}`);
+      }
+  }
+});
+
+test('matmul with K = 0 gives zeros and with M = 0 an empty result', (t) => {
+  const z = vp.matmul(vp.tensor(new Float32Array(0), [2, 0]), vp.tensor(new Float32Array(0), [0, 3]));
+  t.deepEqual(Array.from(z.data), [0, 0, 0, 0, 0, 0]);
+  t.is(vp.matmul(vp.tensor(new Float32Array(0), [0, 4]), vp.tensor(new Float32Array(8), [4, 2])).size, 0);
+});
+
+test('matmul rejects invalid calls with TypeError/RangeError naming the argument', (t) => {
+  const a = vp.tensor(new Float32Array(6), [2, 3]);
+  const b = vp.tensor(new Float32Array(12), [3, 4]);
+  t.throws(() => vp.matmul(a, vp.tensor(new Float32Array(8), [2, 4])), { instanceOf: RangeError, message: /matmul: b\.shape.*K=3/ });
+  t.throws(() => vp.matmul(a, b, { transA: true }), { instanceOf: RangeError, message: /b\.shape/ });
+  t.throws(() => vp.matmul(vp.tensor(new Float32Array(6), [6]), b), { instanceOf: RangeError, message: /a\.shape must be 2-D/ });
+  t.throws(() => vp.matmul(a, vp.tensor(new Float32Array(24), [2, 3, 4])), { instanceOf: RangeError, message: /b\.shape must be 2-D/ });
+  t.throws(() => vp.matmul(vp.tensor(new Int32Array(6), [2, 3]), b), { instanceOf: TypeError, message: /a\.dtype.*float32/ });
+  t.throws(() => vp.matmul([1, 2] as unknown as vp.Tensor, b), { instanceOf: TypeError, message: /matmul: a must be a Tensor/ });
+  t.throws(() => vp.matmul(a, null as unknown as vp.Tensor), { instanceOf: TypeError, message: /matmul: b must be a Tensor/ });
+  t.throws(() => vp.matmul(a, b, { transA: 'yes' as unknown as boolean }), { instanceOf: TypeError, message: /opts\.transA/ });
+  t.throws(() => vp.matmul(a, b, 5 as unknown as vp.MatmulOptions), { instanceOf: TypeError, message: /opts/ });
+});
+
+test('matmul refuses tensors on different devices', (t) => {
+  // A fake CUDA tensor: validation must reject it before any native work.
+  const a = vp.tensor(new Float32Array(6), [2, 3]);
+  const fake = new vp.Tensor([3, 4], 'float32', 'cuda', undefined, undefined);
+  t.throws(() => vp.matmul(a, fake), { instanceOf: TypeError, message: /matmul: b must be on cpu like a/ });
+});
