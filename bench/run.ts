@@ -1,0 +1,29 @@
+// npm run bench [-- <filter>...] [--quick] [--json]: runs bench/<name>.ts for
+// every name that matches a filter (all when none), each against its peer in
+// the same run.
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { benchDir, machineInfo, makeContext } from './harness.js';
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const json = args.includes('--json');
+const filters = args.filter((a) => !a.startsWith('--'));
+const all = readdirSync(benchDir)
+  .filter((f) => f.endsWith('.ts') && !['harness.ts', 'run.ts'].includes(f))
+  .map((f) => f.replace(/\.ts$/, ''))
+  .sort();
+const selected = filters.length ? all.filter((n) => filters.some((f) => n.includes(f))) : all;
+if (!selected.length) {
+  console.error(`no benchmark matches ${filters.join(', ')}; available: ${all.join(', ')}`);
+  process.exit(2);
+}
+const ctx = makeContext({ quick, json });
+if (!json) console.log(`machine: ${JSON.stringify(machineInfo())}`);
+for (const name of selected) {
+  const path = join(benchDir, `${name}.ts`);
+  if (!existsSync(path)) continue;
+  const mod = (await import(path)) as { run?: (c: typeof ctx) => Promise<void> };
+  if (typeof mod.run !== 'function') continue;
+  await mod.run(ctx);
+}
