@@ -3,3 +3,8 @@ export { Tensor, tensor, zeros, type DType, type Device, type TypedData } from '
 export { NativeError } from './errors.js';
 export { backendInfo, setNumThreads, type BackendInfo } from './backend.js';
 export { matmul, type MatmulOptions } from './ops/matmul.js';
+export { Tokenizer, SPECIAL_TOKENS, type TrainOptions, type EncodeOptions } from './model/tokenizer.js';
+export {
+  readSafetensors, writeSafetensors, writeFileAtomic, CheckpointError,
+  type StTensor, type StDType, type Safetensors, type ReadSafetensorsOptions,
+} from './model/safetensors.js';
