@@ -8,3 +8,8 @@ export {
   readSafetensors, writeSafetensors, writeFileAtomic, CheckpointError,
   type StTensor, type StDType, type Safetensors, type ReadSafetensorsOptions,
 } from './model/safetensors.js';
+export {
+  rmsNorm, rmsNormBackward, swiglu, swigluBackward, rope, embedding, embeddingBackward, linear, linearBackward,
+  crossEntropy, crossEntropyBackward, adamwStep, clipGradNorm, lrAt, randn, randu,
+  type AdamWOptions, type LrScheduleOptions, type InitOptions,
+} from './ops/layers.js';
