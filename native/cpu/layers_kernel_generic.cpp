@@ -7,15 +7,22 @@
 
 #include "layers_kernels.h"
 
+#pragma GCC push_options
+// no-trapping-math lets GCC if-convert the exp's range clamps (we never read
+// floating-point exception flags); it changes no computed value.
+#pragma GCC optimize("no-trapping-math")
+
 
 
 namespace vp::detail {
 namespace {
+#define VP_LAYERS_ISA 0
 #include "layers_kernels.inc"
+#undef VP_LAYERS_ISA
 }  // namespace
 
 const LayerKernels& layer_kernels_generic() { return kTable; }
 
 }  // namespace vp::detail
 
-
+#pragma GCC pop_options
