@@ -1,13 +1,16 @@
-// npm run bench [-- <filter>...] [--quick] [--json]: runs bench/<name>.ts for
+// npm run bench [-- <filter>...] [--quick] [--json] [--save]: runs bench/<name>.ts for
 // every name that matches a filter (all when none), each against its peer in
 // the same run.
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { benchDir, machineInfo, makeContext } from './harness.js';
+import { saveRun } from './report.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const json = args.includes('--json');
+// --save: write bench/results/<date>-<machine>.json and regenerate docs/benchmarks.md
+const save = args.includes('--save');
 const filters = args.filter((a) => !a.startsWith('--'));
 const all = readdirSync(benchDir)
   .filter((f) => f.endsWith('.ts') && !['harness.ts', 'run.ts'].includes(f))
@@ -26,4 +29,13 @@ for (const name of selected) {
   const mod = (await import(path)) as { run?: (c: typeof ctx) => Promise<void> };
   if (typeof mod.run !== 'function') continue;
   await mod.run(ctx);
+}
+if (save) {
+  const path = saveRun({
+    date: new Date().toISOString(),
+    command: `npm run bench -- ${args.join(' ')}`.trim(),
+    machine: machineInfo(),
+    results: ctx.results,
+  });
+  console.log(`saved ${path} and docs/benchmarks.md`);
 }
