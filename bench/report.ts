@@ -34,7 +34,7 @@ export function renderMarkdown(run: RunRecord, jsonName: string): string {
     byBench.get(r.bench)!.push(r);
   }
   for (const [bench, rows] of byBench) {
-    lines.push(`## ${bench}`, '');
+    lines.push(`## ${bench}`, '', `![${bench}: ours vs peer](charts/${bench}.svg)`, '');
     const extras = [...new Set(rows.flatMap((r) => Object.keys(r.extra ?? {})))];
     lines.push(`| case | ours (ms) | peer | peer (ms) | ratio | ${extras.join(' | ')} |`);
     lines.push(`| --- | ---: | --- | ---: | ---: | ${extras.map(() => '---:').join(' | ')} |`);
@@ -47,13 +47,50 @@ export function renderMarkdown(run: RunRecord, jsonName: string): string {
   return lines.join('\n');
 }
 
-/** Saves the run and regenerates docs/benchmarks.md; returns the JSON path. */
+/**
+ * An SVG bar chart of ours vs the peer for one benchmark: speed-up bars (peer
+ * time / our time) per case, with the 1x line marked. Self-contained, no scripts.
+ */
+export function renderChart(bench: string, rows: CaseReport[]): string {
+  const w = 720, barH = 22, gap = 8, left = 260, top = 36;
+  const h = top + rows.length * (barH + gap) + 30;
+  const maxRatio = Math.max(1.5, ...rows.map((r) => r.ratio ?? 0)) * 1.1;
+  const x = (v: number) => left + ((w - left - 60) * v) / maxRatio;
+  const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" font-family="sans-serif" font-size="12">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    `<text x="10" y="20" font-size="14" font-weight="bold">${esc(bench)}: speed-up over ${esc(rows[0]?.peer ?? 'peer')} (peer time / our time)</text>`,
+  ];
+  rows.forEach((r, i) => {
+    const y = top + i * (barH + gap);
+    parts.push(`<text x="${left - 8}" y="${y + barH / 2 + 4}" text-anchor="end">${esc(r.case)}</text>`);
+    if (r.ratio === null) {
+      parts.push(`<text x="${left + 4}" y="${y + barH / 2 + 4}" fill="#a00">peer missing</text>`);
+      return;
+    }
+    const color = r.ratio >= 1 ? '#2b7bb9' : '#d9822b';
+    parts.push(`<rect x="${left}" y="${y}" width="${Math.max(1, x(r.ratio) - left)}" height="${barH}" fill="${color}"/>`);
+    parts.push(`<text x="${x(r.ratio) + 4}" y="${y + barH / 2 + 4}">${r.ratio.toFixed(2)}×</text>`);
+  });
+  const one = x(1);
+  parts.push(`<line x1="${one}" y1="${top - 6}" x2="${one}" y2="${h - 24}" stroke="#333" stroke-dasharray="4 3"/>`);
+  parts.push(`<text x="${one}" y="${h - 10}" text-anchor="middle">1× (parity)</text>`);
+  parts.push('</svg>');
+  return parts.join('\n');
+}
+
+/** Saves the run and regenerates docs/benchmarks.md (and its charts); returns the JSON path. */
 export function saveRun(run: RunRecord): string {
   const resultsDir = join(benchDir, 'results');
   mkdirSync(resultsDir, { recursive: true });
   const name = `${run.date.slice(0, 10)}-${slug(String(run.machine.cpu))}-${run.machine.cores}c${run.machine.gpu ? '-' + slug(String(run.machine.gpu)) : ''}.json`;
   const path = join(resultsDir, name);
   writeFileSync(path, JSON.stringify(run, null, 1) + '\n');
+  const chartsDir = join(benchDir, '..', 'docs', 'charts');
+  mkdirSync(chartsDir, { recursive: true });
+  const benches = [...new Set(run.results.map((r) => r.bench))];
+  for (const b of benches) writeFileSync(join(chartsDir, `${b}.svg`), renderChart(b, run.results.filter((r) => r.bench === b)) + '\n');
   writeFileSync(join(benchDir, '..', 'docs', 'benchmarks.md'), renderMarkdown(run, name) + '\n');
   return path;
 }

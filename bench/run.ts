@@ -11,7 +11,13 @@ const quick = args.includes('--quick');
 const json = args.includes('--json');
 // --save: write bench/results/<date>-<machine>.json and regenerate docs/benchmarks.md
 const save = args.includes('--save');
-const filters = args.filter((a) => !a.startsWith('--'));
+// Filters: positional names or --filter <name> (repeatable); substring match.
+const filters: string[] = [];
+for (let i = 0; i < args.length; i++) {
+  if (args[i] === '--filter') filters.push(args[++i] ?? '');
+  else if (args[i].startsWith('--filter=')) filters.push(args[i].slice('--filter='.length));
+  else if (!args[i].startsWith('--') && args[i - 1] !== '--filter') filters.push(args[i]);
+}
 const all = readdirSync(benchDir)
   .filter((f) => f.endsWith('.ts') && !['harness.ts', 'run.ts'].includes(f))
   .map((f) => f.replace(/\.ts$/, ''))
