@@ -32,7 +32,7 @@ function build(name, cuda) {
   const out = join(root, 'build-prebuild', name);
   const args = [join(root, 'node_modules', 'cmake-js', 'bin', 'cmake-js'), 'build', '--out', out,
     '--parallel', String(cpus().length), `--CDVP_CUDA=${cuda ? 'on' : 'off'}`, '--CDVP_PORTABLE=ON',
-    '--CDVP_BUILD_TESTS=OFF'];
+    '--CDVP_BUILD_TESTS=OFF', '--CDVP_BUILD_BENCH=OFF'];
   if (sh('ninja', ['--version']).status === 0) args.push('-G', 'Ninja');
   console.log(`[prebuild] ${name}: cmake-js (VP_CUDA=${cuda ? 'on' : 'off'}, VP_PORTABLE=ON)`);
   const r = sh(process.execPath, args, { stdio: 'inherit' });
