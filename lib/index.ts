@@ -3,3 +3,6 @@ export { Tensor, tensor, zeros, type DType, type Device, type TypedData } from '
 export { NativeError } from './errors.js';
 export { backendInfo, setNumThreads, type BackendInfo } from './backend.js';
 export { matmul, type MatmulOptions } from './ops/matmul.js';
+export { openDataset, Dataset, framesToTensor, type Annotation, type VideoSample, type EventAnnotation, type QuestionAnnotation, type OpenDatasetOptions } from './data/dataset.js';
+export { readNpy, writeNpy, parseNpy, encodeNpy, type NpyArray, type NpyDType } from './data/npy.js';
+export { decodeVideo, findFfmpeg, type DecodeOptions, type DecodedVideo } from './data/video.js';
