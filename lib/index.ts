@@ -6,3 +6,5 @@ export { matmul, type MatmulOptions } from './ops/matmul.js';
 export { openDataset, Dataset, framesToTensor, type Annotation, type VideoSample, type EventAnnotation, type QuestionAnnotation, type OpenDatasetOptions } from './data/dataset.js';
 export { readNpy, writeNpy, parseNpy, encodeNpy, type NpyArray, type NpyDType } from './data/npy.js';
 export { decodeVideo, findFfmpeg, type DecodeOptions, type DecodedVideo } from './data/video.js';
+export { synthClip, synthDataset, makeRng, SHAPES, COLORS, MOTIONS, EVENTS, NOTHING, type SynthClip, type SynthOptions, type SynthDatasetOptions, type EventKind } from './data/synth.js';
+export { encodePng, frameStrip } from './data/png.js';
