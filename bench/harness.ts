@@ -68,7 +68,7 @@ export function runPeer(script: string, spec: Record<string, unknown>, threads: 
     input: JSON.stringify({ ...spec, threads }),
     encoding: 'utf8',
     maxBuffer: 1 << 26,
-    env: { ...process.env, OMP_NUM_THREADS: String(threads) },
+    env: { ...process.env, OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads) },
   });
   if (r.error) return { ok: false, missing: `${PYTHON} could not be run (${r.error.message}); install Debian's python3-torch` };
   const lines = (r.stdout ?? '').trim().split('\n');

@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as vp from './index.js';
 import { cudaDriverPresent, loadAddon, packageRoot } from './native.js';
+import { ProgressBar } from './progress.js';
 
 interface Command {
   summary: string;
@@ -14,6 +15,22 @@ interface Command {
 
 function flag(args: string[], name: string): boolean {
   return args.includes(`--${name}`);
+}
+
+/** The value of --name VALUE or --name=VALUE. */
+function option(args: string[], name: string): string | undefined {
+  const i = args.indexOf(`--${name}`);
+  if (i >= 0) return args[i + 1];
+  const eq = args.find((a) => a.startsWith(`--${name}=`));
+  return eq?.slice(name.length + 3);
+}
+
+function intOption(args: string[], name: string, dflt: number, min = 1): number {
+  const v = option(args, name);
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new RangeError(`--${name} must be an integer >= ${min}, got ${v}`);
+  return n;
 }
 
 function doctor(args: string[]): number {
@@ -72,6 +89,28 @@ const commands: Record<string, Command> = {
       const rc = doctor([]);
       if (rc !== 0) return rc;
       await quickBench();
+      return 0;
+    },
+  },
+  synth: {
+    summary: 'generate a dataset of fine-grained action clips (annotations.jsonl + .npy clips, deterministic from a seed)',
+    usage: 'videoperceiver synth --out DIR [--count 200] [--seed 0] [--frames 16] [--size 32] [--fps 8] [--event-rate 0.8] [--mp4] [--json]',
+    run(args) {
+      const out = option(args, 'out');
+      if (!out) throw new TypeError('synth: --out DIR is required');
+      const count = intOption(args, 'count', 200);
+      const seed = intOption(args, 'seed', 0, 0);
+      const eventRate = Number(option(args, 'event-rate') ?? 0.8);
+      if (!(eventRate >= 0 && eventRate <= 1)) throw new RangeError(`--event-rate must be in [0, 1], got ${option(args, 'event-rate')}`);
+      const bar = flag(args, 'json') ? undefined : new ProgressBar('synth', count);
+      const anns = vp.synthDataset(out, {
+        count, seed, frames: intOption(args, 'frames', 16, 4), size: intOption(args, 'size', 32, 16),
+        fps: Number(option(args, 'fps') ?? 8), eventRate, mp4: flag(args, 'mp4'),
+        onProgress: (d) => bar?.update(d),
+      });
+      const events = anns.filter((a) => a.events?.length).length;
+      if (flag(args, 'json')) console.log(JSON.stringify({ out, count, seed, withEvent: events }));
+      else console.log(`wrote ${count} clips (${events} with a transient event) to ${out}`);
       return 0;
     },
   },

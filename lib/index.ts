@@ -5,7 +5,7 @@ export { backendInfo, setNumThreads, type BackendInfo } from './backend.js';
 export { matmul, type MatmulOptions } from './ops/matmul.js';
 export { Tokenizer, SPECIAL_TOKENS, type TrainOptions, type EncodeOptions } from './model/tokenizer.js';
 export {
-  readSafetensors, writeSafetensors, writeFileAtomic, CheckpointError,
+  readSafetensors, writeSafetensors, CheckpointError,
   type StTensor, type StDType, type Safetensors, type ReadSafetensorsOptions,
 } from './model/safetensors.js';
 export {
@@ -13,3 +13,8 @@ export {
   crossEntropy, crossEntropyBackward, adamwStep, clipGradNorm, lrAt, randn, randu,
   type AdamWOptions, type LrScheduleOptions, type InitOptions,
 } from './ops/layers.js';
+export { openDataset, Dataset, framesToTensor, type Annotation, type VideoSample, type EventAnnotation, type QuestionAnnotation, type OpenDatasetOptions } from './data/dataset.js';
+export { readNpy, writeNpy, parseNpy, encodeNpy, type NpyArray, type NpyDType } from './data/npy.js';
+export { decodeVideo, findFfmpeg, type DecodeOptions, type DecodedVideo } from './data/video.js';
+export { synthClip, synthDataset, makeRng, SHAPES, COLORS, MOTIONS, EVENTS, NOTHING, type SynthClip, type SynthOptions, type SynthDatasetOptions, type EventKind } from './data/synth.js';
+export { encodePng, frameStrip } from './data/png.js';
