@@ -18,3 +18,7 @@ export { readNpy, writeNpy, parseNpy, encodeNpy, type NpyArray, type NpyDType } 
 export { decodeVideo, findFfmpeg, type DecodeOptions, type DecodedVideo } from './data/video.js';
 export { synthClip, synthDataset, makeRng, SHAPES, COLORS, MOTIONS, EVENTS, NOTHING, type SynthClip, type SynthOptions, type SynthDatasetOptions, type EventKind } from './data/synth.js';
 export { encodePng, frameStrip } from './data/png.js';
+export {
+  preset, resolveConfig, paramLayout, initParams, saveParams, loadParams, PRESET_NAMES,
+  type VideoLMConfig, type PresetName, type ParamEntry, type ParamLayout,
+} from './model/config.js';

@@ -35,6 +35,8 @@ Status model_preset(const std::string& name, ModelConfig* out) {
 Status validate_config(const ModelConfig& c) {
   auto pos = [](int64_t v, const char* n) -> Status {
     if (v <= 0) return Status::Invalid(std::string("model config: ") + n + " must be > 0, got " + std::to_string(v));
+    if (v > (int64_t{1} << 24))
+      return Status::Invalid(std::string("model config: ") + n + " must be <= 2^24, got " + std::to_string(v));
     return Status::Ok();
   };
   VP_RETURN_IF_ERROR(pos(c.image_size, "image_size"));
@@ -110,6 +112,8 @@ Status param_layout(const ModelConfig& c, ParamLayout* out) {
   }
   add("final_norm.gain", {d}, ParamInit::kOnes, 0, false);
   if (!c.tie_embeddings) add("lm_head.weight", {c.vocab, d}, ParamInit::kNormal, c.init_std, true);
+  if (l.total > INT32_MAX)
+    return Status::Invalid("model config: " + std::to_string(l.total) + " parameters is more than this build supports (2^31 - 1)");
   *out = std::move(l);
   return Status::Ok();
 }
