@@ -535,6 +535,21 @@ Status patch_embed_forward_u8(const uint8_t* frames, int64_t num_frames, int64_t
   return linear_forward(patches, w, b, np, feat, dim, emb);
 }
 
+Status patch_embed_forward_f32(const float* frames, int64_t num_frames, int64_t height,
+                               int64_t width, int64_t patch, const float* w, const float* b,
+                               int64_t dim, float* patches, float* emb) {
+  VP_RETURN_IF_ERROR(check_frames("patch_embed_forward_f32", num_frames, height, width, patch));
+  VP_RETURN_IF_ERROR(positive(dim, "patch_embed_forward_f32", "dim"));
+  const int64_t np = num_frames * (height / patch) * (width / patch), feat = patch * patch * 3;
+  std::vector<float> own;
+  if (patches == nullptr) {
+    own.resize(static_cast<size_t>(np * feat));
+    patches = own.data();
+  }
+  VP_RETURN_IF_ERROR(patchify_f32(frames, num_frames, height, width, patch, patches));
+  return linear_forward(patches, w, b, np, feat, dim, emb);
+}
+
 Status patch_embed_backward(const float* demb, const float* patches, int64_t num_patches,
                             int64_t patch_features, int64_t dim, float* dw, float* db,
                             bool accumulate) {

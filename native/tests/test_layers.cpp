@@ -394,6 +394,11 @@ TEST_CASE("layers: patchify layout, unpatchify adjoint, patch embedding gradient
     fvec emb2 = vptest::poisoned(np * dim);
     REQUIRE(vp::patch_embed_forward_u8(frames.data(), F, H, W, P, w.data(), b.data(), dim, nullptr, emb2.data()).ok());
     CHECK(vptest::rel_error(emb2, emb) < 1e-7);
+    // float frames: the same embedding as their patches through the linear layer
+    fvec ff = vptest::random_floats(F * H * W * 3, 86), ffp(np * feat), embf = vptest::poisoned(np * dim);
+    REQUIRE(vp::patchify_f32(ff.data(), F, H, W, P, ffp.data()).ok());
+    REQUIRE(vp::patch_embed_forward_f32(ff.data(), F, H, W, P, w.data(), b.data(), dim, nullptr, embf.data()).ok());
+    CHECK(vptest::rel_error(embf, linear_ref(to_d(ffp), to_d(w), &bd, np, feat, dim)) < 1e-5);
     fvec demb = vptest::random_floats(np * dim, 85), dw = vptest::poisoned(dim * feat), db = vptest::poisoned(dim);
     REQUIRE(vp::patch_embed_backward(demb.data(), scratch.data(), np, feat, dim, dw.data(), db.data(), false).ok());
     auto gw = fd_grad([&](const dvec& v) { return linear_ref(to_d(patches), v, &bd, np, feat, dim); }, to_d(w), to_d(demb));

@@ -109,6 +109,10 @@ Status unpatchify_f32(const float* dpatches, int64_t num_frames, int64_t height,
 Status patch_embed_forward_u8(const uint8_t* frames, int64_t num_frames, int64_t height,
                               int64_t width, int64_t patch, const float* w, const float* b,
                               int64_t dim, float* patches, float* emb);
+// The same for float32 frames (taken as they are).
+Status patch_embed_forward_f32(const float* frames, int64_t num_frames, int64_t height,
+                               int64_t width, int64_t patch, const float* w, const float* b,
+                               int64_t dim, float* patches, float* emb);
 // dw (+)= demb^T · patches, db (+)= column sums of demb. `patches` from the forward pass.
 Status patch_embed_backward(const float* demb, const float* patches, int64_t num_patches,
                             int64_t patch_features, int64_t dim, float* dw, float* db,
