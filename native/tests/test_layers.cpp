@@ -223,6 +223,13 @@ TEST_CASE("layers: rope matches float64, inverts, is its own adjoint, and is rel
     REQUIRE(vp::rope_apply(dy.data(), pos.data(), t, h, d, 10000.0f, true, dx.data()).ok());
     auto gx = fd_grad([&](const dvec& xx) { return rope_ref(xx, pos, t, h, d, 10000.0, false); }, to_d(x), to_d(dy));
     CHECK(vptest::rel_error(dx, gx) < 1e-5);
+    // positions that repeat (packed sequences): the per-position table path
+    std::vector<int32_t> packed{0, 1, 2, 3, 0, 1, 2, 0, 1, 0, 4};
+    fvec yp = vptest::poisoned(t * h * d), zp = vptest::poisoned(t * h * d);
+    REQUIRE(vp::rope_apply(x.data(), packed.data(), t, h, d, 10000.0f, false, yp.data()).ok());
+    CHECK(vptest::rel_error(yp, rope_ref(to_d(x), packed, t, h, d, 10000.0, false)) < 1e-6);
+    REQUIRE(vp::rope_apply(yp.data(), packed.data(), t, h, d, 10000.0f, true, zp.data()).ok());
+    CHECK(vptest::rel_error(zp, x) < 1e-6);
   });
   // <rope(q, m), rope(k, n)> depends on m - n only.
   const int64_t d = 8;
