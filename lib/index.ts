@@ -10,8 +10,8 @@ export {
 } from './model/safetensors.js';
 export {
   rmsNorm, rmsNormBackward, swiglu, swigluBackward, rope, embedding, embeddingBackward, linear, linearBackward,
-  crossEntropy, crossEntropyBackward, adamwStep, clipGradNorm, lrAt, randn, randu,
-  type AdamWOptions, type LrScheduleOptions, type InitOptions,
+  crossEntropy, crossEntropyBackward, adamwStep, clipGradNorm, lrAt, randn, randu, sampleTokens,
+  type AdamWOptions, type LrScheduleOptions, type InitOptions, type SampleOptions,
 } from './ops/layers.js';
 export { openDataset, Dataset, framesToTensor, type Annotation, type VideoSample, type EventAnnotation, type QuestionAnnotation, type OpenDatasetOptions } from './data/dataset.js';
 export { readNpy, writeNpy, parseNpy, encodeNpy, type NpyArray, type NpyDType } from './data/npy.js';

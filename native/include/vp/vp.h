@@ -9,6 +9,7 @@
 #include "vp/model.h"
 #include "vp/optim.h"
 #include "vp/rng.h"
+#include "vp/sample.h"
 #include "vp/status.h"
 #include "vp/tensor.h"
 #include "vp/thread_pool.h"
