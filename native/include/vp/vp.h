@@ -4,6 +4,7 @@
 #include "vp/cpu_features.h"
 #include "vp/cuda.h"
 #include "vp/gemm.h"
+#include "vp/pack.h"
 #include "vp/status.h"
 #include "vp/tensor.h"
 #include "vp/thread_pool.h"
