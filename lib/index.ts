@@ -3,3 +3,22 @@ export { Tensor, tensor, zeros, type DType, type Device, type TypedData } from '
 export { NativeError } from './errors.js';
 export { backendInfo, setNumThreads, type BackendInfo } from './backend.js';
 export { matmul, type MatmulOptions } from './ops/matmul.js';
+export {
+  packTokens, packTokensBackward,
+  type PackInput, type PackOptions, type PackBackwardOptions, type PackSegment, type PackTextSegment, type PackVideoSegment, type Packed,
+} from './ops/pack.js';
+export { extractEventKeywords, extractEventKeywordSpans, findKeywordSpan, type KeywordSpan } from './kim/keywords.js';
+export { locateKeyFrames, locateKeyFramesBySimilarity, type SimilarityOptions, type TimeSpan } from './kim/keyframes.js';
+export {
+  detectTransientFrames, analyzeTransientFrames,
+  type FrameData, type FramesInput, type TransientAnalysis, type TransientOptions,
+} from './kim/transient.js';
+export { planSubstitution, type SubstitutionPolicy } from './kim/substitution.js';
+export {
+  buildSftBatch, wordTokenizer,
+  type SftBatch, type SftBatchOptions, type SftEvent, type SftSample, type SftSamplePlan, type SftTokenizer,
+} from './kim/sft-batch.js';
+export {
+  generateEventClip, seededRandom, CLIP_COLOURS, CLIP_EVENT_KINDS,
+  type ClipEvent, type ClipEventKind, type ClipObject, type ClipOptions, type ClipShape, type GeneratedClip,
+} from './kim/clips.js';
