@@ -7,5 +7,7 @@ export { openDataset, Dataset, framesToTensor, type Annotation, type VideoSample
 export { readNpy, writeNpy, parseNpy, encodeNpy, type NpyArray, type NpyDType } from './data/npy.js';
 export { decodeVideo, findFfmpeg, type DecodeOptions, type DecodedVideo } from './data/video.js';
 export { synthClip, synthDataset, makeRng, SHAPES, COLORS, MOTIONS, EVENTS, NOTHING, type SynthClip, type SynthOptions, type SynthDatasetOptions, type EventKind } from './data/synth.js';
-export { encodePng, frameStrip } from './data/png.js';
+export { encodePng, decodePng, frameStrip } from './data/png.js';
 export { lemmas, keywordRecall, multipleChoiceMatch, defaultTaskReward, captionKeywordRecall, type TaskRewardInput } from './train/rewards.js';
+export { renderReport, writeReport, type ReportInput, type ReportRun, type ReportRow, type ReportSample } from './report/html.js';
+export { lineChart, barChart, type Series } from './report/charts.js';

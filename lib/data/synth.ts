@@ -112,7 +112,7 @@ export function synthClip(rng: () => number, opts: SynthOptions = {}): SynthClip
   const colorNames = shuffle(rng, Object.keys(COLORS));
   const objects: SynthObject[] = [];
   const state: { x: number; y: number; vx: number; vy: number; r: number }[] = [];
-  const speed = (S / 32) * (0.6 + 0.5 * rng());
+  const speed = (S / 32) * (0.8 + 0.5 * rng());
   for (let i = 0; i < nObj; i++) {
     const motion = pick(rng, MOTIONS);
     objects.push({ shape: pick(rng, SHAPES), color: colorNames[i], motion });
