@@ -22,3 +22,11 @@ export {
   generateEventClip, seededRandom, CLIP_COLOURS, CLIP_EVENT_KINDS,
   type ClipEvent, type ClipEventKind, type ClipObject, type ClipOptions, type ClipShape, type GeneratedClip,
 } from './kim/clips.js';
+export { openDataset, Dataset, framesToTensor, type Annotation, type VideoSample, type EventAnnotation, type QuestionAnnotation, type OpenDatasetOptions } from './data/dataset.js';
+export { readNpy, writeNpy, parseNpy, encodeNpy, type NpyArray, type NpyDType } from './data/npy.js';
+export { decodeVideo, findFfmpeg, type DecodeOptions, type DecodedVideo } from './data/video.js';
+export { synthClip, synthDataset, makeRng, SHAPES, COLORS, MOTIONS, EVENTS, NOTHING, type SynthClip, type SynthOptions, type SynthDatasetOptions, type EventKind } from './data/synth.js';
+export { encodePng, decodePng, frameStrip } from './data/png.js';
+export { lemmas, keywordRecall, multipleChoiceMatch, defaultTaskReward, captionKeywordRecall, type TaskRewardInput } from './train/rewards.js';
+export { renderReport, writeReport, type ReportInput, type ReportRun, type ReportRow, type ReportSample } from './report/html.js';
+export { lineChart, barChart, type Series } from './report/charts.js';

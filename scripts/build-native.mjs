@@ -15,17 +15,18 @@ if (!['auto', 'on', 'off'].includes(cuda)) {
   console.error(`VP_CUDA must be auto, on or off (got '${process.env.VP_CUDA}')`);
   process.exit(2);
 }
-const cmakeJs = join(root, 'node_modules', 'cmake-js', 'bin', 'cmake-js');
-if (!existsSync(cmakeJs)) {
-  console.error('cmake-js is not installed: run `npm install` in the package checkout first');
-  process.exit(2);
-}
+// In a checkout cmake-js is a devDependency; in an installed package (a user
+// building from source: `npx videoperceiver build`) it is fetched by npx.
+const localCmakeJs = join(root, 'node_modules', 'cmake-js', 'bin', 'cmake-js');
+const [cmd, pre] = existsSync(localCmakeJs)
+  ? [process.execPath, [localCmakeJs]]
+  : ['npx', ['--yes', 'cmake-js@8']];
 const args = [
-  cmakeJs, 'build', '--out', 'build-native', '--parallel', String(Math.max(1, cpus().length)),
+  ...pre, 'build', '--out', 'build-native', '--parallel', String(Math.max(1, cpus().length)),
   `--CDVP_CUDA=${cuda}`, `--config`, process.env.VP_BUILD_TYPE ?? 'Release',
 ];
 if (process.env.VP_CMAKE_GENERATOR) args.push('-G', process.env.VP_CMAKE_GENERATOR);
 else if (spawnSync('ninja', ['--version']).status === 0) args.push('-G', 'Ninja');
 console.log(`[videoperceiver] building the native addon (VP_CUDA=${cuda})`);
-const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
+const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });
 process.exit(r.status ?? 1);

@@ -27,8 +27,13 @@ namespace {
 
 using detail::GemmKernelInfo;
 
-constexpr int64_t kKC = 256;
-constexpr int64_t kMCMax = 144;
+// Block sizes, tuned on Zen 4 (1 MB L2 a core) against OpenBLAS: a KC of 512
+// halves the passes over C compared with 256 (each pass reads and writes C) while
+// the 12 x 512 A micro-panel (24 KB) still streams from L1/L2 and the 512 x 32 B
+// micro-panel (64 KB) stays in L2. Measured single-thread at 1024-2048:
+// KC 256 -> ~92% of OpenBLAS, KC 512 -> ~100%.
+constexpr int64_t kKC = 512;
+constexpr int64_t kMCMax = 96;
 constexpr int64_t kNC = 3072;
 
 struct AlignedFree {

@@ -1,0 +1,179 @@
+// The benchmark harness shared by every bench/<name>.ts: timing with warm-up and
+// the median of several repetitions, PyTorch peers run as child processes on the
+// same inputs (written to a temp file), one table and one JSON line per case.
+//
+// A bench module exports `run(ctx: BenchContext): Promise<void>` and reports each
+// case with ctx.report(). Ratios are always ours vs the peer from the same run.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as vp from '../lib/index.js';
+
+export const benchDir = dirname(fileURLToPath(import.meta.url));
+export const PYTHON = process.env.VP_BENCH_PYTHON ?? '/usr/bin/python3';
+
+export interface Timing {
+  medianMs: number;
+  minMs: number;
+  reps: number;
+}
+
+/** Times fn: `warmup` untimed calls, then at least `reps` timed ones (and at least `minMs` in total). */
+export async function timeIt(fn: () => unknown | Promise<unknown>, opts: { warmup?: number; reps?: number; minMs?: number } = {}): Promise<Timing> {
+  const warmup = opts.warmup ?? 2;
+  const reps = opts.reps ?? 5;
+  const minMs = opts.minMs ?? 200;
+  for (let i = 0; i < warmup; i++) await fn();
+  const samples: number[] = [];
+  const start = performance.now();
+  while (samples.length < reps || (performance.now() - start < minMs && samples.length < 200)) {
+    const t0 = performance.now();
+    await fn();
+    samples.push(performance.now() - t0);
+  }
+  samples.sort((a, b) => a - b);
+  return { medianMs: samples[Math.floor(samples.length / 2)], minMs: samples[0], reps: samples.length };
+}
+
+export interface PeerResult {
+  ok: boolean;
+  /** Why the peer could not run (missing python3/torch, crashed). */
+  missing?: string;
+  medianMs?: number;
+  minMs?: number;
+  peakMB?: number;
+  [key: string]: unknown;
+}
+
+/** Raw float32/int32 inputs shared with a peer through files in a temp folder. */
+export class PeerInputs {
+  readonly dir = mkdtempSync(join(tmpdir(), 'vp-bench-'));
+  readonly specs: Record<string, { path: string; dtype: string; shape: number[] }> = {};
+  add(name: string, data: Float32Array | Int32Array, shape: number[]): this {
+    const path = join(this.dir, `${name}.bin`);
+    writeFileSync(path, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    this.specs[name] = { path, dtype: data instanceof Float32Array ? 'float32' : 'int32', shape };
+    return this;
+  }
+  dispose(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Runs bench/peers/<script> with a JSON spec on stdin; the script prints one JSON line last. */
+export function runPeer(script: string, spec: Record<string, unknown>, threads: number): PeerResult {
+  const r = spawnSync(PYTHON, [join(benchDir, 'peers', script)], {
+    input: JSON.stringify({ ...spec, threads }),
+    encoding: 'utf8',
+    maxBuffer: 1 << 26,
+    env: { ...process.env, OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads) },
+  });
+  if (r.error) return { ok: false, missing: `${PYTHON} could not be run (${r.error.message}); install Debian's python3-torch` };
+  const lines = (r.stdout ?? '').trim().split('\n');
+  const last = lines[lines.length - 1];
+  if (r.status !== 0 || !last) {
+    const err = (r.stderr ?? '').trim().split('\n').slice(-3).join(' | ');
+    return { ok: false, missing: `peer ${script} failed (exit ${r.status}): ${err}` };
+  }
+  try {
+    return { ok: true, ...(JSON.parse(last) as object) };
+  } catch {
+    return { ok: false, missing: `peer ${script} printed no JSON: ${last.slice(0, 200)}` };
+  }
+}
+
+let machineCache: Record<string, unknown> | undefined;
+
+/** What the numbers were measured on. */
+export function machineInfo(): Record<string, unknown> {
+  if (machineCache) return machineCache;
+  const info = vp.backendInfo();
+  let torch = 'missing';
+  let blas = 'unknown';
+  const r = spawnSync(PYTHON, [join(benchDir, 'peers', 'torch_info.py')], { encoding: 'utf8' });
+  if (r.status === 0) {
+    try {
+      const j = JSON.parse(r.stdout.trim().split('\n').pop()!);
+      torch = j.torch;
+      blas = j.blas;
+    } catch { /* keep defaults */ }
+  }
+  let model = cpus()[0]?.model ?? 'unknown';
+  try {
+    const m = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) model = m[1];
+  } catch { /* not Linux */ }
+  machineCache = {
+    cpu: model, cores: cpus().length, memGB: Math.round(totalmem() / 2 ** 30), isa: info.cpu.isa,
+    threads: info.cpu.threads, node: process.version, torch, blas,
+    gpu: info.cuda ? info.cuda.device : null,
+  };
+  return machineCache;
+}
+
+export interface CaseReport {
+  bench: string;
+  case: string;
+  shape: Record<string, unknown>;
+  oursMs: number;
+  peerMs: number | null;
+  /** peerMs / oursMs: > 1 means we are faster. */
+  ratio: number | null;
+  /** Extra columns: GFLOP/s, GB/s, memory, fraction of the ceiling... */
+  extra?: Record<string, number | string | null>;
+  peer?: string;
+  peerMissing?: string;
+}
+
+export interface BenchContext {
+  quick: boolean;
+  threads: number;
+  report(r: CaseReport): void;
+  /** Our SGEMM's GFLOP/s on 1024² (measured once per process): the compute ceiling. */
+  sgemmGflops(): Promise<number>;
+  results: CaseReport[];
+}
+
+let sgemmCache: number | undefined;
+
+export function makeContext(opts: { quick: boolean; json: boolean }): BenchContext {
+  const results: CaseReport[] = [];
+  return {
+    quick: opts.quick,
+    threads: vp.backendInfo().cpu.threads,
+    results,
+    report(r) {
+      results.push(r);
+      const ratio = r.ratio === null ? `peer missing: ${r.peerMissing}` : `${r.ratio.toFixed(2)}x`;
+      const extra = Object.entries(r.extra ?? {}).map(([k, v]) => `${k}=${typeof v === 'number' ? +v.toFixed(2) : v}`).join(' ');
+      if (!opts.json) {
+        console.log(`${r.bench.padEnd(10)} ${r.case.padEnd(34)} ours ${r.oursMs.toFixed(3).padStart(9)} ms  ${r.peer ?? 'peer'} ${r.peerMs === null ? '      n/a' : r.peerMs.toFixed(3).padStart(9)} ms  ratio ${ratio}  ${extra}`);
+      }
+      console.log(JSON.stringify({ ...r, machine: machineInfo() }));
+    },
+    async sgemmGflops() {
+      if (sgemmCache !== undefined) return sgemmCache;
+      const n = 1024;
+      const a = vp.tensor(new Float32Array(n * n).fill(0.5), [n, n]);
+      const t = await timeIt(() => vp.matmul(a, a), { warmup: 2, reps: 5 });
+      sgemmCache = (2 * n ** 3) / (t.medianMs * 1e6);
+      return sgemmCache;
+    },
+  };
+}
+
+/** Seeded uniform random floats in [lo, hi) (mulberry32). */
+export function randomFloats(n: number, seed: number, lo = -1, hi = 1): Float32Array {
+  let s = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = lo + (hi - lo) * (((t ^ (t >>> 14)) >>> 0) / 4294967296);
+  }
+  return out;
+}

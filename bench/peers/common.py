@@ -1,0 +1,42 @@
+"""Shared by the PyTorch peers: read the JSON spec from stdin, load the inputs
+the TypeScript side wrote, time a function (warm-up, median), report peak RSS."""
+import json
+import resource
+import sys
+import time
+
+import numpy as np
+import torch
+
+
+def read_spec():
+    spec = json.loads(sys.stdin.read())
+    torch.set_num_threads(int(spec.get("threads", 1)))
+    return spec
+
+
+def load(spec, name):
+    s = spec["inputs"][name]
+    arr = np.fromfile(s["path"], dtype=np.float32 if s["dtype"] == "float32" else np.int32)
+    return torch.from_numpy(arr.reshape(s["shape"]))
+
+
+def time_it(fn, warmup=2, reps=5, min_ms=200.0):
+    for _ in range(warmup):
+        fn()
+    samples = []
+    start = time.perf_counter()
+    while len(samples) < reps or ((time.perf_counter() - start) * 1e3 < min_ms and len(samples) < 200):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1e3)
+    samples.sort()
+    return {"medianMs": samples[len(samples) // 2], "minMs": samples[0], "reps": len(samples)}
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def emit(obj):
+    print(json.dumps(obj), flush=True)

@@ -1,0 +1,47 @@
+// npm run bench [-- <filter>...] [--quick] [--json] [--save]: runs bench/<name>.ts for
+// every name that matches a filter (all when none), each against its peer in
+// the same run.
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { benchDir, machineInfo, makeContext } from './harness.js';
+import { saveRun } from './report.js';
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const json = args.includes('--json');
+// --save: write bench/results/<date>-<machine>.json and regenerate docs/benchmarks.md
+const save = args.includes('--save');
+// Filters: positional names or --filter <name> (repeatable); substring match.
+const filters: string[] = [];
+for (let i = 0; i < args.length; i++) {
+  if (args[i] === '--filter') filters.push(args[++i] ?? '');
+  else if (args[i].startsWith('--filter=')) filters.push(args[i].slice('--filter='.length));
+  else if (!args[i].startsWith('--') && args[i - 1] !== '--filter') filters.push(args[i]);
+}
+const all = readdirSync(benchDir)
+  .filter((f) => f.endsWith('.ts') && !['harness.ts', 'run.ts'].includes(f))
+  .map((f) => f.replace(/\.ts$/, ''))
+  .sort();
+const selected = filters.length ? all.filter((n) => filters.some((f) => n.includes(f))) : all;
+if (!selected.length) {
+  console.error(`no benchmark matches ${filters.join(', ')}; available: ${all.join(', ')}`);
+  process.exit(2);
+}
+const ctx = makeContext({ quick, json });
+if (!json) console.log(`machine: ${JSON.stringify(machineInfo())}`);
+for (const name of selected) {
+  const path = join(benchDir, `${name}.ts`);
+  if (!existsSync(path)) continue;
+  const mod = (await import(path)) as { run?: (c: typeof ctx) => Promise<void> };
+  if (typeof mod.run !== 'function') continue;
+  await mod.run(ctx);
+}
+if (save) {
+  const path = saveRun({
+    date: new Date().toISOString(),
+    command: `npm run bench -- ${args.join(' ')}`.trim(),
+    machine: machineInfo(),
+    results: ctx.results,
+  });
+  console.log(`saved ${path} and docs/benchmarks.md`);
+}

@@ -1,0 +1,117 @@
+// NumPy .npy files: the format clips are stored in (uint8 [F, H, W, 3]) and a
+// plain way to hand arrays to and from Python. Versions 1.0-3.0, little-endian,
+// C order. Writes are atomic (temp file, fsync, rename), so a reader never sees
+// a half-written file.
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { dirname, basename, join } from 'node:path';
+
+export type NpyDType = 'uint8' | 'int32' | 'float32' | 'float64' | 'int64' | 'uint16';
+export type NpyData = Uint8Array | Int32Array | Float32Array | Float64Array | BigInt64Array | Uint16Array;
+
+export interface NpyArray {
+  dtype: NpyDType;
+  shape: number[];
+  data: NpyData;
+}
+
+const DESCR: Record<string, NpyDType> = {
+  '|u1': 'uint8', '<u1': 'uint8', '|i1': 'uint8', '<i4': 'int32', '<f4': 'float32', '<f8': 'float64', '<i8': 'int64', '<u2': 'uint16',
+};
+const DESCR_OUT: Record<NpyDType, string> = {
+  uint8: '|u1', int32: '<i4', float32: '<f4', float64: '<f8', int64: '<i8', uint16: '<u2',
+};
+const CTOR = {
+  uint8: Uint8Array, int32: Int32Array, float32: Float32Array, float64: Float64Array, int64: BigInt64Array, uint16: Uint16Array,
+} as const;
+
+function fail(path: string, what: string): never {
+  throw new Error(`readNpy: ${path}: ${what}`);
+}
+
+/** Parses an .npy file's bytes (`path` is only for messages). */
+export function parseNpy(buf: Uint8Array, path = '<buffer>'): NpyArray {
+  if (buf.length < 10 || buf[0] !== 0x93 || String.fromCharCode(...buf.subarray(1, 6)) !== 'NUMPY') fail(path, 'not an .npy file (bad magic)');
+  const major = buf[6];
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  let headerLen: number;
+  let offset: number;
+  if (major === 1) {
+    headerLen = dv.getUint16(8, true);
+    offset = 10;
+  } else if (major === 2 || major === 3) {
+    if (buf.length < 12) fail(path, 'truncated header');
+    headerLen = dv.getUint32(8, true);
+    offset = 12;
+  } else fail(path, `unsupported .npy version ${major}`);
+  if (offset + headerLen > buf.length) fail(path, 'truncated header');
+  const header = new TextDecoder().decode(buf.subarray(offset, offset + headerLen));
+  const descr = /'descr'\s*:\s*'([^']+)'/.exec(header)?.[1];
+  const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(header)?.[1];
+  const shapeText = /'shape'\s*:\s*\(([^)]*)\)/.exec(header)?.[1];
+  if (!descr || !fortran || shapeText === undefined) fail(path, `malformed header ${JSON.stringify(header.trim())}`);
+  const dtype = DESCR[descr];
+  if (!dtype) fail(path, `unsupported dtype '${descr}' (supported: ${Object.keys(DESCR).join(', ')})`);
+  if (fortran === 'True') fail(path, 'Fortran-order arrays are not supported (save with np.ascontiguousarray)');
+  const shape = shapeText.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  if (shape.some((d) => !Number.isSafeInteger(d) || d < 0)) fail(path, `bad shape (${shapeText})`);
+  const count = shape.reduce((a, b) => a * b, 1);
+  const start = offset + headerLen;
+  const Ctor = CTOR[dtype];
+  const bytes = count * Ctor.BYTES_PER_ELEMENT;
+  if (buf.length - start < bytes) fail(path, `truncated data: expected ${bytes} bytes for shape [${shape.join(', ')}], found ${buf.length - start}`);
+  // Copy into a fresh, aligned buffer.
+  const data = new Ctor(count);
+  new Uint8Array(data.buffer).set(buf.subarray(start, start + bytes));
+  return { dtype, shape, data };
+}
+
+/** Reads an .npy file; errors name the file. */
+export function readNpy(path: string): NpyArray {
+  let buf: Buffer;
+  try {
+    buf = readFileSync(path);
+  } catch (e) {
+    throw new Error(`readNpy: cannot read ${path}: ${(e as Error).message}`);
+  }
+  return parseNpy(buf, path);
+}
+
+/** Serializes an array as .npy (version 1.0, C order). */
+export function encodeNpy(arr: NpyArray): Uint8Array {
+  const count = arr.shape.reduce((a, b) => a * b, 1);
+  if (count !== arr.data.length) throw new RangeError(`encodeNpy: data holds ${arr.data.length} elements, shape [${arr.shape.join(', ')}] needs ${count}`);
+  const shape = arr.shape.length === 1 ? `(${arr.shape[0]},)` : `(${arr.shape.join(', ')})`;
+  let header = `{'descr': '${DESCR_OUT[arr.dtype]}', 'fortran_order': False, 'shape': ${shape}, }`;
+  const pad = 64 - ((10 + header.length + 1) % 64);
+  header += ' '.repeat(pad % 64) + '\n';
+  const out = new Uint8Array(10 + header.length + arr.data.byteLength);
+  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]);
+  new DataView(out.buffer).setUint16(8, header.length, true);
+  out.set(new TextEncoder().encode(header), 10);
+  out.set(new Uint8Array(arr.data.buffer, arr.data.byteOffset, arr.data.byteLength), 10 + header.length);
+  return out;
+}
+
+/** Writes bytes atomically: a temp file in the same folder, fsync, rename. */
+export function writeFileAtomic(path: string, bytes: Uint8Array | string): void {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
+  const fd = openSync(tmp, 'w');
+  try {
+    const b = typeof bytes === 'string' ? Buffer.from(bytes) : bytes;
+    let off = 0;
+    while (off < b.length) off += writeSync(fd, b, off, b.length - off);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+  try {
+    const dfd = openSync(dirname(path), 'r');
+    try { fsyncSync(dfd); } finally { closeSync(dfd); }
+  } catch { /* directories cannot be fsynced on every filesystem */ }
+}
+
+/** Writes an .npy file atomically. */
+export function writeNpy(path: string, arr: NpyArray): void {
+  writeFileAtomic(path, encodeNpy(arr));
+}

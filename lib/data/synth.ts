@@ -1,0 +1,247 @@
+// A generator of fine-grained action clips, deterministic from a seed: small RGB
+// frames with one to three moving objects of several shapes and colours; most
+// clips hold one transient event lasting one or two frames (flash, jump, spin,
+// shrink, vanish, change colour), some none. Each clip comes with a caption
+// that names the objects, their steady motion and the event, the event's
+// keyword and time span, and multiple-choice questions about the event and
+// about the steady motion (the "general ability" control).
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import type { Annotation, QuestionAnnotation } from './dataset.js';
+import { writeFileAtomic, writeNpy } from './npy.js';
+
+export const SHAPES = ['square', 'circle', 'triangle', 'diamond'] as const;
+export const COLORS: Record<string, [number, number, number]> = {
+  red: [230, 40, 40], green: [40, 200, 60], blue: [50, 90, 240], yellow: [240, 220, 40],
+  magenta: [220, 50, 220], cyan: [40, 220, 230], orange: [250, 140, 20], white: [235, 235, 235],
+};
+export const MOTIONS = ['drifts left', 'drifts right', 'drifts up', 'drifts down', 'stays still'] as const;
+export const EVENTS = ['flash', 'jump', 'spin', 'shrink', 'vanish', 'change colour'] as const;
+export type Shape = (typeof SHAPES)[number];
+export type Motion = (typeof MOTIONS)[number];
+export type EventKind = (typeof EVENTS)[number];
+
+/** Third-person present ("jumps") and past ("jumped") of each event. */
+const EVENT_VERB: Record<EventKind, [string, string]> = {
+  flash: ['flashes', 'flashed'], jump: ['jumps', 'jumped'], spin: ['spins', 'spun'],
+  shrink: ['shrinks', 'shrank'], vanish: ['vanishes', 'vanished'], 'change colour': ['changes colour', 'changed colour'],
+};
+const MOTION_ANSWER: Record<Motion, string> = {
+  'drifts left': 'left', 'drifts right': 'right', 'drifts up': 'up', 'drifts down': 'down', 'stays still': 'it stays still',
+};
+export const NOTHING = 'nothing happened';
+
+export interface SynthOptions {
+  /** Frames per clip (default 16). */
+  frames?: number;
+  /** Frame height and width in pixels (default 32). */
+  size?: number;
+  /** Frame rate: frame f is at t = f / fps seconds (default 8). */
+  fps?: number;
+  /** Fraction of clips with a transient event (default 0.8). */
+  eventRate?: number;
+  /** Most objects a clip holds (1 to 3, default 3). */
+  maxObjects?: number;
+}
+
+export interface SynthObject {
+  shape: Shape;
+  color: string;
+  motion: Motion;
+}
+
+export interface SynthClip {
+  frames: Uint8Array;
+  shape: [number, number, number, 3];
+  caption: string;
+  objects: SynthObject[];
+  /** The transient event, if any: which object, what, and its frames. */
+  event: null | { object: number; kind: EventKind; frames: number[] };
+  events: { keyword: string; start: number; end: number }[];
+  questions: (QuestionAnnotation & { kind: 'event' | 'motion' })[];
+  fps: number;
+}
+
+/** A small, fast, seedable generator (splitmix32-style mixing). */
+export function makeRng(seed: number): () => number {
+  let s = (seed >>> 0) ^ 0x9e3779b9;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function pick<T>(rng: () => number, xs: readonly T[]): T {
+  return xs[Math.floor(rng() * xs.length)];
+}
+
+function shuffle<T>(rng: () => number, xs: T[]): T[] {
+  for (let i = xs.length - 1; i > 0; i--) {
+    const j = Math.floor(rng() * (i + 1));
+    [xs[i], xs[j]] = [xs[j], xs[i]];
+  }
+  return xs;
+}
+
+function inside(shape: Shape, dx: number, dy: number, r: number, angle: number): boolean {
+  if (angle) {
+    const c = Math.cos(-angle), s = Math.sin(-angle);
+    [dx, dy] = [c * dx - s * dy, s * dx + c * dy];
+  }
+  switch (shape) {
+    case 'square': return Math.abs(dx) <= r * 0.85 && Math.abs(dy) <= r * 0.85;
+    case 'circle': return dx * dx + dy * dy <= r * r;
+    case 'diamond': return Math.abs(dx) + Math.abs(dy) <= r;
+    case 'triangle': return dy <= r * 0.8 && dy >= -r && Math.abs(dx) <= (dy + r) * 0.6;
+  }
+}
+
+/** One clip from a generator state (use makeRng(seed) for a reproducible stream). */
+export function synthClip(rng: () => number, opts: SynthOptions = {}): SynthClip {
+  const F = opts.frames ?? 16;
+  const S = opts.size ?? 32;
+  const fps = opts.fps ?? 8;
+  const maxObjects = Math.min(3, Math.max(1, opts.maxObjects ?? 3));
+  if (!Number.isInteger(F) || F < 4) throw new RangeError(`synth: frames must be an integer >= 4, got ${F}`);
+  if (!Number.isInteger(S) || S < 16) throw new RangeError(`synth: size must be an integer >= 16, got ${S}`);
+  const nObj = 1 + Math.floor(rng() * maxObjects);
+  const colorNames = shuffle(rng, Object.keys(COLORS));
+  const objects: SynthObject[] = [];
+  const state: { x: number; y: number; vx: number; vy: number; r: number }[] = [];
+  const speed = (S / 32) * (0.8 + 0.5 * rng());
+  for (let i = 0; i < nObj; i++) {
+    const motion = pick(rng, MOTIONS);
+    objects.push({ shape: pick(rng, SHAPES), color: colorNames[i], motion });
+    const [vx, vy] = motion === 'drifts left' ? [-speed, 0] : motion === 'drifts right' ? [speed, 0]
+      : motion === 'drifts up' ? [0, -speed] : motion === 'drifts down' ? [0, speed] : [0, 0];
+    const r = (S / 32) * (3 + 1.5 * rng());
+    // Start where the whole path stays inside the frame.
+    const span = (F - 1) * speed;
+    const lo = r + 1, hi = S - r - 2;
+    const x0 = vx < 0 ? lo + span + rng() * Math.max(0, hi - lo - span) : vx > 0 ? lo + rng() * Math.max(0, hi - lo - span) : lo + rng() * (hi - lo);
+    const y0 = vy < 0 ? lo + span + rng() * Math.max(0, hi - lo - span) : vy > 0 ? lo + rng() * Math.max(0, hi - lo - span) : lo + rng() * (hi - lo);
+    state.push({ x: x0, y: y0, vx, vy, r });
+  }
+  let event: SynthClip['event'] = null;
+  if (rng() < (opts.eventRate ?? 0.8)) {
+    const object = Math.floor(rng() * nObj);
+    let kind = pick(rng, EVENTS);
+    if (kind === 'spin' && objects[object].shape === 'circle') kind = 'jump'; // a spinning circle is invisible
+    const len = rng() < 0.5 ? 1 : 2;
+    const first = 2 + Math.floor(rng() * (F - 4 - len + 1));
+    event = { object, kind, frames: Array.from({ length: len }, (_, i) => first + i) };
+  }
+  const altColor = colorNames[nObj % colorNames.length];
+
+  const frames = new Uint8Array(F * S * S * 3);
+  const noiseRng = makeRng(Math.floor(rng() * 2 ** 31));
+  for (let f = 0; f < F; f++) {
+    const base = f * S * S * 3;
+    for (let p = 0; p < S * S; p++) {
+      const n = 24 + Math.floor(noiseRng() * 8);
+      frames[base + 3 * p] = n;
+      frames[base + 3 * p + 1] = n;
+      frames[base + 3 * p + 2] = n + 6;
+    }
+    objects.forEach((o, i) => {
+      const st = state[i];
+      let x = st.x + st.vx * f, y = st.y + st.vy * f, r = st.r, angle = 0;
+      let color = COLORS[o.color];
+      const active = event && event.object === i && event.frames.includes(f);
+      if (active) {
+        switch (event!.kind) {
+          case 'vanish': return;
+          case 'jump': y -= Math.max(4, r * 1.6); break;
+          case 'shrink': r *= 0.45; break;
+          case 'spin': angle = Math.PI / 4 + (o.shape === 'triangle' ? Math.PI / 3 : 0); break;
+          case 'flash': color = [255, 255, 255]; r *= 1.35; break;
+          case 'change colour': color = COLORS[altColor]; break;
+        }
+      }
+      const x0 = Math.max(0, Math.floor(x - r - 1)), x1 = Math.min(S - 1, Math.ceil(x + r + 1));
+      const y0 = Math.max(0, Math.floor(y - r - 1)), y1 = Math.min(S - 1, Math.ceil(y + r + 1));
+      for (let py = y0; py <= y1; py++)
+        for (let px = x0; px <= x1; px++) {
+          if (!inside(o.shape, px + 0.5 - x, py + 0.5 - y, r, angle)) continue;
+          const k = base + 3 * (py * S + px);
+          frames[k] = color[0];
+          frames[k + 1] = color[1];
+          frames[k + 2] = color[2];
+        }
+    });
+  }
+
+  const name = (o: SynthObject) => `the ${o.color} ${o.shape}`;
+  const parts = objects.map((o, i) => {
+    const base = `${name(o)} ${o.motion}`;
+    if (!event || event.object !== i) return base;
+    const verb = `briefly ${EVENT_VERB[event.kind][0]}`;
+    return o.motion === 'stays still' ? `${name(o)} stays still and ${verb}` : `${base} and ${verb}`;
+  });
+  const caption = parts.join('; ');
+  const events = event ? [{ keyword: event.kind, start: event.frames[0] / fps, end: event.frames[event.frames.length - 1] / fps }] : [];
+
+  // Event question: the right description, two others, and "nothing happened".
+  const describe = (i: number, k: EventKind) => `${name(objects[i])} ${EVENT_VERB[k][1]}`;
+  const correct = event ? describe(event.object, event.kind) : NOTHING;
+  const distractors = new Set<string>();
+  const wanted = event ? 2 : 3;
+  while (distractors.size < wanted) {
+    const d = describe(Math.floor(rng() * nObj), pick(rng, EVENTS));
+    if (d !== correct) distractors.add(d);
+  }
+  const eventOptions = shuffle(rng, event ? [correct, ...distractors] : [...distractors]);
+  eventOptions.push(NOTHING);
+  const questions: SynthClip['questions'] = [{
+    kind: 'event', question: 'What happened briefly in the clip?', options: eventOptions, answer: eventOptions.indexOf(correct),
+  }];
+  // Motion question about one object: four of the five directions, the right one included.
+  const mo = objects[Math.floor(rng() * nObj)];
+  const right = MOTION_ANSWER[mo.motion];
+  const others = shuffle(rng, Object.values(MOTION_ANSWER).filter((a) => a !== right)).slice(0, 3);
+  const motionOptions = shuffle(rng, [right, ...others]);
+  questions.push({ kind: 'motion', question: `Which way does ${name(mo)} move?`, options: motionOptions, answer: motionOptions.indexOf(right) });
+
+  return { frames, shape: [F, S, S, 3], caption, objects, event, events, questions, fps };
+}
+
+export interface SynthDatasetOptions extends SynthOptions {
+  /** Number of clips. */
+  count: number;
+  /** Seed of the whole dataset (clip i is the same for the same seed and options). */
+  seed?: number;
+  /** Also write .mp4 files when ffmpeg is available (default false). */
+  mp4?: boolean;
+  /** Called after each clip (for progress bars). */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Writes a dataset folder: annotations.jsonl and clips/<id>.npy (and .mp4). Returns the annotations. */
+export function synthDataset(dir: string, opts: SynthDatasetOptions): Annotation[] {
+  if (!Number.isInteger(opts.count) || opts.count < 1) throw new RangeError(`synthDataset: count must be a positive integer, got ${opts.count}`);
+  mkdirSync(join(dir, 'clips'), { recursive: true });
+  const rng = makeRng(opts.seed ?? 0);
+  const anns: Annotation[] = [];
+  let ffmpegOk = false;
+  if (opts.mp4) ffmpegOk = spawnSync('ffmpeg', ['-version']).status === 0;
+  for (let i = 0; i < opts.count; i++) {
+    const clip = synthClip(rng, opts);
+    const id = `clip-${String(i).padStart(5, '0')}`;
+    writeNpy(join(dir, 'clips', `${id}.npy`), { dtype: 'uint8', shape: clip.shape, data: clip.frames });
+    if (ffmpegOk) {
+      const [F, H, W] = clip.shape;
+      spawnSync('ffmpeg', ['-v', 'error', '-y', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', `${W}x${H}`, '-r', String(clip.fps),
+        '-i', 'pipe:0', '-frames:v', String(F), '-pix_fmt', 'yuv444p', '-c:v', 'libx264', '-qp', '0', join(dir, 'clips', `${id}.mp4`)], { input: clip.frames });
+    }
+    anns.push({ id, video: `clips/${id}.npy`, caption: clip.caption, events: clip.events, questions: clip.questions, fps: clip.fps });
+    opts.onProgress?.(i + 1, opts.count);
+  }
+  writeFileAtomic(join(dir, 'annotations.jsonl'), anns.map((a) => JSON.stringify(a)).join('\n') + '\n');
+  if (!existsSync(join(dir, 'README.txt')))
+    writeFileSync(join(dir, 'README.txt'), `Synthetic fine-grained action clips generated by videoperceiver (seed ${opts.seed ?? 0}, ${opts.count} clips).\n`);
+  return anns;
+}
