@@ -13,9 +13,10 @@
 //    adds nothing, so this stays at the noise floor except around events.
 // Detection: a run is flagged when its peak energy is an outlier among the
 // clip's runs of that length — above median + z · max(1.4826 · MAD,
-// minSpread · median), robust to the event itself — and exceeds the median by
-// at least minEnergy (the
-// minimum-magnitude guard: the noise of a still clip is never an event).
+// minSpread · median), robust to the event itself — and exceeds that median
+// by at least max(minEnergy, minRelative · median(d)) (the minimum-magnitude
+// guard: the noise of a still clip and the flicker of aliased edges are never
+// events).
 // Localization: flagged frames are grouped into windows (±1 frame; touching
 // windows merge); in each window the reported run is the one with the largest
 // min(d_{a−1}, d_b) above the clip's median d — the frames that differ most
@@ -38,8 +39,19 @@ export interface TransientOptions {
    * MAD itself can come out too small, so the threshold is at least median · (1 + z · minSpread).
    */
   minSpread?: number;
+  /**
+   * Minimum excess of the peak energy over its median, as a fraction of the clip's median step
+   * energy d (default 0.15): a transient must differ from its neighbours by a fair part of what
+   * consecutive frames usually differ, which keeps the flicker of aliased edges out.
+   */
+  minRelative?: number;
   /** Minimum excess of the peak energy over the median, as a fraction of valueRange² (default 2e-4). */
   minEnergy?: number;
+  /**
+   * Measure the peak energy on frames averaged over pool×pool pixel blocks (default 1: full
+   * resolution); pooling large frames makes the test cheaper and single-pixel flicker weigh less.
+   */
+  pool?: number;
   /** Longest transient run, in frames (default 2). */
   maxDuration?: number;
   /** The span of pixel values (default: 255 for integer data; for floating data 1 when every value is ≤ 1, else 255). */
@@ -50,6 +62,33 @@ interface Clip {
   data: FrameData;
   F: number;
   frameSize: number;
+  H: number;
+  W: number;
+  C: number;
+}
+
+/** Averages k×k blocks of pixels (per channel); edge blocks average what they hold. */
+function poolClip(clip: Clip, k: number): Clip {
+  const { data, F, H, W, C } = clip;
+  const h = Math.ceil(H / k);
+  const w = Math.ceil(W / k);
+  const out = new Float64Array(F * h * w * C);
+  const count = new Float64Array(h * w);
+  for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) count[Math.floor(y / k) * w + Math.floor(x / k)]++;
+  for (let f = 0; f < F; f++) {
+    const src = f * H * W * C;
+    const dst = f * h * w * C;
+    for (let y = 0; y < H; y++) {
+      const row = dst + Math.floor(y / k) * w * C;
+      for (let x = 0; x < W; x++) {
+        const o = row + Math.floor(x / k) * C;
+        const i = src + (y * W + x) * C;
+        for (let c = 0; c < C; c++) out[o + c] += data[i + c];
+      }
+    }
+    for (let b = 0; b < h * w; b++) for (let c = 0; c < C; c++) out[dst + b * C + c] /= count[b];
+  }
+  return { data: out, F, frameSize: h * w * C, H: h, W: w, C };
 }
 
 function readFrames(fn: string, frames: unknown): Clip {
@@ -77,7 +116,7 @@ function readFrames(fn: string, frames: unknown): Clip {
   const [F, H, W, C] = shape;
   if (data.length !== F * H * W * C)
     throw rangeError(fn, 'frames.data', `${F * H * W * C} values for shape [${shape.join(', ')}]`, `${data.length}`);
-  return { data, F, frameSize: H * W * C };
+  return { data, F, frameSize: H * W * C, H, W, C };
 }
 
 function defaultRange(data: FrameData): number {
@@ -168,24 +207,29 @@ export function analyzeTransientFrames(frames: FramesInput, opts: TransientOptio
   const z = num('z', 6, 0);
   const minEnergy = num('minEnergy', 2e-4, 0);
   const minSpread = num('minSpread', 0.1, 0);
+  const pool = num('pool', 1, 1);
+  const minRelative = num('minRelative', 0.15, 0);
+  if (!Number.isInteger(pool)) throw rangeError(fn, 'opts.pool', 'an integer >= 1', describe(pool));
   const maxDuration = num('maxDuration', 2, 1);
   if (!Number.isInteger(maxDuration)) throw rangeError(fn, 'opts.maxDuration', 'an integer >= 1', describe(maxDuration));
   const range = opts.valueRange === undefined ? defaultRange(clip.data) : num('valueRange', 1, Number.MIN_VALUE);
   const scale = 1 / (range * range);
   const F = clip.F;
+  const pooled = pool > 1 ? poolClip(clip, pool) : clip;
   const d: number[] = [];
   for (let f = 0; f + 1 < F; f++) d.push(energy(clip, f, f + 1, scale));
   const maxLen = Math.min(maxDuration, F - 2);
+  const dMedian = median(d);
 
   // 1. Detection: runs whose peak energy is an outlier for their length.
   const flagged = new Array<boolean>(F).fill(false);
   let single = { peaks: [] as number[], median: 0, threshold: Infinity };
   for (let len = 1; len <= maxLen; len++) {
     const p: number[] = [];
-    for (let a = 1; a + len < F; a++) p.push(peakEnergy(clip, a, a + len - 1, scale));
+    for (let a = 1; a + len < F; a++) p.push(peakEnergy(pooled, a, a + len - 1, scale));
     const m = median(p);
     const mad = median(p.map((x) => Math.abs(x - m)));
-    const threshold = Math.max(m + z * Math.max(1.4826 * mad, minSpread * m), m + minEnergy);
+    const threshold = Math.max(m + z * Math.max(1.4826 * mad, minSpread * m), m + minEnergy, m + minRelative * dMedian);
     if (len === 1) single = { peaks: p, median: m, threshold };
     for (let a = 1; a + len < F; a++) if (p[a - 1] > threshold) for (let f = a; f < a + len; f++) flagged[f] = true;
   }
@@ -195,7 +239,6 @@ export function analyzeTransientFrames(frames: FramesInput, opts: TransientOptio
   // reported run is the one whose frames differ most from both neighbours:
   // the largest min(d_{a−1}, d_b) above the clip's median step energy, among
   // runs whose frames resemble each other more than their surroundings.
-  const dMedian = median(d);
   const found: number[] = [];
   let f = 1;
   while (f < F - 1) {
