@@ -19,6 +19,8 @@ const CASES: [string, string[]][] = [
   ['the cube rotates clockwise', ['rotate clockwise']],
   ['the green circle shrinks, then grows back', ['shrink', 'grow back']],
   ['the square teleports to the corner', ['teleport']],
+  ['the cyan square stays still; the yellow circle drifts left and briefly jumps', ['drift left', 'jump']],
+  ['the orange circle stays still and briefly vanishes', ['vanish']],
   // Auxiliaries, copulas, passives, negation.
   ['A man is running and then he suddenly stops.', ['run', 'stop']],
   ['the cat has jumped', ['jump']],

@@ -39,7 +39,7 @@ const toInfinitive = (nlp.methods() as unknown as { two: { transform: { verb: { 
 /** Verbs that hand the action to a following verb (`begins to spin`, `keeps rolling`). */
 const CATENATIVE = new Set(['begin', 'start', 'keep', 'continue', 'seem', 'appear', 'try', 'tend', 'happen', 'manage', 'proceed', 'go', 'get', 'stop', 'finish', 'quit', 'resume', 'cease']);
 /** Light verbs: dropped unless a particle/direction makes them the action (`gets up`, `takes off`). */
-const LIGHT = new Set(['be', 'have', 'do', 'seem', 'get', 'go', 'make', 'take', 'keep', 'continue', 'give', 'happen', 'tend', 'try']);
+const LIGHT = new Set(['be', 'have', 'do', 'seem', 'get', 'go', 'make', 'take', 'keep', 'continue', 'give', 'happen', 'tend', 'try', 'stay', 'remain']);
 /** Light verbs whose object can carry the action (`takes a sip` → `sip`, `does a backflip` → `backflip`). */
 const OBJECT_LIGHT = new Set(['take', 'make', 'do', 'have', 'give']);
 /** Verbs whose `-ing` complement is not the action (`stops running` is a stop). */
