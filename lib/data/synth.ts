@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { Annotation, QuestionAnnotation } from './dataset.js';
 import { writeFileAtomic, writeNpy } from './npy.js';
+import { seededRandom } from '../random.js';
 
 export const SHAPES = ['square', 'circle', 'triangle', 'diamond'] as const;
 export const COLORS: Record<string, [number, number, number]> = {
@@ -63,16 +64,9 @@ export interface SynthClip {
   fps: number;
 }
 
-/** A small, fast, seedable generator (splitmix32-style mixing). */
+/** The synthetic data's generator for a seed (see lib/random.ts). */
 export function makeRng(seed: number): () => number {
-  let s = (seed >>> 0) ^ 0x9e3779b9;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return seededRandom((seed >>> 0) ^ 0x9e3779b9);
 }
 
 function pick<T>(rng: () => number, xs: readonly T[]): T {

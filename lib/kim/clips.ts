@@ -4,6 +4,8 @@
 // two frames. The transient-frame detector's tests use it; the `synth` command
 // builds its dataset on it. Everything follows from the seed.
 
+import { seededRandom } from '../random.js';
+
 export type ClipShape = 'square' | 'circle';
 export type ClipEventKind = 'flash' | 'jump' | 'vanish' | 'shrink' | 'colour';
 export const CLIP_EVENT_KINDS: readonly ClipEventKind[] = ['flash', 'jump', 'vanish', 'shrink', 'colour'];
@@ -66,17 +68,7 @@ export const CLIP_COLOURS: Readonly<Record<string, readonly [number, number, num
   cyan: [0.1, 0.85, 0.9],
 };
 
-/** mulberry32: a small seeded PRNG returning floats in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom };
 
 function gaussian(r: () => number): number {
   const u = Math.max(r(), 1e-12);
