@@ -18,10 +18,7 @@ export {
   buildSftBatch, wordTokenizer,
   type SftBatch, type SftBatchOptions, type SftEvent, type SftSample, type SftSamplePlan, type SftTokenizer,
 } from './kim/sft-batch.js';
-export {
-  generateEventClip, seededRandom, CLIP_COLOURS, CLIP_EVENT_KINDS,
-  type ClipEvent, type ClipEventKind, type ClipObject, type ClipOptions, type ClipShape, type GeneratedClip,
-} from './kim/clips.js';
+export { seededRandom, randomFloats } from './random.js';
 export { openDataset, Dataset, framesToTensor, type Annotation, type VideoSample, type EventAnnotation, type QuestionAnnotation, type OpenDatasetOptions } from './data/dataset.js';
 export { readNpy, writeNpy, parseNpy, encodeNpy, type NpyArray, type NpyDType } from './data/npy.js';
 export { decodeVideo, findFfmpeg, type DecodeOptions, type DecodedVideo } from './data/video.js';
