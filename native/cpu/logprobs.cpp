@@ -1,32 +1,34 @@
 // CPU token log-probs: plain (one online log-sum-exp pass per row) and through
 // the output projection (the fused engine below).
 //
-// The engine, for logits = hidden · weightᵀ · (1/T):
+// The engine, for logits = hidden · weightᵀ / T, works on super-blocks of S
+// rows (S a multiple of the micro-kernel's MR) and vocabulary chunks of VC
+// columns; threads take (super-block, chunk) items dynamically.
 //
-//   pack weight once into NR-column panels (WB, V×d floats)
-//   for each super-block of S rows (S a multiple of MR):
-//     pack the block's hidden rows into MR-row panels (HA, S×d)
-//     phase 1 (threads take vocabulary chunks of VC columns):
-//       L[:, chunk] = HA · WB[chunk]ᵀ            one S×VC tile of logits
-//       per row: online max / sum-exp over the chunk; the target's logit
-//     combine the per-thread partial sums: lse, logp (double)
-//     forward only: done.  Backward:
-//       g = grad(logp)                            ∂loss/∂logp per row
-//     phase 2 (threads take vocabulary chunks again; L is still in cache):
-//       DL  = g · (onehot − exp(L − lse))          S×VC, row-major, and DLᵀ
-//       dweight[chunk] (+)= DLᵀ · hidden[block]    (this thread owns the chunk)
-//       dH_t           (+)= DL · weight[chunk]     per-thread partial
-//     dhidden[block] = Σ_t dH_t
+//   once per call: pack weight for the logits GEMM (WB1) and, for backward,
+//   for the dhidden GEMM (WB2); pack hidden for the logits GEMM (HA) and the
+//   dweight GEMM (HB). Each is the size of its input, never N×V.
 //
-// L is S×V floats (a few MB: S is chosen so), so the logits are computed once
-// per call and nothing of size N×V exists. Forward costs one projection,
-// backward three (the logits, dhidden, dweight), which is what PyTorch's
-// matmul → log_softmax → gather → autograd pays as well, without its N×V
-// logits, softmax and gradient buffers.
+//   P1(k, c): L_k[:, c] = HA[k] · WB1[c]ᵀ     one S×VC tile of logits
+//             per row: online max / sum-exp over the chunk, the target's logit
+//   combine(k): the per-thread partial sums → lse, logp (double);
+//             g = ∂loss/∂logp (the caller's grad function: given dlogp, or GRPO)
+//   P2(k, c): T = g · (onehot − exp(L_k[:, c] − lse))     in place
+//             dweight[c] (+)= Tᵀ · hidden[k]   (the item owns these rows of dweight)
+//             dH_t       (+)= T · weight[c]    (per-thread partial, summed after)
 //
-// The GEMMs run on the strided micro-kernels of logprobs_kernels.h, which read
-// hidden and weight rows and the scratch tiles in place; only the operands of
-// the logits GEMM are packed.
+// Forward is one parallel region of P1 items. Backward runs region k =
+// { P2(k−1, ·), P1(k, ·) } for k = 0..K, so each region both finishes one
+// super-block and starts the next (one barrier per super-block, and the L
+// tiles of a super-block are reused in cache a region later). L holds S×V
+// floats per super-block (two buffers, a few MB each: S is chosen so), so the
+// logits are computed once and nothing of size N×V exists. Forward costs one
+// projection, backward three (logits, dhidden, dweight): what PyTorch's
+// matmul → log_softmax → gather → autograd pays, without its N×V logits,
+// softmax and gradient buffers.
+//
+// The GEMMs run on the micro-kernels of logprobs_kernels.h, on packed panels
+// and on the scratch tiles in place (no per-tile packing).
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -100,7 +102,7 @@ int64_t env_int(const char* name) {
 
 struct Plan {
   int64_t mr, nr, vc, s, ldt;
-  int64_t nchunks, v_panels, d_panels;
+  int64_t nchunks, v_panels, d_panels, n_pad, blocks;
   int tasks;
   bool backward;
 };
@@ -116,41 +118,46 @@ Plan make_plan(const LpKernels& K, int64_t n, int64_t d, int64_t v, int threads,
   p.nchunks = (v + p.vc - 1) / p.vc;
   p.v_panels = (v + p.nr - 1) / p.nr;
   p.d_panels = (d + p.nr - 1) / p.nr;
-  // A chunk's tile row holds vc logits, padded to whole MR panels (the dweight
+  // A chunk's tile row holds VC logits, padded to whole MR panels (the dweight
   // GEMM reads them) plus a little, so rows never alias the same cache sets.
   p.ldt = round_up(p.vc, p.mr) + 16;
   int64_t s = env_int("VP_LP_S");
   if (s <= 0) {
-    // Backward keeps the super-block's logits (S × V) until phase 2: about
-    // 8 MiB of them; forward only one tile per thread.
+    // Backward keeps a super-block's logits (S × V) from P1 to P2: about
+    // 8 MiB of them (two such buffers); forward only one tile per thread.
     s = backward ? (int64_t{1} << 21) / (p.nchunks * p.ldt) : 240;
     s = std::clamp<int64_t>(s, 2 * p.mr, 240);
   }
   s = std::max<int64_t>(p.mr, s / p.mr * p.mr);
   p.s = std::min(s, std::max<int64_t>(p.mr, round_up(n, p.mr)));
-  p.tasks = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, p.nchunks)));
+  p.n_pad = round_up(n, p.mr);
+  p.blocks = (n + p.s - 1) / p.s;
+  p.tasks = std::max(1, threads);
   return p;
 }
 
 struct Sizes {
   size_t wb1, wb2, ha, hb, l, rows, per_task;
-  size_t total() const { return wb1 + wb2 + ha + hb + l + rows; }
+  size_t total(int tasks) const {
+    return wb1 + wb2 + ha + hb + l + rows + per_task * static_cast<size_t>(tasks);
+  }
 };
 
 // Floats of each workspace buffer.
-Sizes plan_sizes(const Plan& p, int64_t d, int64_t v) {
+Sizes plan_sizes(const Plan& p, int64_t n, int64_t d, int64_t v) {
   Sizes z{};
   z.wb1 = static_cast<size_t>(p.v_panels * p.nr * d);
-  z.ha = static_cast<size_t>(p.s * d);
-  z.rows = static_cast<size_t>(5 * p.s);
-  z.per_task = static_cast<size_t>(2 * p.s);
+  z.ha = static_cast<size_t>(p.n_pad * d);
   if (p.backward) {
     z.wb2 = static_cast<size_t>(p.d_panels * p.nr * v);
-    z.hb = static_cast<size_t>(p.d_panels * p.nr * p.s);
-    z.l = static_cast<size_t>(p.nchunks * p.s * p.ldt);
-    z.per_task += static_cast<size_t>(p.s * d);
+    z.hb = static_cast<size_t>(p.d_panels * p.nr * n);
+    z.l = static_cast<size_t>(2 * p.nchunks * p.s * p.ldt);  // two super-blocks in flight
+    z.rows = static_cast<size_t>(2 * 4 * p.s);                // tl, lse, logp, g per buffer
+    z.per_task = static_cast<size_t>(2 * 2 * p.s + p.s * d);  // stats per buffer, dH partial
   } else {
-    z.l = static_cast<size_t>(p.tasks) * static_cast<size_t>(p.s * p.ldt);
+    z.l = 0;
+    z.rows = static_cast<size_t>(n);                                 // tl
+    z.per_task = static_cast<size_t>(2 * n + p.s * p.ldt);           // stats, one tile
   }
   return z;
 }
@@ -178,35 +185,50 @@ void pack_weight_vk(const float* w, int64_t v, int64_t d, int64_t nr, int64_t pa
 }
 
 // x [rows, d] → NR-column panels over d, k over the rows: panel q is
-// ld_rows × NR (x[:, q·NR..] as is), zero-padded past d. (dhidden's and
-// dweight's B operands)
-void pack_cols(const float* x, int64_t rows, int64_t d, int64_t nr, int64_t ld_rows, float* out) {
+// rows × NR (x[:, q·NR..] as is), zero-padded past d. (the B operand of the
+// dhidden GEMM (x = weight) and of the dweight GEMM (x = hidden))
+void pack_cols(const float* x, int64_t rows, int64_t d, int64_t nr, float* out) {
   const int64_t panels = (d + nr - 1) / nr;
-  for (int64_t q = 0; q < panels; ++q) {
-    const int64_t cols = std::min<int64_t>(nr, d - q * nr);
-    float* dst = out + q * ld_rows * nr;
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* src = x + r * d + q * nr;
-      std::memcpy(dst + r * nr, src, sizeof(float) * static_cast<size_t>(cols));
-      if (cols < nr) std::memset(dst + r * nr + cols, 0, sizeof(float) * static_cast<size_t>(nr - cols));
+  parallel_for(panels * rows, 4096, [&](int64_t i0, int64_t i1, int) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t q = i / rows, r = i % rows;
+      const int64_t cols = std::min<int64_t>(nr, d - q * nr);
+      float* dst = out + (q * rows + r) * nr;
+      std::memcpy(dst, x + r * d + q * nr, sizeof(float) * static_cast<size_t>(cols));
+      if (cols < nr) std::memset(dst + cols, 0, sizeof(float) * static_cast<size_t>(nr - cols));
     }
-  }
+  });
 }
 
-// Pack hidden rows [r0, r0 + rows) into MR-row panels (d × MR each), zero-padded to S rows.
-void pack_hidden(const float* h, int64_t r0, int64_t rows, int64_t s, int64_t d, int64_t mr,
-                 float* out) {
-  for (int64_t ip = 0; ip < s; ip += mr) {
-    float* dst = out + ip * d;
-    for (int64_t r = 0; r < mr; ++r) {
-      if (ip + r < rows) {
-        const float* src = h + (r0 + ip + r) * d;
-        for (int64_t k = 0; k < d; ++k) dst[k * mr + r] = src[k];
-      } else {
-        for (int64_t k = 0; k < d; ++k) dst[k * mr + r] = 0.0f;
+// hidden [n, d] → MR-row panels, k over d: panel i is d × MR, zero-padded past n. (logits GEMM's A)
+void pack_rows(const float* h, int64_t n, int64_t n_pad, int64_t d, int64_t mr, float* out) {
+  parallel_for(n_pad / mr, 8, [&](int64_t p0, int64_t p1, int) {
+    for (int64_t ip = p0; ip < p1; ++ip) {
+      float* dst = out + ip * mr * d;
+      for (int64_t r = 0; r < mr; ++r) {
+        const int64_t row = ip * mr + r;
+        if (row < n) {
+          const float* src = h + row * d;
+          for (int64_t k = 0; k < d; ++k) dst[k * mr + r] = src[k];
+        } else {
+          for (int64_t k = 0; k < d; ++k) dst[k * mr + r] = 0.0f;
+        }
       }
     }
-  }
+  });
+}
+
+// Runs items [0, count) on the pool, handing them out dynamically.
+template <typename F>
+void run_items(int tasks, int64_t count, F&& item) {
+  std::atomic<int64_t> next{0};
+  parallel_run(tasks, [&](int t, int) {
+    for (;;) {
+      const int64_t i = next.fetch_add(1, std::memory_order_relaxed);
+      if (i >= count) break;
+      item(t, i);
+    }
+  });
 }
 
 }  // namespace
@@ -266,10 +288,74 @@ Status token_logprobs_backward(const float* dlogprobs, const float* logits, int6
 
 size_t linear_logprobs_workspace(int64_t n, int64_t d, int64_t v, int threads, bool backward) {
   if (n == 0 || v == 0) return 0;
-  Plan p = make_plan(detail::lp_kernels(), n, d, v, threads, backward);
-  Sizes z = plan_sizes(p, d, v);
-  return (z.total() + z.per_task * static_cast<size_t>(p.tasks)) * sizeof(float);
+  const Plan p = make_plan(detail::lp_kernels(), n, d, v, threads, backward);
+  return plan_sizes(p, n, d, v).total(p.tasks) * sizeof(float);
 }
+
+namespace {
+
+// The logits tile of rows [r0, r0 + rows) × chunk c into C (ldc), scaled by alpha.
+void logits_tile(const LpKernels& K, const Plan& P, const float* ha, const float* wb1, int64_t r0,
+                 int64_t rows, int64_t d, int64_t v0, int64_t vcur, float alpha, float* C, int64_t ldc) {
+  const int64_t MR = P.mr, NR = P.nr;
+  const int64_t row_panels = (rows + MR - 1) / MR;
+  if (d == 0)
+    for (int64_t r = 0; r < rows; ++r) std::fill(C + r * ldc, C + r * ldc + vcur, 0.0f);
+  for (int64_t p0 = 0; p0 < d; p0 += kKC) {
+    const int64_t kc = std::min(kKC, d - p0);
+    const float beta = p0 == 0 ? 0.0f : 1.0f;
+    for (int64_t jp = 0; jp * NR < vcur; ++jp) {
+      const int nr = static_cast<int>(std::min<int64_t>(NR, vcur - jp * NR));
+      const float* bp = wb1 + (v0 / NR + jp) * d * NR + p0 * NR;
+      for (int64_t ip = 0; ip < row_panels; ++ip) {
+        const int mr = static_cast<int>(std::min<int64_t>(MR, rows - ip * MR));
+        K.gemm(kc, ha + (r0 + ip * MR) * d + p0 * MR, MR, bp, NR, C + ip * MR * ldc + jp * NR, ldc, alpha,
+               beta, mr, nr);
+      }
+    }
+  }
+}
+
+// Online max / sum-exp of each row of a tile into (m, s); the targets' logits into tl.
+void tile_stats(const LpKernels& K, const float* C, int64_t ldc, int64_t rows, int64_t vcur, int64_t v0,
+                const int32_t* targets, float* m, float* s, float* tl) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = C + r * ldc;
+    const float mc = K.row_max(x, vcur);
+    if (!(mc > kNegInf)) {
+      if (chunk_has_nan_or_posinf(x, vcur)) s[r] = std::numeric_limits<float>::quiet_NaN();
+    } else {
+      if (mc > m[r]) {
+        s[r] *= std::exp(m[r] - mc);
+        m[r] = mc;
+      }
+      s[r] += K.row_sum_exp(x, vcur, 1.0f, m[r]);
+    }
+    const int64_t tt = static_cast<int64_t>(targets[r]) - v0;
+    if (tt >= 0 && tt < vcur) tl[r] = x[tt];
+  }
+}
+
+// lse = log Σ_t s_t · exp(m_t − max) + max over the tasks' partials (double);
+// returns false when not finite.
+bool combine_row(const std::vector<const float*>& m, const std::vector<const float*>& s, int64_t r,
+                 float* lse) {
+  float mx = kNegInf;
+  bool nan = false;
+  for (size_t t = 0; t < m.size(); ++t) {
+    mx = std::max(mx, m[t][r]);
+    nan |= std::isnan(s[t][r]) || std::isnan(m[t][r]);
+  }
+  double sum = 0.0;
+  if (mx > kNegInf && !nan)
+    for (size_t t = 0; t < m.size(); ++t)
+      if (m[t][r] > kNegInf) sum += static_cast<double>(s[t][r]) * std::exp(static_cast<double>(m[t][r]) - mx);
+  const double l = nan ? std::numeric_limits<double>::quiet_NaN() : mx + std::log(sum);
+  *lse = static_cast<float>(l);
+  return std::isfinite(*lse);
+}
+
+}  // namespace
 
 Status linear_logprobs(const LinearLogprobsProblem& pr) {
   const LpKernels& K = detail::lp_kernels();
@@ -279,192 +365,181 @@ Status linear_logprobs(const LinearLogprobsProblem& pr) {
   if (n == 0) return Status::Ok();
   // v >= 1 (validated).
   const Plan P = make_plan(K, n, d, v, num_threads(), backward);
-  const int64_t MR = P.mr, NR = P.nr, S = P.s, LDT = P.ldt;
+  const int64_t MR = P.mr, NR = P.nr, S = P.s, LDT = P.ldt, C = P.nchunks;
   const float alpha = pr.inv_temperature;
-  const Sizes Z = plan_sizes(P, d, v);
+  const Sizes Z = plan_sizes(P, n, d, v);
 
   Buffer wb1 = alloc_floats(Z.wb1), wb2 = alloc_floats(Z.wb2), ha = alloc_floats(Z.ha),
          hb = alloc_floats(Z.hb), lbuf = alloc_floats(Z.l), rowbuf = alloc_floats(Z.rows),
          taskbuf = alloc_floats(Z.per_task * static_cast<size_t>(P.tasks));
   if (!wb1 || !wb2 || !ha || !hb || !lbuf || !rowbuf || !taskbuf)
     return Status::Internal(std::string(pr.fn) + ": out of memory for the workspace");
-  // Tile rows past a short last block are read (never stored) by the GEMMs: keep them finite.
-  std::memset(lbuf.get(), 0, Z.l * sizeof(float));
 
   pack_weight_vk(pr.weight, v, d, NR, P.v_panels, wb1.get());
-  if (backward) {
-    parallel_for(P.d_panels, 1, [&](int64_t q0, int64_t q1, int) {
-      for (int64_t q = q0; q < q1; ++q) {
-        // panel q of WB2: weight[:, q·NR..] for all v, V × NR
-        const int64_t cols = std::min<int64_t>(NR, d - q * NR);
-        float* dst = wb2.get() + q * v * NR;
-        for (int64_t r = 0; r < v; ++r) {
-          std::memcpy(dst + r * NR, pr.weight + r * d + q * NR, sizeof(float) * static_cast<size_t>(cols));
-          if (cols < NR) std::memset(dst + r * NR + cols, 0, sizeof(float) * static_cast<size_t>(NR - cols));
+  pack_rows(pr.hidden, n, P.n_pad, d, MR, ha.get());
+
+  // ---- forward only: one region of (super-block, chunk) items -------------------------------
+  if (!backward) {
+    float* tl = rowbuf.get();
+    std::vector<const float*> ms(P.tasks), ss(P.tasks);
+    for (int t = 0; t < P.tasks; ++t) {
+      float* base = taskbuf.get() + Z.per_task * t;
+      std::fill(base, base + n, kNegInf);
+      std::fill(base + n, base + 2 * n, 0.0f);
+      ms[t] = base;
+      ss[t] = base + n;
+    }
+    run_items(P.tasks, P.blocks * C, [&](int t, int64_t i) {
+      const int64_t k = i / C, c = i % C;
+      const int64_t r0 = k * S, rows = std::min(S, n - r0);
+      const int64_t v0 = c * P.vc, vcur = std::min(P.vc, v - v0);
+      float* base = taskbuf.get() + Z.per_task * t;
+      float* tile = base + 2 * n;
+      logits_tile(K, P, ha.get(), wb1.get(), r0, rows, d, v0, vcur, alpha, tile, LDT);
+      tile_stats(K, tile, LDT, rows, vcur, v0, pr.targets + r0, base + r0, base + n + r0, tl + r0);
+    });
+    std::atomic<int64_t> bad{n};
+    parallel_for(n, 1024, [&](int64_t r0, int64_t r1, int) {
+      for (int64_t r = r0; r < r1; ++r) {
+        float lse;
+        const bool ok = combine_row(ms, ss, r, &lse);
+        const float lp = static_cast<float>(static_cast<double>(tl[r]) - static_cast<double>(lse));
+        if (pr.logprobs) pr.logprobs[r] = lp;
+        if (!ok || !std::isfinite(lp)) {
+          int64_t cur = bad.load();
+          while (r < cur && !bad.compare_exchange_weak(cur, r)) {
+          }
         }
       }
     });
+    if (bad.load() < n)
+      return Status::OutOfRange(bad_row_message(pr.fn, bad.load(), "hidden or weight holds NaN or Infinity, or the logits overflow"));
+    return Status::Ok();
   }
 
-  float* tl = rowbuf.get();  // target logits
-  float* lse = tl + S;
-  float* logp = lse + S;
-  float* g = logp + S;
+  // ---- backward: regions { P2(k−1, ·), P1(k, ·) } ---------------------------------------------
+  parallel_for(P.d_panels, 1, [&](int64_t q0, int64_t q1, int) {
+    for (int64_t q = q0; q < q1; ++q) {  // WB2 panel q: weight[:, q·NR..] for all v, V × NR
+      const int64_t cols = std::min<int64_t>(NR, d - q * NR);
+      float* dst = wb2.get() + q * v * NR;
+      for (int64_t r = 0; r < v; ++r) {
+        std::memcpy(dst + r * NR, pr.weight + r * d + q * NR, sizeof(float) * static_cast<size_t>(cols));
+        if (cols < NR) std::memset(dst + r * NR + cols, 0, sizeof(float) * static_cast<size_t>(NR - cols));
+      }
+    }
+  });
+  pack_cols(pr.hidden, n, d, NR, hb.get());
+  // Tile rows past a short last block are read (never stored) by the dhidden GEMM: keep them finite.
+  std::memset(lbuf.get(), 0, Z.l * sizeof(float));
 
-  struct Task {
-    float *m, *s, *tile, *dh;
-    bool has_dh;
+  struct Slot {
+    float *l, *tl, *lse, *logp, *g;
   };
-  std::vector<Task> tasks(P.tasks);
-  for (int t = 0; t < P.tasks; ++t) {
-    float* base = taskbuf.get() + Z.per_task * t;
-    Task& tk = tasks[t];
-    tk.m = base;
-    tk.s = base + S;
-    tk.dh = backward ? base + 2 * S : nullptr;
-    tk.tile = backward ? nullptr : lbuf.get() + static_cast<size_t>(t) * static_cast<size_t>(S * LDT);
+  Slot slot[2];
+  for (int b = 0; b < 2; ++b) {
+    slot[b].l = lbuf.get() + static_cast<size_t>(b) * static_cast<size_t>(C * S * LDT);
+    slot[b].tl = rowbuf.get() + b * 4 * S;
+    slot[b].lse = slot[b].tl + S;
+    slot[b].logp = slot[b].lse + S;
+    slot[b].g = slot[b].logp + S;
   }
-  auto chunk_tile = [&](const Task& tk, int64_t c) {
-    return backward ? lbuf.get() + static_cast<size_t>(c) * static_cast<size_t>(S * LDT) : tk.tile;
-  };
+  auto task_m = [&](int t, int b) { return taskbuf.get() + Z.per_task * t + b * 2 * S; };
+  auto task_s = [&](int t, int b) { return task_m(t, b) + S; };
+  auto task_dh = [&](int t) { return taskbuf.get() + Z.per_task * t + 4 * S; };
+  std::vector<char> has_dh(P.tasks);
 
-  for (int64_t r0 = 0; r0 < n; r0 += S) {
-    const int64_t rows = std::min(S, n - r0);
-    const int64_t row_panels = (rows + MR - 1) / MR;
-    pack_hidden(pr.hidden, r0, rows, S, d, MR, ha.get());
-    if (backward) pack_cols(pr.hidden + r0 * d, rows, d, NR, S, hb.get());
-    for (Task& tk : tasks) {
-      std::fill(tk.m, tk.m + rows, kNegInf);
-      std::fill(tk.s, tk.s + rows, 0.0f);
-      tk.has_dh = false;
-    }
+  for (int64_t k = 0; k <= P.blocks; ++k) {
+    const bool do_p1 = k < P.blocks, do_p2 = k > 0;
+    const int b1 = static_cast<int>(k % 2), b2 = static_cast<int>((k + 1) % 2);  // slots of k and k−1
+    const int64_t r0_1 = k * S, rows_1 = do_p1 ? std::min(S, n - r0_1) : 0;
+    const int64_t r0_2 = (k - 1) * S, rows_2 = do_p2 ? std::min(S, n - r0_2) : 0;
+    if (do_p1)
+      for (int t = 0; t < P.tasks; ++t) {
+        std::fill(task_m(t, b1), task_m(t, b1) + rows_1, kNegInf);
+        std::fill(task_s(t, b1), task_s(t, b1) + rows_1, 0.0f);
+      }
+    std::fill(has_dh.begin(), has_dh.end(), 0);
+    const float beta_dw = k == 1 ? 0.0f : 1.0f;
+    const int64_t n2 = do_p2 ? C : 0, n1 = do_p1 ? C : 0;
 
-    // Phase 1: logits and partial log-sum-exps, by vocabulary chunk.
-    std::atomic<int64_t> next{0};
-    parallel_run(P.tasks, [&](int t, int) {
-      Task& tk = tasks[t];
-      for (;;) {
-        const int64_t c = next.fetch_add(1);
-        if (c >= P.nchunks) break;
+    run_items(P.tasks, n2 + n1, [&](int t, int64_t i) {
+      if (i >= n2) {  // P1(k, c)
+        const int64_t c = i - n2;
         const int64_t v0 = c * P.vc, vcur = std::min(P.vc, v - v0);
-        float* C = chunk_tile(tk, c);
-        if (d == 0)
-          for (int64_t r = 0; r < rows; ++r) std::fill(C + r * LDT, C + r * LDT + vcur, 0.0f);
-        for (int64_t p0 = 0; p0 < d; p0 += kKC) {
-          const int64_t kc = std::min(kKC, d - p0);
-          const float beta = p0 == 0 ? 0.0f : 1.0f;
-          for (int64_t jp = 0; jp * NR < vcur; ++jp) {
-            const int nr = static_cast<int>(std::min<int64_t>(NR, vcur - jp * NR));
-            const float* bp = wb1.get() + (v0 / NR + jp) * d * NR + p0 * NR;
-            for (int64_t ip = 0; ip < row_panels; ++ip) {
-              const int mr = static_cast<int>(std::min<int64_t>(MR, rows - ip * MR));
-              K.gemm(kc, ha.get() + ip * MR * d + p0 * MR, MR, bp, NR, C + ip * MR * LDT + jp * NR, LDT,
-                     alpha, beta, mr, nr);
-            }
-          }
+        float* tile = slot[b1].l + c * S * LDT;
+        logits_tile(K, P, ha.get(), wb1.get(), r0_1, rows_1, d, v0, vcur, alpha, tile, LDT);
+        tile_stats(K, tile, LDT, rows_1, vcur, v0, pr.targets + r0_1, task_m(t, b1), task_s(t, b1), slot[b1].tl);
+        return;
+      }
+      // P2(k−1, c)
+      const int64_t c = i;
+      const int64_t v0 = c * P.vc, vcur = std::min(P.vc, v - v0), vpad = round_up(vcur, MR);
+      const int64_t row_panels = (rows_2 + MR - 1) / MR;
+      const Slot& sl = slot[b2];
+      float* T = sl.l + c * S * LDT;
+      for (int64_t r = 0; r < rows_2; ++r) {  // T = g · (onehot − softmax), in place, zero-padded
+        float* o = T + r * LDT;
+        if (sl.g[r] == 0.0f) {
+          std::fill(o, o + vpad, 0.0f);
+          continue;
         }
-        for (int64_t r = 0; r < rows; ++r) {
-          const float* x = C + r * LDT;
-          const float mc = K.row_max(x, vcur);
-          if (!(mc > kNegInf)) {
-            if (chunk_has_nan_or_posinf(x, vcur)) tk.s[r] = std::numeric_limits<float>::quiet_NaN();
-          } else {
-            if (mc > tk.m[r]) {
-              tk.s[r] *= std::exp(tk.m[r] - mc);
-              tk.m[r] = mc;
-            }
-            tk.s[r] += K.row_sum_exp(x, vcur, 1.0f, tk.m[r]);
-          }
-          const int64_t tt = static_cast<int64_t>(pr.targets[r0 + r]) - v0;
-          if (tt >= 0 && tt < vcur) tl[r] = x[tt];
+        K.row_neg_softmax(o, vcur, 1.0f, sl.lse[r], sl.g[r], o);
+        std::fill(o + vcur, o + vpad, 0.0f);
+        const int64_t tt = static_cast<int64_t>(pr.targets[r0_2 + r]) - v0;
+        if (tt >= 0 && tt < vcur) o[tt] += sl.g[r];
+      }
+      for (int64_t jp = 0; jp < P.d_panels; ++jp) {  // dweight[chunk] (+)= Tᵀ · hidden[block]
+        const int nr = static_cast<int>(std::min<int64_t>(NR, d - jp * NR));
+        const float* bp = hb.get() + (jp * n + r0_2) * NR;
+        for (int64_t ip = 0; ip * MR < vcur; ++ip) {
+          const int mr = static_cast<int>(std::min<int64_t>(MR, vcur - ip * MR));
+          K.gemm(rows_2, T + ip * MR, LDT, bp, NR, pr.dweight + (v0 + ip * MR) * d + jp * NR, d, 1.0f, beta_dw,
+                 mr, nr);
         }
       }
+      float* dh = task_dh(t);  // dH_t (+)= T · weight[chunk]
+      const float beta_dh = has_dh[t] ? 1.0f : 0.0f;
+      for (int64_t jp = 0; jp < P.d_panels; ++jp) {
+        const int nr = static_cast<int>(std::min<int64_t>(NR, d - jp * NR));
+        const float* bp = wb2.get() + (jp * v + v0) * NR;
+        for (int64_t ip = 0; ip < row_panels; ++ip) {
+          const int mr = static_cast<int>(std::min<int64_t>(MR, rows_2 - ip * MR));
+          K.gemm_at(vcur, T + ip * MR * LDT, LDT, bp, NR, dh + ip * MR * d + jp * NR, d, 1.0f, beta_dh, mr, nr);
+        }
+      }
+      has_dh[t] = 1;
     });
 
-    // Combine the partial sums (double).
-    for (int64_t r = 0; r < rows; ++r) {
-      float mx = kNegInf;
-      bool nan = false;
-      for (const Task& tk : tasks) {
-        mx = std::max(mx, tk.m[r]);
-        nan |= std::isnan(tk.s[r]) || std::isnan(tk.m[r]);
+    if (do_p2) {  // dhidden[block k−1] = Σ_t dH_t
+      float* dst = pr.dhidden + r0_2 * d;
+      bool first = true;
+      for (int t = 0; t < P.tasks; ++t) {
+        if (!has_dh[t]) continue;
+        const float* src = task_dh(t);
+        if (first) std::copy(src, src + rows_2 * d, dst);
+        else
+          for (int64_t i = 0; i < rows_2 * d; ++i) dst[i] += src[i];
+        first = false;
       }
-      double sum = 0.0;
-      if (mx > kNegInf && !nan)
-        for (const Task& tk : tasks)
-          if (tk.m[r] > kNegInf) sum += static_cast<double>(tk.s[r]) * std::exp(static_cast<double>(tk.m[r]) - mx);
-      const double l = nan ? std::numeric_limits<double>::quiet_NaN() : mx + std::log(sum);
-      lse[r] = static_cast<float>(l);
-      logp[r] = static_cast<float>(static_cast<double>(tl[r]) - l);
-      if (!std::isfinite(lse[r]) || !std::isfinite(logp[r]))
-        return Status::OutOfRange(bad_row_message(
-            pr.fn, r0 + r, "hidden or weight holds NaN or Infinity, or the logits overflow"));
+      if (first) std::fill(dst, dst + rows_2 * d, 0.0f);
     }
-    if (pr.logprobs) std::copy(logp, logp + rows, pr.logprobs + r0);
-    if (!backward) continue;
-
-    VP_RETURN_IF_ERROR((*pr.grad)(r0, rows, logp, g));
-    for (int64_t r = 0; r < rows; ++r) g[r] *= alpha;
-
-    // Phase 2: gradients, by vocabulary chunk.
-    const float beta_dw = r0 == 0 ? 0.0f : 1.0f;
-    next.store(0);
-    parallel_run(P.tasks, [&](int t, int) {
-      Task& tk = tasks[t];
-      for (;;) {
-        const int64_t c = next.fetch_add(1);
-        if (c >= P.nchunks) break;
-        const int64_t v0 = c * P.vc, vcur = std::min(P.vc, v - v0);
-        const int64_t vpad = round_up(vcur, MR);
-        float* T = chunk_tile(tk, c);
-        // In place: T = g · (onehot − exp(T − lse)), zero-padded to whole MR panels.
-        for (int64_t r = 0; r < rows; ++r) {
-          float* o = T + r * LDT;
-          if (g[r] == 0.0f) {
-            std::fill(o, o + vpad, 0.0f);
-            continue;
-          }
-          K.row_neg_softmax(o, vcur, 1.0f, lse[r], g[r], o);
-          std::fill(o + vcur, o + vpad, 0.0f);
-          const int64_t tt = static_cast<int64_t>(pr.targets[r0 + r]) - v0;
-          if (tt >= 0 && tt < vcur) o[tt] += g[r];
-        }
-        // dweight[chunk] (+)= Tᵀ · hidden[block]   (this task owns the chunk's rows of dweight)
-        for (int64_t jp = 0; jp < P.d_panels; ++jp) {
-          const int nr = static_cast<int>(std::min<int64_t>(NR, d - jp * NR));
-          const float* b = hb.get() + jp * S * NR;
-          for (int64_t ip = 0; ip * MR < vcur; ++ip) {
-            const int mr = static_cast<int>(std::min<int64_t>(MR, vcur - ip * MR));
-            K.gemm(rows, T + ip * MR, LDT, b, NR, pr.dweight + (v0 + ip * MR) * d + jp * NR, d, 1.0f,
-                   beta_dw, mr, nr);
-          }
-        }
-        // dH_t (+)= T · weight[chunk]
-        const float beta_dh = tk.has_dh ? 1.0f : 0.0f;
-        for (int64_t jp = 0; jp < P.d_panels; ++jp) {
-          const int nr = static_cast<int>(std::min<int64_t>(NR, d - jp * NR));
-          const float* b = wb2.get() + jp * v * NR + v0 * NR;
-          for (int64_t ip = 0; ip < row_panels; ++ip) {
-            const int mr = static_cast<int>(std::min<int64_t>(MR, rows - ip * MR));
-            K.gemm_at(vcur, T + ip * MR * LDT, LDT, b, NR, tk.dh + ip * MR * d + jp * NR, d, 1.0f, beta_dh,
-                      mr, nr);
-          }
-        }
-        tk.has_dh = true;
+    if (do_p1) {  // combine(k), then the caller's gradient
+      const Slot& sl = slot[b1];
+      std::vector<const float*> ms(P.tasks), ss(P.tasks);
+      for (int t = 0; t < P.tasks; ++t) {
+        ms[t] = task_m(t, b1);
+        ss[t] = task_s(t, b1);
       }
-    });
-
-    // dhidden[block] = Σ_t dH_t
-    float* dh = pr.dhidden + r0 * d;
-    bool first = true;
-    for (const Task& tk : tasks) {
-      if (!tk.has_dh) continue;
-      if (first) std::copy(tk.dh, tk.dh + rows * d, dh);
-      else
-        for (int64_t i = 0; i < rows * d; ++i) dh[i] += tk.dh[i];
-      first = false;
+      for (int64_t r = 0; r < rows_1; ++r) {
+        const bool ok = combine_row(ms, ss, r, &sl.lse[r]);
+        sl.logp[r] = static_cast<float>(static_cast<double>(sl.tl[r]) - static_cast<double>(sl.lse[r]));
+        if (!ok || !std::isfinite(sl.logp[r]))
+          return Status::OutOfRange(bad_row_message(pr.fn, r0_1 + r, "hidden or weight holds NaN or Infinity, or the logits overflow"));
+      }
+      if (pr.logprobs) std::copy(sl.logp, sl.logp + rows_1, pr.logprobs + r0_1);
+      VP_RETURN_IF_ERROR((*pr.grad)(r0_1, rows_1, sl.logp, sl.g));
+      for (int64_t r = 0; r < rows_1; ++r) sl.g[r] *= alpha;
     }
-    if (first) std::fill(dh, dh + rows * d, 0.0f);
   }
   return Status::Ok();
 }

@@ -145,7 +145,8 @@ TEST_CASE("tokenLogprobs and its backward match float64 on every ISA and thread 
       vp::set_num_threads(threads);
       for (Shape s : {Shape{1, 0, 1}, Shape{5, 0, 3}, Shape{17, 0, 33}, Shape{40, 0, 2049}, Shape{9, 0, 5000}}) {
         for (float temp : {1.0f, 0.6f}) {
-          CAPTURE(vp::isa_name(isa));
+          const std::string isa_s = vp::isa_name(isa);
+          CAPTURE(isa_s);
           CAPTURE(threads);
           CAPTURE(s.n);
           CAPTURE(s.v);
@@ -203,7 +204,8 @@ TEST_CASE("linearTokenLogprobs and its backward match float64 on every ISA and t
       vp::set_num_threads(threads);
       for (const Shape& s : shapes) {
         for (float temp : {1.0f, 1.7f}) {
-          CAPTURE(vp::isa_name(isa));
+          const std::string isa_s = vp::isa_name(isa);
+          CAPTURE(isa_s);
           CAPTURE(threads);
           CAPTURE(s.n);
           CAPTURE(s.d);
