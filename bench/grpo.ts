@@ -99,11 +99,23 @@ function runCase(p: Problem, name: 'lp' | 'grpo'): { dHidden: vp.Tensor; dWeight
 
 // ---- memory: one case in a fresh process ----------------------------------------------
 
-function rssBytes(): number {
+// Peak RSS of this process since the last resetPeak() (Linux: VmHWM, reset by
+// writing 5 to /proc/self/clear_refs), else the lifetime peak.
+function statusKB(field: string): number | null {
   try {
-    return Number(readFileSync('/proc/self/statm', 'utf8').split(' ')[1]) * 4096;
+    const m = new RegExp(`^${field}:\\s*(\\d+) kB`, 'm').exec(readFileSync('/proc/self/status', 'utf8'));
+    return m ? Number(m[1]) : null;
   } catch {
-    return process.memoryUsage().rss;
+    return null;
+  }
+}
+
+function resetPeak(): boolean {
+  try {
+    writeFileSync('/proc/self/clear_refs', '5');
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -114,13 +126,14 @@ function memoryChild(name: 'lp' | 'grpo', n: number, d: number, v: number): void
   // load the addon's code paths and start the thread pool on a small problem first
   const warm = makeProblem(64, 8, 64, name === 'grpo');
   runCase(warm, name);
-  const base = Math.max(rssBytes(), process.resourceUsage().maxRSS * 1024);
+  const exact = resetPeak();
+  const base = (statusKB('VmRSS') ?? process.memoryUsage().rss / 1024) * 1024;
   const t0 = performance.now();
   const r = runCase(p, name);
   const ms = performance.now() - t0;
-  const peak = process.resourceUsage().maxRSS * 1024;
+  const peak = ((exact ? statusKB('VmHWM') : null) ?? process.resourceUsage().maxRSS) * 1024;
   const outputs = (r.dHidden.size + r.dWeight.size + n) * 4;
-  console.log(JSON.stringify({ extraMB: (peak - base - outputs) / MB, outputMB: outputs / MB, ms }));
+  console.log(JSON.stringify({ extraMB: (peak - base - outputs) / MB, outputMB: outputs / MB, ms, exact }));
 }
 
 function measureOursMemory(name: 'lp' | 'grpo', n: number, d: number, v: number): { extraMB: number; ms: number } | null {

@@ -325,3 +325,76 @@ const cuda = vp.backendInfo().cuda;
   t.true(relError((gl.dLogprobs as vp.Tensor).to('cpu').data, gw.dLogprobs as Float32Array) <= 1e-5);
   for (const x of [rc, ac, lpc, gl.dLogprobs as vp.Tensor]) x.dispose();
 });
+
+// ---- fuzz: any arguments either work or throw a clean TypeError/RangeError ------------------
+
+import fc from 'fast-check';
+
+const anyValue = fc.oneof(
+  fc.constant(undefined), fc.constant(null), fc.integer(), fc.double(), fc.string(), fc.boolean(),
+  fc.array(fc.integer(), { maxLength: 4 }), fc.object(),
+);
+const clean = (e: unknown) => e instanceof TypeError || e instanceof RangeError;
+const floats = (xs: number[]) => Float32Array.from(xs);
+const ints = (xs: number[]) => Int32Array.from(xs);
+const value = fc.oneof(fc.double({ min: -5, max: 5, noNaN: true }), fc.constantFrom(NaN, Infinity, -Infinity, 0));
+
+test('fuzz: groupAdvantages / comparativeRewards with arbitrary lengths, group sizes and options', (t) => {
+  fc.assert(
+    fc.property(
+      fc.array(value, { maxLength: 24 }), fc.array(value, { maxLength: 24 }),
+      fc.oneof(fc.integer({ min: -2, max: 8 }), anyValue), fc.oneof(fc.constantFrom('group', 'batch', 'none'), anyValue), fc.oneof(fc.double(), anyValue),
+      (r, d, g, scale, eps) => {
+        try {
+          const a = vp.groupAdvantages(floats(r), g as number, { scale: scale as vp.AdvantageScale, eps: eps as number });
+          return a.length === r.length && Array.from(a).every(Number.isFinite);
+        } catch (e) {
+          if (!clean(e)) return false;
+        }
+        try {
+          const c = vp.comparativeRewards(floats(r), floats(d), g as number, { mode: scale === 'batch' ? 'threshold' : 'pairwise' });
+          return c.length === r.length;
+        } catch (e) {
+          return clean(e);
+        }
+      },
+    ),
+    { numRuns: 1500 },
+  );
+  t.pass();
+});
+
+test('fuzz: grpoLoss / linearGrpoLoss with arbitrary per-token vectors, cuSeqlens and options', (t) => {
+  const h = vp.tensor(randomFloats(5 * 3, 1), [5, 3]);
+  const w = vp.tensor(randomFloats(4 * 3, 2), [4, 3]);
+  fc.assert(
+    fc.property(
+      fc.array(fc.double({ min: -4, max: -0.01, noNaN: true }), { minLength: 0, maxLength: 6 }),
+      fc.array(fc.integer({ min: -1, max: 7 }), { maxLength: 5 }),
+      fc.array(value, { maxLength: 6 }),
+      fc.array(fc.integer({ min: -1, max: 4 }), { minLength: 5, maxLength: 6 }),
+      fc.record({
+        epsLow: fc.oneof(fc.double(), anyValue), epsHigh: fc.oneof(fc.double({ min: 0, max: 1 }), anyValue),
+        beta: fc.oneof(fc.constantFrom(0, 0.1), anyValue), lossType: fc.oneof(fc.constantFrom('grpo', 'bnpo', 'dapo', 'dr_grpo'), anyValue),
+        maxCompletionLength: fc.oneof(fc.integer({ min: 0, max: 8 }), anyValue),
+      }, { requiredKeys: [] }),
+      (lp, cu, adv, tg, opts) => {
+        const o = opts as vp.LinearGrpoLossOptions;
+        try {
+          const r = vp.grpoLoss({ logprobs: floats(lp), oldLogprobs: floats(lp), refLogprobs: floats(lp), advantages: floats(adv), cuSeqlens: ints(cu) }, o);
+          if (!Number.isFinite(r.loss) || (r.dLogprobs as Float32Array).length !== lp.length) return false;
+        } catch (e) {
+          if (!clean(e)) return false;
+        }
+        try {
+          const r = vp.linearGrpoLoss({ hidden: h, weight: w, targets: ints(tg), oldLogprobs: floats(lp.length ? lp : [-1, -1, -1, -1, -1]), advantages: floats(adv), cuSeqlens: ints(cu) }, o);
+          return Number.isFinite(r.loss) && r.dHidden.shape[0] === 5;
+        } catch (e) {
+          return clean(e);
+        }
+      },
+    ),
+    { numRuns: 1500 },
+  );
+  t.pass();
+});

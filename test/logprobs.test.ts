@@ -216,3 +216,39 @@ const cuda = vp.backendInfo().cuda;
     for (const x of [hc, wc, lc, g.dHidden, g.dWeight]) x.dispose();
   }
 });
+
+import fc from 'fast-check';
+
+test('fuzz: log-prob ops with arbitrary shapes, targets and options', (t) => {
+  const clean = (e: unknown) => e instanceof TypeError || e instanceof RangeError;
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 0, max: 5 }), fc.integer({ min: 0, max: 4 }), fc.integer({ min: 0, max: 6 }), fc.integer({ min: 0, max: 4 }),
+      fc.array(fc.integer({ min: -2, max: 8 }), { maxLength: 6 }),
+      fc.oneof(fc.double(), fc.constant(undefined), fc.string()),
+      (n, d, v, dw, tg, temp) => {
+        const h = vp.tensor(randomFloats(n * d, 1), [n, d]);
+        const w = vp.tensor(randomFloats(v * dw, 2), [v, dw]);
+        const targets = Int32Array.from(tg);
+        const opts = { temperature: temp as number };
+        try {
+          const lp = vp.linearTokenLogprobs(h, w, targets, opts);
+          if (lp.length !== n || !lp.every((x) => Number.isFinite(x) && x <= 1e-6)) return false;
+          const g = vp.linearTokenLogprobsBackward(new Float32Array(n).fill(1), h, w, targets, opts);
+          if (g.dHidden.shape[0] !== n || g.dWeight.shape[0] !== v) return false;
+        } catch (e) {
+          if (!clean(e)) return false;
+        }
+        try {
+          const logits = vp.tensor(randomFloats(n * v, 3), [n, v]);
+          const lp = vp.tokenLogprobs(logits, targets, opts);
+          return lp.length === n;
+        } catch (e) {
+          return clean(e);
+        }
+      },
+    ),
+    { numRuns: 1500 },
+  );
+  t.pass();
+});

@@ -56,9 +56,23 @@ def main():
         loss.backward()
         return float(loss), h.grad, w.grad
 
-    def rss_mb():
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    def status_mb(field):
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith(field + ":"):
+                        return int(line.split()[1]) / 1024.0
+        except OSError:
+            pass
+        return None
+
+    def reset_peak():
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            return True
+        except OSError:
+            return False
 
     for line in sys.stdin:
         cmd = json.loads(line)
@@ -75,9 +89,10 @@ def main():
             gw.numpy().tofile(os.path.join(cmd["out"], "dWeight.bin"))
             out = {"loss": loss}
         elif op == "memory":
-            base = max(rss_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+            exact = reset_peak()
+            base = status_mb("VmRSS") or 0.0
             _, gh, gw = step(cmd["case"])
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+            peak = (status_mb("VmHWM") if exact else None) or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
             out = {"peakMB": peak - base, "outputMB": (gh.numel() + gw.numel()) * 4 / 2**20}
         else:
             out = {"error": f"unknown op {op}"}

@@ -39,6 +39,8 @@
 #include <string>
 #include <vector>
 
+#include <sys/mman.h>
+
 #include "grpo_cpu.h"
 #include "logprobs_kernels.h"
 #include "vp/thread_pool.h"
@@ -59,8 +61,21 @@ struct FreeDeleter {
 };
 using Buffer = std::unique_ptr<float, FreeDeleter>;
 
+// Workspace buffers. Large ones are 2 MiB-aligned and asked to be backed by
+// transparent huge pages (fewer page faults on first touch, fewer TLB misses
+// in the tile loops); where THP is off this is an ordinary allocation.
 Buffer alloc_floats(size_t n) {
-  size_t bytes = std::max<size_t>(64, ((n * sizeof(float) + 63) / 64) * 64);
+  constexpr size_t kHuge = size_t{2} << 20;
+  const size_t want = n * sizeof(float);
+  if (want >= 2 * kHuge) {
+    const size_t bytes = (want + kHuge - 1) / kHuge * kHuge;
+    void* p = std::aligned_alloc(kHuge, bytes);
+#ifdef MADV_HUGEPAGE
+    if (p) madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    return Buffer(static_cast<float*>(p));
+  }
+  const size_t bytes = std::max<size_t>(64, (want + 63) / 64 * 64);
   return Buffer(static_cast<float*>(std::aligned_alloc(64, bytes)));
 }
 
@@ -361,7 +376,7 @@ Status linear_logprobs(const LinearLogprobsProblem& pr) {
   const LpKernels& K = detail::lp_kernels();
   const int64_t n = pr.n, d = pr.d, v = pr.v;
   const bool backward = pr.grad != nullptr;
-  if (backward && v > 0) std::memset(pr.dweight, 0, sizeof(float) * static_cast<size_t>(v * d));
+  if (backward && v * d > 0) std::memset(pr.dweight, 0, sizeof(float) * static_cast<size_t>(v * d));
   if (n == 0) return Status::Ok();
   // v >= 1 (validated).
   const Plan P = make_plan(K, n, d, v, num_threads(), backward);
