@@ -209,13 +209,13 @@ __global__ void lse_update_kernel(const float* __restrict__ L, int64_t ldl, int6
   const float mn = fmaxf(mo, mc);
   float sum = 0.0f;
   if (mn > -INFINITY)
-    for (int64_t j = lane; j < vcur; j += 32) sum += __expf(x[j] - mn);
+    for (int64_t j = lane; j < vcur; j += 32) sum += expf(x[j] - mn);
   sum = warp_sum(sum);
   if (lane == 0) {
     if (bad) {
       s[r] = NAN;
     } else if (mn > -INFINITY) {
-      s[r] = s[r] * (mo > -INFINITY ? __expf(mo - mn) : 0.0f) + sum;
+      s[r] = s[r] * (mo > -INFINITY ? expf(mo - mn) : 0.0f) + sum;
       m[r] = mn;
     }
     const int64_t t = static_cast<int64_t>(targets[r]) - v0;
@@ -254,7 +254,7 @@ __global__ void softmax_grad_kernel(const float* __restrict__ L, int64_t ldl, in
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t r = idx / vcur, j = idx % vcur;
     const float gr = g[r] * scale;
-    float val = -gr * __expf(L[r * ldl + j] - lse[r]);
+    float val = -gr * expf(L[r * ldl + j] - lse[r]);
     if (v0 + j == targets[r]) val += gr;
     D[r * ldd + j] = from_f<T>(val);
   }
@@ -283,17 +283,17 @@ __device__ void block_lse(const T* x, int64_t v, float scale, float* out_m, floa
     const float z = to_f<T>(x[j]) * scale;
     bad |= isnan(z) || z == INFINITY;
     if (z > m) {
-      s = s * (m > -INFINITY ? __expf(m - z) : 0.0f) + 1.0f;
+      s = s * (m > -INFINITY ? expf(m - z) : 0.0f) + 1.0f;
       m = z;
     } else if (z > -INFINITY) {
-      s += __expf(z - m);
+      s += expf(z - m);
     }
   }
   // warp combine
   for (int o = 16; o > 0; o >>= 1) {
     const float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
     const float mn = fmaxf(m, m2);
-    s = (m > -INFINITY ? s * __expf(m - mn) : 0.0f) + (m2 > -INFINITY ? s2 * __expf(m2 - mn) : 0.0f);
+    s = (m > -INFINITY ? s * expf(m - mn) : 0.0f) + (m2 > -INFINITY ? s2 * expf(m2 - mn) : 0.0f);
     m = mn;
   }
   bad = warp_any(bad);
@@ -308,7 +308,7 @@ __device__ void block_lse(const T* x, int64_t v, float scale, float* out_m, floa
     float M = -INFINITY, S = 0.0f;
     for (int w = 0; w < nw; ++w) M = fmaxf(M, sm[w]);
     for (int w = 0; w < nw; ++w)
-      if (sm[w] > -INFINITY) S += ss[w] * __expf(sm[w] - M);
+      if (sm[w] > -INFINITY) S += ss[w] * expf(sm[w] - M);
     *out_m = M;
     *out_s = S;
     *out_bad = sbad != 0;
@@ -349,7 +349,7 @@ __global__ void token_logprobs_backward_kernel(const float* __restrict__ dlogp, 
   const float g = dlogp[r] * scale;
   const int32_t t = targets[r];
   for (int64_t j = threadIdx.x; j < v; j += blockDim.x) {
-    float val = -g * __expf(to_f<T>(x[j]) * scale - l);
+    float val = -g * expf(to_f<T>(x[j]) * scale - l);
     if (j == t) val += g;
     dlogits[r * v + j] = from_f<T>(val);
   }

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <string>
@@ -586,4 +587,130 @@ TEST_CASE("linearGrpoLoss agrees with linearTokenLogprobs → grpoLoss → linea
   CHECK(st1.clip_fraction == st2.clip_fraction);
   CHECK(vptest::rel_error(gh2, gh1) <= 1e-6);
   CHECK(vptest::rel_error(gw2, gw1) <= 1e-6);
+}
+
+// ---- CUDA against the CPU (skipped without a usable GPU) --------------------------------------
+
+#include "vp/cuda.h"
+
+namespace {
+
+// A device copy of a host vector, freed at scope exit.
+struct Dev {
+  void* p = nullptr;
+  size_t bytes = 0;
+  template <typename T>
+  explicit Dev(const std::vector<T>& host) : bytes(host.size() * sizeof(T)) {
+    REQUIRE(vp::cuda::malloc_device(&p, bytes ? bytes : 4).ok());
+    if (bytes) REQUIRE(vp::cuda::copy_to_device(p, host.data(), bytes).ok());
+  }
+  explicit Dev(size_t b) : bytes(b) { REQUIRE(vp::cuda::malloc_device(&p, b ? b : 4).ok()); }
+  ~Dev() { vp::cuda::free_device(p); }
+  template <typename T>
+  std::vector<T> get(size_t n) const {
+    std::vector<T> out(n);
+    if (n) REQUIRE(vp::cuda::copy_to_host(out.data(), p, n * sizeof(T)).ok());
+    return out;
+  }
+};
+
+TensorView dview(const Dev& d, std::initializer_list<int64_t> shape, DType dt) {
+  return TensorView(d.p, shape, dt, vp::Device::kCUDA);
+}
+
+// float32 → bfloat16 → float32 on the host (round to nearest even), to give the CPU the same inputs.
+float round_bf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  u = (u + 0x7fff + ((u >> 16) & 1)) & 0xffff0000u;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
+}  // namespace
+
+TEST_CASE("CUDA log-probs and GRPO agree with the CPU (float32 within 1e-5, bfloat16 within 1e-2)") {
+  if (!vp::cuda::available()) {
+    MESSAGE("skipped: " << vp::cuda::unavailable_reason());
+    return;
+  }
+  const int64_t d = 64, v = 3000;
+  auto cu = random_cu(12, 40, 1, false);
+  const int64_t n = cu.back();
+  auto h = vptest::random_floats(n * d, 2), w = vptest::random_floats(v * d, 3, -0.5f, 0.5f);
+  std::vector<int32_t> tg(n);
+  for (int64_t i = 0; i < n; ++i) tg[i] = static_cast<int32_t>((i * 7919 + 13) % v);
+  auto dl = vptest::random_floats(n, 4);
+  auto adv = vptest::random_floats(n, 5, -1, 1);
+  for (const bool bf16 : {false, true}) {
+    CAPTURE(bf16);
+    const double tol = bf16 ? 1e-2 : 1e-5;
+    std::vector<float> hr = h, wr = w;
+    if (bf16) {
+      for (auto& x : hr) x = round_bf16(x);
+      for (auto& x : wr) x = round_bf16(x);
+    }
+    // CPU references on the same (rounded) inputs
+    std::vector<float> lp(n), gh(n * d), gw(v * d);
+    REQUIRE(vp::linear_token_logprobs(f32(hr, {n, d}), f32(wr, {v, d}), i32(tg), f32(lp)).ok());
+    REQUIRE(vp::linear_token_logprobs_backward(f32(dl), f32(hr, {n, d}), f32(wr, {v, d}), i32(tg), f32(gh, {n, d}),
+                                               f32(gw, {v, d})).ok());
+    std::vector<double> lpd(lp.begin(), lp.end());
+    auto old = jitter(lpd, 6, 0.3f);
+    vp::LinearGrpoInputs li;
+    li.hidden = f32(hr, {n, d});
+    li.weight = f32(wr, {v, d});
+    li.targets = i32(tg);
+    li.old_logprobs = f32(old);
+    li.advantages = f32(adv);
+    li.cu_seqlens = i32(cu);
+    std::vector<float> ggh(n * d), ggw(v * d);
+    vp::GrpoStats cst;
+    REQUIRE(vp::linear_grpo_loss(li, {}, f32(ggh, {n, d}), f32(ggw, {v, d}), TensorView(), &cst).ok());
+
+    const DType dt = bf16 ? DType::kBFloat16 : DType::kFloat32;
+    Dev h32(h), w32(w), dh_dev(static_cast<size_t>(n * d) * 4), dw_dev(static_cast<size_t>(v * d) * 4);
+    Dev hd(static_cast<size_t>(n * d) * vp::dtype_size(dt)), wd(static_cast<size_t>(v * d) * vp::dtype_size(dt));
+    REQUIRE(vp::cuda::convert(dview(h32, {n, d}, DType::kFloat32), dview(hd, {n, d}, dt)).ok());
+    REQUIRE(vp::cuda::convert(dview(w32, {v, d}, DType::kFloat32), dview(wd, {v, d}, dt)).ok());
+    Dev tgd(tg), dld(dl), outd(static_cast<size_t>(n) * 4), oldd(old), advd(adv), cud(cu);
+    REQUIRE(vp::linear_token_logprobs(dview(hd, {n, d}, dt), dview(wd, {v, d}, dt), dview(tgd, {n}, DType::kInt32),
+                                      dview(outd, {n}, DType::kFloat32)).ok());
+    CHECK(vptest::rel_error(outd.get<float>(n), lp) <= tol);
+    REQUIRE(vp::linear_token_logprobs_backward(dview(dld, {n}, DType::kFloat32), dview(hd, {n, d}, dt),
+                                               dview(wd, {v, d}, dt), dview(tgd, {n}, DType::kInt32),
+                                               dview(dh_dev, {n, d}, dt), dview(dw_dev, {v, d}, dt)).ok());
+    Dev dh32(static_cast<size_t>(n * d) * 4), dw32(static_cast<size_t>(v * d) * 4);
+    REQUIRE(vp::cuda::convert(dview(dh_dev, {n, d}, dt), dview(dh32, {n, d}, DType::kFloat32)).ok());
+    REQUIRE(vp::cuda::convert(dview(dw_dev, {v, d}, dt), dview(dw32, {v, d}, DType::kFloat32)).ok());
+    CHECK(vptest::rel_error(dh32.get<float>(n * d), gh) <= tol);
+    CHECK(vptest::rel_error(dw32.get<float>(v * d), gw) <= tol);
+    vp::LinearGrpoInputs ld;
+    ld.hidden = dview(hd, {n, d}, dt);
+    ld.weight = dview(wd, {v, d}, dt);
+    ld.targets = dview(tgd, {n}, DType::kInt32);
+    ld.old_logprobs = dview(oldd, {n}, DType::kFloat32);
+    ld.advantages = dview(advd, {n}, DType::kFloat32);
+    ld.cu_seqlens = dview(cud, {static_cast<int64_t>(cu.size())}, DType::kInt32);
+    vp::GrpoStats gst;
+    REQUIRE(vp::linear_grpo_loss(ld, {}, dview(dh_dev, {n, d}, dt), dview(dw_dev, {v, d}, dt), TensorView(), &gst).ok());
+    REQUIRE(vp::cuda::convert(dview(dh_dev, {n, d}, dt), dview(dh32, {n, d}, DType::kFloat32)).ok());
+    CHECK(vptest::rel_error(dh32.get<float>(n * d), ggh) <= tol);
+    CHECK(std::abs(gst.loss - cst.loss) <= tol * std::abs(cst.loss) + 1e-6);
+  }
+  // rewards and advantages
+  auto r = vptest::random_floats(4096, 8);
+  std::vector<float> a_cpu(4096);
+  REQUIRE(vp::group_advantages(f32(r), 8, vp::AdvantageScale::kBatch, 1e-4, f32(a_cpu)).ok());
+  Dev rd(r), ad(static_cast<size_t>(4096) * 4);
+  REQUIRE(vp::group_advantages(dview(rd, {4096}, DType::kFloat32), 8, vp::AdvantageScale::kBatch, 1e-4,
+                               dview(ad, {4096}, DType::kFloat32)).ok());
+  CHECK(vptest::rel_error(ad.get<float>(4096), a_cpu) <= 1e-6);
+  auto dg = vptest::random_floats(4096, 9);
+  std::vector<float> c_cpu(4096);
+  REQUIRE(vp::comparative_rewards(f32(r), f32(dg), 8, {}, f32(c_cpu)).ok());
+  Dev dgd(dg);
+  REQUIRE(vp::comparative_rewards(dview(rd, {4096}, DType::kFloat32), dview(dgd, {4096}, DType::kFloat32), 8, {},
+                                  dview(ad, {4096}, DType::kFloat32)).ok());
+  CHECK(vptest::rel_error(ad.get<float>(4096), c_cpu) <= 1e-6);
 }
