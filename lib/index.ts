@@ -27,3 +27,28 @@ export { encodePng, decodePng, frameStrip } from './data/png.js';
 export { lemmas, keywordRecall, multipleChoiceMatch, defaultTaskReward, captionKeywordRecall, type TaskRewardInput } from './train/rewards.js';
 export { renderReport, writeReport, type ReportInput, type ReportRun, type ReportRow, type ReportSample } from './report/html.js';
 export { lineChart, barChart, type Series } from './report/charts.js';
+export {
+  tokenLogprobs,
+  tokenLogprobsBackward,
+  linearTokenLogprobs,
+  linearTokenLogprobsBackward,
+  linearLogprobsWorkspaceBytes,
+  type LogprobsOptions,
+} from './ops/logprobs.js';
+export {
+  comparativeRewards,
+  groupAdvantages,
+  grpoLoss,
+  linearGrpoLoss,
+  type AdvantageScale,
+  type ComparativeMode,
+  type ComparativeRewardsOptions,
+  type GroupAdvantagesOptions,
+  type GrpoLossInputs,
+  type GrpoLossOptions,
+  type GrpoLossResult,
+  type GrpoLossType,
+  type LinearGrpoLossInputs,
+  type LinearGrpoLossOptions,
+  type LinearGrpoLossResult,
+} from './ops/grpo.js';
