@@ -42,5 +42,7 @@ void InitDeviceBuffer(Napi::Env env, Napi::Object exports);
 void InitMatmul(Napi::Env env, Napi::Object exports);
 void InitLayers(Napi::Env env, Napi::Object exports);
 void InitModel(Napi::Env env, Napi::Object exports);
+void InitPack(Napi::Env env, Napi::Object exports);
+void InitGrpo(Napi::Env env, Napi::Object exports);
 
 }  // namespace vpaddon

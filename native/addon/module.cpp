@@ -9,6 +9,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitMatmul(env, exports);
   InitLayers(env, exports);
   InitModel(env, exports);
+  InitPack(env, exports);
+  InitGrpo(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }

@@ -8,6 +8,7 @@
 #include "vp/layers.h"
 #include "vp/model.h"
 #include "vp/optim.h"
+#include "vp/pack.h"
 #include "vp/rng.h"
 #include "vp/sample.h"
 #include "vp/status.h"
