@@ -2,8 +2,8 @@
 // plain way to hand arrays to and from Python. Versions 1.0-3.0, little-endian,
 // C order. Writes are atomic (temp file, fsync, rename), so a reader never sees
 // a half-written file.
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import { dirname, basename, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../fs.js';
 
 export type NpyDType = 'uint8' | 'int32' | 'float32' | 'float64' | 'int64' | 'uint16';
 export type NpyData = Uint8Array | Int32Array | Float32Array | Float64Array | BigInt64Array | Uint16Array;
@@ -90,25 +90,6 @@ export function encodeNpy(arr: NpyArray): Uint8Array {
   out.set(new TextEncoder().encode(header), 10);
   out.set(new Uint8Array(arr.data.buffer, arr.data.byteOffset, arr.data.byteLength), 10 + header.length);
   return out;
-}
-
-/** Writes bytes atomically: a temp file in the same folder, fsync, rename. */
-export function writeFileAtomic(path: string, bytes: Uint8Array | string): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
-  const fd = openSync(tmp, 'w');
-  try {
-    const b = typeof bytes === 'string' ? Buffer.from(bytes) : bytes;
-    let off = 0;
-    while (off < b.length) off += writeSync(fd, b, off, b.length - off);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-  try {
-    const dfd = openSync(dirname(path), 'r');
-    try { fsyncSync(dfd); } finally { closeSync(dfd); }
-  } catch { /* directories cannot be fsynced on every filesystem */ }
 }
 
 /** Writes an .npy file atomically. */

@@ -9,7 +9,8 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { Annotation, QuestionAnnotation } from './dataset.js';
-import { writeFileAtomic, writeNpy } from './npy.js';
+import { writeNpy } from './npy.js';
+import { writeFileAtomic } from '../fs.js';
 import { seededRandom } from '../random.js';
 
 export const SHAPES = ['square', 'circle', 'triangle', 'diamond'] as const;

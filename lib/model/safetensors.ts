@@ -12,10 +12,11 @@
 // them straight from the arrays (no copy), so C++ would add binding surface and
 // gain nothing. The reader checks everything a corrupt or foreign file can get
 // wrong and names the file and tensor in its errors (CheckpointError).
-import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { writeFileAtomic } from '../fs.js';
+
+export { writeFileAtomic };
 import { endianness } from 'node:os';
-import { randomBytes } from 'node:crypto';
 import { Tensor } from '../tensor.js';
 
 /** Dtypes this package reads and writes (the safetensors spellings). */
@@ -50,43 +51,6 @@ function fromTensor(name: string, t: Tensor): StTensor {
 
 function numelOf(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
-}
-
-/**
- * Writes `path` atomically: the bytes go to a temporary file in the same
- * directory, which is fsynced and renamed over `path`; then the directory is
- * fsynced so the rename itself is durable. A crash leaves either the old file
- * or the new one, never a torn one.
- */
-export function writeFileAtomic(path: string, chunks: readonly Uint8Array[]): void {
-  const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-  let fd = -1;
-  try {
-    fd = openSync(tmp, 'wx', 0o644);
-    for (const c of chunks) {
-      let off = 0;
-      while (off < c.byteLength) off += writeSync(fd, c, off, c.byteLength - off);
-    }
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = -1;
-    renameSync(tmp, path);
-  } catch (e) {
-    if (fd >= 0) closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw e;
-  }
-  try {
-    const dfd = openSync(dir, 'r');
-    try {
-      fsyncSync(dfd);
-    } finally {
-      closeSync(dfd);
-    }
-  } catch {
-    // Some platforms (Windows) cannot fsync a directory; the rename is still atomic there.
-  }
 }
 
 /**

@@ -17,7 +17,7 @@
 //  * Training keeps the most frequent pieces (ties: code-unit order) that occur
 //    at least minFrequency times, up to vocabSize entries including specials.
 import { readFileSync } from 'node:fs';
-import { writeFileAtomic } from './safetensors.js';
+import { writeFileAtomic } from '../fs.js';
 
 export const SPECIAL_TOKENS = ['<pad>', '<bos>', '<eos>', '<unk>', '<image>', '<video>'] as const;
 export type SpecialToken = (typeof SPECIAL_TOKENS)[number];

@@ -1,7 +1,7 @@
 // The demo's report.html: training curves, the results table and its chart,
 // and sample clips as image strips with each model's generated caption. One
 // self-contained file (inline SVG, PNG data URIs, no scripts, no network).
-import { writeFileAtomic } from '../data/npy.js';
+import { writeFileAtomic } from '../fs.js';
 import { encodePng, frameStrip } from '../data/png.js';
 import { barChart, lineChart } from './charts.js';
 

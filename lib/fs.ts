@@ -1,0 +1,43 @@
+// File-system helpers shared by everything that writes user data.
+import { randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+
+/**
+ * Writes `path` atomically: the bytes go to a temporary file in the same
+ * directory, which is fsynced and renamed over `path`; then the directory is
+ * fsynced so the rename itself is durable. A crash leaves either the old file
+ * or the new one, never a torn one; on failure the temporary file is removed.
+ * `data` is a string (UTF-8), bytes, or a list of byte chunks written in order.
+ */
+export function writeFileAtomic(path: string, data: string | Uint8Array | readonly Uint8Array[]): void {
+  const chunks: readonly Uint8Array[] = typeof data === 'string' ? [Buffer.from(data, 'utf8')] : data instanceof Uint8Array ? [data] : data;
+  const dir = dirname(path);
+  const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  let fd = -1;
+  try {
+    fd = openSync(tmp, 'wx', 0o644);
+    for (const c of chunks) {
+      let off = 0;
+      while (off < c.byteLength) off += writeSync(fd, c, off, c.byteLength - off);
+    }
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = -1;
+    renameSync(tmp, path);
+  } catch (e) {
+    if (fd >= 0) closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+  try {
+    const dfd = openSync(dir, 'r');
+    try {
+      fsyncSync(dfd);
+    } finally {
+      closeSync(dfd);
+    }
+  } catch {
+    // Some platforms (Windows) cannot fsync a directory; the rename is still atomic there.
+  }
+}
