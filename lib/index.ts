@@ -8,3 +8,4 @@ export { readNpy, writeNpy, parseNpy, encodeNpy, type NpyArray, type NpyDType } 
 export { decodeVideo, findFfmpeg, type DecodeOptions, type DecodedVideo } from './data/video.js';
 export { synthClip, synthDataset, makeRng, SHAPES, COLORS, MOTIONS, EVENTS, NOTHING, type SynthClip, type SynthOptions, type SynthDatasetOptions, type EventKind } from './data/synth.js';
 export { encodePng, frameStrip } from './data/png.js';
+export { attention, attentionBackward, type AttentionOptions, type AttentionResult, type AttentionGrads } from './ops/attention.js';

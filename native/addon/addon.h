@@ -40,5 +40,6 @@ vp::DType DTypeArg(const Napi::Value& v, const char* name);
 void InitBackend(Napi::Env env, Napi::Object exports);
 void InitDeviceBuffer(Napi::Env env, Napi::Object exports);
 void InitMatmul(Napi::Env env, Napi::Object exports);
+void InitAttention(Napi::Env env, Napi::Object exports);
 
 }  // namespace vpaddon

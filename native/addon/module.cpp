@@ -7,6 +7,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitBackend(env, exports);
   InitDeviceBuffer(env, exports);
   InitMatmul(env, exports);
+  InitAttention(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }
