@@ -3,6 +3,16 @@ export { Tensor, tensor, zeros, type DType, type Device, type TypedData } from '
 export { NativeError } from './errors.js';
 export { backendInfo, setNumThreads, type BackendInfo } from './backend.js';
 export { matmul, type MatmulOptions } from './ops/matmul.js';
+export { Tokenizer, SPECIAL_TOKENS, type TrainOptions, type EncodeOptions } from './model/tokenizer.js';
+export {
+  readSafetensors, writeSafetensors, CheckpointError,
+  type StTensor, type StDType, type Safetensors, type ReadSafetensorsOptions,
+} from './model/safetensors.js';
+export {
+  rmsNorm, rmsNormBackward, swiglu, swigluBackward, rope, embedding, embeddingBackward, linear, linearBackward,
+  crossEntropy, crossEntropyBackward, adamwStep, clipGradNorm, lrAt, randn, randu,
+  type AdamWOptions, type LrScheduleOptions, type InitOptions,
+} from './ops/layers.js';
 export { openDataset, Dataset, framesToTensor, type Annotation, type VideoSample, type EventAnnotation, type QuestionAnnotation, type OpenDatasetOptions } from './data/dataset.js';
 export { readNpy, writeNpy, parseNpy, encodeNpy, type NpyArray, type NpyDType } from './data/npy.js';
 export { decodeVideo, findFfmpeg, type DecodeOptions, type DecodedVideo } from './data/video.js';

@@ -41,5 +41,6 @@ void InitBackend(Napi::Env env, Napi::Object exports);
 void InitDeviceBuffer(Napi::Env env, Napi::Object exports);
 void InitMatmul(Napi::Env env, Napi::Object exports);
 void InitAttention(Napi::Env env, Napi::Object exports);
+void InitLayers(Napi::Env env, Napi::Object exports);
 
 }  // namespace vpaddon

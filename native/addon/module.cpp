@@ -8,6 +8,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitDeviceBuffer(env, exports);
   InitMatmul(env, exports);
   InitAttention(env, exports);
+  InitLayers(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }

@@ -1,0 +1,103 @@
+// VideoLM building blocks, forward + backward, ours (vp ops through the whole
+// stack) vs PyTorch CPU autograd on the same inputs in the same run. Shapes are
+// one layer of the planned `small` preset on a packed batch of 4096 tokens
+// (d=512, 8 heads of 64, SwiGLU hidden 1408), the LM loss over 1024 target rows
+// of an 8192-word vocabulary, and one AdamW step over 8M parameters.
+import * as vp from '../lib/index.js';
+import { PeerInputs, randomFloats, runPeer, timeIt, type BenchContext } from './harness.js';
+
+export async function run(ctx: BenchContext): Promise<void> {
+  const N = ctx.quick ? 1024 : 4096, D = 512, H = 8, HD = 64, F = 1408, V = 8192, NT = ctx.quick ? 256 : 1024;
+  const P = ctx.quick ? 1 << 21 : 1 << 23;
+  const cases: { name: string; shape: Record<string, number>; bytes: number; inputs: PeerInputs; ours: () => unknown }[] = [];
+
+  {
+    const x = randomFloats(N * D, 1), g = randomFloats(D, 2, 0.5, 1.5), dy = randomFloats(N * D, 3);
+    const tx = vp.tensor(x, [N, D]), tg = vp.tensor(g, [D]), tdy = vp.tensor(dy, [N, D]);
+    cases.push({
+      name: 'rmsnorm', shape: { N, D }, bytes: 4 * N * D * 5,
+      inputs: new PeerInputs().add('x', x, [N, D]).add('g', g, [D]).add('dy', dy, [N, D]),
+      ours: () => {
+        const { rstd } = vp.rmsNorm(tx, tg);
+        vp.rmsNormBackward(tdy, tx, tg, rstd);
+      },
+    });
+  }
+  {
+    const a = randomFloats(N * F, 4, -3, 3), b = randomFloats(N * F, 5), dh = randomFloats(N * F, 6);
+    const ta = vp.tensor(a, [N, F]), tb = vp.tensor(b, [N, F]), tdh = vp.tensor(dh, [N, F]);
+    cases.push({
+      name: 'swiglu', shape: { N, F }, bytes: 4 * N * F * 8,
+      inputs: new PeerInputs().add('gate', a, [N, F]).add('up', b, [N, F]).add('dh', dh, [N, F]),
+      ours: () => {
+        vp.swiglu(ta, tb);
+        vp.swigluBackward(tdh, ta, tb);
+      },
+    });
+  }
+  {
+    const x = randomFloats(N * H * HD, 7);
+    const pos = new Int32Array(N);
+    for (let i = 0; i < N; i++) pos[i] = i % 512; // 8 packed sequences of 512
+    const tx = vp.tensor(x, [N, H, HD]);
+    cases.push({
+      name: 'rope', shape: { N, H, HD }, bytes: 4 * N * H * HD * 4,
+      inputs: new PeerInputs().add('x', x, [N, H, HD]).add('pos', pos, [N]),
+      ours: () => {
+        const y = vp.rope(tx, pos);
+        vp.rope(y, pos, { inverse: true });
+      },
+    });
+  }
+  {
+    const logits = randomFloats(NT * V, 8, -4, 4);
+    const t = new Int32Array(NT);
+    for (let i = 0; i < NT; i++) t[i] = i % 7 === 6 ? -1 : (i * 131) % V;
+    const tl = vp.tensor(logits, [NT, V]);
+    cases.push({
+      name: 'cross_entropy', shape: { rows: NT, V }, bytes: 4 * NT * V * 3,
+      inputs: new PeerInputs().add('logits', logits, [NT, V]).add('targets', t, [NT]),
+      ours: () => {
+        const { lse } = vp.crossEntropy(tl, t);
+        vp.crossEntropyBackward(tl, t, lse);
+      },
+    });
+  }
+  {
+    const table = randomFloats(V * D, 9), dout = randomFloats(N * D, 10);
+    const ids = new Int32Array(N);
+    for (let i = 0; i < N; i++) ids[i] = (i * 2654435761) % V >>> 0;
+    const tt = vp.tensor(table, [V, D]), td = vp.tensor(dout, [N, D]);
+    cases.push({
+      name: 'embedding', shape: { N, V, D }, bytes: 4 * (N * D * 3 + V * D),
+      inputs: new PeerInputs().add('table', table, [V, D]).add('ids', ids, [N]).add('dout', dout, [N, D]),
+      ours: () => {
+        vp.embedding(tt, ids);
+        vp.embeddingBackward(td, ids, V);
+      },
+    });
+  }
+  {
+    const p = randomFloats(P, 11), g = randomFloats(P, 12);
+    const tp = vp.tensor(p, [P]), tg = vp.tensor(g, [P]), m = vp.zeros([P]), v = vp.zeros([P]);
+    let step = 0;
+    cases.push({
+      name: 'adamw', shape: { params: P }, bytes: 4 * P * 7,
+      inputs: new PeerInputs().add('p', p, [P]).add('g', g, [P]),
+      ours: () => vp.adamwStep(tp, tg, m, v, { lr: 1e-3, weightDecay: 0.1, step: ++step }),
+    });
+  }
+
+  for (const c of cases) {
+    const ours = await timeIt(c.ours, { warmup: 2, reps: 7 });
+    const peer = runPeer('torch_layers.py', { case: c.name, inputs: c.inputs.specs, reps: 7 }, ctx.threads);
+    c.inputs.dispose();
+    ctx.report({
+      bench: 'layers', case: `${c.name} fwd+bwd`, shape: c.shape,
+      oursMs: ours.medianMs, peerMs: peer.ok ? peer.medianMs! : null,
+      ratio: peer.ok ? peer.medianMs! / ours.medianMs : null,
+      peer: 'torch', peerMissing: peer.missing,
+      extra: { oursGBps: c.bytes / (ours.medianMs * 1e6) },
+    });
+  }
+}

@@ -1,0 +1,339 @@
+// The VideoLM building blocks (native/include/vp/layers.h, optim.h, rng.h) as
+// CPU ops on tensors: RMSNorm, SwiGLU, rotary embedding, embedding, linear,
+// cross-entropy, AdamW, gradient clipping, the LR schedule and seeded
+// initialization. Each has its backward pass. The model itself (issue 7) runs
+// these inside the core; these bindings serve tests, experiments and users who
+// assemble their own layers. CPU only for now: CUDA tensors are refused with a
+// TypeError until the CUDA layer kernels exist.
+import { describe, rangeError, typeError } from '../errors.js';
+import { emptyLike, Tensor, numel } from '../tensor.js';
+import { checkBoolean, checkNumber, checkOptions, checkTensor, int32Vector } from '../validate.js';
+import { native } from '../native.js';
+
+const F32 = ['float32'] as const;
+
+function cpuF32(fn: string, arg: string, x: unknown, ndim?: number): Tensor {
+  const t = checkTensor(fn, arg, x, { ndim, dtypes: F32 });
+  if (t.device !== 'cpu') throw typeError(fn, arg, 'a CPU tensor (the CUDA layer kernels are not built yet)', describe(t));
+  return t;
+}
+
+function sameShape(fn: string, arg: string, t: Tensor, shape: readonly number[]): void {
+  if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))
+    throw rangeError(fn, `${arg}.shape`, `[${shape.join(', ')}]`, `[${t.shape.join(', ')}]`);
+}
+
+function lastDim(fn: string, arg: string, t: Tensor): [number, number] {
+  if (t.shape.length < 1) throw rangeError(fn, `${arg}.shape`, 'at least 1-D', '[]');
+  const d = t.shape[t.shape.length - 1];
+  return [d === 0 ? 0 : t.size / d, d];
+}
+
+const f32 = (t: Tensor) => t.data as Float32Array;
+
+/** RMSNorm over the last dimension: `y = x · rstd · gain`, `rstd = 1/sqrt(mean(x²) + eps)`. */
+export function rmsNorm(x: Tensor, gain: Tensor, opts?: { eps?: number }): { y: Tensor; rstd: Float32Array } {
+  const fn = 'rmsNorm';
+  cpuF32(fn, 'x', x);
+  cpuF32(fn, 'gain', gain, 1);
+  const o = checkOptions(fn, opts);
+  const eps = checkNumber(fn, 'opts.eps', o.eps, 1e-5, { min: 0 });
+  const [rows, dim] = lastDim(fn, 'x', x);
+  if (dim === 0) throw rangeError(fn, 'x.shape', 'a last dimension > 0', `[${x.shape.join(', ')}]`);
+  sameShape(fn, 'gain', gain, [dim]);
+  const y = emptyLike(x.shape, 'float32', 'cpu');
+  const rstd = new Float32Array(rows);
+  native().rmsnormForward(f32(x), f32(gain), rows, dim, eps, f32(y), rstd);
+  return { y, rstd };
+}
+
+/**
+ * Backward of {@link rmsNorm}: `dx`, and `dGain` (added into `opts.dGain` when
+ * given, for gradient accumulation). `rstd` from the forward pass (or omitted: recomputed).
+ */
+export function rmsNormBackward(dy: Tensor, x: Tensor, gain: Tensor, rstd?: Float32Array | Tensor, opts?: { eps?: number; dGain?: Tensor }): { dx: Tensor; dGain: Tensor } {
+  const fn = 'rmsNormBackward';
+  cpuF32(fn, 'dy', dy);
+  cpuF32(fn, 'x', x);
+  cpuF32(fn, 'gain', gain, 1);
+  const o = checkOptions(fn, opts);
+  const eps = checkNumber(fn, 'opts.eps', o.eps, 1e-5, { min: 0 });
+  const [rows, dim] = lastDim(fn, 'x', x);
+  if (dim === 0) throw rangeError(fn, 'x.shape', 'a last dimension > 0', `[${x.shape.join(', ')}]`);
+  sameShape(fn, 'dy', dy, x.shape);
+  sameShape(fn, 'gain', gain, [dim]);
+  let r: Float32Array | null = null;
+  if (rstd !== undefined) {
+    if (rstd instanceof Float32Array) r = rstd;
+    else if (rstd instanceof Tensor) r = f32(cpuF32(fn, 'rstd', rstd, 1));
+    else throw typeError(fn, 'rstd', 'a Float32Array or a 1-D CPU float32 tensor', describe(rstd));
+    if (r.length !== rows) throw rangeError(fn, 'rstd.length', `${rows}`, `${r.length}`);
+  }
+  const acc = o.dGain !== undefined;
+  const dGain = acc ? cpuF32(fn, 'opts.dGain', o.dGain, 1) : emptyLike([dim], 'float32', 'cpu');
+  sameShape(fn, 'opts.dGain', dGain, [dim]);
+  const dx = emptyLike(x.shape, 'float32', 'cpu');
+  native().rmsnormBackward(f32(dy), f32(x), f32(gain), r, rows, dim, eps, f32(dx), f32(dGain), acc);
+  return { dx, dGain };
+}
+
+/** SwiGLU: `silu(gate) · up`, element-wise (`silu(g) = g·sigmoid(g)`). */
+export function swiglu(gate: Tensor, up: Tensor): Tensor {
+  const fn = 'swiglu';
+  cpuF32(fn, 'gate', gate);
+  cpuF32(fn, 'up', up);
+  sameShape(fn, 'up', up, gate.shape);
+  const [rows, f] = lastDim(fn, 'gate', gate);
+  const h = emptyLike(gate.shape, 'float32', 'cpu');
+  if (gate.size > 0) native().swigluForward(f32(gate), f32(up), rows, f, f32(h));
+  return h;
+}
+
+/** Backward of {@link swiglu}. */
+export function swigluBackward(dh: Tensor, gate: Tensor, up: Tensor): { dGate: Tensor; dUp: Tensor } {
+  const fn = 'swigluBackward';
+  cpuF32(fn, 'dh', dh);
+  cpuF32(fn, 'gate', gate);
+  cpuF32(fn, 'up', up);
+  sameShape(fn, 'up', up, gate.shape);
+  sameShape(fn, 'dh', dh, gate.shape);
+  const [rows, f] = lastDim(fn, 'gate', gate);
+  const dGate = emptyLike(gate.shape, 'float32', 'cpu');
+  const dUp = emptyLike(gate.shape, 'float32', 'cpu');
+  if (gate.size > 0) native().swigluBackward(f32(dh), f32(gate), f32(up), rows, f, f32(dGate), f32(dUp));
+  return { dGate, dUp };
+}
+
+/**
+ * Rotary position embedding of `x [T, H, D]` (D even) at per-token `positions`
+ * (as packing produces): pairs `(i, i + D/2)` rotate by `pos · theta^(-2i/D)`.
+ * `opts.inverse` rotates back, which is also the backward pass.
+ */
+export function rope(x: Tensor, positions: Int32Array | Tensor, opts?: { theta?: number; inverse?: boolean }): Tensor {
+  const fn = 'rope';
+  cpuF32(fn, 'x', x, 3);
+  const [t, h, d] = x.shape;
+  const pos = int32Vector(fn, 'positions', positions, t);
+  const o = checkOptions(fn, opts);
+  const theta = checkNumber(fn, 'opts.theta', o.theta, 10000, { gt: 1 });
+  const inverse = checkBoolean(fn, 'opts.inverse', o.inverse, false);
+  if (d % 2 !== 0 || d === 0) throw rangeError(fn, 'x.shape[2]', 'an even head dimension > 0', `${d}`);
+  if (h === 0) throw rangeError(fn, 'x.shape[1]', 'at least 1 head', '0');
+  for (let i = 0; i < t; i++) if (pos[i] < 0) throw rangeError(fn, `positions[${i}]`, '>= 0', `${pos[i]}`);
+  const out = emptyLike(x.shape, 'float32', 'cpu');
+  native().ropeApply(f32(x), pos, t, h, d, theta, inverse, f32(out));
+  return out;
+}
+
+/** Embedding lookup: rows of `table [V, D]` at `ids` → `[N, D]`. */
+export function embedding(table: Tensor, ids: Int32Array | Tensor): Tensor {
+  const fn = 'embedding';
+  cpuF32(fn, 'table', table, 2);
+  const idx = int32Vector(fn, 'ids', ids);
+  const [v, d] = table.shape;
+  for (let i = 0; i < idx.length; i++) if (idx[i] < 0 || idx[i] >= v) throw rangeError(fn, `ids[${i}]`, `in [0, ${v})`, `${idx[i]}`);
+  if (d === 0) throw rangeError(fn, 'table.shape[1]', '> 0', '0');
+  const out = emptyLike([idx.length, d], 'float32', 'cpu');
+  native().embeddingForward(f32(table), v, d, idx, f32(out));
+  return out;
+}
+
+/** Backward of {@link embedding}: the deterministic scatter-add of `dOut [N, D]` into `[vocab, D]` (into `opts.dTable` when given). */
+export function embeddingBackward(dOut: Tensor, ids: Int32Array | Tensor, vocab: number, opts?: { dTable?: Tensor }): Tensor {
+  const fn = 'embeddingBackward';
+  cpuF32(fn, 'dOut', dOut, 2);
+  const idx = int32Vector(fn, 'ids', ids, dOut.shape[0]);
+  const v = checkNumber(fn, 'vocab', vocab, 0, { integer: true, min: 1 });
+  const d = dOut.shape[1];
+  if (d === 0) throw rangeError(fn, 'dOut.shape[1]', '> 0', '0');
+  for (let i = 0; i < idx.length; i++) if (idx[i] < 0 || idx[i] >= v) throw rangeError(fn, `ids[${i}]`, `in [0, ${v})`, `${idx[i]}`);
+  const o = checkOptions(fn, opts);
+  const acc = o.dTable !== undefined;
+  const dTable = acc ? cpuF32(fn, 'opts.dTable', o.dTable, 2) : emptyLike([v, d], 'float32', 'cpu');
+  sameShape(fn, 'opts.dTable', dTable, [v, d]);
+  native().embeddingBackward(f32(dOut), idx, v, d, f32(dTable), acc);
+  return dTable;
+}
+
+/** `y = x · weightᵀ + bias`: `x [N, in]`, `weight [out, in]`, `bias [out]`. */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
+  const fn = 'linear';
+  cpuF32(fn, 'x', x, 2);
+  cpuF32(fn, 'weight', weight, 2);
+  const [n, inD] = x.shape;
+  const outD = weight.shape[0];
+  if (weight.shape[1] !== inD) throw rangeError(fn, 'weight.shape', `[out, ${inD}] to match x`, `[${weight.shape.join(', ')}]`);
+  if (inD === 0 || outD === 0) throw rangeError(fn, 'weight.shape', 'non-zero dimensions', `[${weight.shape.join(', ')}]`);
+  if (bias !== undefined) sameShape(fn, 'bias', cpuF32(fn, 'bias', bias, 1), [outD]);
+  const y = emptyLike([n, outD], 'float32', 'cpu');
+  native().linearForward(f32(x), f32(weight), bias ? f32(bias) : null, n, inD, outD, f32(y));
+  return y;
+}
+
+/** Backward of {@link linear}: `dx = dy·W`, `dWeight = dyᵀ·x`, `dBias = Σ rows dy` (bias gradient only when `opts.bias`). */
+export function linearBackward(dy: Tensor, x: Tensor, weight: Tensor, opts?: { bias?: boolean }): { dx: Tensor; dWeight: Tensor; dBias?: Tensor } {
+  const fn = 'linearBackward';
+  cpuF32(fn, 'dy', dy, 2);
+  cpuF32(fn, 'x', x, 2);
+  cpuF32(fn, 'weight', weight, 2);
+  const [n, inD] = x.shape;
+  const outD = weight.shape[0];
+  if (weight.shape[1] !== inD) throw rangeError(fn, 'weight.shape', `[out, ${inD}] to match x`, `[${weight.shape.join(', ')}]`);
+  if (inD === 0 || outD === 0) throw rangeError(fn, 'weight.shape', 'non-zero dimensions', `[${weight.shape.join(', ')}]`);
+  sameShape(fn, 'dy', dy, [n, outD]);
+  const withBias = checkBoolean(fn, 'opts.bias', checkOptions(fn, opts).bias, false);
+  const dx = emptyLike([n, inD], 'float32', 'cpu');
+  const dWeight = emptyLike([outD, inD], 'float32', 'cpu');
+  const dBias = withBias ? emptyLike([outD], 'float32', 'cpu') : undefined;
+  native().linearBackward(f32(dy), f32(x), f32(weight), n, inD, outD, f32(dx), f32(dWeight), dBias ? f32(dBias) : null, false);
+  return dBias ? { dx, dWeight, dBias } : { dx, dWeight };
+}
+
+/**
+ * Softmax cross-entropy over the vocabulary, mean over rows whose target is
+ * not −1: `logits [N, V]`, `targets Int32Array [N]`. Returns the loss, each
+ * row's log-sum-exp, and the number of counted rows.
+ */
+export function crossEntropy(logits: Tensor, targets: Int32Array | Tensor): { loss: number; lse: Float32Array; count: number } {
+  const fn = 'crossEntropy';
+  cpuF32(fn, 'logits', logits, 2);
+  const [n, v] = logits.shape;
+  const t = int32Vector(fn, 'targets', targets, n);
+  if (v === 0) throw rangeError(fn, 'logits.shape[1]', '> 0', '0');
+  for (let i = 0; i < n; i++) if (t[i] !== -1 && (t[i] < 0 || t[i] >= v)) throw rangeError(fn, `targets[${i}]`, `in [0, ${v}) or -1 (ignored)`, `${t[i]}`);
+  const lse = new Float32Array(n);
+  const [loss, count] = native().crossEntropyForward(f32(logits), t, n, v, lse) as [number, number];
+  return { loss, lse, count };
+}
+
+/** Backward of {@link crossEntropy}: `dLogits = gradLoss/count · (softmax − onehot)`, zero on ignored rows. */
+export function crossEntropyBackward(logits: Tensor, targets: Int32Array | Tensor, lse?: Float32Array, opts?: { gradLoss?: number }): Tensor {
+  const fn = 'crossEntropyBackward';
+  cpuF32(fn, 'logits', logits, 2);
+  const [n, v] = logits.shape;
+  const t = int32Vector(fn, 'targets', targets, n);
+  if (v === 0) throw rangeError(fn, 'logits.shape[1]', '> 0', '0');
+  for (let i = 0; i < n; i++) if (t[i] !== -1 && (t[i] < 0 || t[i] >= v)) throw rangeError(fn, `targets[${i}]`, `in [0, ${v}) or -1 (ignored)`, `${t[i]}`);
+  if (lse !== undefined) {
+    if (!(lse instanceof Float32Array)) throw typeError(fn, 'lse', 'a Float32Array', describe(lse));
+    if (lse.length !== n) throw rangeError(fn, 'lse.length', `${n}`, `${lse.length}`);
+  }
+  const gradLoss = checkNumber(fn, 'opts.gradLoss', checkOptions(fn, opts).gradLoss, 1);
+  const d = emptyLike([n, v], 'float32', 'cpu');
+  native().crossEntropyBackward(f32(logits), t, lse ?? null, n, v, gradLoss, f32(d));
+  return d;
+}
+
+export interface AdamWOptions {
+  lr: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  /** 1-based step number (bias correction). */
+  step: number;
+  /** Gradients are multiplied by this first (clipping, accumulation averaging). Default 1. */
+  gradScale?: number;
+}
+
+/**
+ * One AdamW update in place (decoupled weight decay, bias correction, PyTorch's
+ * order of operations). `param`, `grad`, `m`, `v`: CPU float32 tensors of one size.
+ */
+export function adamwStep(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, opts: AdamWOptions): void {
+  const fn = 'adamwStep';
+  for (const [k, t] of Object.entries({ param, grad, m, v })) cpuF32(fn, k, t);
+  for (const [k, t] of Object.entries({ grad, m, v })) if (t.size !== param.size) throw rangeError(fn, `${k}.size`, `${param.size} like param`, `${t.size}`);
+  const o = checkOptions(fn, opts);
+  const lr = checkNumber(fn, 'opts.lr', o.lr, NaN, { min: 0 });
+  if (Number.isNaN(lr)) throw typeError(fn, 'opts.lr', 'a number', 'undefined');
+  const beta1 = checkNumber(fn, 'opts.beta1', o.beta1, 0.9, { min: 0 });
+  const beta2 = checkNumber(fn, 'opts.beta2', o.beta2, 0.999, { min: 0 });
+  if (beta1 >= 1) throw rangeError(fn, 'opts.beta1', '< 1', `${beta1}`);
+  if (beta2 >= 1) throw rangeError(fn, 'opts.beta2', '< 1', `${beta2}`);
+  const eps = checkNumber(fn, 'opts.eps', o.eps, 1e-8, { gt: 0 });
+  const weightDecay = checkNumber(fn, 'opts.weightDecay', o.weightDecay, 0, { min: 0 });
+  const step = checkNumber(fn, 'opts.step', o.step, NaN, { integer: true, min: 1 });
+  if (Number.isNaN(step)) throw typeError(fn, 'opts.step', 'a number', 'undefined');
+  const gradScale = checkNumber(fn, 'opts.gradScale', o.gradScale, 1);
+  native().adamwStep(f32(param), f32(grad), f32(m), f32(v), lr, beta1, beta2, eps, weightDecay, step, gradScale);
+}
+
+/**
+ * Scales the gradients in place so that their global L2 norm is at most
+ * `maxNorm` (no clipping when `maxNorm <= 0`); returns the norm before clipping.
+ */
+export function clipGradNorm(grads: readonly Tensor[], maxNorm: number): number {
+  const fn = 'clipGradNorm';
+  if (!Array.isArray(grads)) throw typeError(fn, 'grads', 'an array of tensors', describe(grads));
+  grads.forEach((g, i) => cpuF32(fn, `grads[${i}]`, g));
+  const mx = checkNumber(fn, 'maxNorm', maxNorm, 0);
+  return native().clipGradNorm(grads.map(f32), mx) as number;
+}
+
+export interface LrScheduleOptions {
+  baseLr: number;
+  minLr?: number;
+  warmupSteps?: number;
+  totalSteps: number;
+}
+
+/** Linear warmup to `baseLr` over `warmupSteps`, then cosine decay to `minLr` at `totalSteps` (0-based `step`). */
+export function lrAt(schedule: LrScheduleOptions, step: number): number {
+  const fn = 'lrAt';
+  const o = checkOptions(fn, schedule);
+  const base = checkNumber(fn, 'schedule.baseLr', o.baseLr, NaN, { min: 0 });
+  if (Number.isNaN(base)) throw typeError(fn, 'schedule.baseLr', 'a number', 'undefined');
+  const min = checkNumber(fn, 'schedule.minLr', o.minLr, 0, { min: 0 });
+  const warm = checkNumber(fn, 'schedule.warmupSteps', o.warmupSteps, 0, { integer: true, min: 0 });
+  const total = checkNumber(fn, 'schedule.totalSteps', o.totalSteps, NaN, { integer: true, min: 1 });
+  if (Number.isNaN(total)) throw typeError(fn, 'schedule.totalSteps', 'a number', 'undefined');
+  const s = checkNumber(fn, 'step', step, 0, { integer: true, min: 0 });
+  return native().lrAt(base, min, warm, total, s) as number;
+}
+
+export interface InitOptions {
+  /** Seed (a non-negative safe integer or a bigint < 2^64). */
+  seed: number | bigint;
+  /** Independent stream under one seed, e.g. the parameter's index (default 0). */
+  stream?: number | bigint;
+}
+
+function u64(fn: string, arg: string, v: unknown, dflt?: bigint): bigint {
+  if (v === undefined && dflt !== undefined) return dflt;
+  if (typeof v === 'bigint') {
+    if (v < 0n || v >= 2n ** 64n) throw rangeError(fn, arg, 'in [0, 2^64)', `${v}`);
+    return v;
+  }
+  if (typeof v !== 'number') throw typeError(fn, arg, 'a number or bigint', describe(v));
+  if (!Number.isSafeInteger(v) || v < 0) throw rangeError(fn, arg, 'a non-negative safe integer', describe(v));
+  return BigInt(v);
+}
+
+/**
+ * A tensor of normal samples `mean + std·N(0,1)` from the core's Philox4x32-10
+ * generator: the same values for a (seed, stream) on every machine and thread count.
+ */
+export function randn(shape: number[], opts: InitOptions & { mean?: number; std?: number }): Tensor {
+  return fill('randn', 'normal', shape, opts, 'mean', 0, 'std', 1);
+}
+
+/** Uniform samples in `[low, high)` from the same generator as {@link randn}. */
+export function randu(shape: number[], opts: InitOptions & { low?: number; high?: number }): Tensor {
+  return fill('randu', 'uniform', shape, opts, 'low', 0, 'high', 1);
+}
+
+function fill(fn: string, kind: string, shape: number[], opts: unknown, an: string, ad: number, bn: string, bd: number): Tensor {
+  if (!Array.isArray(shape) || shape.some((d) => !Number.isSafeInteger(d) || d < 0)) throw typeError(fn, 'shape', 'an array of non-negative integers', describe(shape));
+  const o = checkOptions(fn, opts);
+  const seed = u64(fn, 'opts.seed', o.seed);
+  const stream = u64(fn, 'opts.stream', o.stream, 0n);
+  const a = checkNumber(fn, `opts.${an}`, o[an], ad);
+  const b = checkNumber(fn, `opts.${bn}`, o[bn], bd);
+  if (kind === 'normal' && b < 0) throw rangeError(fn, 'opts.std', '>= 0', `${b}`);
+  if (kind === 'uniform' && b < a) throw rangeError(fn, 'opts.high', `>= opts.low (${a})`, `${b}`);
+  if (numel(shape) > 2 ** 31 - 1) throw rangeError(fn, 'shape', 'at most 2^31-1 elements', `${numel(shape)}`);
+  const out = emptyLike(shape, 'float32', 'cpu');
+  native().rngFill(kind, seed, stream, a, b, f32(out));
+  return out;
+}
