@@ -49,19 +49,27 @@ Status positive(int64_t v, const char* fn, const char* arg) {
 // Grain (rows per chunk) so that a chunk holds at least ~16K floats of work.
 int64_t row_grain(int64_t width) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, width)); }
 
-// dst[j] (+)= sum over r of src(r, j) for j in [0, cols), each column summed in
-// increasing r (column-parallel: deterministic for every thread count).
-template <typename RowFn>
-void column_sums(int64_t rows, int64_t cols, float* dst, bool accumulate, RowFn row_ptr_scale) {
-  parallel_for(cols, 64, [&](int64_t c0, int64_t c1, int) {
+// dst[j] (+)= sum over rows r of the row vectors that add_row(r, acc) adds into
+// acc. Rows go in fixed blocks of kRowBlock: each block's partial sum is built
+// in increasing r (blocks in parallel), then the partials are added in block
+// order (columns in parallel). The block boundaries do not depend on the thread
+// count, so neither do the bits of the result.
+constexpr int64_t kRowBlock = 64;
+
+template <typename AddRow>
+void block_column_sums(int64_t rows, int64_t cols, float* dst, bool accumulate, AddRow add_row) {
+  const int64_t nb = (rows + kRowBlock - 1) / kRowBlock;
+  std::vector<float> part(static_cast<size_t>(nb * cols), 0.0f);
+  parallel_for(nb, 1, [&](int64_t b0, int64_t b1, int) {
+    for (int64_t b = b0; b < b1; ++b)
+      for (int64_t r = b * kRowBlock; r < std::min(rows, (b + 1) * kRowBlock); ++r) add_row(r, part.data() + b * cols);
+  });
+  const auto& k = layer_kernels();
+  parallel_for(cols, 256, [&](int64_t c0, int64_t c1, int) {
     const int64_t w = c1 - c0;
-    std::vector<float> acc(w, 0.0f);
-    for (int64_t r = 0; r < rows; ++r) row_ptr_scale(r, c0, w, acc.data());
     float* d = dst + c0;
-    if (accumulate)
-      for (int64_t j = 0; j < w; ++j) d[j] += acc[j];
-    else
-      std::memcpy(d, acc.data(), w * sizeof(float));
+    if (!accumulate) std::memset(d, 0, w * sizeof(float));
+    for (int64_t b = 0; b < nb; ++b) k.add(d, part.data() + b * cols + c0, w);
   });
 }
 
@@ -115,16 +123,15 @@ Status rmsnorm_backward(const float* dy, const float* x, const float* gain, cons
     rstd = own_rstd.data();
   }
   const auto& k = layer_kernels();
-  parallel_for(rows, row_grain(dim), [&](int64_t r0, int64_t r1, int) {
-    for (int64_t r = r0; r < r1; ++r)
-      k.rmsnorm_bwd_row(dy + r * dim, x + r * dim, gain, rstd[r], dim, dx + r * dim, nullptr);
-  });
   if (dgain) {
-    column_sums(rows, dim, dgain, accumulate, [&](int64_t r, int64_t c0, int64_t w, float* acc) {
-      const float* a = dy + r * dim + c0;
-      const float* b = x + r * dim + c0;
-      const float s = rstd[r];
-      for (int64_t j = 0; j < w; ++j) acc[j] += a[j] * b[j] * s;
+    // dx row by row; dgain's per-block partials come out of the same pass.
+    block_column_sums(rows, dim, dgain, accumulate, [&](int64_t r, float* acc) {
+      k.rmsnorm_bwd_row(dy + r * dim, x + r * dim, gain, rstd[r], dim, dx + r * dim, acc);
+    });
+  } else {
+    parallel_for(rows, row_grain(dim), [&](int64_t r0, int64_t r1, int) {
+      for (int64_t r = r0; r < r1; ++r)
+        k.rmsnorm_bwd_row(dy + r * dim, x + r * dim, gain, rstd[r], dim, dx + r * dim, nullptr);
     });
   }
   return Status::Ok();
@@ -352,10 +359,8 @@ Status linear_backward(const float* dy, const float* x, const float* w, int64_t 
     }
   }
   if (db) {
-    column_sums(n, out_dim, db, accumulate, [&](int64_t r, int64_t c0, int64_t wd, float* acc) {
-      const float* a = dy + r * out_dim + c0;
-      for (int64_t j = 0; j < wd; ++j) acc[j] += a[j];
-    });
+    const auto& k = layer_kernels();
+    block_column_sums(n, out_dim, db, accumulate, [&](int64_t r, float* acc) { k.add(acc, dy + r * out_dim, out_dim); });
   }
   return Status::Ok();
 }
