@@ -19,3 +19,10 @@ export { decodeVideo, findFfmpeg, type DecodeOptions, type DecodedVideo } from '
 export { synthClip, synthDataset, makeRng, SHAPES, COLORS, MOTIONS, EVENTS, NOTHING, type SynthClip, type SynthOptions, type SynthDatasetOptions, type EventKind } from './data/synth.js';
 export { encodePng, frameStrip } from './data/png.js';
 export { attention, attentionBackward, type AttentionOptions, type AttentionResult, type AttentionGrads } from './ops/attention.js';
+export {
+  VideoLM, VIDEOLM_PRESETS,
+  type VideoLMConfig, type VideoLMPreset, type VideoLMCreateOptions, type VideoLMSegment, type VideoLMBatch, type VideoLMLayout,
+  type ForwardOptions as VideoLMForwardOptions, type ForwardResult as VideoLMForwardResult,
+  type BackwardOptions as VideoLMBackwardOptions, type StepOptions as VideoLMStepOptions, type StepResult as VideoLMStepResult,
+  type GenerateOptions as VideoLMGenerateOptions, type ParamInfo as VideoLMParamInfo,
+} from './model/videolm.js';

@@ -42,5 +42,6 @@ void InitDeviceBuffer(Napi::Env env, Napi::Object exports);
 void InitMatmul(Napi::Env env, Napi::Object exports);
 void InitAttention(Napi::Env env, Napi::Object exports);
 void InitLayers(Napi::Env env, Napi::Object exports);
+void InitVideoLM(Napi::Env env, Napi::Object exports);
 
 }  // namespace vpaddon

@@ -9,6 +9,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitMatmul(env, exports);
   InitAttention(env, exports);
   InitLayers(env, exports);
+  InitVideoLM(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }
