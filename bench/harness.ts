@@ -164,16 +164,4 @@ export function makeContext(opts: { quick: boolean; json: boolean }): BenchConte
   };
 }
 
-/** Seeded uniform random floats in [lo, hi) (mulberry32). */
-export function randomFloats(n: number, seed: number, lo = -1, hi = 1): Float32Array {
-  let s = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = lo + (hi - lo) * (((t ^ (t >>> 14)) >>> 0) / 4294967296);
-  }
-  return out;
-}
+export { randomFloats } from '../lib/random.js';

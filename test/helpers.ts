@@ -1,22 +1,10 @@
 // Shared helpers for the ava tests: seeded random data and relative error.
-export function rng(seed: number): () => number {
-  // mulberry32: small, fast, good enough for test data.
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../lib/random.js';
 
-export function randomFloats(n: number, seed: number, lo = -1, hi = 1): Float32Array {
-  const r = rng(seed);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = lo + (hi - lo) * r();
-  return out;
-}
+export { randomFloats } from '../lib/random.js';
+
+/** A seeded generator of floats in [0, 1). */
+export const rng = seededRandom;
 
 /** ‖out − ref‖ / ‖ref‖ (NaN anywhere in `out` gives Infinity). */
 export function relError(out: ArrayLike<number>, ref: ArrayLike<number>): number {

@@ -209,3 +209,21 @@ test('randn / randu are seeded, stream-separated and thread-count independent', 
   t.throws(() => vp.randu([3], { seed: 1, low: 1, high: 0 }), { instanceOf: RangeError, message: /opts.high must be >= opts.low/ });
   t.throws(() => vp.randn('3' as unknown as number[], { seed: 1 }), { instanceOf: TypeError, message: /randn: shape must be/ });
 });
+
+test('sampleTokens: greedy, seeded sampling, streams, validation', (t) => {
+  const logits = vp.tensor(new Float32Array([0, 3, 1, 3, /**/ 2, 0, 0, 0]), [2, 4]);
+  t.deepEqual(Array.from(vp.sampleTokens(logits, { temperature: 0 })), [1, 0]);
+  const l = randomFloats(8 * 50, 31, -2, 2);
+  const lt = vp.tensor(l, [8, 50]);
+  const a = vp.sampleTokens(lt, { seed: 1, step: 3, topP: 0.9, temperature: 0.7 });
+  t.deepEqual(a, vp.sampleTokens(lt, { seed: 1n, step: 3n, topP: 0.9, temperature: 0.7 }));
+  t.true(a.every((x) => x >= 0 && x < 50));
+  // a row alone with its stream gives what it gave inside the batch
+  const row5 = vp.tensor(l.slice(5 * 50, 6 * 50), [1, 50]);
+  t.is(vp.sampleTokens(row5, { seed: 1, step: 3, topP: 0.9, temperature: 0.7, streams: [5] })[0], a[5]);
+  t.throws(() => vp.sampleTokens(lt, { temperature: 1 }), { instanceOf: TypeError, message: /sampleTokens: opts.seed must be a number or bigint, got undefined/ });
+  t.throws(() => vp.sampleTokens(lt, { seed: 1, topP: 0 }), { instanceOf: RangeError, message: /opts.topP must be > 0/ });
+  t.throws(() => vp.sampleTokens(lt, { seed: 1, temperature: -1 }), { instanceOf: RangeError, message: /opts.temperature must be >= 0/ });
+  t.throws(() => vp.sampleTokens(lt, { seed: 1, streams: [1, 2] }), { instanceOf: RangeError, message: /opts.streams.length must be 8 \(one per row\), got 2/ });
+  t.throws(() => vp.sampleTokens(vp.tensor(new Float32Array([0, NaN]), [1, 2]), { temperature: 0 }), { instanceOf: RangeError, message: /logits\[0, 1\] must be finite, got NaN/ });
+});

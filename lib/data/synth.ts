@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { Annotation, QuestionAnnotation } from './dataset.js';
 import { writeFileAtomic, writeNpy } from './npy.js';
+import { seededRandom } from '../random.js';
 
 export const SHAPES = ['square', 'circle', 'triangle', 'diamond'] as const;
 export const COLORS: Record<string, [number, number, number]> = {
@@ -43,6 +44,16 @@ export interface SynthOptions {
   eventRate?: number;
   /** Most objects a clip holds (1 to 3, default 3). */
   maxObjects?: number;
+  /** Number of objects, or [min, max] (default [1, maxObjects]). */
+  objects?: number | readonly [number, number];
+  /** The event: a kind, 'random' (an event with probability eventRate, default), or null for none. */
+  event?: EventKind | 'random' | null;
+  /** Event length in frames: 1, 2, or [1, 2] for either (default [1, 2]). */
+  eventDuration?: number | readonly [number, number];
+  /** Standard deviation of the Gaussian sensor noise, in [0, 1] units (default 0.015). */
+  noise?: number;
+  /** Range of the steady speed in pixels per frame at size 32 (scaled with size; default [0.8, 1.3]). */
+  speed?: readonly [number, number];
 }
 
 export interface SynthObject {
@@ -63,16 +74,9 @@ export interface SynthClip {
   fps: number;
 }
 
-/** A small, fast, seedable generator (splitmix32-style mixing). */
+/** The synthetic data's generator for a seed (see lib/random.ts). */
 export function makeRng(seed: number): () => number {
-  let s = (seed >>> 0) ^ 0x9e3779b9;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return seededRandom((seed >>> 0) ^ 0x9e3779b9);
 }
 
 function pick<T>(rng: () => number, xs: readonly T[]): T {
@@ -108,30 +112,50 @@ export function synthClip(rng: () => number, opts: SynthOptions = {}): SynthClip
   const maxObjects = Math.min(3, Math.max(1, opts.maxObjects ?? 3));
   if (!Number.isInteger(F) || F < 4) throw new RangeError(`synth: frames must be an integer >= 4, got ${F}`);
   if (!Number.isInteger(S) || S < 16) throw new RangeError(`synth: size must be an integer >= 16, got ${S}`);
-  const nObj = 1 + Math.floor(rng() * maxObjects);
+  const range = (v: number | readonly [number, number]) => (typeof v === 'number' ? v : v[0] + Math.floor(rng() * (v[1] - v[0] + 1)));
+  const wantObjects = Math.min(3, Math.max(1, range(opts.objects ?? [1, maxObjects])));
+  const [vmin, vmax] = opts.speed ?? [0.8, 1.3];
   const colorNames = shuffle(rng, Object.keys(COLORS));
   const objects: SynthObject[] = [];
   const state: { x: number; y: number; vx: number; vy: number; r: number }[] = [];
-  const speed = (S / 32) * (0.6 + 0.5 * rng());
-  for (let i = 0; i < nObj; i++) {
-    const motion = pick(rng, MOTIONS);
-    objects.push({ shape: pick(rng, SHAPES), color: colorNames[i], motion });
-    const [vx, vy] = motion === 'drifts left' ? [-speed, 0] : motion === 'drifts right' ? [speed, 0]
-      : motion === 'drifts up' ? [0, -speed] : motion === 'drifts down' ? [0, speed] : [0, 0];
-    const r = (S / 32) * (3 + 1.5 * rng());
-    // Start where the whole path stays inside the frame.
-    const span = (F - 1) * speed;
-    const lo = r + 1, hi = S - r - 2;
-    const x0 = vx < 0 ? lo + span + rng() * Math.max(0, hi - lo - span) : vx > 0 ? lo + rng() * Math.max(0, hi - lo - span) : lo + rng() * (hi - lo);
-    const y0 = vy < 0 ? lo + span + rng() * Math.max(0, hi - lo - span) : vy > 0 ? lo + rng() * Math.max(0, hi - lo - span) : lo + rng() * (hi - lo);
-    state.push({ x: x0, y: y0, vx, vy, r });
+  // Objects never overlap (so no event hides behind another object): a new
+  // object whose path comes near an earlier one's is placed again.
+  const clear = (a: (typeof state)[number], b: (typeof state)[number]) => {
+    for (let f = 0; f < F; f++) {
+      const dx = Math.abs(a.x + a.vx * f - (b.x + b.vx * f)), dy = Math.abs(a.y + a.vy * f - (b.y + b.vy * f));
+      if (Math.max(dx, dy) < a.r + b.r + 2) return false;
+    }
+    return true;
+  };
+  for (let i = 0; i < wantObjects; i++) {
+    for (let attempt = 0; attempt < 40; attempt++) {
+      const speed = (S / 32) * (vmin + (vmax - vmin) * rng());
+      const motion: Motion = speed > 0 ? pick(rng, MOTIONS) : 'stays still';
+      const shape = pick(rng, SHAPES);
+      const [vx, vy] = motion === 'drifts left' ? [-speed, 0] : motion === 'drifts right' ? [speed, 0]
+        : motion === 'drifts up' ? [0, -speed] : motion === 'drifts down' ? [0, speed] : [0, 0];
+      const r = (S / 32) * (3 + 1.5 * rng());
+      // Start where the whole path stays inside the frame.
+      const span = (F - 1) * Math.max(Math.abs(vx), Math.abs(vy));
+      const lo = r + 1, hi = S - r - 2;
+      const x0 = vx < 0 ? lo + span + rng() * Math.max(0, hi - lo - span) : vx > 0 ? lo + rng() * Math.max(0, hi - lo - span) : lo + rng() * (hi - lo);
+      const y0 = vy < 0 ? lo + span + rng() * Math.max(0, hi - lo - span) : vy > 0 ? lo + rng() * Math.max(0, hi - lo - span) : lo + rng() * (hi - lo);
+      const cand = { x: x0, y: y0, vx, vy, r };
+      if (state.every((o) => clear(o, cand))) {
+        objects.push({ shape, color: colorNames[i], motion });
+        state.push(cand);
+        break;
+      }
+    }
   }
+  const nObj = objects.length;
   let event: SynthClip['event'] = null;
-  if (rng() < (opts.eventRate ?? 0.8)) {
+  const wantEvent = opts.event === undefined || opts.event === 'random' ? rng() < (opts.eventRate ?? 0.8) : opts.event !== null;
+  if (wantEvent) {
     const object = Math.floor(rng() * nObj);
-    let kind = pick(rng, EVENTS);
-    if (kind === 'spin' && objects[object].shape === 'circle') kind = 'jump'; // a spinning circle is invisible
-    const len = rng() < 0.5 ? 1 : 2;
+    const kind = opts.event && opts.event !== 'random' ? opts.event : pick(rng, EVENTS);
+    if (kind === 'spin' && objects[object].shape === 'circle') objects[object].shape = 'square'; // a spinning circle is invisible
+    const len = Math.min(2, Math.max(1, range(opts.eventDuration ?? [1, 2])));
     const first = 2 + Math.floor(rng() * (F - 4 - len + 1));
     event = { object, kind, frames: Array.from({ length: len }, (_, i) => first + i) };
   }
@@ -139,14 +163,12 @@ export function synthClip(rng: () => number, opts: SynthOptions = {}): SynthClip
 
   const frames = new Uint8Array(F * S * S * 3);
   const noiseRng = makeRng(Math.floor(rng() * 2 ** 31));
+  const sigma = 255 * (opts.noise ?? 0.015);
+  const bg = [22 + 10 * rng(), 22 + 10 * rng(), 28 + 10 * rng()];
+  const gauss = () => Math.sqrt(-2 * Math.log(Math.max(noiseRng(), 1e-12))) * Math.cos(2 * Math.PI * noiseRng());
   for (let f = 0; f < F; f++) {
     const base = f * S * S * 3;
-    for (let p = 0; p < S * S; p++) {
-      const n = 24 + Math.floor(noiseRng() * 8);
-      frames[base + 3 * p] = n;
-      frames[base + 3 * p + 1] = n;
-      frames[base + 3 * p + 2] = n + 6;
-    }
+    for (let k = 0; k < S * S * 3; k++) frames[base + k] = bg[k % 3];
     objects.forEach((o, i) => {
       const st = state[i];
       let x = st.x + st.vx * f, y = st.y + st.vy * f, r = st.r, angle = 0;
@@ -173,6 +195,9 @@ export function synthClip(rng: () => number, opts: SynthOptions = {}): SynthClip
           frames[k + 2] = color[2];
         }
     });
+    if (sigma > 0) {
+      for (let k = base; k < base + S * S * 3; k++) frames[k] = Math.max(0, Math.min(255, Math.round(frames[k] + sigma * gauss())));
+    }
   }
 
   const name = (o: SynthObject) => `the ${o.color} ${o.shape}`;

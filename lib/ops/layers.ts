@@ -337,3 +337,44 @@ function fill(fn: string, kind: string, shape: number[], opts: unknown, an: stri
   native().rngFill(kind, seed, stream, a, b, f32(out));
   return out;
 }
+
+export interface SampleOptions {
+  /** 0 = greedy (argmax, ties to the lowest id). Default 1. */
+  temperature?: number;
+  /** Nucleus: keep the most probable tokens whose mass reaches topP (default 1 = all). */
+  topP?: number;
+  /** Seed of the draw (required unless greedy). */
+  seed?: number | bigint;
+  /** Generation step: a different draw per step (default 0). */
+  step?: number | bigint;
+  /** One stream per row (e.g. the sequence's index), so a row samples the same alone or in a batch. Default: the row index. */
+  streams?: BigUint64Array | number[];
+}
+
+/**
+ * One next token per row of `logits [rows, V]`: greedy, temperature and top-p
+ * sampling, reproducible for (seed, step, stream) on every thread count.
+ */
+export function sampleTokens(logits: Tensor, opts: SampleOptions = {}): Int32Array {
+  const fn = 'sampleTokens';
+  cpuF32(fn, 'logits', logits, 2);
+  const [rows, v] = logits.shape;
+  if (v === 0) throw rangeError(fn, 'logits.shape[1]', '> 0', '0');
+  const o = checkOptions(fn, opts);
+  const temperature = checkNumber(fn, 'opts.temperature', o.temperature, 1, { min: 0 });
+  const topP = checkNumber(fn, 'opts.topP', o.topP, 1, { gt: 0, max: 1 });
+  const seed = u64(fn, 'opts.seed', o.seed, temperature === 0 ? 0n : undefined);
+  const step = u64(fn, 'opts.step', o.step, 0n);
+  let streams: BigUint64Array | null = null;
+  if (o.streams !== undefined) {
+    if (o.streams instanceof BigUint64Array) streams = o.streams;
+    else if (Array.isArray(o.streams)) streams = BigUint64Array.from(o.streams.map((s, i) => u64(fn, `opts.streams[${i}]`, s)));
+    else throw typeError(fn, 'opts.streams', 'a BigUint64Array or an array of non-negative integers', describe(o.streams));
+    if (streams.length !== rows) throw rangeError(fn, 'opts.streams.length', `${rows} (one per row)`, `${streams.length}`);
+  }
+  const data = f32(logits);
+  for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i])) throw rangeError(fn, `logits[${Math.floor(i / v)}, ${i % v}]`, 'finite', `${data[i]}`);
+  const out = new Int32Array(rows);
+  native().sampleTokens(data, rows, v, temperature, topP, seed, step, streams, out);
+  return out;
+}

@@ -9,6 +9,7 @@
 #include "vp/layers.h"
 #include "vp/optim.h"
 #include "vp/rng.h"
+#include "vp/sample.h"
 
 namespace vpaddon {
 namespace {
@@ -218,9 +219,31 @@ Napi::Value RngFill(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// sampleTokens(logits, rows, vocab, temperature, topP, seed: bigint, step: bigint, streams: BigUint64Array|null, out: Int32Array)
+Napi::Value SampleTokens(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t rows = Int(info[1], "rows"), v = Int(info[2], "vocab");
+  vp::SampleOptions o;
+  o.temperature = static_cast<float>(Num(info[3], "temperature"));
+  o.top_p = static_cast<float>(Num(info[4], "topP"));
+  o.seed = U64(info[5], "seed");
+  o.step = U64(info[6], "step");
+  const uint64_t* streams = nullptr;
+  if (!info[7].IsNull() && !info[7].IsUndefined()) {
+    if (!info[7].IsTypedArray() || info[7].As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array)
+      throw Napi::TypeError::New(env, "streams: expected a BigUint64Array");
+    Napi::TypedArray ta = info[7].As<Napi::TypedArray>();
+    if (static_cast<int64_t>(ta.ElementLength()) != rows) throw Napi::RangeError::New(env, "streams: one per row");
+    streams = reinterpret_cast<const uint64_t*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+  }
+  ThrowIfError(env, vp::sample_tokens(F32(info[0], rows * v, "logits"), rows, v, o, streams, I32(info[8], rows, "out")));
+  return env.Undefined();
+}
+
 }  // namespace
 
 void InitLayers(Napi::Env env, Napi::Object exports) {
+  exports.Set("sampleTokens", Napi::Function::New(env, SampleTokens));
   exports.Set("rmsnormForward", Napi::Function::New(env, RmsnormForward));
   exports.Set("rmsnormBackward", Napi::Function::New(env, RmsnormBackward));
   exports.Set("swigluForward", Napi::Function::New(env, SwigluForward));

@@ -61,14 +61,21 @@ void kernel(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
     store_tile(acc, c, ldc, alpha, beta);
     return;
   }
-  // Edge tile: spill to a local tile, then write only the valid part.
-  alignas(32) float tile[MR * NR];
-  store_tile(acc, tile, NR, 1.0f, 0.0f);
-  for (int i = 0; i < mr; ++i)
-    for (int j = 0; j < nr; ++j) {
-      float v = alpha * tile[i * NR + j];
-      c[i * ldc + j] = beta == 0.0f ? v : v + beta * c[i * ldc + j];
+  // Edge tile: masked loads and stores touch only the valid mr x nr part.
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i k0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr), lane);
+  const __m256i k1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr - 8), lane);
+  const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+  for (int i = 0; i < mr; ++i) {
+    float* ci = c + i * ldc;
+    __m256 r0 = _mm256_mul_ps(va, acc[i][0]), r1 = _mm256_mul_ps(va, acc[i][1]);
+    if (beta != 0.0f) {
+      r0 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(ci, k0), r0);
+      r1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(ci + 8, k1), r1);
     }
+    _mm256_maskstore_ps(ci, k0, r0);
+    _mm256_maskstore_ps(ci + 8, k1, r1);
+  }
 }
 
 }  // namespace

@@ -198,14 +198,41 @@ Status rope_apply(const float* x, const int32_t* positions, int64_t tokens, int6
   for (int64_t i = 0; i < half; ++i)
     inv_freq[i] = std::pow(static_cast<double>(theta), -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
   const int64_t row = heads * head_dim;
+  int32_t max_pos = 0;
+  for (int64_t t = 0; t < tokens; ++t) max_pos = std::max(max_pos, positions[t]);
+  // Packed batches repeat positions (every sequence starts at 0): when there are
+  // fewer distinct positions than tokens, cos/sin come from a table per position.
+  const bool table = static_cast<int64_t>(max_pos) + 1 <= tokens;
+  std::vector<float> tab_c, tab_s;
+  if (table) {
+    tab_c.resize(static_cast<size_t>((max_pos + 1) * half));
+    tab_s.resize(tab_c.size());
+    parallel_for(max_pos + 1, std::max<int64_t>(1, 2048 / half), [&](int64_t p0, int64_t p1, int) {
+      for (int64_t p = p0; p < p1; ++p)
+        for (int64_t i = 0; i < half; ++i) {
+          const double a = static_cast<double>(p) * inv_freq[i];
+          tab_c[p * half + i] = static_cast<float>(std::cos(a));
+          tab_s[p * half + i] = static_cast<float>(inverse ? -std::sin(a) : std::sin(a));
+        }
+    });
+  }
   parallel_for(tokens, row_grain(row), [&](int64_t t0, int64_t t1, int) {
-    std::vector<float> cs(half), sn(half);
+    std::vector<float> own_c(table ? 0 : half), own_s(table ? 0 : half);
     for (int64_t t = t0; t < t1; ++t) {
-      const double pos = positions[t];
-      for (int64_t i = 0; i < half; ++i) {
-        const double a = pos * inv_freq[i];
-        cs[i] = static_cast<float>(std::cos(a));
-        sn[i] = static_cast<float>(inverse ? -std::sin(a) : std::sin(a));
+      const float* cs;
+      const float* sn;
+      if (table) {
+        cs = tab_c.data() + static_cast<int64_t>(positions[t]) * half;
+        sn = tab_s.data() + static_cast<int64_t>(positions[t]) * half;
+      } else {
+        const double pos = positions[t];
+        for (int64_t i = 0; i < half; ++i) {
+          const double a = pos * inv_freq[i];
+          own_c[i] = static_cast<float>(std::cos(a));
+          own_s[i] = static_cast<float>(inverse ? -std::sin(a) : std::sin(a));
+        }
+        cs = own_c.data();
+        sn = own_s.data();
       }
       for (int64_t h = 0; h < heads; ++h) {
         const float* xi = x + t * row + h * head_dim;
@@ -532,6 +559,21 @@ Status patch_embed_forward_u8(const uint8_t* frames, int64_t num_frames, int64_t
     patches = own.data();
   }
   VP_RETURN_IF_ERROR(patchify_u8(frames, num_frames, height, width, patch, patches));
+  return linear_forward(patches, w, b, np, feat, dim, emb);
+}
+
+Status patch_embed_forward_f32(const float* frames, int64_t num_frames, int64_t height,
+                               int64_t width, int64_t patch, const float* w, const float* b,
+                               int64_t dim, float* patches, float* emb) {
+  VP_RETURN_IF_ERROR(check_frames("patch_embed_forward_f32", num_frames, height, width, patch));
+  VP_RETURN_IF_ERROR(positive(dim, "patch_embed_forward_f32", "dim"));
+  const int64_t np = num_frames * (height / patch) * (width / patch), feat = patch * patch * 3;
+  std::vector<float> own;
+  if (patches == nullptr) {
+    own.resize(static_cast<size_t>(np * feat));
+    patches = own.data();
+  }
+  VP_RETURN_IF_ERROR(patchify_f32(frames, num_frames, height, width, patch, patches));
   return linear_forward(patches, w, b, np, feat, dim, emb);
 }
 

@@ -223,6 +223,13 @@ TEST_CASE("layers: rope matches float64, inverts, is its own adjoint, and is rel
     REQUIRE(vp::rope_apply(dy.data(), pos.data(), t, h, d, 10000.0f, true, dx.data()).ok());
     auto gx = fd_grad([&](const dvec& xx) { return rope_ref(xx, pos, t, h, d, 10000.0, false); }, to_d(x), to_d(dy));
     CHECK(vptest::rel_error(dx, gx) < 1e-5);
+    // positions that repeat (packed sequences): the per-position table path
+    std::vector<int32_t> packed{0, 1, 2, 3, 0, 1, 2, 0, 1, 0, 4};
+    fvec yp = vptest::poisoned(t * h * d), zp = vptest::poisoned(t * h * d);
+    REQUIRE(vp::rope_apply(x.data(), packed.data(), t, h, d, 10000.0f, false, yp.data()).ok());
+    CHECK(vptest::rel_error(yp, rope_ref(to_d(x), packed, t, h, d, 10000.0, false)) < 1e-6);
+    REQUIRE(vp::rope_apply(yp.data(), packed.data(), t, h, d, 10000.0f, true, zp.data()).ok());
+    CHECK(vptest::rel_error(zp, x) < 1e-6);
   });
   // <rope(q, m), rope(k, n)> depends on m - n only.
   const int64_t d = 8;
@@ -394,6 +401,11 @@ TEST_CASE("layers: patchify layout, unpatchify adjoint, patch embedding gradient
     fvec emb2 = vptest::poisoned(np * dim);
     REQUIRE(vp::patch_embed_forward_u8(frames.data(), F, H, W, P, w.data(), b.data(), dim, nullptr, emb2.data()).ok());
     CHECK(vptest::rel_error(emb2, emb) < 1e-7);
+    // float frames: the same embedding as their patches through the linear layer
+    fvec ff = vptest::random_floats(F * H * W * 3, 86), ffp(np * feat), embf = vptest::poisoned(np * dim);
+    REQUIRE(vp::patchify_f32(ff.data(), F, H, W, P, ffp.data()).ok());
+    REQUIRE(vp::patch_embed_forward_f32(ff.data(), F, H, W, P, w.data(), b.data(), dim, nullptr, embf.data()).ok());
+    CHECK(vptest::rel_error(embf, linear_ref(to_d(ffp), to_d(w), &bd, np, feat, dim)) < 1e-5);
     fvec demb = vptest::random_floats(np * dim, 85), dw = vptest::poisoned(dim * feat), db = vptest::poisoned(dim);
     REQUIRE(vp::patch_embed_backward(demb.data(), scratch.data(), np, feat, dim, dw.data(), db.data(), false).ok());
     auto gw = fd_grad([&](const dvec& v) { return linear_ref(to_d(patches), v, &bd, np, feat, dim); }, to_d(w), to_d(demb));

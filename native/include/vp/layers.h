@@ -109,6 +109,10 @@ Status unpatchify_f32(const float* dpatches, int64_t num_frames, int64_t height,
 Status patch_embed_forward_u8(const uint8_t* frames, int64_t num_frames, int64_t height,
                               int64_t width, int64_t patch, const float* w, const float* b,
                               int64_t dim, float* patches, float* emb);
+// The same for float32 frames (taken as they are).
+Status patch_embed_forward_f32(const float* frames, int64_t num_frames, int64_t height,
+                               int64_t width, int64_t patch, const float* w, const float* b,
+                               int64_t dim, float* patches, float* emb);
 // dw (+)= demb^T · patches, db (+)= column sums of demb. `patches` from the forward pass.
 Status patch_embed_backward(const float* demb, const float* patches, int64_t num_patches,
                             int64_t patch_features, int64_t dim, float* dw, float* db,
@@ -119,5 +123,34 @@ Status patch_embed_backward(const float* demb, const float* patches, int64_t num
 Status add_inplace(float* y, const float* x, int64_t n);
 // sum of squares in double, over fixed blocks summed in order (thread-count independent).
 double sum_squares(const float* x, int64_t n);
+
+// ---- CUDA versions (float32, device pointers; same semantics as above) -------------
+// Declared in every build; a CPU-only build's stubs return Status::Unavailable.
+// Deterministic like the CPU kernels: column reductions (dgain) are one thread
+// per column over the rows in order; the embedding backward sorts ids (on the
+// host, from a copy) and gives each thread one (row, column) of the table; the
+// cross-entropy mean is summed by one block in row order. `loss` and `count`
+// of cross_entropy_forward are HOST pointers; everything else is on the device.
+namespace cuda {
+Status rmsnorm_forward(const float* x, const float* gain, int64_t rows, int64_t dim, float eps,
+                       float* y, float* rstd);
+Status rmsnorm_backward(const float* dy, const float* x, const float* gain, const float* rstd,
+                        int64_t rows, int64_t dim, float eps, float* dx, float* dgain,
+                        bool accumulate);
+Status swiglu_forward(const float* gate, const float* up, int64_t rows, int64_t ffn, int64_t ld_in,
+                      float* h);
+Status swiglu_backward(const float* dh, const float* gate, const float* up, int64_t rows,
+                       int64_t ffn, int64_t ld_in, float* dgate, float* dup);
+Status rope_apply(const float* x, const int32_t* positions, int64_t tokens, int64_t heads,
+                  int64_t head_dim, float theta, bool inverse, float* out);
+Status embedding_forward(const float* table, int64_t vocab, int64_t dim, const int32_t* ids,
+                         int64_t n, float* out);
+Status embedding_backward(const float* dout, const int32_t* ids, int64_t n, int64_t vocab,
+                          int64_t dim, float* dtable, bool accumulate);
+Status cross_entropy_forward(const float* logits, const int32_t* targets, int64_t n, int64_t vocab,
+                             float* loss, float* lse, int64_t* count);
+Status cross_entropy_backward(const float* logits, const int32_t* targets, const float* lse,
+                              int64_t n, int64_t vocab, float grad_loss, float* dlogits);
+}  // namespace cuda
 
 }  // namespace vp

@@ -59,4 +59,10 @@ struct LrSchedule {
 // with s = (step - warmup) / max(1, total - warmup) clamped to [0, 1].
 double lr_at(const LrSchedule& s, int64_t step);
 
+namespace cuda {
+// adamw_step on device buffers (CPU-only builds: Status::Unavailable).
+Status adamw_step(float* param, const float* grad, float* m, float* v, int64_t n,
+                  const AdamWConfig& cfg);
+}  // namespace cuda
+
 }  // namespace vp

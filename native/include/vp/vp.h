@@ -1,12 +1,16 @@
 // vp/vp.h — the whole public core API in one include.
 #pragma once
 
+#include "vp/blocks.h"
 #include "vp/cpu_features.h"
 #include "vp/cuda.h"
 #include "vp/gemm.h"
 #include "vp/layers.h"
+#include "vp/model.h"
 #include "vp/optim.h"
+#include "vp/pack.h"
 #include "vp/rng.h"
+#include "vp/sample.h"
 #include "vp/status.h"
 #include "vp/tensor.h"
 #include "vp/thread_pool.h"

@@ -1,0 +1,289 @@
+// Bindings of the token log-prob and GRPO kernels (vp/logprobs.h, vp/grpo.h).
+//
+// Matrices arrive as typed arrays (CPU) or CUDA handles with a shape and a
+// dtype; per-row vectors (targets, log-probs, advantages, rewards, cuSeqlens)
+// as typed arrays or CUDA handles. When the matrices are on CUDA and a vector
+// is a host typed array, it is uploaded to a temporary device buffer (and an
+// output vector downloaded into its typed array afterwards), so the
+// TypeScript layer can hand plain Float32Array/Int32Array in either case.
+// The TypeScript layer validates everything first; the core validates again,
+// and the views here are checked against the buffers' sizes.
+#include <memory>
+#include <vector>
+
+#include "addon.h"
+#include "vp/cuda.h"
+#include "vp/grpo.h"
+#include "vp/logprobs.h"
+
+namespace vpaddon {
+namespace {
+
+// Device buffers that live for one call.
+class Temps {
+ public:
+  ~Temps() {
+    for (void* p : ptrs_) vp::cuda::free_device(p);
+  }
+  void* alloc(Napi::Env env, size_t bytes) {
+    void* p = nullptr;
+    ThrowIfError(env, vp::cuda::malloc_device(&p, bytes == 0 ? 4 : bytes));
+    ptrs_.push_back(p);
+    return p;
+  }
+
+ private:
+  std::vector<void*> ptrs_;
+};
+
+struct Download {
+  void* host;
+  const void* device;
+  size_t bytes;
+};
+
+bool IsAbsent(const Napi::Value& v) { return v.IsUndefined() || v.IsNull(); }
+
+// A vector argument of `len` elements of `dt` on `dev`. Host arrays go up to
+// the device when dev is CUDA; `out` vectors come back down after the call.
+vp::TensorView Vec(const Napi::Value& v, int64_t len, vp::DType dt, vp::Device dev, const char* name,
+                   Temps& temps, std::vector<Download>* out = nullptr) {
+  Napi::Env env = v.Env();
+  std::vector<int64_t> shape{len};
+  if (v.IsExternal()) {
+    if (dev != vp::Device::kCUDA)
+      throw Napi::TypeError::New(env, std::string(name) + ": a CUDA tensor where the op runs on cpu");
+    return CudaView(v, shape, dt, name);
+  }
+  vp::TensorView host = CpuView(v, shape, name);
+  if (host.dtype != dt)
+    throw Napi::TypeError::New(env, std::string(name) + ": expected " + vp::dtype_name(dt) + " data");
+  if (dev == vp::Device::kCPU) return host;
+  vp::TensorView d = host;
+  d.device = vp::Device::kCUDA;
+  d.data = temps.alloc(env, host.nbytes());
+  if (out) out->push_back({host.data, d.data, host.nbytes()});
+  else ThrowIfError(env, vp::cuda::copy_to_device(d.data, host.data, host.nbytes()));
+  return d;
+}
+
+void FinishDownloads(Napi::Env env, const std::vector<Download>& downs) {
+  for (const Download& d : downs) ThrowIfError(env, vp::cuda::copy_to_host(d.host, d.device, d.bytes));
+}
+
+// A matrix argument: typed array (CPU) or CUDA handle.
+vp::TensorView Mat(const Napi::Value& v, const Napi::Value& shape, const Napi::Value& dtype,
+                   const char* name) {
+  auto s = ShapeArg(shape, name);
+  if (v.IsExternal()) return CudaView(v, s, DTypeArg(dtype, "dtype"), name);
+  return CpuView(v, s, name);
+}
+
+Napi::Object StatsObject(Napi::Env env, const vp::GrpoStats& st) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("loss", st.loss);
+  o.Set("clipFraction", st.clip_fraction);
+  o.Set("kl", st.kl);
+  return o;
+}
+
+vp::GrpoOptions GrpoOpts(const Napi::Object& o) {
+  vp::GrpoOptions g;
+  g.eps_low = o.Get("epsLow").As<Napi::Number>().DoubleValue();
+  g.eps_high = o.Get("epsHigh").As<Napi::Number>().DoubleValue();
+  g.beta = o.Get("beta").As<Napi::Number>().DoubleValue();
+  std::string lt = o.Get("lossType").As<Napi::String>().Utf8Value();
+  g.loss_type = lt == "grpo" ? vp::GrpoLossType::kGrpo
+                : lt == "bnpo" ? vp::GrpoLossType::kBnpo
+                : lt == "dr_grpo" ? vp::GrpoLossType::kDrGrpo
+                                  : vp::GrpoLossType::kDapo;
+  Napi::Value m = o.Get("maxCompletionLength");
+  g.max_completion_length = IsAbsent(m) ? 0 : m.As<Napi::Number>().Int64Value();
+  Napi::Value t = o.Get("temperature");
+  g.temperature = IsAbsent(t) ? 1.0f : t.As<Napi::Number>().FloatValue();
+  return g;
+}
+
+// tokenLogprobs(logits, shape, dtype, targets, out, temperature)
+Napi::Value TokenLogprobs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  vp::TensorView logits = Mat(info[0], info[1], info[2], "logits");
+  const int64_t n = logits.shape[0];
+  Temps temps;
+  std::vector<Download> downs;
+  vp::TensorView targets = Vec(info[3], n, vp::DType::kInt32, logits.device, "targets", temps);
+  vp::TensorView out = Vec(info[4], n, vp::DType::kFloat32, logits.device, "out", temps, &downs);
+  vp::LogprobsOptions o;
+  o.temperature = info[5].As<Napi::Number>().FloatValue();
+  ThrowIfError(env, vp::token_logprobs(logits, targets, out, o));
+  FinishDownloads(env, downs);
+  return env.Undefined();
+}
+
+// tokenLogprobsBackward(dlogprobs, logits, shape, dtype, targets, dlogits, temperature)
+Napi::Value TokenLogprobsBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  vp::TensorView logits = Mat(info[1], info[2], info[3], "logits");
+  vp::TensorView dlogits = Mat(info[5], info[2], info[3], "dLogits");
+  const int64_t n = logits.shape[0];
+  Temps temps;
+  vp::TensorView dl = Vec(info[0], n, vp::DType::kFloat32, logits.device, "dLogprobs", temps);
+  vp::TensorView targets = Vec(info[4], n, vp::DType::kInt32, logits.device, "targets", temps);
+  vp::LogprobsOptions o;
+  o.temperature = info[6].As<Napi::Number>().FloatValue();
+  ThrowIfError(env, vp::token_logprobs_backward(dl, logits, targets, dlogits, o));
+  return env.Undefined();
+}
+
+// linearTokenLogprobs(hidden, hShape, weight, wShape, dtype, targets, out, temperature)
+Napi::Value LinearTokenLogprobs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  vp::TensorView hidden = Mat(info[0], info[1], info[4], "hidden");
+  vp::TensorView weight = Mat(info[2], info[3], info[4], "weight");
+  const int64_t n = hidden.shape[0];
+  Temps temps;
+  std::vector<Download> downs;
+  vp::TensorView targets = Vec(info[5], n, vp::DType::kInt32, hidden.device, "targets", temps);
+  vp::TensorView out = Vec(info[6], n, vp::DType::kFloat32, hidden.device, "out", temps, &downs);
+  vp::LogprobsOptions o;
+  o.temperature = info[7].As<Napi::Number>().FloatValue();
+  ThrowIfError(env, vp::linear_token_logprobs(hidden, weight, targets, out, o));
+  FinishDownloads(env, downs);
+  return env.Undefined();
+}
+
+// linearTokenLogprobsBackward(dlogprobs, hidden, hShape, weight, wShape, dtype, targets, dHidden, dWeight, temperature)
+Napi::Value LinearTokenLogprobsBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  vp::TensorView hidden = Mat(info[1], info[2], info[5], "hidden");
+  vp::TensorView weight = Mat(info[3], info[4], info[5], "weight");
+  vp::TensorView dhidden = Mat(info[7], info[2], info[5], "dHidden");
+  vp::TensorView dweight = Mat(info[8], info[4], info[5], "dWeight");
+  const int64_t n = hidden.shape[0];
+  Temps temps;
+  vp::TensorView dl = Vec(info[0], n, vp::DType::kFloat32, hidden.device, "dLogprobs", temps);
+  vp::TensorView targets = Vec(info[6], n, vp::DType::kInt32, hidden.device, "targets", temps);
+  vp::LogprobsOptions o;
+  o.temperature = info[9].As<Napi::Number>().FloatValue();
+  ThrowIfError(env, vp::linear_token_logprobs_backward(dl, hidden, weight, targets, dhidden, dweight, o));
+  return env.Undefined();
+}
+
+vp::Device DeviceOf(const Napi::Value& v) {
+  return v.IsExternal() ? vp::Device::kCUDA : vp::Device::kCPU;
+}
+
+int64_t LengthOf(const Napi::Value& v, const Napi::Value& len_hint) {
+  if (v.IsTypedArray()) return static_cast<int64_t>(v.As<Napi::TypedArray>().ElementLength());
+  return len_hint.As<Napi::Number>().Int64Value();
+}
+
+// groupAdvantages(rewards, n, groupSize, scale, eps, out)
+Napi::Value GroupAdvantages(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const vp::Device dev = DeviceOf(info[0]);
+  const int64_t n = LengthOf(info[0], info[1]);
+  Temps temps;
+  vp::TensorView r = Vec(info[0], n, vp::DType::kFloat32, dev, "rewards", temps);
+  vp::TensorView out = Vec(info[5], n, vp::DType::kFloat32, dev, "out", temps);
+  std::string sc = info[3].As<Napi::String>().Utf8Value();
+  vp::AdvantageScale scale = sc == "batch" ? vp::AdvantageScale::kBatch
+                             : sc == "none" ? vp::AdvantageScale::kNone
+                                            : vp::AdvantageScale::kGroup;
+  ThrowIfError(env, vp::group_advantages(r, info[2].As<Napi::Number>().Int64Value(), scale,
+                                         info[4].As<Napi::Number>().DoubleValue(), out));
+  return env.Undefined();
+}
+
+// comparativeRewards(complete, nComplete, degraded, nDegraded, groupSize, mode, bonus, ratio, minReward, out)
+Napi::Value ComparativeRewards(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const vp::Device dev = DeviceOf(info[0]);
+  const int64_t nc = LengthOf(info[0], info[1]), nd = LengthOf(info[2], info[3]);
+  Temps temps;
+  vp::TensorView c = Vec(info[0], nc, vp::DType::kFloat32, dev, "taskComplete", temps);
+  vp::TensorView d = Vec(info[2], nd, vp::DType::kFloat32, dev, "taskDegraded", temps);
+  vp::TensorView out = Vec(info[9], nc, vp::DType::kFloat32, dev, "out", temps);
+  vp::ComparativeOptions o;
+  o.mode = info[5].As<Napi::String>().Utf8Value() == "threshold" ? vp::ComparativeMode::kThreshold
+                                                                : vp::ComparativeMode::kPairwise;
+  o.bonus = info[6].As<Napi::Number>().DoubleValue();
+  o.ratio = info[7].As<Napi::Number>().DoubleValue();
+  o.min_reward = info[8].As<Napi::Number>().DoubleValue();
+  ThrowIfError(env, vp::comparative_rewards(c, d, info[4].As<Napi::Number>().Int64Value(), o, out));
+  return env.Undefined();
+}
+
+// grpoLoss(logprobs, old, ref|null, advantages, cuSeqlens, lengths[T, nAdv, nCu], dLogprobs, opts) → stats
+Napi::Value GrpoLoss(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const vp::Device dev = DeviceOf(info[0]);
+  Napi::Array lens = info[5].As<Napi::Array>();
+  const int64_t t = lens.Get(0u).As<Napi::Number>().Int64Value();
+  const int64_t na = lens.Get(1u).As<Napi::Number>().Int64Value();
+  const int64_t nc = lens.Get(2u).As<Napi::Number>().Int64Value();
+  Temps temps;
+  vp::GrpoInputs in;
+  in.logprobs = Vec(info[0], t, vp::DType::kFloat32, dev, "logprobs", temps);
+  in.old_logprobs = Vec(info[1], t, vp::DType::kFloat32, dev, "oldLogprobs", temps);
+  if (!IsAbsent(info[2])) in.ref_logprobs = Vec(info[2], t, vp::DType::kFloat32, dev, "refLogprobs", temps);
+  in.advantages = Vec(info[3], na, vp::DType::kFloat32, dev, "advantages", temps);
+  in.cu_seqlens = Vec(info[4], nc, vp::DType::kInt32, dev, "cuSeqlens", temps);
+  vp::TensorView dl = Vec(info[6], t, vp::DType::kFloat32, dev, "dLogprobs", temps);
+  vp::GrpoStats st;
+  ThrowIfError(env, vp::grpo_loss(in, GrpoOpts(info[7].As<Napi::Object>()), dl, &st));
+  return StatsObject(env, st);
+}
+
+// linearGrpoLoss(hidden, hShape, weight, wShape, dtype, targets, old, ref|null, advantages,
+//                cuSeqlens, dHidden, dWeight, logprobsOut|null, opts, [nAdv, nCu]) → stats
+Napi::Value LinearGrpoLoss(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  vp::LinearGrpoInputs in;
+  in.hidden = Mat(info[0], info[1], info[4], "hidden");
+  in.weight = Mat(info[2], info[3], info[4], "weight");
+  const vp::Device dev = in.hidden.device;
+  const int64_t t = in.hidden.shape[0];
+  Temps temps;
+  std::vector<Download> downs;
+  in.targets = Vec(info[5], t, vp::DType::kInt32, dev, "targets", temps);
+  in.old_logprobs = Vec(info[6], t, vp::DType::kFloat32, dev, "oldLogprobs", temps);
+  if (!IsAbsent(info[7])) in.ref_logprobs = Vec(info[7], t, vp::DType::kFloat32, dev, "refLogprobs", temps);
+  Napi::Array lens = info[14].As<Napi::Array>();
+  in.advantages = Vec(info[8], lens.Get(0u).As<Napi::Number>().Int64Value(), vp::DType::kFloat32, dev,
+                      "advantages", temps);
+  in.cu_seqlens = Vec(info[9], lens.Get(1u).As<Napi::Number>().Int64Value(), vp::DType::kInt32, dev,
+                      "cuSeqlens", temps);
+  vp::TensorView dh = Mat(info[10], info[1], info[4], "dHidden");
+  vp::TensorView dw = Mat(info[11], info[3], info[4], "dWeight");
+  vp::TensorView lp;
+  if (!IsAbsent(info[12])) lp = Vec(info[12], t, vp::DType::kFloat32, dev, "logprobs", temps, &downs);
+  vp::GrpoStats st;
+  ThrowIfError(env, vp::linear_grpo_loss(in, GrpoOpts(info[13].As<Napi::Object>()), dh, dw, lp, &st));
+  FinishDownloads(env, downs);
+  return StatsObject(env, st);
+}
+
+Napi::Value WorkspaceBytes(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(
+      info.Env(), static_cast<double>(vp::linear_logprobs_workspace_bytes(
+                      info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Number>().Int64Value(),
+                      info[2].As<Napi::Number>().Int64Value(), info[3].As<Napi::Number>().Int32Value(),
+                      info[4].ToBoolean())));
+}
+
+}  // namespace
+
+void InitGrpo(Napi::Env env, Napi::Object exports) {
+  exports.Set("tokenLogprobs", Napi::Function::New(env, TokenLogprobs));
+  exports.Set("tokenLogprobsBackward", Napi::Function::New(env, TokenLogprobsBackward));
+  exports.Set("linearTokenLogprobs", Napi::Function::New(env, LinearTokenLogprobs));
+  exports.Set("linearTokenLogprobsBackward", Napi::Function::New(env, LinearTokenLogprobsBackward));
+  exports.Set("groupAdvantages", Napi::Function::New(env, GroupAdvantages));
+  exports.Set("comparativeRewards", Napi::Function::New(env, ComparativeRewards));
+  exports.Set("grpoLoss", Napi::Function::New(env, GrpoLoss));
+  exports.Set("linearGrpoLoss", Napi::Function::New(env, LinearGrpoLoss));
+  exports.Set("linearLogprobsWorkspaceBytes", Napi::Function::New(env, WorkspaceBytes));
+}
+
+}  // namespace vpaddon
