@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -73,14 +74,22 @@ __device__ __forceinline__ uint32_t pack_f2<__half>(float lo, float hi) {
   return *reinterpret_cast<uint32_t*>(&v);
 }
 
-template <typename T>
-__device__ __forceinline__ uint32_t pack_e2(T lo, T hi) {
-  const uint16_t a = *reinterpret_cast<const uint16_t*>(&lo);
-  const uint16_t b = *reinterpret_cast<const uint16_t*>(&hi);
-  return static_cast<uint32_t>(a) | (static_cast<uint32_t>(b) << 16);
-}
-
 __device__ __forceinline__ uint32_t ld32(const void* p) { return *reinterpret_cast<const uint32_t*>(p); }
+
+// B fragments of two adjacent n-tiles (columns n0..n0+15) over k rows k0..k0+15 of a
+// row-major [k][n] tile in shared memory, `base` = &tile[k0][n0], one ldmatrix.x4.trans:
+// matrix m (its row addresses from lanes 8m..8m+7) is rows k0 + 8(m&1).., columns n0 + 8(m>>1)..;
+// transposed, lane (g, t) gets rows 2t, 2t+1 of column g, which is the B layout.
+// b0 = the fragment of n-tile n0, b1 = that of n-tile n0 + 8. Rows must be 16-byte aligned.
+template <typename T>
+__device__ __forceinline__ void ldsm_b_pair(uint32_t b0[2], uint32_t b1[2], const T* base, int lds, int lane) {
+  const int m = lane >> 3, r = lane & 7;
+  const T* row = base + ((m & 1) * 8 + r) * lds + (m >> 1) * 8;
+  const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(b0[0]), "=r"(b0[1]), "=r"(b1[0]), "=r"(b1[1])
+               : "r"(addr));
+}
 
 // D(16x8, f32) += A(16x16, row) · B(16x8, col). Fragment layouts (PTX ISA, mma.m16n8k16):
 // g = lane/4, t = lane%4; A: a0 (row g, k 2t..2t+1), a1 (row g+8, k 2t..), a2 (row g, k 2t+8..),
@@ -127,6 +136,30 @@ __device__ __forceinline__ float quad_max(float x) {
   return x;
 }
 
+// Rows [0, nrows) x columns [0, DP) of a tile into shared memory (row stride lds), from
+// global rows of stride ld; rows >= valid and columns >= D are zero. vec: 16-byte loads
+// (D % 8 == 0 and 16-byte aligned pointers, checked on the host).
+template <typename T, int DP>
+__device__ __forceinline__ void load_tile(T* s, int lds, const T* g, int64_t ld, int valid, int nrows, int D,
+                                          bool vec) {
+  if constexpr (sizeof(T) == 2) {
+    if (vec) {
+      constexpr int C = DP / 8;
+      for (int idx = threadIdx.x; idx < nrows * C; idx += blockDim.x) {
+        const int r = idx / C, c = idx % C;
+        uint4 val = make_uint4(0u, 0u, 0u, 0u);
+        if (r < valid && c * 8 < D) val = *reinterpret_cast<const uint4*>(g + static_cast<int64_t>(r) * ld + c * 8);
+        *reinterpret_cast<uint4*>(s + r * lds + c * 8) = val;
+      }
+      return;
+    }
+  }
+  for (int idx = threadIdx.x; idx < nrows * DP; idx += blockDim.x) {
+    const int r = idx / DP, d = idx % DP;
+    s[r * lds + d] = (r < valid && d < D) ? g[static_cast<int64_t>(r) * ld + d] : T(0.0f);
+  }
+}
+
 // ---- parameters --------------------------------------------------------------
 
 struct Params {
@@ -149,6 +182,7 @@ struct Params {
   int tiles;         // blocks per sequence along the grid's x (x = tile + tiles * b)
   float scale, scale_log2;
   bool causal;
+  bool vec;  // 16-byte tile loads are safe (see load_tile)
 };
 
 // ---- forward, tensor cores ---------------------------------------------------
@@ -170,10 +204,7 @@ __global__ void __launch_bounds__(128) fwd_tc_kernel(const Params p) {
   const T* qg = static_cast<const T*>(p.q) + static_cast<int64_t>(qbeg + q0) * p.ldq + h * D;
   const T* kg = static_cast<const T*>(p.k) + static_cast<int64_t>(kbeg) * p.ldk + hk * D;
   const T* vg = static_cast<const T*>(p.v) + static_cast<int64_t>(kbeg) * p.ldk + hk * D;
-  for (int idx = tid; idx < BR * DP; idx += 128) {
-    const int r = idx / DP, d = idx % DP;
-    sQ[r * LDS + d] = (q0 + r < Tq && d < D) ? qg[static_cast<int64_t>(r) * p.ldq + d] : T(0.0f);
-  }
+  load_tile<T, DP>(sQ, LDS, qg, p.ldq, Tq - q0, BR, D, p.vec);
   const int kend = p.causal ? min(Tk, q0 + BR + off) : Tk;
   const int r_lo = q0 + warp * 16 + g, r_hi = r_lo + 8;  // this thread's two query rows
   float o[DP / 8][4];
@@ -183,13 +214,8 @@ __global__ void __launch_bounds__(128) fwd_tc_kernel(const Params p) {
 
   for (int k0 = 0; k0 < kend; k0 += BC) {
     __syncthreads();
-    for (int idx = tid; idx < BC * DP; idx += 128) {
-      const int r = idx / DP, d = idx % DP;
-      const bool ok = k0 + r < Tk && d < D;
-      const int64_t at = static_cast<int64_t>(k0 + r) * p.ldk + d;
-      sK[r * LDS + d] = ok ? kg[at] : T(0.0f);
-      sV[r * LDS + d] = ok ? vg[at] : T(0.0f);
-    }
+    load_tile<T, DP>(sK, LDS, kg + static_cast<int64_t>(k0) * p.ldk, p.ldk, Tk - k0, BC, D, p.vec);
+    load_tile<T, DP>(sV, LDS, vg + static_cast<int64_t>(k0) * p.ldk, p.ldk, Tk - k0, BC, D, p.vec);
     __syncthreads();
     float s[BC / 8][4];
 #pragma unroll
@@ -248,12 +274,12 @@ __global__ void __launch_bounds__(128) fwd_tc_kernel(const Params p) {
       const uint32_t a[4] = {pack_f2<T>(s[2 * kc][0], s[2 * kc][1]), pack_f2<T>(s[2 * kc][2], s[2 * kc][3]),
                              pack_f2<T>(s[2 * kc + 1][0], s[2 * kc + 1][1]),
                              pack_f2<T>(s[2 * kc + 1][2], s[2 * kc + 1][3])};
-      const T* vb = sV + (kc * 16 + t4 * 2) * LDS + g;
 #pragma unroll
-      for (int dn = 0; dn < DP / 8; ++dn) {
-        const T* c = vb + dn * 8;
-        const uint32_t bb[2] = {pack_e2<T>(c[0], c[LDS]), pack_e2<T>(c[8 * LDS], c[9 * LDS])};
-        mma16816<T>(o[dn], a, bb);
+      for (int dn = 0; dn < DP / 8; dn += 2) {
+        uint32_t b0[2], b1[2];
+        ldsm_b_pair<T>(b0, b1, sV + kc * 16 * LDS + dn * 8, LDS, lane);
+        mma16816<T>(o[dn], a, b0);
+        mma16816<T>(o[dn + 1], a, b1);
       }
     }
   }
@@ -396,13 +422,8 @@ __global__ void __launch_bounds__(128) bwd_tc_kernel(const Params p) {
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
   const T* kg = static_cast<const T*>(p.k) + static_cast<int64_t>(kbeg + k0) * p.ldk + hk * D;
   const T* vg = static_cast<const T*>(p.v) + static_cast<int64_t>(kbeg + k0) * p.ldk + hk * D;
-  for (int idx = tid; idx < BC * DP; idx += 128) {
-    const int r = idx / DP, d = idx % DP;
-    const bool ok = k0 + r < Tk && d < D;
-    const int64_t at = static_cast<int64_t>(r) * p.ldk + d;
-    sK[r * LDS + d] = ok ? kg[at] : T(0.0f);
-    sV[r * LDS + d] = ok ? vg[at] : T(0.0f);
-  }
+  load_tile<T, DP>(sK, LDS, kg, p.ldk, Tk - k0, BC, D, p.vec);
+  load_tile<T, DP>(sV, LDS, vg, p.ldk, Tk - k0, BC, D, p.vec);
   float dk[DP / 8][4], dv[DP / 8][4];
 #pragma unroll
   for (int i = 0; i < DP / 8; ++i)
@@ -419,13 +440,8 @@ __global__ void __launch_bounds__(128) bwd_tc_kernel(const Params p) {
     const float* dlg = p.delta + static_cast<int64_t>(h) * p.total_q + qbeg;
     for (int qs = q_lo; qs < Tq; qs += BR) {
       __syncthreads();
-      for (int idx = tid; idx < BR * DP; idx += 128) {
-        const int r = idx / DP, d = idx % DP;
-        const bool ok = qs + r < Tq && d < D;
-        const int64_t at = static_cast<int64_t>(qs + r) * p.ldq + d;
-        sQ[r * LDS + d] = ok ? qg[at] : T(0.0f);
-        sdO[r * LDS + d] = ok ? dog[at] : T(0.0f);
-      }
+      load_tile<T, DP>(sQ, LDS, qg + static_cast<int64_t>(qs) * p.ldq, p.ldq, Tq - qs, BR, D, p.vec);
+      load_tile<T, DP>(sdO, LDS, dog + static_cast<int64_t>(qs) * p.ldq, p.ldq, Tq - qs, BR, D, p.vec);
       for (int r = tid; r < BR; r += 128) {
         const bool ok = qs + r < Tq;
         const float lv = ok ? lg[qs + r] : -INFINITY;
@@ -475,16 +491,15 @@ __global__ void __launch_bounds__(128) bwd_tc_kernel(const Params p) {
         const uint32_t as[4] = {pack_f2<T>(dpt[2 * kc][0], dpt[2 * kc][1]), pack_f2<T>(dpt[2 * kc][2], dpt[2 * kc][3]),
                                 pack_f2<T>(dpt[2 * kc + 1][0], dpt[2 * kc + 1][1]),
                                 pack_f2<T>(dpt[2 * kc + 1][2], dpt[2 * kc + 1][3])};
-        const T* ob = sdO + (kc * 16 + t4 * 2) * LDS + g;
-        const T* qb = sQ + (kc * 16 + t4 * 2) * LDS + g;
 #pragma unroll
-        for (int dn = 0; dn < DP / 8; ++dn) {
-          const T* o_ = ob + dn * 8;
-          const T* q_ = qb + dn * 8;
-          const uint32_t bo[2] = {pack_e2<T>(o_[0], o_[LDS]), pack_e2<T>(o_[8 * LDS], o_[9 * LDS])};
-          const uint32_t bq[2] = {pack_e2<T>(q_[0], q_[LDS]), pack_e2<T>(q_[8 * LDS], q_[9 * LDS])};
-          mma16816<T>(dv[dn], ap, bo);
-          mma16816<T>(dk[dn], as, bq);
+        for (int dn = 0; dn < DP / 8; dn += 2) {
+          uint32_t bo0[2], bo1[2], bq0[2], bq1[2];
+          ldsm_b_pair<T>(bo0, bo1, sdO + kc * 16 * LDS + dn * 8, LDS, lane);
+          ldsm_b_pair<T>(bq0, bq1, sQ + kc * 16 * LDS + dn * 8, LDS, lane);
+          mma16816<T>(dv[dn], ap, bo0);
+          mma16816<T>(dv[dn + 1], ap, bo1);
+          mma16816<T>(dk[dn], as, bq0);
+          mma16816<T>(dk[dn + 1], as, bq1);
         }
       }
       // dS to shared memory as [query][key] for dQ = dS·K
@@ -502,23 +517,26 @@ __global__ void __launch_bounds__(128) bwd_tc_kernel(const Params p) {
         constexpr int NDN = DP / 8 / CS;
         float* dqg = p.dq_acc + static_cast<int64_t>(qbeg + qs) * p.ldq + h * D;
 #pragma unroll
-        for (int j = 0; j < NDN; ++j) {
+        for (int j = 0; j < NDN; j += 2) {
           const int dn = cs * NDN + j;
-          float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+          float acc[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
 #pragma unroll
           for (int kc = 0; kc < BC / 16; ++kc) {
             const T* sa = sdS + (rt * 16 + g) * LDSS + kc * 16 + t4 * 2;
             const uint32_t a[4] = {ld32(sa), ld32(sa + 8 * LDSS), ld32(sa + 8), ld32(sa + 8 * LDSS + 8)};
-            const T* kb = sK + (kc * 16 + t4 * 2) * LDS + dn * 8 + g;
-            const uint32_t bb[2] = {pack_e2<T>(kb[0], kb[LDS]), pack_e2<T>(kb[8 * LDS], kb[9 * LDS])};
-            mma16816<T>(acc, a, bb);
+            uint32_t b0[2], b1[2];
+            ldsm_b_pair<T>(b0, b1, sK + kc * 16 * LDS + dn * 8, LDS, lane);
+            mma16816<T>(acc[0], a, b0);
+            mma16816<T>(acc[1], a, b1);
           }
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int ql = rt * 16 + g + (e < 2 ? 0 : 8);
-            const int d = dn * 8 + t4 * 2 + (e & 1);
-            if (qs + ql < Tq && d < D) atomicAdd(dqg + static_cast<int64_t>(ql) * p.ldq + d, acc[e]);
-          }
+          for (int x = 0; x < 2; ++x)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int ql = rt * 16 + g + (e < 2 ? 0 : 8);
+              const int d = (dn + x) * 8 + t4 * 2 + (e & 1);
+              if (qs + ql < Tq && d < D) atomicAdd(dqg + static_cast<int64_t>(ql) * p.ldq + d, acc[x][e]);
+            }
         }
       }
     }
@@ -773,7 +791,14 @@ Status prepare(const AttentionProblem& pr, Prepared* out) {
   p.scale = pr.scale;
   p.scale_log2 = pr.scale * kLog2e;
   p.causal = pr.causal;
+  p.vec = pr.head_dim % 8 == 0;  // and every pointer 16-byte aligned: see set_pointers
   return Status::Ok();
+}
+
+bool aligned16(std::initializer_list<const void*> ptrs) {
+  for (const void* ptr : ptrs)
+    if (reinterpret_cast<uintptr_t>(ptr) % 16 != 0) return false;
+  return true;
 }
 
 dim3 grid_for(int max_len, int block_rows, int batch, int heads, int* tiles) {
@@ -864,6 +889,7 @@ Status attention_forward(const AttentionProblem& pr, DType dtype, const void* q,
   pp.p.v = v;
   pp.p.out = out;
   pp.p.lse = lse;
+  pp.p.vec = pp.p.vec && aligned16({q, k, v});
   switch (dtype) {
     case DType::kFloat32: return forward_dim<float>(pp);
     case DType::kBFloat16: return forward_dim<__nv_bfloat16>(pp);
@@ -889,6 +915,7 @@ Status attention_backward(const AttentionProblem& pr, DType dtype, const void* d
   p.dq = dq;
   p.dk = dk;
   p.dv = dv;
+  p.vec = p.vec && aligned16({q, k, v, dout});
   switch (dtype) {
     case DType::kFloat32: return backward_dim<float>(pp);
     case DType::kBFloat16: return backward_dim<__nv_bfloat16>(pp);
@@ -909,6 +936,7 @@ Status attention_forward_simt(const AttentionProblem& pr, DType dtype, const voi
   pp.p.v = v;
   pp.p.out = out;
   pp.p.lse = lse;
+  pp.p.vec = false;
   Params p = pp.p;
   const dim3 grid = grid_for(pp.max_q, 4, p.batch, p.H, &p.tiles);
   auto run = [&](auto tag) -> Status {

@@ -28,6 +28,20 @@ def mma(c, a, b):
 
 def ld32(arr, i): return (arr[i], arr[i+1])
 
+def ldsm_b_pair(arr, base, lds):
+    # ldmatrix.sync.aligned.m8n8.x4.trans.b16: lanes 8m..8m+7 give the row addresses of matrix m;
+    # with .trans, lane (g, t) receives (M[2t][g], M[2t+1][g]) of each matrix m into register m.
+    mats=[]
+    for m in range(4):
+        rows=[base+((m&1)*8+r)*lds+(m>>1)*8 for r in range(8)]   # lanes 8m+r
+        mats.append([[arr[rows[r]+c] for c in range(8)] for r in range(8)])
+    b0=[];b1=[]
+    for lane in range(32):
+        g,t=lane>>2,lane&3
+        regs=[(mats[m][2*t][g],mats[m][2*t+1][g]) for m in range(4)]
+        b0.append([regs[0],regs[1]]); b1.append([regs[2],regs[3]])
+    return b0,b1
+
 def fwd_tc(p, DP, q, k, v, out, lse):
     BR=BC=64; LDS=DP+8
     for b in range(p['batch']):
@@ -101,15 +115,12 @@ def fwd_tc(p, DP, q, k, v, out, lse):
                   o[warp][lane][dn][2]*=alpha[lane][1]; o[warp][lane][dn][3]*=alpha[lane][1]
               for kc in range(BC//16):
                 a=[[(s[2*kc][lane][0],s[2*kc][lane][1]),(s[2*kc][lane][2],s[2*kc][lane][3]),(s[2*kc+1][lane][0],s[2*kc+1][lane][1]),(s[2*kc+1][lane][2],s[2*kc+1][lane][3])] for lane in range(32)]
-                for dn in range(DP//8):
-                  bb=[]
-                  for lane in range(32):
-                    g,t4=lane>>2,lane&3
-                    vb=(kc*16+t4*2)*LDS+g; c=vb+dn*8
-                    bb.append([(sV[c],sV[c+LDS]),(sV[c+8*LDS],sV[c+9*LDS])])
-                  cc=[list(o[warp][lane][dn]) for lane in range(32)]
-                  mma(cc,a,bb)
-                  for lane in range(32): o[warp][lane][dn]=cc[lane]
+                for dn in range(0,DP//8,2):
+                  b0,b1=ldsm_b_pair(sV,kc*16*LDS+dn*8,LDS)
+                  for x,bb in ((0,b0),(1,b1)):
+                    cc=[list(o[warp][lane][dn+x]) for lane in range(32)]
+                    mma(cc,a,bb)
+                    for lane in range(32): o[warp][lane][dn+x]=cc[lane]
             k0+=BC
           for warp in range(4):
             for lane in range(32):
@@ -188,17 +199,14 @@ def bwd_tc(p, DP, BR, q, k, v, dout, lse, delta, dq_acc, dk, dv):
                 for kc in range(BR//16):
                   ap=[[(st[2*kc][l_][0],st[2*kc][l_][1]),(st[2*kc][l_][2],st[2*kc][l_][3]),(st[2*kc+1][l_][0],st[2*kc+1][l_][1]),(st[2*kc+1][l_][2],st[2*kc+1][l_][3])] for l_ in range(32)]
                   As=[[(dpt[2*kc][l_][0],dpt[2*kc][l_][1]),(dpt[2*kc][l_][2],dpt[2*kc][l_][3]),(dpt[2*kc+1][l_][0],dpt[2*kc+1][l_][1]),(dpt[2*kc+1][l_][2],dpt[2*kc+1][l_][3])] for l_ in range(32)]
-                  for dn in range(DP//8):
-                    bo=[];bq=[]
-                    for lane in range(32):
-                      g,t4=lane>>2,lane&3
-                      o_=(kc*16+t4*2)*LDS+g+dn*8
-                      bo.append([(sdO[o_],sdO[o_+LDS]),(sdO[o_+8*LDS],sdO[o_+9*LDS])])
-                      bq.append([(sQ[o_],sQ[o_+LDS]),(sQ[o_+8*LDS],sQ[o_+9*LDS])])
-                    cc=[list(dV[warp][l_][dn]) for l_ in range(32)]; mma(cc,ap,bo)
-                    for l_ in range(32): dV[warp][l_][dn]=cc[l_]
-                    cc=[list(dK[warp][l_][dn]) for l_ in range(32)]; mma(cc,As,bq)
-                    for l_ in range(32): dK[warp][l_][dn]=cc[l_]
+                  for dn in range(0,DP//8,2):
+                    bo0,bo1=ldsm_b_pair(sdO,kc*16*LDS+dn*8,LDS)
+                    bq0,bq1=ldsm_b_pair(sQ,kc*16*LDS+dn*8,LDS)
+                    for x,bo,bq in ((0,bo0,bq0),(1,bo1,bq1)):
+                      cc=[list(dV[warp][l_][dn+x]) for l_ in range(32)]; mma(cc,ap,bo)
+                      for l_ in range(32): dV[warp][l_][dn+x]=cc[l_]
+                      cc=[list(dK[warp][l_][dn+x]) for l_ in range(32)]; mma(cc,As,bq)
+                      for l_ in range(32): dK[warp][l_][dn+x]=cc[l_]
                 for lane in range(32):
                   g,t4=lane>>2,lane&3
                   for nt in range(BR//8):
@@ -208,23 +216,23 @@ def bwd_tc(p, DP, BR, q, k, v, dout, lse, delta, dq_acc, dk, dv):
               # __syncthreads; dQ
               for warp in range(4):
                 rt=warp%RT; cs=warp//RT; NDN=DP//8//CS
-                for j in range(NDN):
+                for j in range(0,NDN,2):
                   dn=cs*NDN+j
-                  acc=[[0.0]*4 for _ in range(32)]
+                  acc=[[[0.0]*4 for _ in range(32)] for _ in range(2)]
                   for kc in range(BC//16):
-                    a=[];bb=[]
+                    a=[]
                     for lane in range(32):
                       g,t4=lane>>2,lane&3
                       sa=(rt*16+g)*LDSS+kc*16+t4*2
                       a.append([ld32(sdS,sa),ld32(sdS,sa+8*LDSS),ld32(sdS,sa+8),ld32(sdS,sa+8*LDSS+8)])
-                      kb=(kc*16+t4*2)*LDS+dn*8+g
-                      bb.append([(sK[kb],sK[kb+LDS]),(sK[kb+8*LDS],sK[kb+9*LDS])])
-                    mma(acc,a,bb)
-                  for lane in range(32):
-                    g,t4=lane>>2,lane&3
-                    for e in range(4):
-                      ql=rt*16+g+(0 if e<2 else 8); d=dn*8+t4*2+(e&1)
-                      if qs+ql<Tq and d<D: dq_acc[(qbeg+qs+ql)*p['ldq']+h*D+d]+=acc[lane][e]
+                    b0,b1=ldsm_b_pair(sK,kc*16*LDS+dn*8,LDS)
+                    mma(acc[0],a,b0); mma(acc[1],a,b1)
+                  for x in range(2):
+                    for lane in range(32):
+                      g,t4=lane>>2,lane&3
+                      for e in range(4):
+                        ql=rt*16+g+(0 if e<2 else 8); d=(dn+x)*8+t4*2+(e&1)
+                        if qs+ql<Tq and d<D: dq_acc[(qbeg+qs+ql)*p['ldq']+h*D+d]+=acc[x][lane][e]
               qs+=BR
           for warp in range(4):
             for lane in range(32):
