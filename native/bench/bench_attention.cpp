@@ -3,16 +3,22 @@
 //   vp_bench_attention [--device cpu|cuda] [--dtype float32|bfloat16|float16]
 //                      [--T 1024] [--H 8] [--Hkv H] [--D 64] [--causal 0|1]
 //                      [--reps N] [--threads N] [--backward 0|1] [--json]
+//                      [--io DIR]
 //
 // FLOPs as FlashAttention counts them: 4·T²·H·D forward, 2.5× that backward,
 // half of each when causal. Prints one line per direction (and, on the CPU, our
 // SGEMM's GFLOP/s at 1024³ for reference), or JSON lines with --json.
+// --io DIR: instead of random inputs, read DIR/{q,k,v,dout}.bin (float32, one
+// sequence, [T, H, D] and [T, Hkv, D]), run forward and backward once in the
+// chosen dtype, and write DIR/{out,lse,dq,dk,dv}.bin as float32 (what
+// bench/gpu_attention.py compares with PyTorch and a float64 reference).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -56,6 +62,19 @@ double sgemm_gflops(int threads) {
   return 2.0 * n * n * n / s / 1e9;
 }
 
+bool read_floats(const std::string& path, std::vector<float>& v) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return false;
+  f.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(v.size() * sizeof(float)));
+  return static_cast<size_t>(f.gcount()) == v.size() * sizeof(float);
+}
+
+bool write_floats(const std::string& path, const std::vector<float>& v) {
+  std::ofstream f(path, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * sizeof(float)));
+  return static_cast<bool>(f);
+}
+
 uint16_t to_half_bits(float x, vp::DType dt) {
   uint32_t u;
   std::memcpy(&u, &x, 4);
@@ -73,7 +92,7 @@ uint16_t to_half_bits(float x, vp::DType dt) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string device = "cpu", dtype_s = "float32";
+  std::string device = "cpu", dtype_s = "float32", io_dir;
   int64_t T = 1024, H = 8, Hkv = -1, D = 64;
   int causal = 0, reps = 5, threads = 0, backward = 1;
   bool json = false;
@@ -91,6 +110,7 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::atoi(next().c_str());
     else if (a == "--backward") backward = std::atoi(next().c_str());
     else if (a == "--json") json = true;
+    else if (a == "--io") io_dir = next();
     else {
       std::fprintf(stderr, "unknown argument %s\n", a.c_str());
       return 2;
@@ -112,6 +132,15 @@ int main(int argc, char** argv) {
   std::vector<float> hq(nq), hk(nk), hv(nk), hdo(nq);
   for (auto* v : {&hq, &hk, &hv, &hdo})
     for (auto& x : *v) x = nd(rng);
+  if (!io_dir.empty()) {
+    const char* names[] = {"q", "k", "v", "dout"};
+    std::vector<float>* bufs[] = {&hq, &hk, &hv, &hdo};
+    for (int i = 0; i < 4; ++i)
+      if (!read_floats(io_dir + "/" + names[i] + ".bin", *bufs[i])) {
+        std::fprintf(stderr, "cannot read %s/%s.bin (%zu floats)\n", io_dir.c_str(), names[i], bufs[i]->size());
+        return 1;
+      }
+  }
 
   const size_t es = vp::dtype_size(dt);
   std::vector<void*> dev;
@@ -151,6 +180,39 @@ int main(int argc, char** argv) {
   auto sync = [&] {
     if (cuda) (void)vp::cuda::synchronize();
   };
+  if (!io_dir.empty()) {
+    st = vp::attention(q, k, v, o, out, lse);
+    if (st.ok()) st = vp::attention_backward(dout, q, k, v, out, lse, o, dq, dk, dvv);
+    sync();
+    if (!st.ok()) {
+      std::fprintf(stderr, "attention failed: %s\n", st.message().c_str());
+      return 1;
+    }
+    auto fetch = [&](const vp::TensorView& t) {
+      std::vector<float> h(t.numel());
+      if (!cuda) {
+        std::memcpy(h.data(), t.data, h.size() * 4);
+      } else if (t.dtype == vp::DType::kFloat32) {
+        (void)vp::cuda::copy_to_host(h.data(), t.data, h.size() * 4);
+      } else {
+        void* f = nullptr;
+        vp::TensorView tf = t;
+        if (!vp::cuda::malloc_device(&f, h.size() * 4).ok()) std::exit(1);
+        tf.data = f;
+        tf.dtype = vp::DType::kFloat32;
+        (void)vp::cuda::convert(t, tf);
+        (void)vp::cuda::copy_to_host(h.data(), f, h.size() * 4);
+        vp::cuda::free_device(f);
+      }
+      return h;
+    };
+    const char* names[] = {"out", "lse", "dq", "dk", "dv"};
+    const vp::TensorView* ts[] = {&out, &lse, &dq, &dk, &dvv};
+    for (int i = 0; i < 5; ++i)
+      if (!write_floats(io_dir + "/" + names[i] + ".bin", fetch(*ts[i]))) return 1;
+    std::printf("{\"io\": \"%s\", \"ok\": true}\n", io_dir.c_str());
+    return 0;
+  }
   const double fwd_flops = 4.0 * T * T * H * D * (causal ? 0.5 : 1.0);
   const double tf = median_seconds(reps, [&] {
     st = vp::attention(q, k, v, o, out, lse);

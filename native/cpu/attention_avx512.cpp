@@ -27,11 +27,24 @@ struct V {
   using M = __mmask16;
   static constexpr int W = 16;
   static constexpr int NVMAX = 4;
+  // Block sizes (overridable at build time for tuning experiments).
+#ifndef VP_ATT512_FWD_BK
+#define VP_ATT512_FWD_BK 128
+#endif
+#ifndef VP_ATT512_BWD_BQ
+#define VP_ATT512_BWD_BQ 64
+#endif
+#ifndef VP_ATT512_BWD_BK
+#define VP_ATT512_BWD_BK 64
+#endif
   static constexpr int FWD_BQ = 64;
-  static constexpr int FWD_BK = 128;
-  static constexpr int BWD_BQ = 64;
-  static constexpr int BWD_BK = 64;
-  static constexpr int mr_for(int nv) { return nv >= 4 ? 6 : nv == 3 ? 8 : 12; }
+  static constexpr int FWD_BK = VP_ATT512_FWD_BK;
+  static constexpr int BWD_BQ = VP_ATT512_BWD_BQ;
+  static constexpr int BWD_BK = VP_ATT512_BWD_BK;
+#ifndef VP_ATT512_MR4
+#define VP_ATT512_MR4 6
+#endif
+  static constexpr int mr_for(int nv) { return nv >= 4 ? VP_ATT512_MR4 : nv == 3 ? 8 : 12; }
 
   static inline __attribute__((always_inline)) T zero() { return _mm512_setzero_ps(); }
   static inline __attribute__((always_inline)) T set1(float x) { return _mm512_set1_ps(x); }
