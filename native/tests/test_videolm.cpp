@@ -442,3 +442,32 @@ TEST_CASE("videolm: batch validation names the problem") {
   o.tap_layer = 9;
   expect(data.batch, "tapLayer");
 }
+
+TEST_CASE("videolm: a tap gradient reaches only the layers below the tap") {
+  const vp::VideoLMConfig c = check_config(false);
+  auto m = make(c, 12);
+  Data data;
+  make_data(c, &data, 2);
+  std::vector<int32_t> rows = {1, 9, 20};
+  std::vector<float> w = vptest::random_floats(rows.size() * c.width, 3);
+  for (int64_t layer = 0; layer <= c.layers; ++layer) {
+    vp::VideoLMForwardOptions o;
+    o.tap_layer = layer;
+    o.tap_rows = rows.data();
+    o.num_tap = static_cast<int64_t>(rows.size());
+    vp::VideoLMForwardResult r;
+    REQUIRE(m->forward(data.batch, o, &r).ok());
+    REQUIRE(m->backward(0.0f, w.data(), nullptr, false).ok());
+    const float* g = m->grad_data();
+    for (const auto& p : m->params()) {
+      double s = 0;
+      for (int64_t i = 0; i < p.numel; ++i) s += std::fabs(g[p.offset + i]);
+      int64_t l = -1;
+      if (p.name.rfind("layers.", 0) == 0) l = std::stoll(p.name.substr(7));
+      const bool below = p.name.rfind("vision.", 0) == 0 || p.name == "tok_embed" || (l >= 0 && l < layer);
+      INFO("tap layer " << layer << ", " << p.name);
+      if (below) CHECK(s > 0);
+      else CHECK(s == 0);
+    }
+  }
+}
