@@ -33,6 +33,14 @@ export { openDataset, Dataset, framesToTensor, type Annotation, type VideoSample
 export { readNpy, writeNpy, parseNpy, encodeNpy, type NpyArray, type NpyDType } from './data/npy.js';
 export { decodeVideo, findFfmpeg, type DecodeOptions, type DecodedVideo } from './data/video.js';
 export { synthClip, synthDataset, makeRng, SHAPES, COLORS, MOTIONS, EVENTS, NOTHING, type SynthClip, type SynthOptions, type SynthDatasetOptions, type EventKind } from './data/synth.js';
+export { attention, attentionBackward, type AttentionOptions, type AttentionResult, type AttentionGrads } from './ops/attention.js';
+export {
+  VideoLM, VIDEOLM_PRESETS,
+  type VideoLMConfig as VideoLMModelConfig, type VideoLMPreset, type VideoLMCreateOptions, type VideoLMSegment, type VideoLMBatch, type VideoLMLayout,
+  type ForwardOptions as VideoLMForwardOptions, type ForwardResult as VideoLMForwardResult,
+  type BackwardOptions as VideoLMBackwardOptions, type StepOptions as VideoLMStepOptions, type StepResult as VideoLMStepResult,
+  type GenerateOptions as VideoLMGenerateOptions, type ParamInfo as VideoLMParamInfo,
+} from './model/videolm.js';
 export { encodePng, decodePng, frameStrip } from './data/png.js';
 export { lemmas, keywordRecall, multipleChoiceMatch, defaultTaskReward, captionKeywordRecall, type TaskRewardInput } from './train/rewards.js';
 export { renderReport, writeReport, type ReportInput, type ReportRun, type ReportRow, type ReportSample } from './report/html.js';

@@ -7,7 +7,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitBackend(env, exports);
   InitDeviceBuffer(env, exports);
   InitMatmul(env, exports);
+  InitAttention(env, exports);
   InitLayers(env, exports);
+  InitVideoLM(env, exports);
   InitModel(env, exports);
   InitPack(env, exports);
   InitGrpo(env, exports);

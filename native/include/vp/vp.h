@@ -14,3 +14,4 @@
 #include "vp/status.h"
 #include "vp/tensor.h"
 #include "vp/thread_pool.h"
+#include "vp/videolm.h"

@@ -1,0 +1,130 @@
+// Fused attention: ours (vp.attention / vp.attentionBackward through the whole
+// stack) vs PyTorch CPU (matmul → softmax → matmul, autograd for the backward)
+// on the same float32 inputs in the same run. T ∈ {256, 1024, 2048}, H = 8,
+// D = 64, causal and not, forward and forward+backward.
+//
+// FLOPs as FlashAttention counts them: 4·T²·H·D forward, 2.5× that for the
+// backward (so 3.5× for forward+backward), half of each when causal. Each case
+// prints GFLOP/s of both, the ratio, and ours as a fraction of our SGEMM's
+// GFLOP/s on the same machine. A last line measures memory: one T = 8192
+// sequence (H = 8, D = 64) forward+backward in a child process, peak RSS beyond
+// its inputs and outputs.
+//
+//   npm run bench -- attention [--quick]          (through bench/run.ts)
+//   node --import=tsx bench/attention.ts [--quick] (standalone)
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import * as vp from '../lib/index.js';
+import { makeContext, PeerInputs, randomFloats, runPeer, timeIt, type BenchContext } from './harness.js';
+
+const H = 8;
+const D = 64;
+
+function flops(T: number, causal: boolean): number {
+  return 4 * T * T * H * D * (causal ? 0.5 : 1);
+}
+
+export async function run(ctx: BenchContext): Promise<void> {
+  const lengths = ctx.quick ? [256, 1024] : [256, 1024, 2048];
+  const sgemm = await ctx.sgemmGflops();
+  for (const T of lengths) {
+    for (const causal of [false, true]) {
+      const q = randomFloats(T * H * D, T + 1);
+      const k = randomFloats(T * H * D, T + 2);
+      const v = randomFloats(T * H * D, T + 3);
+      const dout = randomFloats(T * H * D, T + 4);
+      const tq = vp.tensor(q, [T, H, D]);
+      const tk = vp.tensor(k, [T, H, D]);
+      const tv = vp.tensor(v, [T, H, D]);
+      const tdo = vp.tensor(dout, [T, H, D]);
+      const opts = { causal };
+      const reps = T >= 2048 ? 3 : 5;
+      const fwd = await timeIt(() => vp.attention(tq, tk, tv, opts), { warmup: 1, reps, minMs: 300 });
+      const fwdbwd = await timeIt(() => {
+        const { out, lse } = vp.attention(tq, tk, tv, opts);
+        vp.attentionBackward(tdo, tq, tk, tv, out, lse, opts);
+      }, { warmup: 1, reps, minMs: 300 });
+      const inputs = new PeerInputs().add('q', q, [T, H, D]).add('k', k, [T, H, D]).add('v', v, [T, H, D]).add('dout', dout, [T, H, D]);
+      const peer = runPeer('torch_attention.py', { inputs: inputs.specs, causal, reps }, ctx.threads);
+      inputs.dispose();
+      const f = flops(T, causal);
+      for (const [dir, ours, oursMin, peerMs, peerMin, mult] of [
+        ['fwd', fwd.medianMs, fwd.minMs, peer.ok ? (peer.fwdMs as number) : null, peer.ok ? (peer.fwdMinMs as number) : null, 1],
+        ['fwd+bwd', fwdbwd.medianMs, fwdbwd.minMs, peer.ok ? (peer.fwdbwdMs as number) : null, peer.ok ? (peer.fwdbwdMinMs as number) : null, 3.5],
+      ] as const) {
+        const oursG = (mult * f) / (ours * 1e6);
+        ctx.report({
+          bench: 'attention',
+          case: `T=${T} H=${H} D=${D}${causal ? ' causal' : ''} ${dir}`,
+          shape: { T, H, Hkv: H, D, causal, direction: dir },
+          oursMs: ours,
+          peerMs,
+          ratio: peerMs === null ? null : peerMs / ours,
+          peer: 'torch',
+          peerMissing: peer.missing,
+          extra: {
+            oursGflops: oursG,
+            peerGflops: peerMs === null ? null : (mult * f) / (peerMs * 1e6),
+            fracOfSgemm: oursG / sgemm,
+            // best-of-samples ratio: less sensitive to other load on a shared machine
+            ratioOfMins: peerMin === null ? null : peerMin / oursMin,
+          },
+        });
+      }
+    }
+  }
+  // Memory: a child process, so its peak RSS is this case's alone.
+  const child = spawnSync(process.execPath, ['--import=tsx', fileURLToPath(import.meta.url), '--memory-child'], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 24,
+  });
+  const last = (child.stdout ?? '').trim().split('\n').pop() ?? '';
+  let mem: { T: number; ms: number; extraMB: number; ioMB: number } | undefined;
+  try {
+    mem = JSON.parse(last);
+  } catch {
+    console.log(`attention memory: the child process failed (exit ${child.status}): ${(child.stderr ?? '').slice(-300)}`);
+  }
+  if (mem) {
+    ctx.report({
+      bench: 'attention',
+      case: `memory T=${mem.T} H=${H} D=${D} fwd+bwd`,
+      shape: { T: mem.T, H, Hkv: H, D, causal: false, direction: 'fwd+bwd' },
+      oursMs: mem.ms,
+      peerMs: null,
+      ratio: null,
+      peer: 'none',
+      peerMissing: 'not compared (PyTorch composite would hold an 8×8192² score tensor: 2 GiB)',
+      extra: { extraMB: mem.extraMB, ioMB: mem.ioMB, limitMB: 64 },
+    });
+  }
+}
+
+/** The memory case, in its own process: peak RSS beyond inputs and outputs. */
+function memoryChild(): void {
+  const T = 8192;
+  const n = T * H * D;
+  const mk = (seed: number) => vp.tensor(randomFloats(n, seed), [T, H, D]);
+  const q = mk(1), k = mk(2), v = mk(3), dout = mk(4);
+  // warm the addon and the thread pool on a small case
+  const s = vp.tensor(randomFloats(64 * H * D, 5), [64, H, D]);
+  const w = vp.attention(s, s, s);
+  vp.attentionBackward(s, s, s, s, w.out, w.lse);
+  global.gc?.();
+  const base = process.memoryUsage().rss;
+  const t0 = performance.now();
+  const { out, lse } = vp.attention(q, k, v);
+  const g = vp.attentionBackward(dout, q, k, v, out, lse);
+  const ms = performance.now() - t0;
+  const peak = process.resourceUsage().maxRSS * 1024;
+  // outputs are fresh (lazily zeroed) allocations that the kernels fill: out, lse, dq, dk, dv
+  const outBytes = (out.size + lse.size + g.dq.size + g.dk.size + g.dv.size) * 4;
+  const extra = Math.max(0, peak - base - outBytes);
+  const io = (4 * n + out.size + lse.size + g.dq.size + g.dk.size + g.dv.size) * 4;
+  console.log(JSON.stringify({ T, ms, extraMB: extra / 2 ** 20, ioMB: io / 2 ** 20 }));
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  if (process.argv.includes('--memory-child')) memoryChild();
+  else await run(makeContext({ quick: process.argv.includes('--quick'), json: process.argv.includes('--json') }));
+}

@@ -1,0 +1,610 @@
+// vp.VideoLM — the built-in video-language model (design §3.5).
+//
+// The model lives in the native core (native/include/vp/videolm.h): parameters,
+// forward, backward, AdamW, generation. This class configures it, validates
+// every argument, queues calls (the native model runs one call at a time, on a
+// worker thread, so the JS main thread stays free), and saves/loads checkpoints
+// with the safetensors module.
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, rangeError, typeError } from '../errors.js';
+import { loadAddon } from '../native.js';
+import { Tensor } from '../tensor.js';
+import { checkBoolean, checkNumber, checkOptions, float32Vector, int32Vector } from '../validate.js';
+import { CheckpointError, readSafetensors, writeFileAtomic, writeSafetensors, type StTensor } from './safetensors.js';
+import { EOS_ID, Tokenizer, UNK_ID } from './tokenizer.js';
+
+/** The architecture (docs/model.md). */
+export interface VideoLMConfig {
+  /** Square frame size in pixels (a multiple of patchSize). */
+  imageSize: number;
+  patchSize: number;
+  /** Frames per video. */
+  frames: number;
+  /** Model width d. */
+  width: number;
+  layers: number;
+  heads: number;
+  /** Key/value heads (grouped-query attention; divides heads). */
+  kvHeads: number;
+  /** SwiGLU hidden size = round_up(mlpRatio · width, 32) unless ffn is given. */
+  mlpRatio: number;
+  ffn?: number;
+  vocab: number;
+  /** Longest packed sequence (tokens), prompts plus generated tokens included. */
+  maxSeq: number;
+  /** LM head tied to the token embedding. */
+  tied: boolean;
+  ropeTheta?: number;
+  normEps?: number;
+}
+
+export type VideoLMPreset = 'tiny' | 'small';
+
+/** The presets (vocab is replaced by the tokenizer's size when one is given). */
+export const VIDEOLM_PRESETS: Record<VideoLMPreset, VideoLMConfig> = {
+  tiny: { imageSize: 32, patchSize: 8, frames: 8, width: 128, layers: 4, heads: 4, kvHeads: 2, mlpRatio: 2.75, vocab: 1024, maxSeq: 512, tied: true },
+  small: { imageSize: 64, patchSize: 8, frames: 16, width: 512, layers: 8, heads: 8, kvHeads: 4, mlpRatio: 2.75, vocab: 4096, maxSeq: 2048, tied: true },
+};
+
+export type VideoLMCreateOptions = Partial<VideoLMConfig> & {
+  preset?: VideoLMPreset;
+  /** Seed of the parameter initialization (default 0). */
+  seed?: number;
+  /** Saved with the model; sets vocab when vocab is not given. */
+  tokenizer?: Tokenizer;
+};
+
+/** A segment of a packed sequence (design §3.3). */
+export type VideoLMSegment = { video: number; frames?: Int32Array } | { text: [number, number] };
+
+/** A packed batch: videos, text token ids, and sequences of segments over them. */
+export interface VideoLMBatch {
+  /** [nVideos, frames, imageSize, imageSize, 3]: uint8 (scaled to [-1, 1]) or float32 (as is). */
+  videos?: Uint8Array | Float32Array | Tensor;
+  text: Int32Array;
+  /** Target per text token (-1: none). Default: the next token inside each text segment. */
+  targets?: Int32Array;
+  sequences: VideoLMSegment[][];
+}
+
+export interface VideoLMLayout {
+  cuSeqlens: Int32Array;
+  positions: Int32Array;
+  /** First packed row of every segment, sequences flattened in order. */
+  segmentStart: Int32Array;
+  /** Packed row of each text token (-1 if no segment uses it). */
+  textRow: Int32Array;
+  rows: number;
+}
+
+export interface ForwardOptions {
+  /** Tap the hidden state after this many decoder layers (0..layers; default layers/2 when tapRows are given). */
+  tapLayer?: number;
+  /** Packed rows whose hidden states to return (see layout.segmentStart). */
+  tapRows?: Int32Array;
+  /** Also return the log-prob of every text token's target. */
+  logprobs?: boolean;
+  /** Keep activations for backward() (default true). */
+  forBackward?: boolean;
+}
+
+export interface ForwardResult {
+  /** Mean cross-entropy over the counted targets (0 when none). */
+  loss: number;
+  count: number;
+  /** [tapRows.length, width] */
+  tap: Float32Array;
+  /** [text.length]: log p(target); 0 where a token has no target. Empty unless requested. */
+  tokenLogprobs: Float32Array;
+  layout: VideoLMLayout;
+}
+
+export interface BackwardOptions {
+  /** Weight of the LM loss (default 1). */
+  gradLoss?: number;
+  /** Gradient of an extra loss with respect to the tapped hidden states [tapRows.length · width]. */
+  dTap?: Float32Array;
+  /** Gradient with respect to tokenLogprobs [text.length] (e.g. GRPO). */
+  dLogprobs?: Float32Array;
+  /** Add to the gradients of earlier backward calls (gradient accumulation). */
+  accumulate?: boolean;
+}
+
+export interface StepOptions {
+  lr?: number;
+  minLr?: number;
+  /** With totalSteps > 0: warmup then cosine from lr to minLr. */
+  warmupSteps?: number;
+  totalSteps?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  /** Global-norm clipping (<= 0: off; default 1). */
+  maxGradNorm?: number;
+  /** Gradient multiplier, e.g. 1 / micro-batches when accumulating. */
+  gradScale?: number;
+}
+
+export interface StepResult {
+  gradNorm: number;
+  lr: number;
+  step: number;
+}
+
+export interface GenerateOptions {
+  maxTokens?: number;
+  /** 0: greedy (default). */
+  temperature?: number;
+  topP?: number;
+  seed?: number;
+  /** Stop a sequence after this id (default: <eos>); -1: never. */
+  eosId?: number;
+}
+
+export interface ParamInfo {
+  name: string;
+  shape: number[];
+  offset: number;
+  numel: number;
+  decay: boolean;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type NativeModel = any;
+
+const CONFIG_KEYS = ['imageSize', 'patchSize', 'frames', 'width', 'layers', 'heads', 'kvHeads', 'mlpRatio', 'ffn', 'vocab', 'maxSeq', 'tied', 'ropeTheta', 'normEps'] as const;
+
+function checkConfig(fn: string, c: Record<string, unknown>): VideoLMConfig {
+  const int = (k: string, min: number, max: number) => checkNumber(fn, `config.${k}`, c[k], NaN, { integer: true, min, max });
+  const out: VideoLMConfig = {
+    imageSize: int('imageSize', 1, 4096),
+    patchSize: int('patchSize', 1, 4096),
+    frames: int('frames', 1, 4096),
+    width: int('width', 2, 16384),
+    layers: int('layers', 1, 256),
+    heads: int('heads', 1, 16384),
+    kvHeads: int('kvHeads', 1, 16384),
+    mlpRatio: checkNumber(fn, 'config.mlpRatio', c.mlpRatio, 2.75, { gt: 0, max: 64 }),
+    vocab: int('vocab', 2, 1 << 24),
+    maxSeq: int('maxSeq', 1, 1 << 24),
+    tied: checkBoolean(fn, 'config.tied', c.tied, true),
+  };
+  if (c.ffn !== undefined && c.ffn !== 0) out.ffn = checkNumber(fn, 'config.ffn', c.ffn, 0, { integer: true, min: 1, max: 1 << 20 });
+  if (c.ropeTheta !== undefined) out.ropeTheta = checkNumber(fn, 'config.ropeTheta', c.ropeTheta, 10000, { gt: 1 });
+  if (c.normEps !== undefined) out.normEps = checkNumber(fn, 'config.normEps', c.normEps, 1e-5, { gt: 0 });
+  for (const [k, v] of Object.entries(out)) {
+    if (typeof v === 'number' && Number.isNaN(v)) throw typeError(fn, `config.${k}`, 'a number', 'undefined');
+  }
+  if (out.imageSize % out.patchSize !== 0) throw rangeError(fn, 'config.imageSize', `a multiple of patchSize=${out.patchSize}`, `${out.imageSize}`);
+  if (out.width % out.heads !== 0) throw rangeError(fn, 'config.heads', `a divisor of width=${out.width}`, `${out.heads}`);
+  if ((out.width / out.heads) % 2 !== 0 || out.width / out.heads > 256)
+    throw rangeError(fn, 'config.heads', 'such that width/heads is even and <= 256', `${out.heads} (head dim ${out.width / out.heads})`);
+  if (out.heads % out.kvHeads !== 0) throw rangeError(fn, 'config.kvHeads', `a divisor of heads=${out.heads}`, `${out.kvHeads}`);
+  return out;
+}
+
+/** The built-in video-language model. Create with `await VideoLM.create(...)`. */
+export class VideoLM {
+  #native: NativeModel;
+  #config: VideoLMConfig;
+  #params: ParamInfo[];
+  #queue: Promise<unknown> = Promise.resolve();
+  #frozen = false;
+  #lastTap = 0;
+  #lastText = -1;
+  /** The tokenizer saved with the model (optional). */
+  tokenizer: Tokenizer | undefined;
+
+  private constructor(native: NativeModel, tokenizer: Tokenizer | undefined) {
+    this.#native = native;
+    this.#config = native.config() as VideoLMConfig;
+    this.#params = native.paramInfo() as ParamInfo[];
+    this.tokenizer = tokenizer;
+  }
+
+  /**
+   * Creates a model with seeded parameters from a config, a preset (`{ preset: 'tiny' }`),
+   * or a preset with overrides.
+   */
+  static async create(opts: VideoLMCreateOptions = { preset: 'tiny' }): Promise<VideoLM> {
+    const fn = 'VideoLM.create';
+    const o = checkOptions(fn, opts);
+    let base: Record<string, unknown> = {};
+    if (o.preset !== undefined) {
+      if (o.preset !== 'tiny' && o.preset !== 'small') throw rangeError(fn, 'opts.preset', "'tiny' or 'small'", describe(o.preset));
+      base = { ...VIDEOLM_PRESETS[o.preset as VideoLMPreset] };
+    }
+    const tok = o.tokenizer;
+    if (tok !== undefined && !(tok instanceof Tokenizer)) throw typeError(fn, 'opts.tokenizer', 'a Tokenizer', describe(tok));
+    const merged: Record<string, unknown> = { ...base };
+    for (const k of CONFIG_KEYS) if (o[k] !== undefined) merged[k] = o[k];
+    if (tok && o.vocab === undefined) merged.vocab = tok.vocabSize;
+    const cfg = checkConfig(fn, merged);
+    if (tok && tok.vocabSize > cfg.vocab) throw rangeError(fn, 'config.vocab', `>= the tokenizer's ${tok.vocabSize} ids`, `${cfg.vocab}`);
+    const seed = checkNumber(fn, 'opts.seed', o.seed, 0, { integer: true, min: 0, max: Number.MAX_SAFE_INTEGER });
+    const { binding } = loadAddon();
+    return new VideoLM(new binding.VideoLMNative(cfg, seed), tok as Tokenizer | undefined);
+  }
+
+  /** The resolved config (ffn filled in). */
+  get config(): VideoLMConfig {
+    return { ...this.#config };
+  }
+
+  /** Named parameter tensors: offsets into the flat buffer. */
+  get paramInfo(): ParamInfo[] {
+    return this.#params.map((p) => ({ ...p, shape: [...p.shape] }));
+  }
+
+  get numParams(): number {
+    return this.#params.reduce((a, p) => a + p.numel, 0);
+  }
+
+  /** Optimizer steps taken. */
+  get step(): number {
+    return this.#alive('VideoLM.step').getStep() as number;
+  }
+
+  /** True for a frozen copy (see clone()): backward and step are refused. */
+  get frozen(): boolean {
+    return this.#frozen;
+  }
+
+  #alive(fn: string): NativeModel {
+    if (!this.#native) throw new Error(`${fn}: the model was disposed`);
+    return this.#native;
+  }
+
+  #run<T>(f: () => Promise<T>): Promise<T> {
+    const p = this.#queue.then(f, f);
+    this.#queue = p.catch(() => undefined);
+    return p;
+  }
+
+  /** A copy of a flat buffer: 'params', 'grads', or AdamW 'm' / 'v'. */
+  getBuffer(which: 'params' | 'grads' | 'm' | 'v'): Float32Array {
+    return this.#alive('VideoLM.getBuffer').getBuffer(which) as Float32Array;
+  }
+
+  /** Overwrites a flat buffer (length numParams). */
+  setBuffer(which: 'params' | 'grads' | 'm' | 'v', data: Float32Array): void {
+    const fn = 'VideoLM.setBuffer';
+    float32Vector(fn, 'data', data, this.numParams);
+    this.#alive(fn).setBuffer(which, data);
+  }
+
+  /** Parameters by name (copies). */
+  parameters(): Record<string, Float32Array> {
+    const all = this.getBuffer('params');
+    const out: Record<string, Float32Array> = {};
+    for (const p of this.#params) out[p.name] = all.slice(p.offset, p.offset + p.numel);
+    return out;
+  }
+
+  #batch(fn: string, b: unknown): Record<string, unknown> {
+    if (b === null || typeof b !== 'object' || Array.isArray(b)) throw typeError(fn, 'batch', 'an object', describe(b));
+    const batch = b as Record<string, unknown>;
+    const c = this.#config;
+    const per = c.frames * c.imageSize * c.imageSize * 3;
+    let videos: Uint8Array | Float32Array | undefined;
+    const v = batch.videos;
+    if (v instanceof Tensor) {
+      if (v.device !== 'cpu' || (v.dtype !== 'float32'))
+        throw typeError(fn, 'batch.videos', 'a CPU float32 tensor, a Uint8Array or a Float32Array', describe(v));
+      const want = [c.frames, c.imageSize, c.imageSize, 3];
+      if (v.shape.length !== 5 || want.some((d, i) => v.shape[i + 1] !== d))
+        throw rangeError(fn, 'batch.videos.shape', `[nVideos, ${want.join(', ')}]`, `[${v.shape.join(', ')}]`);
+      videos = v.data as Float32Array;
+    } else if (v instanceof Uint8Array || v instanceof Float32Array) videos = v;
+    else if (v !== undefined) throw typeError(fn, 'batch.videos', 'a Uint8Array, a Float32Array or a CPU float32 tensor', describe(v));
+    const len = videos?.length ?? 0;
+    if (len % per !== 0)
+      throw rangeError(fn, 'batch.videos.length', `a multiple of frames·imageSize²·3 = ${per}`, `${len}`);
+    const numVideos = len / per;
+    const text = int32Vector(fn, 'batch.text', batch.text);
+    for (let i = 0; i < text.length; i++)
+      if (text[i] < 0 || text[i] >= c.vocab) throw rangeError(fn, `batch.text[${i}]`, `a token id in [0, ${c.vocab})`, `${text[i]}`);
+    let targets: Int32Array | undefined;
+    if (batch.targets !== undefined) {
+      targets = int32Vector(fn, 'batch.targets', batch.targets, text.length);
+      for (let i = 0; i < targets.length; i++)
+        if (targets[i] < -1 || targets[i] >= c.vocab) throw rangeError(fn, `batch.targets[${i}]`, `-1 or in [0, ${c.vocab})`, `${targets[i]}`);
+    }
+    const seqs = batch.sequences;
+    if (!Array.isArray(seqs) || seqs.length === 0) throw typeError(fn, 'batch.sequences', 'a non-empty array of sequences', describe(seqs));
+    let total = 0;
+    seqs.forEach((s, i) => {
+      if (!Array.isArray(s)) throw typeError(fn, `batch.sequences[${i}]`, 'an array of segments', describe(s));
+      let n = 0;
+      s.forEach((g: unknown, j: number) => {
+        const at = `batch.sequences[${i}][${j}]`;
+        if (g === null || typeof g !== 'object') throw typeError(fn, at, '{ video, frames? } or { text: [start, length] }', describe(g));
+        const seg = g as Record<string, unknown>;
+        if ('video' in seg) {
+          const vi = checkNumber(fn, `${at}.video`, seg.video, NaN, { integer: true, min: 0 });
+          if (vi >= numVideos) throw rangeError(fn, `${at}.video`, `< the number of videos ${numVideos}`, `${vi}`);
+          if (seg.frames !== undefined) {
+            const fr = int32Vector(fn, `${at}.frames`, seg.frames);
+            if (fr.length === 0) throw rangeError(fn, `${at}.frames.length`, '>= 1', '0');
+            for (let k = 0; k < fr.length; k++)
+              if (fr[k] < 0 || fr[k] >= c.frames) throw rangeError(fn, `${at}.frames[${k}]`, `a frame in [0, ${c.frames})`, `${fr[k]}`);
+            n += fr.length * (c.imageSize / c.patchSize) ** 2;
+          } else n += c.frames * (c.imageSize / c.patchSize) ** 2;
+        } else if ('text' in seg) {
+          const t = seg.text;
+          if (!Array.isArray(t) || t.length !== 2 || !t.every((x) => Number.isSafeInteger(x) && x >= 0))
+            throw typeError(fn, `${at}.text`, '[start, length] (non-negative integers)', describe(t));
+          if (t[0] + t[1] > text.length) throw rangeError(fn, `${at}.text`, `a span inside the text of length ${text.length}`, `[${t[0]}, ${t[1]}]`);
+          n += t[1];
+        } else throw typeError(fn, at, '{ video, frames? } or { text: [start, length] }', describe(g));
+      });
+      if (n > c.maxSeq) throw rangeError(fn, `batch.sequences[${i}]`, `at most maxSeq=${c.maxSeq} tokens`, `${n}`);
+      total += n;
+    });
+    if (total === 0) throw rangeError(fn, 'batch.sequences', 'at least one token', '0');
+    return { videos, numVideos, text, targets, sequences: seqs };
+  }
+
+  /**
+   * Forward pass over a packed batch: the mean LM loss over text targets and,
+   * optionally, the hidden states of `tapRows` after `tapLayer` layers and the
+   * per-token log-probs. Keeps the activations for backward().
+   */
+  forward(batch: VideoLMBatch, opts: ForwardOptions = {}): Promise<ForwardResult> {
+    const fn = 'VideoLM.forward';
+    const o = checkOptions(fn, opts);
+    const b = this.#batch(fn, batch);
+    const L = this.#config.layers;
+    let tapRows: Int32Array | undefined;
+    let tapLayer = -1;
+    if (o.tapRows !== undefined) {
+      tapRows = int32Vector(fn, 'opts.tapRows', o.tapRows);
+      tapLayer = checkNumber(fn, 'opts.tapLayer', o.tapLayer, Math.floor(L / 2), { integer: true, min: 0, max: L });
+    } else if (o.tapLayer !== undefined) checkNumber(fn, 'opts.tapLayer', o.tapLayer, 0, { integer: true, min: 0, max: L });
+    const logprobs = checkBoolean(fn, 'opts.logprobs', o.logprobs, false);
+    const forBackward = checkBoolean(fn, 'opts.forBackward', o.forBackward, true);
+    const native = this.#alive(fn);
+    return this.#run(async () => {
+      const r = (await native.forward(b, { tapLayer, tapRows, logprobs, forBackward })) as ForwardResult;
+      this.#lastTap = tapRows?.length ?? 0;
+      this.#lastText = forBackward ? (b.text as Int32Array).length : -1;
+      return r;
+    });
+  }
+
+  /** Backward of the last forward() into the parameter gradients (see BackwardOptions). */
+  backward(opts: BackwardOptions = {}): Promise<void> {
+    const fn = 'VideoLM.backward';
+    const o = checkOptions(fn, opts);
+    if (this.#frozen) throw new Error(`${fn}: this is a frozen copy (no training)`);
+    const gradLoss = checkNumber(fn, 'opts.gradLoss', o.gradLoss, 1);
+    const accumulate = checkBoolean(fn, 'opts.accumulate', o.accumulate, false);
+    const native = this.#alive(fn);
+    return this.#run(async () => {
+      if (this.#lastText < 0) throw new Error(`${fn}: call forward() (with forBackward) first`);
+      const dTap = o.dTap === undefined ? null : float32Vector(fn, 'opts.dTap', o.dTap, this.#lastTap * this.#config.width);
+      const dLp = o.dLogprobs === undefined ? null : float32Vector(fn, 'opts.dLogprobs', o.dLogprobs, this.#lastText);
+      await native.backward(gradLoss, dTap, dLp, accumulate);
+      this.#lastText = -1;
+    });
+  }
+
+  #stepOpts(fn: string, opts: unknown): Record<string, number> {
+    const o = checkOptions(fn, opts);
+    const out: Record<string, number> = {
+      lr: checkNumber(fn, 'opts.lr', o.lr, 1e-3, { min: 0 }),
+      minLr: checkNumber(fn, 'opts.minLr', o.minLr, 0, { min: 0 }),
+      warmupSteps: checkNumber(fn, 'opts.warmupSteps', o.warmupSteps, 0, { integer: true, min: 0 }),
+      totalSteps: checkNumber(fn, 'opts.totalSteps', o.totalSteps, 0, { integer: true, min: 0 }),
+      beta1: checkNumber(fn, 'opts.beta1', o.beta1, 0.9, { min: 0, max: 0.999999 }),
+      beta2: checkNumber(fn, 'opts.beta2', o.beta2, 0.95, { min: 0, max: 0.999999 }),
+      eps: checkNumber(fn, 'opts.eps', o.eps, 1e-8, { gt: 0 }),
+      weightDecay: checkNumber(fn, 'opts.weightDecay', o.weightDecay, 0.1, { min: 0 }),
+      maxGradNorm: checkNumber(fn, 'opts.maxGradNorm', o.maxGradNorm, 1),
+      gradScale: checkNumber(fn, 'opts.gradScale', o.gradScale, 1, { gt: 0 }),
+    };
+    if (this.#frozen) throw new Error(`${fn}: this is a frozen copy (no training)`);
+    return out;
+  }
+
+  /** One AdamW step (global-norm clipping, optional warmup + cosine schedule) on the accumulated gradients. */
+  stepOptimizer(opts: StepOptions = {}): Promise<StepResult> {
+    const fn = 'VideoLM.stepOptimizer';
+    const s = this.#stepOpts(fn, opts);
+    const native = this.#alive(fn);
+    return this.#run(() => native.step(s) as Promise<StepResult>);
+  }
+
+  /**
+   * A whole training step off the main thread: forward + backward over each
+   * micro-batch (gradients accumulated, losses averaged), then AdamW.
+   */
+  trainStep(batches: VideoLMBatch | VideoLMBatch[], opts: StepOptions = {}): Promise<StepResult & { loss: number; count: number }> {
+    const fn = 'VideoLM.trainStep';
+    const list = Array.isArray(batches) ? batches : [batches];
+    if (list.length === 0) throw rangeError(fn, 'batches', 'at least one batch', '[]');
+    const bs = list.map((b, i) => this.#batch(list.length > 1 ? `${fn} (batch ${i})` : fn, b));
+    const s = this.#stepOpts(fn, opts);
+    const native = this.#alive(fn);
+    return this.#run(async () => {
+      this.#lastText = -1;
+      return (await native.trainStep(bs, s)) as StepResult & { loss: number; count: number };
+    });
+  }
+
+  /** Logits of every packed row, [rows · vocab] (row-major), with the layout. */
+  logits(batch: VideoLMBatch): Promise<{ logits: Float32Array; layout: VideoLMLayout }> {
+    const fn = 'VideoLM.logits';
+    const b = this.#batch(fn, batch);
+    const native = this.#alive(fn);
+    return this.#run(async () => {
+      this.#lastText = -1;
+      return (await native.logits(b)) as { logits: Float32Array; layout: VideoLMLayout };
+    });
+  }
+
+  /** Per-token log-probs of every text token's target under the model ([text.length]; 0 where no target). */
+  async sequenceLogprobs(batch: VideoLMBatch): Promise<Float32Array> {
+    const r = await this.forward(batch, { logprobs: true, forBackward: false });
+    return r.tokenLogprobs;
+  }
+
+  /**
+   * Continues every sequence of a batch of prompts (KV cache; one token per
+   * sequence per step). Returns the new token ids per sequence.
+   */
+  generateBatch(prompts: VideoLMBatch, opts: GenerateOptions = {}): Promise<Int32Array[]> {
+    const fn = 'VideoLM.generateBatch';
+    const b = this.#batch(fn, prompts);
+    const g = this.#genOpts(fn, opts);
+    const native = this.#alive(fn);
+    return this.#run(async () => {
+      this.#lastText = -1;
+      return (await native.generate(b, g)) as Int32Array[];
+    });
+  }
+
+  #genOpts(fn: string, opts: unknown): Record<string, number> {
+    const o = checkOptions(fn, opts);
+    return {
+      maxTokens: checkNumber(fn, 'opts.maxTokens', o.maxTokens, 32, { integer: true, min: 0, max: this.#config.maxSeq }),
+      temperature: checkNumber(fn, 'opts.temperature', o.temperature, 0, { min: 0 }),
+      topP: checkNumber(fn, 'opts.topP', o.topP, 1, { gt: 0, max: 1 }),
+      seed: checkNumber(fn, 'opts.seed', o.seed, 0, { integer: true, min: 0, max: Number.MAX_SAFE_INTEGER }),
+      eosId: checkNumber(fn, 'opts.eosId', o.eosId, EOS_ID < this.#config.vocab ? EOS_ID : -1, { integer: true, min: -1, max: this.#config.vocab - 1 }),
+    };
+  }
+
+  /**
+   * Generates a continuation of `prompt` given one video ([frames, imageSize,
+   * imageSize, 3] as a Uint8Array, Float32Array or CPU float32 tensor; null for
+   * text only). A string prompt needs the model's tokenizer and returns a string;
+   * token ids return ids.
+   */
+  async generate(video: Uint8Array | Float32Array | Tensor | null, prompt: string | Int32Array, opts: GenerateOptions = {}): Promise<string | Int32Array> {
+    const fn = 'VideoLM.generate';
+    let ids: Int32Array;
+    if (typeof prompt === 'string') {
+      if (!this.tokenizer) throw typeError(fn, 'prompt', 'token ids (this model has no tokenizer)', 'a string');
+      ids = this.tokenizer.encode(prompt, { addBos: true });
+    } else ids = int32Vector(fn, 'prompt', prompt);
+    let videos: Uint8Array | Float32Array | undefined;
+    if (video instanceof Tensor) {
+      const c = this.#config;
+      const want = [c.frames, c.imageSize, c.imageSize, 3];
+      if (video.device !== 'cpu' || video.dtype !== 'float32' || video.shape.length !== 4 || want.some((d, i) => video.shape[i] !== d))
+        throw rangeError(fn, 'video', `a CPU float32 tensor of shape [${want.join(', ')}]`, describe(video));
+      videos = video.data as Float32Array;
+    } else if (video !== null) videos = video;
+    const seq: VideoLMSegment[] = [];
+    if (videos) seq.push({ video: 0 });
+    seq.push({ text: [0, ids.length] });
+    const [out] = await this.generateBatch({ videos, text: ids, sequences: [seq] }, opts);
+    if (typeof prompt === 'string') {
+      // Ids beyond the tokenizer (a model whose vocab is larger) decode as <unk>.
+      const n = this.tokenizer!.vocabSize;
+      return this.tokenizer!.decode(out.map((x) => (x < n ? x : UNK_ID)), { skipSpecial: true });
+    }
+    return out;
+  }
+
+  /** A frozen copy of the parameters (the RL stage's reference model). */
+  async clone(): Promise<VideoLM> {
+    const fn = 'VideoLM.clone';
+    const native = this.#alive(fn);
+    await this.#queue;
+    const { binding } = loadAddon();
+    const copy = new VideoLM(new binding.VideoLMNative(this.#config, 0), this.tokenizer);
+    copy.#native.setBuffer('params', native.getBuffer('params'));
+    copy.#frozen = true;
+    return copy;
+  }
+
+  /**
+   * Saves to a directory: model.safetensors, optimizer.safetensors (AdamW m, v
+   * and the step), tokenizer.json (when present) and config.json (last), each
+   * written atomically.
+   */
+  async save(dir: string): Promise<void> {
+    const fn = 'VideoLM.save';
+    if (typeof dir !== 'string' || dir.length === 0) throw typeError(fn, 'dir', 'a directory path', describe(dir));
+    const native = this.#alive(fn);
+    await this.#run(async () => {
+      mkdirSync(dir, { recursive: true });
+      const put = (buf: Float32Array, prefix: string) => {
+        const t: Record<string, StTensor> = {};
+        for (const p of this.#params) t[prefix + p.name] = { dtype: 'F32', shape: [...p.shape], data: buf.subarray(p.offset, p.offset + p.numel) };
+        return t;
+      };
+      writeSafetensors(join(dir, 'model.safetensors'), put(native.getBuffer('params'), ''), { format: 'videoperceiver.VideoLM' });
+      const step = native.getStep() as number;
+      writeSafetensors(join(dir, 'optimizer.safetensors'), { ...put(native.getBuffer('m'), 'm.'), ...put(native.getBuffer('v'), 'v.') }, { step: String(step) });
+      if (this.tokenizer) this.tokenizer.save(join(dir, 'tokenizer.json'));
+      const cfg = { format: 'videoperceiver.VideoLM', version: 1, ...this.#config };
+      writeFileAtomic(join(dir, 'config.json'), [Buffer.from(JSON.stringify(cfg, null, 2) + '\n')]);
+    });
+  }
+
+  /** Loads a directory written by save(); names, shapes, sizes and the config are checked (CheckpointError). */
+  static async load(dir: string): Promise<VideoLM> {
+    const fn = 'VideoLM.load';
+    if (typeof dir !== 'string' || dir.length === 0) throw typeError(fn, 'dir', 'a directory path', describe(dir));
+    const cfgPath = join(dir, 'config.json');
+    if (!existsSync(cfgPath)) throw new CheckpointError(`${cfgPath}: not found (not a VideoLM checkpoint directory?)`);
+    let raw: unknown;
+    try {
+      raw = JSON.parse(readFileSync(cfgPath, 'utf8'));
+    } catch (e) {
+      throw new CheckpointError(`${cfgPath}: not valid JSON (${(e as Error).message})`);
+    }
+    if (raw === null || typeof raw !== 'object' || (raw as Record<string, unknown>).format !== 'videoperceiver.VideoLM')
+      throw new CheckpointError(`${cfgPath}: not a videoperceiver.VideoLM config`);
+    let cfg: VideoLMConfig;
+    try {
+      cfg = checkConfig(fn, raw as Record<string, unknown>);
+    } catch (e) {
+      throw new CheckpointError(`${cfgPath}: ${(e as Error).message}`);
+    }
+    const tokPath = join(dir, 'tokenizer.json');
+    const tokenizer = existsSync(tokPath) ? Tokenizer.load(tokPath) : undefined;
+    const { binding } = loadAddon();
+    const model = new VideoLM(new binding.VideoLMNative(cfg, 0), tokenizer);
+    const expect = (prefix: string) => {
+      const e: Record<string, { dtype: 'F32'; shape: number[] }> = {};
+      for (const p of model.#params) e[prefix + p.name] = { dtype: 'F32', shape: p.shape };
+      return e;
+    };
+    const gather = (tensors: Record<string, StTensor>, prefix: string) => {
+      const buf = new Float32Array(model.numParams);
+      for (const p of model.#params) buf.set(tensors[prefix + p.name].data as Float32Array, p.offset);
+      return buf;
+    };
+    try {
+      const st = readSafetensors(join(dir, 'model.safetensors'), { expect: expect('') });
+      model.#native.setBuffer('params', gather(st.tensors, ''));
+      const optPath = join(dir, 'optimizer.safetensors');
+      if (existsSync(optPath)) {
+        const op = readSafetensors(optPath, { expect: { ...expect('m.'), ...expect('v.') } });
+        const step = Number(op.metadata.step ?? '0');
+        if (!Number.isSafeInteger(step) || step < 0) throw new CheckpointError(`${optPath}: metadata step must be a non-negative integer, got ${JSON.stringify(op.metadata.step)}`);
+        model.#native.setBuffer('m', gather(op.tensors, 'm.'));
+        model.#native.setBuffer('v', gather(op.tensors, 'v.'));
+        model.#native.setStep(step);
+      }
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
+    return model;
+  }
+
+  /** Frees the native model (waits for a running call first). */
+  dispose(): void {
+    if (!this.#native) return;
+    const n = this.#native;
+    this.#native = undefined;
+    this.#queue.then(() => n.dispose(), () => n.dispose());
+  }
+}
