@@ -43,7 +43,6 @@ void InitMatmul(Napi::Env env, Napi::Object exports);
 void InitAttention(Napi::Env env, Napi::Object exports);
 void InitLayers(Napi::Env env, Napi::Object exports);
 void InitVideoLM(Napi::Env env, Napi::Object exports);
-void InitModel(Napi::Env env, Napi::Object exports);
 void InitPack(Napi::Env env, Napi::Object exports);
 void InitGrpo(Napi::Env env, Napi::Object exports);
 

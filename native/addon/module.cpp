@@ -10,7 +10,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitAttention(env, exports);
   InitLayers(env, exports);
   InitVideoLM(env, exports);
-  InitModel(env, exports);
   InitPack(env, exports);
   InitGrpo(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 1));

@@ -8,6 +8,7 @@
 #include "videolm_impl.h"
 #include "vp/layers.h"
 #include "vp/rng.h"
+#include "vp/sample.h"
 #include "vp/thread_pool.h"
 #include "vp/videolm.h"
 
@@ -165,53 +166,6 @@ Status VideoLM::Impl::decode(const VideoLM& m, const VideoLMBatch& prompts, int6
   return Status::Ok();
 }
 
-namespace {
-
-// Picks a token from logits: greedy (temperature <= 0: the first maximum), or
-// a sample of softmax(logits / T) restricted to the smallest set of most likely
-// tokens whose mass reaches top_p, with the uniform u in [0, 1).
-int32_t pick_token(const float* logits, int64_t V, float temperature, float top_p, double u, std::vector<double>& p,
-                   std::vector<int32_t>& idx) {
-  if (!(temperature > 0.0f)) {
-    int64_t best = 0;
-    for (int64_t j = 1; j < V; ++j)
-      if (logits[j] > logits[best]) best = j;
-    return static_cast<int32_t>(best);
-  }
-  p.resize(static_cast<size_t>(V));
-  double mx = -INFINITY;
-  for (int64_t j = 0; j < V; ++j) mx = std::max(mx, static_cast<double>(logits[j]) / temperature);
-  double sum = 0.0;
-  for (int64_t j = 0; j < V; ++j) {
-    p[j] = std::exp(static_cast<double>(logits[j]) / temperature - mx);
-    sum += p[j];
-  }
-  idx.resize(static_cast<size_t>(V));
-  std::iota(idx.begin(), idx.end(), 0);
-  int64_t keep = V;
-  double mass = sum;
-  if (top_p < 1.0f) {
-    std::stable_sort(idx.begin(), idx.end(), [&](int32_t a, int32_t b) { return p[a] > p[b]; });
-    double cum = 0.0;
-    keep = 0;
-    while (keep < V) {
-      cum += p[idx[keep]];
-      ++keep;
-      if (cum >= static_cast<double>(top_p) * sum) break;
-    }
-    mass = cum;
-  }
-  const double target = u * mass;
-  double cum = 0.0;
-  for (int64_t i = 0; i < keep; ++i) {
-    cum += p[idx[i]];
-    if (target < cum) return idx[i];
-  }
-  return idx[keep - 1];
-}
-
-}  // namespace
-
 Status VideoLM::generate(const VideoLMBatch& prompts, const VideoLMGenerateOptions& o,
                          std::vector<std::vector<int32_t>>* out) {
   const char* fn = "VideoLM.generate";
@@ -219,19 +173,24 @@ Status VideoLM::generate(const VideoLMBatch& prompts, const VideoLMGenerateOptio
     return Status::Invalid(std::string(fn) + ": temperature must be >= 0");
   if (!(o.top_p > 0.0f && o.top_p <= 1.0f)) return Status::Invalid(std::string(fn) + ": topP must be in (0, 1]");
   const int64_t V = cfg_.vocab;
-  std::vector<double> p;
-  std::vector<int32_t> idx;
+  SampleOptions so;
+  so.temperature = o.temperature;
+  so.top_p = o.top_p;
+  so.seed = o.seed;
+  Status pick_status;
+  // The shared sampler (vp/sample.h): one Philox stream per sequence b and a
+  // counter per step, so results do not depend on how prompts are batched.
   auto choose = [&](int64_t b, int64_t step, const float* logits) -> int32_t {
-    double u = 0.0;
-    if (o.temperature > 0.0f) {
-      float uf = 0.0f;
-      // One Philox stream per (sequence, step): results do not depend on batching order.
-      (void)rng_uniform(o.seed, (static_cast<uint64_t>(b) << 32) | static_cast<uint64_t>(step), 0.0f, 1.0f, &uf, 1);
-      u = uf;
-    }
-    return pick_token(logits, V, o.temperature, o.top_p, u, p, idx);
+    const uint64_t stream = static_cast<uint64_t>(b);
+    so.step = static_cast<uint64_t>(step);
+    int32_t token = -1;
+    Status st = sample_tokens(logits, 1, V, so, &stream, &token);
+    if (!st.ok() && pick_status.ok()) pick_status = st;
+    return token;
   };
-  return impl_->decode(*this, prompts, o.max_tokens, o.eos_id, fn, choose, out);
+  Status decoded = impl_->decode(*this, prompts, o.max_tokens, o.eos_id, fn, choose, out);
+  return pick_status.ok() ? decoded : pick_status;  // the sampler's message is the precise one
+
 }
 
 Status VideoLM::cached_logits(const VideoLMBatch& prompts, const std::vector<std::vector<int32_t>>& forced,

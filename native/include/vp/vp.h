@@ -1,12 +1,10 @@
 // vp/vp.h — the whole public core API in one include.
 #pragma once
 
-#include "vp/blocks.h"
 #include "vp/cpu_features.h"
 #include "vp/cuda.h"
 #include "vp/gemm.h"
 #include "vp/layers.h"
-#include "vp/model.h"
 #include "vp/optim.h"
 #include "vp/pack.h"
 #include "vp/rng.h"
