@@ -66,7 +66,19 @@ test('the packed tarball installs without a compiler and works from JS, TS and t
       const c = vp.matmul(a, b);
       let err = '';
       try { vp.matmul(a, a); } catch (e) { err = e.constructor.name; }
-      console.log(JSON.stringify({ c: Array.from(c.data), err, binary: vp.backendInfo().binary.kind }));
+      // Fused attention: one query row that sees one key returns that key's value.
+      const q = vp.tensor(new Float32Array(4).fill(1), [1, 1, 4]);
+      const kv = vp.tensor([1, 2, 3, 4], [1, 1, 4]);
+      const att = vp.attention(q, kv, kv);
+      // A tiny model's training step, off the main thread.
+      const model = await vp.VideoLM.create({ imageSize: 8, patchSize: 4, frames: 2, width: 16, layers: 1, heads: 2, kvHeads: 1, vocab: 20, maxSeq: 32, seed: 1 });
+      const batch = { videos: new Uint8Array(2 * 8 * 8 * 3).fill(100), text: Int32Array.from([1, 7, 8, 9]), sequences: [[{ video: 0 }, { text: [0, 4] }]] };
+      const l0 = (await model.trainStep(batch, { lr: 1e-2 })).loss;
+      let l = l0;
+      for (let i = 0; i < 20; i++) l = (await model.trainStep(batch, { lr: 1e-2 })).loss;
+      model.dispose();
+      console.log(JSON.stringify({ c: Array.from(c.data), err, binary: vp.backendInfo().binary.kind,
+        att: Array.from(att.out.data), l0, l }));
     `);
     const js = spawnSync(process.execPath, ['use.mjs'], { cwd: proj, env, encoding: 'utf8' });
     t.is(js.status, 0, js.stderr);
@@ -74,6 +86,8 @@ test('the packed tarball installs without a compiler and works from JS, TS and t
     t.deepEqual(out.c, [4, 5, 10, 11]);
     t.is(out.err, 'RangeError');
     t.is(out.binary, 'prebuild-cpu');
+    t.deepEqual(out.att, [1, 2, 3, 4]);
+    t.true(out.l < out.l0, `a tiny model's loss falls (${out.l0} -> ${out.l})`);
 
     // 4. TypeScript: type-checks against the shipped .d.ts and runs.
     writeFileSync(join(proj, 'use.ts'), `
