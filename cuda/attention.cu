@@ -27,6 +27,7 @@
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
+#include <mutex>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -733,14 +734,34 @@ Status check(cudaError_t e, const char* what) {
   return Status::Internal(std::string("attention: ") + what + ": " + cudaGetErrorString(e));
 }
 
-// Device memory that frees itself.
-struct DevBuf {
+// Grow-only device workspace, kept between calls so that a call costs no
+// cudaMalloc/cudaFree (which synchronize). Every use is ordered on the legacy
+// default stream, so a later call's writes never overtake an earlier call's
+// kernels; the mutex (held for a whole call, see Prepared) guards the host side.
+struct Workspace {
   void* ptr = nullptr;
-  ~DevBuf() {
-    if (ptr) cudaFree(ptr);
+  size_t bytes = 0;
+  Status reserve(size_t want) {
+    want = std::max<size_t>(want, 256);
+    if (want <= bytes) return Status::Ok();
+    if (ptr) cudaFree(ptr);  // synchronizes: no kernel still uses the old buffer
+    ptr = nullptr;
+    bytes = 0;
+    VP_RETURN_IF_ERROR(check(cudaMalloc(&ptr, want), "cudaMalloc (attention workspace)"));
+    bytes = want;
+    return Status::Ok();
   }
-  Status alloc(size_t bytes) { return check(cudaMalloc(&ptr, std::max<size_t>(bytes, 4)), "cudaMalloc"); }
 };
+
+struct Workspaces {
+  std::mutex mu;
+  Workspace cu, delta, dq_acc;
+};
+
+Workspaces& workspaces() {
+  static Workspaces* w = new Workspaces();  // never destroyed: no CUDA calls at process exit
+  return *w;
+}
 
 template <typename K>
 Status launch(K kernel, dim3 grid, int threads, size_t smem, const Params& p) {
@@ -757,7 +778,7 @@ int padded_dim(int64_t d) { return d <= 32 ? 32 : d <= 64 ? 64 : d <= 128 ? 128 
 
 // The problem's host-side facts: cu_seqlens on the device, the longest sequences.
 struct Prepared {
-  DevBuf cu;
+  std::unique_lock<std::mutex> lock{workspaces().mu};
   Params p{};
   int max_q = 0, max_k = 0;
 };
@@ -774,11 +795,13 @@ Status prepare(const AttentionProblem& pr, Prepared* out) {
     out->max_q = std::max(out->max_q, pr.cu_q[i + 1] - pr.cu_q[i]);
     out->max_k = std::max(out->max_k, pr.cu_k[i + 1] - pr.cu_k[i]);
   }
-  VP_RETURN_IF_ERROR(out->cu.alloc(host.size() * sizeof(int32_t)));
-  VP_RETURN_IF_ERROR(check(cudaMemcpy(out->cu.ptr, host.data(), host.size() * sizeof(int32_t), cudaMemcpyHostToDevice),
+  Workspace& cu = workspaces().cu;
+  VP_RETURN_IF_ERROR(cu.reserve(host.size() * sizeof(int32_t)));
+  // Pageable memcpy on the legacy stream: ordered after earlier calls' kernels that read it.
+  VP_RETURN_IF_ERROR(check(cudaMemcpy(cu.ptr, host.data(), host.size() * sizeof(int32_t), cudaMemcpyHostToDevice),
                            "copying cu_seqlens"));
   Params& p = out->p;
-  p.cu_q = static_cast<const int32_t*>(out->cu.ptr);
+  p.cu_q = static_cast<const int32_t*>(cu.ptr);
   p.cu_k = p.cu_q + B + 1;
   p.batch = static_cast<int>(B);
   p.H = static_cast<int>(pr.heads);
@@ -839,8 +862,8 @@ Status backward_typed(Prepared& pp) {
     return launch(bwd_dq_simt_kernel<T, DP>, gq, 128, (2 * 32 * (DP + 1) + 8 * DP) * sizeof(float), pq);
   } else {
     const int64_t n = p.total_q * p.H * p.D;
-    DevBuf acc;
-    VP_RETURN_IF_ERROR(acc.alloc(static_cast<size_t>(n) * sizeof(float)));
+    Workspace& acc = workspaces().dq_acc;
+    VP_RETURN_IF_ERROR(acc.reserve(static_cast<size_t>(n) * sizeof(float)));
     VP_RETURN_IF_ERROR(check(cudaMemsetAsync(acc.ptr, 0, static_cast<size_t>(n) * sizeof(float)), "cudaMemset"));
     p.dq_acc = static_cast<float*>(acc.ptr);
     constexpr int BR = DP <= 64 ? 64 : 32;
@@ -852,7 +875,6 @@ Status backward_typed(Prepared& pp) {
       dq_convert_kernel<T><<<static_cast<unsigned>(blocks), 256>>>(p.dq_acc, static_cast<T*>(p.dq), n);
       VP_RETURN_IF_ERROR(check(cudaGetLastError(), "dq conversion launch"));
     }
-    // acc is freed on return; cudaFree waits for the kernels that use it.
     return Status::Ok();
   }
 }
@@ -902,8 +924,8 @@ Status attention_backward(const AttentionProblem& pr, DType dtype, const void* d
                           const void* v, const void* out, const float* lse, void* dq, void* dk, void* dv) {
   Prepared pp;
   VP_RETURN_IF_ERROR(prepare(pr, &pp));
-  DevBuf delta;
-  VP_RETURN_IF_ERROR(delta.alloc(static_cast<size_t>(pr.heads * pr.total_q) * sizeof(float)));
+  Workspace& delta = workspaces().delta;
+  VP_RETURN_IF_ERROR(delta.reserve(static_cast<size_t>(pr.heads * pr.total_q) * sizeof(float)));
   Params& p = pp.p;
   p.q = q;
   p.k = k;
