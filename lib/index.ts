@@ -70,3 +70,7 @@ export {
   type LinearGrpoLossOptions,
   type LinearGrpoLossResult,
 } from './ops/grpo.js';
+export {
+  infoNce, infoNceBackward, infoNceWithGrad,
+  type InfoNceOptions, type InfoNceBackwardOptions, type InfoNceResult, type InfoNceGradients,
+} from './ops/infonce.js';

@@ -38,5 +38,27 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _status_kb(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1])
+    return None
+
+
+def call_peak_mb(fn):
+    """Runs fn() once and returns (its result, the peak resident memory while it
+    ran above what was resident before, in MB; None where /proc cannot tell)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # the peak (VmHWM) restarts from the current resident size
+        base = _status_kb("VmRSS:")
+    except OSError:
+        return fn(), None
+    out = fn()
+    peak = _status_kb("VmHWM:")
+    return out, (peak - base) / 1024.0 if peak is not None and base is not None else None
+
+
 def emit(obj):
     print(json.dumps(obj), flush=True)

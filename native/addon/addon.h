@@ -45,5 +45,6 @@ void InitLayers(Napi::Env env, Napi::Object exports);
 void InitVideoLM(Napi::Env env, Napi::Object exports);
 void InitPack(Napi::Env env, Napi::Object exports);
 void InitGrpo(Napi::Env env, Napi::Object exports);
+void InitInfoNce(Napi::Env env, Napi::Object exports);
 
 }  // namespace vpaddon

@@ -12,6 +12,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitVideoLM(env, exports);
   InitPack(env, exports);
   InitGrpo(env, exports);
+  InitInfoNce(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }

@@ -4,6 +4,7 @@
 #include "vp/cpu_features.h"
 #include "vp/cuda.h"
 #include "vp/gemm.h"
+#include "vp/infonce.h"
 #include "vp/layers.h"
 #include "vp/optim.h"
 #include "vp/pack.h"
