@@ -1,7 +1,8 @@
 // The npm package as a user gets it: pack the tarball (prebuilt binaries, no
 // sources of tests or benches), install it into a fresh project with npm's
 // default settings and no compilers on PATH, then use it from plain
-// JavaScript and from TypeScript, and ask `videoperceiver doctor` what loaded.
+// JavaScript (matmul, attention, InfoNCE, a tiny model's training steps) and
+// from TypeScript, and ask `videoperceiver doctor` what loaded.
 import test from 'ava';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -70,6 +71,8 @@ test('the packed tarball installs without a compiler and works from JS, TS and t
       const q = vp.tensor(new Float32Array(4).fill(1), [1, 1, 4]);
       const kv = vp.tensor([1, 2, 3, 4], [1, 1, 4]);
       const att = vp.attention(q, kv, kv);
+      // Fused InfoNCE: two queries, each identical to its own key.
+      const nce = vp.infoNce(vp.tensor([1, 0, 0, 1], [2, 2]), vp.tensor([1, 0, 0, 1], [2, 2]), { positive: Int32Array.from([0, 1]), temperature: 0.1 });
       // A tiny model's training step, off the main thread.
       const model = await vp.VideoLM.create({ imageSize: 8, patchSize: 4, frames: 2, width: 16, layers: 1, heads: 2, kvHeads: 1, vocab: 20, maxSeq: 32, seed: 1 });
       const batch = { videos: new Uint8Array(2 * 8 * 8 * 3).fill(100), text: Int32Array.from([1, 7, 8, 9]), sequences: [[{ video: 0 }, { text: [0, 4] }]] };
@@ -78,7 +81,7 @@ test('the packed tarball installs without a compiler and works from JS, TS and t
       for (let i = 0; i < 20; i++) l = (await model.trainStep(batch, { lr: 1e-2 })).loss;
       model.dispose();
       console.log(JSON.stringify({ c: Array.from(c.data), err, binary: vp.backendInfo().binary.kind,
-        att: Array.from(att.out.data), l0, l }));
+        att: Array.from(att.out.data), nce: nce.loss, l0, l }));
     `);
     const js = spawnSync(process.execPath, ['use.mjs'], { cwd: proj, env, encoding: 'utf8' });
     t.is(js.status, 0, js.stderr);
@@ -87,6 +90,7 @@ test('the packed tarball installs without a compiler and works from JS, TS and t
     t.is(out.err, 'RangeError');
     t.is(out.binary, 'prebuild-cpu');
     t.deepEqual(out.att, [1, 2, 3, 4]);
+    t.true(Math.abs(out.nce - Math.log1p(Math.exp(-10))) < 1e-5, `InfoNCE loss ${out.nce}`);
     t.true(out.l < out.l0, `a tiny model's loss falls (${out.l0} -> ${out.l})`);
 
     // 4. TypeScript: type-checks against the shipped .d.ts and runs.
