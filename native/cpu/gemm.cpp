@@ -200,9 +200,16 @@ Status sgemm(const GemmArgs& g) {
   int64_t blocks_m = (g.m + kMCMax - 1) / kMCMax;
   if (threads > 1) blocks_m = ((blocks_m + threads - 1) / threads) * threads;
   blocks_m = std::max<int64_t>(1, std::min(blocks_m, m_panels));
-  const int64_t mc = ((m_panels + blocks_m - 1) / blocks_m) * MR;
-  blocks_m = (g.m + mc - 1) / mc;
-  // When M alone cannot feed every thread, split the NR panels of each B block too.
+  // Block b covers panels [m_panels*b/blocks_m, m_panels*(b+1)/blocks_m): sizes
+  // differ by at most one panel, so every thread gets the same number of blocks
+  // of (nearly) the same size. (Fixed-size blocks of ceil(panels/blocks) would
+  // leave fewer blocks than planned, e.g. 11 for 2 threads at M = 1024.)
+  const int64_t mc = ((m_panels + blocks_m - 1) / blocks_m) * MR;  // the largest block
+  auto block_rows = [&](int64_t b, int64_t* ic, int64_t* rows) {
+    const int64_t p0 = m_panels * b / blocks_m, p1 = m_panels * (b + 1) / blocks_m;
+    *ic = p0 * MR;
+    *rows = std::min(p1 * MR, g.m) - *ic;
+  };
   const int64_t n_split = blocks_m >= threads ? 1 : (threads + blocks_m - 1) / blocks_m;
 
   const int64_t kc_max = std::min(kKC, g.k);
@@ -231,8 +238,8 @@ Status sgemm(const GemmArgs& g) {
       const int64_t tasks = blocks_m * n_split;
       auto run_task = [&](int64_t t) {
         const int64_t bi = t / n_split, bj = t % n_split;
-        const int64_t ic = bi * mc;
-        const int64_t mcur = std::min(mc, g.m - ic);
+        int64_t ic, mcur;
+        block_rows(bi, &ic, &mcur);
         const int64_t jp0 = nr_panels * bj / n_split, jp1 = nr_panels * (bj + 1) / n_split;
         if (mcur <= 0 || jp0 >= jp1) return;
         float* apack = thread_a_buffer(static_cast<size_t>(mc * kKC));
