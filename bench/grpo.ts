@@ -18,14 +18,13 @@
 // Environment: VP_BENCH_THREADS (default 2), VP_BENCH_PYTHON (default /usr/bin/python3).
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as vp from '../lib/index.js';
+import { benchDir, machineInfo, makeContext, PYTHON, type BenchContext, type CaseReport } from './harness.js';
 
-const benchDir = dirname(fileURLToPath(import.meta.url));
-const PYTHON = process.env.VP_BENCH_PYTHON ?? '/usr/bin/python3';
 const THREADS = Number(process.env.VP_BENCH_THREADS ?? 2);
 const MB = 2 ** 20;
 
@@ -199,33 +198,6 @@ function torchAvailable(): { ok: boolean; version?: string; why?: string } {
 
 // ---- reporting -----------------------------------------------------------------------------
 
-interface CaseReport {
-  bench: string;
-  case: string;
-  shape: Record<string, unknown>;
-  oursMs: number;
-  peerMs: number | null;
-  ratio: number | null;
-  extra?: Record<string, number | string | null>;
-  peer?: string;
-  peerMissing?: string;
-}
-
-interface BenchLike {
-  quick: boolean;
-  report(r: CaseReport): void;
-}
-
-function machine(torch: string): Record<string, unknown> {
-  let model = cpus()[0]?.model ?? 'unknown';
-  try {
-    const m = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'));
-    if (m) model = m[1];
-  } catch { /* not Linux */ }
-  const info = vp.backendInfo();
-  return { cpu: model, cores: cpus().length, isa: info.cpu.isa, threads: info.cpu.threads, node: process.version, torch };
-}
-
 function median(x: number[]): number {
   const s = [...x].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
@@ -242,23 +214,15 @@ function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 // ---- the benchmark ----------------------------------------------------------------------------
 
-export async function run(ctx?: BenchLike): Promise<void> {
-  const quick = ctx?.quick ?? process.argv.includes('--quick');
+export async function run(ctx?: BenchContext): Promise<void> {
   const jsonOnly = process.argv.includes('--json');
+  // Standalone (node bench/grpo.ts): the same table and JSON lines as bench/run.ts prints.
+  const c = ctx ?? makeContext({ quick: process.argv.includes('--quick'), json: jsonOnly });
+  const quick = c.quick;
   vp.setNumThreads(THREADS);
   const torch = torchAvailable();
-  const mach = machine(torch.version ?? 'missing');
-  const report = (r: CaseReport) => {
-    if (ctx) return ctx.report(r);
-    if (!jsonOnly) {
-      const ratio = r.ratio === null ? `peer missing: ${r.peerMissing}` : `${r.ratio.toFixed(2)}x`;
-      const fmt = (v: number) => (v !== 0 && Math.abs(v) < 1e-2 ? v.toExponential(2) : String(+v.toFixed(3)));
-      const extra = Object.entries(r.extra ?? {}).map(([k, v]) => `${k}=${typeof v === 'number' ? fmt(v) : v}`).join(' ');
-      console.log(`${r.bench.padEnd(6)} ${r.case.padEnd(44)} ours ${r.oursMs.toFixed(1).padStart(8)} ms  torch ${r.peerMs === null ? '     n/a' : r.peerMs.toFixed(1).padStart(8)} ms  ratio ${ratio}  ${extra}`);
-    }
-    console.log(JSON.stringify({ ...r, machine: mach }));
-  };
-  if (!ctx && !jsonOnly) console.log(`machine: ${JSON.stringify(mach)}`);
+  const report = (r: CaseReport) => c.report(r);
+  if (!ctx && !jsonOnly) console.log(`machine: ${JSON.stringify(machineInfo())}`);
 
   const N = 4096, D = 256, V = 8192;
   const p = makeProblem(N, D, V, true);

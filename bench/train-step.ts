@@ -8,18 +8,8 @@
 // Batch: B sequences of [video (frames × patches tokens), caption of T tokens];
 // the LM loss is next-token prediction inside the caption.
 import * as vp from '../lib/index.js';
+import { seededRandom } from '../lib/random.js';
 import { PeerInputs, runPeer, timeIt, type BenchContext } from './harness.js';
-
-function mulberry(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export async function run(ctx: BenchContext): Promise<void> {
   const cases: { preset: vp.VideoLMPreset; B: number; T: number }[] = ctx.quick
@@ -28,7 +18,7 @@ export async function run(ctx: BenchContext): Promise<void> {
   for (const c of cases) {
     const model = await vp.VideoLM.create({ preset: c.preset, seed: 1 });
     const cfg = model.config;
-    const r = mulberry(7);
+    const r = seededRandom(7);
     const per = cfg.frames * cfg.imageSize * cfg.imageSize * 3;
     const videos = new Uint8Array(c.B * per);
     for (let i = 0; i < videos.length; i++) videos[i] = Math.floor(r() * 256);
