@@ -4,7 +4,7 @@
 //   VP_CUDA=auto|on|off   (default auto: on when nvcc is found)
 //   VP_BUILD_TYPE=Release|Debug
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpus } from 'node:os';
@@ -27,6 +27,12 @@ const args = [
 ];
 if (process.env.VP_CMAKE_GENERATOR) args.push('-G', process.env.VP_CMAKE_GENERATOR);
 else if (spawnSync('ninja', ['--version']).status === 0) args.push('-G', 'Ninja');
+// A configure that failed earlier leaves a cache but no build files, and cmake-js
+// would then skip configuring: start such a tree afresh.
+const out = join(root, 'build-native');
+if (existsSync(join(out, 'CMakeCache.txt')) && !existsSync(join(out, 'build.ninja')) && !existsSync(join(out, 'Makefile'))) {
+  rmSync(out, { recursive: true, force: true });
+}
 console.log(`[videoperceiver] building the native addon (VP_CUDA=${cuda})`);
 const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });
 process.exit(r.status ?? 1);
