@@ -547,34 +547,40 @@ Status unpatchify_f32(const float* dpatches, int64_t num_frames, int64_t height,
   return Status::Ok();
 }
 
-Status patch_embed_forward_u8(const uint8_t* frames, int64_t num_frames, int64_t height,
-                              int64_t width, int64_t patch, const float* w, const float* b,
-                              int64_t dim, float* patches, float* emb) {
-  VP_RETURN_IF_ERROR(check_frames("patch_embed_forward_u8", num_frames, height, width, patch));
-  VP_RETURN_IF_ERROR(positive(dim, "patch_embed_forward_u8", "dim"));
+namespace {
+
+// Patchify (into `patches`, or a temporary when null) then the linear embedding;
+// the same for uint8 and float frames.
+template <typename T, typename Patchify>
+Status patch_embed_forward_any(const char* fn, Patchify patchify, const T* frames, int64_t num_frames,
+                               int64_t height, int64_t width, int64_t patch, const float* w, const float* b,
+                               int64_t dim, float* patches, float* emb) {
+  VP_RETURN_IF_ERROR(check_frames(fn, num_frames, height, width, patch));
+  VP_RETURN_IF_ERROR(positive(dim, fn, "dim"));
   const int64_t np = num_frames * (height / patch) * (width / patch), feat = patch * patch * 3;
   std::vector<float> own;
   if (patches == nullptr) {
     own.resize(static_cast<size_t>(np * feat));
     patches = own.data();
   }
-  VP_RETURN_IF_ERROR(patchify_u8(frames, num_frames, height, width, patch, patches));
+  VP_RETURN_IF_ERROR(patchify(frames, num_frames, height, width, patch, patches));
   return linear_forward(patches, w, b, np, feat, dim, emb);
+}
+
+}  // namespace
+
+Status patch_embed_forward_u8(const uint8_t* frames, int64_t num_frames, int64_t height,
+                              int64_t width, int64_t patch, const float* w, const float* b,
+                              int64_t dim, float* patches, float* emb) {
+  return patch_embed_forward_any("patch_embed_forward_u8", patchify_u8, frames, num_frames, height, width, patch,
+                                 w, b, dim, patches, emb);
 }
 
 Status patch_embed_forward_f32(const float* frames, int64_t num_frames, int64_t height,
                                int64_t width, int64_t patch, const float* w, const float* b,
                                int64_t dim, float* patches, float* emb) {
-  VP_RETURN_IF_ERROR(check_frames("patch_embed_forward_f32", num_frames, height, width, patch));
-  VP_RETURN_IF_ERROR(positive(dim, "patch_embed_forward_f32", "dim"));
-  const int64_t np = num_frames * (height / patch) * (width / patch), feat = patch * patch * 3;
-  std::vector<float> own;
-  if (patches == nullptr) {
-    own.resize(static_cast<size_t>(np * feat));
-    patches = own.data();
-  }
-  VP_RETURN_IF_ERROR(patchify_f32(frames, num_frames, height, width, patch, patches));
-  return linear_forward(patches, w, b, np, feat, dim, emb);
+  return patch_embed_forward_any("patch_embed_forward_f32", patchify_f32, frames, num_frames, height, width, patch,
+                                 w, b, dim, patches, emb);
 }
 
 Status patch_embed_backward(const float* demb, const float* patches, int64_t num_patches,
