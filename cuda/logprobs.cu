@@ -16,31 +16,20 @@
 #include "logprobs_common.cuh"
 #include "vp/logprobs.h"
 
+#include "dtype.cuh"
+
 namespace vp::cuda {
 namespace detail {
 namespace {
+
+using dtype::from_f;
+using dtype::to_f;
 
 using namespace nvcuda;
 
 // ---- element access ---------------------------------------------------------------------
 
-template <typename T>
-__device__ __forceinline__ float to_f(T x);
-template <>
-__device__ __forceinline__ float to_f<float>(float x) { return x; }
-template <>
-__device__ __forceinline__ float to_f<__half>(__half x) { return __half2float(x); }
-template <>
-__device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
 
-template <typename T>
-__device__ __forceinline__ T from_f(float x);
-template <>
-__device__ __forceinline__ float from_f<float>(float x) { return x; }
-template <>
-__device__ __forceinline__ __half from_f<__half>(float x) { return __float2half_rn(x); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
 
 template <typename T>
 __device__ __forceinline__ T zero_of() {

@@ -18,8 +18,13 @@
 
 #include "vp/pack.h"
 
+#include "dtype.cuh"
+
 namespace vp::cuda {
 namespace {
+
+using dtype::from_f;
+using dtype::to_f;
 
 constexpr int kWarpsPerBlock = 8;
 constexpr int kThreads = kWarpsPerBlock * 32;
@@ -66,23 +71,7 @@ __global__ void gather_kernel(const char* __restrict__ a, int64_t rows_a, const 
   }
 }
 
-template <typename T>
-__device__ __forceinline__ float to_float(T x);
-template <>
-__device__ __forceinline__ float to_float<float>(float x) { return x; }
-template <>
-__device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
-template <>
-__device__ __forceinline__ float to_float<__half>(__half x) { return __half2float(x); }
 
-template <typename T>
-__device__ __forceinline__ T from_float(float x);
-template <>
-__device__ __forceinline__ float from_float<float>(float x) { return x; }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
-template <>
-__device__ __forceinline__ __half from_float<__half>(float x) { return __float2half_rn(x); }
 
 // VEC elements of T per lane step (VEC * sizeof(T) == 16 when vectorized, else 1).
 template <typename T, int VEC>
@@ -109,11 +98,11 @@ __global__ void scatter_add_kernel(const T* __restrict__ d_tokens, const int32_t
       for (int32_t k = begin; k < end; ++k) {
         const P x = reinterpret_cast<const P*>(d_tokens + static_cast<int64_t>(dests[k]) * width)[c];
 #pragma unroll
-        for (int e = 0; e < VEC; ++e) acc[e] += to_float<T>(x.v[e]);
+        for (int e = 0; e < VEC; ++e) acc[e] += to_f<T>(x.v[e]);
       }
       P y;
 #pragma unroll
-      for (int e = 0; e < VEC; ++e) y.v[e] = from_float<T>(acc[e]);
+      for (int e = 0; e < VEC; ++e) y.v[e] = from_f<T>(acc[e]);
       d[c] = y;
     }
   }
