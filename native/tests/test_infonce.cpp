@@ -157,16 +157,12 @@ void check_against(const Out& o, const Ref& r, double tol) {
   CHECK(std::abs(o.dlt_sep - r.dlt) <= tol * std::abs(r.dlt) + 1e-12);
 }
 
-struct ThreadScope {
-  int saved = vp::num_threads();
-  ~ThreadScope() { vp::set_num_threads(saved); }
-};
 
 }  // namespace
 
 TEST_CASE("infonce: CPU matches a float64 reference on random shapes (1e-5)") {
   vptest::BackendScope scope;
-  ThreadScope threads;
+  vptest::ThreadScope threads;
   vp::set_num_threads(2);
   std::mt19937_64 rng(2024);
   const float taus[] = {0.01f, 0.07f, 0.3f, 1.0f};
@@ -202,7 +198,7 @@ TEST_CASE("infonce: CPU matches a float64 reference on random shapes (1e-5)") {
 
 TEST_CASE("infonce: every ISA path and thread count agrees with the reference") {
   vptest::BackendScope scope;
-  ThreadScope threads;
+  vptest::ThreadScope threads;
   Case c = make_case(333, 517, 77, 0.05f, true, 77);
   const Ref r = reference(c.q, c.k, c.pos, c.n, c.m, c.d, c.tau, c.normalize, c.g);
   Case c2 = make_case(129, 45, 300, 0.5f, false, 78);
@@ -221,7 +217,7 @@ TEST_CASE("infonce: every ISA path and thread count agrees with the reference") 
 
 TEST_CASE("infonce: results do not depend on the thread count") {
   vptest::BackendScope scope;
-  ThreadScope threads;
+  vptest::ThreadScope threads;
   Case c = make_case(600, 900, 64, 0.1f, true, 5);
   vp::set_num_threads(1);
   Out a = run_cpu(c);

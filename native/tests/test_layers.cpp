@@ -40,27 +40,6 @@ dvec fd_grad(const std::function<dvec(const dvec&)>& f, const dvec& x, const dve
   return g;
 }
 
-struct ThreadScope {
-  int saved = vp::num_threads();
-  ~ThreadScope() { vp::set_num_threads(saved); }
-};
-
-// Runs body(isa-name, threads) for every ISA and 1 and 2 threads.
-void for_each_backend(const std::function<void()>& body) {
-  vptest::BackendScope scope;
-  ThreadScope ts;
-  for (vp::Isa isa : vptest::supported_isas()) {
-    REQUIRE(vp::set_active_isa(isa));
-    for (int threads : {1, 2}) {
-      vp::set_num_threads(threads);
-      std::string isa_name = vp::isa_name(isa);
-      CAPTURE(isa_name);
-      CAPTURE(threads);
-      body();
-    }
-  }
-}
-
 // ---- references ------------------------------------------------------------
 
 dvec rmsnorm_ref(const dvec& x, const dvec& g, int64_t rows, int64_t d, double eps) {
@@ -140,7 +119,7 @@ TEST_CASE("layers: the polynomial exp is accurate on every ISA") {
 }
 
 TEST_CASE("layers: rmsnorm forward/backward match float64 and finite differences") {
-  for_each_backend([] {
+  vptest::for_each_backend([] {
     for (auto [rows, d] : {std::pair<int64_t, int64_t>{1, 2}, {3, 7}, {5, 33}, {17, 64}, {40, 130}}) {
       CAPTURE(rows);
       CAPTURE(d);
@@ -169,7 +148,7 @@ TEST_CASE("layers: rmsnorm forward/backward match float64 and finite differences
 }
 
 TEST_CASE("layers: rmsnorm dgain is bitwise identical for 1 and 2 threads") {
-  ThreadScope ts;
+  vptest::ThreadScope ts;
   const int64_t rows = 301, d = 96;
   fvec x = vptest::random_floats(rows * d, 1), g = vptest::random_floats(d, 2), dy = vptest::random_floats(rows * d, 3);
   fvec out[2];
@@ -183,7 +162,7 @@ TEST_CASE("layers: rmsnorm dgain is bitwise identical for 1 and 2 threads") {
 }
 
 TEST_CASE("layers: swiglu forward/backward on a fused [rows, 2*ffn] buffer") {
-  for_each_backend([] {
+  vptest::for_each_backend([] {
     for (auto [rows, f] : {std::pair<int64_t, int64_t>{1, 1}, {4, 13}, {9, 40}, {3, 100}}) {
       CAPTURE(rows);
       CAPTURE(f);
@@ -207,7 +186,7 @@ TEST_CASE("layers: swiglu forward/backward on a fused [rows, 2*ffn] buffer") {
 }
 
 TEST_CASE("layers: rope matches float64, inverts, is its own adjoint, and is relative") {
-  for_each_backend([] {
+  vptest::for_each_backend([] {
     const int64_t t = 11, h = 3, d = 16;
     std::vector<int32_t> pos{0, 1, 2, 3, 0, 1, 2, 5, 100, 4000, 7};
     fvec x = vptest::random_floats(t * h * d, 31);
@@ -250,7 +229,7 @@ TEST_CASE("layers: rope matches float64, inverts, is its own adjoint, and is rel
 }
 
 TEST_CASE("layers: embedding lookup and deterministic scatter-add backward") {
-  for_each_backend([] {
+  vptest::for_each_backend([] {
     const int64_t vocab = 37, dim = 19, n = 200;
     fvec table = vptest::random_floats(vocab * dim, 51);
     std::vector<int32_t> ids(n);
@@ -272,7 +251,7 @@ TEST_CASE("layers: embedding lookup and deterministic scatter-add backward") {
     for (size_t i = 0; i < dt.size(); ++i) REQUIRE(dt2[i] == doctest::Approx(2 * dt[i]));
   });
   // the same bits for 1 and 2 threads; bad ids rejected before anything is written
-  ThreadScope ts;
+  vptest::ThreadScope ts;
   const int64_t vocab = 10, dim = 300, n = 1000;
   std::vector<int32_t> ids(n);
   for (int64_t i = 0; i < n; ++i) ids[i] = static_cast<int32_t>(i % vocab);
@@ -293,7 +272,7 @@ TEST_CASE("layers: embedding lookup and deterministic scatter-add backward") {
 }
 
 TEST_CASE("layers: linear forward/backward (x·Wᵀ + b) against finite differences") {
-  for_each_backend([] {
+  vptest::for_each_backend([] {
     for (auto [n, in, out] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {5, 7, 3}, {33, 20, 17}, {64, 48, 40}}) {
       CAPTURE(n);
       CAPTURE(in);
@@ -325,7 +304,7 @@ TEST_CASE("layers: linear forward/backward (x·Wᵀ + b) against finite differen
 }
 
 TEST_CASE("layers: cross-entropy with ignore index, stable on large logits") {
-  for_each_backend([] {
+  vptest::for_each_backend([] {
     for (auto [n, v] : {std::pair<int64_t, int64_t>{1, 2}, {6, 11}, {13, 257}, {4, 1000}}) {
       CAPTURE(n);
       CAPTURE(v);
@@ -368,7 +347,7 @@ TEST_CASE("layers: cross-entropy with ignore index, stable on large logits") {
 }
 
 TEST_CASE("layers: patchify layout, unpatchify adjoint, patch embedding gradients") {
-  for_each_backend([] {
+  vptest::for_each_backend([] {
     const int64_t F = 2, H = 8, W = 12, P = 4, feat = P * P * 3, np = F * (H / P) * (W / P), dim = 5;
     std::vector<uint8_t> frames(F * H * W * 3);
     for (size_t i = 0; i < frames.size(); ++i) frames[i] = static_cast<uint8_t>((i * 37 + 11) % 256);

@@ -12,16 +12,10 @@
 #include "vp/rng.h"
 #include "vp/thread_pool.h"
 
-namespace {
-struct ThreadScope {
-  int saved = vp::num_threads();
-  ~ThreadScope() { vp::set_num_threads(saved); }
-};
-}  // namespace
 
 TEST_CASE("optim: adamw matches a plain double reference over several steps, every ISA") {
   vptest::BackendScope scope;
-  ThreadScope ts;
+  vptest::ThreadScope ts;
   const int64_t n = 70001;  // odd, several threads' chunks, a vector tail
   for (vp::Isa isa : vptest::supported_isas()) {
     REQUIRE(vp::set_active_isa(isa));
@@ -74,7 +68,7 @@ TEST_CASE("optim: adamw rejects bad hyper-parameters") {
 }
 
 TEST_CASE("optim: global gradient norm and clipping, thread-count independent") {
-  ThreadScope ts;
+  vptest::ThreadScope ts;
   std::vector<std::vector<float>> gs{vptest::random_floats(100003, 5), vptest::random_floats(7, 6),
                                      {}, vptest::random_floats(50000, 7)};
   std::vector<const float*> ptrs;
@@ -149,7 +143,7 @@ TEST_CASE("rng: Philox4x32-10 known answers (Random123 test vectors)") {
 }
 
 TEST_CASE("rng: fills are identical for every thread count and have the right moments") {
-  ThreadScope ts;
+  vptest::ThreadScope ts;
   const int64_t n = 200001;
   std::vector<float> a(n), b(n), c(n), u(n);
   vp::set_num_threads(1);

@@ -2,13 +2,18 @@
 // the relative error ||out - ref|| / ||ref|| against a float64 reference.
 #pragma once
 
+#include <doctest/doctest.h>
+
 #include <cmath>
+#include <functional>
+#include <string>
 #include <cstdint>
 #include <limits>
 #include <random>
 #include <vector>
 
 #include "vp/cpu_features.h"
+#include "vp/thread_pool.h"
 
 namespace vptest {
 
@@ -46,10 +51,32 @@ inline std::vector<vp::Isa> supported_isas() {
   return out;
 }
 
-// Restores the active ISA and thread count when a test is done with them.
+// Restores the active ISA when a test is done with it.
 struct BackendScope {
   vp::Isa isa = vp::active_isa();
   ~BackendScope();
 };
+
+// Restores the thread pool's size when a test is done with it.
+struct ThreadScope {
+  int saved = vp::num_threads();
+  ~ThreadScope() { vp::set_num_threads(saved); }
+};
+
+// Runs body() on every ISA path this CPU has, with 1 and 2 threads each.
+inline void for_each_backend(const std::function<void()>& body) {
+  BackendScope scope;
+  ThreadScope ts;
+  for (vp::Isa isa : supported_isas()) {
+    REQUIRE(vp::set_active_isa(isa));
+    for (int threads : {1, 2}) {
+      vp::set_num_threads(threads);
+      std::string isa_name = vp::isa_name(isa);
+      CAPTURE(isa_name);
+      CAPTURE(threads);
+      body();
+    }
+  }
+}
 
 }  // namespace vptest
