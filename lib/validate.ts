@@ -69,29 +69,31 @@ export function checkOptions(fn: string, opts: unknown): Record<string, unknown>
   return opts as Record<string, unknown>;
 }
 
-/** A per-row int32 vector: an Int32Array, or a 1-D CPU int32 tensor. Optionally a fixed length. */
-export function int32Vector(fn: string, arg: string, v: unknown, length?: number): Int32Array {
+/**
+ * A per-row int32 vector: an Int32Array, or a live 1-D CPU int32 tensor. With
+ * `length`, its length must match (`lengthWhat` says what the length counts).
+ */
+export function int32Vector(fn: string, arg: string, v: unknown, length?: number, lengthWhat?: string): Int32Array {
   let arr: Int32Array;
   if (v instanceof Int32Array) arr = v;
-  else if (v instanceof Tensor) {
-    if (v.device !== 'cpu') throw typeError(fn, arg, 'an Int32Array or a 1-D CPU int32 tensor', describe(v));
-    if (v.shape.length !== 1 || v.dtype !== 'int32') throw typeError(fn, arg, 'an Int32Array or a 1-D CPU int32 tensor', describe(v));
-    arr = v.data as Int32Array;
-  } else throw typeError(fn, arg, 'an Int32Array or a 1-D CPU int32 tensor', describe(v));
-  if (length !== undefined && arr.length !== length) throw rangeError(fn, `${arg}.length`, `${length}`, `${arr.length}`);
+  else if (v instanceof Tensor && !v.disposed && v.device === 'cpu' && v.shape.length === 1 && v.dtype === 'int32') arr = v.data as Int32Array;
+  else throw typeError(fn, arg, 'an Int32Array or a 1-D CPU int32 tensor', describe(v));
+  if (length !== undefined && arr.length !== length)
+    throw rangeError(fn, `${arg}.length`, lengthWhat ? `${length} (${lengthWhat})` : `${length}`, `${arr.length}`);
   return arr;
 }
 
-/** A per-row float32 vector: a Float32Array, or a 1-D CPU float32 tensor. Optionally a fixed length. */
-export function float32Vector(fn: string, arg: string, v: unknown, length?: number): Float32Array {
+/**
+ * A per-row float32 vector: a Float32Array, or a live 1-D CPU float32 tensor. With
+ * `length`, its length must match (`lengthWhat` says what the length counts).
+ */
+export function float32Vector(fn: string, arg: string, v: unknown, length?: number, lengthWhat?: string): Float32Array {
   let arr: Float32Array;
   if (v instanceof Float32Array) arr = v;
-  else if (v instanceof Tensor) {
-    if (v.device !== 'cpu' || v.shape.length !== 1 || v.dtype !== 'float32')
-      throw typeError(fn, arg, 'a Float32Array or a 1-D CPU float32 tensor', describe(v));
-    arr = v.data as Float32Array;
-  } else throw typeError(fn, arg, 'a Float32Array or a 1-D CPU float32 tensor', describe(v));
-  if (length !== undefined && arr.length !== length) throw rangeError(fn, `${arg}.length`, `${length}`, `${arr.length}`);
+  else if (v instanceof Tensor && !v.disposed && v.device === 'cpu' && v.shape.length === 1 && v.dtype === 'float32') arr = v.data as Float32Array;
+  else throw typeError(fn, arg, 'a Float32Array or a 1-D CPU float32 tensor', describe(v));
+  if (length !== undefined && arr.length !== length)
+    throw rangeError(fn, `${arg}.length`, lengthWhat ? `${length} (${lengthWhat})` : `${length}`, `${arr.length}`);
   return arr;
 }
 

@@ -7,7 +7,7 @@
 // TypeError until the CUDA layer kernels exist.
 import { describe, rangeError, typeError } from '../errors.js';
 import { emptyLike, Tensor, numel } from '../tensor.js';
-import { checkBoolean, checkNumber, checkOptions, checkTensor, int32Vector } from '../validate.js';
+import { checkBoolean, checkNumber, checkOptions, checkTensor, float32Vector, int32Vector } from '../validate.js';
 import { native } from '../native.js';
 
 const F32 = ['float32'] as const;
@@ -62,13 +62,7 @@ export function rmsNormBackward(dy: Tensor, x: Tensor, gain: Tensor, rstd?: Floa
   if (dim === 0) throw rangeError(fn, 'x.shape', 'a last dimension > 0', `[${x.shape.join(', ')}]`);
   sameShape(fn, 'dy', dy, x.shape);
   sameShape(fn, 'gain', gain, [dim]);
-  let r: Float32Array | null = null;
-  if (rstd !== undefined) {
-    if (rstd instanceof Float32Array) r = rstd;
-    else if (rstd instanceof Tensor) r = f32(cpuF32(fn, 'rstd', rstd, 1));
-    else throw typeError(fn, 'rstd', 'a Float32Array or a 1-D CPU float32 tensor', describe(rstd));
-    if (r.length !== rows) throw rangeError(fn, 'rstd.length', `${rows}`, `${r.length}`);
-  }
+  const r = rstd === undefined ? null : float32Vector(fn, 'rstd', rstd, rows);
   const acc = o.dGain !== undefined;
   const dGain = acc ? cpuF32(fn, 'opts.dGain', o.dGain, 1) : emptyLike([dim], 'float32', 'cpu');
   sameShape(fn, 'opts.dGain', dGain, [dim]);

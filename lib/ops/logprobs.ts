@@ -7,34 +7,24 @@
 //
 // logprob[i] = log_softmax(logits[i] / temperature)[targets[i]], with
 // logits = hidden · weightᵀ for the linear form, which never allocates N×V.
-import { describe, rangeError, typeError } from '../errors.js';
+import { describe, rangeError } from '../errors.js';
 import { native } from '../native.js';
 import { emptyLike, Tensor } from '../tensor.js';
-import { checkNumber, checkOptions, checkSameDevice, checkSameDType, checkTensor } from '../validate.js';
+import { checkNumber, checkOptions, checkSameDevice, checkSameDType, checkTensor, float32Vector, int32Vector } from '../validate.js';
 
 export interface LogprobsOptions {
   /** Divide the logits by this before the log-softmax (TRL's sampling temperature; default 1). */
   temperature?: number;
 }
 
-/** A per-row int32 vector: Int32Array or a 1-D CPU int32 tensor. */
+/** A per-row int32 vector (see int32Vector in lib/validate.ts): one entry per row. */
 export function int32Rows(fn: string, arg: string, v: unknown, length: number): Int32Array {
-  let arr: Int32Array;
-  if (v instanceof Int32Array) arr = v;
-  else if (v instanceof Tensor && v.device === 'cpu' && v.dtype === 'int32' && v.shape.length === 1 && !v.disposed) arr = v.data as Int32Array;
-  else throw typeError(fn, arg, 'an Int32Array or a 1-D CPU int32 tensor', describe(v));
-  if (arr.length !== length) throw rangeError(fn, `${arg}.length`, `${length} (one per row)`, `${arr.length}`);
-  return arr;
+  return int32Vector(fn, arg, v, length, 'one per row');
 }
 
-/** A per-row float32 vector on the host: Float32Array or a 1-D CPU float32 tensor. */
+/** A per-row float32 vector on the host (see float32Vector in lib/validate.ts). */
 export function float32Rows(fn: string, arg: string, v: unknown, length?: number, lengthWhat = 'one per row'): Float32Array {
-  let arr: Float32Array;
-  if (v instanceof Float32Array) arr = v;
-  else if (v instanceof Tensor && v.device === 'cpu' && v.dtype === 'float32' && v.shape.length === 1 && !v.disposed) arr = v.data as Float32Array;
-  else throw typeError(fn, arg, 'a Float32Array or a 1-D CPU float32 tensor', describe(v));
-  if (length !== undefined && arr.length !== length) throw rangeError(fn, `${arg}.length`, `${length} (${lengthWhat})`, `${arr.length}`);
-  return arr;
+  return float32Vector(fn, arg, v, length, lengthWhat);
 }
 
 /** Throws a RangeError naming the first non-finite element. */
