@@ -36,7 +36,7 @@ using detail::GemmKernelInfo;
 // micro-panel (64 KB) stays in L2. Measured single-thread at 1024-2048:
 // KC 256 -> ~92% of OpenBLAS, KC 512 -> ~100%.
 constexpr int64_t kKC = 512;
-constexpr int64_t kMCMax = 96;
+constexpr int64_t kMCMax = kSgemmRowBlock;
 constexpr int64_t kNC = 3072;
 
 struct AlignedFree {

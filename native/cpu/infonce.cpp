@@ -53,11 +53,11 @@ using detail::InfoNceRowKernels;
 constexpr int64_t kBlockBytes = int64_t{8} << 20;
 constexpr int64_t kMinBlockRows = 32;
 constexpr int64_t kMaxBlockRows = 512;
-// Blocks are rounded to a multiple of two of the core SGEMM's row blocks (kMCMax
-// in gemm.cpp, 96 rows), so that two threads get equal shares of the block's
+// Blocks are rounded to a multiple of two of the core SGEMM's row blocks
+// (vp::kSgemmRowBlock), so that two threads get equal shares of the block's
 // products. Not of the thread count itself: the block size sets the order in
 // which dK sums, and the results must not depend on the number of threads.
-constexpr int64_t kRowUnit = 2 * 96;
+constexpr int64_t kRowUnit = 2 * kSgemmRowBlock;
 
 InfoNceRowKernels row_kernels() {
   switch (active_isa()) {

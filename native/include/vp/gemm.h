@@ -15,6 +15,10 @@
 
 namespace vp {
 
+// The most rows of A that sgemm packs into one block (a thread's unit of work).
+// Callers that split their own work into sgemm calls can align to it.
+constexpr int64_t kSgemmRowBlock = 96;
+
 struct GemmArgs {
   bool trans_a = false;
   bool trans_b = false;
