@@ -112,10 +112,7 @@ export class Tensor {
       const host = convert ? convertHost(this.#data!, this.dtype, dtype) : this.#data!;
       return new Tensor(this.shape, dtype, 'cuda', undefined, b.cudaUpload(host));
     }
-    if (!convert) {
-      const host = this.to('cpu');
-      return host.to('cuda');
-    }
+    if (!convert) return new Tensor(this.shape, this.dtype, 'cuda', undefined, b.cudaClone(this.#handle));
     const out = b.cudaAlloc(this.size * bytesPerElement(dtype));
     b.cudaConvert(this.#handle, [...this.shape], this.dtype, out, dtype);
     return new Tensor(this.shape, dtype, 'cuda', undefined, out);

@@ -68,6 +68,21 @@ Napi::Value Download(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// cudaClone(handle) -> handle: a copy on the device (no round trip through the host).
+Napi::Value Clone(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  DeviceBuffer* src = Unwrap(info[0], "tensor");
+  auto* b = new DeviceBuffer();
+  b->bytes = src->bytes;
+  vp::Status s = vp::cuda::malloc_device(&b->ptr, b->bytes);
+  if (s.ok()) s = vp::cuda::copy_device_to_device(b->ptr, src->ptr, b->bytes);
+  if (!s.ok()) {
+    delete b;
+    ThrowIfError(env, s);
+  }
+  return Wrap(env, b);
+}
+
 Napi::Value Free(const Napi::CallbackInfo& info) {
   if (info[0].IsExternal()) info[0].As<Napi::External<DeviceBuffer>>().Data()->release();
   return info.Env().Undefined();
@@ -106,6 +121,7 @@ void InitDeviceBuffer(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaUpload", Napi::Function::New(env, Upload));
   exports.Set("cudaDownload", Napi::Function::New(env, Download));
   exports.Set("cudaFree", Napi::Function::New(env, Free));
+  exports.Set("cudaClone", Napi::Function::New(env, Clone));
   exports.Set("cudaConvert", Napi::Function::New(env, Convert));
 }
 
