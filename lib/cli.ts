@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // The `videoperceiver` command line. Commands grow with the package; each has --help.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as vp from './index.js';
+import { formatDemoTable, runDemo } from './demo.js';
 import { cudaDriverPresent, loadAddon, packageRoot } from './native.js';
 import { ProgressBar } from './progress.js';
 
@@ -31,6 +32,166 @@ function intOption(args: string[], name: string, dflt: number, min = 1): number 
   const n = Number(v);
   if (!Number.isInteger(n) || n < min) throw new RangeError(`--${name} must be an integer >= ${min}, got ${v}`);
   return n;
+}
+
+function numOption(args: string[], name: string): number | undefined {
+  const v = option(args, name);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new RangeError(`--${name} must be a number, got ${v}`);
+  return n;
+}
+
+function required(args: string[], name: string, cmd: string): string {
+  const v = option(args, name);
+  if (!v || v.startsWith('--')) throw new TypeError(`${cmd}: --${name} is required (see videoperceiver ${cmd} --help)`);
+  return v;
+}
+
+/** A JSON config file: { model?: {...}, sft?: {...}, rl?: {...} }. */
+function readConfig(path: string | undefined): { model?: Record<string, unknown>; sft?: Record<string, unknown>; rl?: Record<string, unknown> } {
+  if (!path) return {};
+  if (!existsSync(path)) throw new Error(`--config: ${path} not found`);
+  try {
+    const c = JSON.parse(readFileSync(path, 'utf8'));
+    if (c === null || typeof c !== 'object' || Array.isArray(c)) throw new Error('must be a JSON object');
+    return c;
+  } catch (e) {
+    throw new Error(`--config: ${path}: ${(e as Error).message}`);
+  }
+}
+
+function defined<T extends Record<string, unknown>>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+async function train(args: string[]): Promise<number> {
+  const data = vp.openDataset(required(args, 'data', 'train'));
+  const out = required(args, 'out', 'train');
+  const cfg = readConfig(option(args, 'config'));
+  const stage = option(args, 'stage') ?? 'both';
+  if (!['sft', 'rl', 'both'].includes(stage)) throw new RangeError(`--stage must be sft, rl or both, got ${stage}`);
+  const json = flag(args, 'json');
+  const seed = intOption(args, 'seed', 0, 0);
+  let model: vp.VideoLM;
+  const from = option(args, 'model');
+  if (from) model = await vp.VideoLM.load(from);
+  else {
+    const preset = (option(args, 'preset') ?? 'tiny') as vp.VideoLMPreset;
+    const tokenizer = vp.tokenizerForDataset(data.annotations);
+    model = await vp.VideoLM.create({ preset, ...(cfg.model ?? {}), tokenizer, seed } as vp.VideoLMCreateOptions);
+  }
+  let bar: ProgressBar | undefined;
+  const trainer = new vp.Trainer(model, {
+    runDir: out, seed, checkpointEvery: intOption(args, 'checkpoint-every', 0, 0),
+    onStep: (e) => {
+      if (json) console.log(JSON.stringify(e));
+      else if (e.type === 'step') bar?.update(e.step, e.stage === 'sft' ? `loss ${e.loss.toFixed(3)}` : `reward ${e.reward.toFixed(3)}`);
+      else if (e.type === 'checkpoint') process.stderr.write(`checkpoint ${e.path}\n`);
+    },
+  });
+  if (flag(args, 'resume')) {
+    const r = await trainer.resume(out);
+    process.stderr.write(`resumed ${r.path} (${r.stage} step ${r.step})\n`);
+  }
+  const sftOpts: vp.SftOptions = {
+    ...(cfg.sft ?? {}),
+    ...defined({ steps: numOption(args, 'steps'), epochs: numOption(args, 'epochs'), batchSize: numOption(args, 'batch-size'), lr: numOption(args, 'lr'), lambda: numOption(args, 'lambda') }),
+    ...(flag(args, 'no-kim') ? { kim: false } : {}),
+    ...(flag(args, 'no-contrastive') ? { contrastive: false } : {}),
+  };
+  const rlOpts: vp.RlOptions = {
+    ...(cfg.rl ?? {}),
+    ...defined({ steps: numOption(args, 'rl-steps'), lr: numOption(args, 'rl-lr'), groupSize: numOption(args, 'group-size') }),
+    ...(option(args, 'comparative') ? { comparative: option(args, 'comparative') as vp.RlOptions['comparative'] } : {}),
+  };
+  const count = (o: { steps?: number; epochs?: number }, per: number) => o.steps ?? Math.max(1, Math.ceil(((o.epochs ?? 1) * data.length) / per));
+  if (stage !== 'rl') {
+    bar = json ? undefined : new ProgressBar('sft', count(sftOpts, (sftOpts.batchSize ?? 8) * (sftOpts.gradAccum ?? 1)));
+    const r = await trainer.sft(data, sftOpts);
+    if (r.status !== 'done') return 130;
+  }
+  if (stage !== 'sft') {
+    bar = json ? undefined : new ProgressBar('rl', count(rlOpts, rlOpts.promptsPerStep ?? 4));
+    const r = await trainer.rl(data, rlOpts);
+    if (r.status !== 'done') return 130;
+  }
+  await model.save(join(out, 'model'));
+  if (!json) console.log(`saved the trained model to ${join(out, 'model')}`);
+  trainer.dispose();
+  model.dispose();
+  return 0;
+}
+
+async function evalCommand(args: string[]): Promise<number> {
+  const model = await vp.VideoLM.load(required(args, 'model', 'eval'));
+  const data = vp.openDataset(required(args, 'data', 'eval'));
+  const json = flag(args, 'json');
+  const bar = json ? undefined : new ProgressBar('eval', data.length * 2);
+  let base = 0;
+  const trainer = new vp.Trainer(model);
+  const r = await trainer.evaluate(data, {
+    maxTokens: intOption(args, 'max-tokens', 32),
+    onProgress: (d, n) => {
+      bar?.update(base + d);
+      if (d === n) base += n;
+    },
+  });
+  if (json) console.log(JSON.stringify({ summary: r.summary, questions: r.questions, captions: r.captions }));
+  else for (const [k, v] of Object.entries(r.summary)) console.log(`${k.padEnd(18)} ${Number.isInteger(v) ? v : v.toFixed(4)}`);
+  model.dispose();
+  return 0;
+}
+
+async function generate(args: string[]): Promise<number> {
+  const model = await vp.VideoLM.load(required(args, 'model', 'generate'));
+  const video = required(args, 'video', 'generate');
+  const c = model.config;
+  let sample: { frames: Uint8Array; shape: [number, number, number, 3]; frameTimes: number[]; id: string };
+  if (video.toLowerCase().endsWith('.npy')) {
+    const a = vp.readNpy(video);
+    if (a.dtype !== 'uint8' || a.shape.length !== 4 || a.shape[3] !== 3) throw new TypeError(`--video: ${video} must hold uint8 [F, H, W, 3], got ${a.dtype} [${a.shape.join(', ')}]`);
+    sample = { frames: a.data as Uint8Array, shape: a.shape as [number, number, number, 3], frameTimes: a.shape.map((_, i) => i), id: video };
+  } else {
+    const d = vp.decodeVideo(video, { frames: c.frames, size: [c.imageSize, c.imageSize] });
+    sample = { frames: d.frames, shape: d.shape, frameTimes: d.frameTimes, id: video };
+  }
+  const fitted = vp.fitClip(sample, c.frames, c.imageSize);
+  const prompt = option(args, 'prompt') ?? vp.CAPTION_PROMPT;
+  const text = await model.generate(fitted.frames, prompt, {
+    maxTokens: intOption(args, 'max-tokens', 32), temperature: numOption(args, 'temperature') ?? 0, topP: numOption(args, 'top-p') ?? 1, seed: intOption(args, 'seed', 0, 0),
+  });
+  if (flag(args, 'json')) console.log(JSON.stringify({ video, prompt, text }));
+  else console.log(text);
+  model.dispose();
+  return 0;
+}
+
+async function demo(args: string[]): Promise<number> {
+  const seedsArg = option(args, 'seeds');
+  const seeds = seedsArg ? seedsArg.split(',').map((x) => {
+    const n = Number(x);
+    if (!Number.isInteger(n) || n < 0) throw new RangeError(`--seeds must be a comma-separated list of non-negative integers, got ${seedsArg}`);
+    return n;
+  }) : [intOption(args, 'seed', 0, 0)];
+  const json = flag(args, 'json');
+  const r = await runDemo({
+    quick: flag(args, 'quick'), seeds, out: option(args, 'out'), progress: !json,
+    plan: defined({ sftSteps: numOption(args, 'sft-steps'), rlSteps: numOption(args, 'rl-steps'), trainClips: numOption(args, 'train-clips'), testClips: numOption(args, 'test-clips') }),
+    log: json ? () => {} : undefined,
+  });
+  if (json) {
+    console.log(JSON.stringify({ table: r.table, runs: r.runs, report: r.report, seconds: r.seconds, seeds: r.seeds }));
+    return 0;
+  }
+  console.log(`\nheld-out results (${r.plan.testClips} clips; seeds ${r.seeds.join(', ')}${r.seeds.length > 1 ? '; mean ± std' : ''}):\n`);
+  console.log(formatDemoTable(r.table));
+  const get = (i: number, m: string) => r.table[i].metrics[m]?.mean ?? NaN;
+  const ev = 'event MC accuracy';
+  const d = (i: number) => `${get(i, ev) >= get(0, ev) ? '+' : ''}${((get(i, ev) - get(0, ev)) * 100).toFixed(1)} points`;
+  console.log(`\nevent accuracy vs (a): (b) ${d(1)}, (c) ${d(2)}`);
+  console.log(`report: ${r.report}  (${r.seconds.toFixed(0)} s)`);
+  return 0;
 }
 
 function doctor(args: string[]): number {
@@ -83,14 +244,34 @@ const commands: Record<string, Command> = {
     run: doctor,
   },
   start: {
-    summary: 'what `npm start` runs: doctor and a short benchmark',
-    usage: 'videoperceiver start',
-    async run() {
+    summary: 'what `npm start` runs: doctor, then the demo',
+    usage: 'videoperceiver start [demo options]',
+    async run(args) {
       const rc = doctor([]);
       if (rc !== 0) return rc;
-      await quickBench();
-      return 0;
+      console.log('');
+      return demo(args);
     },
+  },
+  demo: {
+    summary: 'the method end to end: (a) plain SFT, (b) SFT + KIM + contrastive, (c) (b) + comparative GRPO, evaluated on held-out clips; writes report.html',
+    usage: 'videoperceiver demo [--quick] [--seed 0 | --seeds 0,1,2] [--out ./videoperceiver-demo] [--sft-steps N] [--rl-steps N] [--train-clips N] [--test-clips N] [--json]',
+    run: demo,
+  },
+  train: {
+    summary: 'train a VideoLM on a dataset folder: stage 1 (SFT with KIM + contrastive), stage 2 (comparative GRPO), or both',
+    usage: 'videoperceiver train --data DIR --out RUN_DIR [--stage sft|rl|both] [--config FILE.json] [--model DIR | --preset tiny|small] [--steps N] [--epochs N] [--batch-size 8] [--lr 1e-3] [--lambda 0.5] [--no-kim] [--no-contrastive] [--rl-steps N] [--rl-lr 1e-4] [--group-size 4] [--comparative pairwise|threshold|none] [--seed 0] [--checkpoint-every N] [--resume] [--json]\n\nconfig file: { "model": { VideoLM config }, "sft": { SftOptions }, "rl": { RlOptions } }; flags override it. The trained model is saved to RUN_DIR/model; checkpoints to RUN_DIR/checkpoints; metrics to RUN_DIR/metrics.jsonl. Ctrl-C writes a checkpoint; --resume continues from it.',
+    run: train,
+  },
+  eval: {
+    summary: 'evaluate a saved model on a dataset: multiple-choice accuracy by option likelihood, keyword recall of generated captions',
+    usage: 'videoperceiver eval --model DIR --data DIR [--max-tokens 32] [--json]',
+    run: evalCommand,
+  },
+  generate: {
+    summary: 'generate text for a video (.npy uint8 [F, H, W, 3] or a video file decoded by ffmpeg) with a saved model',
+    usage: 'videoperceiver generate --model DIR --video FILE [--prompt "describe the clip :"] [--max-tokens 32] [--temperature 0] [--top-p 1] [--seed 0] [--json]',
+    run: generate,
   },
   synth: {
     summary: 'generate a dataset of fine-grained action clips (annotations.jsonl + .npy clips, deterministic from a seed)',

@@ -74,3 +74,12 @@ export {
   infoNce, infoNceBackward, infoNceWithGrad,
   type InfoNceOptions, type InfoNceBackwardOptions, type InfoNceResult, type InfoNceGradients,
 } from './ops/infonce.js';
+export {
+  Trainer, scheduledLr,
+  type TrainerOptions, type SftOptions, type RlOptions, type RewardInput, type RewardFunction, type StageResult, type TrainData,
+} from './train/trainer.js';
+export { evaluate, evaluateMultipleChoice, evaluateCaptions, type EvaluateOptions, type EvaluationResult, type QuestionResult, type CaptionResult } from './train/eval.js';
+export { type MetricEvent, type SftStepEvent, type RlStepEvent, type EvalEvent, type CheckpointEvent } from './train/metrics.js';
+export { CAPTION_PROMPT, questionPrompt, clipTasks, fitClip, tokenizerForDataset, annotatedKeywords, type ClipTask, type FittedClip } from './train/tasks.js';
+export { type TrainClip, type TrainerSftBatch, type ContrastGroup } from './train/batch.js';
+export { ContrastiveHead } from './train/contrastive.js';

@@ -1,4 +1,8 @@
 // Shared helpers for the ava tests: seeded random data and relative error.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { decodePng } from '../lib/data/png.js';
 import { seededRandom } from '../lib/random.js';
 
 export { randomFloats } from '../lib/random.js';
@@ -18,4 +22,38 @@ export function relError(out: ArrayLike<number>, ref: ArrayLike<number>): number
     den += ref[i] * ref[i];
   }
   return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+}
+
+/** Debian's Chromium, when installed (CI installs it). */
+export const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
+
+export interface PageShot {
+  /** The screenshot was written. */
+  ok: boolean;
+  width: number;
+  /** Pixels that are not near-white, and pixels of the charts' first colour (#2b7bb9). */
+  dark: number;
+  chartBlue: number;
+  consoleErrors: string[];
+  stderr: string;
+}
+
+/** Opens a local HTML file in headless Chromium (no network), takes a screenshot and reads it back. */
+export function screenshotPage(page: string, work: string): PageShot {
+  const shot = join(work, 'shot.png');
+  const r = spawnSync(CHROMIUM!, ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic',
+    `--user-data-dir=${join(work, 'profile')}`, '--window-size=1200,1400', '--enable-logging=stderr', '--v=0',
+    `--screenshot=${shot}`, `file://${page}`], { encoding: 'utf8', timeout: 90_000 });
+  const stderr = `exit ${r.status}: ${(r.stderr ?? '').slice(-500)}`;
+  const consoleErrors = (r.stderr ?? '').split('\n').filter((l) => /CONSOLE|Uncaught|ERR_FILE|Failed to load/.test(l));
+  if (!existsSync(shot)) return { ok: false, width: 0, dark: 0, chartBlue: 0, consoleErrors, stderr };
+  const img = decodePng(readFileSync(shot));
+  let dark = 0, chartBlue = 0;
+  for (let i = 0; i < img.rgba.length; i += 4) {
+    const [rr, g, b] = [img.rgba[i], img.rgba[i + 1], img.rgba[i + 2]];
+    if (rr + g + b < 600) dark++;
+    if (Math.abs(rr - 0x2b) < 12 && Math.abs(g - 0x7b) < 12 && Math.abs(b - 0xb9) < 12) chartBlue++;
+  }
+  return { ok: true, width: img.width, dark, chartBlue, consoleErrors, stderr };
 }

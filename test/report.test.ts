@@ -2,13 +2,12 @@
 // renders it, the screenshot is not blank (the charts drew), and the page
 // logged no console errors.
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as vp from '../lib/index.js';
+import { CHROMIUM, screenshotPage } from './helpers.js';
 
-const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
 
 function reportInput(): vp.ReportInput {
   const rng = vp.makeRng(2);
@@ -42,25 +41,13 @@ test('report.html renders in headless Chromium: non-blank screenshot, no console
   try {
     const page = join(dir, 'report.html');
     vp.writeReport(page, reportInput());
-    const shot = join(dir, 'shot.png');
-    const r = spawnSync(CHROMIUM, ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic',
-      `--user-data-dir=${join(dir, 'profile')}`, '--window-size=1200,1400', '--enable-logging=stderr', '--v=0',
-      `--screenshot=${shot}`, `file://${page}`], { encoding: 'utf8', timeout: 90_000 });
-    t.true(existsSync(shot), `screenshot written (exit ${r.status}): ${(r.stderr ?? '').slice(-500)}`);
-    const consoleErrors = (r.stderr ?? '').split('\n').filter((l) => /CONSOLE|Uncaught|ERR_FILE|Failed to load/.test(l));
-    t.deepEqual(consoleErrors, [], 'no console errors');
-    const img = vp.decodePng(readFileSync(shot));
-    t.is(img.width, 1200);
+    const shot = screenshotPage(page, dir);
+    t.true(shot.ok, `screenshot written (${shot.stderr})`);
+    t.deepEqual(shot.consoleErrors, [], 'no console errors');
+    t.is(shot.width, 1200);
     // Non-blank: many non-white pixels, and the charts' colours are present.
-    let dark = 0, blue = 0;
-    for (let i = 0; i < img.rgba.length; i += 4) {
-      const [rr, g, b] = [img.rgba[i], img.rgba[i + 1], img.rgba[i + 2]];
-      if (rr + g + b < 600) dark++;
-      if (Math.abs(rr - 0x2b) < 12 && Math.abs(g - 0x7b) < 12 && Math.abs(b - 0xb9) < 12) blue++;
-    }
-    t.true(dark > 5000, `rendered content (${dark} non-white pixels)`);
-    t.true(blue > 200, `chart bars and lines drawn (${blue} chart-blue pixels)`);
+    t.true(shot.dark > 5000, `rendered content (${shot.dark} non-white pixels)`);
+    t.true(shot.chartBlue > 200, `chart bars and lines drawn (${shot.chartBlue} chart-blue pixels)`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -55,6 +55,8 @@ export interface SynthOptions {
   noise?: number;
   /** Range of the steady speed in pixels per frame at size 32 (scaled with size; default [0.8, 1.3]). */
   speed?: readonly [number, number];
+  /** Object size multiplier (default 1: radius 3 to 4.5 pixels at size 32, scaled with size). */
+  objectScale?: number;
 }
 
 export interface SynthObject {
@@ -116,6 +118,8 @@ export function synthClip(rng: () => number, opts: SynthOptions = {}): SynthClip
   const range = (v: number | readonly [number, number]) => (typeof v === 'number' ? v : v[0] + Math.floor(rng() * (v[1] - v[0] + 1)));
   const wantObjects = Math.min(3, Math.max(1, range(opts.objects ?? [1, maxObjects])));
   const [vmin, vmax] = opts.speed ?? [0.8, 1.3];
+  const objectScale = opts.objectScale ?? 1;
+  if (!(objectScale > 0 && objectScale <= 3)) throw new RangeError(`synth: objectScale must be in (0, 3], got ${opts.objectScale}`);
   const colorNames = shuffle(rng, Object.keys(COLORS));
   const objects: SynthObject[] = [];
   const state: { x: number; y: number; vx: number; vy: number; r: number }[] = [];
@@ -135,7 +139,7 @@ export function synthClip(rng: () => number, opts: SynthOptions = {}): SynthClip
       const shape = pick(rng, SHAPES);
       const [vx, vy] = motion === 'drifts left' ? [-speed, 0] : motion === 'drifts right' ? [speed, 0]
         : motion === 'drifts up' ? [0, -speed] : motion === 'drifts down' ? [0, speed] : [0, 0];
-      const r = (S / 32) * (3 + 1.5 * rng());
+      const r = (S / 32) * (3 + 1.5 * rng()) * objectScale;
       // Start where the whole path stays inside the frame.
       const span = (F - 1) * Math.max(Math.abs(vx), Math.abs(vy));
       const lo = r + 1, hi = S - r - 2;

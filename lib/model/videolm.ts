@@ -600,6 +600,26 @@ export class VideoLM {
     return model;
   }
 
+  /**
+   * Copies another model's parameters, AdamW state and step into this one (the
+   * configs must match): how a trainer resumes from a checkpoint into the model
+   * it was given.
+   */
+  async copyStateFrom(other: VideoLM): Promise<void> {
+    const fn = 'VideoLM.copyStateFrom';
+    if (!(other instanceof VideoLM)) throw typeError(fn, 'other', 'a VideoLM', describe(other));
+    const mine = JSON.stringify(this.#config);
+    const theirs = JSON.stringify(other.#config);
+    if (mine !== theirs) throw rangeError(fn, 'other.config', mine, theirs);
+    const native = this.#alive(fn);
+    const src = other.#alive(fn);
+    await other.#queue;
+    await this.#run(async () => {
+      for (const which of ['params', 'm', 'v'] as const) native.setBuffer(which, src.getBuffer(which));
+      native.setStep(src.getStep());
+    });
+  }
+
   /** Frees the native model (waits for a running call first). */
   dispose(): void {
     if (!this.#native) return;

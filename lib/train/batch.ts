@@ -1,0 +1,288 @@
+// Packed VideoLM batches for the trainer and the evaluators (design §1, §3.3):
+// a builder that appends videos and sequences and knows the packed row of
+// every token, the SFT batch of stage 1 (sequences A = video + prompt +
+// response, B = the KIM video, and the contrastive row groups), and the
+// prompt/response batches that generation, scoring and the RL step use.
+import { buildSftBatch, type SftSample, type SftSamplePlan } from '../kim/sft-batch.js';
+import type { SubstitutionPolicy } from '../kim/substitution.js';
+import type { TransientOptions } from '../kim/transient.js';
+import type { VideoLMBatch, VideoLMConfig, VideoLMSegment } from '../model/videolm.js';
+import { BOS_ID, EOS_ID, type Tokenizer } from '../model/tokenizer.js';
+import type { Annotation } from '../data/dataset.js';
+import { annotatedKeywords, CAPTION_PROMPT, clipTasks, type FittedClip } from './tasks.js';
+
+/** Where a text segment's tokens landed: its first index in `text` and its first packed row. */
+export interface TextPlacement {
+  textStart: number;
+  length: number;
+  row: number;
+}
+
+/** Appends videos and sequences; tracks the packed row of every segment (the model packs in the same order). */
+export class PackedBatchBuilder {
+  readonly #perVideo: number;
+  readonly #tokensPerFrame: number;
+  readonly #frames: number;
+  readonly #videos: Uint8Array[] = [];
+  readonly #text: number[] = [];
+  readonly #targets: number[] = [];
+  readonly sequences: VideoLMSegment[][] = [];
+  rows = 0;
+
+  constructor(cfg: Pick<VideoLMConfig, 'frames' | 'imageSize' | 'patchSize'>) {
+    this.#frames = cfg.frames;
+    this.#perVideo = cfg.frames * cfg.imageSize * cfg.imageSize * 3;
+    this.#tokensPerFrame = (cfg.imageSize / cfg.patchSize) ** 2;
+  }
+
+  get tokensPerFrame(): number {
+    return this.#tokensPerFrame;
+  }
+
+  get numVideos(): number {
+    return this.#videos.length;
+  }
+
+  get textLength(): number {
+    return this.#text.length;
+  }
+
+  /** Adds a clip's frames ([frames, size, size, 3] uint8); returns its video index. */
+  addVideo(frames: Uint8Array): number {
+    if (frames.length !== this.#perVideo) throw new RangeError(`PackedBatchBuilder.addVideo: frames must hold ${this.#perVideo} bytes, got ${frames.length}`);
+    this.#videos.push(frames);
+    return this.#videos.length - 1;
+  }
+
+  /**
+   * Adds one sequence: an optional video (with a frame map for a KIM variant)
+   * then text segments, each with its targets (-1: none). Returns the first
+   * packed row of the sequence and the placement of each text segment.
+   */
+  addSequence(video: { video: number; frames?: Int32Array } | null, texts: { ids: ArrayLike<number>; targets: ArrayLike<number> }[]): { row: number; texts: TextPlacement[] } {
+    const seq: VideoLMSegment[] = [];
+    const row = this.rows;
+    if (video) {
+      seq.push(video.frames ? { video: video.video, frames: video.frames } : { video: video.video });
+      this.rows += (video.frames?.length ?? this.#frames) * this.#tokensPerFrame;
+    }
+    const placed: TextPlacement[] = [];
+    for (const t of texts) {
+      const textStart = this.#text.length;
+      for (let i = 0; i < t.ids.length; i++) {
+        this.#text.push(t.ids[i]);
+        this.#targets.push(t.targets[i]);
+      }
+      seq.push({ text: [textStart, t.ids.length] });
+      placed.push({ textStart, length: t.ids.length, row: this.rows });
+      this.rows += t.ids.length;
+    }
+    this.sequences.push(seq);
+    return { row, texts: placed };
+  }
+
+  build(): VideoLMBatch {
+    const videos = new Uint8Array(this.#videos.length * this.#perVideo);
+    this.#videos.forEach((v, i) => videos.set(v, i * this.#perVideo));
+    return { videos, text: Int32Array.from(this.#text), targets: Int32Array.from(this.#targets), sequences: this.sequences };
+  }
+}
+
+/**
+ * `<bos> prompt response [<eos>]` with targets on the response tokens (and the
+ * <eos>): position t predicts token t + 1 from the last prompt token on.
+ */
+export function promptResponseText(promptIds: ArrayLike<number>, responseIds: ArrayLike<number>, addEos: boolean): { ids: Int32Array; targets: Int32Array; responseStart: number } {
+  const n = 1 + promptIds.length + responseIds.length + (addEos ? 1 : 0);
+  const ids = new Int32Array(n);
+  ids[0] = BOS_ID;
+  ids.set(Array.from(promptIds), 1);
+  ids.set(Array.from(responseIds), 1 + promptIds.length);
+  if (addEos) ids[n - 1] = EOS_ID;
+  const responseStart = 1 + promptIds.length;
+  const targets = new Int32Array(n).fill(-1);
+  for (let t = responseStart - 1; t < n - 1; t++) targets[t] = ids[t + 1];
+  return { ids, targets, responseStart };
+}
+
+/** A prompt to generate from: `<bos> prompt`, no targets. */
+export function promptText(promptIds: ArrayLike<number>): { ids: Int32Array; targets: Int32Array } {
+  const ids = new Int32Array(1 + promptIds.length);
+  ids[0] = BOS_ID;
+  ids.set(Array.from(promptIds), 1);
+  return { ids, targets: new Int32Array(ids.length).fill(-1) };
+}
+
+/** A clip of the training set, fitted to the model, with its annotation. */
+export interface TrainClip extends FittedClip {
+  annotation: Annotation;
+  /** Position of the clip in its dataset (used to rotate questions). */
+  index?: number;
+}
+
+export interface SftBatchPlanOptions {
+  /** Build KIM variants (default true). */
+  kim: boolean;
+  /** Contrastive alignment (default true); B sequences are packed only when both kim and contrastive are on. */
+  contrastive: boolean;
+  /** Also train on each clip's multiple-choice questions: all of them, one per clip (rotating with `round`), or none. */
+  questions: boolean | 'one';
+  /** With questions 'one': clip i trains on question (round + i) mod count. */
+  round?: number;
+  substitution: SubstitutionPolicy;
+  locator: 'transient' | 'none';
+  transient?: TransientOptions;
+}
+
+/** The rows the contrastive loss pools, for one sample (empty arrays: the sample has no term). */
+export interface ContrastGroup {
+  /** Caption rows that spell the keywords (the query). */
+  query: number[];
+  /** Key-frame rows of the original video in sequence A (the positive key). */
+  positive: number[];
+  /** The same positions in the KIM sequence B (the hard negative; empty without KIM). */
+  negative: number[];
+}
+
+export interface TrainerSftBatch {
+  batch: VideoLMBatch;
+  /** One group per sample that has keywords in its caption and key frames. */
+  groups: ContrastGroup[];
+  /** Sequences of kind B (KIM videos) packed. */
+  kimSequences: number;
+  /** Samples whose KIM variant could not be built (every frame a key frame, or no key frame), and why. */
+  skipped: { id: string; reason: string }[];
+  rows: number;
+  targets: number;
+}
+
+/**
+ * A clip's keywords, key frames and KIM substitution (design §1 stage 1,
+ * steps 1-3, through buildSftBatch): annotated events first, else the
+ * transient locator on the fitted frames. `caption` is the caption's encoding
+ * with offsets (keywordTokens index into it). Throws when the clip cannot be
+ * substituted (every frame a key frame).
+ */
+export function clipKimPlan(clip: TrainClip, cfg: VideoLMConfig, caption: { ids: Int32Array; offsets: Int32Array },
+  o: Pick<SftBatchPlanOptions, 'substitution' | 'locator' | 'transient'>): SftSamplePlan {
+  const a = clip.annotation;
+  const F = cfg.frames;
+  const sample: SftSample = {
+    caption: a.caption,
+    numFrames: F,
+    frameTimes: clip.frameTimes,
+    events: a.events,
+    ...(o.locator === 'transient' && !a.events?.length ? { frames: { data: clip.frames, shape: [F, cfg.imageSize, cfg.imageSize, 3] } } : {}),
+  };
+  const offsets = Array.from({ length: caption.ids.length }, (_, t) => [caption.offsets[2 * t], caption.offsets[2 * t + 1]] as const);
+  return buildSftBatch([sample], {
+    tokensPerFrame: (cfg.imageSize / cfg.patchSize) ** 2,
+    kim: true,
+    substitution: o.substitution,
+    locator: o.locator,
+    transient: o.transient,
+    tokenizer: { encode: () => ({ ids: caption.ids, offsets }) },
+  }).samples[0];
+}
+
+/**
+ * Stage 1's packed batch: per clip, the caption sequence A (video, prompt,
+ * caption), one sequence per question (video, prompt, answer) when asked, and
+ * the KIM sequence B (the video with its key frames substituted) when KIM and
+ * the contrastive term are on. Keywords, key frames and the substitution come
+ * from buildSftBatch (design §1 stage 1, steps 1-3).
+ */
+export function planSftBatch(clips: readonly TrainClip[], cfg: VideoLMConfig, tokenizer: Tokenizer, o: SftBatchPlanOptions): TrainerSftBatch {
+  const b = new PackedBatchBuilder(cfg);
+  const P = b.tokensPerFrame;
+  const F = cfg.frames;
+  const groups: ContrastGroup[] = [];
+  const skipped: { id: string; reason: string }[] = [];
+  const prompt = tokenizer.encode(CAPTION_PROMPT);
+  let kimSequences = 0;
+  for (const clip of clips) {
+    const a = clip.annotation;
+    const v = b.addVideo(clip.frames);
+    const cap = tokenizer.encodeWithOffsets(a.caption);
+    const text = promptResponseText(prompt, cap.ids, true);
+    const { row } = b.addSequence({ video: v }, [text]);
+    let extra = clipTasks(a, o.questions !== false).slice(1);
+    if (o.questions === 'one' && extra.length > 1) {
+      const k = ((o.round ?? 0) + (clip.index ?? 0)) % extra.length;
+      extra = [extra[k]];
+    }
+    for (const task of extra) {
+      b.addSequence({ video: v }, [promptResponseText(tokenizer.encode(task.prompt), tokenizer.encode(task.response), true)]);
+    }
+    if (!o.contrastive) continue;
+    let plan: SftSamplePlan;
+    try {
+      plan = clipKimPlan(clip, cfg, cap, o);
+    } catch (e) {
+      skipped.push({ id: a.id, reason: (e as Error).message });
+      continue;
+    }
+    if (plan.keyFrames.length === 0 || plan.keywordTokens.length === 0) {
+      skipped.push({ id: a.id, reason: plan.keyFrames.length === 0 ? 'no key frames' : `no keyword in the caption (${annotatedKeywords(a).join(', ') || 'none'})` });
+      continue;
+    }
+    const captionRow0 = row + F * P + text.responseStart;
+    const query = plan.keywordTokens.map((t) => captionRow0 + t);
+    const positive: number[] = [];
+    for (const f of plan.keyFrames) for (let t = 0; t < P; t++) positive.push(row + f * P + t);
+    let negative: number[] = [];
+    if (o.kim) {
+      const { row: rowB } = b.addSequence({ video: v, frames: plan.substitution }, []);
+      kimSequences++;
+      negative = positive.map((r) => rowB + (r - row));
+    }
+    groups.push({ query, positive, negative });
+  }
+  const batch = b.build();
+  let targets = 0;
+  for (const t of batch.targets!) if (t >= 0) targets++;
+  return { batch, groups, kimSequences, skipped, rows: b.rows, targets };
+}
+
+/** A clip task in a generation or scoring batch: which video, with which frame map (KIM), and the prompt. */
+export interface PromptItem {
+  frames: Uint8Array;
+  /** Source frame per frame (the KIM variant); absent: the original video. */
+  frameMap?: Int32Array;
+  promptIds: Int32Array;
+}
+
+/** Sequences `[video][<bos> prompt]`, one per item (videos deduplicated by identity). */
+export function generationBatch(items: readonly PromptItem[], cfg: VideoLMConfig): VideoLMBatch {
+  const b = new PackedBatchBuilder(cfg);
+  const seen = new Map<Uint8Array, number>();
+  for (const it of items) {
+    let v = seen.get(it.frames);
+    if (v === undefined) seen.set(it.frames, (v = b.addVideo(it.frames)));
+    b.addSequence({ video: v, frames: it.frameMap }, [promptText(it.promptIds)]);
+  }
+  return b.build();
+}
+
+/**
+ * Sequences `[video][<bos> prompt response]` with targets on the responses;
+ * `responses[i]` is item i's response (with its <eos> when it has one).
+ * Returns, per item, the index in `text` of the log-prob of its first response
+ * token (tokenLogprobs[at + j] is the log-prob of response token j).
+ */
+export function scoringBatch(items: readonly PromptItem[], responses: readonly ArrayLike<number>[], cfg: VideoLMConfig): { batch: VideoLMBatch; at: number[]; lengths: number[] } {
+  const b = new PackedBatchBuilder(cfg);
+  const seen = new Map<Uint8Array, number>();
+  const at: number[] = [];
+  const lengths: number[] = [];
+  items.forEach((it, i) => {
+    let v = seen.get(it.frames);
+    if (v === undefined) seen.set(it.frames, (v = b.addVideo(it.frames)));
+    const t = promptResponseText(it.promptIds, responses[i], false);
+    const { texts } = b.addSequence({ video: v, frames: it.frameMap }, [t]);
+    at.push(texts[0].textStart + t.responseStart - 1);
+    lengths.push(responses[i].length);
+  });
+  return { batch: b.build(), at, lengths };
+}
+

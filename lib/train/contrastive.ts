@@ -1,0 +1,188 @@
+// The contrastive alignment term of stage 1 (design §1 stage 1, step 5):
+// queries are the keyword's caption tokens, keys the original video's
+// key-frame tokens, hard negatives the same positions in the KIM video, all
+// mean-pooled from the hidden states at layer ℓ and mapped by two small
+// learned projections (one for queries, one for keys and negatives). The loss
+// is vp.infoNceWithGrad over [positives; negatives]; its gradients flow back
+// through the projections and the pooling into the model's tapped rows.
+//
+// The projections are tiny ([dim, width]), so they live here in JavaScript
+// with their own AdamW; the trainer checkpoints them with the model.
+import { infoNceWithGrad } from '../ops/infonce.js';
+import { seededRandom } from '../random.js';
+import { Tensor } from '../tensor.js';
+import type { ContrastGroup } from './batch.js';
+
+export interface ContrastiveResult {
+  loss: number;
+  /** Gradient of `weight · loss` with respect to each tapped row, [tapRows.length · width]. */
+  dTap: Float32Array;
+  /** Fraction of queries whose best-scoring key is their own positive. */
+  accuracy: number;
+  /** Mean cosine similarity of query and positive minus query and hard negative. */
+  margin: number;
+}
+
+export interface AdamWOptions {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+}
+
+/** The two projections, their gradients and AdamW state. */
+export class ContrastiveHead {
+  readonly width: number;
+  readonly dim: number;
+  /** [2 · dim · width]: the query projection, then the key projection (row-major [dim, width]). */
+  readonly params: Float32Array;
+  readonly grads: Float32Array;
+  readonly m: Float32Array;
+  readonly v: Float32Array;
+  step = 0;
+
+  constructor(width: number, dim: number, seed: number) {
+    this.width = width;
+    this.dim = dim;
+    const n = 2 * dim * width;
+    this.params = new Float32Array(n);
+    this.grads = new Float32Array(n);
+    this.m = new Float32Array(n);
+    this.v = new Float32Array(n);
+    // Uniform with the variance of N(0, 1/width): the projection keeps the scale of its input.
+    const r = seededRandom((seed ^ 0x5bd1e995) >>> 0);
+    const a = Math.sqrt(3 / width);
+    for (let i = 0; i < n; i++) this.params[i] = (2 * r() - 1) * a;
+  }
+
+  /**
+   * The rows to tap for a batch's groups, in order: every group's query rows,
+   * positive rows and negative rows. `forwardBackward` reads the tapped states
+   * in this order.
+   */
+  static tapRows(groups: readonly ContrastGroup[]): Int32Array {
+    const rows: number[] = [];
+    for (const g of groups) rows.push(...g.query, ...g.positive, ...g.negative);
+    return Int32Array.from(rows);
+  }
+
+  /**
+   * InfoNCE of the groups from the tapped hidden states `tap` [rows, width]
+   * (rows in `tapRows` order). Accumulates the projections' gradients (scaled
+   * by `weight`) and returns the gradient of `weight · loss` for each tapped row.
+   */
+  forwardBackward(groups: readonly ContrastGroup[], tap: Float32Array, temperature: number, weight: number): ContrastiveResult {
+    const d = this.width;
+    const k = this.dim;
+    const n = groups.length;
+    const hasNeg = groups.every((g) => g.negative.length > 0);
+    // Pooled states: n queries, n positives, then (with KIM) n negatives.
+    const pooledQ = new Float32Array(n * d);
+    const pooledK = new Float32Array((hasNeg ? 2 : 1) * n * d);
+    const spans: { q: [number, number]; p: [number, number]; g: [number, number] }[] = [];
+    let r = 0;
+    const pool = (out: Float32Array, at: number, from: number, count: number) => {
+      for (let i = 0; i < count; i++) for (let c = 0; c < d; c++) out[at * d + c] += tap[(from + i) * d + c] / count;
+    };
+    groups.forEach((g, i) => {
+      const q: [number, number] = [r, g.query.length];
+      pool(pooledQ, i, r, g.query.length);
+      r += g.query.length;
+      const p: [number, number] = [r, g.positive.length];
+      pool(pooledK, i, r, g.positive.length);
+      r += g.positive.length;
+      const ng: [number, number] = [r, g.negative.length];
+      if (hasNeg) pool(pooledK, n + i, r, g.negative.length);
+      r += g.negative.length;
+      spans.push({ q, p, g: ng });
+    });
+    if (r * d !== tap.length) throw new RangeError(`ContrastiveHead.forwardBackward: tap must hold ${r} rows of ${d}, got ${tap.length / d}`);
+    const wq = this.params.subarray(0, k * d);
+    const wk = this.params.subarray(k * d);
+    const project = (w: Float32Array, x: Float32Array, rows: number) => {
+      const y = new Float32Array(rows * k);
+      for (let i = 0; i < rows; i++)
+        for (let o = 0; o < k; o++) {
+          let s = 0;
+          for (let c = 0; c < d; c++) s += w[o * d + c] * x[i * d + c];
+          y[i * k + o] = s;
+        }
+      return y;
+    };
+    const nk = pooledK.length / d;
+    const q = project(wq, pooledQ, n);
+    const keys = project(wk, pooledK, nk);
+    const positive = Int32Array.from({ length: n }, (_, i) => i);
+    const res = infoNceWithGrad(new Tensor([n, k], 'float32', 'cpu', q), new Tensor([nk, k], 'float32', 'cpu', keys), { positive, temperature });
+    const dq = res.dQueries.data as Float32Array;
+    const dk = res.dKeys.data as Float32Array;
+    // Metrics: retrieval accuracy and the positive-vs-negative cosine margin.
+    const norm = (x: Float32Array, i: number) => Math.hypot(...x.subarray(i * k, (i + 1) * k)) || 1;
+    const cos = (i: number, j: number) => {
+      let s = 0;
+      for (let o = 0; o < k; o++) s += q[i * k + o] * keys[j * k + o];
+      return s / (norm(q, i) * norm(keys, j));
+    };
+    let hits = 0;
+    let margin = 0;
+    for (let i = 0; i < n; i++) {
+      let best = 0;
+      for (let j = 1; j < nk; j++) if (cos(i, j) > cos(i, best)) best = j;
+      if (best === i) hits++;
+      if (hasNeg) margin += (cos(i, i) - cos(i, n + i)) / n;
+    }
+    // Back through the projections: dW += weight · dYᵀ X, dX = weight · dY W.
+    const back = (w: Float32Array, gw: Float32Array, dy: Float32Array, x: Float32Array, rows: number) => {
+      const dx = new Float32Array(rows * d);
+      for (let i = 0; i < rows; i++)
+        for (let o = 0; o < k; o++) {
+          const g = weight * dy[i * k + o];
+          if (g === 0) continue;
+          for (let c = 0; c < d; c++) {
+            gw[o * d + c] += g * x[i * d + c];
+            dx[i * d + c] += g * w[o * d + c];
+          }
+        }
+      return dx;
+    };
+    const dPooledQ = back(wq, this.grads.subarray(0, k * d), dq, pooledQ, n);
+    const dPooledK = back(wk, this.grads.subarray(k * d), dk, pooledK, nk);
+    // Back through the mean pooling.
+    const dTap = new Float32Array(tap.length);
+    const spread = (src: Float32Array, at: number, [from, count]: [number, number]) => {
+      for (let i = 0; i < count; i++) for (let c = 0; c < d; c++) dTap[(from + i) * d + c] = src[at * d + c] / count;
+    };
+    spans.forEach((s, i) => {
+      spread(dPooledQ, i, s.q);
+      spread(dPooledK, i, s.p);
+      if (hasNeg) spread(dPooledK, n + i, s.g);
+    });
+    return { loss: res.loss, dTap, accuracy: hits / Math.max(n, 1), margin };
+  }
+
+  zeroGrad(): void {
+    this.grads.fill(0);
+  }
+
+  /** Global norm of the projections' gradients. */
+  gradNorm(): number {
+    let s = 0;
+    for (const g of this.grads) s += g * g;
+    return Math.sqrt(s);
+  }
+
+  /** AdamW on the projections, gradients multiplied by `scale` (e.g. the clipping factor). */
+  adamw(o: AdamWOptions, scale = 1): void {
+    this.step++;
+    const b1 = 1 - o.beta1 ** this.step;
+    const b2 = 1 - o.beta2 ** this.step;
+    for (let i = 0; i < this.params.length; i++) {
+      const g = this.grads[i] * scale;
+      this.m[i] = o.beta1 * this.m[i] + (1 - o.beta1) * g;
+      this.v[i] = o.beta2 * this.v[i] + (1 - o.beta2) * g * g;
+      const upd = this.m[i] / b1 / (Math.sqrt(this.v[i] / b2) + o.eps);
+      this.params[i] -= o.lr * (upd + o.weightDecay * this.params[i]);
+    }
+  }
+}

@@ -1,0 +1,697 @@
+// vp.Trainer: the VideoPerceiver method as a training API (design §1, §3.5).
+//
+//   stage 1  trainer.sft(data):  batches of clips → key frames → KIM variants →
+//            one packed batch (A: video + prompt + response, B: KIM video) →
+//            L = L_lm + λ·L_nce at layer ℓ (KIM frames as hard negatives) →
+//            backward → AdamW.   kim: false, contrastive: false = plain SFT.
+//   stage 2  trainer.rl(data):   per clip, G responses from the original video
+//            and G from its KIM variant (one batched generation) → task rewards
+//            → comparative rewards → group advantages → GRPO loss on the
+//            original responses' log-probs → backward → AdamW (μ updates per
+//            rollout batch).
+//
+// Everything is deterministic for a seed on CPU: the data order of step s, the
+// sampling seeds and the model's kernels depend only on (seed, s), so a run
+// resumed from a checkpoint continues the same trajectory.
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Dataset, VideoSample } from '../data/dataset.js';
+import { describe, rangeError, typeError } from '../errors.js';
+import { writeFileAtomic } from '../fs.js';
+import { CheckpointError, readSafetensors, writeSafetensors } from '../model/safetensors.js';
+import { EOS_ID, type Tokenizer } from '../model/tokenizer.js';
+import { VideoLM } from '../model/videolm.js';
+import { comparativeRewards, groupAdvantages, grpoLoss, type AdvantageScale, type ComparativeMode, type GrpoLossType } from '../ops/grpo.js';
+import { seededRandom } from '../random.js';
+import { checkBoolean, checkNumber, checkOptions } from '../validate.js';
+import { clipKimPlan, generationBatch, planSftBatch, scoringBatch, type PromptItem, type TrainClip, type TrainerSftBatch } from './batch.js';
+import { ContrastiveHead } from './contrastive.js';
+import { evaluate, type EvaluateOptions, type EvaluationResult } from './eval.js';
+import { MetricBus, type MetricEvent, type RlStepEvent, type SftStepEvent } from './metrics.js';
+import { defaultTaskReward } from './rewards.js';
+import { annotatedKeywords, clipTasks, fitClip, type ClipTask } from './tasks.js';
+
+/** Training data: a dataset from openDataset, or loaded samples. */
+export type TrainData = Dataset | readonly VideoSample[];
+
+export interface TrainerOptions {
+  /** Folder for metrics.jsonl and checkpoints/ (created). Without it nothing is written. */
+  runDir?: string;
+  /** Seed of the data order, the sampling and the contrastive projections (default 0). */
+  seed?: number;
+  /** Called after every step with its metrics (and for evaluations and checkpoints). */
+  onStep?: (event: MetricEvent) => void;
+  /** Write a checkpoint every N optimizer steps (0: only at the end; default 0). Needs runDir. */
+  checkpointEvery?: number;
+  /** On Ctrl-C (SIGINT) finish the step, write a checkpoint, then exit as SIGINT would (default true with a runDir). */
+  handleSigint?: boolean;
+  /** Width of the contrastive projections (default 64). */
+  contrastDim?: number;
+}
+
+export interface SftOptions {
+  /** Optimizer steps (default: `epochs` passes over the data). */
+  steps?: number;
+  /** Passes over the data when `steps` is not given (default 1). */
+  epochs?: number;
+  /** Clips per micro-batch (default 8). */
+  batchSize?: number;
+  /** Micro-batches per optimizer step (default 1). */
+  gradAccum?: number;
+  /** Peak learning rate (default 1e-3), warmup then cosine to minLr (default lr / 10). */
+  lr?: number;
+  minLr?: number;
+  /** Default: 5% of the steps. */
+  warmupSteps?: number;
+  weightDecay?: number;
+  maxGradNorm?: number;
+  /** KIM variants as hard negatives (default true). */
+  kim?: boolean;
+  /** The contrastive term λ·L_nce (default true). kim and contrastive false: plain SFT. */
+  contrastive?: boolean;
+  /** λ (default 0.5). */
+  lambda?: number;
+  /** ℓ: layer of the contrastive tap (default the middle layer). */
+  tapLayer?: number;
+  /** InfoNCE temperature τ (default 0.07). */
+  temperature?: number;
+  /** Also train on the clips' multiple-choice questions: true (all, default), 'one' (one per clip per step, rotating), false. */
+  questions?: boolean | 'one';
+  substitution?: 'nearest' | 'previous' | 'next';
+  /** Key frames of clips without annotated spans: 'transient' (default) or 'none'. */
+  locator?: 'transient' | 'none';
+  signal?: AbortSignal;
+}
+
+/** What a reward function sees of one response. */
+export interface RewardInput {
+  response: string;
+  /** The clip's event keywords. */
+  keywords: readonly string[];
+  /** Present when the prompt was a multiple-choice question. */
+  question?: { options: readonly string[]; answer: number | string };
+  task: ClipTask;
+  /** The clip's annotation. */
+  sample: TrainClip['annotation'];
+  /** True for a response to the KIM (degraded) video. */
+  degraded: boolean;
+}
+
+export type RewardFunction = (x: RewardInput) => number | Promise<number>;
+
+export interface RlOptions {
+  /** Rollout batches (default: `epochs` passes over the clips). */
+  steps?: number;
+  epochs?: number;
+  /** Clips (prompts) per rollout batch (default 4). */
+  promptsPerStep?: number;
+  /** G: responses per prompt from the original video, and as many from the KIM video (default 4). */
+  groupSize?: number;
+  /** Policy updates per rollout batch, μ (default 1). */
+  updatesPerBatch?: number;
+  lr?: number;
+  weightDecay?: number;
+  maxGradNorm?: number;
+  /** Sampling temperature (default 1) and nucleus (default 1). */
+  temperature?: number;
+  topP?: number;
+  /** Longest response in tokens (default 24). */
+  maxTokens?: number;
+  /** 'pairwise' (default), 'threshold' (T-GRPO), or 'none' (plain GRPO, no KIM rollouts). */
+  comparative?: ComparativeMode | 'none';
+  bonus?: number;
+  ratio?: number;
+  /** Task reward per response (default: keyword recall for captions, exact match for questions). */
+  reward?: RewardFunction;
+  /** Which prompts: 'all' (default), 'caption' or 'questions'. */
+  tasks?: 'all' | 'caption' | 'questions';
+  /** KL weight to the reference model (default 0: no reference needed). */
+  beta?: number;
+  /** The frozen reference model (default: a frozen copy of the model when rl() starts). */
+  reference?: VideoLM;
+  epsLow?: number;
+  epsHigh?: number;
+  lossType?: GrpoLossType;
+  scaleAdvantages?: AdvantageScale;
+  substitution?: 'nearest' | 'previous' | 'next';
+  locator?: 'transient' | 'none';
+  signal?: AbortSignal;
+}
+
+export interface StageResult {
+  stage: 'sft' | 'rl';
+  /** Steps of this stage done (including resumed ones). */
+  steps: number;
+  /** 'done', 'aborted' (signal / stop()), or 'interrupted' (SIGINT). */
+  status: 'done' | 'aborted' | 'interrupted';
+  /** The last step's metrics. */
+  last?: MetricEvent;
+  /** The last checkpoint written, if any. */
+  checkpoint?: string;
+}
+
+interface TrainerState {
+  format: 'videoperceiver.Trainer';
+  version: 1;
+  stage: 'sft' | 'rl';
+  /** Steps of `stage` done. */
+  step: number;
+  /** The stage finished (its final checkpoint). */
+  finished: boolean;
+  seed: number;
+  totalSteps: number;
+}
+
+const RL_SEED = 0x2545f491;
+
+function hashSeed(...xs: number[]): number {
+  let h = 0x811c9dc5;
+  for (const x of xs) {
+    h ^= x >>> 0;
+    h = Math.imul(h, 0x01000193) >>> 0;
+    h ^= h >>> 13;
+  }
+  return h >>> 0;
+}
+
+/** Learning rate at step s (0-based) of `total`: linear warmup, then cosine from lr to minLr. */
+export function scheduledLr(s: number, total: number, lr: number, minLr: number, warmup: number): number {
+  if (warmup > 0 && s < warmup) return (lr * (s + 1)) / warmup;
+  const span = Math.max(1, total - warmup);
+  const t = Math.min(1, (s - warmup) / span);
+  return minLr + 0.5 * (lr - minLr) * (1 + Math.cos(Math.PI * t));
+}
+
+/** Trains a VideoLM with the two-stage VideoPerceiver method. */
+export class Trainer {
+  readonly model: VideoLM;
+  readonly tokenizer: Tokenizer;
+  readonly seed: number;
+  readonly runDir: string | undefined;
+  readonly #bus = new MetricBus();
+  readonly #checkpointEvery: number;
+  readonly #handleSigint: boolean;
+  readonly head: ContrastiveHead;
+  #resume: TrainerState | undefined;
+  #running = false;
+  #stopRequested: 'aborted' | 'interrupted' | undefined;
+  #reference: VideoLM | undefined;
+  #ownsReference = false;
+  readonly #cache = new Map<string, TrainClip>();
+
+  constructor(model: VideoLM, options: TrainerOptions = {}) {
+    const fn = 'Trainer';
+    if (!(model instanceof VideoLM)) throw typeError(fn, 'model', 'a VideoLM', describe(model));
+    if (model.frozen) throw typeError(fn, 'model', 'a trainable VideoLM', 'a frozen copy');
+    if (!model.tokenizer) throw typeError(fn, 'model.tokenizer', 'a Tokenizer (create the model with { tokenizer: vp.tokenizerForDataset(dataset.annotations) })', 'undefined');
+    const o = checkOptions(fn, options);
+    this.model = model;
+    this.tokenizer = model.tokenizer;
+    this.seed = checkNumber(fn, 'options.seed', o.seed, 0, { integer: true, min: 0, max: 2 ** 32 - 1 });
+    if (o.runDir !== undefined && (typeof o.runDir !== 'string' || !o.runDir)) throw typeError(fn, 'options.runDir', 'a folder path', describe(o.runDir));
+    this.runDir = o.runDir ? resolve(o.runDir as string) : undefined;
+    if (o.onStep !== undefined && typeof o.onStep !== 'function') throw typeError(fn, 'options.onStep', 'a function', describe(o.onStep));
+    this.#bus.onEvent = o.onStep as TrainerOptions['onStep'];
+    this.#checkpointEvery = checkNumber(fn, 'options.checkpointEvery', o.checkpointEvery, 0, { integer: true, min: 0 });
+    if (this.#checkpointEvery > 0 && !this.runDir) throw rangeError(fn, 'options.checkpointEvery', '0 without a runDir', `${this.#checkpointEvery}`);
+    this.#handleSigint = checkBoolean(fn, 'options.handleSigint', o.handleSigint, this.runDir !== undefined);
+    const dim = checkNumber(fn, 'options.contrastDim', o.contrastDim, 64, { integer: true, min: 1, max: 4096 });
+    this.head = new ContrastiveHead(model.config.width, dim, this.seed);
+    if (this.runDir) {
+      mkdirSync(this.runDir, { recursive: true });
+      this.#bus.file = join(this.runDir, 'metrics.jsonl');
+    }
+  }
+
+  /** The metric events of the running (or next) stage, as an async iterable that ends with the stage. */
+  metrics(): AsyncIterableIterator<MetricEvent> {
+    return this.#bus.stream();
+  }
+
+  /** Asks the running stage to stop after the current step (it writes a checkpoint when it has a runDir). */
+  stop(): void {
+    if (this.#running) this.#stopRequested ??= 'aborted';
+  }
+
+  // ---------------------------------------------------------------- data
+
+  #count(data: TrainData): number {
+    return Array.isArray(data) ? data.length : (data as Dataset).length;
+  }
+
+  #clip(fn: string, data: TrainData, i: number): TrainClip {
+    const c = this.model.config;
+    const ds = data as Dataset;
+    const key = Array.isArray(data) ? '' : `${resolve(ds.dir)}#${i}`;
+    const hit = key ? this.#cache.get(key) : undefined;
+    if (hit) return hit;
+    const s = Array.isArray(data) ? (data as VideoSample[])[i] : ds.load(i);
+    if (!s || !(s.frames instanceof Uint8Array) || !Array.isArray(s.shape))
+      throw typeError(fn, `data[${i}]`, 'a VideoSample ({ frames: Uint8Array, shape, frameTimes, caption, ... })', describe(s));
+    const { frames: _f, shape: _s, frameTimes: _t, videoPath: _p, ...annotation } = s;
+    const clip: TrainClip = { ...fitClip(s, c.frames, c.imageSize), annotation, index: i };
+    // Cache up to ~256 MB of fitted clips (they are re-read every epoch).
+    if (key && this.#cache.size * clip.frames.length < 256 * 2 ** 20) this.#cache.set(key, clip);
+    return clip;
+  }
+
+  /** Sample indices of step `s` (micro-batch `j`): a seeded permutation per epoch. */
+  #indices(data: TrainData, stageTag: number, s: number, perStep: number): { idx: number[]; epoch: number } {
+    const n = this.#count(data);
+    const out: number[] = [];
+    let epoch = 0;
+    let perm: number[] | undefined;
+    let permEpoch = -1;
+    for (let k = 0; k < perStep; k++) {
+      const p = s * perStep + k;
+      epoch = Math.floor(p / n);
+      if (epoch !== permEpoch) {
+        const r = seededRandom(hashSeed(this.seed, stageTag, epoch));
+        perm = Array.from({ length: n }, (_, i) => i);
+        for (let i = n - 1; i > 0; i--) {
+          const j = Math.floor(r() * (i + 1));
+          [perm[i], perm[j]] = [perm[j], perm[i]];
+        }
+        permEpoch = epoch;
+      }
+      out.push(perm![p % n]);
+    }
+    return { idx: out, epoch };
+  }
+
+  #checkData(fn: string, data: unknown): TrainData {
+    const ok = Array.isArray(data) || (data !== null && typeof data === 'object' && typeof (data as Dataset).load === 'function' && typeof (data as Dataset).length === 'number');
+    if (!ok) throw typeError(fn, 'dataset', 'a Dataset (vp.openDataset) or an array of VideoSample', describe(data));
+    if (this.#count(data as TrainData) === 0) throw rangeError(fn, 'dataset', 'at least one sample', 'an empty dataset');
+    return data as TrainData;
+  }
+
+  /** The packed stage-1 batch of given clips (what sft() trains on; exposed for inspection and tests). */
+  sftBatch(clips: readonly TrainClip[], opts: Pick<SftOptions, 'kim' | 'contrastive' | 'questions' | 'substitution' | 'locator'> & { round?: number } = {}): TrainerSftBatch {
+    return planSftBatch(clips, this.model.config, this.tokenizer, {
+      round: opts.round,
+      kim: opts.kim ?? true,
+      contrastive: opts.contrastive ?? true,
+      questions: opts.questions ?? true,
+      substitution: opts.substitution ?? 'nearest',
+      locator: opts.locator ?? 'transient',
+    });
+  }
+
+  /** A clip of the data fitted to the model (frames sampled and resized), with its annotation. */
+  clip(data: TrainData, i: number): TrainClip {
+    return this.#clip('Trainer.clip', this.#checkData('Trainer.clip', data), i);
+  }
+
+  // ---------------------------------------------------------------- stages
+
+  async #stage<T extends SftStepEvent | RlStepEvent>(
+    stage: 'sft' | 'rl',
+    total: number,
+    signal: AbortSignal | undefined,
+    step: (s: number) => Promise<T>,
+  ): Promise<StageResult> {
+    if (this.#running) throw new Error(`Trainer.${stage}: a stage is already running on this trainer`);
+    this.#running = true;
+    this.#stopRequested = undefined;
+    let start = 0;
+    if (this.#resume) {
+      if (this.#resume.stage === stage) start = this.#resume.finished ? total : this.#resume.step;
+      else if (this.#resume.stage === 'rl' && stage === 'sft') start = total; // SFT was finished before RL began
+      this.#resume = undefined;
+    }
+    const onSigint = () => {
+      this.#stopRequested = 'interrupted';
+      process.stderr.write('\nvideoperceiver: interrupt: finishing the step and writing a checkpoint (Ctrl-C again to quit now)\n');
+      process.removeListener('SIGINT', onSigint);
+    };
+    const onAbort = () => this.stop();
+    if (this.#handleSigint) process.on('SIGINT', onSigint);
+    signal?.addEventListener('abort', onAbort);
+    let last: MetricEvent | undefined;
+    let checkpoint: string | undefined;
+    let s = start;
+    try {
+      for (; s < total && !this.#stopRequested && !signal?.aborted; s++) {
+        last = await step(s);
+        this.#bus.emit(last);
+        if (this.#checkpointEvery > 0 && (s + 1) % this.#checkpointEvery === 0 && s + 1 < total)
+          checkpoint = await this.#checkpoint(stage, s + 1, total, false, 'interval');
+      }
+      const status: StageResult['status'] = s >= total ? 'done' : this.#stopRequested === 'interrupted' ? 'interrupted' : 'aborted';
+      if (this.runDir && (s > start || status === 'done')) checkpoint = await this.#checkpoint(stage, s, total, status === 'done', status === 'interrupted' ? 'interrupt' : 'end');
+      return { stage, steps: s, status, last, checkpoint };
+    } finally {
+      process.removeListener('SIGINT', onSigint);
+      signal?.removeEventListener('abort', onAbort);
+      this.#running = false;
+      this.#bus.end();
+      if (this.#stopRequested === 'interrupted') {
+        // Exit the way an unhandled Ctrl-C would, now that the checkpoint is on disk.
+        setImmediate(() => process.kill(process.pid, 'SIGINT'));
+      }
+    }
+  }
+
+  /** Stage 1: SFT with KIM videos and the contrastive alignment term. */
+  async sft(dataset: TrainData, opts: SftOptions = {}): Promise<StageResult> {
+    const fn = 'Trainer.sft';
+    const data = this.#checkData(fn, dataset);
+    const o = checkOptions(fn, opts);
+    const cfg = this.model.config;
+    const batchSize = checkNumber(fn, 'opts.batchSize', o.batchSize, 8, { integer: true, min: 1 });
+    const gradAccum = checkNumber(fn, 'opts.gradAccum', o.gradAccum, 1, { integer: true, min: 1 });
+    const epochs = checkNumber(fn, 'opts.epochs', o.epochs, 1, { gt: 0 });
+    const perStep = batchSize * gradAccum;
+    const total = checkNumber(fn, 'opts.steps', o.steps, Math.max(1, Math.ceil((epochs * this.#count(data)) / perStep)), { integer: true, min: 1 });
+    const lr = checkNumber(fn, 'opts.lr', o.lr, 1e-3, { gt: 0 });
+    const minLr = checkNumber(fn, 'opts.minLr', o.minLr, lr / 10, { min: 0 });
+    const warmup = checkNumber(fn, 'opts.warmupSteps', o.warmupSteps, Math.floor(total * 0.05), { integer: true, min: 0 });
+    const weightDecay = checkNumber(fn, 'opts.weightDecay', o.weightDecay, 0.1, { min: 0 });
+    const maxGradNorm = checkNumber(fn, 'opts.maxGradNorm', o.maxGradNorm, 1);
+    const kim = checkBoolean(fn, 'opts.kim', o.kim, true);
+    const contrastive = checkBoolean(fn, 'opts.contrastive', o.contrastive, true);
+    const lambda = checkNumber(fn, 'opts.lambda', o.lambda, 0.5, { min: 0 });
+    const tapLayer = checkNumber(fn, 'opts.tapLayer', o.tapLayer, Math.floor(cfg.layers / 2), { integer: true, min: 0, max: cfg.layers });
+    const temperature = checkNumber(fn, 'opts.temperature', o.temperature, 0.07, { gt: 0 });
+    const questions: boolean | 'one' = o.questions === 'one' ? 'one' : checkBoolean(fn, 'opts.questions', o.questions, true);
+    const substitution = o.substitution ?? 'nearest';
+    if (!['nearest', 'previous', 'next'].includes(substitution as string)) throw typeError(fn, 'opts.substitution', "'nearest' | 'previous' | 'next'", describe(substitution));
+    const locator = o.locator ?? 'transient';
+    if (!['transient', 'none'].includes(locator as string)) throw typeError(fn, 'opts.locator', "'transient' | 'none'", describe(locator));
+    const plan = { kim, contrastive, questions, substitution: substitution as SftOptions['substitution'], locator: locator as SftOptions['locator'] };
+    const t0 = Date.now();
+
+    return this.#stage('sft', total, o.signal as AbortSignal | undefined, async (s) => {
+      const ts = performance.now();
+      const { idx, epoch } = this.#indices(data, 1, s, perStep);
+      const stepLr = scheduledLr(s, total, lr, minLr, warmup);
+      let lm = 0, nce = 0, acc = 0, margin = 0, groupsSeen = 0, kimSeqs = 0, rows = 0;
+      this.head.zeroGrad();
+      for (let j = 0; j < gradAccum; j++) {
+        const clips = idx.slice(j * batchSize, (j + 1) * batchSize).map((i) => this.#clip(fn, data, i));
+        const b = this.sftBatch(clips, { ...plan, round: s });
+        rows += b.rows;
+        kimSeqs += b.kimSequences;
+        const useNce = contrastive && lambda > 0 && b.groups.length > 0;
+        const tapRows = useNce ? ContrastiveHead.tapRows(b.groups) : undefined;
+        const fw = await this.model.forward(b.batch, useNce ? { tapRows, tapLayer } : {});
+        lm += fw.loss / gradAccum;
+        let dTap: Float32Array | undefined;
+        if (useNce) {
+          const r = this.head.forwardBackward(b.groups, fw.tap, temperature, lambda / gradAccum);
+          nce += r.loss / gradAccum;
+          acc += r.accuracy * b.groups.length;
+          margin += r.margin * b.groups.length;
+          groupsSeen += b.groups.length;
+          dTap = r.dTap;
+        }
+        await this.model.backward({ gradLoss: 1 / gradAccum, dTap, accumulate: j > 0 });
+      }
+      const st = await this.model.stepOptimizer({ lr: stepLr, weightDecay, maxGradNorm });
+      if (contrastive && groupsSeen > 0) {
+        const hn = this.head.gradNorm();
+        const scale = maxGradNorm > 0 && hn > maxGradNorm ? maxGradNorm / hn : 1;
+        this.head.adamw({ lr: stepLr, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0 }, scale);
+      }
+      const secs = (performance.now() - ts) / 1000;
+      return {
+        type: 'step', stage: 'sft', step: s + 1, totalSteps: total, epoch,
+        loss: lm + lambda * nce, lm, nce, nceAccuracy: groupsSeen ? acc / groupsSeen : NaN, nceMargin: groupsSeen ? margin / groupsSeen : NaN,
+        contrastSamples: groupsSeen, kimSequences: kimSeqs, lr: stepLr, gradNorm: st.gradNorm,
+        tokensPerSec: rows / secs, rows, elapsedMs: Date.now() - t0,
+      } satisfies SftStepEvent;
+    });
+  }
+
+  /** Stage 2: RL with the comparative GRPO reward. */
+  async rl(dataset: TrainData, opts: RlOptions = {}): Promise<StageResult> {
+    const fn = 'Trainer.rl';
+    const data = this.#checkData(fn, dataset);
+    const o = checkOptions(fn, opts);
+    const P = checkNumber(fn, 'opts.promptsPerStep', o.promptsPerStep, 4, { integer: true, min: 1 });
+    const G = checkNumber(fn, 'opts.groupSize', o.groupSize, 4, { integer: true, min: 2 });
+    const mu = checkNumber(fn, 'opts.updatesPerBatch', o.updatesPerBatch, 1, { integer: true, min: 1 });
+    const epochs = checkNumber(fn, 'opts.epochs', o.epochs, 1, { gt: 0 });
+    const total = checkNumber(fn, 'opts.steps', o.steps, Math.max(1, Math.ceil((epochs * this.#count(data)) / P)), { integer: true, min: 1 });
+    const lr = checkNumber(fn, 'opts.lr', o.lr, 1e-4, { gt: 0 });
+    const weightDecay = checkNumber(fn, 'opts.weightDecay', o.weightDecay, 0, { min: 0 });
+    const maxGradNorm = checkNumber(fn, 'opts.maxGradNorm', o.maxGradNorm, 1);
+    const temperature = checkNumber(fn, 'opts.temperature', o.temperature, 1, { gt: 0 });
+    const topP = checkNumber(fn, 'opts.topP', o.topP, 1, { gt: 0, max: 1 });
+    const maxTokens = checkNumber(fn, 'opts.maxTokens', o.maxTokens, 24, { integer: true, min: 1 });
+    const mode = (o.comparative ?? 'pairwise') as RlOptions['comparative'];
+    if (!['pairwise', 'threshold', 'none'].includes(mode as string)) throw typeError(fn, 'opts.comparative', "'pairwise' | 'threshold' | 'none'", describe(mode));
+    const bonus = o.bonus === undefined ? undefined : checkNumber(fn, 'opts.bonus', o.bonus, 0.5, { min: 0 });
+    const ratio = o.ratio === undefined ? undefined : checkNumber(fn, 'opts.ratio', o.ratio, 0.8, { min: 0 });
+    const reward = (o.reward ?? ((x: RewardInput) => defaultTaskReward(x))) as RewardFunction;
+    if (typeof reward !== 'function') throw typeError(fn, 'opts.reward', 'a function (RewardInput) => number', describe(reward));
+    const tasks = o.tasks ?? 'all';
+    if (!['all', 'caption', 'questions'].includes(tasks as string)) throw typeError(fn, 'opts.tasks', "'all' | 'caption' | 'questions'", describe(tasks));
+    const beta = checkNumber(fn, 'opts.beta', o.beta, 0, { min: 0 });
+    const epsLow = checkNumber(fn, 'opts.epsLow', o.epsLow, 0.2, { min: 0 });
+    const epsHigh = checkNumber(fn, 'opts.epsHigh', o.epsHigh, 0.2, { min: 0 });
+    const lossType = (o.lossType ?? 'dapo') as GrpoLossType;
+    const scale = (o.scaleAdvantages ?? 'group') as AdvantageScale;
+    const substitution = (o.substitution ?? 'nearest') as 'nearest' | 'previous' | 'next';
+    const locator = (o.locator ?? 'transient') as 'transient' | 'none';
+    if (o.reference !== undefined && !(o.reference instanceof VideoLM)) throw typeError(fn, 'opts.reference', 'a VideoLM', describe(o.reference));
+    if (beta > 0) {
+      if (o.reference) this.#setReference(o.reference as VideoLM, false);
+      else if (!this.#reference) this.#setReference(await this.model.clone(), true);
+    }
+    const cfg = this.model.config;
+    const tok = this.tokenizer;
+    const t0 = Date.now();
+
+    return this.#stage('rl', total, o.signal as AbortSignal | undefined, async (s) => {
+      const ts = performance.now();
+      const { idx, epoch } = this.#indices(data, 2, s, P);
+      const pick = seededRandom(hashSeed(this.seed, RL_SEED, s));
+      // One prompt per clip; its KIM frame map when the clip has key frames.
+      const prompts = idx.map((i) => {
+        const clip = this.#clip(fn, data, i);
+        const all = clipTasks(clip.annotation, tasks !== 'caption');
+        const pool = tasks === 'questions' ? all.filter((t) => t.kind === 'question') : tasks === 'caption' ? all.slice(0, 1) : all;
+        const task = (pool.length ? pool : all)[Math.floor(pick() * (pool.length || all.length))];
+        let frameMap: Int32Array | undefined;
+        if (mode !== 'none') {
+          try {
+            const plan = clipKimPlan(clip, cfg, tok.encodeWithOffsets(clip.annotation.caption), { substitution, locator });
+            if (plan.keyFrames.length > 0) frameMap = plan.substitution;
+          } catch {
+            frameMap = undefined; // every frame a key frame: no degraded variant
+          }
+        }
+        return { clip, task, promptIds: tok.encode(task.prompt), frameMap };
+      });
+      const orig: PromptItem[] = [];
+      const deg: PromptItem[] = [];
+      for (const p of prompts) {
+        for (let g = 0; g < G; g++) orig.push({ frames: p.clip.frames, promptIds: p.promptIds });
+        if (p.frameMap) for (let g = 0; g < G; g++) deg.push({ frames: p.clip.frames, frameMap: p.frameMap, promptIds: p.promptIds });
+      }
+      const gens = await this.model.generateBatch(generationBatch([...orig, ...deg], cfg), {
+        maxTokens, temperature, topP, seed: hashSeed(this.seed, RL_SEED + 1, s), eosId: EOS_ID,
+      });
+      const text = (ids: Int32Array) => tok.decode(Array.from(ids).filter((x) => x < tok.vocabSize), { skipSpecial: true });
+      const score = async (item: (typeof prompts)[number], ids: Int32Array, degraded: boolean) => {
+        const r = await reward({
+          response: text(ids), keywords: annotatedKeywords(item.clip.annotation), question: item.task.question,
+          task: item.task, sample: item.clip.annotation, degraded,
+        });
+        if (typeof r !== 'number') throw typeError(fn, 'opts.reward', 'a function returning a number', describe(r));
+        return r;
+      };
+      const taskOrig = new Float32Array(orig.length);
+      for (let k = 0; k < orig.length; k++) taskOrig[k] = await score(prompts[Math.floor(k / G)], gens[k], false);
+      // Comparative rewards over the groups that have a degraded variant.
+      const rewards = Float32Array.from(taskOrig);
+      const withKim = prompts.map((p, i) => (p.frameMap ? i : -1)).filter((i) => i >= 0);
+      let degSum = 0;
+      if (withKim.length > 0 && mode !== 'none') {
+        const c = new Float32Array(withKim.length * G);
+        const d = new Float32Array(withKim.length * G);
+        for (let q = 0; q < withKim.length; q++) {
+          for (let g = 0; g < G; g++) {
+            c[q * G + g] = taskOrig[withKim[q] * G + g];
+            d[q * G + g] = await score(prompts[withKim[q]], gens[orig.length + q * G + g], true);
+            degSum += d[q * G + g];
+          }
+        }
+        const cr = comparativeRewards(c, d, G, { mode: mode as ComparativeMode, ...(bonus !== undefined ? { bonus } : {}), ...(ratio !== undefined ? { ratio } : {}) });
+        for (let q = 0; q < withKim.length; q++) for (let g = 0; g < G; g++) rewards[withKim[q] * G + g] = cr[q * G + g];
+      }
+      const adv = groupAdvantages(rewards, G, { scale });
+      let advStd = 0;
+      for (let q = 0; q < prompts.length; q++) {
+        let m = 0, v = 0;
+        for (let g = 0; g < G; g++) m += adv[q * G + g] / G;
+        for (let g = 0; g < G; g++) v += (adv[q * G + g] - m) ** 2 / G;
+        advStd += Math.sqrt(v) / prompts.length;
+      }
+      // Score the original responses: old (= current before the first update) and reference log-probs.
+      const responses = gens.slice(0, orig.length);
+      const sb = scoringBatch(orig, responses, cfg);
+      const cu = new Int32Array(responses.length + 1);
+      responses.forEach((r, i) => (cu[i + 1] = cu[i] + r.length));
+      const gather = (lp: Float32Array) => {
+        const out = new Float32Array(cu[responses.length]);
+        sb.at.forEach((a, i) => out.set(lp.subarray(a, a + sb.lengths[i]), cu[i]));
+        return out;
+      };
+      const refLp = beta > 0 ? gather(await this.#reference!.sequenceLogprobs(sb.batch)) : undefined;
+      let old: Float32Array | undefined;
+      let loss = 0, clipFraction = 0, kl = 0, gradNorm = 0, stepLr = lr;
+      for (let u = 0; u < mu; u++) {
+        const fw = await this.model.forward(sb.batch, { logprobs: true });
+        const lp = gather(fw.tokenLogprobs);
+        old ??= Float32Array.from(lp);
+        const r = grpoLoss({ logprobs: lp, oldLogprobs: old, refLogprobs: refLp, advantages: adv, cuSeqlens: cu }, { epsLow, epsHigh, beta, lossType });
+        const dLogprobs = new Float32Array(sb.batch.text.length);
+        const d = r.dLogprobs as Float32Array;
+        sb.at.forEach((a, i) => dLogprobs.set(d.subarray(cu[i], cu[i + 1]), a));
+        await this.model.backward({ gradLoss: 0, dLogprobs });
+        const st = await this.model.stepOptimizer({ lr: stepLr, weightDecay, maxGradNorm });
+        loss += r.loss / mu;
+        clipFraction += r.clipFraction / mu;
+        kl += r.kl / mu;
+        gradNorm = st.gradNorm;
+        stepLr = st.lr;
+      }
+      const mean = (x: ArrayLike<number>) => (x.length ? Array.from(x).reduce((a, b) => a + b, 0) / x.length : NaN);
+      const genTokens = gens.reduce((a, g) => a + g.length, 0);
+      const secs = (performance.now() - ts) / 1000;
+      return {
+        type: 'step', stage: 'rl', step: s + 1, totalSteps: total, epoch, loss,
+        reward: mean(taskOrig), rewardDegraded: deg.length ? degSum / deg.length : NaN, rewardTotal: mean(rewards),
+        advantageStd: advStd, clipFraction, kl, lr: stepLr, gradNorm,
+        responseLength: mean(responses.map((r) => r.length)),
+        tokensPerSec: (sb.batch.text.length * mu + genTokens) / secs, elapsedMs: Date.now() - t0,
+      } satisfies RlStepEvent;
+    });
+  }
+
+  #setReference(m: VideoLM, owned: boolean): void {
+    if (this.#reference && this.#ownsReference && this.#reference !== m) this.#reference.dispose();
+    this.#reference = m;
+    this.#ownsReference = owned;
+  }
+
+  /** Evaluates the model on held-out data (multiple-choice accuracy by option likelihood, caption keyword recall); emits an 'eval' event. */
+  async evaluate(dataset: TrainData, opts: EvaluateOptions = {}): Promise<EvaluationResult> {
+    const data = this.#checkData('Trainer.evaluate', dataset);
+    const clips = Array.from({ length: this.#count(data) }, (_, i) => this.#clip('Trainer.evaluate', data, i));
+    const r = await evaluate(this.model, clips, opts);
+    const ev: MetricEvent = { type: 'eval', stage: 'eval', step: this.model.step, ...r.summary };
+    this.#bus.emit(ev);
+    return r;
+  }
+
+  // ---------------------------------------------------------------- checkpoints
+
+  async #checkpoint(stage: 'sft' | 'rl', step: number, total: number, finished: boolean, reason: 'interval' | 'end' | 'interrupt'): Promise<string> {
+    const root = join(this.runDir!, 'checkpoints');
+    mkdirSync(root, { recursive: true });
+    const name = `${stage}-${String(step).padStart(6, '0')}`;
+    const dir = join(root, name);
+    const tmp = `${dir}.tmp-${process.pid}`;
+    rmSync(tmp, { recursive: true, force: true });
+    await this.model.save(tmp);
+    const h = this.head;
+    const k = h.dim * h.width;
+    writeSafetensors(join(tmp, 'trainer.safetensors'), {
+      'contrast.query_proj': { dtype: 'F32', shape: [h.dim, h.width], data: h.params.subarray(0, k) },
+      'contrast.key_proj': { dtype: 'F32', shape: [h.dim, h.width], data: h.params.subarray(k) },
+      'contrast.m': { dtype: 'F32', shape: [2 * k], data: h.m },
+      'contrast.v': { dtype: 'F32', shape: [2 * k], data: h.v },
+    }, { step: String(h.step) });
+    if (stage === 'rl' && this.#reference) await this.#reference.save(join(tmp, 'reference'));
+    const state: TrainerState = { format: 'videoperceiver.Trainer', version: 1, stage, step, finished, seed: this.seed, totalSteps: total };
+    writeFileAtomic(join(tmp, 'trainer.json'), JSON.stringify(state, null, 2) + '\n');
+    // Swap the finished folder into place; the previous one stays until the new one is complete.
+    const old = `${dir}.old-${process.pid}`;
+    if (existsSync(dir)) renameSync(dir, old);
+    renameSync(tmp, dir);
+    rmSync(old, { recursive: true, force: true });
+    writeFileAtomic(join(root, 'latest.json'), JSON.stringify({ checkpoint: name, stage, step, finished }) + '\n');
+    this.#bus.emit({ type: 'checkpoint', stage, step, path: dir, reason });
+    return dir;
+  }
+
+  /** The checkpoint folder `dir` names: a checkpoint itself, or a run folder (its latest checkpoint). */
+  static checkpointPath(dir: string): string {
+    if (existsSync(join(dir, 'trainer.json'))) return dir;
+    const latest = join(dir, 'checkpoints', 'latest.json');
+    if (existsSync(latest)) {
+      let name: unknown;
+      try {
+        name = (JSON.parse(readFileSync(latest, 'utf8')) as { checkpoint?: unknown }).checkpoint;
+      } catch (e) {
+        throw new CheckpointError(`${latest}: not valid JSON (${(e as Error).message})`);
+      }
+      if (typeof name !== 'string' || !/^(sft|rl)-\d+$/.test(name)) throw new CheckpointError(`${latest}: "checkpoint" must name a checkpoint folder, got ${JSON.stringify(name)}`);
+      return join(dir, 'checkpoints', name);
+    }
+    throw new CheckpointError(`${dir}: neither a trainer checkpoint (trainer.json) nor a run folder (checkpoints/latest.json)`);
+  }
+
+  /**
+   * Restores the model, its optimizer, the contrastive projections and the
+   * trainer's position from a checkpoint (or a run folder's latest one). The
+   * next sft() / rl() call with the same options continues the same trajectory.
+   */
+  async resume(dir: string): Promise<{ stage: 'sft' | 'rl'; step: number; finished: boolean; path: string }> {
+    const fn = 'Trainer.resume';
+    if (typeof dir !== 'string' || !dir) throw typeError(fn, 'dir', 'a checkpoint or run folder', describe(dir));
+    if (this.#running) throw new Error(`${fn}: a stage is running`);
+    const path = Trainer.checkpointPath(dir);
+    const statePath = join(path, 'trainer.json');
+    let state: TrainerState;
+    try {
+      state = JSON.parse(readFileSync(statePath, 'utf8')) as TrainerState;
+    } catch (e) {
+      throw new CheckpointError(`${statePath}: cannot read (${(e as Error).message})`);
+    }
+    if (state?.format !== 'videoperceiver.Trainer' || (state.stage !== 'sft' && state.stage !== 'rl') || !Number.isSafeInteger(state.step) || state.step < 0)
+      throw new CheckpointError(`${statePath}: not a videoperceiver.Trainer state`);
+    if (state.seed !== this.seed) throw rangeError(fn, 'options.seed', `the checkpoint's seed ${state.seed} (to continue its trajectory)`, `${this.seed}`);
+    const loaded = await VideoLM.load(path);
+    try {
+      await this.model.copyStateFrom(loaded);
+    } catch (e) {
+      throw new CheckpointError(`${path}: the checkpoint's model does not match this trainer's model (${(e as Error).message})`);
+    } finally {
+      loaded.dispose();
+    }
+    const h = this.head;
+    const k = h.dim * h.width;
+    const st = readSafetensors(join(path, 'trainer.safetensors'), {
+      expect: {
+        'contrast.query_proj': { dtype: 'F32', shape: [h.dim, h.width] },
+        'contrast.key_proj': { dtype: 'F32', shape: [h.dim, h.width] },
+        'contrast.m': { dtype: 'F32', shape: [2 * k] },
+        'contrast.v': { dtype: 'F32', shape: [2 * k] },
+      },
+    });
+    h.params.set(st.tensors['contrast.query_proj'].data as Float32Array, 0);
+    h.params.set(st.tensors['contrast.key_proj'].data as Float32Array, k);
+    h.m.set(st.tensors['contrast.m'].data as Float32Array);
+    h.v.set(st.tensors['contrast.v'].data as Float32Array);
+    h.step = Number(st.metadata.step ?? 0);
+    if (state.stage === 'rl' && existsSync(join(path, 'reference', 'config.json'))) {
+      const ref = await VideoLM.load(join(path, 'reference'));
+      this.#setReference(await ref.clone(), true);
+      ref.dispose();
+    }
+    this.#resume = state;
+    if (this.#bus.file) MetricBus.truncateAfter(this.#bus.file, state.stage, state.step);
+    return { stage: state.stage, step: state.step, finished: state.finished, path };
+  }
+
+  /** Frees the reference model the trainer made (the trained model stays the caller's). */
+  dispose(): void {
+    if (this.#reference && this.#ownsReference) this.#reference.dispose();
+    this.#reference = undefined;
+  }
+}
