@@ -34,20 +34,20 @@ export interface DemoPlan {
 
 // 8x8 patches of 32x32 frames (16 tokens a frame, 256 a clip): with 16x16 patches a small object is
 // a sliver of its patch and the model does not learn to see it within the demo's budget.
-const MODEL: DemoPlan['model'] = { imageSize: 32, patchSize: 8, frames: 16, width: 128, layers: 4, heads: 4, kvHeads: 2, mlpRatio: 2.75, maxSeq: 512, tied: true };
+const MODEL: DemoPlan['model'] = { imageSize: 32, patchSize: 8, frames: 8, width: 128, layers: 4, heads: 4, kvHeads: 2, mlpRatio: 2.75, maxSeq: 512, tied: true };
 // One object per clip, drawn 1.6x the generator's default size: the questions are about which brief
 // event happened (and which way the object moves), not about telling objects apart.
-const SYNTH: SynthOptions = { frames: 16, size: 32, fps: 8, objects: 1, objectScale: 1.6 };
+const SYNTH: SynthOptions = { frames: 8, size: 32, fps: 4, objects: 1, objectScale: 1.6 };
 
 export const DEMO_PLANS: Record<'default' | 'quick', DemoPlan> = {
   default: {
-    trainClips: 800, testClips: 128, sftSteps: 350, rlSteps: 20, batchSize: 8, model: MODEL,
-    sft: { lr: 2e-3, questions: 'one' }, rl: { promptsPerStep: 4, groupSize: 4, lr: 5e-5, maxTokens: 16, tasks: 'questions' },
+    trainClips: 1600, testClips: 128, sftSteps: 700, rlSteps: 30, batchSize: 8, model: MODEL,
+    sft: { lr: 2e-3, questions: 'one' }, rl: { promptsPerStep: 6, groupSize: 4, lr: 5e-5, maxTokens: 16, tasks: 'caption' },
     synth: SYNTH,
   },
   quick: {
     trainClips: 64, testClips: 24, sftSteps: 24, rlSteps: 2, batchSize: 8, model: MODEL,
-    sft: { lr: 2e-3, questions: 'one' }, rl: { promptsPerStep: 4, groupSize: 4, lr: 5e-5, maxTokens: 12, tasks: 'questions' },
+    sft: { lr: 2e-3, questions: 'one' }, rl: { promptsPerStep: 4, groupSize: 4, lr: 5e-5, maxTokens: 12, tasks: 'caption' },
     synth: SYNTH,
   },
 };

@@ -25,8 +25,8 @@ test('demo --quick trains (a), (b), (c), prints the table and writes a report th
     const res = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
     t.is(res.runs.length, 3);
     for (const run of res.runs) for (const v of Object.values(run.metrics)) t.true((v as number) >= 0 && (v as number) <= 1);
-    // The cached dataset is reused on a second run's data step.
-    t.true(existsSync(join(out, 'data', 'train-96', 'dataset.json')));
+    // The generated dataset is cached (stamped with its options) for the next run.
+    t.true(existsSync(join(out, 'data', `train-${res.plan.trainClips}`, 'dataset.json')));
     const page = join(out, 'report.html');
     t.true(existsSync(page));
     const html = readFileSync(page, 'utf8');

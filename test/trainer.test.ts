@@ -204,7 +204,7 @@ await tr.sft(ds, { steps: 100000, batchSize: 2 });
   loaded.dispose();
 });
 
-test('evaluators: option scores are the summed log-probs of option + <eos>; captions are scored by keyword recall', async (t) => {
+test('evaluators: option scores are the mean (or summed) log-probs of option + <eos>; captions are scored by keyword recall', async (t) => {
   const m = await model();
   const tr = new vp.Trainer(m);
   const ds = dataset();
@@ -214,13 +214,16 @@ test('evaluators: option scores are the summed log-probs of option + <eos>; capt
   // Recompute one option's score directly.
   const q = qs[0];
   const tok = m.tokenizer!;
-  const prompt = tok.encode(vp.questionPrompt({ question: q.question, options: q.options }));
+  const prompt = tok.encode(vp.questionPrompt({ question: q.question }));
   const opt = tok.encode(q.options[1]);
   const text = Int32Array.from([1, ...prompt, ...opt, 2]);
   const lp = await m.sequenceLogprobs({ videos: clips[0].frames, text, sequences: [[{ video: 0 }, { text: [0, text.length] }]] });
   let s = 0;
   for (let j = prompt.length; j < text.length - 1; j++) s += lp[j];
-  t.true(Math.abs(s - q.scores[1]) < 1e-4 * Math.max(1, Math.abs(s)), `${s} vs ${q.scores[1]}`);
+  const mean = s / (opt.length + 1);
+  t.true(Math.abs(mean - q.scores[1]) < 1e-4 * Math.max(1, Math.abs(mean)), `${mean} vs ${q.scores[1]}`);
+  const summed = await vp.evaluateMultipleChoice(m, clips.slice(0, 1), { optionScore: 'sum' });
+  t.true(Math.abs(s - summed[0].scores[1]) < 1e-4 * Math.max(1, Math.abs(s)), `${s} vs ${summed[0].scores[1]}`);
   t.is(q.predicted, q.scores.indexOf(Math.max(...q.scores)));
   const ev = await tr.evaluate(ds, { maxTokens: 4 });
   t.is(ev.summary.questions, 48);

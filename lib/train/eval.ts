@@ -18,6 +18,11 @@ export interface EvaluateOptions {
   maxTokens?: number;
   /** Sequences per forward pass or generation batch (default 32). */
   batchSize?: number;
+  /**
+   * How an option's token log-probs make its score: 'mean' per token (default; the answer
+   * options differ in length, and a sum favours the shortest), or 'sum'.
+   */
+  optionScore?: 'mean' | 'sum';
   /** Called as clips are done (progress bars). */
   onProgress?: (done: number, total: number) => void;
 }
@@ -29,7 +34,7 @@ export interface QuestionResult {
   options: string[];
   answer: number;
   predicted: number;
-  /** Summed log-prob of each option. */
+  /** Each option's score: the mean (or, with optionScore 'sum', the sum) of its tokens' log-probs. */
   scores: number[];
 }
 
@@ -64,7 +69,7 @@ export async function evaluateMultipleChoice(model: VideoLM, clips: readonly Tra
     pending.forEach((p, i) => {
       let s = 0;
       for (let j = 0; j < lengths[i]; j++) s += lp[at[i] + j];
-      results[p.q].scores[p.o] = s;
+      results[p.q].scores[p.o] = opts.optionScore === 'sum' ? s : s / lengths[i];
     });
     pending.length = 0;
   };

@@ -9,9 +9,14 @@ import { Tokenizer, type TrainOptions } from '../model/tokenizer.js';
 /** The caption task's prompt (the response is the caption). */
 export const CAPTION_PROMPT = 'describe the clip :';
 
-/** A question's prompt: the question and its options; the response is the right option's text. */
-export function questionPrompt(q: Pick<QuestionAnnotation, 'question' | 'options'>): string {
-  return `${q.question} options : ${q.options.join(' ; ')} . answer :`;
+/**
+ * A question's prompt, in the cloze form: the question alone; the response is the right
+ * option's text. Options are not listed, so a model cannot answer by copying from the prompt:
+ * multiple choice is decided by which option the model finds most likely as the answer
+ * (evaluateMultipleChoice), and RL rewards an answer that matches the right option's text.
+ */
+export function questionPrompt(q: Pick<QuestionAnnotation, 'question'>): string {
+  return `${q.question} answer :`;
 }
 
 /** The index of a question's right option. */
@@ -51,7 +56,7 @@ export function annotatedKeywords(a: Annotation): string[] {
  * writes is <unk>).
  */
 export function tokenizerForDataset(annotations: Iterable<Annotation>, opts: TrainOptions = {}): Tokenizer {
-  const corpus: string[] = [CAPTION_PROMPT, questionPrompt({ question: '', options: [] })];
+  const corpus: string[] = [CAPTION_PROMPT, questionPrompt({ question: '' })];
   for (const a of annotations) {
     corpus.push(a.caption);
     for (const q of a.questions ?? []) corpus.push(questionPrompt(q), ...q.options);
