@@ -1,4 +1,5 @@
-// The VideoLM's row and vector helpers on the CPU (vp/model_kernels.h).
+// The VideoLM's row and vector helpers on the CPU (vp/model_kernels.h); the
+// softmax loops use the ISA-dispatched kernels of layers_kernels.inc.
 #include "vp/model_kernels.h"
 
 #include <algorithm>
@@ -6,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "layers_kernels.h"
 #include "vp/thread_pool.h"
 
 namespace vp {
@@ -91,14 +93,12 @@ Status vision_pos_backward(const float* dvis, int64_t n, int64_t P, int64_t fram
 
 Status row_lse_target(const float* logits, const int32_t* targets, int64_t rows, int64_t vocab, float* lse,
                       float* target_logit) {
+  const auto& k = detail::layer_kernels();
   parallel_for(rows, 4, [&](int64_t a, int64_t b, int) {
     for (int64_t r = a; r < b; ++r) {
       const float* x = logits + r * vocab;
-      float m = -INFINITY;
-      for (int64_t j = 0; j < vocab; ++j) m = std::max(m, x[j]);
-      double s = 0.0;
-      for (int64_t j = 0; j < vocab; ++j) s += std::exp(static_cast<double>(x[j] - m));
-      lse[r] = static_cast<float>(static_cast<double>(m) + std::log(s));
+      const float m = k.row_max(x, vocab);
+      lse[r] = m + std::log(k.row_sumexp(x, vocab, m));
       target_logit[r] = x[targets[r]];
     }
   });
@@ -107,12 +107,12 @@ Status row_lse_target(const float* logits, const int32_t* targets, int64_t rows,
 
 Status softmax_xent_grad(float* logits, const int32_t* targets, const float* lse, const float* coef, int64_t rows,
                          int64_t vocab) {
-  parallel_for(rows, 1, [&](int64_t a, int64_t b, int) {
+  const auto& k = detail::layer_kernels();
+  parallel_for(rows, 4, [&](int64_t a, int64_t b, int) {
     for (int64_t r = a; r < b; ++r) {
       float* x = logits + r * vocab;
-      const float l = lse[r], c = coef[r];
-      for (int64_t j = 0; j < vocab; ++j) x[j] = std::exp(x[j] - l) * c;
-      x[targets[r]] -= c;
+      k.softmax_scaled(x, vocab, lse[r], coef[r], x);
+      x[targets[r]] -= coef[r];
     }
   });
   return Status::Ok();
