@@ -12,9 +12,11 @@
 #include <cuda_runtime.h>
 #include <mma.h>
 
+#include <climits>
 #include <string>
 
 #include "vp/cuda.h"
+#include "vp/gemm.h"
 
 namespace vp::cuda {
 namespace {
@@ -82,9 +84,11 @@ __global__ void __launch_bounds__(128) gemm_wmma_kernel(const T* __restrict__ a,
   }
 }
 
+// C = alpha · op(A) op(B) + beta · C (C read only when beta != 0), C rows ldc apart.
 __global__ void __launch_bounds__(256) gemm_f32_kernel(const float* __restrict__ a, const float* __restrict__ b,
                                                        float* __restrict__ c, int64_t m, int64_t n, int64_t k,
-                                                       int64_t lda, int64_t ldb, bool ta, bool tb) {
+                                                       int64_t lda, int64_t ldb, bool ta, bool tb, int64_t ldc,
+                                                       float alpha, float beta) {
   __shared__ float as[BK][BM + 1];  // transposed: as[k][i]
   __shared__ float bs[BK][BN + 1];
   const int64_t row0 = static_cast<int64_t>(blockIdx.y) * BM, col0 = static_cast<int64_t>(blockIdx.x) * BN;
@@ -113,7 +117,11 @@ __global__ void __launch_bounds__(256) gemm_f32_kernel(const float* __restrict__
   for (int i = 0; i < 4; ++i)
     for (int j = 0; j < 4; ++j) {
       int64_t gi = row0 + tr + i, gj = col0 + tc + j;
-      if (gi < m && gj < n) c[gi * n + gj] = acc[i][j];
+      if (gi < m && gj < n) {
+        float r = alpha * acc[i][j];
+        if (beta != 0.0f) r += beta * c[gi * ldc + gj];
+        c[gi * ldc + gj] = r;
+      }
     }
 }
 
@@ -128,7 +136,8 @@ Status matmul(const TensorView& a, const TensorView& b, bool trans_a, bool trans
   if (grid.y > 65535) return Status::Invalid("matmul: M too large for the CUDA kernel's grid");
   switch (a.dtype) {
     case DType::kFloat32:
-      gemm_f32_kernel<<<grid, 256>>>(a.as<float>(), b.as<float>(), out.as<float>(), m, n, k, lda, ldb, trans_a, trans_b);
+      gemm_f32_kernel<<<grid, 256>>>(a.as<float>(), b.as<float>(), out.as<float>(), m, n, k, lda, ldb, trans_a, trans_b,
+                                     n, 1.0f, 0.0f);
       break;
     case DType::kBFloat16:
       gemm_wmma_kernel<__nv_bfloat16><<<grid, 128>>>(a.as<__nv_bfloat16>(), b.as<__nv_bfloat16>(),
@@ -143,6 +152,23 @@ Status matmul(const TensorView& a, const TensorView& b, bool trans_a, bool trans
   }
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return Status::Internal(std::string("matmul kernel launch: ") + cudaGetErrorString(e));
+  return Status::Ok();
+}
+
+Status sgemm(const GemmArgs& g) {
+  if (!available()) return Status::Unavailable("sgemm: CUDA is unavailable: " + unavailable_reason());
+  if (g.m < 0 || g.n < 0 || g.k < 0) return Status::Invalid("sgemm: m, n, k must be >= 0");
+  if (g.m == 0 || g.n == 0) return Status::Ok();
+  if (!g.a || !g.b || !g.c) return Status::Invalid("sgemm: a, b and c must not be null");
+  if (g.lda < (g.trans_a ? g.m : g.k) || g.ldb < (g.trans_b ? g.k : g.n) || g.ldc < g.n)
+    return Status::Invalid("sgemm: a leading dimension is smaller than its row");
+  dim3 grid(static_cast<unsigned>((g.n + BN - 1) / BN), static_cast<unsigned>((g.m + BM - 1) / BM));
+  if ((g.m + BM - 1) / BM > 65535) return Status::Invalid("sgemm: M too large for the CUDA kernel's grid");
+  if ((g.n + BN - 1) / BN > INT32_MAX) return Status::Invalid("sgemm: N too large for the CUDA kernel's grid");
+  gemm_f32_kernel<<<grid, 256>>>(g.a, g.b, g.c, g.m, g.n, g.k, g.lda, g.ldb, g.trans_a, g.trans_b, g.ldc, g.alpha,
+                                 g.beta);
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return Status::Internal(std::string("sgemm kernel launch: ") + cudaGetErrorString(e));
   return Status::Ok();
 }
 

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "kernel_util.cuh"
 #include "vp/cuda.h"
 #include "vp/layers.h"
 #include "vp/optim.h"
@@ -21,51 +22,17 @@
 namespace vp::cuda {
 namespace {
 
-constexpr int kBlock = 256;
-
-Status launch_status(const char* what) {
-  cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) return Status::Internal(std::string(what) + " kernel launch: " + cudaGetErrorString(e));
-  return Status::Ok();
-}
+using kutil::block_reduce;
+using kutil::grid_for;
+using kutil::kBlock;
+using kutil::launch_status;
+using kutil::warp_max;
+using kutil::warp_sum;
+using kutil::warp_sum_d;
 
 Status check_available() {
   if (!available()) return Status::Unavailable("CUDA is unavailable: " + unavailable_reason());
   return Status::Ok();
-}
-
-unsigned grid_for(int64_t n, int block = kBlock) {
-  int64_t g = (n + block - 1) / block;
-  return static_cast<unsigned>(std::min<int64_t>(std::max<int64_t>(g, 1), 65535LL * 32));
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-__device__ __forceinline__ double warp_sum_d(double v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-// Block-wide reductions (blockDim.x a multiple of 32); every thread gets the result.
-template <typename T, typename Op>
-__device__ T block_reduce(T v, T* sh, Op warp_op, T identity) {
-  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  v = warp_op(v);
-  if (lane == 0) sh[w] = v;
-  __syncthreads();
-  v = threadIdx.x < nw ? sh[threadIdx.x] : identity;
-  if (w == 0) v = warp_op(v);
-  if (threadIdx.x == 0) sh[0] = v;
-  __syncthreads();
-  v = sh[0];
-  __syncthreads();
-  return v;
 }
 
 // first index i with v[i] outside [lo, hi) (and != -1 when allow_ignore), or n.

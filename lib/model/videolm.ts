@@ -7,6 +7,7 @@
 // with the safetensors module.
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { backendInfo } from '../backend.js';
 import { describe, rangeError, typeError } from '../errors.js';
 import { loadAddon } from '../native.js';
 import { Tensor } from '../tensor.js';
@@ -47,8 +48,17 @@ export const VIDEOLM_PRESETS: Record<VideoLMPreset, VideoLMConfig> = {
   small: { imageSize: 64, patchSize: 8, frames: 16, width: 512, layers: 8, heads: 8, kvHeads: 4, mlpRatio: 2.75, vocab: 4096, maxSeq: 2048, tied: true },
 };
 
+/** Where a model's parameters, activations and optimizer state live. */
+export type VideoLMDevice = 'cpu' | 'cuda';
+
 export type VideoLMCreateOptions = Partial<VideoLMConfig> & {
   preset?: VideoLMPreset;
+  /**
+   * 'cpu' (default) or 'cuda': forward, backward, the optimizer step and
+   * generation then run on the GPU (float32; docs/model.md "CUDA"). 'cuda'
+   * without a usable GPU throws an Error that gives the reason.
+   */
+  device?: VideoLMDevice;
   /** Seed of the parameter initialization (default 0). */
   seed?: number;
   /** Saved with the model; sets vocab when vocab is not given. */
@@ -156,6 +166,17 @@ type NativeModel = any;
 
 const CONFIG_KEYS = ['imageSize', 'patchSize', 'frames', 'width', 'layers', 'heads', 'kvHeads', 'mlpRatio', 'ffn', 'vocab', 'maxSeq', 'tied', 'ropeTheta', 'normEps'] as const;
 
+/** Validates opts.device; 'cuda' must be usable on this machine. */
+function checkDevice(fn: string, device: unknown): VideoLMDevice {
+  if (device === undefined) return 'cpu';
+  if (device !== 'cpu' && device !== 'cuda') throw typeError(fn, 'opts.device', "'cpu' or 'cuda'", describe(device));
+  if (device === 'cuda') {
+    const info = backendInfo();
+    if (!info.cuda) throw new Error(`${fn}: opts.device is 'cuda' but CUDA is unavailable: ${info.cudaReason}`);
+  }
+  return device;
+}
+
 function checkConfig(fn: string, c: Record<string, unknown>): VideoLMConfig {
   const int = (k: string, min: number, max: number) => checkNumber(fn, `config.${k}`, c[k], NaN, { integer: true, min, max });
   const out: VideoLMConfig = {
@@ -189,6 +210,7 @@ function checkConfig(fn: string, c: Record<string, unknown>): VideoLMConfig {
 export class VideoLM {
   #native: NativeModel;
   #config: VideoLMConfig;
+  #device: VideoLMDevice;
   #params: ParamInfo[];
   #queue: Promise<unknown> = Promise.resolve();
   #frozen = false;
@@ -200,6 +222,7 @@ export class VideoLM {
   private constructor(native: NativeModel, tokenizer: Tokenizer | undefined) {
     this.#native = native;
     this.#config = native.config() as VideoLMConfig;
+    this.#device = native.device() as VideoLMDevice;
     this.#params = native.paramInfo() as ParamInfo[];
     this.tokenizer = tokenizer;
   }
@@ -224,8 +247,14 @@ export class VideoLM {
     const cfg = checkConfig(fn, merged);
     if (tok && tok.vocabSize > cfg.vocab) throw rangeError(fn, 'config.vocab', `>= the tokenizer's ${tok.vocabSize} ids`, `${cfg.vocab}`);
     const seed = checkNumber(fn, 'opts.seed', o.seed, 0, { integer: true, min: 0, max: Number.MAX_SAFE_INTEGER });
+    const device = checkDevice(fn, o.device);
     const { binding } = loadAddon();
-    return new VideoLM(new binding.VideoLMNative(cfg, seed), tok as Tokenizer | undefined);
+    return new VideoLM(new binding.VideoLMNative(cfg, seed, device), tok as Tokenizer | undefined);
+  }
+
+  /** 'cpu' or 'cuda': where the model computes (see VideoLMCreateOptions.device). */
+  get device(): VideoLMDevice {
+    return this.#device;
   }
 
   /** The resolved config (ffn filled in). */
@@ -510,13 +539,13 @@ export class VideoLM {
     return out;
   }
 
-  /** A frozen copy of the parameters (the RL stage's reference model). */
+  /** A frozen copy of the parameters on the same device (the RL stage's reference model). */
   async clone(): Promise<VideoLM> {
     const fn = 'VideoLM.clone';
     const native = this.#alive(fn);
     await this.#queue;
     const { binding } = loadAddon();
-    const copy = new VideoLM(new binding.VideoLMNative(this.#config, 0), this.tokenizer);
+    const copy = new VideoLM(new binding.VideoLMNative(this.#config, 0, this.#device), this.tokenizer);
     copy.#native.setBuffer('params', native.getBuffer('params'));
     copy.#frozen = true;
     return copy;
@@ -547,10 +576,14 @@ export class VideoLM {
     });
   }
 
-  /** Loads a directory written by save(); names, shapes, sizes and the config are checked (CheckpointError). */
-  static async load(dir: string): Promise<VideoLM> {
+  /**
+   * Loads a directory written by save() (on either device) onto `opts.device`
+   * (default 'cpu'); names, shapes, sizes and the config are checked (CheckpointError).
+   */
+  static async load(dir: string, opts: { device?: VideoLMDevice } = {}): Promise<VideoLM> {
     const fn = 'VideoLM.load';
     if (typeof dir !== 'string' || dir.length === 0) throw typeError(fn, 'dir', 'a directory path', describe(dir));
+    const device = checkDevice(fn, checkOptions(fn, opts).device);
     const cfgPath = join(dir, 'config.json');
     if (!existsSync(cfgPath)) throw new CheckpointError(`${cfgPath}: not found (not a VideoLM checkpoint directory?)`);
     let raw: unknown;
@@ -570,7 +603,7 @@ export class VideoLM {
     const tokPath = join(dir, 'tokenizer.json');
     const tokenizer = existsSync(tokPath) ? Tokenizer.load(tokPath) : undefined;
     const { binding } = loadAddon();
-    const model = new VideoLM(new binding.VideoLMNative(cfg, 0), tokenizer);
+    const model = new VideoLM(new binding.VideoLMNative(cfg, 0, device), tokenizer);
     const expect = (prefix: string) => {
       const e: Record<string, { dtype: 'F32'; shape: number[] }> = {};
       for (const p of model.#params) e[prefix + p.name] = { dtype: 'F32', shape: p.shape };

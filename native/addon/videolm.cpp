@@ -219,6 +219,7 @@ class VideoLMNative : public Napi::ObjectWrap<VideoLMNative> {
     return DefineClass(env, "VideoLMNative",
                        {
                            InstanceMethod("config", &VideoLMNative::Config),
+                           InstanceMethod("device", &VideoLMNative::Device),
                            InstanceMethod("paramInfo", &VideoLMNative::ParamInfo),
                            InstanceMethod("getBuffer", &VideoLMNative::GetBuffer),
                            InstanceMethod("setBuffer", &VideoLMNative::SetBuffer),
@@ -234,13 +235,19 @@ class VideoLMNative : public Napi::ObjectWrap<VideoLMNative> {
                        });
   }
 
-  // new VideoLMNative(config, seed)
+  // new VideoLMNative(config, seed, device = 'cpu')
   explicit VideoLMNative(const Napi::CallbackInfo& info) : Napi::ObjectWrap<VideoLMNative>(info) {
     Napi::Env env = info.Env();
     if (!info[0].IsObject()) throw Napi::TypeError::New(env, "VideoLM: config must be an object");
     const vp::VideoLMConfig c = ConfigFrom(info[0].As<Napi::Object>());
     const double seed = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : 0.0;
-    ThrowIfError(env, vp::VideoLM::create(c, static_cast<uint64_t>(seed), &model_));
+    vp::Device device = vp::Device::kCPU;
+    if (info.Length() > 2 && !info[2].IsUndefined()) {
+      const std::string d = info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
+      if (d == "cuda") device = vp::Device::kCUDA;
+      else if (d != "cpu") throw Napi::TypeError::New(env, "VideoLM: device must be 'cpu' or 'cuda'");
+    }
+    ThrowIfError(env, vp::VideoLM::create(c, static_cast<uint64_t>(seed), &model_, device));
   }
 
   bool busy = false;
@@ -281,33 +288,40 @@ class VideoLMNative : public Napi::ObjectWrap<VideoLMNative> {
     return a;
   }
 
-  float* Which(Napi::Env env, const Napi::Value& v) {
-    vp::VideoLM& m = M(env);
+  static vp::VideoLMBuffer Which(Napi::Env env, const Napi::Value& v) {
     const std::string w = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
-    if (w == "params") return m.param_data();
-    if (w == "grads") return m.grad_data();
-    if (w == "m") return m.adam_m();
-    if (w == "v") return m.adam_v();
+    if (w == "params") return vp::VideoLMBuffer::kParams;
+    if (w == "grads") return vp::VideoLMBuffer::kGrads;
+    if (w == "m") return vp::VideoLMBuffer::kAdamM;
+    if (w == "v") return vp::VideoLMBuffer::kAdamV;
     throw Napi::TypeError::New(env, "VideoLM: buffer must be 'params', 'grads', 'm' or 'v'");
   }
 
-  // getBuffer(which) → Float32Array copy
+  // getBuffer(which) → Float32Array copy (from host or device memory)
   Napi::Value GetBuffer(const Napi::CallbackInfo& info) {
-    float* p = Which(info.Env(), info[0]);
-    return F32Out(info.Env(), p, static_cast<size_t>(model_->num_params()));
+    Napi::Env env = info.Env();
+    vp::VideoLM& m = M(env);
+    const vp::VideoLMBuffer which = Which(env, info[0]);
+    Napi::Float32Array a = Napi::Float32Array::New(env, static_cast<size_t>(m.num_params()));
+    ThrowIfError(env, m.get_buffer(which, a.Data()));
+    return a;
   }
   // setBuffer(which, Float32Array)
   Napi::Value SetBuffer(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    float* p = Which(env, info[0]);
+    vp::VideoLM& m = M(env);
+    const vp::VideoLMBuffer which = Which(env, info[0]);
     if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
       throw Napi::TypeError::New(env, "VideoLM.setBuffer: expected a Float32Array");
     Napi::Float32Array a = info[1].As<Napi::Float32Array>();
-    if (static_cast<int64_t>(a.ElementLength()) != model_->num_params())
+    if (static_cast<int64_t>(a.ElementLength()) != m.num_params())
       throw Napi::RangeError::New(env, "VideoLM.setBuffer: holds " + std::to_string(a.ElementLength()) +
-                                           " floats, the model has " + std::to_string(model_->num_params()));
-    std::memcpy(p, a.Data(), a.ElementLength() * sizeof(float));
+                                           " floats, the model has " + std::to_string(m.num_params()));
+    ThrowIfError(env, m.set_buffer(which, a.Data()));
     return env.Undefined();
+  }
+  Napi::Value Device(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), vp::device_name(M(info.Env()).device()));
   }
   Napi::Value GetStep(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(M(info.Env()).step())); }
   Napi::Value SetStep(const Napi::CallbackInfo& info) {

@@ -1,4 +1,5 @@
-// The built-in VideoLM on the CPU: config, parameters, forward, backward, optimizer step.
+// The built-in VideoLM: config, parameters, forward, backward, optimizer step, on the
+// model's device (CPU or CUDA kernels through videolm_backend.h's ModelOps).
 // See vp/videolm.h for the architecture and docs/model.md for the decisions.
 #include "vp/videolm.h"
 
@@ -13,7 +14,6 @@
 #include "vp/layers.h"
 #include "vp/optim.h"
 #include "vp/rng.h"
-#include "vp/thread_pool.h"
 
 namespace vp {
 
@@ -70,22 +70,16 @@ Status videolm_preset(const std::string& name, VideoLMConfig* out) {
   return Status::Ok();
 }
 
+
 // ---------------------------------------------------------------------------
 // Parameters and construction
 
 VideoLM::~VideoLM() = default;
 
-namespace {
-
-struct InitSpec {
-  int kind;  // 0 normal(std), 1 ones, 2 zeros
-  float std;
-};
-
-}  // namespace
-
-Status VideoLM::create(const VideoLMConfig& cfg, uint64_t seed, std::unique_ptr<VideoLM>* out) {
+Status VideoLM::create(const VideoLMConfig& cfg, uint64_t seed, std::unique_ptr<VideoLM>* out, Device device) {
   VP_RETURN_IF_ERROR(videolm_validate_config(cfg));
+  if (device == Device::kCUDA && !cuda::available())
+    return Status::Unavailable("VideoLM: device 'cuda' is unavailable: " + cuda::unavailable_reason());
   std::unique_ptr<VideoLM> m(new VideoLM());
   m->cfg_ = cfg;
   const int64_t d = cfg.width, D = cfg.head_dim(), H = cfg.heads, Hkv = cfg.kv_heads, F = cfg.ffn_dim();
@@ -120,12 +114,9 @@ Status VideoLM::create(const VideoLMConfig& cfg, uint64_t seed, std::unique_ptr<
   add("final_norm", {d}, false);
   if (!cfg.tied) add("lm_head", {cfg.vocab, d}, true);
   if (off > (int64_t(1) << 33)) return Status::Invalid("VideoLM config: too many parameters (" + S(off) + ")");
-  try {
-    m->w_.assign(static_cast<size_t>(off), 0.0f);
-    m->impl_ = std::make_unique<Impl>();
-  } catch (const std::bad_alloc&) {
-    return Status::Internal("VideoLM: out of memory allocating " + S(off) + " parameters");
-  }
+  m->num_params_ = off;
+  m->impl_ = std::make_unique<Impl>(device);
+  VP_RETURN_IF_ERROR(m->impl_->ops.alloc(m->impl_->w, off));
   m->impl_->index(*m);
   VP_RETURN_IF_ERROR(m->init(seed));
   *out = std::move(m);
@@ -135,9 +126,21 @@ Status VideoLM::create(const VideoLMConfig& cfg, uint64_t seed, std::unique_ptr<
 Status VideoLM::init(uint64_t seed) {
   const float base = 0.02f;
   const float proj = base / std::sqrt(2.0f * static_cast<float>(cfg_.layers));
+  Impl& I = *impl_;
+  // Drawn on the host (the same numbers for every device), then copied over.
+  std::vector<float> host;
+  float* w = I.w.data();
+  if (I.ops.cuda()) {
+    try {
+      host.resize(static_cast<size_t>(num_params_));
+    } catch (const std::bad_alloc&) {
+      return Status::Internal("VideoLM: out of memory for " + S(num_params_) + " parameters");
+    }
+    w = host.data();
+  }
   for (size_t i = 0; i < params_.size(); ++i) {
     const VideoLMParam& p = params_[i];
-    float* dst = w_.data() + p.offset;
+    float* dst = w + p.offset;
     const std::string& n = p.name;
     auto ends = [&](const char* s) {
       const size_t k = std::strlen(s);
@@ -152,35 +155,71 @@ Status VideoLM::init(uint64_t seed) {
       VP_RETURN_IF_ERROR(rng_normal(seed, static_cast<uint64_t>(i), 0.0f, sd, dst, p.numel));
     }
   }
+  if (I.ops.cuda()) VP_RETURN_IF_ERROR(I.ops.to_device(I.w.data(), host.data(), num_params_));
   step_ = 0;
-  if (!m_.empty()) std::fill(m_.begin(), m_.end(), 0.0f);
-  if (!v_.empty()) std::fill(v_.begin(), v_.end(), 0.0f);
+  if (I.m.size() > 0) VP_RETURN_IF_ERROR(I.ops.zero(I.m.data(), I.m.size()));
+  if (I.v.size() > 0) VP_RETURN_IF_ERROR(I.ops.zero(I.v.data(), I.v.size()));
   return Status::Ok();
 }
 
-float* VideoLM::grad_data() {
-  if (g_.size() != w_.size()) g_.assign(w_.size(), 0.0f);
-  return g_.data();
+Device VideoLM::device() const { return impl_->ops.device(); }
+
+Status VideoLM::Impl::state(detail::Buf<float>& b, int64_t n, float** out) {
+  if (b.size() != n) VP_RETURN_IF_ERROR(ops.zeros(b, n));
+  *out = b.data();
+  return Status::Ok();
 }
-float* VideoLM::adam_m() {
-  if (m_.size() != w_.size()) m_.assign(w_.size(), 0.0f);
-  return m_.data();
+
+detail::Buf<float>* VideoLM::Impl::buffer(VideoLMBuffer which) {
+  switch (which) {
+    case VideoLMBuffer::kParams: return &w;
+    case VideoLMBuffer::kGrads: return &g;
+    case VideoLMBuffer::kAdamM: return &m;
+    case VideoLMBuffer::kAdamV: return &v;
+  }
+  return nullptr;
 }
-float* VideoLM::adam_v() {
-  if (v_.size() != w_.size()) v_.assign(w_.size(), 0.0f);
-  return v_.data();
+
+namespace {
+// A CPU model's flat buffer as a host pointer (allocated on first use); null on CUDA.
+float* host_buffer(VideoLM::Impl& I, VideoLMBuffer which, int64_t n) {
+  if (I.ops.cuda()) return nullptr;
+  float* p = nullptr;
+  if (!I.state(*I.buffer(which), n, &p).ok()) return nullptr;
+  return p;
+}
+}  // namespace
+
+float* VideoLM::param_data() { return impl_->ops.cuda() ? nullptr : impl_->w.data(); }
+const float* VideoLM::param_data() const { return impl_->ops.cuda() ? nullptr : impl_->w.data(); }
+float* VideoLM::grad_data() { return host_buffer(*impl_, VideoLMBuffer::kGrads, num_params_); }
+float* VideoLM::adam_m() { return host_buffer(*impl_, VideoLMBuffer::kAdamM, num_params_); }
+float* VideoLM::adam_v() { return host_buffer(*impl_, VideoLMBuffer::kAdamV, num_params_); }
+
+Status VideoLM::get_buffer(VideoLMBuffer which, float* host) {
+  detail::Buf<float>* b = impl_->buffer(which);
+  if (!b || !host) return Status::Invalid("VideoLM.getBuffer: unknown buffer or null destination");
+  float* p = nullptr;
+  VP_RETURN_IF_ERROR(impl_->state(*b, num_params_, &p));
+  return impl_->ops.to_host(host, p, num_params_);
+}
+
+Status VideoLM::set_buffer(VideoLMBuffer which, const float* host) {
+  detail::Buf<float>* b = impl_->buffer(which);
+  if (!b || !host) return Status::Invalid("VideoLM.setBuffer: unknown buffer or null source");
+  float* p = nullptr;
+  VP_RETURN_IF_ERROR(impl_->state(*b, num_params_, &p));
+  return impl_->ops.to_device(p, host, num_params_);
 }
 
 Status VideoLM::clone(std::unique_ptr<VideoLM>* out) const {
   std::unique_ptr<VideoLM> m(new VideoLM());
   m->cfg_ = cfg_;
   m->params_ = params_;
-  try {
-    m->w_ = w_;
-    m->impl_ = std::make_unique<Impl>();
-  } catch (const std::bad_alloc&) {
-    return Status::Internal("VideoLM.clone: out of memory");
-  }
+  m->num_params_ = num_params_;
+  m->impl_ = std::make_unique<Impl>(impl_->ops.device());
+  VP_RETURN_IF_ERROR(m->impl_->ops.alloc(m->impl_->w, num_params_));
+  VP_RETURN_IF_ERROR(m->impl_->ops.copy(m->impl_->w.data(), impl_->w.data(), num_params_));
   m->impl_->index(*m);
   m->step_ = step_;
   *out = std::move(m);
@@ -188,9 +227,9 @@ Status VideoLM::clone(std::unique_ptr<VideoLM>* out) const {
 }
 
 Status VideoLM::zero_grad() {
-  float* g = grad_data();
-  std::memset(g, 0, g_.size() * sizeof(float));
-  return Status::Ok();
+  float* g = nullptr;
+  VP_RETURN_IF_ERROR(impl_->state(impl_->g, num_params_, &g));
+  return impl_->ops.zero(g, num_params_);
 }
 
 // ---------------------------------------------------------------------------
@@ -226,45 +265,23 @@ void VideoLM::Impl::index(const VideoLM& m) {
   }
 }
 
-namespace detail {
+namespace {
 
-// C[M,N] (beta)= A[M,K] · B[N,K]^T
-Status mm_nt(const float* a, const float* b, int64_t m, int64_t n, int64_t k, float* c, float beta) {
-  if (m == 0 || n == 0) return Status::Ok();
-  GemmArgs g;
-  g.trans_b = true;
-  g.m = m; g.n = n; g.k = k;
-  g.a = a; g.lda = k; g.b = b; g.ldb = k;
-  g.c = c; g.ldc = n; g.beta = beta;
-  return sgemm(g);
-}
-// C[M,N] (beta)= A[M,K] · B[K,N]
-Status mm_nn(const float* a, const float* b, int64_t m, int64_t n, int64_t k, float* c, float beta) {
-  if (m == 0 || n == 0) return Status::Ok();
-  GemmArgs g;
-  g.m = m; g.n = n; g.k = k;
-  g.a = a; g.lda = k; g.b = b; g.ldb = n;
-  g.c = c; g.ldc = n; g.beta = beta;
-  return sgemm(g);
-}
-// C[M,N] += A[K,M]^T · B[K,N]   (weight gradients: dW[out,in] += dY^T X)
-Status mm_tn_acc(const float* a, const float* b, int64_t m, int64_t n, int64_t k, float* c) {
-  if (m == 0 || n == 0 || k == 0) return Status::Ok();
-  GemmArgs g;
-  g.trans_a = true;
-  g.m = m; g.n = n; g.k = k;
-  g.a = a; g.lda = m; g.b = b; g.ldb = n;
-  g.c = c; g.ldc = n; g.beta = 1.0f;
-  return sgemm(g);
+// CSR of `n` items by key in [0, groups): start [groups + 1], order (items by key, then index).
+void csr(const std::vector<int32_t>& key, int64_t groups, std::vector<int32_t>* start, std::vector<int32_t>* order,
+         const std::vector<int32_t>& item) {
+  start->assign(static_cast<size_t>(groups + 1), 0);
+  for (int32_t k : key) ++(*start)[static_cast<size_t>(k) + 1];
+  for (int64_t g = 0; g < groups; ++g) (*start)[g + 1] += (*start)[g];
+  order->resize(key.size());
+  std::vector<int32_t> fill(start->begin(), start->end() - 1);
+  for (size_t i = 0; i < key.size(); ++i) (*order)[static_cast<size_t>(fill[key[i]]++)] = item[i];
 }
 
-}  // namespace detail
+}  // namespace
 
-using detail::mm_nn;
-using detail::mm_nt;
-using detail::mm_tn_acc;
-
-// Validates and packs a batch: layout, row sources.
+// Validates and packs a batch: layout, row sources, head rows, and the CSR maps
+// the embedding backward uses.
 Status VideoLM::Impl::pack(const VideoLMConfig& cfg, const VideoLMBatch& b, const char* fn) {
   const std::string f(fn);
   if (b.num_videos < 0) return Status::Invalid(f + ": numVideos must be >= 0");
@@ -273,6 +290,7 @@ Status VideoLM::Impl::pack(const VideoLMConfig& cfg, const VideoLMBatch& b, cons
   if (b.num_videos > 0 && !b.videos_u8 && !b.videos_f32) return Status::Invalid(f + ": videos is null");
   if (b.sequences.empty()) return Status::Invalid(f + ": sequences must hold at least one sequence");
   const int64_t V = cfg.vocab, P = cfg.patches_per_frame(), Fr = cfg.frames;
+  if (b.num_videos > INT32_MAX / 2 / (Fr * P)) return Status::Invalid(f + ": too many videos");
   for (int64_t i = 0; i < b.num_text; ++i)
     if (b.text[i] < 0 || b.text[i] >= V)
       return Status::OutOfRange(f + ": text[" + S(i) + "] = " + S(b.text[i]) + " is not a token id in [0, " + S(V) + ")");
@@ -284,7 +302,7 @@ Status VideoLM::Impl::pack(const VideoLMConfig& cfg, const VideoLMBatch& b, cons
   layout = VideoLMLayout();
   layout.cu_seqlens.push_back(0);
   layout.text_row.assign(static_cast<size_t>(b.num_text), -1);
-  src.clear();
+  row_from.clear();
   int64_t rows = 0;
   for (size_t s = 0; s < b.sequences.size(); ++s) {
     int64_t len = 0;
@@ -303,32 +321,34 @@ Status VideoLM::Impl::pack(const VideoLMConfig& cfg, const VideoLMBatch& b, cons
             if (g.frames[o] < 0 || g.frames[o] >= Fr)
               return Status::OutOfRange(where + ".frames[" + S(o) + "] = " + S(g.frames[o]) + " must be in [0, " + S(Fr) + ")");
         }
+        if (len + nf * P > cfg.max_seq)
+          return Status::OutOfRange(f + ": sequences[" + S(s) + "] has more than maxSeq=" + S(cfg.max_seq) + " tokens");
         for (int64_t o = 0; o < nf; ++o) {
           const int64_t sf = g.frames ? g.frames[o] : o;
-          for (int64_t q = 0; q < P; ++q) src.push_back((g.video * Fr + sf) * P + q);
+          for (int64_t q = 0; q < P; ++q) row_from.push_back(static_cast<int32_t>((g.video * Fr + sf) * P + q));
         }
         len += nf * P;
       } else {
         if (g.text_start < 0 || g.text_len < 0 || g.text_start + g.text_len > b.num_text)
           return Status::OutOfRange(where + ".text = [" + S(g.text_start) + ", " + S(g.text_len) +
                                     "] must lie inside the text of length " + S(b.num_text));
-        const int64_t nvis = b.num_videos * Fr * P;
+        if (len + g.text_len > cfg.max_seq)
+          return Status::OutOfRange(f + ": sequences[" + S(s) + "] has more than maxSeq=" + S(cfg.max_seq) + " tokens");
         for (int64_t t = 0; t < g.text_len; ++t) {
           layout.text_row[static_cast<size_t>(g.text_start + t)] = static_cast<int32_t>(rows + len + t);
-          src.push_back(nvis + g.text_start + t);
+          row_from.push_back(-b.text[g.text_start + t] - 1);
         }
         len += g.text_len;
       }
-      if (len > cfg.max_seq)
-        return Status::OutOfRange(f + ": sequences[" + S(s) + "] has more than maxSeq=" + S(cfg.max_seq) + " tokens");
     }
     for (int64_t t = 0; t < len; ++t) layout.positions.push_back(static_cast<int32_t>(t));
     rows += len;
+    if (rows > INT32_MAX / 2) return Status::Invalid(f + ": too many tokens");
     layout.cu_seqlens.push_back(static_cast<int32_t>(rows));
   }
   if (rows == 0) return Status::Invalid(f + ": the batch has no tokens");
-  if (rows > INT32_MAX / 2) return Status::Invalid(f + ": too many tokens");
   layout.rows = rows;
+  num_vis = b.num_videos * Fr * P;
   // Head rows: text tokens that are packed and have a target.
   head_text.clear();
   head_row.clear();
@@ -347,52 +367,66 @@ Status VideoLM::Impl::pack(const VideoLMConfig& cfg, const VideoLMBatch& b, cons
         head_tgt.push_back(tgt);
       }
     }
-  num_videos = b.num_videos;
-  text_ids.assign(b.text, b.text + b.num_text);
+  // Packed rows grouped by visual token, and by token id (distinct ids, ascending).
+  std::vector<int32_t> vkey, vitem, tkey, titem;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int32_t from = row_from[static_cast<size_t>(r)];
+    if (from >= 0) {
+      vkey.push_back(from);
+      vitem.push_back(static_cast<int32_t>(r));
+    } else {
+      tkey.push_back(-from - 1);
+      titem.push_back(static_cast<int32_t>(r));
+    }
+  }
+  csr(vkey, num_vis, &vis_start, &vis_order, vitem);
+  tok_ids = tkey;
+  std::sort(tok_ids.begin(), tok_ids.end());
+  tok_ids.erase(std::unique(tok_ids.begin(), tok_ids.end()), tok_ids.end());
+  for (auto& k : tkey) k = static_cast<int32_t>(std::lower_bound(tok_ids.begin(), tok_ids.end(), k) - tok_ids.begin());
+  csr(tkey, static_cast<int64_t>(tok_ids.size()), &tok_start, &tok_order, titem);
   return Status::Ok();
+}
+
+// The index arrays of the packed batch on the model's device.
+Status VideoLM::Impl::upload_indices() {
+  VP_RETURN_IF_ERROR(ops.upload(d_row_from, row_from));
+  VP_RETURN_IF_ERROR(ops.upload(d_positions, layout.positions));
+  VP_RETURN_IF_ERROR(ops.upload(d_head_row, head_row));
+  VP_RETURN_IF_ERROR(ops.upload(d_head_tgt, head_tgt));
+  VP_RETURN_IF_ERROR(ops.upload(d_vis_start, vis_start));
+  VP_RETURN_IF_ERROR(ops.upload(d_vis_order, vis_order));
+  VP_RETURN_IF_ERROR(ops.upload(d_tok_ids, tok_ids));
+  VP_RETURN_IF_ERROR(ops.upload(d_tok_start, tok_start));
+  return ops.upload(d_tok_order, tok_order);
 }
 
 // Vision encoder for every video of the batch: vis [nV*F*P, d].
 Status VideoLM::Impl::vision_forward(const VideoLM& m, const VideoLMBatch& b) {
   const VideoLMConfig& c = m.cfg_;
   const int64_t P = c.patches_per_frame(), Fr = c.frames, d = c.width, pf = c.patch_features();
-  const int64_t n = b.num_videos * Fr * P;
-  patches.resize(static_cast<size_t>(n * pf));
-  vis.resize(static_cast<size_t>(n * d));
+  const int64_t n = num_vis, nf = b.num_videos * Fr, frame = c.image_size * c.image_size * 3;
+  VP_RETURN_IF_ERROR(ops.alloc(patches, n * pf));
+  VP_RETURN_IF_ERROR(ops.alloc(vis, n * d));
   if (n == 0) return Status::Ok();
-  if (b.videos_u8)
-    VP_RETURN_IF_ERROR(patchify_u8(b.videos_u8, b.num_videos * Fr, c.image_size, c.image_size, c.patch_size, patches.data()));
-  else
-    VP_RETURN_IF_ERROR(patchify_f32(b.videos_f32, b.num_videos * Fr, c.image_size, c.image_size, c.patch_size, patches.data()));
-  const float* w = m.w_.data();
-  VP_RETURN_IF_ERROR(linear_forward(patches.data(), w + o_patch_w, w + o_patch_b, n, pf, d, vis.data()));
-  const float* fp = w + o_frame_pos;
-  const float* pp = w + o_patch_pos;
-  float* out = vis.data();
-  parallel_for(n, 64, [&](int64_t r0, int64_t r1, int) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t f = (r / P) % Fr, q = r % P;
-      float* o = out + r * d;
-      const float* a = fp + f * d;
-      const float* bb = pp + q * d;
-      for (int64_t j = 0; j < d; ++j) o[j] += a[j] + bb[j];
+  if (b.videos_u8) {
+    const uint8_t* src = b.videos_u8;
+    if (ops.cuda()) {
+      VP_RETURN_IF_ERROR(ops.upload(video_u8, src, nf * frame));
+      src = video_u8.data();
     }
-  });
-  return Status::Ok();
-}
-
-// Embeds the packed rows into x0 (xs[0]).
-void VideoLM::Impl::embed_rows(const VideoLM& m, const VideoLMBatch& b, float* x0) {
-  const int64_t d = m.cfg_.width, N = layout.rows;
-  const int64_t nvis = static_cast<int64_t>(vis.size()) / d;
-  const float* tok = m.w_.data() + o_tok;
-  parallel_for(N, 64, [&](int64_t r0, int64_t r1, int) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t s = src[static_cast<size_t>(r)];
-      const float* from = s < nvis ? vis.data() + s * d : tok + static_cast<int64_t>(b.text[s - nvis]) * d;
-      std::memcpy(x0 + r * d, from, static_cast<size_t>(d) * sizeof(float));
+    VP_RETURN_IF_ERROR(ops.patchify_u8(src, nf, c.image_size, c.image_size, c.patch_size, patches.data()));
+  } else {
+    const float* src = b.videos_f32;
+    if (ops.cuda()) {
+      VP_RETURN_IF_ERROR(ops.upload(video_f32, src, nf * frame));
+      src = video_f32.data();
     }
-  });
+    VP_RETURN_IF_ERROR(ops.patchify_f32(src, nf, c.image_size, c.image_size, c.patch_size, patches.data()));
+  }
+  const float* w = this->w.data();
+  VP_RETURN_IF_ERROR(ops.mm_nt(patches.data(), w + o_patch_w, n, d, pf, vis.data(), 0.0f));
+  return ops.vision_add_pos(vis.data(), w + o_patch_b, w + o_frame_pos, w + o_patch_pos, n, P, Fr, d);
 }
 
 // One decoder layer forward over N rows; writes the cache and x_out.
@@ -400,48 +434,41 @@ Status VideoLM::Impl::layer_forward(const VideoLM& m, int64_t l, const float* x,
   const VideoLMConfig& c = m.cfg_;
   const int64_t N = layout.rows, d = c.width, H = c.heads, Hkv = c.kv_heads, D = c.head_dim(), F = c.ffn_dim();
   const int64_t kvd = Hkv * D;
-  const float* w = m.w_.data();
+  const float* w = this->w.data();
   const LayerOffsets& o = lo[static_cast<size_t>(l)];
   LayerCache& L = cache[static_cast<size_t>(l)];
-  L.n1.resize(N * d); L.rstd1.resize(N); L.q.resize(N * d); L.k.resize(N * kvd); L.v.resize(N * kvd);
-  L.att.resize(N * d); L.lse.resize(H * N); L.xmid.resize(N * d); L.n2.resize(N * d); L.rstd2.resize(N);
-  L.gu.resize(N * 2 * F); L.act.resize(N * F);
-  VP_RETURN_IF_ERROR(rmsnorm_forward(x, w + o.attn_norm, N, d, c.norm_eps, L.n1.data(), L.rstd1.data()));
-  VP_RETURN_IF_ERROR(mm_nt(L.n1.data(), w + o.wq, N, d, d, L.q.data(), 0.0f));
-  VP_RETURN_IF_ERROR(mm_nt(L.n1.data(), w + o.wk, N, kvd, d, L.k.data(), 0.0f));
-  VP_RETURN_IF_ERROR(mm_nt(L.n1.data(), w + o.wv, N, kvd, d, L.v.data(), 0.0f));
-  VP_RETURN_IF_ERROR(rope_apply(L.q.data(), layout.positions.data(), N, H, D, c.rope_theta, false, L.q.data()));
-  VP_RETURN_IF_ERROR(rope_apply(L.k.data(), layout.positions.data(), N, Hkv, D, c.rope_theta, false, L.k.data()));
-  AttentionOptions ao;
-  ao.cu_seqlens_q = layout.cu_seqlens.data();
-  ao.batch = static_cast<int64_t>(layout.cu_seqlens.size()) - 1;
-  ao.causal = true;
-  VP_RETURN_IF_ERROR(attention(TensorView(L.q.data(), {N, H, D}), TensorView(L.k.data(), {N, Hkv, D}),
-                               TensorView(L.v.data(), {N, Hkv, D}), ao, TensorView(L.att.data(), {N, H, D}),
-                               TensorView(L.lse.data(), {H, N})));
+  VP_RETURN_IF_ERROR(ops.alloc_all({{&L.n1, N * d}, {&L.rstd1, N}, {&L.q, N * d}, {&L.k, N * kvd}, {&L.v, N * kvd},
+                                    {&L.att, N * d}, {&L.lse, H * N}, {&L.xmid, N * d}, {&L.n2, N * d},
+                                    {&L.rstd2, N}, {&L.gu, N * 2 * F}, {&L.act, N * F}}));
+  const int32_t* pos = d_positions.data();
+  VP_RETURN_IF_ERROR(ops.rmsnorm_forward(x, w + o.attn_norm, N, d, c.norm_eps, L.n1.data(), L.rstd1.data()));
+  VP_RETURN_IF_ERROR(ops.mm_nt(L.n1.data(), w + o.wq, N, d, d, L.q.data(), 0.0f));
+  VP_RETURN_IF_ERROR(ops.mm_nt(L.n1.data(), w + o.wk, N, kvd, d, L.k.data(), 0.0f));
+  VP_RETURN_IF_ERROR(ops.mm_nt(L.n1.data(), w + o.wv, N, kvd, d, L.v.data(), 0.0f));
+  VP_RETURN_IF_ERROR(ops.rope_apply(L.q.data(), pos, N, H, D, c.rope_theta, false, L.q.data()));
+  VP_RETURN_IF_ERROR(ops.rope_apply(L.k.data(), pos, N, Hkv, D, c.rope_theta, false, L.k.data()));
+  VP_RETURN_IF_ERROR(ops.attention(L.q.data(), L.k.data(), L.v.data(), N, H, Hkv, D, layout.cu_seqlens, L.att.data(),
+                                   L.lse.data()));
   // xmid = x + att · Wo^T
-  std::memcpy(L.xmid.data(), x, static_cast<size_t>(N * d) * sizeof(float));
-  VP_RETURN_IF_ERROR(mm_nt(L.att.data(), w + o.wo, N, d, d, L.xmid.data(), 1.0f));
-  VP_RETURN_IF_ERROR(rmsnorm_forward(L.xmid.data(), w + o.mlp_norm, N, d, c.norm_eps, L.n2.data(), L.rstd2.data()));
-  VP_RETURN_IF_ERROR(mm_nt(L.n2.data(), w + o.wgu, N, 2 * F, d, L.gu.data(), 0.0f));
-  VP_RETURN_IF_ERROR(swiglu_forward(L.gu.data(), L.gu.data() + F, N, F, 2 * F, L.act.data()));
-  std::memcpy(x_out, L.xmid.data(), static_cast<size_t>(N * d) * sizeof(float));
-  VP_RETURN_IF_ERROR(mm_nt(L.act.data(), w + o.wdown, N, d, F, x_out, 1.0f));
-  return Status::Ok();
+  VP_RETURN_IF_ERROR(ops.copy(L.xmid.data(), x, N * d));
+  VP_RETURN_IF_ERROR(ops.mm_nt(L.att.data(), w + o.wo, N, d, d, L.xmid.data(), 1.0f));
+  VP_RETURN_IF_ERROR(ops.rmsnorm_forward(L.xmid.data(), w + o.mlp_norm, N, d, c.norm_eps, L.n2.data(), L.rstd2.data()));
+  VP_RETURN_IF_ERROR(ops.mm_nt(L.n2.data(), w + o.wgu, N, 2 * F, d, L.gu.data(), 0.0f));
+  VP_RETURN_IF_ERROR(ops.swiglu_forward(L.gu.data(), L.gu.data() + F, N, F, 2 * F, L.act.data()));
+  VP_RETURN_IF_ERROR(ops.copy(x_out, L.xmid.data(), N * d));
+  return ops.mm_nt(L.act.data(), w + o.wdown, N, d, F, x_out, 1.0f);
 }
 
 Status VideoLM::Impl::run_forward(const VideoLM& m, const VideoLMBatch& b, bool with_head, const char* fn) {
   VP_RETURN_IF_ERROR(pack(m.cfg_, b, fn));
+  VP_RETURN_IF_ERROR(upload_indices());
   const int64_t d = m.cfg_.width, N = layout.rows, Lc = m.cfg_.layers;
-  try {
-    cache.resize(static_cast<size_t>(Lc));
-    xs.resize(static_cast<size_t>(Lc + 1));
-    for (auto& x : xs) x.resize(static_cast<size_t>(N * d));
-  } catch (const std::bad_alloc&) {
-    return Status::Internal(std::string(fn) + ": out of memory for the activations of " + S(N) + " tokens");
-  }
+  cache.resize(static_cast<size_t>(Lc));
+  xs.resize(static_cast<size_t>(Lc + 1));
+  for (auto& x : xs) VP_RETURN_IF_ERROR(ops.alloc(x, N * d));
   VP_RETURN_IF_ERROR(vision_forward(m, b));
-  embed_rows(m, b, xs[0].data());
+  const float* w = this->w.data();
+  VP_RETURN_IF_ERROR(ops.embed_rows(vis.data(), w + o_tok, d_row_from.data(), N, d, xs[0].data()));
   for (int64_t l = 0; l < Lc; ++l)
     VP_RETURN_IF_ERROR(layer_forward(m, l, xs[static_cast<size_t>(l)].data(), xs[static_cast<size_t>(l + 1)].data()));
   has_cache = true;
@@ -450,22 +477,21 @@ Status VideoLM::Impl::run_forward(const VideoLM& m, const VideoLMBatch& b, bool 
   if (!with_head) return Status::Ok();
   // Head over target rows.
   const int64_t R = static_cast<int64_t>(head_row.size()), V = m.cfg_.vocab;
-  const float* w = m.w_.data();
-  hx.resize(R * d); hn.resize(R * d); hrstd.resize(R); logits.resize(R * V); hlse.resize(R);
-  const float* xf = xs[static_cast<size_t>(Lc)].data();
-  for (int64_t r = 0; r < R; ++r) std::memcpy(hx.data() + r * d, xf + head_row[r] * d, d * sizeof(float));
+  VP_RETURN_IF_ERROR(ops.alloc_all({{&hx, R * d}, {&hn, R * d}, {&hrstd, R}, {&logits, R * V}, {&hlse, R}, {&htgt, R}}));
+  h_lse.assign(static_cast<size_t>(R), 0.0f);
+  h_tgt.assign(static_cast<size_t>(R), 0.0f);
   if (R > 0) {
-    VP_RETURN_IF_ERROR(rmsnorm_forward(hx.data(), w + o_final_norm, R, d, m.cfg_.norm_eps, hn.data(), hrstd.data()));
-    VP_RETURN_IF_ERROR(mm_nt(hn.data(), w + o_head, R, V, d, logits.data(), 0.0f));
-    float l = 0.0f;
-    int64_t cnt = 0;
-    VP_RETURN_IF_ERROR(cross_entropy_forward(logits.data(), head_tgt.data(), R, V, &l, hlse.data(), &cnt));
-    // Recompute the mean in double from the per-row terms (more precise for gradient checks).
+    VP_RETURN_IF_ERROR(ops.rows_gather(xs[static_cast<size_t>(Lc)].data(), d_head_row.data(), R, d, hx.data()));
+    VP_RETURN_IF_ERROR(ops.rmsnorm_forward(hx.data(), w + o_final_norm, R, d, m.cfg_.norm_eps, hn.data(), hrstd.data()));
+    VP_RETURN_IF_ERROR(ops.mm_nt(hn.data(), w + o_head, R, V, d, logits.data(), 0.0f));
+    VP_RETURN_IF_ERROR(ops.row_lse_target(logits.data(), d_head_tgt.data(), R, V, hlse.data(), htgt.data()));
+    VP_RETURN_IF_ERROR(ops.to_host(h_lse.data(), hlse.data(), R));
+    VP_RETURN_IF_ERROR(ops.to_host(h_tgt.data(), htgt.data(), R));
+    // The mean in double from the per-row terms (precise enough for gradient checks).
     double acc = 0.0;
-    for (int64_t r = 0; r < R; ++r)
-      acc += static_cast<double>(hlse[r]) - static_cast<double>(logits[r * V + head_tgt[r]]);
-    loss = cnt > 0 ? acc / static_cast<double>(cnt) : 0.0;
-    count = cnt;
+    for (int64_t r = 0; r < R; ++r) acc += static_cast<double>(h_lse[r]) - static_cast<double>(h_tgt[r]);
+    loss = acc / static_cast<double>(R);
+    count = R;
   }
   return Status::Ok();
 }
@@ -478,6 +504,7 @@ Status VideoLM::forward(const VideoLMBatch& batch, const VideoLMForwardOptions& 
     return Status::Invalid(std::string(fn) + ": tapRows need a tapLayer");
   Impl& I = *impl_;
   I.has_cache = false;
+  I.backward_ready = false;
   VP_RETURN_IF_ERROR(I.run_forward(*this, batch, true, fn));
   const int64_t N = I.layout.rows, d = cfg_.width;
   for (int64_t i = 0; i < opts.num_tap; ++i)
@@ -492,20 +519,19 @@ Status VideoLM::forward(const VideoLMBatch& batch, const VideoLMForwardOptions& 
   res->count = I.count;
   res->tap.assign(static_cast<size_t>(opts.num_tap * d), 0.0f);
   if (opts.num_tap > 0) {
-    const float* h = I.xs[static_cast<size_t>(opts.tap_layer)].data();
-    for (int64_t i = 0; i < opts.num_tap; ++i)
-      std::memcpy(res->tap.data() + i * d, h + static_cast<int64_t>(opts.tap_rows[i]) * d, d * sizeof(float));
+    VP_RETURN_IF_ERROR(I.ops.upload(I.d_tap_rows, I.tap_rows));
+    VP_RETURN_IF_ERROR(I.ops.alloc(I.dtap, opts.num_tap * d));
+    VP_RETURN_IF_ERROR(I.ops.rows_gather(I.xs[static_cast<size_t>(opts.tap_layer)].data(), I.d_tap_rows.data(),
+                                         opts.num_tap, d, I.dtap.data()));
+    VP_RETURN_IF_ERROR(I.ops.to_host(res->tap.data(), I.dtap.data(), opts.num_tap * d));
   }
   res->token_logprobs.clear();
   if (opts.want_logprobs) {
     res->token_logprobs.assign(static_cast<size_t>(batch.num_text), 0.0f);
-    const int64_t V = cfg_.vocab;
     for (size_t r = 0; r < I.head_row.size(); ++r)
-      res->token_logprobs[static_cast<size_t>(I.head_text[r])] =
-          I.logits[r * V + I.head_tgt[r]] - I.hlse[r];
+      res->token_logprobs[static_cast<size_t>(I.head_text[r])] = I.h_tgt[r] - I.h_lse[r];
   }
   res->layout = I.layout;
-  I.num_text = batch.num_text;
   I.backward_ready = opts.for_backward;
   return Status::Ok();
 }
@@ -519,14 +545,20 @@ Status VideoLM::backward(float grad_loss, const float* dtap, const float* dlogpr
   if (!I.has_cache || !I.backward_ready)
     return Status::Invalid(std::string(fn) + ": call forward() (with forBackward) on this batch first");
   if (!std::isfinite(grad_loss)) return Status::Invalid(std::string(fn) + ": gradLoss must be finite");
+  I.backward_ready = false;  // the head's logits are overwritten by their gradient below
+  const detail::ModelOps& ops = I.ops;
   const VideoLMConfig& c = cfg_;
   const int64_t N = I.layout.rows, d = c.width, H = c.heads, Hkv = c.kv_heads, D = c.head_dim(), F = c.ffn_dim();
   const int64_t kvd = Hkv * D, V = c.vocab, Lc = c.layers;
-  float* g = grad_data();
-  if (!accumulate) std::memset(g, 0, g_.size() * sizeof(float));
-  const float* w = w_.data();
-  std::vector<float> dx(static_cast<size_t>(N * d), 0.0f), dtmp(static_cast<size_t>(N * d));
-  // Head.
+  float* g = nullptr;
+  VP_RETURN_IF_ERROR(I.state(I.g, num_params_, &g));
+  if (!accumulate) VP_RETURN_IF_ERROR(ops.zero(g, num_params_));
+  const float* w = I.w.data();
+  VP_RETURN_IF_ERROR(ops.zeros(I.dx, N * d));
+  VP_RETURN_IF_ERROR(ops.alloc_all({{&I.dtmp, N * d}, {&I.dact, N * F}, {&I.dgu, N * 2 * F}, {&I.dn, N * d},
+                                    {&I.datt, N * d}, {&I.dq, N * d}, {&I.dk, N * kvd}, {&I.dv, N * kvd}}));
+  float* dx = I.dx.data();
+  // Head: dlogits = coef_r * (softmax - onehot), in place of the logits.
   const int64_t R = static_cast<int64_t>(I.head_row.size());
   if (R > 0) {
     std::vector<float> coef(static_cast<size_t>(R));
@@ -538,112 +570,77 @@ Status VideoLM::backward(float grad_loss, const float* dtap, const float* dlogpr
       any = any || cr != 0.0;
     }
     if (any) {
-      // dlogits = coef_r * (softmax - onehot), in place of the logits.
       float* dl = I.logits.data();
-      VP_RETURN_IF_ERROR(cross_entropy_backward(dl, I.head_tgt.data(), I.hlse.data(), R, V, static_cast<float>(R), dl));
-      parallel_for(R, 1, [&](int64_t r0, int64_t r1, int) {
-        for (int64_t r = r0; r < r1; ++r) {
-          float* row = dl + r * V;
-          const float cr = coef[r];
-          for (int64_t j = 0; j < V; ++j) row[j] *= cr;
-        }
-      });
-      std::vector<float> dhn(static_cast<size_t>(R * d)), dhx(static_cast<size_t>(R * d));
-      VP_RETURN_IF_ERROR(mm_nn(dl, w + I.o_head, R, d, V, dhn.data(), 0.0f));
-      VP_RETURN_IF_ERROR(mm_tn_acc(dl, I.hn.data(), V, d, R, g + I.o_head));
-      VP_RETURN_IF_ERROR(rmsnorm_backward(dhn.data(), I.hx.data(), w + I.o_final_norm, I.hrstd.data(), R, d, c.norm_eps,
-                                          dhx.data(), g + I.o_final_norm, true));
-      for (int64_t r = 0; r < R; ++r) {
-        float* dst = dx.data() + static_cast<int64_t>(I.head_row[r]) * d;
-        const float* s = dhx.data() + r * d;
-        for (int64_t j = 0; j < d; ++j) dst[j] += s[j];
-      }
+      VP_RETURN_IF_ERROR(ops.upload(I.coef, coef));
+      VP_RETURN_IF_ERROR(ops.softmax_xent_grad(dl, I.d_head_tgt.data(), I.hlse.data(), I.coef.data(), R, V));
+      VP_RETURN_IF_ERROR(ops.alloc(I.dhn, R * d));
+      VP_RETURN_IF_ERROR(ops.alloc(I.dhx, R * d));
+      VP_RETURN_IF_ERROR(ops.mm_nn(dl, w + I.o_head, R, d, V, I.dhn.data(), 0.0f));
+      VP_RETURN_IF_ERROR(ops.mm_tn_acc(dl, I.hn.data(), V, d, R, g + I.o_head));
+      VP_RETURN_IF_ERROR(ops.rmsnorm_backward(I.dhn.data(), I.hx.data(), w + I.o_final_norm, I.hrstd.data(), R, d,
+                                              c.norm_eps, I.dhx.data(), g + I.o_final_norm, true));
+      VP_RETURN_IF_ERROR(ops.rows_scatter_add(I.dhx.data(), I.d_head_row.data(), R, d, dx));
     }
   }
-  auto add_tap = [&](int64_t after) {
-    if (!dtap || I.tap_layer != after) return;
-    for (size_t i = 0; i < I.tap_rows.size(); ++i) {
-      float* dst = dx.data() + static_cast<int64_t>(I.tap_rows[i]) * d;
-      const float* s = dtap + static_cast<int64_t>(i) * d;
-      for (int64_t j = 0; j < d; ++j) dst[j] += s[j];
-    }
+  const int64_t T = static_cast<int64_t>(I.tap_rows.size());
+  const bool has_tap = dtap && T > 0;
+  if (has_tap) VP_RETURN_IF_ERROR(ops.upload(I.dtap, dtap, T * d));
+  auto add_tap = [&](int64_t after) -> Status {
+    if (!has_tap || I.tap_layer != after) return Status::Ok();
+    return ops.rows_scatter_add(I.dtap.data(), I.d_tap_rows.data(), T, d, dx);
   };
-  std::vector<float> dact(static_cast<size_t>(N * F)), dgu(static_cast<size_t>(N * 2 * F)), dn(static_cast<size_t>(N * d));
-  std::vector<float> datt(static_cast<size_t>(N * d)), dq(static_cast<size_t>(N * d)), dk(static_cast<size_t>(N * kvd)),
-      dv(static_cast<size_t>(N * kvd));
+  float *dtmp = I.dtmp.data(), *dact = I.dact.data(), *dgu = I.dgu.data(), *dn = I.dn.data(), *datt = I.datt.data();
+  float *dq = I.dq.data(), *dk = I.dk.data(), *dv = I.dv.data();
+  const int32_t* pos = I.d_positions.data();
   for (int64_t l = Lc - 1; l >= 0; --l) {
-    add_tap(l + 1);
+    VP_RETURN_IF_ERROR(add_tap(l + 1));
     const LayerOffsets& o = I.lo[static_cast<size_t>(l)];
     const LayerCache& L = I.cache[static_cast<size_t>(l)];
     const float* x_in = I.xs[static_cast<size_t>(l)].data();
     // MLP: x_out = xmid + act · Wdown^T
-    VP_RETURN_IF_ERROR(mm_nn(dx.data(), w + o.wdown, N, F, d, dact.data(), 0.0f));
-    VP_RETURN_IF_ERROR(mm_tn_acc(dx.data(), L.act.data(), d, F, N, g + o.wdown));
-    VP_RETURN_IF_ERROR(swiglu_backward(dact.data(), L.gu.data(), L.gu.data() + F, N, F, 2 * F, dgu.data(), dgu.data() + F));
-    VP_RETURN_IF_ERROR(mm_nn(dgu.data(), w + o.wgu, N, d, 2 * F, dn.data(), 0.0f));
-    VP_RETURN_IF_ERROR(mm_tn_acc(dgu.data(), L.n2.data(), 2 * F, d, N, g + o.wgu));
-    VP_RETURN_IF_ERROR(rmsnorm_backward(dn.data(), L.xmid.data(), w + o.mlp_norm, L.rstd2.data(), N, d, c.norm_eps,
-                                        dtmp.data(), g + o.mlp_norm, true));
-    VP_RETURN_IF_ERROR(add_inplace(dx.data(), dtmp.data(), N * d));  // dx = d xmid
+    VP_RETURN_IF_ERROR(ops.mm_nn(dx, w + o.wdown, N, F, d, dact, 0.0f));
+    VP_RETURN_IF_ERROR(ops.mm_tn_acc(dx, L.act.data(), d, F, N, g + o.wdown));
+    VP_RETURN_IF_ERROR(ops.swiglu_backward(dact, L.gu.data(), L.gu.data() + F, N, F, 2 * F, dgu, dgu + F));
+    VP_RETURN_IF_ERROR(ops.mm_nn(dgu, w + o.wgu, N, d, 2 * F, dn, 0.0f));
+    VP_RETURN_IF_ERROR(ops.mm_tn_acc(dgu, L.n2.data(), 2 * F, d, N, g + o.wgu));
+    VP_RETURN_IF_ERROR(ops.rmsnorm_backward(dn, L.xmid.data(), w + o.mlp_norm, L.rstd2.data(), N, d, c.norm_eps, dtmp,
+                                            g + o.mlp_norm, true));
+    VP_RETURN_IF_ERROR(ops.add_inplace(dx, dtmp, N * d));  // dx = d xmid
     // Attention: xmid = x_in + att · Wo^T
-    VP_RETURN_IF_ERROR(mm_nn(dx.data(), w + o.wo, N, d, d, datt.data(), 0.0f));
-    VP_RETURN_IF_ERROR(mm_tn_acc(dx.data(), L.att.data(), d, d, N, g + o.wo));
-    AttentionOptions ao;
-    ao.cu_seqlens_q = I.layout.cu_seqlens.data();
-    ao.batch = static_cast<int64_t>(I.layout.cu_seqlens.size()) - 1;
-    ao.causal = true;
-    VP_RETURN_IF_ERROR(attention_backward(
-        TensorView(datt.data(), {N, H, D}), TensorView(const_cast<float*>(L.q.data()), {N, H, D}),
-        TensorView(const_cast<float*>(L.k.data()), {N, Hkv, D}), TensorView(const_cast<float*>(L.v.data()), {N, Hkv, D}),
-        TensorView(const_cast<float*>(L.att.data()), {N, H, D}), TensorView(const_cast<float*>(L.lse.data()), {H, N}), ao,
-        TensorView(dq.data(), {N, H, D}), TensorView(dk.data(), {N, Hkv, D}), TensorView(dv.data(), {N, Hkv, D})));
-    VP_RETURN_IF_ERROR(rope_apply(dq.data(), I.layout.positions.data(), N, H, D, c.rope_theta, true, dq.data()));
-    VP_RETURN_IF_ERROR(rope_apply(dk.data(), I.layout.positions.data(), N, Hkv, D, c.rope_theta, true, dk.data()));
-    VP_RETURN_IF_ERROR(mm_nn(dq.data(), w + o.wq, N, d, d, dn.data(), 0.0f));
-    VP_RETURN_IF_ERROR(mm_nn(dk.data(), w + o.wk, N, d, kvd, dn.data(), 1.0f));
-    VP_RETURN_IF_ERROR(mm_nn(dv.data(), w + o.wv, N, d, kvd, dn.data(), 1.0f));
-    VP_RETURN_IF_ERROR(mm_tn_acc(dq.data(), L.n1.data(), d, d, N, g + o.wq));
-    VP_RETURN_IF_ERROR(mm_tn_acc(dk.data(), L.n1.data(), kvd, d, N, g + o.wk));
-    VP_RETURN_IF_ERROR(mm_tn_acc(dv.data(), L.n1.data(), kvd, d, N, g + o.wv));
-    VP_RETURN_IF_ERROR(rmsnorm_backward(dn.data(), x_in, w + o.attn_norm, L.rstd1.data(), N, d, c.norm_eps, dtmp.data(),
-                                        g + o.attn_norm, true));
-    VP_RETURN_IF_ERROR(add_inplace(dx.data(), dtmp.data(), N * d));  // dx = d x_in
+    VP_RETURN_IF_ERROR(ops.mm_nn(dx, w + o.wo, N, d, d, datt, 0.0f));
+    VP_RETURN_IF_ERROR(ops.mm_tn_acc(dx, L.att.data(), d, d, N, g + o.wo));
+    VP_RETURN_IF_ERROR(ops.attention_backward(datt, L.q.data(), L.k.data(), L.v.data(), L.att.data(), L.lse.data(), N,
+                                              H, Hkv, D, I.layout.cu_seqlens, dq, dk, dv));
+    VP_RETURN_IF_ERROR(ops.rope_apply(dq, pos, N, H, D, c.rope_theta, true, dq));
+    VP_RETURN_IF_ERROR(ops.rope_apply(dk, pos, N, Hkv, D, c.rope_theta, true, dk));
+    VP_RETURN_IF_ERROR(ops.mm_nn(dq, w + o.wq, N, d, d, dn, 0.0f));
+    VP_RETURN_IF_ERROR(ops.mm_nn(dk, w + o.wk, N, d, kvd, dn, 1.0f));
+    VP_RETURN_IF_ERROR(ops.mm_nn(dv, w + o.wv, N, d, kvd, dn, 1.0f));
+    VP_RETURN_IF_ERROR(ops.mm_tn_acc(dq, L.n1.data(), d, d, N, g + o.wq));
+    VP_RETURN_IF_ERROR(ops.mm_tn_acc(dk, L.n1.data(), kvd, d, N, g + o.wk));
+    VP_RETURN_IF_ERROR(ops.mm_tn_acc(dv, L.n1.data(), kvd, d, N, g + o.wv));
+    VP_RETURN_IF_ERROR(ops.rmsnorm_backward(dn, x_in, w + o.attn_norm, L.rstd1.data(), N, d, c.norm_eps, dtmp,
+                                            g + o.attn_norm, true));
+    VP_RETURN_IF_ERROR(ops.add_inplace(dx, dtmp, N * d));  // dx = d x_in
   }
-  add_tap(0);
-  // Embeddings: text rows into tok_embed, visual rows into the vision encoder.
-  const int64_t nvis = static_cast<int64_t>(I.vis.size()) / d;
-  std::vector<int32_t> ids;
-  std::vector<float> dtext;
-  std::vector<float> dvis(static_cast<size_t>(nvis * d), 0.0f);
-  for (int64_t r = 0; r < N; ++r) {
-    const int64_t s = I.src[static_cast<size_t>(r)];
-    const float* from = dx.data() + r * d;
-    if (s < nvis) {
-      float* dst = dvis.data() + s * d;
-      for (int64_t j = 0; j < d; ++j) dst[j] += from[j];
-    } else {
-      ids.push_back(I.text_ids[static_cast<size_t>(s - nvis)]);
-      dtext.insert(dtext.end(), from, from + d);
-    }
+  VP_RETURN_IF_ERROR(add_tap(0));
+  // Embeddings: text rows summed per distinct id into tok_embed, visual rows per
+  // visual token into the vision encoder (both in packed-row order).
+  const int64_t U = static_cast<int64_t>(I.tok_ids.size());
+  if (U > 0) {
+    VP_RETURN_IF_ERROR(ops.alloc(I.dtext, U * d));
+    VP_RETURN_IF_ERROR(ops.rows_csr_sum(dx, I.d_tok_start.data(), I.d_tok_order.data(), U, d, I.dtext.data(), false));
+    VP_RETURN_IF_ERROR(ops.rows_scatter_add(I.dtext.data(), I.d_tok_ids.data(), U, d, g + I.o_tok));
   }
-  if (!ids.empty())
-    VP_RETURN_IF_ERROR(embedding_backward(dtext.data(), ids.data(), static_cast<int64_t>(ids.size()), V, d, g + I.o_tok, true));
+  const int64_t nvis = I.num_vis;
   if (nvis > 0) {
-    const int64_t P = c.patches_per_frame(), Fr = c.frames;
-    VP_RETURN_IF_ERROR(patch_embed_backward(dvis.data(), I.patches.data(), nvis, c.patch_features(), d, g + I.o_patch_w,
-                                            g + I.o_patch_b, true));
-    float* dfp = g + I.o_frame_pos;
-    float* dpp = g + I.o_patch_pos;
-    for (int64_t r = 0; r < nvis; ++r) {
-      const int64_t f = (r / P) % Fr, q = r % P;
-      const float* s = dvis.data() + r * d;
-      for (int64_t j = 0; j < d; ++j) {
-        dfp[f * d + j] += s[j];
-        dpp[q * d + j] += s[j];
-      }
-    }
+    VP_RETURN_IF_ERROR(ops.alloc(I.dvis, nvis * d));
+    VP_RETURN_IF_ERROR(
+        ops.rows_csr_sum(dx, I.d_vis_start.data(), I.d_vis_order.data(), nvis, d, I.dvis.data(), false));
+    VP_RETURN_IF_ERROR(ops.mm_tn_acc(I.dvis.data(), I.patches.data(), d, c.patch_features(), nvis, g + I.o_patch_w));
+    VP_RETURN_IF_ERROR(ops.vision_pos_backward(I.dvis.data(), nvis, c.patches_per_frame(), c.frames, d,
+                                               g + I.o_patch_b, g + I.o_frame_pos, g + I.o_patch_pos));
   }
-  I.backward_ready = false;  // the logits were overwritten by their gradient
   return Status::Ok();
 }
 
@@ -655,14 +652,14 @@ Status VideoLM::optimizer_step(const VideoLMStepOptions& o, VideoLMStepResult* r
   if (!(o.lr >= 0.0) || !std::isfinite(o.lr)) return Status::Invalid(std::string(fn) + ": lr must be >= 0");
   if (!(o.grad_scale > 0.0) || !std::isfinite(o.grad_scale))
     return Status::Invalid(std::string(fn) + ": gradScale must be > 0");
-  float* g = grad_data();
-  float* mm = adam_m();
-  float* vv = adam_v();
-  const int64_t n = num_params();
-  double norm = 0.0;
-  const float* gp = g;
-  VP_RETURN_IF_ERROR(global_grad_norm(&gp, &n, 1, &norm));
-  norm *= o.grad_scale;
+  Impl& I = *impl_;
+  float *g = nullptr, *mm = nullptr, *vv = nullptr;
+  VP_RETURN_IF_ERROR(I.state(I.g, num_params_, &g));
+  VP_RETURN_IF_ERROR(I.state(I.m, num_params_, &mm));
+  VP_RETURN_IF_ERROR(I.state(I.v, num_params_, &vv));
+  double ss = 0.0;
+  VP_RETURN_IF_ERROR(I.ops.sum_squares(g, num_params_, &ss));
+  const double norm = std::sqrt(ss) * o.grad_scale;
   const double clip = clip_scale(norm, o.max_grad_norm);
   double lr = o.lr;
   if (o.total_steps > 0) {
@@ -680,9 +677,10 @@ Status VideoLM::optimizer_step(const VideoLMStepOptions& o, VideoLMStepResult* r
   a.eps = o.eps;
   a.step = step_ + 1;
   a.grad_scale = static_cast<float>(o.grad_scale * clip);
+  float* w = I.w.data();
   for (const VideoLMParam& p : params_) {
     a.weight_decay = p.decay ? o.weight_decay : 0.0f;
-    VP_RETURN_IF_ERROR(adamw_step(w_.data() + p.offset, g + p.offset, mm + p.offset, vv + p.offset, p.numel, a));
+    VP_RETURN_IF_ERROR(I.ops.adamw_step(w + p.offset, g + p.offset, mm + p.offset, vv + p.offset, p.numel, a));
   }
   ++step_;
   if (res) {
@@ -690,7 +688,7 @@ Status VideoLM::optimizer_step(const VideoLMStepOptions& o, VideoLMStepResult* r
     res->lr = lr;
     res->step = step_;
   }
-  impl_->has_cache = false;
+  I.has_cache = false;
   return Status::Ok();
 }
 

@@ -1,4 +1,6 @@
-// VideoLM inference: full logits, generation with a KV cache, sampling.
+// VideoLM inference: full logits, generation with a KV cache, sampling. The
+// model runs on its device (videolm_backend.h); the sampler runs on the host
+// over each step's [active sequences, vocab] logits.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -6,38 +8,30 @@
 #include <string>
 
 #include "videolm_impl.h"
-#include "vp/layers.h"
 #include "vp/rng.h"
 #include "vp/sample.h"
-#include "vp/thread_pool.h"
 #include "vp/videolm.h"
 
 namespace vp {
 
-using detail::mm_nt;
-
-namespace {
-
-// Final norm and LM head on `rows` rows of x: logits [rows, vocab].
-Status head_logits(const VideoLMConfig& c, const float* w, int64_t o_norm, int64_t o_head, const float* x,
-                   int64_t rows, std::vector<float>* logits) {
+// Final norm and LM head on `rows` rows of x: logits [rows, vocab], copied to the host.
+Status VideoLM::Impl::head_logits(const VideoLM& m, const float* x, int64_t rows, std::vector<float>* out) {
+  const VideoLMConfig& c = m.cfg_;
   const int64_t d = c.width;
-  std::vector<float> n(static_cast<size_t>(rows * d));
-  logits->resize(static_cast<size_t>(rows * c.vocab));
+  out->resize(static_cast<size_t>(rows * c.vocab));
   if (rows == 0) return Status::Ok();
-  VP_RETURN_IF_ERROR(rmsnorm_forward(x, w + o_norm, rows, d, c.norm_eps, n.data(), nullptr));
-  return mm_nt(n.data(), w + o_head, rows, c.vocab, d, logits->data(), 0.0f);
+  VP_RETURN_IF_ERROR(ops.alloc_all({{&hl_n, rows * d}, {&hl_out, rows * c.vocab}}));
+  VP_RETURN_IF_ERROR(ops.rmsnorm_forward(x, w.data() + o_final_norm, rows, d, c.norm_eps, hl_n.data(), nullptr));
+  VP_RETURN_IF_ERROR(ops.mm_nt(hl_n.data(), w.data() + o_head, rows, c.vocab, d, hl_out.data(), 0.0f));
+  return ops.to_host(out->data(), hl_out.data(), rows * c.vocab);
 }
-
-}  // namespace
 
 Status VideoLM::logits_all(const VideoLMBatch& batch, std::vector<float>* logits, VideoLMLayout* layout) {
   Impl& I = *impl_;
   I.has_cache = false;
-  VP_RETURN_IF_ERROR(I.run_forward(*this, batch, false, "VideoLM.logits"));
   I.backward_ready = false;
-  VP_RETURN_IF_ERROR(head_logits(cfg_, w_.data(), I.o_final_norm, I.o_head, I.xs[static_cast<size_t>(cfg_.layers)].data(),
-                                 I.layout.rows, logits));
+  VP_RETURN_IF_ERROR(I.run_forward(*this, batch, false, "VideoLM.logits"));
+  VP_RETURN_IF_ERROR(I.head_logits(*this, I.xs[static_cast<size_t>(cfg_.layers)].data(), I.layout.rows, logits));
   if (layout) *layout = I.layout;
   return Status::Ok();
 }
@@ -48,12 +42,12 @@ Status VideoLM::Impl::decode(const VideoLM& m, const VideoLMBatch& prompts, int6
   const VideoLMConfig& c = m.cfg_;
   if (max_steps < 0) return Status::Invalid(std::string(fn) + ": maxTokens must be >= 0");
   has_cache = false;
-  VP_RETURN_IF_ERROR(run_forward(m, prompts, false, fn));
   backward_ready = false;
+  VP_RETURN_IF_ERROR(run_forward(m, prompts, false, fn));
   const int64_t B = static_cast<int64_t>(layout.cu_seqlens.size()) - 1;
   const int64_t d = c.width, H = c.heads, Hkv = c.kv_heads, D = c.head_dim(), F = c.ffn_dim(), V = c.vocab;
-  const int64_t kvd = Hkv * D, Lc = c.layers, grp = H / Hkv;
-  const float* w = m.w_.data();
+  const int64_t kvd = Hkv * D, Lc = c.layers;
+  const float* w = this->w.data();
   std::vector<int64_t> len(static_cast<size_t>(B)), base(static_cast<size_t>(B));
   int64_t total = 0;
   for (int64_t b = 0; b < B; ++b) {
@@ -66,26 +60,31 @@ Status VideoLM::Impl::decode(const VideoLM& m, const VideoLMBatch& prompts, int6
     base[b] = total;
     total += len[b] + max_steps;
   }
-  // KV cache per layer: [total, kvd], sequence b at rows base[b] ...
-  std::vector<std::vector<float>> kc(static_cast<size_t>(Lc)), vc(static_cast<size_t>(Lc));
+  if (total > INT32_MAX / 2) return Status::Invalid(std::string(fn) + ": too many prompt and new tokens");
+  // KV cache per layer: [total, kvd], sequence b at rows base[b] ... (zeros past
+  // the prompt: a decode step adds its row into a zero row).
+  kc.resize(static_cast<size_t>(Lc));
+  vc.resize(static_cast<size_t>(Lc));
   for (int64_t l = 0; l < Lc; ++l) {
-    kc[l].resize(static_cast<size_t>(total * kvd));
-    vc[l].resize(static_cast<size_t>(total * kvd));
+    VP_RETURN_IF_ERROR(ops.zeros(kc[l], total * kvd));
+    VP_RETURN_IF_ERROR(ops.zeros(vc[l], total * kvd));
     for (int64_t b = 0; b < B; ++b) {
       const int64_t r0 = layout.cu_seqlens[b];
-      std::memcpy(kc[l].data() + base[b] * kvd, cache[l].k.data() + r0 * kvd, len[b] * kvd * sizeof(float));
-      std::memcpy(vc[l].data() + base[b] * kvd, cache[l].v.data() + r0 * kvd, len[b] * kvd * sizeof(float));
+      VP_RETURN_IF_ERROR(ops.copy(kc[l].data() + base[b] * kvd, cache[l].k.data() + r0 * kvd, len[b] * kvd));
+      VP_RETURN_IF_ERROR(ops.copy(vc[l].data() + base[b] * kvd, cache[l].v.data() + r0 * kvd, len[b] * kvd));
     }
   }
-  std::vector<float> xlast(static_cast<size_t>(B * d));
-  for (int64_t b = 0; b < B; ++b)
-    std::memcpy(xlast.data() + b * d, xs[Lc].data() + (layout.cu_seqlens[b + 1] - 1) * d, d * sizeof(float));
+  std::vector<int32_t> last(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) last[b] = layout.cu_seqlens[b + 1] - 1;
+  VP_RETURN_IF_ERROR(ops.upload(s_rows, last));
+  VP_RETURN_IF_ERROR(ops.alloc(sx, B * d));
+  VP_RETURN_IF_ERROR(ops.rows_gather(xs[Lc].data(), s_rows.data(), B, d, sx.data()));
   std::vector<float> lg;
-  VP_RETURN_IF_ERROR(head_logits(c, w, o_final_norm, o_head, xlast.data(), B, &lg));
+  VP_RETURN_IF_ERROR(head_logits(m, sx.data(), B, &lg));
   out->assign(static_cast<size_t>(B), {});
   std::vector<int64_t> active(static_cast<size_t>(B));
   std::iota(active.begin(), active.end(), 0);
-  std::vector<float> x, n1, q, k, v, att, xm, n2, gu, act;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   for (int64_t step = 0; step < max_steps && !active.empty(); ++step) {
     std::vector<int64_t> next;
     std::vector<int32_t> toks;
@@ -102,66 +101,49 @@ Status VideoLM::Impl::decode(const VideoLM& m, const VideoLMBatch& prompts, int6
     active.swap(next);
     const int64_t A = static_cast<int64_t>(active.size());
     if (A == 0) break;
-    x.resize(A * d); n1.resize(A * d); q.resize(A * d); k.resize(A * kvd); v.resize(A * kvd); att.resize(A * d);
-    n2.resize(A * d); gu.resize(A * 2 * F); act.resize(A * F);
-    std::vector<int32_t> pos(static_cast<size_t>(A));
+    VP_RETURN_IF_ERROR(ops.alloc_all({{&sx, A * d}, {&sn1, A * d}, {&sq, A * d}, {&sk, A * kvd}, {&sv, A * kvd},
+                                      {&satt, A * d}, {&sn2, A * d}, {&sgu, A * 2 * F}, {&sact, A * F}}));
+    // Per active row: its token (as an embedding source), position, cache rows.
+    std::vector<int32_t> from(static_cast<size_t>(A)), pos(static_cast<size_t>(A)), krow(static_cast<size_t>(A)),
+        kbase(static_cast<size_t>(A)), nk(static_cast<size_t>(A));
+    int64_t max_keys = 0;
     for (int64_t i = 0; i < A; ++i) {
-      std::memcpy(x.data() + i * d, w + o_tok + static_cast<int64_t>(toks[i]) * d, d * sizeof(float));
-      pos[i] = static_cast<int32_t>(len[active[i]]);
+      const int64_t b = active[i];
+      from[i] = -toks[i] - 1;
+      pos[i] = static_cast<int32_t>(len[b]);
+      krow[i] = static_cast<int32_t>(base[b] + len[b]);
+      kbase[i] = static_cast<int32_t>(base[b]);
+      nk[i] = static_cast<int32_t>(len[b] + 1);
+      max_keys = std::max<int64_t>(max_keys, nk[i]);
     }
+    VP_RETURN_IF_ERROR(ops.upload(s_from, from));
+    VP_RETURN_IF_ERROR(ops.upload(s_pos, pos));
+    VP_RETURN_IF_ERROR(ops.upload(s_rows, krow));
+    VP_RETURN_IF_ERROR(ops.upload(s_base, kbase));
+    VP_RETURN_IF_ERROR(ops.upload(s_nk, nk));
+    float *x = sx.data(), *n1 = sn1.data(), *q = sq.data(), *k = sk.data(), *v = sv.data(), *att = satt.data();
+    float *n2 = sn2.data(), *gu = sgu.data(), *act = sact.data();
+    VP_RETURN_IF_ERROR(ops.embed_rows(nullptr, w + o_tok, s_from.data(), A, d, x));
     for (int64_t l = 0; l < Lc; ++l) {
       const LayerOffsets& o = lo[l];
-      VP_RETURN_IF_ERROR(rmsnorm_forward(x.data(), w + o.attn_norm, A, d, c.norm_eps, n1.data(), nullptr));
-      VP_RETURN_IF_ERROR(mm_nt(n1.data(), w + o.wq, A, d, d, q.data(), 0.0f));
-      VP_RETURN_IF_ERROR(mm_nt(n1.data(), w + o.wk, A, kvd, d, k.data(), 0.0f));
-      VP_RETURN_IF_ERROR(mm_nt(n1.data(), w + o.wv, A, kvd, d, v.data(), 0.0f));
-      VP_RETURN_IF_ERROR(rope_apply(q.data(), pos.data(), A, H, D, c.rope_theta, false, q.data()));
-      VP_RETURN_IF_ERROR(rope_apply(k.data(), pos.data(), A, Hkv, D, c.rope_theta, false, k.data()));
-      for (int64_t i = 0; i < A; ++i) {
-        const int64_t b = active[i];
-        std::memcpy(kc[l].data() + (base[b] + pos[i]) * kvd, k.data() + i * kvd, kvd * sizeof(float));
-        std::memcpy(vc[l].data() + (base[b] + pos[i]) * kvd, v.data() + i * kvd, kvd * sizeof(float));
-      }
-      const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-      const float* K = kc[l].data();
-      const float* Vv = vc[l].data();
-      parallel_for(A * H, 1, [&](int64_t j0, int64_t j1, int) {
-        std::vector<float> s;
-        std::vector<float> acc(static_cast<size_t>(D));
-        for (int64_t j = j0; j < j1; ++j) {
-          const int64_t i = j / H, h = j % H, hk = h / grp, b = active[i];
-          const int64_t nk = pos[i] + 1;
-          const float* qq = q.data() + i * d + h * D;
-          s.resize(static_cast<size_t>(nk));
-          float mx = -INFINITY;
-          for (int64_t t = 0; t < nk; ++t) {
-            const float* kk = K + (base[b] + t) * kvd + hk * D;
-            float dot = 0.0f;
-            for (int64_t e = 0; e < D; ++e) dot += qq[e] * kk[e];
-            s[t] = dot * scale;
-            mx = std::max(mx, s[t]);
-          }
-          double sum = 0.0;
-          std::fill(acc.begin(), acc.end(), 0.0f);
-          for (int64_t t = 0; t < nk; ++t) {
-            const float p = std::exp(s[t] - mx);
-            sum += p;
-            const float* vv = Vv + (base[b] + t) * kvd + hk * D;
-            for (int64_t e = 0; e < D; ++e) acc[e] += p * vv[e];
-          }
-          const float inv = static_cast<float>(1.0 / sum);
-          float* o2 = att.data() + i * d + h * D;
-          for (int64_t e = 0; e < D; ++e) o2[e] = acc[e] * inv;
-        }
-      });
-      VP_RETURN_IF_ERROR(mm_nt(att.data(), w + o.wo, A, d, d, x.data(), 1.0f));
-      VP_RETURN_IF_ERROR(rmsnorm_forward(x.data(), w + o.mlp_norm, A, d, c.norm_eps, n2.data(), nullptr));
-      VP_RETURN_IF_ERROR(mm_nt(n2.data(), w + o.wgu, A, 2 * F, d, gu.data(), 0.0f));
-      VP_RETURN_IF_ERROR(swiglu_forward(gu.data(), gu.data() + F, A, F, 2 * F, act.data()));
-      VP_RETURN_IF_ERROR(mm_nt(act.data(), w + o.wdown, A, d, F, x.data(), 1.0f));
+      VP_RETURN_IF_ERROR(ops.rmsnorm_forward(x, w + o.attn_norm, A, d, c.norm_eps, n1, nullptr));
+      VP_RETURN_IF_ERROR(ops.mm_nt(n1, w + o.wq, A, d, d, q, 0.0f));
+      VP_RETURN_IF_ERROR(ops.mm_nt(n1, w + o.wk, A, kvd, d, k, 0.0f));
+      VP_RETURN_IF_ERROR(ops.mm_nt(n1, w + o.wv, A, kvd, d, v, 0.0f));
+      VP_RETURN_IF_ERROR(ops.rope_apply(q, s_pos.data(), A, H, D, c.rope_theta, false, q));
+      VP_RETURN_IF_ERROR(ops.rope_apply(k, s_pos.data(), A, Hkv, D, c.rope_theta, false, k));
+      VP_RETURN_IF_ERROR(ops.rows_scatter_add(k, s_rows.data(), A, kvd, kc[l].data()));
+      VP_RETURN_IF_ERROR(ops.rows_scatter_add(v, s_rows.data(), A, kvd, vc[l].data()));
+      VP_RETURN_IF_ERROR(ops.decode_attention(q, kc[l].data(), vc[l].data(), s_base.data(), s_nk.data(), A, H, Hkv, D,
+                                              scale, max_keys, att));
+      VP_RETURN_IF_ERROR(ops.mm_nt(att, w + o.wo, A, d, d, x, 1.0f));
+      VP_RETURN_IF_ERROR(ops.rmsnorm_forward(x, w + o.mlp_norm, A, d, c.norm_eps, n2, nullptr));
+      VP_RETURN_IF_ERROR(ops.mm_nt(n2, w + o.wgu, A, 2 * F, d, gu, 0.0f));
+      VP_RETURN_IF_ERROR(ops.swiglu_forward(gu, gu + F, A, F, 2 * F, act));
+      VP_RETURN_IF_ERROR(ops.mm_nt(act, w + o.wdown, A, d, F, x, 1.0f));
     }
     for (int64_t i = 0; i < A; ++i) ++len[active[i]];
-    VP_RETURN_IF_ERROR(head_logits(c, w, o_final_norm, o_head, x.data(), A, &lg));
+    VP_RETURN_IF_ERROR(head_logits(m, x, A, &lg));
   }
   return Status::Ok();
 }
@@ -190,7 +172,6 @@ Status VideoLM::generate(const VideoLMBatch& prompts, const VideoLMGenerateOptio
   };
   Status decoded = impl_->decode(*this, prompts, o.max_tokens, o.eos_id, fn, choose, out);
   return pick_status.ok() ? decoded : pick_status;  // the sampler's message is the precise one
-
 }
 
 Status VideoLM::cached_logits(const VideoLMBatch& prompts, const std::vector<std::vector<int32_t>>& forced,

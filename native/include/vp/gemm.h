@@ -48,4 +48,10 @@ void sgemm_naive(const GemmArgs& args);
 Status matmul(const TensorView& a, const TensorView& b, bool trans_a, bool trans_b,
               const TensorView& out);
 
+namespace cuda {
+// sgemm on device pointers (float32, exact SIMT products: no TF32), the same
+// GemmArgs semantics (`threads` ignored). CPU-only builds: Status::Unavailable.
+Status sgemm(const GemmArgs& args);
+}  // namespace cuda
+
 }  // namespace vp

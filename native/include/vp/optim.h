@@ -63,6 +63,9 @@ namespace cuda {
 // adamw_step on device buffers (CPU-only builds: Status::Unavailable).
 Status adamw_step(float* param, const float* grad, float* m, float* v, int64_t n,
                   const AdamWConfig& cfg);
+// Sum of squares of n device floats, in double over fixed blocks (deterministic),
+// into the host double *out.
+Status sum_squares(const float* x, int64_t n, double* out);
 }  // namespace cuda
 
 }  // namespace vp

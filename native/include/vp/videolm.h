@@ -1,4 +1,4 @@
-// vp/videolm.h — the built-in video-language model (design §3.5), CPU, float32.
+// vp/videolm.h — the built-in video-language model (design §3.5), CPU or CUDA, float32.
 //
 // One small architecture with hand-written forward and backward passes over this
 // package's own kernels (layers.h, attention.h, gemm.h, optim.h, rng.h):
@@ -18,6 +18,13 @@
 // Parameters live in one flat float32 buffer; each named tensor is a span of it
 // (`params()`), so checkpoints and AdamW work on views. Gradients, AdamW m and v
 // have the same layout. The model is not thread-safe: one call at a time.
+//
+// Device: a model is created on the CPU or on CUDA (Device::kCUDA, float32
+// throughout, our own kernels only; docs/model.md "CUDA"). On CUDA the flat
+// buffers and every activation live in device memory; forward, backward, the
+// optimizer step and generation run there, and only per-row scalars (losses,
+// log-probs, the next token's logits for the host-side sampler) come back.
+// get_buffer/set_buffer copy a flat buffer to/from host memory on either device.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +33,7 @@
 #include <vector>
 
 #include "vp/status.h"
+#include "vp/tensor.h"
 
 namespace vp {
 
@@ -138,27 +146,40 @@ struct VideoLMGenerateOptions {
   int32_t eos_id = -1;        // stop a sequence after it emits this id (kept in the output)
 };
 
+// The flat buffers of a model (all num_params() floats, in params() layout).
+enum class VideoLMBuffer { kParams, kGrads, kAdamM, kAdamV };
+
 class VideoLM {
  public:
   // A model with parameters drawn from `seed` (Philox; std 0.02, output
-  // projections 0.02/sqrt(2L), gains 1, biases 0).
-  static Status create(const VideoLMConfig& cfg, uint64_t seed, std::unique_ptr<VideoLM>* out);
+  // projections 0.02/sqrt(2L), gains 1, biases 0), on `device`. CUDA without a
+  // usable GPU (or in a CPU-only build) is Status::Unavailable with the reason.
+  // The same seed gives the same parameters on both devices.
+  static Status create(const VideoLMConfig& cfg, uint64_t seed, std::unique_ptr<VideoLM>* out,
+                       Device device = Device::kCPU);
   ~VideoLM();
 
   const VideoLMConfig& config() const { return cfg_; }
   const std::vector<VideoLMParam>& params() const { return params_; }
-  int64_t num_params() const { return static_cast<int64_t>(w_.size()); }
-  float* param_data() { return w_.data(); }
-  const float* param_data() const { return w_.data(); }
-  float* grad_data();                 // allocated (zeroed) on first use
-  float* adam_m();                    // allocated (zeroed) on first use
+  int64_t num_params() const { return num_params_; }
+  Device device() const;
+  // Host pointers to the flat buffers of a CPU model (null for a CUDA model:
+  // use get_buffer/set_buffer). Gradients and AdamW m, v are allocated (zeroed)
+  // on first use.
+  float* param_data();
+  const float* param_data() const;
+  float* grad_data();
+  float* adam_m();
   float* adam_v();
+  // Copies a flat buffer (num_params() floats) to or from host memory, on either device.
+  Status get_buffer(VideoLMBuffer which, float* host);
+  Status set_buffer(VideoLMBuffer which, const float* host);
   int64_t step() const { return step_; }
   void set_step(int64_t s) { step_ = s; }
   Status init(uint64_t seed);
 
-  // A copy of the parameters only (no gradients, optimizer state or cache):
-  // the frozen reference model of the RL stage.
+  // A copy of the parameters only (no gradients, optimizer state or cache), on
+  // the same device: the frozen reference model of the RL stage.
   Status clone(std::unique_ptr<VideoLM>* out) const;
 
   // Packs the batch and computes the loss (and tap/log-probs). Keeps the
@@ -166,16 +187,15 @@ class VideoLM {
   Status forward(const VideoLMBatch& batch, const VideoLMForwardOptions& opts,
                  VideoLMForwardResult* res);
   // Gradients of  grad_loss · loss + Σ dtap ⊙ tap + Σ dlogprobs ⊙ token_logprobs
-  // into grad_data() (accumulated when `accumulate`, else overwritten).
-  // dtap [num_tap, d] and dlogprobs [num_text] may be null.
+  // into the gradient buffer (accumulated when `accumulate`, else overwritten).
+  // dtap [num_tap, d] and dlogprobs [num_text] (host memory) may be null.
   Status backward(float grad_loss, const float* dtap, const float* dlogprobs, bool accumulate);
   Status zero_grad();
 
   // Global-norm clipping, then AdamW (lr from the schedule), step_ += 1.
   Status optimizer_step(const VideoLMStepOptions& o, VideoLMStepResult* res);
 
-  // Logits [rows, vocab] of the last `rows_per_seq` rows... (test helper):
-  // logits of every packed row, after the final norm and the head.
+  // Test helper: the logits of every packed row, after the final norm and the head.
   Status logits_all(const VideoLMBatch& batch, std::vector<float>* logits, VideoLMLayout* layout);
 
   // Generation: each sequence of `prompts` is a prompt; new tokens continue
@@ -193,7 +213,7 @@ class VideoLM {
   VideoLM() = default;
   VideoLMConfig cfg_;
   std::vector<VideoLMParam> params_;
-  std::vector<float> w_, g_, m_, v_;
+  int64_t num_params_ = 0;
   int64_t step_ = 0;
   std::unique_ptr<Impl> impl_;
 };
