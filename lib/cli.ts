@@ -61,6 +61,13 @@ function readConfig(path: string | undefined): { model?: Record<string, unknown>
   }
 }
 
+/** --device cpu|cuda (default cpu). */
+function deviceOption(args: string[]): 'cpu' | 'cuda' {
+  const d = option(args, 'device') ?? 'cpu';
+  if (d !== 'cpu' && d !== 'cuda') throw new RangeError(`--device must be cpu or cuda, got ${d}`);
+  return d;
+}
+
 function defined<T extends Record<string, unknown>>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
@@ -75,11 +82,12 @@ async function train(args: string[]): Promise<number> {
   const seed = intOption(args, 'seed', 0, 0);
   let model: vp.VideoLM;
   const from = option(args, 'model');
-  if (from) model = await vp.VideoLM.load(from);
+  const device = deviceOption(args);
+  if (from) model = await vp.VideoLM.load(from, { device });
   else {
     const preset = (option(args, 'preset') ?? 'tiny') as vp.VideoLMPreset;
     const tokenizer = vp.tokenizerForDataset(data.annotations);
-    model = await vp.VideoLM.create({ preset, ...(cfg.model ?? {}), tokenizer, seed } as vp.VideoLMCreateOptions);
+    model = await vp.VideoLM.create({ preset, ...(cfg.model ?? {}), tokenizer, seed, device } as vp.VideoLMCreateOptions);
   }
   let bar: ProgressBar | undefined;
   const trainer = new vp.Trainer(model, {
@@ -124,7 +132,7 @@ async function train(args: string[]): Promise<number> {
 }
 
 async function evalCommand(args: string[]): Promise<number> {
-  const model = await vp.VideoLM.load(required(args, 'model', 'eval'));
+  const model = await vp.VideoLM.load(required(args, 'model', 'eval'), { device: deviceOption(args) });
   const data = vp.openDataset(required(args, 'data', 'eval'));
   const json = flag(args, 'json');
   const bar = json ? undefined : new ProgressBar('eval', data.length * 2);
@@ -144,7 +152,7 @@ async function evalCommand(args: string[]): Promise<number> {
 }
 
 async function generate(args: string[]): Promise<number> {
-  const model = await vp.VideoLM.load(required(args, 'model', 'generate'));
+  const model = await vp.VideoLM.load(required(args, 'model', 'generate'), { device: deviceOption(args) });
   const video = required(args, 'video', 'generate');
   const c = model.config;
   let sample: { frames: Uint8Array; shape: [number, number, number, 3]; frameTimes: number[]; id: string };
@@ -260,17 +268,17 @@ const commands: Record<string, Command> = {
   },
   train: {
     summary: 'train a VideoLM on a dataset folder: stage 1 (SFT with KIM + contrastive), stage 2 (comparative GRPO), or both',
-    usage: 'videoperceiver train --data DIR --out RUN_DIR [--stage sft|rl|both] [--config FILE.json] [--model DIR | --preset tiny|small] [--steps N] [--epochs N] [--batch-size 8] [--lr 1e-3] [--lambda 0.5] [--no-kim] [--no-contrastive] [--rl-steps N] [--rl-lr 1e-4] [--group-size 4] [--comparative pairwise|threshold|none] [--seed 0] [--checkpoint-every N] [--resume] [--json]\n\nconfig file: { "model": { VideoLM config }, "sft": { SftOptions }, "rl": { RlOptions } }; flags override it. The trained model is saved to RUN_DIR/model; checkpoints to RUN_DIR/checkpoints; metrics to RUN_DIR/metrics.jsonl. Ctrl-C writes a checkpoint; --resume continues from it.',
+    usage: 'videoperceiver train --data DIR --out RUN_DIR [--stage sft|rl|both] [--config FILE.json] [--model DIR | --preset tiny|small] [--steps N] [--epochs N] [--batch-size 8] [--lr 1e-3] [--lambda 0.5] [--no-kim] [--no-contrastive] [--rl-steps N] [--rl-lr 1e-4] [--group-size 4] [--comparative pairwise|threshold|none] [--seed 0] [--checkpoint-every N] [--resume] [--device cpu|cuda] [--json]\n\nconfig file: { "model": { VideoLM config }, "sft": { SftOptions }, "rl": { RlOptions } }; flags override it. The trained model is saved to RUN_DIR/model; checkpoints to RUN_DIR/checkpoints; metrics to RUN_DIR/metrics.jsonl. Ctrl-C writes a checkpoint; --resume continues from it.',
     run: train,
   },
   eval: {
     summary: 'evaluate a saved model on a dataset: multiple-choice accuracy by option likelihood, keyword recall of generated captions',
-    usage: 'videoperceiver eval --model DIR --data DIR [--max-tokens 32] [--json]',
+    usage: 'videoperceiver eval --model DIR --data DIR [--max-tokens 32] [--device cpu|cuda] [--json]',
     run: evalCommand,
   },
   generate: {
     summary: 'generate text for a video (.npy uint8 [F, H, W, 3] or a video file decoded by ffmpeg) with a saved model',
-    usage: 'videoperceiver generate --model DIR --video FILE [--prompt "describe the clip :"] [--max-tokens 32] [--temperature 0] [--top-p 1] [--seed 0] [--json]',
+    usage: 'videoperceiver generate --model DIR --video FILE [--prompt "describe the clip :"] [--max-tokens 32] [--temperature 0] [--top-p 1] [--seed 0] [--device cpu|cuda] [--json]',
     run: generate,
   },
   synth: {

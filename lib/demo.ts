@@ -88,7 +88,7 @@ export interface DemoResult {
 }
 
 function cachedDataset(dir: string, count: number, seed: number, synth: SynthOptions): Dataset {
-  const spec = JSON.stringify({ count, seed, ...synth, generator: 1 });
+  const spec = JSON.stringify({ count, seed, ...synth, generator: 2 });
   const stamp = join(dir, 'dataset.json');
   if (!(existsSync(stamp) && readFileSync(stamp, 'utf8') === spec && existsSync(join(dir, 'annotations.jsonl')))) {
     rmSync(dir, { recursive: true, force: true });

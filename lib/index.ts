@@ -36,7 +36,7 @@ export { synthClip, synthDataset, makeRng, SHAPES, COLORS, MOTIONS, EVENTS, NOTH
 export { attention, attentionBackward, type AttentionOptions, type AttentionResult, type AttentionGrads } from './ops/attention.js';
 export {
   VideoLM, VIDEOLM_PRESETS,
-  type VideoLMConfig, type VideoLMPreset, type VideoLMCreateOptions, type VideoLMSegment, type VideoLMBatch, type VideoLMLayout,
+  type VideoLMConfig, type VideoLMPreset, type VideoLMDevice, type VideoLMCreateOptions, type VideoLMSegment, type VideoLMBatch, type VideoLMLayout,
   type ForwardOptions as VideoLMForwardOptions, type ForwardResult as VideoLMForwardResult,
   type BackwardOptions as VideoLMBackwardOptions, type StepOptions as VideoLMStepOptions, type StepResult as VideoLMStepResult,
   type GenerateOptions as VideoLMGenerateOptions, type ParamInfo as VideoLMParamInfo,

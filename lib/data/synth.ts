@@ -216,7 +216,9 @@ export function synthClip(rng: () => number, opts: SynthOptions = {}): SynthClip
   const events = event ? [{ keyword: event.kind, start: event.frames[0] / fps, end: event.frames[event.frames.length - 1] / fps }] : [];
 
   // Event question: the right description, two others, and "nothing happened".
-  const describe = (i: number, k: EventKind) => `${name(objects[i])} ${EVENT_VERB[k][1]}`;
+  // With one object the options say "it": the question is then about what happened, not about
+  // telling the object's shape apart (with several objects the object must be named).
+  const describe = (i: number, k: EventKind) => `${nObj === 1 ? 'it' : name(objects[i])} ${EVENT_VERB[k][1]}`;
   const correct = event ? describe(event.object, event.kind) : NOTHING;
   const distractors = new Set<string>();
   const wanted = event ? 2 : 3;
