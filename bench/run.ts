@@ -36,11 +36,19 @@ for (const name of selected) {
   if (typeof mod.run !== 'function') continue;
   await mod.run(ctx);
 }
+// A peer that could not run is reported, never skipped silently: list them last.
+const missing = ctx.results.filter((r) => r.ratio === null);
+if (!json) {
+  console.log(`${ctx.results.length} cases, ${ctx.results.length - missing.length} with a peer ratio` +
+    (missing.length ? `; peer missing in ${missing.length}:` : ''));
+  for (const r of missing) console.log(`  ${r.bench} / ${r.case}: ${r.peerMissing ?? 'no reason given'}`);
+}
 if (save) {
   const path = saveRun({
     date: new Date().toISOString(),
     command: `npm run bench -- ${args.join(' ')}`.trim(),
     machine: machineInfo(),
+    ceilings: { sgemmGflops: await ctx.sgemmGflops(), copyGBs: await ctx.copyGBs() },
     results: ctx.results,
   });
   console.log(`saved ${path} and docs/benchmarks.md`);
