@@ -30,6 +30,8 @@
 #   VP_CUDA_ARCHS   CMake CUDA architectures (default: the GPU's own, e.g. 90-real
 #                   on Hopper, from nvidia-smi; else 80-real;90-real;90-virtual)
 #   VP_BUILD_DIR    build folder (default build-gpu)
+#   VP_DOCTEST_INCLUDE  a folder holding doctest/doctest.h, where doctest-dev is
+#                   not installed (default: build-deps/include when it exists)
 #   JOBS            build/test parallelism (default: the cores)
 #   VP_BENCH_TIMEOUT  seconds allowed per driver run (default 240)
 #   VP_GPU_BUDGET   seconds after which no further driver or peer run starts
@@ -98,10 +100,33 @@ if [ -z "$ARCHS" ] && [ "$CUDA_FLAG" = on ]; then
   CC=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
   if [ -n "$CC" ] && [ "$CC" -ge 80 ] 2>/dev/null; then ARCHS="${CC}-real"; else ARCHS="80-real;90-real;90-virtual"; fi
 fi
+# doctest (one header) builds the native tests. Where doctest-dev is not installed,
+# VP_DOCTEST_INCLUDE (or build-deps/include, e.g. carried to a GPU machine) names a
+# folder holding doctest/doctest.h, and a small CMake package is made for it here.
+DOCTEST_ARGS=()
+DT_INC=${VP_DOCTEST_INCLUDE:-}
+[ -z "$DT_INC" ] && [ -f build-deps/include/doctest/doctest.h ] && DT_INC="$PWD/build-deps/include"
+if [ -n "$DT_INC" ]; then
+  SHIM="$PWD/$BUILD/doctest-shim"
+  mkdir -p "$SHIM"
+  {
+    echo "# made by bench/gpu.sh for the doctest header in $DT_INC"
+    echo 'if(NOT TARGET doctest::doctest)'
+    echo '  list(APPEND CMAKE_MODULE_PATH "${CMAKE_CURRENT_LIST_DIR}")'
+    echo '  add_library(doctest::doctest INTERFACE IMPORTED)'
+    echo "  set_target_properties(doctest::doctest PROPERTIES INTERFACE_INCLUDE_DIRECTORIES \"$DT_INC\")"
+    echo 'endif()'
+  } > "$SHIM/doctestConfig.cmake"
+  # gpu.sh runs vp_tests itself: ctest's test discovery is not needed
+  printf 'function(doctest_discover_tests)\nendfunction()\n' > "$SHIM/doctest.cmake"
+  DOCTEST_ARGS=("-Ddoctest_DIR=$SHIM")
+  echo "doctest: the header in $DT_INC"
+fi
 GEN=""; command -v ninja >/dev/null && GEN="-G Ninja"
 B0=$(date +%s)
 CMAKE_ARGS=(-S . -B "$BUILD" $GEN -DCMAKE_BUILD_TYPE=Release "-DVP_CUDA=$CUDA_FLAG" -DVP_BUILD_BENCH=ON -DVP_BUILD_TESTS=ON)
 [ -n "$ARCHS" ] && CMAKE_ARGS+=("-DCMAKE_CUDA_ARCHITECTURES=$ARCHS")
+[ ${#DOCTEST_ARGS[@]} -gt 0 ] && CMAKE_ARGS+=("${DOCTEST_ARGS[@]}")
 [ -n "$NVCC" ] && [ "$CUDA_FLAG" = on ] && CMAKE_ARGS+=("-DCMAKE_CUDA_COMPILER=$NVCC")
 echo "cmake ${CMAKE_ARGS[*]}"
 if ! cmake "${CMAKE_ARGS[@]}" > "$BASE.cmake.txt" 2>&1; then
