@@ -38,8 +38,8 @@ export function renderMarkdown(run: RunRecord, jsonName: string): string {
     const c = run.ceilings;
     lines.push(`Ceilings measured in the same run: our SGEMM ${c.sgemmGflops ? c.sgemmGflops.toFixed(1) : 'n/a'} GFLOP/s ` +
       `(1024², the \`fracOfSgemm\` / \`fractionOfSgemm\` columns of compute-bound kernels), copy ` +
-      `${c.copyGBs ? c.copyGBs.toFixed(1) : 'n/a'} GB/s read + written (64 MiB \`Float32Array.set\`, the \`fracOfCopy\` ` +
-      'column of memory-bound kernels).', '');
+      `${c.copyGBs ? c.copyGBs.toFixed(1) : 'n/a'} GB/s read + written (one thread's \`Float32Array.set\` of 64 MiB, ` +
+      'the `fracOfCopy` column of memory-bound kernels; a threaded kernel can exceed it).', '');
   }
   lines.push('Rows named `memory …` run one call of each side in a fresh process at the size of a memory bound: the ' +
     'ratio is the time of that call, and the extra columns give each side\'s peak memory beyond inputs and outputs. ' +
