@@ -41,6 +41,12 @@ export function renderMarkdown(run: RunRecord, jsonName: string): string {
       `${c.copyGBs ? c.copyGBs.toFixed(1) : 'n/a'} GB/s read + written (one thread's \`Float32Array.set\` of 64 MiB, ` +
       'the `fracOfCopy` column of memory-bound kernels; a threaded kernel can exceed it).', '');
   }
+  lines.push('Run it with `npm run bench -- [name...] [--filter name] [--quick] [--json] [--save]` (or ' +
+    '`videoperceiver bench …` in a checkout): every `bench/<name>.ts` against its peer in the same run (PyTorch ' +
+    'CPU through `/usr/bin/python3`, or `VP_BENCH_PYTHON`; a copy for packing), warm-up, several repetitions, ' +
+    'the median; `--quick` takes smaller shapes and fewer rounds, `--save` writes `bench/results/<date>-<machine>.json` ' +
+    'and regenerates this page and its charts; `node --import=tsx bench/report.ts <run.json>` re-renders them ' +
+    'from a saved run.', '');
   lines.push('Rows named `memory …` run one call of each side in a fresh process at the size of a memory bound: the ' +
     'ratio is the time of that call, and the extra columns give each side\'s peak memory beyond inputs and outputs. ' +
     'A peer that could not run says why in the ratio column.', '');
