@@ -25,6 +25,8 @@
 #               small shapes and the peers PyTorch on the CPU (checks the whole
 #               pipeline on a machine without a GPU)
 #   --no-tests  skip the native tests
+#   --out DIR   where the run's files go (default bench/results; on a lent
+#               machine whose $OUT comes back: --out "$OUT")
 # Environment:
 #   PYTHON          the python with PyTorch (default python3)
 #   VP_CUDA_ARCHS   CMake CUDA architectures (default: the GPU's own, e.g. 90-real
@@ -211,6 +213,10 @@ elif [ "$DEVICE" = cuda ] && [ -x "$BUILD/vp_bench_attention" ] && "$PY" -c 'imp
   echo "== attention accuracy vs PyTorch and float64 (bench/gpu_attention.py)"
   timeout "$ACC_LIMIT" "$PY" bench/gpu_attention.py --build-dir "$BUILD" --skip-build --skip-tests --accuracy-only --save
   [ $? = 0 ] || echo "gpu_attention.py failed"
+  # it saves under bench/results/: keep a copy beside the other files of this run
+  if [ "$(cd "$OUT" && pwd)" != "$(cd bench/results && pwd)" ]; then
+    find bench/results -maxdepth 1 -name 'gpu-attention-*.json' -newer "$RAW" -exec cp {} "$OUT/" \;
+  fi
 fi
 
 echo "== report"
