@@ -100,7 +100,8 @@ def main():
         if s.get("peerStatus") != "ok":
             print(f"  peers: {s['peerStatus']}")
     if meta.get("nativeTests"):
-        print(f"  native tests: exit code {meta['nativeTests'].get('exitCode')}")
+        rc = meta["nativeTests"].get("exitCode")
+        print(f"  native tests: {'not run' if rc is None else ('passed' if rc == 0 else f'FAILED (exit code {rc})')}")
     if args.json:
         doc = {"meta": meta, "peerStatus": peer_status, "cases": rows, "skipped": skipped, "errors": errors}
         with open(args.json, "w") as f:
