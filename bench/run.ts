@@ -34,7 +34,9 @@ for (const name of selected) {
   if (!existsSync(path)) continue;
   const mod = (await import(path)) as { run?: (c: typeof ctx) => Promise<void> };
   if (typeof mod.run !== 'function') continue;
+  const t0 = performance.now();
   await mod.run(ctx);
+  if (!json) console.log(`${name}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
 // A peer that could not run is reported, never skipped silently: list them last.
 const missing = ctx.results.filter((r) => r.ratio === null);
