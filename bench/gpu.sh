@@ -52,7 +52,7 @@ while [ $# -gt 0 ]; do
     --cpu) DEVICE=cpu ;;
     --no-tests) TESTS=0 ;;
     --out) OUT="$2"; shift ;;
-    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "unknown argument $1 (see --help)"; exit 2 ;;
   esac
   shift
