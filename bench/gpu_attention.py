@@ -14,7 +14,8 @@ and prints a table plus one JSON line per case; with --save the whole run goes
 to bench/results/gpu-attention-<date>-<gpu>.json.
 
   python3 bench/gpu_attention.py [--build-dir build-gpu] [--skip-build]
-                                 [--skip-tests] [--quick] [--save]
+                                 [--skip-tests] [--quick] [--save] [--accuracy-only]
+(bench/gpu.sh runs it with --skip-build --skip-tests --accuracy-only.)
 """
 import argparse
 import datetime
@@ -186,6 +187,8 @@ def main():
     ap.add_argument("--skip-tests", action="store_true")
     ap.add_argument("--quick", action="store_true", help="T in {1024, 4096} only, fewer repetitions")
     ap.add_argument("--save", action="store_true", help="write bench/results/gpu-attention-<date>-<gpu>.json")
+    ap.add_argument("--accuracy-only", action="store_true",
+                    help="no speed section (bench/gpu.sh times every kernel itself)")
     args = ap.parse_args()
     try:
         import torch
@@ -225,8 +228,10 @@ def main():
             log(f"  {case}: {'ok ' if ok else 'BAD'} " + "  ".join(parts))
             record["accuracy"].append({"case": case, "ok": ok, **a})
 
-    log("\nspeed: bf16, ratio = torch SDPA time / ours (> 1: we are faster)")
-    lengths = (1024, 4096) if args.quick else (1024, 4096, 8192)
+    lengths = ()
+    if not args.accuracy_only:
+        log("\nspeed: bf16, ratio = torch SDPA time / ours (> 1: we are faster)")
+        lengths = (1024, 4096) if args.quick else (1024, 4096, 8192)
     for D in (64, 128):
         H = 2048 // D
         for T in lengths:

@@ -12,7 +12,8 @@
 // agreement of the gradients with PyTorch's. A last case runs
 // linearTokenLogprobs forward + backward at N = 8192, d = 512, V = 32768 and
 // checks that it needs < 256 MB beyond inputs and outputs (the logits alone
-// would be 1 GiB).
+// would be 1 GiB), against one call of PyTorch's composite (time and memory),
+// which is reported missing when the machine lacks the memory for it.
 //
 //   node --import=tsx bench/grpo.ts [--quick] [--json]     (or via bench/run.ts: export run)
 // Environment: VP_BENCH_THREADS (default 2), VP_BENCH_PYTHON (default /usr/bin/python3).
@@ -23,7 +24,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as vp from '../lib/index.js';
-import { benchDir, machineInfo, makeContext, PYTHON, type BenchContext, type CaseReport } from './harness.js';
+import { benchDir, machineInfo, makeContext, memAvailableMB, PYTHON, type BenchContext, type CaseReport } from './harness.js';
 
 const THREADS = Number(process.env.VP_BENCH_THREADS ?? 2);
 const MB = 2 ** 20;
@@ -307,20 +308,47 @@ export async function run(ctx?: BenchContext): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
   }
 
-  // The memory bound at the large shape (ours only: PyTorch would need the 1 GiB logits and more).
-  const big = measureOursMemory('lp', 8192, 512, 32768);
+  // The memory bound at the large shape: one call each, ours and PyTorch's composite (which
+  // holds the 1 GiB logits and more), each in a fresh process, on the same inputs.
+  const [BN, BD, BV] = [8192, 512, 32768];
+  const big = measureOursMemory('lp', BN, BD, BV);
   const bound = 256;
+  let bigPeer: { ms: number; extraMB: number } | null = null;
+  let bigMissing = torch.why;
+  if (torch.ok) {
+    const logitsMB = (BN * BV * 4) / MB;
+    const avail = memAvailableMB();
+    if (avail !== undefined && avail < 4 * logitsMB + 1024) {
+      bigMissing = `not run: PyTorch needs about ${Math.round(4 * logitsMB + 1024)} MB here, only ${Math.round(avail)} MB available`;
+    } else {
+      const pb = makeProblem(BN, BD, BV, false);
+      pb.old = new Float32Array(BN);  // unused by the log-probs case
+      pb.ref = new Float32Array(BN);
+      const bigDir = mkdtempSync(join(tmpdir(), 'vp-bench-grpo-'));
+      try {
+        const fresh = new Peer(pb, bigDir);
+        const r = await fresh.ask({ op: 'memory', case: 'lp' });
+        fresh.close();
+        bigPeer = { ms: r.ms, extraMB: r.peakMB - r.outputMB };
+      } catch (e) {
+        bigMissing = `the PyTorch peer failed: ${(e as Error).message}`;
+      } finally {
+        rmSync(bigDir, { recursive: true, force: true });
+      }
+    }
+  }
   report({
     bench: 'grpo',
-    case: 'linearTokenLogprobs fwd+bwd N=8192 d=512 V=32768 memory',
-    shape: { n: 8192, d: 512, v: 32768, threads: THREADS },
+    case: `linearTokenLogprobs fwd+bwd N=${BN} d=${BD} V=${BV} memory`,
+    shape: { n: BN, d: BD, v: BV, threads: THREADS },
     oursMs: big ? big.ms : NaN,
-    peerMs: null,
-    ratio: null,
-    peer: 'none',
-    peerMissing: 'not run: the N×V logits alone are 1 GiB',
+    peerMs: bigPeer ? bigPeer.ms : null,
+    ratio: bigPeer && big ? bigPeer.ms / big.ms : null,
+    peer: 'torch (one call)',
+    peerMissing: bigPeer ? undefined : bigMissing,
     extra: {
       oursPeakMB: big ? big.extraMB : null,
+      peerPeakMB: bigPeer ? bigPeer.extraMB : null,
       boundMB: bound,
       withinBound: big ? (big.extraMB < bound ? 'yes' : 'NO') : null,
       workspaceMB: vp.linearLogprobsWorkspaceBytes(8192, 512, 32768, { threads: THREADS, backward: true }) / MB,

@@ -10,6 +10,7 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as vp from '../lib/index.js';
+import { randomFloats } from '../lib/random.js';
 
 export const benchDir = dirname(fileURLToPath(import.meta.url));
 export const PYTHON = process.env.VP_BENCH_PYTHON ?? '/usr/bin/python3';
@@ -84,6 +85,42 @@ export function runPeer(script: string, spec: Record<string, unknown>, threads: 
   }
 }
 
+/** Linux: MemAvailable from /proc/meminfo in MB; undefined elsewhere. */
+export function memAvailableMB(): number | undefined {
+  try {
+    const m = /^MemAvailable:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'));
+    return m ? Number(m[1]) / 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * runPeer for a peer that needs about `needMB` of memory (a memory row's PyTorch
+ * composite, whose N×M or T×T buffers are the point of the comparison): when the
+ * machine has less than that available, the peer is reported missing, saying so,
+ * instead of being run into an out-of-memory kill.
+ */
+export function runPeerWithin(script: string, spec: Record<string, unknown>, threads: number, needMB: number, env: Record<string, string> = {}): PeerResult {
+  const avail = memAvailableMB();
+  if (avail !== undefined && avail < needMB) {
+    return { ok: false, missing: `not run: PyTorch needs about ${Math.round(needMB)} MB here, only ${Math.round(avail)} MB available` };
+  }
+  const saved: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries(env)) {
+    saved[k] = process.env[k];
+    process.env[k] = v;
+  }
+  try {
+    return runPeer(script, spec, threads);
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
+
 let machineCache: Record<string, unknown> | undefined;
 
 /** What the numbers were measured on. */
@@ -133,10 +170,16 @@ export interface BenchContext {
   report(r: CaseReport): void;
   /** Our SGEMM's GFLOP/s on 1024² (measured once per process): the compute ceiling. */
   sgemmGflops(): Promise<number>;
+  /**
+   * The machine's copy bandwidth in GB/s, bytes read + written (Float32Array.set of
+   * 64 MiB into a reused buffer, measured once per process): the ceiling of memory-bound kernels.
+   */
+  copyGBs(): Promise<number>;
   results: CaseReport[];
 }
 
 let sgemmCache: number | undefined;
+let copyCache: number | undefined;
 
 export function makeContext(opts: { quick: boolean; json: boolean }): BenchContext {
   const results: CaseReport[] = [];
@@ -161,7 +204,17 @@ export function makeContext(opts: { quick: boolean; json: boolean }): BenchConte
       sgemmCache = (2 * n ** 3) / (t.medianMs * 1e6);
       return sgemmCache;
     },
+    async copyGBs() {
+      if (copyCache !== undefined) return copyCache;
+      const n = 16 << 20;  // 64 MiB of float32, far beyond the caches
+      const src = randomFloats(n, 99);
+      const dst = new Float32Array(n);
+      dst.set(src);  // fault the pages in
+      const t = await timeIt(() => dst.set(src), { warmup: 1, reps: 7 });
+      copyCache = (2 * n * 4) / (t.medianMs * 1e6);
+      return copyCache;
+    },
   };
 }
 
-export { randomFloats } from '../lib/random.js';
+export { randomFloats };

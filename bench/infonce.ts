@@ -6,9 +6,10 @@
 // Per case: times, the ratio, the peak memory of one call on each side (above
 // what was resident before it, outputs included), and our GFLOP/s counting the
 // products we actually do, as a fraction of our SGEMM's on a product of the
-// same size. Then (not with --quick) one line for N = M = 16384: the peak
+// same size. Then one line (also with --quick) for N = M = 16384: the peak
 // memory beyond inputs and outputs, against the 64 MB budget (the N×M matrix
-// alone would take 1 GiB).
+// alone would take 1 GiB), beside the time and peak of one step of PyTorch's
+// composite on the same inputs (missing, saying why, when memory is short).
 //
 // Memory is measured in a child process whose glibc maps every block of 128 KB
 // or more on its own (MALLOC_MMAP_THRESHOLD_), so that what is freed leaves the
@@ -19,7 +20,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as vp from '../lib/index.js';
-import { PeerInputs, randomFloats, runPeer, type BenchContext, type PeerResult, type Timing } from './harness.js';
+import { PeerInputs, randomFloats, runPeer, runPeerWithin, type BenchContext, type PeerResult, type Timing } from './harness.js';
 
 const TEMPERATURE = 0.07;
 const MEMORY_CHILD = 'VP_BENCH_INFONCE_MEMORY';
@@ -168,18 +169,33 @@ export async function run(ctx: BenchContext): Promise<void> {
     });
   }
 
-  if (ctx.quick) return;
+  // The memory check at N = M = 16384 (also with --quick): one infoNceWithGrad call in a
+  // child process against one step of PyTorch's composite in its own (same inputs, same
+  // malloc setting): times and peaks beyond inputs and outputs (the N×M logits are 1 GiB).
   const big = 16384;
   const bigMem = measureMemory(big, big, d);
+  const bigIn = inputs(big, big, d);
+  const bigFiles = new PeerInputs().add('q', bigIn.q, [big, d]).add('k', bigIn.k, [big, d]).add('positive', bigIn.positive, [big]);
+  const logitsMB = (big * big * 4) / 2 ** 20;
+  const bigPeer = runPeerWithin('torch_infonce.py', { inputs: bigFiles.specs, temperature: TEMPERATURE, memoryOnly: true, warmSmall: true },
+    ctx.threads, 4 * logitsMB + 1024, { MALLOC_MMAP_THRESHOLD_: '131072' });
+  bigFiles.dispose();
+  bigIn.qt.dispose();
+  bigIn.kt.dispose();
   const beyond = (v: number, o: number) => v - o;
+  const oursBigMs = typeof bigMem === 'string' ? NaN : bigMem.withGradMs;
+  const peerBigMs = bigPeer.ok ? (bigPeer.ms as number) : null;
+  const outputsMB = typeof bigMem === 'string' ? ((2 * big * d + big) * 4) / 2 ** 20 : bigMem.outputsMB;
   ctx.report({
     bench: 'infonce', case: `memory ${big}x${big}x${d}`, shape: { n: big, m: big, d, threads: ctx.threads },
-    oursMs: typeof bigMem === 'string' ? NaN : bigMem.withGradMs, peerMs: null, ratio: null,
-    peerMissing: 'none: a memory check (the N×M logits alone would take 1024 MB)',
+    oursMs: oursBigMs, peerMs: peerBigMs,
+    ratio: peerBigMs === null || !Number.isFinite(oursBigMs) ? null : peerBigMs / oursBigMs,
+    peer: 'torch (one step)', peerMissing: bigPeer.missing,
     extra: typeof bigMem === 'string' ? { memory: bigMem } : {
       budgetMB: 64,
       withGradBeyondInputsOutputsMB: beyond(bigMem.withGrad, bigMem.outputsMB),
       separateBeyondInputsOutputsMB: beyond(bigMem.separate, bigMem.outputsMB),
+      peerBeyondInputsOutputsMB: bigPeer.ok && typeof bigPeer.peakMB === 'number' ? beyond(bigPeer.peakMB, outputsMB) : null,
       outputsMB: bigMem.outputsMB,
     },
   });

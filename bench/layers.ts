@@ -88,6 +88,8 @@ export async function run(ctx: BenchContext): Promise<void> {
     });
   }
 
+  // Memory-bound kernels: their bandwidth as a fraction of the machine's copy bandwidth.
+  const copy = await ctx.copyGBs();
   for (const c of cases) {
     const ours = await timeIt(c.ours, { warmup: 2, reps: 7 });
     const peer = runPeer('torch_layers.py', { case: c.name, inputs: c.inputs.specs, reps: 7 }, ctx.threads);
@@ -97,7 +99,7 @@ export async function run(ctx: BenchContext): Promise<void> {
       oursMs: ours.medianMs, peerMs: peer.ok ? peer.medianMs! : null,
       ratio: peer.ok ? peer.medianMs! / ours.medianMs : null,
       peer: 'torch', peerMissing: peer.missing,
-      extra: { oursGBps: c.bytes / (ours.medianMs * 1e6) },
+      extra: { oursGBps: c.bytes / (ours.medianMs * 1e6), copyGBps: copy, fracOfCopy: c.bytes / (ours.medianMs * 1e6) / copy },
     });
   }
 }

@@ -34,13 +34,23 @@ for (const name of selected) {
   if (!existsSync(path)) continue;
   const mod = (await import(path)) as { run?: (c: typeof ctx) => Promise<void> };
   if (typeof mod.run !== 'function') continue;
+  const t0 = performance.now();
   await mod.run(ctx);
+  if (!json) console.log(`${name}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
+// A peer that could not run is reported, never skipped silently: list them last.
+const missing = ctx.results.filter((r) => r.ratio === null);
+if (!json) {
+  console.log(`${ctx.results.length} cases, ${ctx.results.length - missing.length} with a peer ratio` +
+    (missing.length ? `; peer missing in ${missing.length}:` : ''));
+  for (const r of missing) console.log(`  ${r.bench} / ${r.case}: ${r.peerMissing ?? 'no reason given'}`);
 }
 if (save) {
   const path = saveRun({
     date: new Date().toISOString(),
     command: `npm run bench -- ${args.join(' ')}`.trim(),
     machine: machineInfo(),
+    ceilings: { sgemmGflops: await ctx.sgemmGflops(), copyGBs: await ctx.copyGBs() },
     results: ctx.results,
   });
   console.log(`saved ${path} and docs/benchmarks.md`);

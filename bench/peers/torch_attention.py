@@ -5,6 +5,8 @@ shared [T, H, D] files is done once, outside the timing).
 
 Spec (stdin JSON): inputs {q, k, v, dout} as [T, H, D] float32 files, causal,
 reps, threads. Prints one JSON line: fwdMs, fwdbwdMs (medians), medianMs (= fwdMs).
+With "memory": one forward+backward instead: ms, peakMB (peak RSS growth) and
+extraMB (that less the outputs).
 """
 import json
 import math
@@ -61,6 +63,28 @@ def main():
             t.grad = None
         out = attn(qg, kg, vg)
         out.backward(dout)
+
+    if spec.get("memory"):
+        # One forward+backward at full size, timed, with the peak resident memory above
+        # what was there before it, less its outputs (out, dq, dk, dv): what the T×T
+        # scores and autograd's buffers cost. Warm-up on a small slice only.
+        from common import call_peak_mb
+        small = [t[:, :64].contiguous() for t in (q, k, v, dout)]
+        sg = [t.clone().requires_grad_(True) for t in small[:3]]
+        attn(*sg).backward(small[3])
+
+        def once():
+            out = attn(qg, kg, vg)
+            out.backward(dout)
+            return out
+
+        t0 = time.perf_counter()
+        out, peak = call_peak_mb(once)
+        ms = (time.perf_counter() - t0) * 1e3
+        outputs_mb = (out.numel() + qg.grad.numel() + kg.grad.numel() + vg.grad.numel()) * 4 / 2**20
+        print(json.dumps({"medianMs": ms, "ms": ms, "peakMB": peak, "outputsMB": outputs_mb,
+                          "extraMB": None if peak is None else peak - outputs_mb, "torch": torch.__version__}), flush=True)
+        return
 
     f_med, f_min, f_n = time_it(fwd, reps=reps)
     b_med, b_min, b_n = time_it(fwdbwd, reps=reps)

@@ -9,7 +9,7 @@ Protocol: the first stdin line is a JSON spec {inputs, threads, epsLow, epsHigh,
 beta}; then one JSON command per line, each answered by one JSON line:
   {"op": "time", "case": "lp"|"grpo"}   -> {"ms": wall milliseconds of one call}
   {"op": "check", "case": ..., "out": dir} -> writes dHidden.bin/dWeight.bin, {"loss": ...}
-  {"op": "memory", "case": ...}          -> {"peakMB": peak RSS growth of one call, "outputMB": ...}
+  {"op": "memory", "case": ...}          -> {"peakMB": peak RSS growth of one call, "outputMB": ..., "ms": its time}
   {"op": "quit"}
 """
 import json
@@ -91,9 +91,11 @@ def main():
         elif op == "memory":
             exact = reset_peak()
             base = status_mb("VmRSS") or 0.0
+            t0 = time.perf_counter()
             _, gh, gw = step(cmd["case"])
+            ms = (time.perf_counter() - t0) * 1e3
             peak = (status_mb("VmHWM") if exact else None) or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-            out = {"peakMB": peak - base, "outputMB": (gh.numel() + gw.numel()) * 4 / 2**20}
+            out = {"peakMB": peak - base, "outputMB": (gh.numel() + gw.numel()) * 4 / 2**20, "ms": ms}
         else:
             out = {"error": f"unknown op {op}"}
         print(json.dumps(out), flush=True)

@@ -8,6 +8,13 @@
 // FLOPs as FlashAttention counts them: 4·T²·H·D forward, 2.5× that backward,
 // half of each when causal. Prints one line per direction (and, on the CPU, our
 // SGEMM's GFLOP/s at 1024³ for reference), or JSON lines with --json.
+// --suite [--device cpu|cuda] [--dtype ...] [--quick]: the fixed list of cases
+// bench/gpu.sh runs, one JSON line per case and direction in the format of
+// bench_util.h (bench/peers/gpu_torch.py times scaled_dot_product_attention on
+// the same shapes): dense D = 128 (and 64 with --full) with H = 2048 / D, T in
+// {1024, 4096, 8192} (no 8192 with --quick), causal and not; a varlen batch of 8
+// sequences of 1024; grouped-query attention (32 query heads over 8 KV heads).
+// CUDA time comes from CUDA events.
 // --io DIR: instead of random inputs, read DIR/{q,k,v,dout}.bin (float32, one
 // sequence, [T, H, D] and [T, Hkv, D]), run forward and backward once in the
 // chosen dtype, and write DIR/{out,lse,dq,dk,dv}.bin as float32 (what
@@ -23,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "vp/attention.h"
 #include "vp/cpu_features.h"
 #include "vp/cuda.h"
@@ -89,9 +97,91 @@ uint16_t to_half_bits(float x, vp::DType dt) {
   return static_cast<uint16_t>(h);
 }
 
+
+// ---- --suite: the cases of bench/gpu.sh ----------------------------------------------
+
+struct SuiteCase {
+  std::string kind;  // "dense", "varlen", "gqa"
+  int64_t batch, len, heads, kv_heads, dim;
+  bool causal;
+};
+
+int run_suite(int argc, char** argv) {
+  const vpbench::Args args = vpbench::parse_args(argc, argv);
+  if (!vpbench::can_run("attention", args)) return 0;
+  std::vector<SuiteCase> cases;
+  if (args.cuda()) {
+    const std::vector<int64_t> dims = args.full ? std::vector<int64_t>{64, 128} : std::vector<int64_t>{128};
+    const std::vector<int64_t> lens = args.quick ? std::vector<int64_t>{1024, 4096} : std::vector<int64_t>{1024, 4096, 8192};
+    for (int64_t d : dims)
+      for (int64_t t : lens)
+        for (bool c : {false, true}) cases.push_back({"dense", 1, t, 2048 / d, 2048 / d, d, c});
+    cases.push_back({"varlen", 8, 1024, 16, 16, 128, true});
+    cases.push_back({"gqa", 1, 4096, 32, 8, 128, true});
+  } else {
+    for (bool c : {false, true}) cases.push_back({"dense", 1, 256, 8, 8, 64, c});
+    cases.push_back({"varlen", 4, 128, 8, 8, 64, true});
+    cases.push_back({"gqa", 1, 256, 8, 2, 64, true});
+  }
+  int failures = 0;
+  uint64_t stream = 1;
+  for (const SuiteCase& c : cases) {
+    const int64_t T = c.batch * c.len, H = c.heads, Hkv = c.kv_heads, D = c.dim;
+    std::string name = c.kind == "dense"    ? "T=" + std::to_string(c.len)
+                       : c.kind == "varlen" ? "varlen " + std::to_string(c.batch) + "x" + std::to_string(c.len)
+                                            : "gqa T=" + std::to_string(c.len);
+    name += " H=" + std::to_string(H) + (Hkv != H ? "/" + std::to_string(Hkv) : "") + " D=" + std::to_string(D) +
+            (c.causal ? " causal" : "");
+    vpbench::Buffers buf("attention", args);
+    const vp::TensorView q = buf.floats(vpbench::normal(T * H * D, stream++), {T, H, D});
+    const vp::TensorView k = buf.floats(vpbench::normal(T * Hkv * D, stream++), {T, Hkv, D});
+    const vp::TensorView v = buf.floats(vpbench::normal(T * Hkv * D, stream++), {T, Hkv, D});
+    const vp::TensorView dout = buf.floats(vpbench::normal(T * H * D, stream++), {T, H, D});
+    const vp::TensorView out = buf.empty({T, H, D}), dq = buf.empty({T, H, D});
+    const vp::TensorView dk = buf.empty({T, Hkv, D}), dv = buf.empty({T, Hkv, D});
+    const vp::TensorView lse = buf.empty({H, T}, vp::DType::kFloat32);
+    std::vector<int32_t> cu(static_cast<size_t>(c.batch) + 1);
+    for (int64_t b = 0; b <= c.batch; ++b) cu[b] = static_cast<int32_t>(b * c.len);
+    vp::AttentionOptions o;
+    o.causal = c.causal;
+    if (c.batch > 1) {
+      o.cu_seqlens_q = o.cu_seqlens_k = cu.data();
+      o.batch = c.batch;
+    }
+    // FlashAttention's count: 4·Tq·Tk·H·D forward per sequence, half when causal; backward 2.5×.
+    const double fwd_flops = 4.0 * c.batch * c.len * c.len * H * D * (c.causal ? 0.5 : 1.0);
+    vp::Status st;
+    for (const bool backward : {false, true}) {
+      const vpbench::Timing t = vpbench::time_on(args, [&] {
+        st = vp::attention(q, k, v, o, out, lse);
+        if (st.ok() && backward) st = vp::attention_backward(dout, q, k, v, out, lse, o, dq, dk, dv);
+      });
+      const std::string cas = name + (backward ? " fwd+bwd" : " fwd");
+      if (!st.ok()) {
+        vpbench::error_line("attention", cas, args, st.message());
+        ++failures;
+        break;
+      }
+      const double flops = fwd_flops * (backward ? 3.5 : 1.0);
+      char extra[320];
+      std::snprintf(extra, sizeof extra,
+                    "\"kind\":\"%s\",\"B\":%lld,\"T\":%lld,\"H\":%lld,\"Hkv\":%lld,\"D\":%lld,\"causal\":%s,"
+                    "\"dir\":\"%s\",\"flops\":%.6g,\"tflops\":%.3f,%s",
+                    c.kind.c_str(), static_cast<long long>(c.batch), static_cast<long long>(c.len),
+                    static_cast<long long>(H), static_cast<long long>(Hkv), static_cast<long long>(D),
+                    c.causal ? "true" : "false", backward ? "fwd+bwd" : "fwd", flops,
+                    flops / (t.median_ms * 1e9), vpbench::machine_json(args).c_str());
+      vpbench::emit("attention", cas, args, t, extra);
+    }
+  }
+  return failures ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--suite") return run_suite(argc, argv);
   std::string device = "cpu", dtype_s = "float32", io_dir;
   int64_t T = 1024, H = 8, Hkv = -1, D = 64;
   int causal = 0, reps = 5, threads = 0, backward = 1;
