@@ -305,7 +305,7 @@ const commands: Record<string, Command> = {
   },
   bench: {
     summary: 'run the benchmarks against PyTorch (in a checkout: bench/run.ts; args passed through)',
-    usage: 'videoperceiver bench [filter...] [--quick] [--json]',
+    usage: 'videoperceiver bench [name...] [--filter NAME] [--quick] [--json] [--save]',
     run(args) {
       const runner = join(packageRoot, 'bench', 'run.ts');
       if (!existsSync(runner)) {
