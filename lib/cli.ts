@@ -154,6 +154,7 @@ async function evalCommand(args: string[]): Promise<number> {
 async function generate(args: string[]): Promise<number> {
   const model = await vp.VideoLM.load(required(args, 'model', 'generate'), { device: deviceOption(args) });
   const video = required(args, 'video', 'generate');
+  if (!existsSync(video)) throw new Error(`generate: --video ${video}: no such file`);
   const c = model.config;
   let sample: { frames: Uint8Array; shape: [number, number, number, 3]; frameTimes: number[]; id: string };
   if (video.toLowerCase().endsWith('.npy')) {

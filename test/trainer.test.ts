@@ -135,6 +135,21 @@ test('resume from a checkpoint reproduces the next steps exactly (SFT and RL)', 
   }
   t.deepEqual(b.getBuffer('params'), a.getBuffer('params'));
 
+  // From an RL checkpoint, sft() then rl() (what `videoperceiver train --resume` does): SFT is
+  // skipped, RL continues at its next step.
+  const e = await model(78);
+  const log3: vp.MetricEvent[] = [];
+  const te = new vp.Trainer(e, { seed: 4, onStep: (ev) => log3.push(ev) });
+  await te.resume(join(run, 'checkpoints', 'rl-000003'));
+  t.is((await te.sft(ds, sftOpts)).steps, 6);
+  await te.rl(ds, { ...rlOpts });
+  const steps3 = log3.filter((x): x is vp.RlStepEvent => x.type === 'step');
+  t.deepEqual(steps3.map((x) => `${x.stage}${x.step}`), ['rl4']);
+  t.is(steps3[0].loss, steps.find((x) => x.stage === 'rl' && x.step === 4)!.loss);
+  t.deepEqual(e.getBuffer('params'), a.getBuffer('params'));
+  e.dispose();
+  te.dispose();
+
   // Resuming the run folder picks its latest checkpoint (RL finished): nothing left to do.
   const c = await model();
   const tc = new vp.Trainer(c, { seed: 4 });

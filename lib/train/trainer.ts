@@ -316,9 +316,14 @@ export class Trainer {
     this.#stopRequested = undefined;
     let start = 0;
     if (this.#resume) {
-      if (this.#resume.stage === stage) start = this.#resume.finished ? total : this.#resume.step;
-      else if (this.#resume.stage === 'rl' && stage === 'sft') start = total; // SFT was finished before RL began
-      this.#resume = undefined;
+      if (this.#resume.stage === stage) {
+        start = Math.min(this.#resume.step, total);
+        this.#resume = undefined;
+      } else if (this.#resume.stage === 'rl' && stage === 'sft') {
+        start = total; // SFT was finished before RL began; the resume applies to the rl() call that follows
+      } else {
+        this.#resume = undefined; // an unfinished SFT checkpoint, and rl() is called: RL starts at step 0
+      }
     }
     const onSigint = () => {
       this.#stopRequested = 'interrupted';
