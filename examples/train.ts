@@ -3,14 +3,14 @@
 import * as vp from '../lib/index.js';
 
 // 1. Data: a folder with annotations.jsonl + clips (here: generated, deterministic).
-vp.synthDataset('example-data/train', { count: 200, seed: 1, maxObjects: 1 });
-vp.synthDataset('example-data/test', { count: 50, seed: 2, maxObjects: 1 });
+vp.synthDataset('example-data/train', { count: 200, seed: 1, objects: 1, objectScale: 1.6, frames: 8, fps: 4 });
+vp.synthDataset('example-data/test', { count: 50, seed: 2, objects: 1, objectScale: 1.6, frames: 8, fps: 4 });
 const train = vp.openDataset('example-data/train');
 const test = vp.openDataset('example-data/test');
 
 // 2. A model with a tokenizer built from the training text.
 const tokenizer = vp.tokenizerForDataset(train.annotations);
-const model = await vp.VideoLM.create({ preset: 'tiny', frames: 16, patchSize: 16, tokenizer, seed: 1 });
+const model = await vp.VideoLM.create({ preset: 'tiny', tokenizer, seed: 1 }); // 8 frames of 32x32, 8x8 patches
 
 // 3. Stage 1 (SFT with KIM + contrastive), then stage 2 (comparative GRPO).
 const trainer = new vp.Trainer(model, {
