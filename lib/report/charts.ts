@@ -13,6 +13,21 @@ function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }
 
+/** Left edge of each legend entry: a swatch, the name (about 6.2 px a character at 11 px), a gap. */
+function legendX(names: readonly string[], start: number): number[] {
+  const xs: number[] = [];
+  let x = start;
+  for (const n of names) {
+    xs.push(x);
+    x += 14 + n.length * 6.2 + 16;
+  }
+  return xs;
+}
+
+function legendItem(name: string, color: string, x: number, y: number): string {
+  return `<rect x="${x}" y="${y}" width="10" height="10" fill="${color}"/><text x="${x + 14}" y="${y + 9}">${esc(name)}</text>`;
+}
+
 function niceTicks(lo: number, hi: number, n = 5): number[] {
   if (!(hi > lo)) return [lo];
   const raw = (hi - lo) / n;
@@ -60,7 +75,7 @@ export function lineChart(title: string, series: Series[], opts: { width?: numbe
     const d = good.map(([x, y], j) => `${j ? 'L' : 'M'}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join('');
     const c = PALETTE[i % PALETTE.length];
     parts.push(`<path d="${d}" fill="none" stroke="${c}" stroke-width="2"/>`);
-    parts.push(`<rect x="${L + 8 + i * 150}" y="${T + 2}" width="10" height="10" fill="${c}"/><text x="${L + 22 + i * 150}" y="${T + 11}">${esc(s.name)}</text>`);
+    parts.push(legendItem(s.name, c, legendX(series.map((q) => q.name), L + 8)[i], T + 2));
   });
   parts.push('</svg>');
   return parts.join('');
@@ -89,7 +104,8 @@ export function barChart(title: string, groups: string[], bars: { name: string; 
     });
   });
   parts.push(`<line x1="${L}" x2="${W - R}" y1="${H - B}" y2="${H - B}" stroke="#333"/>`);
-  bars.forEach((b, i) => parts.push(`<rect x="${L + 8 + i * 160}" y="26" width="10" height="10" fill="${PALETTE[i % PALETTE.length]}"/><text x="${L + 22 + i * 160}" y="35">${esc(b.name)}</text>`));
+  const xs = legendX(bars.map((b) => b.name), L + 8);
+  bars.forEach((b, i) => parts.push(legendItem(b.name, PALETTE[i % PALETTE.length], xs[i], 26)));
   parts.push('</svg>');
   return parts.join('');
 }
