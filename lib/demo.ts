@@ -41,7 +41,7 @@ const SYNTH: SynthOptions = { frames: 8, size: 32, fps: 4, objects: 1, objectSca
 
 export const DEMO_PLANS: Record<'default' | 'quick', DemoPlan> = {
   default: {
-    trainClips: 1600, testClips: 128, sftSteps: 700, rlSteps: 30, batchSize: 8, model: MODEL,
+    trainClips: 1600, testClips: 128, sftSteps: 1000, rlSteps: 40, batchSize: 8, model: MODEL,
     sft: { lr: 2e-3, questions: 'one' }, rl: { promptsPerStep: 6, groupSize: 4, lr: 5e-5, maxTokens: 16, tasks: 'caption' },
     synth: SYNTH,
   },
