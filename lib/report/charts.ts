@@ -69,13 +69,14 @@ export function lineChart(title: string, series: Series[], opts: { width?: numbe
   parts.push(`<line x1="${L}" x2="${L}" y1="${T}" y2="${H - B}" stroke="#333"/>`, `<line x1="${L}" x2="${W - R}" y1="${H - B}" y2="${H - B}" stroke="#333"/>`);
   if (opts.xLabel) parts.push(`<text x="${(L + W - R) / 2}" y="${H - 8}" text-anchor="middle">${esc(opts.xLabel)}</text>`);
   if (opts.yLabel) parts.push(`<text x="12" y="${(T + H - B) / 2}" text-anchor="middle" transform="rotate(-90 12 ${(T + H - B) / 2})">${esc(opts.yLabel)}</text>`);
+  const legendAt = legendX(series.map((q) => q.name), L + 8);
   series.forEach((s, i) => {
     const good = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
     if (!good.length) return;
     const d = good.map(([x, y], j) => `${j ? 'L' : 'M'}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join('');
     const c = PALETTE[i % PALETTE.length];
     parts.push(`<path d="${d}" fill="none" stroke="${c}" stroke-width="2"/>`);
-    parts.push(legendItem(s.name, c, legendX(series.map((q) => q.name), L + 8)[i], T + 2));
+    parts.push(legendItem(s.name, c, legendAt[i], T + 2));
   });
   parts.push('</svg>');
   return parts.join('');

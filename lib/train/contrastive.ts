@@ -9,6 +9,7 @@
 // The projections are tiny ([dim, width]), so they live here in JavaScript
 // with their own AdamW; the trainer checkpoints them with the model.
 import { infoNceWithGrad } from '../ops/infonce.js';
+import { adamwStep, clipGradNorm, type AdamWOptions } from '../ops/layers.js';
 import { seededRandom } from '../random.js';
 import { Tensor } from '../tensor.js';
 import type { ContrastGroup } from './batch.js';
@@ -23,13 +24,6 @@ export interface ContrastiveResult {
   margin: number;
 }
 
-export interface AdamWOptions {
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-}
 
 /** The two projections, their gradients and AdamW state. */
 export class ContrastiveHead {
@@ -118,17 +112,23 @@ export class ContrastiveHead {
     const dq = res.dQueries.data as Float32Array;
     const dk = res.dKeys.data as Float32Array;
     // Metrics: retrieval accuracy and the positive-vs-negative cosine margin.
-    const norm = (x: Float32Array, i: number) => Math.hypot(...x.subarray(i * k, (i + 1) * k)) || 1;
+    const norms = (x: Float32Array, rows: number) => Float64Array.from({ length: rows }, (_, i) => Math.hypot(...x.subarray(i * k, (i + 1) * k)) || 1);
+    const qn = norms(q, n);
+    const kn = norms(keys, nk);
     const cos = (i: number, j: number) => {
       let s = 0;
       for (let o = 0; o < k; o++) s += q[i * k + o] * keys[j * k + o];
-      return s / (norm(q, i) * norm(keys, j));
+      return s / (qn[i] * kn[j]);
     };
     let hits = 0;
     let margin = 0;
     for (let i = 0; i < n; i++) {
       let best = 0;
-      for (let j = 1; j < nk; j++) if (cos(i, j) > cos(i, best)) best = j;
+      let bestCos = cos(i, 0);
+      for (let j = 1; j < nk; j++) {
+        const c = cos(i, j);
+        if (c > bestCos) [best, bestCos] = [j, c];
+      }
       if (best === i) hits++;
       if (hasNeg) margin += (cos(i, i) - cos(i, n + i)) / n;
     }
@@ -165,24 +165,16 @@ export class ContrastiveHead {
     this.grads.fill(0);
   }
 
-  /** Global norm of the projections' gradients. */
-  gradNorm(): number {
-    let s = 0;
-    for (const g of this.grads) s += g * g;
-    return Math.sqrt(s);
-  }
-
-  /** AdamW on the projections, gradients multiplied by `scale` (e.g. the clipping factor). */
-  adamw(o: AdamWOptions, scale = 1): void {
+  /**
+   * Clips the projections' gradients to `maxGradNorm` (global norm, <= 0: off), then one AdamW step
+   * (vp.clipGradNorm and vp.adamwStep). Returns the norm before clipping.
+   */
+  update(o: Omit<AdamWOptions, 'step' | 'gradScale'> & { maxGradNorm: number }): number {
+    const t = (data: Float32Array) => new Tensor([data.length], 'float32', 'cpu', data);
+    const grads = t(this.grads);
+    const norm = clipGradNorm([grads], o.maxGradNorm);
     this.step++;
-    const b1 = 1 - o.beta1 ** this.step;
-    const b2 = 1 - o.beta2 ** this.step;
-    for (let i = 0; i < this.params.length; i++) {
-      const g = this.grads[i] * scale;
-      this.m[i] = o.beta1 * this.m[i] + (1 - o.beta1) * g;
-      this.v[i] = o.beta2 * this.v[i] + (1 - o.beta2) * g * g;
-      const upd = this.m[i] / b1 / (Math.sqrt(this.v[i] / b2) + o.eps);
-      this.params[i] -= o.lr * (upd + o.weightDecay * this.params[i]);
-    }
+    adamwStep(t(this.params), grads, t(this.m), t(this.v), { lr: o.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, step: this.step });
+    return norm;
   }
 }

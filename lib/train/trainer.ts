@@ -414,11 +414,7 @@ export class Trainer {
         await this.model.backward({ gradLoss: 1 / gradAccum, dTap, accumulate: j > 0 });
       }
       const st = await this.model.stepOptimizer({ lr: stepLr, weightDecay, maxGradNorm });
-      if (contrastive && groupsSeen > 0) {
-        const hn = this.head.gradNorm();
-        const scale = maxGradNorm > 0 && hn > maxGradNorm ? maxGradNorm / hn : 1;
-        this.head.adamw({ lr: stepLr, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0 }, scale);
-      }
+      if (contrastive && groupsSeen > 0) this.head.update({ lr: stepLr, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0, maxGradNorm });
       const secs = (performance.now() - ts) / 1000;
       return {
         type: 'step', stage: 'sft', step: s + 1, totalSteps: total, epoch,
@@ -468,6 +464,8 @@ export class Trainer {
     const cfg = this.model.config;
     const tok = this.tokenizer;
     const t0 = Date.now();
+    // Each clip's KIM frame map (null: no key frame), planned once per rl() call.
+    const kimMaps = new Map<number, Int32Array | null>();
 
     return this.#stage('rl', total, o.signal as AbortSignal | undefined, async (s) => {
       const ts = performance.now();
@@ -479,16 +477,18 @@ export class Trainer {
         const all = clipTasks(clip.annotation, tasks !== 'caption');
         const pool = tasks === 'questions' ? all.filter((t) => t.kind === 'question') : tasks === 'caption' ? all.slice(0, 1) : all;
         const task = (pool.length ? pool : all)[Math.floor(pick() * (pool.length || all.length))];
-        let frameMap: Int32Array | undefined;
-        if (mode !== 'none') {
+        let frameMap = kimMaps.get(i);
+        if (frameMap === undefined && mode !== 'none') {
+          frameMap = null;
           try {
             const plan = clipKimPlan(clip, cfg, tok.encodeWithOffsets(clip.annotation.caption), { substitution, locator });
             if (plan.keyFrames.length > 0) frameMap = plan.substitution;
           } catch {
-            frameMap = undefined; // every frame a key frame: no degraded variant
+            // every frame a key frame: no degraded variant
           }
+          kimMaps.set(i, frameMap);
         }
-        return { clip, task, promptIds: tok.encode(task.prompt), frameMap };
+        return { clip, task, promptIds: tok.encode(task.prompt), frameMap: frameMap ?? undefined };
       });
       const orig: PromptItem[] = [];
       const deg: PromptItem[] = [];
