@@ -39,14 +39,6 @@ export class PackedBatchBuilder {
     return this.#tokensPerFrame;
   }
 
-  get numVideos(): number {
-    return this.#videos.length;
-  }
-
-  get textLength(): number {
-    return this.#text.length;
-  }
-
   /** Adds a clip's frames ([frames, size, size, 3] uint8); returns its video index. */
   addVideo(frames: Uint8Array): number {
     if (frames.length !== this.#perVideo) throw new RangeError(`PackedBatchBuilder.addVideo: frames must hold ${this.#perVideo} bytes, got ${frames.length}`);
