@@ -269,7 +269,7 @@ const commands: Record<string, Command> = {
   },
   train: {
     summary: 'train a VideoLM on a dataset folder: stage 1 (SFT with KIM + contrastive), stage 2 (comparative GRPO), or both',
-    usage: 'videoperceiver train --data DIR --out RUN_DIR [--stage sft|rl|both] [--config FILE.json] [--model DIR | --preset tiny|small] [--steps N] [--epochs N] [--batch-size 8] [--lr 1e-3] [--lambda 0.5] [--no-kim] [--no-contrastive] [--rl-steps N] [--rl-lr 1e-4] [--group-size 4] [--comparative pairwise|threshold|none] [--seed 0] [--checkpoint-every N] [--resume] [--device cpu|cuda] [--json]\n\nconfig file: { "model": { VideoLM config }, "sft": { SftOptions }, "rl": { RlOptions } }; flags override it. The trained model is saved to RUN_DIR/model; checkpoints to RUN_DIR/checkpoints; metrics to RUN_DIR/metrics.jsonl. Ctrl-C writes a checkpoint; --resume continues from it.',
+    usage: 'videoperceiver train --data DIR --out RUN_DIR [--stage sft|rl|both] [--config FILE.json] [--model DIR | --preset tiny|small] [--steps N] [--epochs N] [--batch-size 8] [--lr 1e-3] [--lambda 0.5] [--no-kim] [--no-contrastive] [--rl-steps N] [--rl-lr 1e-4] [--group-size 4] [--comparative baseline|pairwise|threshold|none] [--seed 0] [--checkpoint-every N] [--resume] [--device cpu|cuda] [--json]\n\nconfig file: { "model": { VideoLM config }, "sft": { SftOptions }, "rl": { RlOptions } }; flags override it. The trained model is saved to RUN_DIR/model; checkpoints to RUN_DIR/checkpoints; metrics to RUN_DIR/metrics.jsonl. Ctrl-C writes a checkpoint; --resume continues from it.',
     run: train,
   },
   eval: {

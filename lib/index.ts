@@ -54,12 +54,14 @@ export {
   type LogprobsOptions,
 } from './ops/logprobs.js';
 export {
+  comparativeAdvantages,
   comparativeRewards,
   groupAdvantages,
   grpoLoss,
   linearGrpoLoss,
   type AdvantageScale,
   type ComparativeMode,
+  type ComparativeAdvantagesOptions,
   type ComparativeRewardsOptions,
   type GroupAdvantagesOptions,
   type GrpoLossInputs,

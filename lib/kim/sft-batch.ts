@@ -13,7 +13,7 @@ import { packTokens, type Packed, type PackSegment } from '../ops/pack.js';
 import { Tensor } from '../tensor.js';
 import { extractEventKeywordSpans, findKeywordSpan } from './keywords.js';
 import { locateKeyFrames, locateKeyFramesBySimilarity } from './keyframes.js';
-import { planSubstitution, type SubstitutionPolicy } from './substitution.js';
+import { AllKeyFramesError, planSubstitution, type SubstitutionPolicy } from './substitution.js';
 import { detectTransientFrames, type FramesInput, type TransientOptions } from './transient.js';
 
 export interface SftEvent {
@@ -248,6 +248,7 @@ export function buildSftBatch(samples: readonly SftSample[], opts: SftBatchOptio
     try {
       substitution = planSubstitution(F, keyFrames, policy);
     } catch (e) {
+      if (e instanceof AllKeyFramesError) throw new AllKeyFramesError(`${fn}: samples[${i}]: ${e.message}`);
       if (e instanceof RangeError) throw new RangeError(`${fn}: samples[${i}]: ${(e as Error).message}`);
       throw e;
     }

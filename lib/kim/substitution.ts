@@ -4,6 +4,11 @@ import { describe, rangeError, typeError } from '../errors.js';
 
 export type SubstitutionPolicy = 'nearest' | 'previous' | 'next';
 
+/** The RangeError of a video whose frames are all key frames: it has no KIM variant. */
+export class AllKeyFramesError extends RangeError {
+  override name = 'RangeError';
+}
+
 /**
  * For every frame, the frame whose tokens it carries in the KIM variant:
  * itself for a non-key frame; for a key frame, a non-key frame chosen by `policy`:
@@ -33,7 +38,7 @@ export function planSubstitution(numFrames: number, keyFrames: ArrayLike<number>
   }
   const out = new Int32Array(numFrames);
   if (numFrames > 0 && nKey === numFrames)
-    throw rangeError(fn, 'keyFrames', `to leave at least one of the ${numFrames} frames as a non-key frame to substitute from`, `every frame a key frame`);
+    throw new AllKeyFramesError(rangeError(fn, 'keyFrames', `to leave at least one of the ${numFrames} frames as a non-key frame to substitute from`, `every frame a key frame`).message);
   // Nearest non-key frame at or before / at or after each frame (-1: none).
   const prev = new Int32Array(numFrames);
   const next = new Int32Array(numFrames);

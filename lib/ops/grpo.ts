@@ -132,6 +132,106 @@ export function comparativeRewards(
   return out ?? (host as Float32Array);
 }
 
+
+export interface ComparativeAdvantagesOptions {
+  /** 'group' (default): σ of the group's original and degraded rewards; 'batch': σ of all of them; 'none': no division. */
+  scale?: AdvantageScale;
+  /** Added to σ before dividing (default 1e-4, as TRL). */
+  eps?: number;
+}
+
+/**
+ * The advantages of the original responses, with the degraded (KIM)
+ * responses of the same prompt in the baseline (docs/grpo.md):
+ *   A_i = (r_i − μ) / (σ + eps),
+ * μ and σ (Bessel-corrected) taken over the group's original **and** degraded
+ * task rewards together; 'batch' takes σ over the whole batch of both (μ stays
+ * per group); 'none' does not divide. An answer that the model also gives
+ * without the key frames raises μ and so earns less than one that needs them.
+ * Equal to groupAdvantages(taskComplete, groupSize) when the degraded rewards
+ * leave μ and σ unchanged. `taskComplete`: nGroups · groupSize rewards, group
+ * by group; `taskDegraded`: taskDegraded.length / nGroups per group. NaN
+ * rewards are left out of the statistics (a group without a degraded variant
+ * can pass NaN for it); an advantage that comes out NaN becomes 0. Statistics
+ * in double precision. Returns a Float32Array (a CUDA tensor when
+ * `taskComplete` is one: the few rewards are read back, computed on the host
+ * and copied to the device).
+ */
+export function comparativeAdvantages(
+  taskComplete: Float32Array,
+  taskDegraded: Float32Array,
+  groupSize: number,
+  opts?: ComparativeAdvantagesOptions,
+): Float32Array;
+export function comparativeAdvantages(
+  taskComplete: Float32Array | Tensor,
+  taskDegraded: Float32Array | Tensor,
+  groupSize: number,
+  opts?: ComparativeAdvantagesOptions,
+): Float32Array | Tensor;
+export function comparativeAdvantages(
+  taskComplete: Float32Array | Tensor,
+  taskDegraded: Float32Array | Tensor,
+  groupSize: number,
+  opts?: ComparativeAdvantagesOptions,
+): Float32Array | Tensor {
+  const fn = 'comparativeAdvantages';
+  const c = rewardVector(fn, 'taskComplete', taskComplete);
+  const d = rewardVector(fn, 'taskDegraded', taskDegraded);
+  if (!!c.cuda !== !!d.cuda) throw typeError(fn, 'taskDegraded', `on ${c.cuda ? 'cuda' : 'cpu'} like taskComplete`, describe(taskDegraded));
+  const g = checkGroupSize(fn, groupSize, c.length, 'complete-video rewards');
+  const groups = c.length / g;
+  if (groups === 0 && d.length !== 0) throw rangeError(fn, 'taskDegraded.length', '0 when taskComplete is empty', `${d.length}`);
+  if (groups > 0 && (d.length === 0 || d.length % groups !== 0))
+    throw rangeError(fn, 'taskDegraded.length', `a positive multiple of the number of groups (${groups})`, `${d.length}`);
+  const o = checkOptions(fn, opts);
+  const scale = o.scale ?? 'group';
+  if (scale !== 'group' && scale !== 'batch' && scale !== 'none') throw typeError(fn, 'opts.scale', "'group' | 'batch' | 'none'", describe(scale));
+  const eps = checkNumber(fn, 'opts.eps', o.eps, 1e-4, { min: 0 });
+  const ch = c.host ?? (c.cuda!.to('cpu').data as Float32Array);
+  const dh = d.host ?? (d.cuda!.to('cpu').data as Float32Array);
+  checkRewards(fn, 'taskComplete', ch);
+  checkRewards(fn, 'taskDegraded', dh);
+  const dg = groups > 0 ? dh.length / groups : 0;
+  // Mean and Bessel-corrected sum of squares of the non-NaN values of a group (Welford, double).
+  const moments = (q: number) => {
+    let n = 0, mean = 0, m2 = 0;
+    const add = (x: number) => {
+      if (Number.isNaN(x)) return;
+      n++;
+      const delta = x - mean;
+      mean += delta / n;
+      m2 += delta * (x - mean);
+    };
+    for (let i = 0; i < g; i++) add(ch[q * g + i]);
+    for (let i = 0; i < dg; i++) add(dh[q * dg + i]);
+    return { n, mean, m2 };
+  };
+  const stats = Array.from({ length: groups }, (_, q) => moments(q));
+  let batchStd = NaN;
+  if (scale === 'batch') {
+    let n = 0, mean = 0, m2 = 0;
+    for (const x of [...ch, ...dh]) {
+      if (Number.isNaN(x)) continue;
+      n++;
+      const delta = x - mean;
+      mean += delta / n;
+      m2 += delta * (x - mean);
+    }
+    batchStd = n > 1 ? Math.sqrt(m2 / (n - 1)) : NaN;
+  }
+  const out = new Float32Array(c.length);
+  for (let q = 0; q < groups; q++) {
+    const s = stats[q];
+    const denom = scale === 'none' ? 1 : scale === 'batch' ? batchStd + eps : (s.n > 1 ? Math.sqrt(s.m2 / (s.n - 1)) : NaN) + eps;
+    for (let i = 0; i < g; i++) {
+      const a = (ch[q * g + i] - s.mean) / denom;
+      out[q * g + i] = Number.isNaN(a) ? 0 : a;
+    }
+  }
+  return c.cuda ? new Tensor([out.length], 'float32', 'cpu', out).to('cuda') : out;
+}
+
 // ---- the clipped surrogate loss ---------------------------------------------------------------
 
 export type GrpoLossType = 'grpo' | 'bnpo' | 'dapo' | 'dr_grpo';

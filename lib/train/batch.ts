@@ -4,7 +4,7 @@
 // response, B = the KIM video, and the contrastive row groups), and the
 // prompt/response batches that generation, scoring and the RL step use.
 import { buildSftBatch, type SftSample, type SftSamplePlan } from '../kim/sft-batch.js';
-import type { SubstitutionPolicy } from '../kim/substitution.js';
+import { AllKeyFramesError, type SubstitutionPolicy } from '../kim/substitution.js';
 import type { TransientOptions } from '../kim/transient.js';
 import type { VideoLMBatch, VideoLMConfig, VideoLMSegment } from '../model/videolm.js';
 import { BOS_ID, EOS_ID, type Tokenizer } from '../model/tokenizer.js';
@@ -178,13 +178,43 @@ export function clipKimPlan(clip: TrainClip, cfg: VideoLMConfig, caption: { ids:
 }
 
 /**
+ * Each clip's KIM plan (keywords, key frames, substitution), computed once per
+ * training call (sft() or rl()) and read by every step that sees the clip.
+ * Keyed by the clip's dataset index; a clip without one is planned each time.
+ */
+export class KimPlans {
+  readonly #plans = new Map<number, { plan?: SftSamplePlan; skipped?: string }>();
+  constructor(readonly cfg: VideoLMConfig, readonly tokenizer: Tokenizer,
+    readonly options: Pick<SftBatchPlanOptions, 'substitution' | 'locator' | 'transient'>) {}
+
+  /**
+   * The clip's plan, or why it has no KIM variant (every frame a key frame).
+   * `caption` is the caption's encoding with offsets when the caller has it.
+   */
+  get(clip: TrainClip, caption?: { ids: Int32Array; offsets: Int32Array }): { plan?: SftSamplePlan; skipped?: string } {
+    const hit = clip.index === undefined ? undefined : this.#plans.get(clip.index);
+    if (hit) return hit;
+    let r: { plan?: SftSamplePlan; skipped?: string };
+    try {
+      r = { plan: clipKimPlan(clip, this.cfg, caption ?? this.tokenizer.encodeWithOffsets(clip.annotation.caption), this.options) };
+    } catch (e) {
+      if (!(e instanceof AllKeyFramesError)) throw e;
+      r = { skipped: e.message };
+    }
+    if (clip.index !== undefined) this.#plans.set(clip.index, r);
+    return r;
+  }
+}
+
+/**
  * Stage 1's packed batch: per clip, the caption sequence A (video, prompt,
  * caption), one sequence per question (video, prompt, answer) when asked, and
  * the KIM sequence B (the video with its key frames substituted) when KIM and
  * the contrastive term are on. Keywords, key frames and the substitution come
  * from buildSftBatch (design §1 stage 1, steps 1-3).
  */
-export function planSftBatch(clips: readonly TrainClip[], cfg: VideoLMConfig, tokenizer: Tokenizer, o: SftBatchPlanOptions): TrainerSftBatch {
+export function planSftBatch(clips: readonly TrainClip[], cfg: VideoLMConfig, tokenizer: Tokenizer, o: SftBatchPlanOptions,
+  kimPlans: KimPlans = new KimPlans(cfg, tokenizer, o)): TrainerSftBatch {
   const b = new PackedBatchBuilder(cfg);
   const P = b.tokensPerFrame;
   const F = cfg.frames;
@@ -207,11 +237,9 @@ export function planSftBatch(clips: readonly TrainClip[], cfg: VideoLMConfig, to
       b.addSequence({ video: v }, [promptResponseText(tokenizer.encode(task.prompt), tokenizer.encode(task.response), true)]);
     }
     if (!o.contrastive) continue;
-    let plan: SftSamplePlan;
-    try {
-      plan = clipKimPlan(clip, cfg, cap, o);
-    } catch (e) {
-      skipped.push({ id: a.id, reason: (e as Error).message });
+    const { plan, skipped: why } = kimPlans.get(clip, cap);
+    if (!plan) {
+      skipped.push({ id: a.id, reason: why! });
       continue;
     }
     if (plan.keyFrames.length === 0 || plan.keywordTokens.length === 0) {

@@ -4,11 +4,12 @@
 //            one packed batch (A: video + prompt + response, B: KIM video) →
 //            L = L_lm + λ·L_nce at layer ℓ (KIM frames as hard negatives) →
 //            backward → AdamW.   kim: false, contrastive: false = plain SFT.
-//   stage 2  trainer.rl(data):   per clip, G responses from the original video
-//            and G from its KIM variant (one batched generation) → task rewards
-//            → comparative rewards → group advantages → GRPO loss on the
-//            original responses' log-probs → backward → AdamW (μ updates per
-//            rollout batch).
+//   stage 2  trainer.rl(data):   rollout (per clip, G responses from the
+//            original video and G from its KIM variant, one batched generation)
+//            → score (task rewards; advantages with the degraded responses in
+//            the baseline) → update (GRPO loss on the original responses'
+//            log-probs → backward → AdamW, μ updates per rollout batch);
+//            the three parts live in lib/train/rl.ts.
 //
 // Everything is deterministic for a seed on CPU: the data order of step s, the
 // sampling seeds and the model's kernels depend only on (seed, s), so a run
@@ -19,17 +20,16 @@ import type { Dataset, VideoSample } from '../data/dataset.js';
 import { describe, rangeError, typeError } from '../errors.js';
 import { writeFileAtomic } from '../fs.js';
 import { CheckpointError, readSafetensors, writeSafetensors } from '../model/safetensors.js';
-import { EOS_ID, type Tokenizer } from '../model/tokenizer.js';
+import type { Tokenizer } from '../model/tokenizer.js';
 import { VideoLM } from '../model/videolm.js';
-import { comparativeRewards, groupAdvantages, grpoLoss, type AdvantageScale, type ComparativeMode, type GrpoLossType } from '../ops/grpo.js';
 import { seededRandom } from '../random.js';
 import { checkBoolean, checkNumber, checkOptions } from '../validate.js';
-import { clipKimPlan, generationBatch, planSftBatch, scoringBatch, type PromptItem, type TrainClip, type TrainerSftBatch } from './batch.js';
+import { KimPlans, planSftBatch, type TrainClip, type TrainerSftBatch } from './batch.js';
 import { ContrastiveHead } from './contrastive.js';
 import { evaluate, type EvaluateOptions, type EvaluationResult } from './eval.js';
 import { MetricBus, type MetricEvent, type RlStepEvent, type SftStepEvent } from './metrics.js';
-import { defaultTaskReward } from './rewards.js';
-import { annotatedKeywords, clipTasks, fitClip, type ClipTask } from './tasks.js';
+import { advantageSpread, parseRlOptions, rollout, score, update, type RlOptions, type RlSettings, type RolloutPrompt } from './rl.js';
+import { clipTasks, fitClip } from './tasks.js';
 
 /** Training data: a dataset from openDataset, or loaded samples. */
 export type TrainData = Dataset | readonly VideoSample[];
@@ -83,60 +83,7 @@ export interface SftOptions {
   signal?: AbortSignal;
 }
 
-/** What a reward function sees of one response. */
-export interface RewardInput {
-  response: string;
-  /** The clip's event keywords. */
-  keywords: readonly string[];
-  /** Present when the prompt was a multiple-choice question. */
-  question?: { options: readonly string[]; answer: number | string };
-  task: ClipTask;
-  /** The clip's annotation. */
-  sample: TrainClip['annotation'];
-  /** True for a response to the KIM (degraded) video. */
-  degraded: boolean;
-}
-
-export type RewardFunction = (x: RewardInput) => number | Promise<number>;
-
-export interface RlOptions {
-  /** Rollout batches (default: `epochs` passes over the clips). */
-  steps?: number;
-  epochs?: number;
-  /** Clips (prompts) per rollout batch (default 4). */
-  promptsPerStep?: number;
-  /** G: responses per prompt from the original video, and as many from the KIM video (default 4). */
-  groupSize?: number;
-  /** Policy updates per rollout batch, μ (default 1). */
-  updatesPerBatch?: number;
-  lr?: number;
-  weightDecay?: number;
-  maxGradNorm?: number;
-  /** Sampling temperature (default 1) and nucleus (default 1). */
-  temperature?: number;
-  topP?: number;
-  /** Longest response in tokens (default 24). */
-  maxTokens?: number;
-  /** 'pairwise' (default), 'threshold' (T-GRPO), or 'none' (plain GRPO, no KIM rollouts). */
-  comparative?: ComparativeMode | 'none';
-  bonus?: number;
-  ratio?: number;
-  /** Task reward per response (default: keyword recall for captions, exact match for questions). */
-  reward?: RewardFunction;
-  /** Which prompts: 'all' (default), 'caption' or 'questions'. */
-  tasks?: 'all' | 'caption' | 'questions';
-  /** KL weight to the reference model (default 0: no reference needed). */
-  beta?: number;
-  /** The frozen reference model (default: a frozen copy of the model when rl() starts). */
-  reference?: VideoLM;
-  epsLow?: number;
-  epsHigh?: number;
-  lossType?: GrpoLossType;
-  scaleAdvantages?: AdvantageScale;
-  substitution?: 'nearest' | 'previous' | 'next';
-  locator?: 'transient' | 'none';
-  signal?: AbortSignal;
-}
+export type { RewardFunction, RewardInput, RlComparativeMode, RlOptions } from './rl.js';
 
 export interface StageResult {
   stage: 'sft' | 'rl';
@@ -163,6 +110,8 @@ interface TrainerState {
 }
 
 const RL_SEED = 0x2545f491;
+
+const mean = (x: ArrayLike<number>) => (x.length ? Array.from(x).reduce((a, b) => a + b, 0) / x.length : NaN);
 
 function hashSeed(...xs: number[]): number {
   let h = 0x811c9dc5;
@@ -385,6 +334,7 @@ export class Trainer {
     const locator = o.locator ?? 'transient';
     if (!['transient', 'none'].includes(locator as string)) throw typeError(fn, 'opts.locator', "'transient' | 'none'", describe(locator));
     const plan = { kim, contrastive, questions, substitution: substitution as SftOptions['substitution'], locator: locator as SftOptions['locator'] };
+    const kimPlans = new KimPlans(cfg, this.tokenizer, { substitution: plan.substitution!, locator: plan.locator! });
     const t0 = Date.now();
 
     return this.#stage('sft', total, o.signal as AbortSignal | undefined, async (s) => {
@@ -395,7 +345,7 @@ export class Trainer {
       this.head.zeroGrad();
       for (let j = 0; j < gradAccum; j++) {
         const clips = idx.slice(j * batchSize, (j + 1) * batchSize).map((i) => this.#clip(fn, data, i));
-        const b = this.sftBatch(clips, { ...plan, round: s });
+        const b = planSftBatch(clips, cfg, this.tokenizer, { ...plan, substitution: plan.substitution!, locator: plan.locator!, round: s }, kimPlans);
         rows += b.rows;
         kimSeqs += b.kimSequences;
         const useNce = contrastive && lambda > 0 && b.groups.length > 0;
@@ -425,155 +375,47 @@ export class Trainer {
     });
   }
 
-  /** Stage 2: RL with the comparative GRPO reward. */
+  /** Stage 2: RL with the comparative GRPO reward (rollout, scoring and update: lib/train/rl.ts). */
   async rl(dataset: TrainData, opts: RlOptions = {}): Promise<StageResult> {
     const fn = 'Trainer.rl';
     const data = this.#checkData(fn, dataset);
-    const o = checkOptions(fn, opts);
-    const P = checkNumber(fn, 'opts.promptsPerStep', o.promptsPerStep, 4, { integer: true, min: 1 });
-    const G = checkNumber(fn, 'opts.groupSize', o.groupSize, 4, { integer: true, min: 2 });
-    const mu = checkNumber(fn, 'opts.updatesPerBatch', o.updatesPerBatch, 1, { integer: true, min: 1 });
-    const epochs = checkNumber(fn, 'opts.epochs', o.epochs, 1, { gt: 0 });
-    const total = checkNumber(fn, 'opts.steps', o.steps, Math.max(1, Math.ceil((epochs * this.#count(data)) / P)), { integer: true, min: 1 });
-    const lr = checkNumber(fn, 'opts.lr', o.lr, 1e-4, { gt: 0 });
-    const weightDecay = checkNumber(fn, 'opts.weightDecay', o.weightDecay, 0, { min: 0 });
-    const maxGradNorm = checkNumber(fn, 'opts.maxGradNorm', o.maxGradNorm, 1);
-    const temperature = checkNumber(fn, 'opts.temperature', o.temperature, 1, { gt: 0 });
-    const topP = checkNumber(fn, 'opts.topP', o.topP, 1, { gt: 0, max: 1 });
-    const maxTokens = checkNumber(fn, 'opts.maxTokens', o.maxTokens, 24, { integer: true, min: 1 });
-    const mode = (o.comparative ?? 'pairwise') as RlOptions['comparative'];
-    if (!['pairwise', 'threshold', 'none'].includes(mode as string)) throw typeError(fn, 'opts.comparative', "'pairwise' | 'threshold' | 'none'", describe(mode));
-    const bonus = o.bonus === undefined ? undefined : checkNumber(fn, 'opts.bonus', o.bonus, 0.5, { min: 0 });
-    const ratio = o.ratio === undefined ? undefined : checkNumber(fn, 'opts.ratio', o.ratio, 0.8, { min: 0 });
-    const reward = (o.reward ?? ((x: RewardInput) => defaultTaskReward(x))) as RewardFunction;
-    if (typeof reward !== 'function') throw typeError(fn, 'opts.reward', 'a function (RewardInput) => number', describe(reward));
-    const tasks = o.tasks ?? 'all';
-    if (!['all', 'caption', 'questions'].includes(tasks as string)) throw typeError(fn, 'opts.tasks', "'all' | 'caption' | 'questions'", describe(tasks));
-    const beta = checkNumber(fn, 'opts.beta', o.beta, 0, { min: 0 });
-    const epsLow = checkNumber(fn, 'opts.epsLow', o.epsLow, 0.2, { min: 0 });
-    const epsHigh = checkNumber(fn, 'opts.epsHigh', o.epsHigh, 0.2, { min: 0 });
-    const lossType = (o.lossType ?? 'dapo') as GrpoLossType;
-    const scale = (o.scaleAdvantages ?? 'group') as AdvantageScale;
-    const substitution = (o.substitution ?? 'nearest') as 'nearest' | 'previous' | 'next';
-    const locator = (o.locator ?? 'transient') as 'transient' | 'none';
-    if (o.reference !== undefined && !(o.reference instanceof VideoLM)) throw typeError(fn, 'opts.reference', 'a VideoLM', describe(o.reference));
-    if (beta > 0) {
-      if (o.reference) this.#setReference(o.reference as VideoLM, false);
+    const s = parseRlOptions(fn, opts, this.#count(data));
+    if (s.beta > 0) {
+      if (s.reference) this.#setReference(s.reference, false);
       else if (!this.#reference) this.#setReference(await this.model.clone(), true);
     }
-    const cfg = this.model.config;
-    const tok = this.tokenizer;
+    const kimPlans = new KimPlans(this.model.config, this.tokenizer, { substitution: s.substitution, locator: s.locator });
     const t0 = Date.now();
-    // Each clip's KIM frame map (null: no key frame), planned once per rl() call.
-    const kimMaps = new Map<number, Int32Array | null>();
-
-    return this.#stage('rl', total, o.signal as AbortSignal | undefined, async (s) => {
+    return this.#stage('rl', s.total, s.signal, async (step) => {
       const ts = performance.now();
-      const { idx, epoch } = this.#indices(data, 2, s, P);
-      const pick = seededRandom(hashSeed(this.seed, RL_SEED, s));
-      // One prompt per clip; its KIM frame map when the clip has key frames.
-      const prompts = idx.map((i) => {
-        const clip = this.#clip(fn, data, i);
-        const all = clipTasks(clip.annotation, tasks !== 'caption');
-        const pool = tasks === 'questions' ? all.filter((t) => t.kind === 'question') : tasks === 'caption' ? all.slice(0, 1) : all;
-        const task = (pool.length ? pool : all)[Math.floor(pick() * (pool.length || all.length))];
-        let frameMap = kimMaps.get(i);
-        if (frameMap === undefined && mode !== 'none') {
-          frameMap = null;
-          try {
-            const plan = clipKimPlan(clip, cfg, tok.encodeWithOffsets(clip.annotation.caption), { substitution, locator });
-            if (plan.keyFrames.length > 0) frameMap = plan.substitution;
-          } catch {
-            // every frame a key frame: no degraded variant
-          }
-          kimMaps.set(i, frameMap);
-        }
-        return { clip, task, promptIds: tok.encode(task.prompt), frameMap: frameMap ?? undefined };
-      });
-      const orig: PromptItem[] = [];
-      const deg: PromptItem[] = [];
-      for (const p of prompts) {
-        for (let g = 0; g < G; g++) orig.push({ frames: p.clip.frames, promptIds: p.promptIds });
-        if (p.frameMap) for (let g = 0; g < G; g++) deg.push({ frames: p.clip.frames, frameMap: p.frameMap, promptIds: p.promptIds });
-      }
-      const gens = await this.model.generateBatch(generationBatch([...orig, ...deg], cfg), {
-        maxTokens, temperature, topP, seed: hashSeed(this.seed, RL_SEED + 1, s), eosId: EOS_ID,
-      });
-      const text = (ids: Int32Array) => tok.decode(Array.from(ids).filter((x) => x < tok.vocabSize), { skipSpecial: true });
-      const score = async (item: (typeof prompts)[number], ids: Int32Array, degraded: boolean) => {
-        const r = await reward({
-          response: text(ids), keywords: annotatedKeywords(item.clip.annotation), question: item.task.question,
-          task: item.task, sample: item.clip.annotation, degraded,
-        });
-        if (typeof r !== 'number') throw typeError(fn, 'opts.reward', 'a function returning a number', describe(r));
-        return r;
-      };
-      const taskOrig = new Float32Array(orig.length);
-      for (let k = 0; k < orig.length; k++) taskOrig[k] = await score(prompts[Math.floor(k / G)], gens[k], false);
-      // Comparative rewards over the groups that have a degraded variant.
-      const rewards = Float32Array.from(taskOrig);
-      const withKim = prompts.map((p, i) => (p.frameMap ? i : -1)).filter((i) => i >= 0);
-      let degSum = 0;
-      if (withKim.length > 0 && mode !== 'none') {
-        const c = new Float32Array(withKim.length * G);
-        const d = new Float32Array(withKim.length * G);
-        for (let q = 0; q < withKim.length; q++) {
-          for (let g = 0; g < G; g++) {
-            c[q * G + g] = taskOrig[withKim[q] * G + g];
-            d[q * G + g] = await score(prompts[withKim[q]], gens[orig.length + q * G + g], true);
-            degSum += d[q * G + g];
-          }
-        }
-        const cr = comparativeRewards(c, d, G, { mode: mode as ComparativeMode, ...(bonus !== undefined ? { bonus } : {}), ...(ratio !== undefined ? { ratio } : {}) });
-        for (let q = 0; q < withKim.length; q++) for (let g = 0; g < G; g++) rewards[withKim[q] * G + g] = cr[q * G + g];
-      }
-      const adv = groupAdvantages(rewards, G, { scale });
-      let advStd = 0;
-      for (let q = 0; q < prompts.length; q++) {
-        let m = 0, v = 0;
-        for (let g = 0; g < G; g++) m += adv[q * G + g] / G;
-        for (let g = 0; g < G; g++) v += (adv[q * G + g] - m) ** 2 / G;
-        advStd += Math.sqrt(v) / prompts.length;
-      }
-      // Score the original responses: old (= current before the first update) and reference log-probs.
-      const responses = gens.slice(0, orig.length);
-      const sb = scoringBatch(orig, responses, cfg);
-      const cu = new Int32Array(responses.length + 1);
-      responses.forEach((r, i) => (cu[i + 1] = cu[i] + r.length));
-      const gather = (lp: Float32Array) => {
-        const out = new Float32Array(cu[responses.length]);
-        sb.at.forEach((a, i) => out.set(lp.subarray(a, a + sb.lengths[i]), cu[i]));
-        return out;
-      };
-      const refLp = beta > 0 ? gather(await this.#reference!.sequenceLogprobs(sb.batch)) : undefined;
-      let old: Float32Array | undefined;
-      let loss = 0, clipFraction = 0, kl = 0, gradNorm = 0, stepLr = lr;
-      for (let u = 0; u < mu; u++) {
-        const fw = await this.model.forward(sb.batch, { logprobs: true });
-        const lp = gather(fw.tokenLogprobs);
-        old ??= Float32Array.from(lp);
-        const r = grpoLoss({ logprobs: lp, oldLogprobs: old, refLogprobs: refLp, advantages: adv, cuSeqlens: cu }, { epsLow, epsHigh, beta, lossType });
-        const dLogprobs = new Float32Array(sb.batch.text.length);
-        const d = r.dLogprobs as Float32Array;
-        sb.at.forEach((a, i) => dLogprobs.set(d.subarray(cu[i], cu[i + 1]), a));
-        await this.model.backward({ gradLoss: 0, dLogprobs });
-        const st = await this.model.stepOptimizer({ lr: stepLr, weightDecay, maxGradNorm });
-        loss += r.loss / mu;
-        clipFraction += r.clipFraction / mu;
-        kl += r.kl / mu;
-        gradNorm = st.gradNorm;
-        stepLr = st.lr;
-      }
-      const mean = (x: ArrayLike<number>) => (x.length ? Array.from(x).reduce((a, b) => a + b, 0) / x.length : NaN);
-      const genTokens = gens.reduce((a, g) => a + g.length, 0);
+      const { idx, epoch } = this.#indices(data, 2, step, s.promptsPerStep);
+      const prompts = this.#rlPrompts(fn, data, idx, step, s, kimPlans);
+      const ro = await rollout(this.model, prompts, s, hashSeed(this.seed, RL_SEED + 1, step));
+      const sc = await score(ro, s, this.tokenizer, fn);
+      const up = await update(this.model, this.#reference, ro, sc.advantages, s);
+      const genTokens = ro.responses.reduce((a, g) => a + g.length, 0);
       const secs = (performance.now() - ts) / 1000;
       return {
-        type: 'step', stage: 'rl', step: s + 1, totalSteps: total, epoch, loss,
-        reward: mean(taskOrig), rewardDegraded: deg.length ? degSum / deg.length : NaN, rewardTotal: mean(rewards),
-        advantageStd: advStd, clipFraction, kl, lr: stepLr, gradNorm,
-        responseLength: mean(responses.map((r) => r.length)),
-        tokensPerSec: (sb.batch.text.length * mu + genTokens) / secs, elapsedMs: Date.now() - t0,
+        type: 'step', stage: 'rl', step: step + 1, totalSteps: s.total, epoch, loss: up.loss,
+        reward: mean(sc.taskOrig), rewardDegraded: sc.taskDegraded.length ? mean(sc.taskDegraded) : NaN, rewardTotal: mean(sc.rewards),
+        advantageStd: advantageSpread(sc.advantages, s.groupSize), clipFraction: up.clipFraction, kl: up.kl, lr: up.lr, gradNorm: up.gradNorm,
+        responseLength: mean(ro.responses.slice(0, ro.orig.length).map((r) => r.length)),
+        tokensPerSec: (up.tokens * s.updatesPerBatch + genTokens) / secs, elapsedMs: Date.now() - t0,
       } satisfies RlStepEvent;
+    });
+  }
+
+  /** The prompts of RL step `step`: per clip one task (seeded pick) and its KIM frame map when it has key frames. */
+  #rlPrompts(fn: string, data: TrainData, idx: number[], step: number, s: RlSettings, kimPlans: KimPlans): RolloutPrompt[] {
+    const pick = seededRandom(hashSeed(this.seed, RL_SEED, step));
+    return idx.map((i) => {
+      const clip = this.#clip(fn, data, i);
+      const all = clipTasks(clip.annotation, s.tasks !== 'caption');
+      const pool = s.tasks === 'questions' ? all.filter((t) => t.kind === 'question') : s.tasks === 'caption' ? all.slice(0, 1) : all;
+      const task = (pool.length ? pool : all)[Math.floor(pick() * (pool.length || all.length))];
+      const plan = s.mode === 'none' ? undefined : kimPlans.get(clip).plan;
+      const frameMap = plan && plan.keyFrames.length > 0 ? plan.substitution : undefined;
+      return { clip, task, promptIds: this.tokenizer.encode(task.prompt), frameMap };
     });
   }
 

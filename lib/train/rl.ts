@@ -1,0 +1,309 @@
+// Stage 2 of the method (docs/training.md, docs/grpo.md): one RL step in three
+// parts, as TRL's GRPOTrainer separates generation and scoring from the loss.
+//
+//   rollout(): per prompt, G responses from the original video and G from its
+//              KIM variant, in one batched generation (KV cache, seeded);
+//   score():   task rewards of every response, then the original responses'
+//              advantages: by default comparativeAdvantages (the degraded
+//              responses enter the baseline), or reward shaping
+//              (comparativeRewards, 'pairwise' | 'threshold') + groupAdvantages,
+//              or plain GRPO ('none': no KIM rollouts);
+//   update():  μ policy updates of the clipped GRPO loss on the original
+//              responses' log-probs (old log-probs from the first pass, an
+//              optional KL term to a frozen reference).
+//
+// Cost per step: one generation of P·G·2 responses (maxTokens decode steps),
+// the reward calls, and μ forward+backward passes over the P·G original
+// responses (plus one reference forward when beta > 0).
+import { describe, rangeError, typeError } from '../errors.js';
+import { EOS_ID, type Tokenizer } from '../model/tokenizer.js';
+import { VideoLM, type VideoLMConfig } from '../model/videolm.js';
+import { comparativeAdvantages, comparativeRewards, groupAdvantages, grpoLoss, type AdvantageScale, type ComparativeMode, type GrpoLossType } from '../ops/grpo.js';
+import { checkNumber, checkOptions } from '../validate.js';
+import { generationBatch, scoringBatch, type PromptItem, type TrainClip } from './batch.js';
+import { defaultTaskReward } from './rewards.js';
+import { annotatedKeywords, type ClipTask } from './tasks.js';
+
+/** What a reward function sees of one response. */
+export interface RewardInput {
+  response: string;
+  /** The clip's event keywords. */
+  keywords: readonly string[];
+  /** Present when the prompt was a multiple-choice question. */
+  question?: { options: readonly string[]; answer: number | string };
+  task: ClipTask;
+  /** The clip's annotation. */
+  sample: TrainClip['annotation'];
+  /** True for a response to the KIM (degraded) video. */
+  degraded: boolean;
+}
+
+export type RewardFunction = (x: RewardInput) => number | Promise<number>;
+
+/**
+ * How the degraded (KIM) responses shape the original responses' advantages:
+ * 'baseline' (default): comparativeAdvantages, the degraded rewards enter the
+ * group's mean and std; 'pairwise' / 'threshold': comparativeRewards then
+ * groupAdvantages (reward shaping, kept for comparison); 'none': plain GRPO,
+ * no KIM rollouts.
+ */
+export type RlComparativeMode = 'baseline' | ComparativeMode | 'none';
+
+export interface RlOptions {
+  /** Rollout batches (default: `epochs` passes over the clips). */
+  steps?: number;
+  epochs?: number;
+  /** Clips (prompts) per rollout batch (default 4). */
+  promptsPerStep?: number;
+  /** G: responses per prompt from the original video, and as many from the KIM video (default 4). */
+  groupSize?: number;
+  /** Policy updates per rollout batch, μ (default 1). */
+  updatesPerBatch?: number;
+  lr?: number;
+  weightDecay?: number;
+  maxGradNorm?: number;
+  /** Sampling temperature (default 1) and nucleus (default 1). */
+  temperature?: number;
+  topP?: number;
+  /** Longest response in tokens (default 24). */
+  maxTokens?: number;
+  /** 'baseline' (default), 'pairwise', 'threshold' (T-GRPO), or 'none' (plain GRPO, no KIM rollouts). */
+  comparative?: RlComparativeMode;
+  /** Reward-shaping modes only: the bonus and the threshold ratio of comparativeRewards. */
+  bonus?: number;
+  ratio?: number;
+  /** Task reward per response (default: keyword recall for captions, exact match for questions). */
+  reward?: RewardFunction;
+  /** Which prompts: 'all' (default), 'caption' or 'questions'. */
+  tasks?: 'all' | 'caption' | 'questions';
+  /** KL weight to the reference model (default 0: no reference needed). */
+  beta?: number;
+  /** The frozen reference model (default: a frozen copy of the model when rl() starts). */
+  reference?: VideoLM;
+  epsLow?: number;
+  epsHigh?: number;
+  lossType?: GrpoLossType;
+  scaleAdvantages?: AdvantageScale;
+  substitution?: 'nearest' | 'previous' | 'next';
+  locator?: 'transient' | 'none';
+  signal?: AbortSignal;
+}
+
+/** RlOptions validated, with their defaults. */
+export interface RlSettings {
+  promptsPerStep: number;
+  groupSize: number;
+  updatesPerBatch: number;
+  total: number;
+  lr: number;
+  weightDecay: number;
+  maxGradNorm: number;
+  temperature: number;
+  topP: number;
+  maxTokens: number;
+  mode: RlComparativeMode;
+  bonus?: number;
+  ratio?: number;
+  reward: RewardFunction;
+  tasks: 'all' | 'caption' | 'questions';
+  beta: number;
+  epsLow: number;
+  epsHigh: number;
+  lossType: GrpoLossType;
+  scale: AdvantageScale;
+  substitution: 'nearest' | 'previous' | 'next';
+  locator: 'transient' | 'none';
+  reference?: VideoLM;
+  signal?: AbortSignal;
+}
+
+function oneOf<T extends string>(fn: string, arg: string, v: unknown, allowed: readonly T[], dflt: T): T {
+  const x = v ?? dflt;
+  if (!allowed.includes(x as T)) throw typeError(fn, arg, allowed.map((a) => `'${a}'`).join(' | '), describe(v));
+  return x as T;
+}
+
+/** Validates rl()'s options; `count` is the number of clips. Every invalid option throws. */
+export function parseRlOptions(fn: string, opts: RlOptions, count: number): RlSettings {
+  const o = checkOptions(fn, opts);
+  const P = checkNumber(fn, 'opts.promptsPerStep', o.promptsPerStep, 4, { integer: true, min: 1 });
+  const epochs = checkNumber(fn, 'opts.epochs', o.epochs, 1, { gt: 0 });
+  const mode = oneOf(fn, 'opts.comparative', o.comparative, ['baseline', 'pairwise', 'threshold', 'none'] as const, 'baseline');
+  const shaping = mode === 'pairwise' || mode === 'threshold';
+  if (!shaping && o.bonus !== undefined) throw rangeError(fn, 'opts.bonus', `unset unless opts.comparative is 'pairwise' or 'threshold'`, `${describe(o.bonus)} with '${mode}'`);
+  if (!shaping && o.ratio !== undefined) throw rangeError(fn, 'opts.ratio', `unset unless opts.comparative is 'pairwise' or 'threshold'`, `${describe(o.ratio)} with '${mode}'`);
+  const reward = (o.reward ?? ((x: RewardInput) => defaultTaskReward(x))) as RewardFunction;
+  if (typeof reward !== 'function') throw typeError(fn, 'opts.reward', 'a function (RewardInput) => number', describe(reward));
+  if (o.reference !== undefined && !(o.reference instanceof VideoLM)) throw typeError(fn, 'opts.reference', 'a VideoLM', describe(o.reference));
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw typeError(fn, 'opts.signal', 'an AbortSignal', describe(o.signal));
+  return {
+    promptsPerStep: P,
+    groupSize: checkNumber(fn, 'opts.groupSize', o.groupSize, 4, { integer: true, min: 2 }),
+    updatesPerBatch: checkNumber(fn, 'opts.updatesPerBatch', o.updatesPerBatch, 1, { integer: true, min: 1 }),
+    total: checkNumber(fn, 'opts.steps', o.steps, Math.max(1, Math.ceil((epochs * count) / P)), { integer: true, min: 1 }),
+    lr: checkNumber(fn, 'opts.lr', o.lr, 1e-4, { gt: 0 }),
+    weightDecay: checkNumber(fn, 'opts.weightDecay', o.weightDecay, 0, { min: 0 }),
+    maxGradNorm: checkNumber(fn, 'opts.maxGradNorm', o.maxGradNorm, 1),
+    temperature: checkNumber(fn, 'opts.temperature', o.temperature, 1, { gt: 0 }),
+    topP: checkNumber(fn, 'opts.topP', o.topP, 1, { gt: 0, max: 1 }),
+    maxTokens: checkNumber(fn, 'opts.maxTokens', o.maxTokens, 24, { integer: true, min: 1 }),
+    mode,
+    bonus: o.bonus === undefined ? undefined : checkNumber(fn, 'opts.bonus', o.bonus, 0.5, { min: 0 }),
+    ratio: o.ratio === undefined ? undefined : checkNumber(fn, 'opts.ratio', o.ratio, 0.8, { min: 0 }),
+    reward,
+    tasks: oneOf(fn, 'opts.tasks', o.tasks, ['all', 'caption', 'questions'] as const, 'all'),
+    beta: checkNumber(fn, 'opts.beta', o.beta, 0, { min: 0 }),
+    epsLow: checkNumber(fn, 'opts.epsLow', o.epsLow, 0.2, { min: 0 }),
+    epsHigh: checkNumber(fn, 'opts.epsHigh', o.epsHigh, 0.2, { min: 0 }),
+    lossType: oneOf(fn, 'opts.lossType', o.lossType, ['grpo', 'bnpo', 'dapo', 'dr_grpo'] as const, 'dapo'),
+    scale: oneOf(fn, 'opts.scaleAdvantages', o.scaleAdvantages, ['group', 'batch', 'none'] as const, 'group'),
+    substitution: oneOf(fn, 'opts.substitution', o.substitution, ['nearest', 'previous', 'next'] as const, 'nearest'),
+    locator: oneOf(fn, 'opts.locator', o.locator, ['transient', 'none'] as const, 'transient'),
+    reference: o.reference as VideoLM | undefined,
+    signal: o.signal as AbortSignal | undefined,
+  };
+}
+
+/** One prompt of a rollout: the clip, its task, the prompt's ids and (when it has key frames) its KIM frame map. */
+export interface RolloutPrompt {
+  clip: TrainClip;
+  task: ClipTask;
+  promptIds: Int32Array;
+  frameMap?: Int32Array;
+}
+
+/** The responses of one rollout batch: G originals per prompt, then G degraded per prompt that has a KIM variant. */
+export interface Rollout {
+  prompts: RolloutPrompt[];
+  orig: PromptItem[];
+  /** Indices (into prompts) of the prompts that have a degraded variant, in the order of their degraded responses. */
+  withKim: number[];
+  /** orig.length original responses, then G per prompt of withKim. */
+  responses: Int32Array[];
+}
+
+/** Generates G responses per prompt from the original video and G from its KIM variant, in one batch. */
+export async function rollout(model: VideoLM, prompts: RolloutPrompt[], s: RlSettings, seed: number): Promise<Rollout> {
+  const G = s.groupSize;
+  const orig: PromptItem[] = [];
+  const deg: PromptItem[] = [];
+  const withKim: number[] = [];
+  prompts.forEach((p, i) => {
+    for (let g = 0; g < G; g++) orig.push({ frames: p.clip.frames, promptIds: p.promptIds });
+    if (p.frameMap && s.mode !== 'none') {
+      withKim.push(i);
+      for (let g = 0; g < G; g++) deg.push({ frames: p.clip.frames, frameMap: p.frameMap, promptIds: p.promptIds });
+    }
+  });
+  const responses = await model.generateBatch(generationBatch([...orig, ...deg], model.config), {
+    maxTokens: s.maxTokens, temperature: s.temperature, topP: s.topP, seed, eosId: EOS_ID,
+  });
+  return { prompts, orig, withKim, responses };
+}
+
+/** Task rewards and the original responses' advantages of a rollout. */
+export interface ScoredRollout {
+  /** Task reward of each original response. */
+  taskOrig: Float32Array;
+  /** Task reward of each degraded response (G per prompt of withKim). */
+  taskDegraded: Float32Array;
+  /** The rewards the advantages were computed from (task rewards, or shaped ones in the reward-shaping modes). */
+  rewards: Float32Array;
+  advantages: Float32Array;
+}
+
+/** Scores every response with the task reward, then computes the original responses' advantages. */
+export async function score(r: Rollout, s: RlSettings, tokenizer: Tokenizer, fn: string): Promise<ScoredRollout> {
+  const G = s.groupSize;
+  const text = (ids: Int32Array) => tokenizer.decode(Array.from(ids).filter((x) => x < tokenizer.vocabSize), { skipSpecial: true });
+  const reward = async (p: RolloutPrompt, ids: Int32Array, degraded: boolean) => {
+    const v = await s.reward({
+      response: text(ids), keywords: annotatedKeywords(p.clip.annotation), question: p.task.question,
+      task: p.task, sample: p.clip.annotation, degraded,
+    });
+    if (typeof v !== 'number') throw typeError(fn, 'opts.reward', 'a function returning a number', describe(v));
+    return v;
+  };
+  const nOrig = r.orig.length;
+  const taskOrig = new Float32Array(nOrig);
+  for (let k = 0; k < nOrig; k++) taskOrig[k] = await reward(r.prompts[Math.floor(k / G)], r.responses[k], false);
+  const taskDegraded = new Float32Array(r.withKim.length * G);
+  for (let q = 0; q < r.withKim.length; q++)
+    for (let g = 0; g < G; g++) taskDegraded[q * G + g] = await reward(r.prompts[r.withKim[q]], r.responses[nOrig + q * G + g], true);
+
+  if (s.mode === 'baseline') {
+    // Degraded rewards laid out per prompt; NaN (left out of the statistics) where a prompt has no KIM variant.
+    const d = new Float32Array(nOrig).fill(NaN);
+    r.withKim.forEach((p, q) => d.set(taskDegraded.subarray(q * G, (q + 1) * G), p * G));
+    return { taskOrig, taskDegraded, rewards: taskOrig, advantages: comparativeAdvantages(taskOrig, d, G, { scale: s.scale }) };
+  }
+  const rewards = Float32Array.from(taskOrig);
+  if (s.mode !== 'none' && r.withKim.length > 0) {
+    const c = new Float32Array(r.withKim.length * G);
+    r.withKim.forEach((p, q) => c.set(taskOrig.subarray(p * G, (p + 1) * G), q * G));
+    const shaped = comparativeRewards(c, taskDegraded, G, {
+      mode: s.mode, ...(s.bonus !== undefined ? { bonus: s.bonus } : {}), ...(s.ratio !== undefined ? { ratio: s.ratio } : {}),
+    });
+    r.withKim.forEach((p, q) => rewards.set(shaped.subarray(q * G, (q + 1) * G), p * G));
+  }
+  return { taskOrig, taskDegraded, rewards, advantages: groupAdvantages(rewards, G, { scale: s.scale }) };
+}
+
+export interface UpdateResult {
+  loss: number;
+  clipFraction: number;
+  kl: number;
+  gradNorm: number;
+  lr: number;
+  /** Response tokens scored per update. */
+  tokens: number;
+}
+
+/** μ updates of the clipped GRPO loss on the original responses (the degraded ones are never trained on). */
+export async function update(model: VideoLM, reference: VideoLM | undefined, r: Rollout, advantages: Float32Array, s: RlSettings): Promise<UpdateResult> {
+  const responses = r.responses.slice(0, r.orig.length);
+  const sb = scoringBatch(r.orig, responses, model.config as VideoLMConfig);
+  const cu = new Int32Array(responses.length + 1);
+  responses.forEach((x, i) => (cu[i + 1] = cu[i] + x.length));
+  // The responses' log-probs, gathered out of the packed rows.
+  const gather = (lp: Float32Array) => {
+    const out = new Float32Array(cu[responses.length]);
+    sb.at.forEach((a, i) => out.set(lp.subarray(a, a + sb.lengths[i]), cu[i]));
+    return out;
+  };
+  const refLp = s.beta > 0 ? gather(await reference!.sequenceLogprobs(sb.batch)) : undefined;
+  const mu = s.updatesPerBatch;
+  let old: Float32Array | undefined;
+  const out: UpdateResult = { loss: 0, clipFraction: 0, kl: 0, gradNorm: 0, lr: s.lr, tokens: sb.batch.text.length };
+  for (let u = 0; u < mu; u++) {
+    const fw = await model.forward(sb.batch, { logprobs: true });
+    const lp = gather(fw.tokenLogprobs);
+    old ??= Float32Array.from(lp);
+    const g = grpoLoss({ logprobs: lp, oldLogprobs: old, refLogprobs: refLp, advantages, cuSeqlens: cu },
+      { epsLow: s.epsLow, epsHigh: s.epsHigh, beta: s.beta, lossType: s.lossType, ...(s.lossType === 'dr_grpo' ? { maxCompletionLength: s.maxTokens } : {}) });
+    const dLogprobs = new Float32Array(sb.batch.text.length);
+    const d = g.dLogprobs as Float32Array;
+    sb.at.forEach((a, i) => dLogprobs.set(d.subarray(cu[i], cu[i + 1]), a));
+    await model.backward({ gradLoss: 0, dLogprobs });
+    const st = await model.stepOptimizer({ lr: out.lr, weightDecay: s.weightDecay, maxGradNorm: s.maxGradNorm });
+    out.loss += g.loss / mu;
+    out.clipFraction += g.clipFraction / mu;
+    out.kl += g.kl / mu;
+    out.gradNorm = st.gradNorm;
+    out.lr = st.lr;
+  }
+  return out;
+}
+
+/** Mean over groups of the standard deviation of the advantages (0: no learning signal). */
+export function advantageSpread(advantages: Float32Array, G: number): number {
+  const groups = advantages.length / G;
+  let sum = 0;
+  for (let q = 0; q < groups; q++) {
+    let m = 0, v = 0;
+    for (let g = 0; g < G; g++) m += advantages[q * G + g] / G;
+    for (let g = 0; g < G; g++) v += (advantages[q * G + g] - m) ** 2 / G;
+    sum += Math.sqrt(v);
+  }
+  return groups ? sum / groups : 0;
+}
