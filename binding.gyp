@@ -12,7 +12,7 @@
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
         "native/include",
-        "native/cpu"
+        "native"
       ],
       "defines": [
         "NAPI_VERSION=8",

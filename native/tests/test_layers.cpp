@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "../cpu/layers_kernels.h"
+#include "ops/layers/layers_kernels.h"
 #include "test_util.h"
 #include "vp/layers.h"
 #include "vp/thread_pool.h"

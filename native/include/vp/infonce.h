@@ -69,7 +69,7 @@ struct InfoNceResult {
 Status info_nce_cpu(const InfoNceArgs& args, InfoNceResult* result);
 
 namespace cuda {
-// Defined in cuda/infonce.cu, or in native/core/cuda_unavailable_infonce.cpp
+// Defined in cuda/infonce.cu, or in native/ops/infonce/infonce_no_cuda.cpp
 // when the binary is built without CUDA.
 Status info_nce(const InfoNceArgs& args, InfoNceResult* result);
 }  // namespace cuda

@@ -4,7 +4,7 @@
 // outputs allocated by the TypeScript side; cuQ/cuK are Int32Arrays or null;
 // scale a number or undefined (1/sqrt(D)). vp::attention validates everything
 // again (shapes, sizes, cumulative lengths) before any kernel runs.
-#include "addon.h"
+#include "addon/addon.h"
 #include "vp/attention.h"
 
 namespace vpaddon {

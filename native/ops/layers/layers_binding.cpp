@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "addon.h"
+#include "addon/addon.h"
 #include "vp/layers.h"
 #include "vp/optim.h"
 #include "vp/rng.h"

@@ -1,6 +1,6 @@
 // matmul(a, aShape, b, bShape, out, transA, transB, dtype): a, b, out are typed
 // arrays (CPU) or CUDA handles; out is allocated by the TypeScript side.
-#include "addon.h"
+#include "addon/addon.h"
 #include "vp/gemm.h"
 
 namespace vpaddon {

@@ -1,5 +1,5 @@
 // Internal: the CPU implementations behind vp/logprobs.h and vp/grpo.h. The
-// arguments were validated by native/core/grpo.cpp; these take raw pointers.
+// arguments were validated by native/ops/grpo/grpo.cpp; these take raw pointers.
 #pragma once
 
 #include <cstddef>

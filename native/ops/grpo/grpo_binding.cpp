@@ -11,7 +11,7 @@
 #include <memory>
 #include <vector>
 
-#include "addon.h"
+#include "addon/addon.h"
 #include "vp/cuda.h"
 #include "vp/grpo.h"
 #include "vp/logprobs.h"

@@ -7,7 +7,7 @@
 #include <cstring>
 #include <vector>
 
-#include "layers_kernels.h"
+#include "ops/layers/layers_kernels.h"
 #include "vp/thread_pool.h"
 
 namespace vp {

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "addon.h"
+#include "addon/addon.h"
 #include "vp/videolm.h"
 
 namespace vpaddon {

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "addon.h"
+#include "addon/addon.h"
 #include "vp/pack.h"
 
 namespace vpaddon {

@@ -4,7 +4,7 @@
 // mode 0: forward (writes lse), 1: backward (reads lse, writes the gradients),
 // 2: both in one pass. Tensors are typed arrays (CPU) or CUDA handles; the
 // outputs are allocated by the TypeScript side; positive is always an Int32Array.
-#include "addon.h"
+#include "addon/addon.h"
 #include "vp/infonce.h"
 
 namespace vpaddon {
