@@ -1,4 +1,4 @@
-// CUDA fused attention, forward and backward (design §3.2): varlen through
+// CUDA fused attention, forward and backward (docs/attention.md): varlen through
 // cu_seqlens, causal aligned bottom-right, grouped-query heads, head dims up to
 // 256, float32 accumulation everywhere.
 //

@@ -7,6 +7,7 @@ import * as vp from './index.js';
 import { formatDemoTable, runDemo } from './demo.js';
 import { cudaDriverPresent, loadAddon, packageRoot } from './native.js';
 import { ProgressBar } from './progress.js';
+import { fitClip } from './train/tasks.js';
 
 interface Command {
   summary: string;
@@ -165,7 +166,7 @@ async function generate(args: string[]): Promise<number> {
     const d = vp.decodeVideo(video, { frames: c.frames, size: [c.imageSize, c.imageSize] });
     sample = { frames: d.frames, shape: d.shape, frameTimes: d.frameTimes, id: video };
   }
-  const fitted = vp.fitClip(sample, c.frames, c.imageSize);
+  const fitted = fitClip(sample, c.frames, c.imageSize);
   const prompt = option(args, 'prompt') ?? vp.CAPTION_PROMPT;
   const text = await model.generate(fitted.frames, prompt, {
     maxTokens: intOption(args, 'max-tokens', 32), temperature: numOption(args, 'temperature') ?? 0, topP: numOption(args, 'top-p') ?? 1, seed: intOption(args, 'seed', 0, 0),

@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as data from '../lib/data/index.js';
 import * as vp from '../lib/index.js';
 
 function tmp(): string {
@@ -53,11 +54,11 @@ test('npy: corrupt and truncated files give errors naming the file', (t) => {
   try {
     writeFileSync(join(dir, 'bad.npy'), 'not numpy at all');
     t.throws(() => vp.readNpy(join(dir, 'bad.npy')), { message: /bad\.npy: not an \.npy file/ });
-    const good = vp.encodeNpy({ dtype: 'float32', shape: [100], data: new Float32Array(100) });
+    const good = data.encodeNpy({ dtype: 'float32', shape: [100], data: new Float32Array(100) });
     writeFileSync(join(dir, 'short.npy'), good.subarray(0, good.length - 10));
     t.throws(() => vp.readNpy(join(dir, 'short.npy')), { message: /short\.npy: truncated data/ });
     t.throws(() => vp.readNpy(join(dir, 'missing.npy')), { message: /cannot read .*missing\.npy/ });
-    t.throws(() => vp.encodeNpy({ dtype: 'float32', shape: [3], data: new Float32Array(2) }), { instanceOf: RangeError });
+    t.throws(() => data.encodeNpy({ dtype: 'float32', shape: [3], data: new Float32Array(2) }), { instanceOf: RangeError });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

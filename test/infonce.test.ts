@@ -14,7 +14,7 @@ interface Ref {
   dlt: number;
 }
 
-/** The definitions of design §3.4 in float64 (log1p and P_pos − 1 = −Σ_{j≠pos} P_j keep tiny losses exact). */
+/** The definitions of docs/infonce.md in float64 (log1p and P_pos − 1 = −Σ_{j≠pos} P_j keep tiny losses exact). */
 function reference(q: Float32Array, k: Float32Array, pos: Int32Array, n: number, m: number, d: number, tau: number, normalize: boolean, g = 1): Ref {
   const unit = (x: Float32Array, rows: number) => {
     const xh = new Float64Array(rows * d);

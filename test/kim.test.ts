@@ -2,6 +2,7 @@
 // similarity, transient frames on generated clips), and the packed SFT batch.
 import test from 'ava';
 import fc from 'fast-check';
+import * as kim from '../lib/kim/index.js';
 import * as vp from '../lib/index.js';
 import { randomFloats } from './helpers.js';
 
@@ -223,7 +224,7 @@ test('buildSftBatch: sequences A = video + caption and B = KIM video; the index 
     { caption: 'A green circle flashes once.', numFrames: F, keyFrames: [0] },
     { caption: 'the ball is red', numFrames: F },
   ];
-  const tokenizer = vp.wordTokenizer(1000);
+  const tokenizer = kim.wordTokenizer(1000);
   const plan = vp.buildSftBatch(samples, { tokensPerFrame: P, tokenizer });
   const nText = plan.textIds.length;
   const text = vp.tensor(Float32Array.from({ length: nText * D }, (_, i) => 100000 + Math.floor(i / D)), [nText, D]);

@@ -16,7 +16,7 @@ interface Dims {
   D: number;
 }
 
-/** The plan by the definition of design §3.3, as plainly as possible. */
+/** The plan by the definition of docs/kim.md, as plainly as possible. */
 function referencePlan(dims: Dims, sequences: Seg[][]) {
   const source: number[] = [];
   const positions: number[] = [];

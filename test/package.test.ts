@@ -96,10 +96,18 @@ test('the packed tarball installs without a compiler and works from JS, TS and t
     // 4. TypeScript: type-checks against the shipped .d.ts and runs.
     writeFileSync(join(proj, 'use.ts'), `
       import * as vp from 'videoperceiver';
+      import * as ops from 'videoperceiver/ops';
+      import { planSubstitution } from 'videoperceiver/kim';
+      import { EVENTS, encodePng } from 'videoperceiver/data';
+      import { VideoLM } from 'videoperceiver/model';
+      import { Trainer, ContrastiveHead } from 'videoperceiver/train';
+      import { lineChart } from 'videoperceiver/report';
       const a: vp.Tensor = vp.tensor(new Float32Array([1, 2, 3, 4]), [2, 2]);
       const info: vp.BackendInfo = vp.backendInfo();
       const c = vp.matmul(a, a, { transB: true });
-      console.log(JSON.stringify({ c: Array.from(c.data), isa: info.cpu.isa }));
+      const subpaths = [ops.matmul === vp.matmul, planSubstitution === vp.planSubstitution, EVENTS.length > 0, encodePng(new Uint8Array(3), 1, 1).length > 0,
+        VideoLM === vp.VideoLM, Trainer === vp.Trainer, typeof ContrastiveHead === 'function', typeof lineChart === 'function'];
+      console.log(JSON.stringify({ c: Array.from(c.data), isa: info.cpu.isa, subpaths }));
     `);
     writeFileSync(join(proj, 'tsconfig.json'), JSON.stringify({ compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext', target: 'ES2022', strict: true, noEmit: true, skipLibCheck: false, types: [] }, files: ['use.ts'] }));
     const tsc = spawnSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: proj, env, encoding: 'utf8' });
@@ -107,6 +115,7 @@ test('the packed tarball installs without a compiler and works from JS, TS and t
     const ts = spawnSync(process.execPath, ['--import', join(root, 'node_modules', 'tsx', 'dist', 'esm', 'index.mjs'), 'use.ts'], { cwd: proj, env, encoding: 'utf8' });
     t.is(ts.status, 0, ts.stderr);
     t.deepEqual(JSON.parse(ts.stdout.trim()).c, [5, 11, 11, 25]);
+    t.deepEqual(JSON.parse(ts.stdout.trim()).subpaths, [true, true, true, true, true, true, true, true], 'every sub-path export resolves');
 
     // 5. The CLI: which binary and ISA path, and why CUDA was skipped.
     const doc = spawnSync('npx', ['videoperceiver', 'doctor'], { cwd: proj, env, encoding: 'utf8' });

@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inflateSync } from 'node:zlib';
+import * as data from '../lib/data/index.js';
 import * as vp from '../lib/index.js';
 
 test('synth clips are deterministic for a seed', (t) => {
@@ -26,7 +27,7 @@ test('synth: captions, events, questions and pixels agree, over 300 clips', (t) 
     const [ev, mo] = clip.questions;
     t.is(ev.options.length, 4);
     t.is(new Set(ev.options).size, 4, 'options are distinct');
-    t.is(ev.options[3], vp.NOTHING);
+    t.is(ev.options[3], data.NOTHING);
     t.is(mo.options.length, 4);
     if (!clip.event) {
       t.is(clip.events.length, 0);
@@ -52,7 +53,7 @@ test('synth: captions, events, questions and pixels agree, over 300 clips', (t) 
     t.true(diff / fb > 1.0, `event ${clip.event.kind} at frame ${f} is visible (mean |diff| ${diff / fb})`);
   }
   t.true(withEvent > 200 && withEvent < 280, `about 80% of clips have an event (${withEvent}/300)`);
-  t.deepEqual([...kinds].sort(), [...vp.EVENTS].sort(), 'all six kinds of event occur');
+  t.deepEqual([...kinds].sort(), [...data.EVENTS].sort(), 'all six kinds of event occur');
 });
 
 test('synthDataset writes a dataset that openDataset reads back', (t) => {
@@ -78,12 +79,12 @@ test('synthDataset writes a dataset that openDataset reads back', (t) => {
 
 test('encodePng writes a valid PNG whose pixels round-trip', (t) => {
   const rgb = new Uint8Array(3 * 2 * 3).map((_, i) => i * 10);
-  const png = vp.encodePng(rgb, 3, 2);
+  const png = data.encodePng(rgb, 3, 2);
   t.deepEqual(Array.from(png.subarray(0, 8)), [137, 80, 78, 71, 13, 10, 26, 10]);
   // IDAT payload: inflate and strip the per-row filter byte.
   const idatAt = Buffer.from(png).indexOf('IDAT');
   const len = new DataView(png.buffer, png.byteOffset).getUint32(idatAt - 4);
   const raw = inflateSync(png.subarray(idatAt + 4, idatAt + 4 + len));
   t.deepEqual(Array.from(raw), [0, ...rgb.subarray(0, 9), 0, ...rgb.subarray(9)]);
-  t.throws(() => vp.encodePng(rgb, 4, 2), { instanceOf: RangeError });
+  t.throws(() => data.encodePng(rgb, 4, 2), { instanceOf: RangeError });
 });

@@ -1,4 +1,4 @@
-// Key-frame locators (design §1 stage 1 step 2): from annotated time spans,
+// Key-frame locators (docs/method.md, stage 1 step 2): from annotated time spans,
 // and by similarity between frame features and a keyword's embedding.
 // (The third, detectTransientFrames, is in transient.ts.)
 import { describe, rangeError, typeError } from '../errors.js';

@@ -1,4 +1,4 @@
-// Event-action keywords from a caption (design §1 stage 1 step 1).
+// Event-action keywords from a caption (docs/method.md, stage 1 step 1).
 //
 // Part-of-speech tags come from compromise (a maintained English NLP library);
 // on top of them this module picks the action verbs, lemmatizes them, attaches

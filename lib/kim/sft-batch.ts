@@ -1,4 +1,4 @@
-// vp.buildSftBatch: stage 1's packed batch (design §1 stage 1 steps 1–4).
+// vp.buildSftBatch: stage 1's packed batch (docs/method.md, stage 1 steps 1–4).
 //
 // For each sample: event keywords (the annotation's events[].keyword when
 // present, else extracted from the caption), key frames (annotated time spans,

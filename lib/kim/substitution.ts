@@ -1,5 +1,5 @@
 // vp.planSubstitution: which frame's tokens each frame carries in the KIM
-// (key-information-missing) variant (design §1 stage 1 step 3).
+// (key-information-missing) variant (docs/method.md, stage 1 step 3).
 import { describe, rangeError, typeError } from '../errors.js';
 
 export type SubstitutionPolicy = 'nearest' | 'previous' | 'next';

@@ -1,4 +1,4 @@
-// vp.detectTransientFrames: key frames without annotations (design §1 stage 1
+// vp.detectTransientFrames: key frames without annotations (docs/method.md, stage 1
 // step 2, §3.3) — the frames that differ from both neighbours far more than the
 // video's frames usually differ from each other.
 //

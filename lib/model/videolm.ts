@@ -1,4 +1,4 @@
-// vp.VideoLM — the built-in video-language model (design §3.5).
+// vp.VideoLM — the built-in video-language model (docs/model.md).
 //
 // The model lives in the native core (native/include/vp/videolm.h): parameters,
 // forward, backward, AdamW, generation. This class configures it, validates
@@ -65,7 +65,7 @@ export type VideoLMCreateOptions = Partial<VideoLMConfig> & {
   tokenizer?: Tokenizer;
 };
 
-/** A segment of a packed sequence (design §3.3). */
+/** A segment of a packed sequence (docs/kim.md). */
 export type VideoLMSegment = { video: number; frames?: Int32Array } | { text: [number, number] };
 
 /** A packed batch: videos, text token ids, and sequences of segments over them. */

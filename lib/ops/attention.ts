@@ -1,5 +1,5 @@
 // vp.attention / vp.attentionBackward: fused scaled-dot-product attention
-// (design §3.2). FlashAttention's varlen layout: q [totalQ, H, D], k and v
+// (docs/attention.md). FlashAttention's varlen layout: q [totalQ, H, D], k and v
 // [totalK, Hkv, D] with H % Hkv == 0 (grouped-query attention) and D <= 256;
 // sequences delimited by cumulative lengths. Never materializes a T×T matrix.
 import { rangeError, typeError } from '../errors.js';

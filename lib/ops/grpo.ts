@@ -1,4 +1,4 @@
-// GRPO with a comparative reward (design §1 stage 2, §3.4):
+// GRPO with a comparative reward (docs/method.md, stage 2; docs/grpo.md):
 //   vp.comparativeRewards, vp.groupAdvantages, vp.grpoLoss, vp.linearGrpoLoss.
 //
 // Semantics follow TRL's GRPOTrainer (advantages, clipping, KL, the four loss
@@ -83,7 +83,7 @@ export interface ComparativeRewardsOptions {
 
 /**
  * The rewards of the responses to the complete videos: task reward plus the
- * comparative term (design §1 stage 2). `taskComplete` holds nGroups ·
+ * comparative term (docs/method.md, stage 2). `taskComplete` holds nGroups ·
  * groupSize rewards group by group; `taskDegraded` the same groups' degraded
  * responses' rewards, taskDegraded.length / nGroups per group.
  *   pairwise:  + bonus · (fraction of the group's degraded rewards strictly below this one)

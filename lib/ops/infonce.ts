@@ -1,5 +1,5 @@
 // vp.infoNce / vp.infoNceBackward / vp.infoNceWithGrad: the fused InfoNCE
-// contrastive loss (design §3.4), validated here and computed by the native core
+// contrastive loss (docs/infonce.md), validated here and computed by the native core
 // (CPU: blocks of query rows on the core's SGEMM; CUDA: tiled tensor-core kernels).
 //
 //   s(i, j) = <q̂_i, k̂_j> / τ     loss = mean_i( lse_i − s(i, positive_i) )

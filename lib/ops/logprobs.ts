@@ -1,5 +1,5 @@
 // Token log-probabilities: vp.tokenLogprobs, vp.linearTokenLogprobs and their
-// backward passes (design §3.4).
+// backward passes (docs/grpo.md).
 //
 //   tokenLogprobs(logits [N, V], targets)           → Float32Array [N]
 //   linearTokenLogprobs(hidden [N, d], weight [V, d], targets)

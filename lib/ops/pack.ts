@@ -1,4 +1,4 @@
-// vp.packTokens / vp.packTokensBackward: frame-substitution token packing (design §3.3).
+// vp.packTokens / vp.packTokensBackward: frame-substitution token packing (docs/kim.md).
 //
 // The sources are per-frame visual tokens `video [nVideos, F, P, Dm]` and text
 // tokens `text [nText, Dm]`; a packed batch is a list of sequences, each a list

@@ -1,4 +1,4 @@
-// Packed VideoLM batches for the trainer and the evaluators (design §1, §3.3):
+// Packed VideoLM batches for the trainer and the evaluators (docs/method.md, docs/kim.md):
 // a builder that appends videos and sequences and knows the packed row of
 // every token, the SFT batch of stage 1 (sequences A = video + prompt +
 // response, B = the KIM video, and the contrastive row groups), and the
@@ -149,7 +149,7 @@ export interface TrainerSftBatch {
 }
 
 /**
- * A clip's keywords, key frames and KIM substitution (design §1 stage 1,
+ * A clip's keywords, key frames and KIM substitution (docs/method.md, stage 1,
  * steps 1-3, through buildSftBatch): annotated events first, else the
  * transient locator on the fitted frames. `caption` is the caption's encoding
  * with offsets (keywordTokens index into it). Throws when the clip cannot be
@@ -211,7 +211,7 @@ export class KimPlans {
  * caption), one sequence per question (video, prompt, answer) when asked, and
  * the KIM sequence B (the video with its key frames substituted) when KIM and
  * the contrastive term are on. Keywords, key frames and the substitution come
- * from buildSftBatch (design §1 stage 1, steps 1-3).
+ * from buildSftBatch (docs/method.md, stage 1, steps 1-3).
  */
 export function planSftBatch(clips: readonly TrainClip[], cfg: VideoLMConfig, tokenizer: Tokenizer, o: SftBatchPlanOptions,
   kimPlans: KimPlans = new KimPlans(cfg, tokenizer, o)): TrainerSftBatch {

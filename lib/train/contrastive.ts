@@ -1,4 +1,4 @@
-// The contrastive alignment term of stage 1 (design §1 stage 1, step 5):
+// The contrastive alignment term of stage 1 (docs/method.md, stage 1, step 5):
 // queries are the keyword's caption tokens, keys the original video's
 // key-frame tokens, hard negatives the same positions in the KIM video, all
 // mean-pooled from the hidden states at layer ℓ and mapped by two small

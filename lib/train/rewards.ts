@@ -1,4 +1,4 @@
-// Task rewards of the RL stage (design §1, stage 2, step 2) and the caption
+// Task rewards of the RL stage (docs/method.md, stage 2, step 2) and the caption
 // metric of evaluation: recall of the ground-truth event keywords in a
 // response, and exact match for multiple-choice prompts. Matching is on lemmas
 // (compromise: verbs to their infinitive, nouns to their singular), so "the

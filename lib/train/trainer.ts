@@ -1,4 +1,4 @@
-// vp.Trainer: the VideoPerceiver method as a training API (design §1, §3.5).
+// vp.Trainer: the VideoPerceiver method as a training API (docs/method.md, docs/training.md).
 //
 //   stage 1  trainer.sft(data):  batches of clips → key frames → KIM variants →
 //            one packed batch (A: video + prompt + response, B: KIM video) →

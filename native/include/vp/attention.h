@@ -1,6 +1,6 @@
 // vp/attention.h — fused scaled-dot-product attention, forward and backward.
 //
-// Layout as FlashAttention's varlen API (design §3.2):
+// Layout as FlashAttention's varlen API (docs/attention.md):
 //   q    [totalQ, H,   D]      k, v  [totalK, Hkv, D]      H % Hkv == 0, D <= 256
 //   out  [totalQ, H,   D]      lse   [H, totalQ] (float32, natural log)
 // Sequences are delimited by cumulative lengths (host int32 arrays of B+1

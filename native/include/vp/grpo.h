@@ -1,4 +1,4 @@
-// vp/grpo.h — the numeric core of GRPO with a comparative reward (design §1
+// vp/grpo.h — the numeric core of GRPO with a comparative reward (docs/method.md
 // stage 2, §3.4).
 //
 //  * comparative_rewards: task reward plus the comparative term that makes a

@@ -1,4 +1,4 @@
-// vp/layers.h — the building blocks of the built-in VideoLM (design §3.5), CPU, float32.
+// vp/layers.h — the building blocks of the built-in VideoLM (docs/model.md), CPU, float32.
 //
 // Every layer has a forward and a backward pass over plain row-major float32
 // buffers (the model owns its parameters and activations in flat arrays, so

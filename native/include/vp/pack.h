@@ -1,4 +1,4 @@
-// vp/pack.h — frame-substitution token packing (design §1 stage 1 step 4, §3.3).
+// vp/pack.h — frame-substitution token packing (docs/method.md, stage 1 step 4, §3.3).
 //
 // Packing copies rows of two sources into one varlen batch:
 //

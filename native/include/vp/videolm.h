@@ -1,4 +1,4 @@
-// vp/videolm.h — the built-in video-language model (design §3.5), CPU or CUDA, float32.
+// vp/videolm.h — the built-in video-language model (docs/model.md), CPU or CUDA, float32.
 //
 // One small architecture with hand-written forward and backward passes over this
 // package's own kernels (layers.h, attention.h, gemm.h, optim.h, rng.h):
@@ -6,7 +6,7 @@
 //   vision:  frames [F, H, W, 3] → patches [F·P, p·p·3] → linear (+bias)
 //            + frame_pos[f] + patch_pos[q]                     → visual tokens [F, P, d]
 //   text:    ids → tok_embed                                   → text tokens [nText, d]
-//   packing: a batch of sequences (design §3.3), each a list of segments
+//   packing: a batch of sequences (docs/kim.md), each a list of segments
 //            {video v, optional frame map} or {text start, length}; rows of one
 //            sequence are contiguous, sequences delimited by cuSeqlens.
 //   decoder: L pre-norm layers: x += Wo·attn(RoPE(Wq·n(x)), RoPE(Wk·n(x)), Wv·n(x))
@@ -74,7 +74,7 @@ struct VideoLMParam {
   bool decay = false;  // weight decay applies (matrices of the decoder and head)
 };
 
-// One segment of a packed sequence (design §3.3).
+// One segment of a packed sequence (docs/kim.md).
 struct VideoLMSegment {
   int32_t video = -1;               // >= 0: a video segment
   const int32_t* frames = nullptr;  // video: source frame per output frame (null: identity)

@@ -1,11 +1,17 @@
-// vp/vp.h — the whole public core API in one include.
+// vp/vp.h — the whole public core API in one include: every header of
+// native/include/vp/ (infrastructure, each op family, the model). A native
+// test (native/tests/test_umbrella.cpp) checks that this list names every header.
 #pragma once
 
+#include "vp/attention.h"
 #include "vp/cpu_features.h"
 #include "vp/cuda.h"
 #include "vp/gemm.h"
+#include "vp/grpo.h"
 #include "vp/infonce.h"
 #include "vp/layers.h"
+#include "vp/logprobs.h"
+#include "vp/model_kernels.h"
 #include "vp/optim.h"
 #include "vp/pack.h"
 #include "vp/rng.h"
