@@ -1,234 +1,327 @@
 #!/usr/bin/env bash
 # bench/gpu.sh — the GPU build, test and benchmark run, for a machine with an
-# NVIDIA GPU, nvcc, CMake and PyTorch but no Node.js. One script, sized to stay
-# well under 10 minutes on an H100, build included (an estimate until it has
-# run on one: each driver run is capped by VP_BENCH_TIMEOUT):
-#   1. builds the core with nvcc (plain CMake, build-gpu/): only the native tests
-#      and the benchmark drivers, for the GPU's own architecture,
-#   2. runs the native tests (the CUDA tests compare with the CPU and float64),
-#   3. times every CUDA kernel family with its driver (native/bench/bench_*.cpp:
-#      gemm, attention, infonce, grpo = token log-probs + GRPO loss, pack) in
-#      bfloat16 and float32, with CUDA events (warm-up, repetitions, median),
-#   4. times the PyTorch peer of each case on the same GPU, dtype and shape
-#      (bench/peers/gpu_torch.py): scaled_dot_product_attention, the composite
-#      PyTorch forms of InfoNCE / log-probs / GRPO, a device copy for packing,
-#   5. checks the attention's accuracy against PyTorch and float64
-#      (bench/gpu_attention.py --accuracy-only),
-#   6. prints one table (ours, peer, ratio = peer time / ours) and one JSON line
-#      per case, and writes bench/results/gpu-<date>-<gpu>.{json,jsonl,txt}.
+# NVIDIA GPU, nvcc, CMake and PyTorch (CUDA) but no Node.js. It says OK only
+# when the CUDA native tests were built and ran on the GPU and passed, every
+# kernel and training step was timed against its PyTorch peer, and the attention
+# accuracy check passed; anything else is a non-zero exit with the reason.
 #
-# Usage: bench/gpu.sh [--quick | --full] [--cpu] [--no-tests] [--out DIR]
-#   --quick     fewer and smaller cases
-#   --full      more and larger ones (D = 64 attention too, InfoNCE at 32768,
-#               the linear log-probs at N 8192, d 4096, V 131072): several more minutes
-#   --cpu       no GPU: a CPU-only build; the drivers time the CPU kernels on
-#               small shapes and the peers PyTorch on the CPU (checks the whole
-#               pipeline on a machine without a GPU)
-#   --no-tests  skip the native tests
-#   --out DIR   where the run's files go (default bench/results; on a lent
-#               machine whose $OUT comes back: --out "$OUT")
+#   0. preflight (nothing is built before it passes; each miss exits 3 at once):
+#      doctest's header, a visible GPU, nvcc, cmake, PyTorch with CUDA, numpy
+#   1. build (plain CMake, build-gpu/, the GPU's own architecture): vp_tests and
+#      the drivers native/bench/bench_{gemm,attention,infonce,grpo,pack,train_step}.cpp
+#   2. native tests: only the CUDA test cases (every one has "cuda" in its name:
+#      vp_tests -tc='*cuda*'), with VP_TEST_REQUIRE_CUDA=1 so that a case that
+#      finds no GPU fails instead of skipping
+#   3. our kernels and training steps, timed by the drivers (CUDA events or the
+#      host clock; warm-up, repetitions, the median): bfloat16 and float32 (--quick:
+#      bfloat16 only) for the kernels; the VideoLM's SFT and RL steps in float32
+#      (tokens/s; the driver writes its parameters and batch for the peer, --io)
+#   4. the PyTorch peers on the same GPU, dtype and shapes (bench/peers/gpu_torch.py;
+#      the training steps in eager PyTorch from the same parameters, whose
+#      first-step loss must match ours)
+#   5. attention accuracy vs PyTorch and float64 (bench/gpu_attention.py
+#      --accuracy-only): a BAD case fails the run
+#   6. the report: one table and one JSON line per case (bench/gpu_report.py),
+#      files bench/results/gpu-<date>-<gpu>.{txt,jsonl,json} (+ .tests.txt)
+#
+# Time of --quick on one H100 (16 cores), estimated: it has not run on a GPU yet.
+# The estimates come from this repository's build timed on a 2-core machine and
+# the drivers' case sizes; VP_GPU_BUDGET (default 280 s with --quick) stops the
+# run from starting a step after that, and such a step counts as a failure:
+#   preflight            ~5 s    (nvidia-smi, importing torch)
+#   configure            ~15 s   (CMake's CUDA compiler checks)
+#   build                ~90 s   (cuda/attention.cu for one architecture is the
+#                                 longest file, ~60 s; cap 150 s)
+#   native tests         ~40 s   (the CUDA cases: float64 references on the CPU,
+#                                 20 VideoLM steps on both devices; cap 90 s)
+#   drivers              ~60 s   (5 kernel families in bfloat16, ~8 s each with
+#                                 the CUDA context; 2 train-step cases ~15 s)
+#   peers                ~45 s   (import torch ~5 s, ~25 cases)
+#   accuracy             ~20 s   (3 bfloat16 cases at T = 1024)
+#   report               ~1 s
+#   total                ~275 s, within 5 minutes
+# The default size (no flag) takes about twice that, --full several minutes more.
+#
+# Usage: bench/gpu.sh [--quick | --full] [--cpu] [--out DIR]
+#   --quick     fewer and smaller cases, sized for 5 minutes on an H100
+#   --full      more and larger ones (D = 64 attention too, InfoNCE at 32768, the
+#               linear log-probs at N 8192, d 4096, V 131072, the small preset at B 8)
+#   --cpu       no GPU: a CPU-only build; the CUDA tests (which then skip) and the
+#               drivers and peers on the CPU, on small shapes: a check of the
+#               pipeline that never says a GPU was tested
+#   --out DIR   where the run's files go (default bench/results; on a lent machine
+#               whose $OUT comes back: --out "$OUT")
 # Environment:
-#   PYTHON          the python with PyTorch (default python3)
-#   VP_CUDA_ARCHS   CMake CUDA architectures (default: the GPU's own, e.g. 90-real
-#                   on Hopper, from nvidia-smi; else 80-real;90-real;90-virtual)
-#   VP_BUILD_DIR    build folder (default build-gpu)
-#   VP_DOCTEST_INCLUDE  a folder holding doctest/doctest.h, where doctest-dev is
-#                   not installed (default: build-deps/include when it exists)
-#   JOBS            build/test parallelism (default: the cores)
-#   VP_BENCH_TIMEOUT  seconds allowed per driver run (default 240)
-#   VP_GPU_BUDGET   seconds after which no further driver or peer run starts
-#                   (default 420: the script then reports those as not run)
-# Exit status: 0 when everything ran and passed; 1 when a test, a driver or the
-# build failed (the report still prints what there is); 3 when it ran to the end
-# but timed nothing (no usable GPU: the drivers printed "skipped" lines).
+#   PYTHON             the python with PyTorch (default python3)
+#   VP_CUDA_ARCHS      CMake CUDA architectures (default: the GPU's own, e.g. 90-real
+#                      on Hopper, from nvidia-smi; else 80-real;90-real;90-virtual)
+#   VP_BUILD_DIR       build folder (default build-gpu)
+#   VP_DOCTEST_INCLUDE a folder holding doctest/doctest.h (used alone when set).
+#                      Default: build-deps/include, then /usr/include, /usr/local/include.
+#                      On a machine without doctest-dev, prepare build-deps/ where it is
+#                      installed and carry it along (build-deps/ is git-ignored):
+#                        mkdir -p build-deps/include/doctest
+#                        cp /usr/include/doctest/doctest.h build-deps/include/doctest/
+#   JOBS               build parallelism (default: the cores)
+#   VP_BENCH_TIMEOUT   seconds allowed per driver run (default 45 with --quick, else 240)
+#   VP_GPU_BUDGET      seconds after which no further step starts (default 280 with
+#                      --quick, 540 otherwise, 900 with --full)
+# Exit status: 0 everything above ran and passed; 1 something failed or did not
+# run (the report says what); 2 a bad argument; 3 a prerequisite is missing
+# (preflight: nothing was built or run).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 T0=$(date +%s)
-QUICK=""; DEVICE=cuda; OUT="bench/results"; TESTS=1
+SIZE=""; DEVICE=cuda; OUT="bench/results"
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) QUICK=--quick ;;
-    --full) QUICK=--full ;;
+    --quick) SIZE=--quick ;;
+    --full) SIZE=--full ;;
     --cpu) DEVICE=cpu ;;
-    --no-tests) TESTS=0 ;;
-    --out) OUT="$2"; shift ;;
+    --out) [ $# -ge 2 ] || { echo "gpu.sh: --out needs a folder"; exit 2; }; OUT="$2"; shift ;;
     -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
-    *) echo "unknown argument $1 (see --help)"; exit 2 ;;
+    *) echo "gpu.sh: unknown argument $1 (see --help)"; exit 2 ;;
   esac
   shift
 done
 PY=${PYTHON:-python3}
 JOBS=${JOBS:-$(nproc)}
 BUILD=${VP_BUILD_DIR:-build-gpu}
-LIMIT=${VP_BENCH_TIMEOUT:-240}
-BUDGET=${VP_GPU_BUDGET:-420}
+if [ "$SIZE" = --quick ]; then
+  LIMIT=${VP_BENCH_TIMEOUT:-45}; BUDGET=${VP_GPU_BUDGET:-280}
+  CAP_CONFIGURE=60; CAP_BUILD=150; CAP_TESTS=90; CAP_ACCURACY=60
+  KERNEL_DTYPES="bfloat16"
+else
+  LIMIT=${VP_BENCH_TIMEOUT:-240}; BUDGET=${VP_GPU_BUDGET:-540}
+  [ "$SIZE" = --full ] && BUDGET=${VP_GPU_BUDGET:-900}
+  CAP_CONFIGURE=120; CAP_BUILD=600; CAP_TESTS=300; CAP_ACCURACY=180
+  KERNEL_DTYPES="bfloat16 float32"
+fi
+[ "$DEVICE" = cpu ] && KERNEL_DTYPES="float32"
 left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
-mkdir -p "$OUT"
+# min(cap, budget left): the time a step may take; <= 0 when the budget is spent.
+allow() { local l; l=$(left); [ "$l" -lt "$1" ] && echo "$l" || echo "$1"; }
+mkdir -p "$OUT" || { echo "gpu.sh: cannot create $OUT"; exit 2; }
 STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
-GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+GPU_NAME=""
+command -v nvidia-smi >/dev/null 2>&1 && GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 SLUG=$(printf '%s' "${GPU_NAME:-no-gpu}" | tr 'A-Z' 'a-z' | sed -e 's/[^a-z0-9]\{1,\}/-/g' -e 's/^-//' -e 's/-$//' | cut -c1-40)
 [ "$DEVICE" = cpu ] && SLUG="cpu-$(hostname | tr 'A-Z' 'a-z' | sed 's/[^a-z0-9]\{1,\}/-/g' | cut -c1-20)"
 BASE="$OUT/gpu-$STAMP-$SLUG"
 LOG="$BASE.txt"; RAW="$BASE.jsonl"
 exec > >(tee "$LOG") 2>&1
 FAIL=0
+NOTES=()
+fail() { FAIL=1; NOTES+=("$1"); echo "FAILED: $1"; }
 meta() { printf '{"meta":{"%s":%s}}\n' "$1" "$2" >> "$RAW"; }
 jstr() { printf '"%s"' "$(printf '%s' "$1" | tr -d '\n\r' | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
 : > "$RAW"
+# A missing prerequisite: say what and how to get it, then stop before building anything.
+missing() {
+  echo "gpu.sh: cannot run: $1"
+  meta preflight "$(jstr "$1")"
+  echo "gpu.sh: NOT OK (preflight failed: nothing was built, tested or timed)"
+  exit 3
+}
 
 echo "== machine ($(date -u +%FT%TZ))"
 uname -srm
-if command -v nvidia-smi >/dev/null; then
-  nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version --format=csv 2>/dev/null || nvidia-smi -L
+echo "cores: $(nproc)  mode: $DEVICE ${SIZE:-default}  budget: ${BUDGET} s"
+meta date "$(jstr "$(date -u +%FT%TZ)")"; meta device "$(jstr "$DEVICE")"; meta size "$(jstr "${SIZE:-default}")"
+
+echo "== preflight"
+# 1. doctest's single header (the native tests are part of every run).
+if [ -n "${VP_DOCTEST_INCLUDE:-}" ]; then
+  DT_DIRS=("$VP_DOCTEST_INCLUDE")
 else
-  echo "no nvidia-smi"
+  DT_DIRS=("$PWD/build-deps/include" /usr/include /usr/local/include)
 fi
-NVCC=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)
-echo "nvcc: ${NVCC:-none} $([ -n "$NVCC" ] && "$NVCC" --version | tail -1)"
-echo "cmake: $(cmake --version | head -1)  python: $($PY --version 2>&1)  cores: $(nproc)"
-meta date "$(jstr "$(date -u +%FT%TZ)")"; meta gpu "$(jstr "${GPU_NAME:-none}")"; meta device "$(jstr "$DEVICE")"
-meta size "$(jstr "${QUICK:-default}")"
+DT_INC=""
+for d in "${DT_DIRS[@]}"; do
+  if [ -f "$d/doctest/doctest.h" ]; then DT_INC=$(cd "$d" && pwd); break; fi
+done
+[ -n "$DT_INC" ] || missing "doctest's header (doctest/doctest.h) is not in ${DT_DIRS[*]}: the CUDA native tests cannot be built.
+  Install doctest-dev, or copy the single header into build-deps/ (where doctest is installed) and bring that folder along:
+    mkdir -p build-deps/include/doctest && cp /usr/include/doctest/doctest.h build-deps/include/doctest/
+  or set VP_DOCTEST_INCLUDE to a folder holding doctest/doctest.h."
+echo "doctest: $DT_INC/doctest/doctest.h"
+# 2. a GPU the driver shows (unless --cpu).
+if [ "$DEVICE" = cuda ]; then
+  if [ "${CUDA_VISIBLE_DEVICES+set}" = set ] && { [ -z "$CUDA_VISIBLE_DEVICES" ] || [ "$CUDA_VISIBLE_DEVICES" = "-1" ]; }; then
+    missing "no usable NVIDIA GPU: CUDA_VISIBLE_DEVICES='$CUDA_VISIBLE_DEVICES' hides every GPU (bench/gpu.sh --cpu checks the pipeline without one)"
+  fi
+  command -v nvidia-smi >/dev/null 2>&1 || missing "no usable NVIDIA GPU: nvidia-smi is not installed (no NVIDIA driver here; bench/gpu.sh --cpu checks the pipeline without a GPU)"
+  SMI=$(nvidia-smi -L 2>&1) || missing "no usable NVIDIA GPU: nvidia-smi -L failed: $(printf '%s' "$SMI" | head -2 | tr '\n' ' ')"
+  printf '%s\n' "$SMI" | grep -q '^GPU ' || missing "no usable NVIDIA GPU: nvidia-smi lists none"
+  nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version --format=csv 2>/dev/null || printf '%s\n' "$SMI"
+  meta gpu "$(jstr "$GPU_NAME")"
+fi
+# 3. the tools.
+command -v cmake >/dev/null 2>&1 || missing "cmake is not installed"
+NVCC=""
+if [ "$DEVICE" = cuda ]; then
+  NVCC=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)
+  [ -n "$NVCC" ] || missing "nvcc is not on PATH nor in /usr/local/cuda/bin: the CUDA backend cannot be built"
+  echo "nvcc: $NVCC ($("$NVCC" --version | tail -1))"
+fi
+echo "cmake: $(cmake --version | head -1)"
+# 4. PyTorch (and numpy) for the peers and the accuracy check; with CUDA unless --cpu.
+TORCH=$("$PY" -c 'import sys, numpy, torch
+print(torch.__version__, "cuda", torch.version.cuda, "available" if torch.cuda.is_available() else "unavailable")' 2>&1 | tail -1)
+case "$TORCH" in
+  *" available") ;;
+  *unavailable) [ "$DEVICE" = cpu ] || missing "PyTorch ($PY: $TORCH) cannot use the GPU: the peers need torch with CUDA" ;;
+  *) missing "$PY cannot import torch and numpy (the peers and the accuracy check need them): $TORCH" ;;
+esac
+echo "python: $PY ($("$PY" --version 2>&1)), torch $TORCH"
+meta torch "$(jstr "$TORCH")"
+echo "preflight: $(( $(date +%s) - T0 )) s"
 
 echo "== build ($BUILD)"
-if [ "$DEVICE" = cpu ]; then
-  CUDA_FLAG=off
-elif [ -n "$NVCC" ]; then
-  CUDA_FLAG=on
-else
-  CUDA_FLAG=off; echo "no nvcc: CPU-only build; the CUDA drivers will report that there is no CUDA"
-fi
+CUDA_FLAG=off; [ "$DEVICE" = cuda ] && CUDA_FLAG=on
 ARCHS=${VP_CUDA_ARCHS:-}
 if [ -z "$ARCHS" ] && [ "$CUDA_FLAG" = on ]; then
   CC=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
   if [ -n "$CC" ] && [ "$CC" -ge 80 ] 2>/dev/null; then ARCHS="${CC}-real"; else ARCHS="80-real;90-real;90-virtual"; fi
 fi
-# doctest (one header) builds the native tests. Where doctest-dev is not installed,
-# VP_DOCTEST_INCLUDE (or build-deps/include, e.g. carried to a GPU machine) names a
-# folder holding doctest/doctest.h, and a small CMake package is made for it here.
-DOCTEST_ARGS=()
-DT_INC=${VP_DOCTEST_INCLUDE:-}
-[ -z "$DT_INC" ] && [ -f build-deps/include/doctest/doctest.h ] && DT_INC="$PWD/build-deps/include"
-if [ -n "$DT_INC" ]; then
-  SHIM="$PWD/$BUILD/doctest-shim"
-  mkdir -p "$SHIM"
-  {
-    echo "# made by bench/gpu.sh for the doctest header in $DT_INC"
-    echo 'if(NOT TARGET doctest::doctest)'
-    echo '  list(APPEND CMAKE_MODULE_PATH "${CMAKE_CURRENT_LIST_DIR}")'
-    echo '  add_library(doctest::doctest INTERFACE IMPORTED)'
-    echo "  set_target_properties(doctest::doctest PROPERTIES INTERFACE_INCLUDE_DIRECTORIES \"$DT_INC\")"
-    echo 'endif()'
-  } > "$SHIM/doctestConfig.cmake"
-  # gpu.sh runs vp_tests itself: ctest's test discovery is not needed
-  printf 'function(doctest_discover_tests)\nendfunction()\n' > "$SHIM/doctest.cmake"
-  DOCTEST_ARGS=("-Ddoctest_DIR=$SHIM")
-  echo "doctest: the header in $DT_INC"
-fi
-GEN=""; command -v ninja >/dev/null && GEN="-G Ninja"
-B0=$(date +%s)
-CMAKE_ARGS=(-S . -B "$BUILD" $GEN -DCMAKE_BUILD_TYPE=Release "-DVP_CUDA=$CUDA_FLAG" -DVP_BUILD_BENCH=ON -DVP_BUILD_TESTS=ON)
+# A small CMake package for the header found above (whether or not doctest-dev is installed).
+SHIM="$PWD/$BUILD/doctest-shim"
+mkdir -p "$SHIM"
+{
+  echo "# made by bench/gpu.sh for the doctest header in $DT_INC"
+  echo 'if(NOT TARGET doctest::doctest)'
+  echo '  list(APPEND CMAKE_MODULE_PATH "${CMAKE_CURRENT_LIST_DIR}")'
+  echo '  add_library(doctest::doctest INTERFACE IMPORTED)'
+  echo "  set_target_properties(doctest::doctest PROPERTIES INTERFACE_INCLUDE_DIRECTORIES \"$DT_INC\")"
+  echo 'endif()'
+} > "$SHIM/doctestConfig.cmake"
+printf 'function(doctest_discover_tests)\nendfunction()\n' > "$SHIM/doctest.cmake"  # gpu.sh runs vp_tests itself
+GEN=(); command -v ninja >/dev/null 2>&1 && GEN=(-G Ninja)
+CMAKE_ARGS=(-S . -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release "-DVP_CUDA=$CUDA_FLAG" -DVP_BUILD_BENCH=ON
+            -DVP_BUILD_TESTS=ON "-Ddoctest_DIR=$SHIM")
 [ -n "$ARCHS" ] && CMAKE_ARGS+=("-DCMAKE_CUDA_ARCHITECTURES=$ARCHS")
-[ ${#DOCTEST_ARGS[@]} -gt 0 ] && CMAKE_ARGS+=("${DOCTEST_ARGS[@]}")
-[ -n "$NVCC" ] && [ "$CUDA_FLAG" = on ] && CMAKE_ARGS+=("-DCMAKE_CUDA_COMPILER=$NVCC")
+[ -n "$NVCC" ] && CMAKE_ARGS+=("-DCMAKE_CUDA_COMPILER=$NVCC")
 echo "cmake ${CMAKE_ARGS[*]}"
-if ! cmake "${CMAKE_ARGS[@]}" > "$BASE.cmake.txt" 2>&1; then
-  tail -30 "$BASE.cmake.txt"; echo "cmake configure FAILED"; meta build '"configure failed"'; exit 1
+B0=$(date +%s)
+if ! timeout "$(allow $CAP_CONFIGURE)" cmake "${CMAKE_ARGS[@]}" > "$BASE.cmake.txt" 2>&1; then
+  tail -30 "$BASE.cmake.txt"; echo "gpu.sh: NOT OK (cmake configure failed; log $BASE.cmake.txt)"; meta build '"configure failed"'; exit 1
 fi
 grep -E "videoperceiver:" "$BASE.cmake.txt"
-DRIVERS="vp_bench_gemm vp_bench_attention vp_bench_infonce vp_bench_grpo vp_bench_pack"
-TARGETS="$DRIVERS"
-HAVE_TESTS=1
 if grep -q "doctest not found" "$BASE.cmake.txt"; then
-  HAVE_TESTS=0; echo "doctest not found (apt-get install doctest-dev): vp_tests cannot be built, no native tests"
-elif [ $TESTS = 1 ]; then
-  TARGETS="$TARGETS vp_tests"
-fi
-if ! cmake --build "$BUILD" -j "$JOBS" --target $TARGETS > "$BASE.build.txt" 2>&1; then
-  grep -E "error|Error" "$BASE.build.txt" | head -40; echo "build FAILED (full log: $BASE.build.txt)"
-  meta build '"failed"'; FAIL=1
+  echo "gpu.sh: NOT OK (CMake did not take the doctest header in $DT_INC)"; meta build '"no doctest"'; exit 1
 fi
 rm -f "$BASE.cmake.txt"
+DRIVERS="vp_bench_gemm vp_bench_attention vp_bench_infonce vp_bench_grpo vp_bench_pack vp_bench_train_step"
+CAP=$(allow $CAP_BUILD)
+if [ "$CAP" -le 0 ] || ! timeout "$CAP" cmake --build "$BUILD" -j "$JOBS" --target vp_tests $DRIVERS > "$BASE.build.txt" 2>&1; then
+  grep -E "error|Error" "$BASE.build.txt" | head -40
+  echo "gpu.sh: NOT OK (the build failed or ran past $CAP s; log $BASE.build.txt)"; meta build '"failed"'; exit 1
+fi
+rm -f "$BASE.build.txt"
 BUILD_S=$(( $(date +%s) - B0 ))
 echo "build: ${BUILD_S} s (VP_CUDA=$CUDA_FLAG, archs ${ARCHS:-none}, $JOBS jobs)"
 meta buildSeconds "$BUILD_S"; meta cudaArchs "$(jstr "${ARCHS:-none}")"; meta cuda "$(jstr "$CUDA_FLAG")"
 
-echo "== native tests"
-if [ $TESTS = 1 ] && [ $HAVE_TESTS = 1 ] && [ -x "$BUILD/vp_tests" ]; then
-  S0=$(date +%s)
-  # The CUDA test cases print what they compared (MESSAGE); the rest: pass/fail.
-  timeout 300 "$BUILD/vp_tests" > "$BASE.tests.txt" 2>&1
-  TEST_RC=$?
-  grep -E -A1 "MESSAGE|ERROR|FAILED|test cases:|assertions:" "$BASE.tests.txt" | grep -v "^--$" | head -120
-  rm -f "$BASE.tests.txt"
-  echo "native tests: exit code $TEST_RC ($(( $(date +%s) - S0 )) s)"
-  meta nativeTests "{\"exitCode\":$TEST_RC,\"seconds\":$(( $(date +%s) - S0 ))}"
-  [ "$TEST_RC" = 0 ] || FAIL=1
+echo "== native tests (the CUDA cases: vp_tests -tc='*cuda*')"
+S0=$(date +%s)
+CAP=$(allow $CAP_TESTS)
+TEST_ENV=(); [ "$DEVICE" = cuda ] && TEST_ENV=(VP_TEST_REQUIRE_CUDA=1)
+if [ "$CAP" -le 0 ]; then
+  TEST_RC=124; echo "not run: the time budget is spent" > "$BASE.tests.txt"
 else
-  echo "native tests not run ($([ $TESTS = 0 ] && echo --no-tests || echo 'vp_tests not built'))"
-  meta nativeTests '{"exitCode":null}'
+  env "${TEST_ENV[@]}" timeout "$CAP" "$BUILD/vp_tests" -tc='*cuda*' > "$BASE.tests.txt" 2>&1
+  TEST_RC=$?
+fi
+grep -E -A1 "MESSAGE|ERROR|FAILED|test cases:|assertions:" "$BASE.tests.txt" | grep -v "^--$" | head -120
+SUMMARY=$(grep -E "test cases:" "$BASE.tests.txt" | tail -1)
+CASES=$(printf '%s' "$SUMMARY" | sed -n 's/.*test cases: *\([0-9]*\).*/\1/p')
+echo "native tests: exit code $TEST_RC, ${CASES:-no} test cases ($(( $(date +%s) - S0 )) s; output $BASE.tests.txt)"
+meta nativeTests "{\"exitCode\":$TEST_RC,\"cases\":${CASES:-0},\"seconds\":$(( $(date +%s) - S0 ))}"
+if [ "$TEST_RC" != 0 ]; then
+  fail "the CUDA native tests failed (exit code $TEST_RC$([ "$TEST_RC" = 124 ] && echo ": timed out or not started"))"
+elif [ -z "$CASES" ] || [ "$CASES" -lt 1 ]; then
+  fail "no native test case ran"
+elif [ "$DEVICE" = cuda ] && grep -q "skipped (no usable GPU)" "$BASE.tests.txt"; then
+  fail "CUDA test cases skipped for want of a GPU"
 fi
 
-echo "== benchmarks: our kernels ($DEVICE)"
-DTYPES="float32"; [ "$DEVICE" = cuda ] && DTYPES="bfloat16 float32"
+echo "== benchmarks: our kernels and training steps ($DEVICE)"
+IO="$PWD/$BUILD/train-step-io"
 for d in $DRIVERS; do
   exe="$BUILD/$d"
   name=${d#vp_bench_}
-  if [ ! -x "$exe" ]; then
-    echo "{\"bench\":\"$name\",\"error\":\"$exe was not built\"}" | tee -a "$RAW"; FAIL=1; continue
-  fi
-  for dt in $DTYPES; do
+  dts=$KERNEL_DTYPES; extra=()
+  [ "$name" = train_step ] && { dts=float32; extra=(--io "$IO"); }
+  for dt in $dts; do
     S0=$(date +%s)
-    if [ "$(left)" -le 0 ]; then
+    CAP=$(allow "$LIMIT")
+    if [ "$CAP" -le 0 ]; then
       echo "{\"bench\":\"$name\",\"dtype\":\"$dt\",\"error\":\"not run: the time budget (VP_GPU_BUDGET=$BUDGET s) was spent\"}" | tee -a "$RAW"
-      FAIL=1; continue
+      fail "$name $dt not run (time budget spent)"; continue
     fi
-    timeout "$LIMIT" "$exe" --suite --device "$DEVICE" --dtype "$dt" $QUICK > "$BASE.one.jsonl" 2> "$BASE.err.txt"
+    timeout "$CAP" "$exe" --suite --device "$DEVICE" --dtype "$dt" $SIZE "${extra[@]}" > "$BASE.one.jsonl" 2> "$BASE.err.txt"
     rc=$?
     cat "$BASE.one.jsonl" >> "$RAW"
     n=$(grep -c '"ms"' "$BASE.one.jsonl"); sk=$(grep -o '"skipped":"[^"]*"' "$BASE.one.jsonl" | head -1)
     echo "$name $dt: $n cases, exit $rc, $(( $(date +%s) - S0 )) s ${sk}"
     if [ $rc != 0 ]; then
-      FAIL=1
-      echo "{\"bench\":\"$name\",\"dtype\":\"$dt\",\"error\":$(jstr "exit code $rc$([ $rc = 124 ] && echo " (timed out after $LIMIT s)"): $(tail -c 300 "$BASE.err.txt")")}" | tee -a "$RAW"
+      echo "{\"bench\":\"$name\",\"dtype\":\"$dt\",\"error\":$(jstr "exit code $rc$([ $rc = 124 ] && echo " (timed out after $CAP s)"): $(tail -c 300 "$BASE.err.txt")")}" | tee -a "$RAW"
+      fail "$name $dt: exit code $rc"
+    elif [ -n "$sk" ]; then
+      fail "$name $dt skipped: $sk"
+    elif [ "$n" = 0 ]; then
+      fail "$name $dt timed nothing"
     fi
   done
 done
 rm -f "$BASE.one.jsonl" "$BASE.err.txt"
 
-echo "== benchmarks: PyTorch peers ($DEVICE, $PY)"
+echo "== PyTorch peers ($DEVICE, $PY)"
 S0=$(date +%s)
-PEER_LIMIT=$(left); [ "$PEER_LIMIT" -lt 60 ] && PEER_LIMIT=60
-timeout "$PEER_LIMIT" "$PY" bench/peers/gpu_torch.py --device "$DEVICE" $QUICK --cases "$RAW" > "$BASE.peers.jsonl" 2> "$BASE.err.txt"
-rc=$?
-cat "$BASE.peers.jsonl" >> "$RAW"
-echo "peers: $(grep -c '"ms"' "$BASE.peers.jsonl") timed, $(grep -c '"missing"' "$BASE.peers.jsonl") missing, exit $rc, $(( $(date +%s) - S0 )) s"
-grep -o '"peerStatus": "[^"]*"' "$BASE.peers.jsonl" | head -1
-[ $rc = 0 ] || { tail -5 "$BASE.err.txt"; echo "{\"peerStatus\":$(jstr "the peer script failed (exit $rc): $(tail -c 300 "$BASE.err.txt")")}" >> "$RAW"; }
-rm -f "$BASE.peers.jsonl" "$BASE.err.txt"
+CAP=$(allow 600)
+if [ "$CAP" -le 0 ]; then
+  fail "the peers did not run (time budget spent)"
+  echo '{"peerStatus":"not run: the time budget was spent"}' >> "$RAW"
+else
+  timeout "$CAP" "$PY" bench/peers/gpu_torch.py --device "$DEVICE" $SIZE --cases "$RAW" > "$BASE.peers.jsonl" 2> "$BASE.err.txt"
+  rc=$?
+  cat "$BASE.peers.jsonl" >> "$RAW"
+  echo "peers: $(grep -c '"ms"' "$BASE.peers.jsonl") timed, $(grep -c '"missing"' "$BASE.peers.jsonl") missing, exit $rc, $(( $(date +%s) - S0 )) s"
+  grep -o '"peerStatus": "[^"]*"' "$BASE.peers.jsonl" | head -1
+  if [ $rc != 0 ]; then
+    tail -5 "$BASE.err.txt"
+    echo "{\"peerStatus\":$(jstr "the peer script failed (exit $rc): $(tail -c 300 "$BASE.err.txt")")}" >> "$RAW"
+    fail "the peer script failed (exit code $rc)"
+  fi
+  rm -f "$BASE.peers.jsonl" "$BASE.err.txt"
+fi
 
-ACC_LIMIT=$(left); [ "$ACC_LIMIT" -gt 180 ] && ACC_LIMIT=180
-if [ "$ACC_LIMIT" -lt 30 ]; then
-  echo "== attention accuracy: not run (the time budget is spent)"
-elif [ "$DEVICE" = cuda ] && [ -x "$BUILD/vp_bench_attention" ] && "$PY" -c 'import torch, numpy, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+if [ "$DEVICE" = cuda ]; then
   echo "== attention accuracy vs PyTorch and float64 (bench/gpu_attention.py)"
-  timeout "$ACC_LIMIT" "$PY" bench/gpu_attention.py --build-dir "$BUILD" --skip-build --skip-tests --accuracy-only --save
-  [ $? = 0 ] || echo "gpu_attention.py failed"
-  # it saves under bench/results/: keep a copy beside the other files of this run
-  if [ "$(cd "$OUT" && pwd)" != "$(cd bench/results && pwd)" ]; then
-    find bench/results -maxdepth 1 -name 'gpu-attention-*.json' -newer "$RAW" -exec cp {} "$OUT/" \;
+  CAP=$(allow $CAP_ACCURACY)
+  if [ "$CAP" -le 0 ]; then
+    fail "the attention accuracy check did not run (time budget spent)"
+  else
+    timeout "$CAP" "$PY" bench/gpu_attention.py --build-dir "$BUILD" --skip-build --skip-tests --accuracy-only \
+      $([ "$SIZE" = --quick ] && echo --quick) --save --out "$OUT"
+    rc=$?
+    [ $rc = 0 ] || fail "the attention accuracy check failed (exit code $rc$([ $rc = 124 ] && echo ": timed out"))"
   fi
 fi
 
 echo "== report"
 ELAPSED=$(( $(date +%s) - T0 ))
 meta elapsedSeconds "$ELAPSED"
-python3 bench/gpu_report.py "$RAW" --json "$BASE.json" || FAIL=1
-echo "run: $ELAPSED s; files: $LOG $RAW $BASE.json"
-TIMED=$(grep -c '"ms"' "$RAW")
+python3 bench/gpu_report.py "$RAW" --json "$BASE.json" || fail "the report found errors, missing peers or mismatched training steps (above)"
+echo "run: $ELAPSED s; files: $LOG $RAW $BASE.json $BASE.tests.txt"
 if [ $FAIL != 0 ]; then
-  echo "gpu.sh: FAILED (see above)"; exit 1
-elif [ "$TIMED" = 0 ]; then
-  echo "gpu.sh: ran to the end, but nothing was timed (no usable $DEVICE device: see the skipped lines)"; exit 3
+  echo "gpu.sh: NOT OK:"
+  for n in "${NOTES[@]}"; do echo "  - $n"; done
+  exit 1
 fi
-echo "gpu.sh: OK"
+if [ "$DEVICE" = cpu ]; then
+  echo "gpu.sh --cpu: the pipeline ran on the CPU (nothing ran on a GPU)"
+  exit 0
+fi
+echo "gpu.sh: OK (CUDA tests passed on ${GPU_NAME}; every case timed against its peer; attention accuracy ok)"
 exit 0

@@ -11,10 +11,13 @@ and PyTorch (CUDA) but no Node.js:
      torch.nn.functional.scaled_dot_product_attention, bf16, D in {64, 128},
      T in {1024, 4096, 8192}, causal and not, forward and forward+backward,
 and prints a table plus one JSON line per case; with --save the whole run goes
-to bench/results/gpu-attention-<date>-<gpu>.json.
+to <--out, default bench/results>/gpu-attention-<date>-<gpu>.json. Exit status 1
+when an accuracy case is BAD (ours above 2x PyTorch's error) or failed to run,
+or the native tests failed.
 
   python3 bench/gpu_attention.py [--build-dir build-gpu] [--skip-build]
-                                 [--skip-tests] [--quick] [--save] [--accuracy-only]
+                                 [--skip-tests] [--quick] [--save] [--out DIR] [--accuracy-only]
+--quick: bfloat16 accuracy cases only, T in {1024, 4096} for speed, fewer repetitions.
 (bench/gpu.sh runs it with --skip-build --skip-tests --accuracy-only.)
 """
 import argparse
@@ -185,8 +188,10 @@ def main():
     ap.add_argument("--build-dir", default="build-gpu")
     ap.add_argument("--skip-build", action="store_true")
     ap.add_argument("--skip-tests", action="store_true")
-    ap.add_argument("--quick", action="store_true", help="T in {1024, 4096} only, fewer repetitions")
-    ap.add_argument("--save", action="store_true", help="write bench/results/gpu-attention-<date>-<gpu>.json")
+    ap.add_argument("--quick", action="store_true",
+                    help="bfloat16 accuracy only; T in {1024, 4096} only, fewer repetitions")
+    ap.add_argument("--save", action="store_true", help="write <out>/gpu-attention-<date>-<gpu>.json")
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"), help="where --save writes")
     ap.add_argument("--accuracy-only", action="store_true",
                     help="no speed section (bench/gpu.sh times every kernel itself)")
     args = ap.parse_args()
@@ -204,17 +209,21 @@ def main():
               "torch": torch.__version__, "accuracy": [], "timing": []}
     if not args.skip_build:
         build(args.build_dir, arch)
+    failed = []
     if not args.skip_tests:
         record["native_tests_passed"] = native_tests(args.build_dir)
+        if record["native_tests_passed"] is False:
+            failed.append("native tests")
 
     log("\naccuracy: relative error vs float64 (same rounded inputs); bar: ours <= 2x torch")
-    for dtype in ("bfloat16", "float16"):
+    for dtype in ("bfloat16",) if args.quick else ("bfloat16", "float16"):
         for (T, H, Hkv, D, causal) in ((1024, 8, 2, 64, False), (1024, 8, 2, 64, True), (777, 4, 4, 128, True)):
             a = accuracy(torch, args.build_dir, dtype, T, H, Hkv, D, causal)
             case = f"{dtype} T={T} H={H} Hkv={Hkv} D={D}{' causal' if causal else ''}"
             if "error" in a:
                 log(f"  {case}: FAILED {a['error']}")
                 record["accuracy"].append({"case": case, "error": a["error"]})
+                failed.append(case)
                 continue
             parts = []
             ok = True
@@ -226,6 +235,8 @@ def main():
                     ok &= r <= 2.0
                     parts.append(f"{n} {e['ours']:.2e} (torch {e['torch']:.2e}, {r:.2f}x)")
             log(f"  {case}: {'ok ' if ok else 'BAD'} " + "  ".join(parts))
+            if not ok:
+                failed.append(case)
             record["accuracy"].append({"case": case, "ok": ok, **a})
 
     lengths = ()
@@ -243,6 +254,7 @@ def main():
                 if "error" in ours:
                     log(f"  {case}: ours FAILED {ours['error']}")
                     record["timing"].append({"case": case, "error": ours["error"]})
+                    failed.append(case)
                     continue
                 fl = 4.0 * T * T * H * D * (0.5 if causal else 1.0)
                 of, ofb = ours["fwd_ms"], ours["fwd_ms"] + ours["bwd_ms"]
@@ -257,14 +269,17 @@ def main():
                     f"TFLOP/s fwd {fl / of / 1e9:.0f} vs {fl / tf / 1e9:.0f}")
                 print(json.dumps({"bench": "gpu_attention", "gpu": gpu, **row}), flush=True)
                 record["timing"].append(row)
+    record["failed"] = failed
     if args.save:
-        os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+        os.makedirs(args.out, exist_ok=True)
         slug = re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")[:40]
-        path = os.path.join(ROOT, "bench", "results",
-                            f"gpu-attention-{datetime.date.today().isoformat()}-{slug}.json")
+        path = os.path.join(args.out, f"gpu-attention-{datetime.date.today().isoformat()}-{slug}.json")
         with open(path, "w") as f:
             json.dump(record, f, indent=1)
-        log(f"saved {os.path.relpath(path, ROOT)}")
+        log(f"saved {path}")
+    if failed:
+        log(f"FAILED: {', '.join(failed)}")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@
 #include "vp/cuda.h"
 
 #include "dtype.cuh"
+#include "host_checks.h"
 
 namespace vp::cuda {
 namespace {
@@ -784,6 +785,13 @@ Status prepare(const AttentionProblem& pr, Prepared* out) {
     out->max_q = std::max(out->max_q, pr.cu_q[i + 1] - pr.cu_q[i]);
     out->max_k = std::max(out->max_k, pr.cu_k[i + 1] - pr.cu_k[i]);
   }
+  // Grids: (tiles of the longest sequence) × batch in x, heads in y; the smallest
+  // tiles (4 rows, the float32 kernels) give the largest x.
+  const int64_t longest = std::max(out->max_q, out->max_k);
+  const int64_t tiles = std::max<int64_t>(1, (longest + 3) / 4);
+  const std::string grid =
+      host::grid_problem("attention", tiles * std::max<int64_t>(1, B), std::max<int64_t>(1, pr.heads));
+  if (!grid.empty()) return Status::Invalid(grid);
   Workspace& cu = workspaces().cu;
   VP_RETURN_IF_ERROR(cu.reserve(host.size() * sizeof(int32_t)));
   // Pageable memcpy on the legacy stream: ordered after earlier calls' kernels that read it.

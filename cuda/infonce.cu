@@ -34,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "scratch_pool.h"
 #include "vp/cuda.h"
 #include "vp/infonce.h"
 
@@ -311,20 +312,12 @@ Status check(cudaError_t e, const char* fn, const char* what) {
   return Status::Internal(std::string(fn) + ": " + what + ": " + cudaGetErrorString(e));
 }
 
-// Device scratch freed on every path out.
-struct Scratch {
-  std::vector<void*> ptrs;
-  ~Scratch() {
-    for (void* p : ptrs) cudaFree(p);
-  }
+// Device scratch leased from the pool (cuda/scratch_pool.h) until scope exit.
+struct InfoNceScratch {
+  Scratch lease;
   template <typename U>
   Status alloc(U** out, size_t count, const char* fn) {
-    void* p = nullptr;
-    cudaError_t e = cudaMalloc(&p, count * sizeof(U) + 16);
-    if (e != cudaSuccess) return check(e, fn, "cudaMalloc");
-    ptrs.push_back(p);
-    *out = static_cast<U*>(p);
-    return Status::Ok();
+    return lease.get(out, count + (16 + sizeof(U) - 1) / sizeof(U), fn);  // 16 bytes of slack, as before
   }
 };
 
@@ -347,7 +340,7 @@ Status run(const InfoNceArgs& a, InfoNceResult* result) {
   const int64_t n = a.queries.shape[0], d = a.queries.shape[1], m = a.keys.shape[0];
   const T* q = a.queries.as<T>();
   const T* k = a.keys.as<T>();
-  Scratch scratch;
+  InfoNceScratch scratch;
   float *rq, *rk, *row_loss, *row_dlt;
   int32_t* pos;
   unsigned long long* bad;

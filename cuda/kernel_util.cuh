@@ -1,6 +1,6 @@
 // Small helpers shared by the float32 layer and model kernels (layers.cu, rows.cu,
-// vision.cu, lm_head.cu, decode_attention.cu, optim.cu): launch checks, grid sizing,
-// warp and block reductions of a fixed shape (deterministic).
+// vision.cu, lm_head.cu, decode_attention.cu, optim.cu): launch checks, grid sizing
+// and limits, warp and block reductions of a fixed shape (deterministic).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <string>
 
+#include "host_checks.h"
 #include "vp/cuda.h"
 #include "vp/status.h"
 
@@ -26,6 +27,12 @@ inline Status launch_status(const char* what) {
 inline Status check_available(const char* what) {
   if (!available()) return Status::Unavailable(std::string(what) + ": CUDA is unavailable: " + unavailable_reason());
   return Status::Ok();
+}
+
+// Invalid (naming fn) when a grid of x × y blocks exceeds CUDA's limits (x < 2^31, y <= 65535).
+inline Status check_grid(const char* fn, int64_t x, int64_t y = 1) {
+  const std::string p = host::grid_problem(fn, x, y);
+  return p.empty() ? Status::Ok() : Status::Invalid(p);
 }
 
 // Blocks for a grid-stride loop over n elements.
@@ -47,6 +54,10 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 __device__ __forceinline__ double warp_sum_d(double v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ long long warp_sum_ll(long long v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }

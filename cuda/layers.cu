@@ -7,6 +7,9 @@
 // checked by a small kernel before the main one so that a bad index is an
 // OutOfRange status, not a wild read. That check synchronizes; the model (part
 // 2) can validate once per batch on the host and call the kernels directly.
+// Scratch comes from the pool (cuda/scratch_pool.h): no cudaMalloc/cudaFree, so
+// no device-wide synchronization, per call. One block per row: rows must fit
+// the grid's x dimension (kutil::check_grid).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -15,6 +18,7 @@
 #include <vector>
 
 #include "kernel_util.cuh"
+#include "scratch_pool.h"
 #include "vp/cuda.h"
 #include "vp/layers.h"
 #include "vp/optim.h"
@@ -23,12 +27,14 @@ namespace vp::cuda {
 namespace {
 
 using kutil::block_reduce;
+using kutil::check_grid;
 using kutil::grid_for;
 using kutil::kBlock;
 using kutil::launch_status;
 using kutil::warp_max;
 using kutil::warp_sum;
 using kutil::warp_sum_d;
+using kutil::warp_sum_ll;
 
 Status check_available() {
   if (!available()) return Status::Unavailable("CUDA is unavailable: " + unavailable_reason());
@@ -47,20 +53,16 @@ __global__ void k_find_bad(const int32_t* v, int64_t n, int64_t lo, int64_t hi, 
 Status check_indices(const char* fn, const char* arg, const int32_t* v, int64_t n, int64_t lo, int64_t hi,
                      bool allow_ignore) {
   if (n == 0) return Status::Ok();
-  void* d = nullptr;
-  VP_RETURN_IF_ERROR(malloc_device(&d, sizeof(unsigned long long)));
-  auto* first = static_cast<unsigned long long*>(d);
+  Scratch scratch;
+  unsigned long long* first = nullptr;
+  VP_RETURN_IF_ERROR(scratch.get(&first, 1, fn));
   unsigned long long init = static_cast<unsigned long long>(n), got = 0;
-  Status s = copy_to_device(first, &init, sizeof init);
-  if (s.ok()) {
-    k_find_bad<<<grid_for(n), kBlock>>>(v, n, lo, hi, allow_ignore, first);
-    s = launch_status(fn);
-  }
-  if (s.ok()) s = copy_to_host(&got, first, sizeof got);
+  VP_RETURN_IF_ERROR(copy_to_device(first, &init, sizeof init));
+  k_find_bad<<<grid_for(n), kBlock>>>(v, n, lo, hi, allow_ignore, first);
+  VP_RETURN_IF_ERROR(launch_status(fn));
+  VP_RETURN_IF_ERROR(copy_to_host(&got, first, sizeof got));
   int32_t bad = 0;
-  if (s.ok() && got < static_cast<unsigned long long>(n)) s = copy_to_host(&bad, v + got, sizeof bad);
-  free_device(d);
-  VP_RETURN_IF_ERROR(s);
+  if (got < static_cast<unsigned long long>(n)) VP_RETURN_IF_ERROR(copy_to_host(&bad, v + got, sizeof bad));
   if (got < static_cast<unsigned long long>(n))
     return Status::OutOfRange(std::string(fn) + ": " + arg + "[" + std::to_string(got) + "] = " + std::to_string(bad) +
                               " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) + ")" +
@@ -200,21 +202,22 @@ __global__ void k_ce_rows(const float* logits, const int32_t* t, int64_t v, floa
   }
 }
 
-// One block: out[0] = sum of row_loss (double, fixed tree), out_count[0] = targets != -1.
+// One block: out[0] = sum of row_loss (double, fixed tree), out_count[0] = targets != -1
+// (counted in 64-bit integers: exact for any n).
 __global__ void k_ce_total(const double* row_loss, const int32_t* t, int64_t n, double* total, long long* count) {
   __shared__ double shd[32];
-  __shared__ float shf[32];
+  __shared__ long long shc[32];
   double s = 0.0;
-  float c = 0.f;
+  long long c = 0;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
     if (row_loss) s += row_loss[i];
-    c += t[i] >= 0 ? 1.f : 0.f;
+    c += t[i] >= 0 ? 1 : 0;
   }
   s = block_reduce(s, shd, warp_sum_d, 0.0);
-  c = block_reduce(c, shf, warp_sum, 0.f);
+  c = block_reduce(c, shc, warp_sum_ll, 0LL);
   if (threadIdx.x == 0) {
     if (total) *total = s;
-    *count = static_cast<long long>(c);
+    *count = c;
   }
 }
 
@@ -270,6 +273,7 @@ Status rmsnorm_forward(const float* x, const float* gain, int64_t rows, int64_t 
   VP_RETURN_IF_ERROR(sizes("rmsnorm_forward", {{dim, "dim"}}, {{rows, "rows"}}));
   VP_RETURN_IF_ERROR(check_available());
   if (rows == 0) return Status::Ok();
+  VP_RETURN_IF_ERROR(check_grid("rmsnorm_forward", rows));
   k_rmsnorm_fwd<<<static_cast<unsigned>(rows), kBlock>>>(x, gain, dim, eps, y, rstd);
   return launch_status("rmsnorm_forward");
 }
@@ -278,22 +282,19 @@ Status rmsnorm_backward(const float* dy, const float* x, const float* gain, cons
                         int64_t dim, float eps, float* dx, float* dgain, bool accumulate) {
   VP_RETURN_IF_ERROR(sizes("rmsnorm_backward", {{dim, "dim"}}, {{rows, "rows"}}));
   VP_RETURN_IF_ERROR(check_available());
-  void* own = nullptr;
+  Scratch scratch;
   if (rows > 0) {
+    VP_RETURN_IF_ERROR(check_grid("rmsnorm_backward", rows));
     if (!rstd && dgain) {
-      VP_RETURN_IF_ERROR(malloc_device(&own, static_cast<size_t>(rows) * sizeof(float)));
-      k_rstd<<<static_cast<unsigned>(rows), kBlock>>>(x, dim, eps, static_cast<float*>(own));
-      rstd = static_cast<float*>(own);
+      float* own = nullptr;
+      VP_RETURN_IF_ERROR(scratch.get(&own, static_cast<size_t>(rows), "rmsnorm_backward"));
+      k_rstd<<<static_cast<unsigned>(rows), kBlock>>>(x, dim, eps, own);
+      rstd = own;
     }
     k_rmsnorm_bwd<<<static_cast<unsigned>(rows), kBlock>>>(dy, x, gain, rstd, dim, eps, dx);
   }
   if (dgain) k_rmsnorm_dgain<<<grid_for(dim), kBlock>>>(dy, x, rstd, rows, dim, eps, dgain, accumulate);
-  Status s = launch_status("rmsnorm_backward");
-  if (own) {
-    cudaDeviceSynchronize();
-    free_device(own);
-  }
-  return s;
+  return launch_status("rmsnorm_backward");
 }
 
 Status swiglu_forward(const float* gate, const float* up, int64_t rows, int64_t ffn, int64_t ld_in, float* h) {
@@ -354,20 +355,15 @@ Status embedding_backward(const float* dout, const int32_t* ids, int64_t n, int6
     std::vector<int64_t> fill(start.begin(), start.end() - 1);
     for (int64_t i = 0; i < n; ++i) order[fill[h_ids[i]]++] = i;
   }
-  void *d_start = nullptr, *d_order = nullptr;
-  VP_RETURN_IF_ERROR(malloc_device(&d_start, start.size() * sizeof(int64_t)));
-  Status s = malloc_device(&d_order, order.size() * sizeof(int64_t));
-  if (s.ok()) s = copy_to_device(d_start, start.data(), start.size() * sizeof(int64_t));
-  if (s.ok()) s = copy_to_device(d_order, order.data(), order.size() * sizeof(int64_t));
-  if (s.ok()) {
-    k_embed_bwd<<<grid_for(vocab * dim), kBlock>>>(dout, static_cast<int64_t*>(d_start), static_cast<int64_t*>(d_order),
-                                                   vocab, dim, dtable, accumulate);
-    s = launch_status("embedding_backward");
-  }
-  cudaDeviceSynchronize();
-  free_device(d_start);
-  free_device(d_order);
-  return s;
+  Scratch scratch;
+  int64_t *d_start = nullptr, *d_order = nullptr;
+  VP_RETURN_IF_ERROR(scratch.get(&d_start, start.size(), "embedding_backward"));
+  VP_RETURN_IF_ERROR(scratch.get(&d_order, order.size(), "embedding_backward"));
+  // Pageable copies: the host vectors may be freed as soon as these return.
+  VP_RETURN_IF_ERROR(copy_to_device(d_start, start.data(), start.size() * sizeof(int64_t)));
+  VP_RETURN_IF_ERROR(copy_to_device(d_order, order.data(), order.size() * sizeof(int64_t)));
+  k_embed_bwd<<<grid_for(vocab * dim), kBlock>>>(dout, d_start, d_order, vocab, dim, dtable, accumulate);
+  return launch_status("embedding_backward");
 }
 
 Status cross_entropy_forward(const float* logits, const int32_t* targets, int64_t n, int64_t vocab, float* loss,
@@ -380,21 +376,20 @@ Status cross_entropy_forward(const float* logits, const int32_t* targets, int64_
     if (count) *count = 0;
     return Status::Ok();
   }
+  VP_RETURN_IF_ERROR(check_grid("cross_entropy_forward", n));
   VP_RETURN_IF_ERROR(check_indices("cross_entropy_forward", "targets", targets, n, 0, vocab, true));
-  void* scratch = nullptr;
-  VP_RETURN_IF_ERROR(malloc_device(&scratch, static_cast<size_t>(n + 2) * sizeof(double)));
-  double* row_loss = static_cast<double*>(scratch);
+  Scratch scratch;
+  double* row_loss = nullptr;
+  VP_RETURN_IF_ERROR(scratch.get(&row_loss, static_cast<size_t>(n + 2), "cross_entropy_forward"));
   double* total = row_loss + n;
   long long* cnt = reinterpret_cast<long long*>(total + 1);
   k_ce_rows<<<static_cast<unsigned>(n), kBlock>>>(logits, targets, vocab, lse, row_loss);
   k_ce_total<<<1, 1024>>>(row_loss, targets, n, total, cnt);
-  Status s = launch_status("cross_entropy_forward");
+  VP_RETURN_IF_ERROR(launch_status("cross_entropy_forward"));
   double h_total = 0;
   long long h_cnt = 0;
-  if (s.ok()) s = copy_to_host(&h_total, total, sizeof h_total);
-  if (s.ok()) s = copy_to_host(&h_cnt, cnt, sizeof h_cnt);
-  free_device(scratch);
-  VP_RETURN_IF_ERROR(s);
+  VP_RETURN_IF_ERROR(copy_to_host(&h_total, total, sizeof h_total));
+  VP_RETURN_IF_ERROR(copy_to_host(&h_cnt, cnt, sizeof h_cnt));
   *loss = h_cnt > 0 ? static_cast<float>(h_total / static_cast<double>(h_cnt)) : 0.f;
   if (count) *count = h_cnt;
   return Status::Ok();
@@ -405,16 +400,14 @@ Status cross_entropy_backward(const float* logits, const int32_t* targets, const
   VP_RETURN_IF_ERROR(sizes("cross_entropy_backward", {{vocab, "vocab"}}, {{n, "n"}}));
   VP_RETURN_IF_ERROR(check_available());
   if (n == 0) return Status::Ok();
+  VP_RETURN_IF_ERROR(check_grid("cross_entropy_backward", n));
   VP_RETURN_IF_ERROR(check_indices("cross_entropy_backward", "targets", targets, n, 0, vocab, true));
-  void* scratch = nullptr;
-  VP_RETURN_IF_ERROR(malloc_device(&scratch, sizeof(long long)));
-  long long* cnt = static_cast<long long*>(scratch);
+  Scratch scratch;
+  long long* cnt = nullptr;
+  VP_RETURN_IF_ERROR(scratch.get(&cnt, 1, "cross_entropy_backward"));
   k_ce_total<<<1, 1024>>>(nullptr, targets, n, nullptr, cnt);
   k_ce_bwd<<<static_cast<unsigned>(n), kBlock>>>(logits, targets, lse, vocab, grad_loss, cnt, dlogits);
-  Status s = launch_status("cross_entropy_backward");
-  cudaDeviceSynchronize();
-  free_device(scratch);
-  return s;
+  return launch_status("cross_entropy_backward");
 }
 
 Status adamw_step(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWConfig& c) {

@@ -421,6 +421,7 @@ Status linear_forward(const LinearProblem& p, float* logp, float* lse) {
   if (n == 0) return Status::Ok();
   const int64_t vc = chunk_columns(n, v);
   const size_t esz = dtype_size(p.dtype);
+  VP_RETURN_IF_ERROR(grid_status(p.fn, (n + 7) / 8));  // lse_update_kernel: 8 rows per block
   DeviceScratch chunk, stats, bad;
   VP_RETURN_IF_ERROR(chunk.alloc(static_cast<size_t>(n * vc) * sizeof(float)));
   VP_RETURN_IF_ERROR(stats.alloc(static_cast<size_t>(3 * n) * sizeof(float)));
@@ -511,6 +512,7 @@ Status token_logprobs(const TensorView& logits, const TensorView& targets, const
                       const LogprobsOptions& opts) {
   const int64_t n = logits.shape[0], v = logits.shape[1];
   if (n == 0) return Status::Ok();
+  VP_RETURN_IF_ERROR(detail::grid_status("tokenLogprobs", n));  // one block per row
   DeviceScratch bad;
   VP_RETURN_IF_ERROR(detail::new_bad_flag(bad));
   const float scale = 1.0f / opts.temperature;
@@ -527,6 +529,7 @@ Status token_logprobs_backward(const TensorView& dlogprobs, const TensorView& lo
                                const TensorView& dlogits, const LogprobsOptions& opts) {
   const int64_t n = logits.shape[0], v = logits.shape[1];
   if (n == 0) return Status::Ok();
+  VP_RETURN_IF_ERROR(detail::grid_status("tokenLogprobsBackward", n));  // one block per row
   DeviceScratch bad;
   VP_RETURN_IF_ERROR(detail::new_bad_flag(bad));
   const float scale = 1.0f / opts.temperature;

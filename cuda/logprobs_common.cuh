@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <string>
 
+#include "host_checks.h"
+#include "scratch_pool.h"
 #include "vp/status.h"
 #include "vp/tensor.h"
 
@@ -20,21 +22,22 @@ inline Status cuda_status(cudaError_t e, const char* what) {
   return Status::Internal(std::string(what) + ": " + cudaGetErrorString(e));
 }
 
+// Invalid (naming fn) when x blocks exceed the grid's x limit (2^31 - 1).
+inline Status grid_status(const char* fn, int64_t x) {
+  const std::string p = host::grid_problem(fn, x);
+  return p.empty() ? Status::Ok() : Status::Invalid(p);
+}
+
 #define VP_CUDA_TRY(expr, what) VP_RETURN_IF_ERROR(::vp::cuda::detail::cuda_status((expr), (what)))
 
-// Device memory freed at scope exit.
+// Scratch device memory leased from the pool (cuda/scratch_pool.h) until scope exit.
 class DeviceScratch {
  public:
-  DeviceScratch() = default;
-  DeviceScratch(const DeviceScratch&) = delete;
-  DeviceScratch& operator=(const DeviceScratch&) = delete;
-  ~DeviceScratch() {
-    if (p_) cudaFree(p_);
-  }
   Status alloc(size_t bytes) {
-    if (p_) cudaFree(p_);
-    p_ = nullptr;
-    return cuda_status(cudaMalloc(&p_, bytes ? bytes : 4), "cudaMalloc (log-prob workspace)");
+    unsigned char* p = nullptr;
+    VP_RETURN_IF_ERROR(lease_.get(&p, bytes ? bytes : 4, "log-prob scratch"));
+    p_ = p;
+    return Status::Ok();
   }
   template <typename T>
   T* as() const {
@@ -42,6 +45,7 @@ class DeviceScratch {
   }
 
  private:
+  Scratch lease_;
   void* p_ = nullptr;
 };
 

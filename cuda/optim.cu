@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "kernel_util.cuh"
+#include "scratch_pool.h"
 #include "vp/optim.h"
 
 namespace vp::cuda {
@@ -42,15 +43,13 @@ Status sum_squares(const float* x, int64_t n, double* out) {
   if (n <= 0) return Status::Ok();
   const int64_t chunks = (n + kChunk - 1) / kChunk;
   if (chunks > INT32_MAX) return Status::Invalid("sum_squares: too many elements");
-  void* scratch = nullptr;
-  VP_RETURN_IF_ERROR(malloc_device(&scratch, static_cast<size_t>(chunks + 1) * sizeof(double)));
-  double* part = static_cast<double*>(scratch);
+  Scratch scratch;  // pooled: no cudaMalloc/cudaFree per call
+  double* part = nullptr;
+  VP_RETURN_IF_ERROR(scratch.get(&part, static_cast<size_t>(chunks + 1), "sum_squares"));
   k_sumsq_chunks<<<static_cast<unsigned>(chunks), kThreads>>>(x, n, part);
   k_sum_parts<<<1, 1024>>>(part, chunks, part + chunks);
-  Status s = launch_status("sum_squares");
-  if (s.ok()) s = copy_to_host(out, part + chunks, sizeof(double));
-  free_device(scratch);
-  return s;
+  VP_RETURN_IF_ERROR(launch_status("sum_squares"));
+  return copy_to_host(out, part + chunks, sizeof(double));
 }
 
 }  // namespace vp::cuda

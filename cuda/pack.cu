@@ -1,8 +1,10 @@
 // CUDA kernels of token packing: the row gather and its adjoint.
 //
-// Gather: one warp per output row, 16-byte vector loads/stores (uint4) when the
-// row size is a multiple of 16 bytes, 4- or 2-byte words otherwise. The copy is
-// dtype-agnostic (float32, bfloat16 and float16 rows are bytes to it).
+// Gather: one warp per output row, copying in the widest word (16, 4, 2 or 1
+// bytes) that divides the row and to which every row pointer is aligned
+// (host::copy_word_bytes). The copy is dtype-agnostic (float32, bfloat16 and
+// float16 rows are bytes to it). The index maps go up in pooled scratch
+// (cuda/scratch_pool.h): no cudaMalloc/cudaFree per call.
 //
 // Scatter-add: the host inverts the source map into CSR form (vp::pack_inverse_map:
 // each source row's destination rows, ascending), and one warp owns each source
@@ -19,6 +21,8 @@
 #include "vp/pack.h"
 
 #include "dtype.cuh"
+#include "host_checks.h"
+#include "scratch_pool.h"
 
 namespace vp::cuda {
 namespace {
@@ -33,17 +37,14 @@ Status cuda_error(const char* what, cudaError_t e) {
   return Status::Internal(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e));
 }
 
-// A device copy of a host int32 array, freed on scope exit.
+// A device copy of a host int32 array, in pooled scratch leased until scope exit.
 struct DeviceInts {
+  Scratch lease;
   int32_t* ptr = nullptr;
-  ~DeviceInts() {
-    if (ptr) cudaFree(ptr);
-  }
   Status upload(const int32_t* host, int64_t n, const char* what) {
     if (n == 0) return Status::Ok();
-    cudaError_t e = cudaMalloc(reinterpret_cast<void**>(&ptr), static_cast<size_t>(n) * sizeof(int32_t));
-    if (e != cudaSuccess) return cuda_error(what, e);
-    e = cudaMemcpy(ptr, host, static_cast<size_t>(n) * sizeof(int32_t), cudaMemcpyHostToDevice);
+    VP_RETURN_IF_ERROR(lease.get(&ptr, static_cast<size_t>(n), what));
+    const cudaError_t e = cudaMemcpy(ptr, host, static_cast<size_t>(n) * sizeof(int32_t), cudaMemcpyHostToDevice);
     if (e != cudaSuccess) return cuda_error(what, e);
     return Status::Ok();
   }
@@ -56,7 +57,7 @@ __device__ __forceinline__ const W* src_row(const char* a, int64_t rows_a, const
                       : reinterpret_cast<const W*>(b + (row - rows_a) * row_bytes);
 }
 
-// W: the word copied per lane step (uint4 = 16 bytes, uint32_t, uint16_t).
+// W: the word copied per lane step (uint4 = 16 bytes, uint32_t, uint16_t, uint8_t).
 template <typename W>
 __global__ void gather_kernel(const char* __restrict__ a, int64_t rows_a, const char* __restrict__ b,
                               const int32_t* __restrict__ source, int64_t n, int64_t row_bytes,
@@ -121,6 +122,11 @@ Status scatter_typed(const void* d_tokens, const int32_t* offsets, const int32_t
                      const PackRows& dst) {
   constexpr int kVec = 16 / sizeof(T);
   const int64_t num_rows = dst.rows_a + dst.rows_b;
+  // The scalar path reads and writes whole elements: each pointer must be aligned to one.
+  if (host::copy_word_bytes(sizeof(T), {d_tokens, dst.rows_a ? dst.a : nullptr, dst.rows_b ? dst.b : nullptr}) <
+      static_cast<int>(sizeof(T)))
+    return Status::Invalid(std::string("packTokensBackward: a device pointer is not aligned to its ") +
+                           std::to_string(sizeof(T)) + "-byte elements");
   const bool vec = width % kVec == 0 && aligned16(d_tokens) && (dst.rows_a == 0 || aligned16(dst.a)) &&
                    (dst.rows_b == 0 || aligned16(dst.b));
   auto* ta = static_cast<T*>(dst.a);
@@ -143,13 +149,13 @@ Status pack_gather(const PackRows& src, const int32_t* source, int64_t n, int64_
   const auto* a = static_cast<const char*>(src.a);
   const auto* b = static_cast<const char*>(src.b);
   auto* o = static_cast<char*>(out);
-  const bool al = aligned16(out) && (src.rows_a == 0 || aligned16(a)) && (src.rows_b == 0 || aligned16(b));
-  if (row_bytes % 16 == 0 && al)
-    gather_kernel<uint4><<<grid_for(n), kThreads>>>(a, src.rows_a, b, d_source.ptr, n, row_bytes, o);
-  else if (row_bytes % 4 == 0)
-    gather_kernel<uint32_t><<<grid_for(n), kThreads>>>(a, src.rows_a, b, d_source.ptr, n, row_bytes, o);
-  else
-    gather_kernel<uint16_t><<<grid_for(n), kThreads>>>(a, src.rows_a, b, d_source.ptr, n, row_bytes, o);
+  // Every row starts at a base pointer plus a multiple of row_bytes: the word must divide both.
+  switch (host::copy_word_bytes(row_bytes, {out, src.rows_a ? a : nullptr, src.rows_b ? b : nullptr})) {
+    case 16: gather_kernel<uint4><<<grid_for(n), kThreads>>>(a, src.rows_a, b, d_source.ptr, n, row_bytes, o); break;
+    case 4: gather_kernel<uint32_t><<<grid_for(n), kThreads>>>(a, src.rows_a, b, d_source.ptr, n, row_bytes, o); break;
+    case 2: gather_kernel<uint16_t><<<grid_for(n), kThreads>>>(a, src.rows_a, b, d_source.ptr, n, row_bytes, o); break;
+    default: gather_kernel<uint8_t><<<grid_for(n), kThreads>>>(a, src.rows_a, b, d_source.ptr, n, row_bytes, o);
+  }
   cudaError_t e = cudaGetLastError();
   if (e == cudaSuccess) e = cudaDeviceSynchronize();
   if (e != cudaSuccess) return cuda_error("packTokens", e);

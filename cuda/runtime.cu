@@ -1,7 +1,9 @@
 // The CUDA backend's runtime pieces: device discovery, memory, copies and
-// dtype conversion. The runtime is linked statically, so this code loads on a
-// machine with no driver; cudaGetDeviceCount then fails (error 35, "driver
-// insufficient", or 100, "no device") and available() reports why.
+// dtype conversion, the scratch pool. The runtime is linked statically, so this
+// code loads on a machine with no driver; cudaGetDeviceCount then fails (error
+// 35, "driver insufficient", or 100, "no device") and available() reports why.
+// A GPU below compute capability 8.0, or one this build has no kernel image
+// for, is reported unavailable too (host::cc_problem, then a probe kernel).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -9,10 +11,20 @@
 #include <mutex>
 #include <string>
 
+#include "host_checks.h"
+#include "scratch_pool.h"
 #include "vp/cuda.h"
+
+#ifndef VP_CUDA_ARCHS
+#define VP_CUDA_ARCHS ""
+#endif
 
 namespace vp::cuda {
 namespace {
+
+// An empty kernel: whether the driver can load it says whether this binary
+// holds code for the device.
+__global__ void probe_kernel() {}
 
 struct Probe {
   bool available = false;
@@ -42,10 +54,20 @@ const Probe& probe() {
       p.reason = std::string("cudaGetDeviceProperties failed: ") + cudaGetErrorString(e);
       return;
     }
-    if (prop.major < 7 || (prop.major == 7 && prop.minor < 5)) {
-      p.reason = std::string("GPU ") + prop.name + " has compute capability " +
-                 std::to_string(prop.major) + "." + std::to_string(prop.minor) +
-                 "; this build needs 7.5 or newer";
+    // The architectures this binary was built for (CMakeLists.txt passes them), then
+    // the driver's own answer: can it load a kernel of this binary for device 0?
+    const std::string problem = host::cc_problem(prop.major, prop.minor, VP_CUDA_ARCHS);
+    if (!problem.empty()) {
+      p.reason = std::string("GPU ") + prop.name + ": " + problem;
+      return;
+    }
+    cudaFuncAttributes attr{};
+    e = cudaFuncGetAttributes(&attr, probe_kernel);
+    if (e != cudaSuccess) {
+      p.reason = std::string("GPU ") + prop.name + " (compute capability " + std::to_string(prop.major) + "." +
+                 std::to_string(prop.minor) + "): no kernel of this build loads on it (" + cudaGetErrorString(e) +
+                 "; built for " + VP_CUDA_ARCHS + ")";
+      cudaGetLastError();
       return;
     }
     p.available = true;
@@ -126,6 +148,21 @@ Status synchronize() {
   VP_RETURN_IF_ERROR(require_available());
   return check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
 }
+
+ScratchPool& device_scratch_pool() {
+  static ScratchPool* pool = new ScratchPool(  // never destroyed: no CUDA calls at process exit
+      [](void** p, size_t bytes) -> std::string {
+        const cudaError_t e = cudaMalloc(p, bytes);
+        if (e == cudaSuccess) return "";
+        cudaGetLastError();
+        return std::string("cudaMalloc: ") + cudaGetErrorString(e);
+      },
+      [](void* p) { cudaFree(p); });
+  return *pool;
+}
+
+ScratchStats scratch_stats() { return device_scratch_pool().stats(); }
+size_t scratch_trim() { return available() ? device_scratch_pool().trim() : 0; }
 
 Status convert(const TensorView& src, const TensorView& dst) {
   VP_RETURN_IF_ERROR(require_available());

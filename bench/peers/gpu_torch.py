@@ -24,6 +24,12 @@ The PyTorch forms, per family:
              asymmetric clip, k3 KL, 'dapo'); autograd
   pack       a device copy moving as many bytes (primary: the bandwidth peer),
              then torch.index_select / index_add_ on the same source map
+  train_step the VideoLM in eager PyTorch (bench/peers/videolm_torch.py) from
+             the parameters and batch the driver wrote (--io): sft = loss,
+             backward, clip_grad_norm_, AdamW; rl = the reference model's
+             log-probs (no_grad), the policy's, the GRPO loss ('dapo', k3 KL),
+             backward, clip, AdamW. Its first-step loss is reported (loss0)
+             beside ours: the same parameters must give the same loss.
 
   python3 bench/peers/gpu_torch.py --device cuda|cpu --cases RAW.jsonl
 Timing: CUDA events (warm-up, then at least `reps` calls, fewer for long
@@ -328,8 +334,63 @@ def peer_pack(torch, timer, c, dev, dt):
     ]
 
 
+def peer_train_step(torch, timer, c, dev, dt):
+    import numpy as np
+    from videolm_torch import VideoLMTorch
+
+    io = c.get("io")
+    if not io:
+        raise ValueError("the driver wrote no inputs (run vp_bench_train_step with --io DIR)")
+    with open(os.path.join(io, "meta.json")) as f:
+        meta = json.load(f)
+    cfg, B, T, R, o, go = meta["config"], meta["B"], meta["T"], meta["R"], meta["opt"], meta["grpo"]
+    flat = torch.from_numpy(np.fromfile(os.path.join(io, "params.f32"), dtype=np.float32))
+    params = {p["name"]: flat[p["offset"]:p["offset"] + p["numel"]].reshape(p["shape"]) for p in meta["params"]}
+    decay = {p["name"] for p in meta["params"] if p["decay"]}
+    frames = torch.from_numpy(np.fromfile(os.path.join(io, "videos.u8"), dtype=np.uint8))
+    frames = frames.reshape(B, cfg["frames"], cfg["imageSize"], cfg["imageSize"], 3)
+    text = torch.from_numpy(np.fromfile(os.path.join(io, "text.i32"), dtype=np.int32)).long().reshape(B, T).to(dev)
+    targets = torch.from_numpy(np.fromfile(os.path.join(io, "targets.i32"), dtype=np.int32)).long().reshape(B, T).to(dev)
+    model = VideoLMTorch(torch, cfg, params, decay, B, T, dev)
+    opt = model.optimizer(o)
+    patches = model.patches(frames)
+    state = {"loss0": None}
+    if meta["mode"] == "sft":
+        def step():
+            loss = model.sft_step(opt, patches, text, targets, o["maxGradNorm"])
+            if state["loss0"] is None:
+                state["loss0"] = loss.item()
+    else:
+        ref = VideoLMTorch(torch, cfg, params, decay, B, T, dev)
+        for p in ref.parameters():
+            p.requires_grad_(False)
+        adv = torch.from_numpy(np.fromfile(os.path.join(io, "advantages.f32"), dtype=np.float32))  # one per response
+        adv = adv.to(dev).repeat_interleave(R)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                ref_lp = ref.logprobs(patches, text, targets)
+            lp = model.logprobs(patches, text, targets)
+            if state["loss0"] is None:
+                state["lp0"] = lp.mean().item()
+            loss = _grpo_loss(torch, lp, lp.detach(), ref_lp, adv, eps_low=go["epsLow"], eps_high=go["epsHigh"],
+                              beta=go["beta"])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), o["maxGradNorm"])
+            opt.step()
+            if state["loss0"] is None:
+                state["loss0"] = loss.item()
+    step()  # the first step from the shared parameters (its loss is compared)
+    r = result(timer, "torch eager", step, memory=False)
+    r["loss0"] = state["loss0"]
+    if "lp0" in state:
+        r["lp0"] = state["lp0"]
+    return [r]
+
+
 PEERS = {"gemm": peer_gemm, "attention": peer_attention, "infonce": peer_infonce, "grpo": peer_grpo,
-         "pack": peer_pack}
+         "pack": peer_pack, "train_step": peer_train_step}
 
 
 def main():

@@ -21,6 +21,8 @@ Status copy_to_host(void*, const void*, size_t) { return unavailable(); }
 Status copy_device_to_device(void*, const void*, size_t) { return unavailable(); }
 Status synchronize() { return unavailable(); }
 Status convert(const TensorView&, const TensorView&) { return unavailable(); }
+ScratchStats scratch_stats() { return {}; }
+size_t scratch_trim() { return 0; }
 Status matmul(const TensorView&, const TensorView&, bool, bool, const TensorView&) { return unavailable(); }
 
 }  // namespace vp::cuda

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "ops/layers/layers_kernels.h"
@@ -121,6 +122,12 @@ Status softmax_xent_grad(float* logits, const int32_t* targets, const float* lse
 Status decode_attention(const float* q, const float* kcache, const float* vcache, const int32_t* base,
                         const int32_t* nkeys, int64_t n, int64_t H, int64_t Hkv, int64_t D, float scale,
                         int64_t max_keys, float* out) {
+  // Rows with no key get zeros (the CUDA kernel does the same); a count outside
+  // [0, max_keys] breaks the contract (the CUDA kernel's scratch holds max_keys).
+  for (int64_t i = 0; i < n; ++i)
+    if (nkeys[i] < 0 || nkeys[i] > max_keys)
+      return Status::OutOfRange("decode_attention: nkeys[" + std::to_string(i) + "] = " + std::to_string(nkeys[i]) +
+                                " is outside [0, max_keys = " + std::to_string(max_keys) + "]");
   const int64_t grp = H / Hkv, kvd = Hkv * D;
   parallel_for(n * H, 1, [&](int64_t j0, int64_t j1, int) {
     std::vector<float> s;
@@ -129,6 +136,10 @@ Status decode_attention(const float* q, const float* kcache, const float* vcache
       const int64_t i = j / H, h = j % H, hk = h / grp;
       const int64_t nk = nkeys[i];
       const float* qq = q + i * H * D + h * D;
+      if (nk == 0) {
+        std::fill(out + i * H * D + h * D, out + i * H * D + h * D + D, 0.0f);
+        continue;
+      }
       s.resize(static_cast<size_t>(nk));
       float mx = -INFINITY;
       for (int64_t t = 0; t < nk; ++t) {

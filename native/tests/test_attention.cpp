@@ -553,10 +553,7 @@ void upload(DevTensor& t, std::vector<float>& host, std::vector<int64_t> shape, 
 }  // namespace
 
 TEST_CASE("attention on CUDA: float32, bfloat16, float16 against the float64 reference") {
-  if (!vp::cuda::available()) {
-    MESSAGE("skipped: " << vp::cuda::unavailable_reason());
-    return;
-  }
+  if (vptest::skip_without_cuda()) return;
   uint64_t seed = 9000;
   for (vp::DType dt : {vp::DType::kFloat32, vp::DType::kBFloat16, vp::DType::kFloat16})
     for (int64_t D : {16, 64, 80, 128, 256})

@@ -39,10 +39,7 @@ TEST_CASE("cuda: availability is reported with a reason") {
 }
 
 TEST_CASE("cuda: matmul f32 and bf16 match the CPU and a float64 reference") {
-  if (!vp::cuda::available()) {
-    MESSAGE("skipped: " << vp::cuda::unavailable_reason());
-    return;
-  }
+  if (vptest::skip_without_cuda()) return;
   const int64_t shapes[][3] = {{1, 1, 1}, {37, 65, 129}, {256, 128, 64}, {300, 17, 513}};
   for (const auto& s : shapes) {
     const int64_t m = s[0], n = s[1], k = s[2];

@@ -630,10 +630,7 @@ float round_bf16(float x) {
 }  // namespace
 
 TEST_CASE("CUDA log-probs and GRPO agree with the CPU (float32 within 1e-5, bfloat16 within 1e-2)") {
-  if (!vp::cuda::available()) {
-    MESSAGE("skipped: " << vp::cuda::unavailable_reason());
-    return;
-  }
+  if (vptest::skip_without_cuda()) return;
   const int64_t d = 64, v = 3000;
   auto cu = random_cu(12, 40, 1, false);
   const int64_t n = cu.back();

@@ -474,10 +474,7 @@ std::vector<float> download(void* p, int64_t rows, int64_t cols, vp::DType t) {
 }  // namespace
 
 TEST_CASE("infonce: CUDA f32/bf16/f16 match the float64 reference") {
-  if (!vp::cuda::available()) {
-    MESSAGE("skipped: " << vp::cuda::unavailable_reason());
-    return;
-  }
+  if (vptest::skip_without_cuda()) return;
   const int64_t shapes[][3] = {{1, 1, 8}, {37, 100, 64}, {300, 257, 128}, {1000, 1500, 256}, {129, 64, 512}, {70, 90, 1000}};
   int t = 0;
   for (const auto& sh : shapes) {
@@ -527,10 +524,7 @@ TEST_CASE("infonce: CUDA f32/bf16/f16 match the float64 reference") {
 }
 
 TEST_CASE("infonce: CUDA reports zero-norm rows") {
-  if (!vp::cuda::available()) {
-    MESSAGE("skipped: " << vp::cuda::unavailable_reason());
-    return;
-  }
+  if (vptest::skip_without_cuda()) return;
   Case c = make_case(40, 50, 32, 0.1f, true, 3);
   for (int cc = 0; cc < 32; ++cc) c.k[17 * 32 + cc] = 0.0f;
   DeviceArray q, k, lse;

@@ -31,11 +31,7 @@ struct Dev {
   ~Dev() { vp::cuda::free_device(p); }
 };
 
-bool skip() {
-  if (vp::cuda::available()) return false;
-  MESSAGE("skipped: " << vp::cuda::unavailable_reason());
-  return true;
-}
+bool skip() { return vptest::skip_without_cuda(); }
 
 }  // namespace
 

@@ -373,10 +373,7 @@ TEST_CASE("bad tables and views are rejected with messages naming the argument")
 }
 
 TEST_CASE("CUDA pack matches the CPU and satisfies the adjoint identity (skipped without a GPU)") {
-  if (!vp::cuda::available()) {
-    MESSAGE("CUDA unavailable: " << vp::cuda::unavailable_reason());
-    return;
-  }
+  if (vptest::skip_without_cuda()) return;
   for (uint64_t seed = 1; seed <= 10; ++seed) {
     for (int64_t width : {3, 64, 256}) {
       CAPTURE(seed);

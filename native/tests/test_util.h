@@ -79,4 +79,10 @@ inline void for_each_backend(const std::function<void()>& body) {
   }
 }
 
+// For a CUDA test case: true (skip it, with a message) when no GPU is usable.
+// With VP_TEST_REQUIRE_CUDA=1 in the environment (bench/gpu.sh sets it) a missing
+// GPU fails the test case instead, so a GPU run cannot pass having tested nothing.
+// Every CUDA test case has "cuda" in its name (gpu.sh selects them with -tc=*cuda*).
+bool skip_without_cuda();
+
 }  // namespace vptest

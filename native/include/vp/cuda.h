@@ -43,6 +43,19 @@ Status copy_to_host(void* dst, const void* src, size_t bytes);
 Status copy_device_to_device(void* dst, const void* src, size_t bytes);
 Status synchronize();
 
+// The kernels' scratch memory: a pool of grow-only device blocks reused from call
+// to call (cuda/scratch_pool.h), so steady-state calls make no cudaMalloc/cudaFree.
+struct ScratchStats {
+  size_t blocks = 0;         // blocks held
+  size_t leased = 0;         // of which in use now
+  size_t bytes = 0;          // device bytes held
+  uint64_t allocations = 0;  // cudaMalloc calls so far
+  uint64_t frees = 0;        // cudaFree calls so far
+};
+ScratchStats scratch_stats();
+// Frees the scratch blocks no call is using (waits for the device); returns the bytes freed.
+size_t scratch_trim();
+
 // dtype conversion on the device (float32 <-> bfloat16/float16).
 Status convert(const TensorView& src, const TensorView& dst);
 

@@ -48,8 +48,10 @@ Status softmax_xent_grad(float* logits, const int32_t* targets, const float* lse
                          int64_t rows, int64_t vocab);
 // One query row per sequence against its cached keys (generation): for row i and head h,
 // out[i, h, :] = softmax_t(scale * <q[i, h, :], k[base[i] + t, h / (H / Hkv), :]>) · v[...]
-// over t < nkeys[i] (>= 1). q, out [n, H * D]; kcache, vcache rows of Hkv * D floats.
-// max_keys >= every nkeys[i] (the CUDA kernel's scratch is n * H * max_keys floats).
+// over t < nkeys[i]; a row with nkeys[i] == 0 gets zeros. q, out [n, H * D]; kcache, vcache
+// rows of Hkv * D floats. max_keys >= every nkeys[i] (the CUDA kernel's scratch is
+// n * H * max_keys floats): a count outside [0, max_keys] is OutOfRange on the CPU and
+// NaN rows on CUDA (which never reads or writes beyond its scratch).
 Status decode_attention(const float* q, const float* kcache, const float* vcache, const int32_t* base,
                         const int32_t* nkeys, int64_t n, int64_t heads, int64_t kv_heads,
                         int64_t head_dim, float scale, int64_t max_keys, float* out);

@@ -4,11 +4,14 @@
 // expected and the actual value; the CPU and CUDA implementations then trust
 // their inputs. Values that only a scan can check (targets in range, finite
 // per-token inputs) are scanned here for CPU tensors; for CUDA tensors the
-// TypeScript layer checks the host arrays before they are uploaded.
+// TypeScript layer checks the host arrays before they are uploaded, except
+// cuSeqlens (B + 1 offsets), which is copied back and checked here on either device.
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "grpo_cpu.h"
+#include "vp/cuda.h"
 #include "vp/grpo.h"
 #include "vp/logprobs.h"
 #include "vp/thread_pool.h"
@@ -93,13 +96,21 @@ Status check_finite(const char* fn, const char* arg, const TensorView& t) {
   return Status::Ok();
 }
 
-// On CPU: cu_seqlens starts at 0, never decreases and ends at total.
-Status check_cu_seqlens(const char* fn, const TensorView& cu, int64_t total) {
+// cu_seqlens starts at 0, never decreases and ends at total. A CUDA tensor's
+// B + 1 offsets are copied to the host first (the kernels index with them).
+// *host: the offsets in host memory (the tensor itself, or `storage`).
+Status check_cu_seqlens(const char* fn, const TensorView& cu, int64_t total, std::vector<int32_t>* storage,
+                        const int32_t** host) {
   VP_RETURN_IF_ERROR(check_vector(fn, "cuSeqlens", cu, DType::kInt32, -1));
   if (cu.shape[0] < 1)
     return Status::OutOfRange(std::string(fn) + ": cuSeqlens must hold B + 1 >= 1 offsets, got length 0");
-  if (cu.device != Device::kCPU) return Status::Ok();
   const int32_t* c = cu.as<int32_t>();
+  if (cu.device != Device::kCPU) {
+    storage->resize(static_cast<size_t>(cu.shape[0]));
+    VP_RETURN_IF_ERROR(cuda::copy_to_host(storage->data(), cu.data, storage->size() * sizeof(int32_t)));
+    c = storage->data();
+  }
+  *host = c;
   if (c[0] != 0) return Status::OutOfRange(std::string(fn) + ": cuSeqlens[0] must be 0, got " + str(c[0]));
   for (int64_t i = 1; i < cu.shape[0]; ++i)
     if (c[i] < c[i - 1])
@@ -190,8 +201,10 @@ Status check_grpo_tokens(const char* fn, const TensorView& old, const TensorView
     return Status::Invalid(std::string(fn) + ": beta > 0 (" + num(o.beta) +
                            ") needs refLogprobs for the KL penalty, got none");
   }
-  VP_RETURN_IF_ERROR(check_cu_seqlens(fn, cu, total));
   VP_RETURN_IF_ERROR(check_device(fn, "cuSeqlens", cu, dev, like));
+  std::vector<int32_t> cu_storage;
+  const int32_t* c = nullptr;
+  VP_RETURN_IF_ERROR(check_cu_seqlens(fn, cu, total, &cu_storage, &c));
   const int64_t b = cu.shape[0] - 1;
   VP_RETURN_IF_ERROR(check_vector(fn, "advantages", adv, DType::kFloat32, -1));
   VP_RETURN_IF_ERROR(check_device(fn, "advantages", adv, dev, like));
@@ -206,8 +219,7 @@ Status check_grpo_tokens(const char* fn, const TensorView& old, const TensorView
   VP_RETURN_IF_ERROR(check_finite(fn, "oldLogprobs", old));
   VP_RETURN_IF_ERROR(check_finite(fn, "refLogprobs", ref));
   VP_RETURN_IF_ERROR(check_finite(fn, "advantages", adv));
-  if (o.loss_type == GrpoLossType::kDrGrpo && cu.device == Device::kCPU) {
-    const int32_t* c = cu.as<int32_t>();
+  if (o.loss_type == GrpoLossType::kDrGrpo) {
     for (int64_t i = 0; i < b; ++i)
       if (c[i + 1] - c[i] > o.max_completion_length)
         return Status::OutOfRange(std::string(fn) + ": sequence " + str(i) + " has " + str(c[i + 1] - c[i]) +
