@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// npm run prebuild: the binaries that ship in the npm package.
+// npm run build:prebuilds: the binaries that ship in the npm package (run by `npm pack`;
+// not named "prebuild", which npm would run before every `npm run build`).
 //
 //   prebuilds/<platform>-<arch>/videoperceiver.node       CPU backend (every x86-64)
 //   prebuilds/<platform>-<arch>/videoperceiver-cuda.node  + CUDA (sm_80, sm_90, sm_90 PTX;
