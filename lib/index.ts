@@ -28,7 +28,7 @@ export {
   type TrainerOptions, type SftOptions, type RlOptions, type RlComparativeMode, type RewardInput, type RewardFunction, type StageResult, type TrainData,
   evaluate, evaluateMultipleChoice, evaluateCaptions, type EvaluateOptions, type EvaluationResult, type QuestionResult, type CaptionResult,
   type MetricEvent, type SftStepEvent, type RlStepEvent, type EvalEvent, type CheckpointEvent,
-  lemmas, keywordRecall, multipleChoiceMatch, defaultTaskReward, captionKeywordRecall, type TaskRewardInput,
+  lemmas, keywordRecall, keywordF1, multipleChoiceMatch, defaultTaskReward, captionKeywordRecall, type TaskRewardInput,
   CAPTION_PROMPT, questionPrompt, clipTasks, tokenizerForDataset, annotatedKeywords, type ClipTask, type FittedClip,
   type TrainClip, type TrainerSftBatch, type ContrastGroup,
 } from './train/index.js';

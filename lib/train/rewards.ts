@@ -1,10 +1,12 @@
 // Task rewards of the RL stage (docs/method.md, stage 2, step 2) and the caption
-// metric of evaluation: recall of the ground-truth event keywords in a
-// response, and exact match for multiple-choice prompts. Matching is on lemmas
+// metrics of evaluation: F1 (the default caption reward: a caption that lists
+// every event word scores low on precision) and recall of the ground-truth
+// event keywords in a response, and exact match for multiple-choice prompts. Matching is on lemmas
 // (compromise: verbs to their infinitive, nouns to their singular), so "the
 // circle jumped" matches the keyword "jump" and "changed colours" matches
 // "change colour".
 import nlp from 'compromise';
+import { extractEventKeywords } from '../kim/keywords.js';
 
 const cache = new Map<string, string[]>();
 
@@ -36,6 +38,34 @@ export function keywordRecall(response: string, keywords: readonly string[]): nu
   return hits / keywords.length;
 }
 
+/**
+ * F1 of the event keywords in `response` against `keywords`: recall as
+ * keywordRecall; precision the fraction of the events the response names that
+ * are ground-truth keywords. The events a response names are the entries of
+ * `vocabulary` (the event keywords of the whole dataset, when given) whose
+ * lemmas all occur in it, else its own event phrases (vp.extractEventKeywords).
+ * So a caption that lists every event word cannot score above the right one,
+ * while words outside the event vocabulary (a motion, a colour) cost nothing.
+ * A response that recalls keywords but names no event of its own has precision
+ * 1; with no ground-truth keywords the score is 1 when the response names no
+ * event, else 0.
+ */
+export function keywordF1(response: string, keywords: readonly string[], vocabulary?: readonly string[]): number {
+  if (typeof response !== 'string') throw new TypeError(`keywordF1: response must be a string, got ${typeof response}`);
+  const have = new Set(lemmas(response));
+  const named = vocabulary
+    ? vocabulary.map((k) => lemmas(k)).filter((l) => l.length > 0 && l.every((w) => have.has(w)))
+    : extractEventKeywords(response).map((k) => lemmas(k));
+  if (!keywords.length) return named.length ? 0 : 1;
+  const recall = keywordRecall(response, keywords);
+  if (recall === 0) return 0;
+  const truth = keywords.map((k) => lemmas(k));
+  const within = (a: string[], b: string[]) => a.every((w) => b.includes(w));
+  const matched = named.filter((p) => truth.some((k) => within(p, k) || within(k, p))).length;
+  const precision = named.length ? matched / named.length : 1;
+  return (2 * precision * recall) / (precision + recall);
+}
+
 function norm(s: string): string {
   return s.toLowerCase().replace(/[^a-z0-9 ]+/g, ' ').replace(/\s+/g, ' ').trim();
 }
@@ -63,15 +93,18 @@ export interface TaskRewardInput {
   keywords: readonly string[];
   /** Present for multiple-choice prompts. */
   question?: { options: readonly string[]; answer: number | string };
+  /** The event keywords of the whole dataset: what a caption's precision is counted over (keywordF1). */
+  vocabulary?: readonly string[];
 }
 
 /**
  * The default task reward: for a multiple-choice prompt, exact match with the right
- * option (1 or 0); for a caption prompt, the recall of the clip's event keywords.
+ * option (1 or 0); for a caption prompt, the F1 of the clip's event keywords
+ * (keywordF1: recall alone would reward a caption that lists every event word).
  */
 export function defaultTaskReward(x: TaskRewardInput): number {
   if (x.question) return multipleChoiceMatch(x.response, x.question.options, x.question.answer);
-  return keywordRecall(x.response, x.keywords);
+  return keywordF1(x.response, x.keywords, x.vocabulary);
 }
 
 /** Mean keyword recall of generated captions (the evaluation metric). */

@@ -36,6 +36,8 @@ export interface RewardInput {
   sample: TrainClip['annotation'];
   /** True for a response to the KIM (degraded) video. */
   degraded: boolean;
+  /** The event keywords of the whole dataset (the default caption reward counts its precision over them). */
+  vocabulary: readonly string[];
 }
 
 export type RewardFunction = (x: RewardInput) => number | Promise<number>;
@@ -72,7 +74,7 @@ export interface RlOptions {
   /** Reward-shaping modes only: the bonus and the threshold ratio of comparativeRewards. */
   bonus?: number;
   ratio?: number;
-  /** Task reward per response (default: keyword recall for captions, exact match for questions). */
+  /** Task reward per response (default: event-keyword F1 for captions, exact match for questions). */
   reward?: RewardFunction;
   /** Which prompts: 'all' (default), 'caption' or 'questions'. */
   tasks?: 'all' | 'caption' | 'questions';
@@ -213,13 +215,13 @@ export interface ScoredRollout {
 }
 
 /** Scores every response with the task reward, then computes the original responses' advantages. */
-export async function score(r: Rollout, s: RlSettings, tokenizer: Tokenizer, fn: string): Promise<ScoredRollout> {
+export async function score(r: Rollout, s: RlSettings, tokenizer: Tokenizer, fn: string, vocabulary: readonly string[] = []): Promise<ScoredRollout> {
   const G = s.groupSize;
   const text = (ids: Int32Array) => tokenizer.decode(Array.from(ids).filter((x) => x < tokenizer.vocabSize), { skipSpecial: true });
   const reward = async (p: RolloutPrompt, ids: Int32Array, degraded: boolean) => {
     const v = await s.reward({
       response: text(ids), keywords: annotatedKeywords(p.clip.annotation), question: p.task.question,
-      task: p.task, sample: p.clip.annotation, degraded,
+      task: p.task, sample: p.clip.annotation, degraded, vocabulary,
     });
     if (typeof v !== 'number') throw typeError(fn, 'opts.reward', 'a function returning a number', describe(v));
     return v;

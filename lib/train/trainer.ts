@@ -29,7 +29,7 @@ import { ContrastiveHead } from './contrastive.js';
 import { evaluate, type EvaluateOptions, type EvaluationResult } from './eval.js';
 import { MetricBus, type MetricEvent, type RlStepEvent, type SftStepEvent } from './metrics.js';
 import { advantageSpread, parseRlOptions, rollout, score, update, type RlOptions, type RlSettings, type RolloutPrompt } from './rl.js';
-import { clipTasks, fitClip } from './tasks.js';
+import { annotatedKeywords, clipTasks, fitClip } from './tasks.js';
 
 /** Training data: a dataset from openDataset, or loaded samples. */
 export type TrainData = Dataset | readonly VideoSample[];
@@ -121,6 +121,14 @@ function hashSeed(...xs: number[]): number {
     h ^= h >>> 13;
   }
   return h >>> 0;
+}
+
+/** The event keywords of every clip of the data (lower case, unique, sorted): the caption reward's vocabulary. */
+export function eventVocabulary(data: TrainData): string[] {
+  const list = Array.isArray(data) ? (data as readonly VideoSample[]) : (data as Dataset).annotations;
+  const set = new Set<string>();
+  for (const a of list) for (const k of annotatedKeywords(a)) set.add(k);
+  return [...set].sort();
 }
 
 /** Learning rate at step s (0-based) of `total`: linear warmup, then cosine from lr to minLr. */
@@ -385,13 +393,14 @@ export class Trainer {
       else if (!this.#reference) this.#setReference(await this.model.clone(), true);
     }
     const kimPlans = new KimPlans(this.model.config, this.tokenizer, { substitution: s.substitution, locator: s.locator });
+    const vocabulary = eventVocabulary(data);
     const t0 = Date.now();
     return this.#stage('rl', s.total, s.signal, async (step) => {
       const ts = performance.now();
       const { idx, epoch } = this.#indices(data, 2, step, s.promptsPerStep);
       const prompts = this.#rlPrompts(fn, data, idx, step, s, kimPlans);
       const ro = await rollout(this.model, prompts, s, hashSeed(this.seed, RL_SEED + 1, step));
-      const sc = await score(ro, s, this.tokenizer, fn);
+      const sc = await score(ro, s, this.tokenizer, fn, vocabulary);
       const up = await update(this.model, this.#reference, ro, sc.advantages, s);
       const genTokens = ro.responses.reduce((a, g) => a + g.length, 0);
       const secs = (performance.now() - ts) / 1000;
