@@ -9,7 +9,7 @@
 // key-frame token rows in A, the same rows in B (the hard negatives), and the
 // caption rows that spell the keyword (the query).
 import { describe, rangeError, typeError } from '../errors.js';
-import { packTokens, type Packed, type PackSegment } from '../ops/pack.js';
+import { packTokens, planPacking, type Packed, type PackSegment } from '../ops/pack.js';
 import { Tensor } from '../tensor.js';
 import { extractEventKeywordSpans, findKeywordSpan } from './keywords.js';
 import { locateKeyFrames, locateKeyFramesBySimilarity } from './keyframes.js';
@@ -289,13 +289,8 @@ export function buildSftBatch(samples: readonly SftSample[], opts: SftBatchOptio
   }
   if (F < 0) F = 0;
 
-  // Layout of the packed rows (the same arithmetic packTokens' plan does).
-  const cu = new Int32Array(sequences.length + 1);
-  for (let q = 0; q < sequences.length; q++) {
-    let len = 0;
-    for (const seg of sequences[q]) len += 'video' in seg ? F * P : seg.text[1];
-    cu[q + 1] = cu[q] + len;
-  }
+  // Layout of the packed rows: packTokens' own plan.
+  const cu = planPacking(sequences, { videos: samples.length, frames: F, tokensPerFrame: P, textRows: ids.length }, fn).cuSeqlens;
   const keyA: number[] = [];
   const keyB: number[] = [];
   const keyOff = [0];

@@ -13,7 +13,7 @@ export {
   type AdamWOptions, type LrScheduleOptions, type InitOptions, type SampleOptions,
 } from './layers.js';
 export {
-  packTokens, packTokensBackward,
+  packTokens, packTokensBackward, planPacking, type PackDims, type PackPlan,
   type PackInput, type PackOptions, type PackBackwardOptions, type PackSegment, type PackTextSegment, type PackVideoSegment, type Packed,
 } from './pack.js';
 export {

@@ -93,6 +93,93 @@ function checkIndex(fn: string, arg: string, v: unknown, limit: number, what: st
   return v;
 }
 
+/** The sizes of packing's two sources. */
+export interface PackDims {
+  /** Videos, frames per video, tokens per frame (0, 0, 0 without video). */
+  videos: number;
+  frames: number;
+  tokensPerFrame: number;
+  /** Rows of the text source. */
+  textRows: number;
+}
+
+/** Where every packed row comes from: the plan that packTokens, the SFT batch and the trainer's batches read. */
+export interface PackPlan {
+  /** [nSequences + 1] cumulative lengths starting at 0. */
+  cuSeqlens: Int32Array;
+  /** [N] position of each row within its sequence. */
+  positions: Int32Array;
+  /** [N] index of each row's segment within its sequence. */
+  segment: Int32Array;
+  /** [N] row of the concatenation [video flattened; text] each row is copied from. */
+  source: Int32Array;
+}
+
+/**
+ * The packing plan of `sequences` over sources of the given sizes, computed by
+ * the native core (vp::pack_plan: one implementation of the packed-row
+ * arithmetic). Every index is validated first; errors name the argument as
+ * `fn: sequences[s][j]...`.
+ */
+export function planPacking(sequences: readonly (readonly PackSegment[])[], dims: PackDims, fn = 'planPacking'): PackPlan {
+  const { videos: nVideos, frames: F, tokensPerFrame: P, textRows: nText } = dims;
+  if (!Array.isArray(sequences)) throw typeError(fn, 'sequences', 'an array of sequences', describe(sequences));
+  const table: number[] = [];
+  const frameLists: (Int32Array | readonly number[])[] = [];
+  let frameMapLength = 0;
+  for (let s = 0; s < sequences.length; s++) {
+    const seq = sequences[s];
+    if (!Array.isArray(seq)) throw typeError(fn, `sequences[${s}]`, 'an array of segments', describe(seq));
+    for (let j = 0; j < seq.length; j++) {
+      const arg = `sequences[${s}][${j}]`;
+      const seg = seq[j] as unknown;
+      if (seg === null || typeof seg !== 'object') throw typeError(fn, arg, 'a segment { video, frames? } or { text: [start, length] }', describe(seg));
+      const hasVideo = 'video' in seg && (seg as PackVideoSegment).video !== undefined;
+      const hasText = 'text' in seg && (seg as PackTextSegment).text !== undefined;
+      if (hasVideo === hasText)
+        throw typeError(fn, arg, 'a segment with exactly one of video and text', hasVideo ? 'both' : 'neither');
+      if (hasVideo) {
+        if (nVideos === 0 && F === 0) throw typeError(fn, `${arg}.video`, 'a video index with input.video given', 'no input.video');
+        const v = checkIndex(fn, `${arg}.video`, (seg as PackVideoSegment).video, nVideos, 'a video index');
+        const frames = (seg as PackVideoSegment).frames;
+        if (frames === undefined) {
+          table.push(s, 0, v, F, -1, 0);
+        } else {
+          if (!(frames instanceof Int32Array) && !Array.isArray(frames))
+            throw typeError(fn, `${arg}.frames`, 'an Int32Array or an array of frame indices', describe(frames));
+          for (let k = 0; k < frames.length; k++) {
+            const f = frames[k];
+            if (typeof f !== 'number' || !Number.isInteger(f) || f < 0 || f >= F)
+              throw rangeError(fn, `${arg}.frames[${k}]`, `a frame index in [0, ${F})`, describe(f));
+          }
+          table.push(s, 0, v, frames.length, frameMapLength, 0);
+          frameLists.push(frames);
+          frameMapLength += frames.length;
+        }
+      } else {
+        const span = (seg as PackTextSegment).text as unknown;
+        if (!Array.isArray(span) || span.length !== 2)
+          throw typeError(fn, `${arg}.text`, 'a pair [start, length]', describe(span));
+        const [start, length] = span as [unknown, unknown];
+        if (typeof start !== 'number' || !Number.isInteger(start) || start < 0)
+          throw rangeError(fn, `${arg}.text[0]`, 'a non-negative integer start', describe(start));
+        if (typeof length !== 'number' || !Number.isInteger(length) || length < 0)
+          throw rangeError(fn, `${arg}.text[1]`, 'a non-negative integer length', describe(length));
+        if (start + length > nText)
+          throw rangeError(fn, `${arg}.text`, `a span within the ${nText} text rows`, `[${start}, ${length}] (ends at ${start + length})`);
+        table.push(s, 1, start, length, 0, 0);
+      }
+    }
+  }
+  const frameMap = new Int32Array(frameMapLength);
+  let off = 0;
+  for (const fl of frameLists) {
+    frameMap.set(fl, off);
+    off += fl.length;
+  }
+  return native().packPlan(Int32Array.from(table), sequences.length, frameMap, [nVideos, F, P, nText]) as PackPlan;
+}
+
 /**
  * Packs video and text tokens into one varlen batch. Every index is validated
  * first: a bad video or frame index, a text span past the end, or mismatched
@@ -114,68 +201,8 @@ export function packTokens(input: PackInput, opts?: PackOptions): Packed {
     throw rangeError(FN, 'text.shape[1]', `the video's width Dm = ${width}`, `${text.shape[1]}`);
   const [nVideos, F, P] = video ? video.shape : [0, 0, 0];
   const nText = text ? text.shape[0] : 0;
-
-  if (!Array.isArray(sequences)) throw typeError(FN, 'sequences', 'an array of sequences', describe(sequences));
-  const table: number[] = [];
-  const frameLists: (Int32Array | readonly number[])[] = [];
-  let frameMapLength = 0;
-  for (let s = 0; s < sequences.length; s++) {
-    const seq = sequences[s];
-    if (!Array.isArray(seq)) throw typeError(FN, `sequences[${s}]`, 'an array of segments', describe(seq));
-    for (let j = 0; j < seq.length; j++) {
-      const arg = `sequences[${s}][${j}]`;
-      const seg = seq[j] as unknown;
-      if (seg === null || typeof seg !== 'object') throw typeError(FN, arg, 'a segment { video, frames? } or { text: [start, length] }', describe(seg));
-      const hasVideo = 'video' in seg && (seg as PackVideoSegment).video !== undefined;
-      const hasText = 'text' in seg && (seg as PackTextSegment).text !== undefined;
-      if (hasVideo === hasText)
-        throw typeError(FN, arg, 'a segment with exactly one of video and text', hasVideo ? 'both' : 'neither');
-      if (hasVideo) {
-        if (!video) throw typeError(FN, `${arg}.video`, 'a video index with input.video given', 'no input.video');
-        const v = checkIndex(FN, `${arg}.video`, (seg as PackVideoSegment).video, nVideos, 'a video index');
-        const frames = (seg as PackVideoSegment).frames;
-        if (frames === undefined) {
-          table.push(s, 0, v, F, -1, 0);
-        } else {
-          if (!(frames instanceof Int32Array) && !Array.isArray(frames))
-            throw typeError(FN, `${arg}.frames`, 'an Int32Array or an array of frame indices', describe(frames));
-          for (let k = 0; k < frames.length; k++) {
-            const f = frames[k];
-            if (typeof f !== 'number' || !Number.isInteger(f) || f < 0 || f >= F)
-              throw rangeError(FN, `${arg}.frames[${k}]`, `a frame index in [0, ${F})`, describe(f));
-          }
-          table.push(s, 0, v, frames.length, frameMapLength, 0);
-          frameLists.push(frames);
-          frameMapLength += frames.length;
-        }
-      } else {
-        const span = (seg as PackTextSegment).text as unknown;
-        if (!Array.isArray(span) || span.length !== 2)
-          throw typeError(FN, `${arg}.text`, 'a pair [start, length]', describe(span));
-        const [start, length] = span as [unknown, unknown];
-        if (typeof start !== 'number' || !Number.isInteger(start) || start < 0)
-          throw rangeError(FN, `${arg}.text[0]`, 'a non-negative integer start', describe(start));
-        if (typeof length !== 'number' || !Number.isInteger(length) || length < 0)
-          throw rangeError(FN, `${arg}.text[1]`, 'a non-negative integer length', describe(length));
-        if (start + length > nText)
-          throw rangeError(FN, `${arg}.text`, `a span within the ${nText} text rows`, `[${start}, ${length}] (ends at ${start + length})`);
-        table.push(s, 1, start, length, 0, 0);
-      }
-    }
-  }
-  const frameMap = new Int32Array(frameMapLength);
-  let off = 0;
-  for (const fl of frameLists) {
-    frameMap.set(fl, off);
-    off += fl.length;
-  }
+  const plan = planPacking(sequences, { videos: nVideos, frames: F, tokensPerFrame: P, textRows: nText }, FN);
   const b = native();
-  const plan = b.packPlan(Int32Array.from(table), sequences.length, frameMap, [nVideos, F, P, nText]) as {
-    source: Int32Array;
-    positions: Int32Array;
-    segment: Int32Array;
-    cuSeqlens: Int32Array;
-  };
   const n = plan.source.length;
   const videoShape = video ? [...video.shape] : [0, 0, 0, width];
   const textShape = text ? [...text.shape] : [0, width];

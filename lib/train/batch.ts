@@ -7,18 +7,27 @@ import { buildSftBatch, type SftSample, type SftSamplePlan } from '../kim/sft-ba
 import { AllKeyFramesError, type SubstitutionPolicy } from '../kim/substitution.js';
 import type { TransientOptions } from '../kim/transient.js';
 import type { VideoLMBatch, VideoLMConfig, VideoLMSegment } from '../model/videolm.js';
+import { planPacking, type PackPlan } from '../ops/pack.js';
 import { BOS_ID, EOS_ID, type Tokenizer } from '../model/tokenizer.js';
 import type { Annotation } from '../data/dataset.js';
 import { annotatedKeywords, CAPTION_PROMPT, clipTasks, type FittedClip } from './tasks.js';
 
-/** Where a text segment's tokens landed: its first index in `text` and its first packed row. */
+/** Where a text segment's tokens went: its first index in `text`, its length, and its segment index in the sequence. */
 export interface TextPlacement {
   textStart: number;
   length: number;
-  row: number;
+  segment: number;
 }
 
-/** Appends videos and sequences; tracks the packed row of every segment (the model packs in the same order). */
+/** A built batch and its packing plan (packTokens' own plan: the one implementation of the packed-row layout). */
+export interface BuiltBatch {
+  batch: VideoLMBatch;
+  plan: PackPlan;
+  /** First packed row of segment `segment` of sequence `sequence` (read off the plan). */
+  rowOf(sequence: number, segment: number): number;
+}
+
+/** Appends videos and sequences (the model packs them in this order); build() reads the rows off the packing plan. */
 export class PackedBatchBuilder {
   readonly #perVideo: number;
   readonly #tokensPerFrame: number;
@@ -27,7 +36,6 @@ export class PackedBatchBuilder {
   readonly #text: number[] = [];
   readonly #targets: number[] = [];
   readonly sequences: VideoLMSegment[][] = [];
-  rows = 0;
 
   constructor(cfg: Pick<VideoLMConfig, 'frames' | 'imageSize' | 'patchSize'>) {
     this.#frames = cfg.frames;
@@ -48,16 +56,12 @@ export class PackedBatchBuilder {
 
   /**
    * Adds one sequence: an optional video (with a frame map for a KIM variant)
-   * then text segments, each with its targets (-1: none). Returns the first
-   * packed row of the sequence and the placement of each text segment.
+   * then text segments, each with its targets (-1: none). Returns the
+   * sequence's index and where each text segment's tokens went.
    */
-  addSequence(video: { video: number; frames?: Int32Array } | null, texts: { ids: ArrayLike<number>; targets: ArrayLike<number> }[]): { row: number; texts: TextPlacement[] } {
+  addSequence(video: { video: number; frames?: Int32Array } | null, texts: { ids: ArrayLike<number>; targets: ArrayLike<number> }[]): { sequence: number; texts: TextPlacement[] } {
     const seq: VideoLMSegment[] = [];
-    const row = this.rows;
-    if (video) {
-      seq.push(video.frames ? { video: video.video, frames: video.frames } : { video: video.video });
-      this.rows += (video.frames?.length ?? this.#frames) * this.#tokensPerFrame;
-    }
+    if (video) seq.push(video.frames ? { video: video.video, frames: video.frames } : { video: video.video });
     const placed: TextPlacement[] = [];
     for (const t of texts) {
       const textStart = this.#text.length;
@@ -65,18 +69,29 @@ export class PackedBatchBuilder {
         this.#text.push(t.ids[i]);
         this.#targets.push(t.targets[i]);
       }
+      placed.push({ textStart, length: t.ids.length, segment: seq.length });
       seq.push({ text: [textStart, t.ids.length] });
-      placed.push({ textStart, length: t.ids.length, row: this.rows });
-      this.rows += t.ids.length;
     }
     this.sequences.push(seq);
-    return { row, texts: placed };
+    return { sequence: this.sequences.length - 1, texts: placed };
   }
 
-  build(): VideoLMBatch {
+  build(): BuiltBatch {
     const videos = new Uint8Array(this.#videos.length * this.#perVideo);
     this.#videos.forEach((v, i) => videos.set(v, i * this.#perVideo));
-    return { videos, text: Int32Array.from(this.#text), targets: Int32Array.from(this.#targets), sequences: this.sequences };
+    const batch: VideoLMBatch = { videos, text: Int32Array.from(this.#text), targets: Int32Array.from(this.#targets), sequences: this.sequences };
+    const plan = planPacking(this.sequences, {
+      videos: this.#videos.length, frames: this.#frames, tokensPerFrame: this.#tokensPerFrame, textRows: this.#text.length,
+    }, 'PackedBatchBuilder.build');
+    // First row of every segment: the rows of a sequence run through its segments in order.
+    const starts = this.sequences.map((seq, s) => {
+      const out = new Array<number>(seq.length).fill(-1);
+      for (let r = plan.cuSeqlens[s]; r < plan.cuSeqlens[s + 1]; r++) if (out[plan.segment[r]] < 0) out[plan.segment[r]] = r;
+      // An empty segment starts where the next non-empty one does (or at the sequence's end).
+      for (let j = seq.length - 1; j >= 0; j--) if (out[j] < 0) out[j] = j + 1 < seq.length ? out[j + 1] : plan.cuSeqlens[s + 1];
+      return out;
+    });
+    return { batch, plan, rowOf: (sequence, segment) => starts[sequence][segment] };
   }
 }
 
@@ -217,17 +232,16 @@ export function planSftBatch(clips: readonly TrainClip[], cfg: VideoLMConfig, to
   kimPlans: KimPlans = new KimPlans(cfg, tokenizer, o)): TrainerSftBatch {
   const b = new PackedBatchBuilder(cfg);
   const P = b.tokensPerFrame;
-  const F = cfg.frames;
-  const groups: ContrastGroup[] = [];
   const skipped: { id: string; reason: string }[] = [];
   const prompt = tokenizer.encode(CAPTION_PROMPT);
-  let kimSequences = 0;
+  // Per contrastive sample: its sequences (A: video + caption, B: the KIM video or -1) and what to pool.
+  const pending: { seqA: number; seqB: number; captionAt: number; keywordTokens: number[]; keyFrames: number[] }[] = [];
   for (const clip of clips) {
     const a = clip.annotation;
     const v = b.addVideo(clip.frames);
     const cap = tokenizer.encodeWithOffsets(a.caption);
     const text = promptResponseText(prompt, cap.ids, true);
-    const { row } = b.addSequence({ video: v }, [text]);
+    const { sequence: seqA } = b.addSequence({ video: v }, [text]);
     let extra = clipTasks(a, o.questions !== false).slice(1);
     if (o.questions === 'one' && extra.length > 1) {
       const k = ((o.round ?? 0) + (clip.index ?? 0)) % extra.length;
@@ -246,22 +260,23 @@ export function planSftBatch(clips: readonly TrainClip[], cfg: VideoLMConfig, to
       skipped.push({ id: a.id, reason: plan.keyFrames.length === 0 ? 'no key frames' : `no keyword in the caption (${annotatedKeywords(a).join(', ') || 'none'})` });
       continue;
     }
-    const captionRow0 = row + F * P + text.responseStart;
-    const query = plan.keywordTokens.map((t) => captionRow0 + t);
-    const positive: number[] = [];
-    for (const f of plan.keyFrames) for (let t = 0; t < P; t++) positive.push(row + f * P + t);
-    let negative: number[] = [];
-    if (o.kim) {
-      const { row: rowB } = b.addSequence({ video: v, frames: plan.substitution }, []);
-      kimSequences++;
-      negative = positive.map((r) => rowB + (r - row));
-    }
-    groups.push({ query, positive, negative });
+    const seqB = o.kim ? b.addSequence({ video: v, frames: plan.substitution }, []).sequence : -1;
+    pending.push({ seqA, seqB, captionAt: text.responseStart, keywordTokens: plan.keywordTokens, keyFrames: plan.keyFrames });
   }
-  const batch = b.build();
+  const built = b.build();
+  // The pooled rows, read off the packing plan: segment 0 of A and B is the video (P rows a frame), segment 1 of A the text.
+  const groups: ContrastGroup[] = pending.map((g) => {
+    const video = built.rowOf(g.seqA, 0);
+    const caption = built.rowOf(g.seqA, 1) + g.captionAt;
+    const positive: number[] = [];
+    for (const f of g.keyFrames) for (let t = 0; t < P; t++) positive.push(video + f * P + t);
+    const negative = g.seqB < 0 ? [] : positive.map((r) => built.rowOf(g.seqB, 0) + (r - video));
+    return { query: g.keywordTokens.map((t) => caption + t), positive, negative };
+  });
   let targets = 0;
-  for (const t of batch.targets!) if (t >= 0) targets++;
-  return { batch, groups, kimSequences, skipped, rows: b.rows, targets };
+  for (const t of built.batch.targets!) if (t >= 0) targets++;
+  const kimSequences = pending.filter((g) => g.seqB >= 0).length;
+  return { batch: built.batch, groups, kimSequences, skipped, rows: built.plan.source.length, targets };
 }
 
 /** A clip task in a generation or scoring batch: which video, with which frame map (KIM), and the prompt. */
@@ -281,7 +296,7 @@ export function generationBatch(items: readonly PromptItem[], cfg: VideoLMConfig
     if (v === undefined) seen.set(it.frames, (v = b.addVideo(it.frames)));
     b.addSequence({ video: v, frames: it.frameMap }, [promptText(it.promptIds)]);
   }
-  return b.build();
+  return b.build().batch;
 }
 
 /**
@@ -303,6 +318,6 @@ export function scoringBatch(items: readonly PromptItem[], responses: readonly A
     at.push(texts[0].textStart + t.responseStart - 1);
     lengths.push(responses[i].length);
   });
-  return { batch: b.build(), at, lengths };
+  return { batch: b.build().batch, at, lengths };
 }
 
