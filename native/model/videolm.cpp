@@ -13,6 +13,7 @@
 #include "vp/gemm.h"
 #include "vp/layers.h"
 #include "vp/optim.h"
+#include "vp/pack.h"
 #include "vp/rng.h"
 
 namespace vp {
@@ -299,17 +300,19 @@ Status VideoLM::Impl::pack(const VideoLMConfig& cfg, const VideoLMBatch& b, cons
       if (b.targets[i] < -1 || b.targets[i] >= V)
         return Status::OutOfRange(f + ": targets[" + S(i) + "] = " + S(b.targets[i]) + " must be -1 or in [0, " +
                                   S(V) + ")");
+  // Validate the segments against the model (messages name sequences[s][j]) and
+  // list them as packing segments; the rows come from vp::pack_plan, the one
+  // implementation of the packed-row layout (what vp.packTokens reads too).
+  std::vector<PackSegment> segs;
+  std::vector<int32_t> frame_map;
   layout = VideoLMLayout();
-  layout.cu_seqlens.push_back(0);
-  layout.text_row.assign(static_cast<size_t>(b.num_text), -1);
-  row_from.clear();
-  int64_t rows = 0;
   for (size_t s = 0; s < b.sequences.size(); ++s) {
     int64_t len = 0;
     for (size_t j = 0; j < b.sequences[s].size(); ++j) {
       const VideoLMSegment& g = b.sequences[s][j];
       const std::string where = f + ": sequences[" + S(s) + "][" + S(j) + "]";
-      layout.segment_start.push_back(rows + len);
+      PackSegment seg;
+      seg.sequence = static_cast<int32_t>(s);
       if (g.video >= 0) {
         if (g.video >= b.num_videos)
           return Status::OutOfRange(where + ".video = " + S(g.video) + " must be < the number of videos " + S(b.num_videos));
@@ -320,35 +323,73 @@ Status VideoLM::Impl::pack(const VideoLMConfig& cfg, const VideoLMBatch& b, cons
           for (int64_t o = 0; o < nf; ++o)
             if (g.frames[o] < 0 || g.frames[o] >= Fr)
               return Status::OutOfRange(where + ".frames[" + S(o) + "] = " + S(g.frames[o]) + " must be in [0, " + S(Fr) + ")");
+          seg.frames_offset = static_cast<int64_t>(frame_map.size());
+          frame_map.insert(frame_map.end(), g.frames, g.frames + nf);
         }
-        if (len + nf * P > cfg.max_seq)
-          return Status::OutOfRange(f + ": sequences[" + S(s) + "] has more than maxSeq=" + S(cfg.max_seq) + " tokens");
-        for (int64_t o = 0; o < nf; ++o) {
-          const int64_t sf = g.frames ? g.frames[o] : o;
-          for (int64_t q = 0; q < P; ++q) row_from.push_back(static_cast<int32_t>((g.video * Fr + sf) * P + q));
-        }
+        seg.kind = PackSegmentKind::kVideo;
+        seg.video = static_cast<int32_t>(g.video);
+        seg.num_frames = static_cast<int32_t>(nf);
         len += nf * P;
       } else {
         if (g.text_start < 0 || g.text_len < 0 || g.text_start + g.text_len > b.num_text)
           return Status::OutOfRange(where + ".text = [" + S(g.text_start) + ", " + S(g.text_len) +
                                     "] must lie inside the text of length " + S(b.num_text));
-        if (len + g.text_len > cfg.max_seq)
-          return Status::OutOfRange(f + ": sequences[" + S(s) + "] has more than maxSeq=" + S(cfg.max_seq) + " tokens");
-        for (int64_t t = 0; t < g.text_len; ++t) {
-          layout.text_row[static_cast<size_t>(g.text_start + t)] = static_cast<int32_t>(rows + len + t);
-          row_from.push_back(-b.text[g.text_start + t] - 1);
-        }
+        seg.kind = PackSegmentKind::kText;
+        seg.text_start = g.text_start;
+        seg.text_length = g.text_len;
         len += g.text_len;
       }
+      if (len > cfg.max_seq)
+        return Status::OutOfRange(f + ": sequences[" + S(s) + "] has more than maxSeq=" + S(cfg.max_seq) + " tokens");
+      segs.push_back(seg);
     }
-    for (int64_t t = 0; t < len; ++t) layout.positions.push_back(static_cast<int32_t>(t));
-    rows += len;
-    if (rows > INT32_MAX / 2) return Status::Invalid(f + ": too many tokens");
-    layout.cu_seqlens.push_back(static_cast<int32_t>(rows));
   }
+  PackSources src;
+  src.num_videos = b.num_videos;
+  src.frames = Fr;
+  src.tokens_per_frame = P;
+  src.num_text = b.num_text;
+  const int64_t num_seqs = static_cast<int64_t>(b.sequences.size());
+  int64_t rows = 0;
+  VP_RETURN_IF_ERROR(pack_count(src, segs.data(), static_cast<int64_t>(segs.size()), num_seqs, frame_map.data(),
+                                static_cast<int64_t>(frame_map.size()), &rows));
   if (rows == 0) return Status::Invalid(f + ": the batch has no tokens");
+  if (rows > INT32_MAX / 2) return Status::Invalid(f + ": too many tokens");
+  std::vector<int32_t> source(static_cast<size_t>(rows)), segment(static_cast<size_t>(rows));
+  layout.positions.resize(static_cast<size_t>(rows));
+  layout.cu_seqlens.resize(static_cast<size_t>(num_seqs + 1));
+  VP_RETURN_IF_ERROR(pack_plan(src, segs.data(), static_cast<int64_t>(segs.size()), num_seqs, frame_map.data(),
+                               static_cast<int64_t>(frame_map.size()), rows, source.data(), layout.positions.data(),
+                               segment.data(), layout.cu_seqlens.data()));
   layout.rows = rows;
   num_vis = b.num_videos * Fr * P;
+  // What the model keeps of the plan: each row's visual token (>= 0) or its token id (-id - 1),
+  // each text token's row, and the first row of every segment (an empty one: where the next begins).
+  row_from.resize(static_cast<size_t>(rows));
+  layout.text_row.assign(static_cast<size_t>(b.num_text), -1);
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t from = source[static_cast<size_t>(r)];
+    if (from < num_vis) {
+      row_from[static_cast<size_t>(r)] = static_cast<int32_t>(from);
+    } else {
+      const int64_t t = from - num_vis;
+      row_from[static_cast<size_t>(r)] = -b.text[t] - 1;
+      layout.text_row[static_cast<size_t>(t)] = static_cast<int32_t>(r);
+    }
+  }
+  for (int64_t s = 0; s < num_seqs; ++s) {
+    const int64_t first = static_cast<int64_t>(layout.segment_start.size());
+    const size_t nseg = b.sequences[static_cast<size_t>(s)].size();
+    layout.segment_start.resize(layout.segment_start.size() + nseg, -1);
+    for (int64_t r = layout.cu_seqlens[s]; r < layout.cu_seqlens[s + 1]; ++r) {
+      int64_t& st = layout.segment_start[static_cast<size_t>(first + segment[static_cast<size_t>(r)])];
+      if (st < 0) st = r;
+    }
+    for (int64_t j = static_cast<int64_t>(nseg) - 1; j >= 0; --j) {
+      int64_t& st = layout.segment_start[static_cast<size_t>(first + j)];
+      if (st < 0) st = j + 1 < static_cast<int64_t>(nseg) ? layout.segment_start[static_cast<size_t>(first + j + 1)] : layout.cu_seqlens[s + 1];
+    }
+  }
   // Head rows: text tokens that are packed and have a target.
   head_text.clear();
   head_row.clear();
