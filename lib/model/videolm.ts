@@ -11,7 +11,7 @@ import { backendInfo } from '../backend.js';
 import { describe, rangeError, typeError } from '../errors.js';
 import { loadAddon } from '../native.js';
 import { Tensor } from '../tensor.js';
-import { checkBoolean, checkNumber, checkOptions, float32Vector, int32Vector } from '../validate.js';
+import { checkBoolean, checkKnownKeys, checkNumber, checkOptions, float32Vector, int32Vector } from '../validate.js';
 import { CheckpointError, readSafetensors, writeFileAtomic, writeSafetensors, type StTensor } from './safetensors.js';
 import { EOS_ID, Tokenizer, UNK_ID } from './tokenizer.js';
 
@@ -165,6 +165,8 @@ export interface ParamInfo {
 type NativeModel = any;
 
 const CONFIG_KEYS = ['imageSize', 'patchSize', 'frames', 'width', 'layers', 'heads', 'kvHeads', 'mlpRatio', 'ffn', 'vocab', 'maxSeq', 'tied', 'ropeTheta', 'normEps'] as const;
+/** Every key VideoLM.create accepts (any other is refused: a typo would otherwise be ignored). */
+export const VIDEOLM_CREATE_KEYS = [...CONFIG_KEYS, 'preset', 'tokenizer', 'seed', 'device'] as const;
 
 /** Validates opts.device; 'cuda' must be usable on this machine. */
 function checkDevice(fn: string, device: unknown): VideoLMDevice {
@@ -234,6 +236,7 @@ export class VideoLM {
   static async create(opts: VideoLMCreateOptions = { preset: 'tiny' }): Promise<VideoLM> {
     const fn = 'VideoLM.create';
     const o = checkOptions(fn, opts);
+    checkKnownKeys(fn, 'opts', o, VIDEOLM_CREATE_KEYS);
     let base: Record<string, unknown> = {};
     if (o.preset !== undefined) {
       if (o.preset !== 'tiny' && o.preset !== 'small') throw rangeError(fn, 'opts.preset', "'tiny' or 'small'", describe(o.preset));
