@@ -12,6 +12,19 @@ function cli(...args: string[]) {
   return spawnSync(process.execPath, ['--import=tsx', join(root, 'lib', 'cli.ts'), ...args], { cwd: root, encoding: 'utf8' });
 }
 
+/** A temporary folder holding a 4-clip dataset at <dir>/data; removed afterwards. */
+function withData(body: (dir: string, data: string) => void): void {
+  const dir = mkdtempSync(join(tmpdir(), 'vp-cli-'));
+  try {
+    const data = join(dir, 'data');
+    const r = cli('synth', '--out', data, '--count', '4', '--frames', '8', '--size', '16', '--json');
+    if (r.status !== 0) throw new Error(r.stderr);
+    body(dir, data);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 test('doctor --json reports the binary, ISA path and the CUDA decision', (t) => {
   const r = cli('doctor', '--json');
   t.is(r.status, 0, r.stderr);
@@ -50,10 +63,7 @@ test('help lists the commands; an unknown command exits 2', (t) => {
 });
 
 test('bad command lines stop with status 2 and name the flag (typos, missing values, numbers)', (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'vp-cli-'));
-  try {
-    const data = join(dir, 'data');
-    t.is(cli('synth', '--out', data, '--count', '4', '--frames', '8', '--size', '16', '--json').status, 0);
+  withData((dir, data) => {
     const out = join(dir, 'run');
     const cases: [string[], RegExp][] = [
       [['train', '--data', data, '--out', out, '--stpes', '3'], /train: unknown flag --stpes; did you mean --steps\?/],
@@ -74,16 +84,11 @@ test('bad command lines stop with status 2 and name the flag (typos, missing val
     // Nothing was written by the refused commands.
     t.false(existsSync(join(dir, 's1')));
     t.false(existsSync(out));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('config files: unknown sections and keys are refused with the nearest valid name', (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'vp-cli-'));
-  try {
-    const data = join(dir, 'data');
-    t.is(cli('synth', '--out', data, '--count', '4', '--frames', '8', '--size', '16', '--json').status, 0);
+  withData((dir, data) => {
     const cfg = join(dir, 'config.json');
     for (const [body, re] of [
       [{ model: { widht: 64 } }, /unknown key "model.widht"; did you mean "model.width"\?/],
@@ -99,16 +104,11 @@ test('config files: unknown sections and keys are refused with the nearest valid
     }
     writeFileSync(cfg, '{ "model": ');
     t.regex(cli('train', '--data', data, '--out', join(dir, 'run'), '--config', cfg).stderr, /--config: .*config\.json: not valid JSON/);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('file arguments: errors name the flag and the path (folder vs file, missing, /proc)', (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'vp-cli-'));
-  try {
-    const data = join(dir, 'data');
-    t.is(cli('synth', '--out', data, '--count', '4', '--frames', '8', '--size', '16', '--json').status, 0);
+  withData((dir, data) => {
     const file = join(data, 'annotations.jsonl');
     const cases: [string[], RegExp][] = [
       [['generate', '--model', dir, '--video', dir], new RegExp(`--video: ${dir}: is a folder, expected a clip`)],
@@ -126,7 +126,5 @@ test('file arguments: errors name the flag and the path (folder vs file, missing
       t.regex(r.stderr, re, args.join(' '));
       t.notRegex(r.stderr, /^E[A-Z]+:/m);
     }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
