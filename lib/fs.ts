@@ -41,3 +41,15 @@ export function writeFileAtomic(path: string, data: string | Uint8Array | readon
     // Some platforms (Windows) cannot fsync a directory; the rename is still atomic there.
   }
 }
+
+/** A byte count for messages: "512 B", "3.2 MiB", "1.5 GiB". */
+export function bytesText(n: number): string {
+  if (!Number.isFinite(n)) return `${n} B`;
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let u = 0;
+  while (n >= 1024 && u < units.length - 1) {
+    n /= 1024;
+    u++;
+  }
+  return u === 0 ? `${n} B` : `${n.toFixed(1)} ${units[u]}`;
+}
