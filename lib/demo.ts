@@ -6,12 +6,13 @@
 // evaluate each on held-out clips (transient-event multiple-choice accuracy,
 // event-keyword recall of generated captions, steady-motion accuracy as the
 // general-ability control), print the table and write report.html.
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { openDataset, type Dataset } from './data/dataset.js';
 import { synthDataset, type SynthOptions } from './data/synth.js';
 import { writeFileAtomic } from './fs.js';
 import { VideoLM, type VideoLMConfig } from './model/videolm.js';
+import { outputDir } from './paths.js';
 import { ProgressBar } from './progress.js';
 import { writeReport, type ReportRow, type ReportRun, type ReportSample } from './report/html.js';
 import type { EvaluationResult } from './train/eval.js';
@@ -123,7 +124,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   const out = resolve(opts.out ?? 'videoperceiver-demo');
   const showProgress = opts.progress ?? true;
   const log = opts.log ?? ((s: string) => process.stderr.write(s + '\n'));
-  mkdirSync(out, { recursive: true });
+  outputDir('demo: opts.out', out);
 
   log(`videoperceiver demo: ${plan.trainClips} training clips, ${plan.testClips} held-out clips, ${plan.sftSteps} SFT steps of ${plan.batchSize} clips, ${plan.rlSteps} RL steps; seeds ${seeds.join(', ')}; output ${out}`);
   const train = cachedDataset(join(out, 'data', `train-${plan.trainClips}`), plan.trainClips, 1000, plan.synth);

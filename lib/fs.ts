@@ -1,7 +1,9 @@
-// File-system helpers shared by everything that writes user data.
+// File-system helpers shared by everything that writes user data. A failed
+// write says which file and why (no space, no permission, file size limit).
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { reason } from './paths.js';
 
 /**
  * Writes `path` atomically: the bytes go to a temporary file in the same
@@ -28,7 +30,10 @@ export function writeFileAtomic(path: string, data: string | Uint8Array | readon
   } catch (e) {
     if (fd >= 0) closeSync(fd);
     rmSync(tmp, { force: true });
-    throw e;
+    // Name the file: a bare "ENOSPC: no space left on device, write" does not say which.
+    const err = new Error(`cannot write ${path}: ${reason(e)}`) as NodeJS.ErrnoException;
+    err.code = (e as NodeJS.ErrnoException).code;
+    throw err;
   }
   try {
     const dfd = openSync(dir, 'r');

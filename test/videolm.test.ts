@@ -203,8 +203,28 @@ test('corrupt, truncated and mismatched checkpoints are rejected with clear erro
   writeFileSync(cfgPath, '{ not json');
   e = await t.throwsAsync(vp.VideoLM.load(dir), { instanceOf: CheckpointError });
   t.regex(e!.message, /not valid JSON/);
-  await t.throwsAsync(vp.VideoLM.load(join(dir, 'nope')), { instanceOf: CheckpointError, message: /not found/ });
+  await t.throwsAsync(vp.VideoLM.load(join(dir, 'nope')), { instanceOf: CheckpointError, message: /no such folder/ });
+  await t.throwsAsync(vp.VideoLM.load(cfgPath), { instanceOf: CheckpointError, message: /VideoLM\.load: dir: .*config\.json: is a file, expected a saved model folder/ });
   m.dispose();
+});
+
+test('a checkpoint whose weights or optimizer state hold NaN or Infinity is refused when loaded', async (t) => {
+  const m = await vp.VideoLM.create({ ...CFG, seed: 1 });
+  const dir = join(tmp(), 'nan');
+  await m.save(dir);
+  m.dispose();
+  for (const [file, name, value] of [['model.safetensors', 'tok_embed', NaN], ['optimizer.safetensors', 'v.tok_embed', Infinity]] as const) {
+    const path = join(dir, file);
+    const good = readFileSync(path);
+    const st = vp.readSafetensors(path);
+    const key = Object.keys(st.tensors).find((k) => k.startsWith(name)) ?? Object.keys(st.tensors)[0];
+    (st.tensors[key].data as Float32Array)[3] = value;
+    vp.writeSafetensors(path, st.tensors, st.metadata);
+    const e = await t.throwsAsync(vp.VideoLM.load(dir), { instanceOf: CheckpointError });
+    t.regex(e!.message, new RegExp(`${file.replace('.', '\\.')}: tensor "${key.replace('.', '\\.')}" holds ${value} at element 3: the weights are not finite`));
+    writeFileSync(path, good);
+  }
+  (await vp.VideoLM.load(dir)).dispose();
 });
 
 test('generation: deterministic for a seed, a batch of prompts, greedy equals the argmax of a full recomputation', async (t) => {

@@ -5,11 +5,12 @@
 // every argument, queues calls (the native model runs one call at a time, on a
 // worker thread, so the JS main thread stays free), and saves/loads checkpoints
 // with the safetensors module.
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { backendInfo } from '../backend.js';
 import { describe, rangeError, typeError } from '../errors.js';
 import { loadAddon } from '../native.js';
+import { inputDir, outputDir } from '../paths.js';
 import { Tensor } from '../tensor.js';
 import { checkBoolean, checkKnownKeys, checkNumber, checkOptions, float32Vector, int32Vector } from '../validate.js';
 import { CheckpointError, readSafetensors, writeFileAtomic, writeSafetensors, type StTensor } from './safetensors.js';
@@ -564,7 +565,7 @@ export class VideoLM {
     if (typeof dir !== 'string' || dir.length === 0) throw typeError(fn, 'dir', 'a directory path', describe(dir));
     const native = this.#alive(fn);
     await this.#run(async () => {
-      mkdirSync(dir, { recursive: true });
+      outputDir(`${fn}: dir`, dir);
       const put = (buf: Float32Array, prefix: string) => {
         const t: Record<string, StTensor> = {};
         for (const p of this.#params) t[prefix + p.name] = { dtype: 'F32', shape: [...p.shape], data: buf.subarray(p.offset, p.offset + p.numel) };
@@ -587,6 +588,11 @@ export class VideoLM {
     const fn = 'VideoLM.load';
     if (typeof dir !== 'string' || dir.length === 0) throw typeError(fn, 'dir', 'a directory path', describe(dir));
     const device = checkDevice(fn, checkOptions(fn, opts).device);
+    try {
+      inputDir(`${fn}: dir`, dir, 'a saved model folder');
+    } catch (e) {
+      throw new CheckpointError((e as Error).message);
+    }
     const cfgPath = join(dir, 'config.json');
     if (!existsSync(cfgPath)) throw new CheckpointError(`${cfgPath}: not found (not a VideoLM checkpoint directory?)`);
     let raw: unknown;
@@ -612,21 +618,29 @@ export class VideoLM {
       for (const p of model.#params) e[prefix + p.name] = { dtype: 'F32', shape: p.shape };
       return e;
     };
-    const gather = (tensors: Record<string, StTensor>, prefix: string) => {
+    // A NaN or infinite weight (a run that diverged) is refused here, not found steps later.
+    const gather = (tensors: Record<string, StTensor>, prefix: string, file: string) => {
       const buf = new Float32Array(model.numParams);
-      for (const p of model.#params) buf.set(tensors[prefix + p.name].data as Float32Array, p.offset);
+      for (const p of model.#params) {
+        const data = tensors[prefix + p.name].data as Float32Array;
+        for (let i = 0; i < data.length; i++) {
+          if (!Number.isFinite(data[i])) throw new CheckpointError(`${file}: tensor "${prefix + p.name}" holds ${data[i]} at element ${i}: the weights are not finite (the run that saved them diverged)`);
+        }
+        buf.set(data, p.offset);
+      }
       return buf;
     };
     try {
-      const st = readSafetensors(join(dir, 'model.safetensors'), { expect: expect('') });
-      model.#native.setBuffer('params', gather(st.tensors, ''));
+      const modelPath = join(dir, 'model.safetensors');
+      const st = readSafetensors(modelPath, { expect: expect('') });
+      model.#native.setBuffer('params', gather(st.tensors, '', modelPath));
       const optPath = join(dir, 'optimizer.safetensors');
       if (existsSync(optPath)) {
         const op = readSafetensors(optPath, { expect: { ...expect('m.'), ...expect('v.') } });
         const step = Number(op.metadata.step ?? '0');
         if (!Number.isSafeInteger(step) || step < 0) throw new CheckpointError(`${optPath}: metadata step must be a non-negative integer, got ${JSON.stringify(op.metadata.step)}`);
-        model.#native.setBuffer('m', gather(op.tensors, 'm.'));
-        model.#native.setBuffer('v', gather(op.tensors, 'v.'));
+        model.#native.setBuffer('m', gather(op.tensors, 'm.', optPath));
+        model.#native.setBuffer('v', gather(op.tensors, 'v.', optPath));
         model.#native.setStep(step);
       }
     } catch (e) {
