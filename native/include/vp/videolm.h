@@ -192,7 +192,8 @@ class VideoLM {
   Status backward(float grad_loss, const float* dtap, const float* dlogprobs, bool accumulate);
   Status zero_grad();
 
-  // Global-norm clipping, then AdamW (lr from the schedule), step_ += 1.
+  // Global-norm clipping, then AdamW (lr from the schedule), step_ += 1. A NaN or
+  // infinite gradient norm skips the step (nothing changes) and is returned in res.
   Status optimizer_step(const VideoLMStepOptions& o, VideoLMStepResult* res);
 
   // Test helper: the logits of every packed row, after the final norm and the head.
