@@ -60,6 +60,11 @@ function defined<T extends Record<string, unknown>>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
+/** The exit status of a stage stopped by a signal (128 + its number, as the shell reports it). */
+function stopped(r: vp.StageResult): number {
+  return r.signal === 'SIGTERM' ? 143 : 130;
+}
+
 async function train(a: ParsedArgs): Promise<number> {
   const dataDir = inputDir('--data', a.required('data', 'train', 'DIR'), 'a dataset folder');
   const outPath = a.required('out', 'train', 'RUN_DIR');
@@ -67,6 +72,7 @@ async function train(a: ParsedArgs): Promise<number> {
   const from = a.str('model');
   if (from) inputDir('--model', from, 'a saved model folder');
   if (from && a.has('preset')) throw new UsageError('train: give --model DIR or --preset NAME, not both');
+  if (a.flag('override') && !a.flag('resume')) throw new UsageError('train: --override only applies with --resume');
   const data = vp.openDataset(dataDir);
   const out = outputDir('--out', outPath);
   const stage = a.str('stage') ?? 'both';
@@ -82,7 +88,7 @@ async function train(a: ParsedArgs): Promise<number> {
   }
   let bar: ProgressBar | undefined;
   const trainer = new vp.Trainer(model, {
-    runDir: out, seed, checkpointEvery: a.num('checkpoint-every', 0),
+    runDir: out, seed, checkpointEvery: a.num('checkpoint-every', 0), saveTotalLimit: a.num('save-total-limit'),
     onStep: (e) => {
       if (json) console.log(JSON.stringify(e));
       else if (e.type === 'step') bar?.update(e.step, e.stage === 'sft' ? `loss ${e.loss.toFixed(3)}` : `reward ${e.reward.toFixed(3)}`);
@@ -90,7 +96,7 @@ async function train(a: ParsedArgs): Promise<number> {
     },
   });
   if (a.flag('resume')) {
-    const r = await trainer.resume(out);
+    const r = await trainer.resume(out, { override: a.flag('override') });
     process.stderr.write(`resumed ${r.path} (${r.stage} step ${r.step})\n`);
   }
   const sftOpts: vp.SftOptions = {
@@ -108,12 +114,12 @@ async function train(a: ParsedArgs): Promise<number> {
   if (stage !== 'rl') {
     bar = json ? undefined : new ProgressBar('sft', count(sftOpts, (sftOpts.batchSize ?? 8) * (sftOpts.gradAccum ?? 1)));
     const r = await trainer.sft(data, sftOpts);
-    if (r.status !== 'done') return 130;
+    if (r.status !== 'done') return stopped(r);
   }
   if (stage !== 'sft') {
     bar = json ? undefined : new ProgressBar('rl', count(rlOpts, rlOpts.promptsPerStep ?? 4));
     const r = await trainer.rl(data, rlOpts);
-    if (r.status !== 'done') return 130;
+    if (r.status !== 'done') return stopped(r);
   }
   await model.save(join(out, 'model'));
   if (!json) console.log(`saved the trained model to ${join(out, 'model')}`);

@@ -81,6 +81,7 @@ export {
   type TrainerOptions, type SftOptions, type RlOptions, type RewardInput, type RewardFunction, type StageResult, type TrainData,
 } from './train/trainer.js';
 export { evaluate, evaluateMultipleChoice, evaluateCaptions, type EvaluateOptions, type EvaluationResult, type QuestionResult, type CaptionResult } from './train/eval.js';
+export { DivergenceError } from './train/checkpoints.js';
 export { type MetricEvent, type SftStepEvent, type RlStepEvent, type EvalEvent, type CheckpointEvent } from './train/metrics.js';
 export { CAPTION_PROMPT, questionPrompt, clipTasks, fitClip, tokenizerForDataset, annotatedKeywords, type ClipTask, type FittedClip } from './train/tasks.js';
 export { type TrainClip, type TrainerSftBatch, type ContrastGroup } from './train/batch.js';

@@ -9,7 +9,7 @@ import type { RlOptions, SftOptions, TrainerOptions } from './trainer.js';
 /** Most optimizer steps (or rollout batches) one stage may be asked for: a typo guard (1e12 is not a plan). */
 export const MAX_STEPS = 100_000_000;
 
-export const TRAINER_OPTION_KEYS = ['runDir', 'seed', 'onStep', 'checkpointEvery', 'handleSigint', 'contrastDim'] as const;
+export const TRAINER_OPTION_KEYS = ['runDir', 'seed', 'onStep', 'checkpointEvery', 'handleSigint', 'saveTotalLimit', 'contrastDim'] as const;
 export const SFT_OPTION_KEYS = [
   'steps', 'epochs', 'batchSize', 'gradAccum', 'lr', 'minLr', 'warmupSteps', 'weightDecay', 'maxGradNorm', 'kim', 'contrastive',
   'lambda', 'tapLayer', 'temperature', 'questions', 'substitution', 'locator', 'signal',
