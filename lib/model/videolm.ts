@@ -152,6 +152,12 @@ export interface GenerateOptions {
   seed?: number;
   /** Stop a sequence after this id (default: <eos>); -1: never. */
   eosId?: number;
+  /**
+   * Called with (sequence index, token id) as each token is sampled, before the
+   * whole batch is done (streaming; see generateStream). An exception it throws
+   * rejects the call once generation has finished.
+   */
+  onToken?: (sequence: number, token: number) => void;
 }
 
 export interface ParamInfo {
@@ -492,10 +498,27 @@ export class VideoLM {
     const fn = 'VideoLM.generateBatch';
     const b = this.#batch(fn, prompts);
     const g = this.#genOpts(fn, opts);
+    const onToken = (opts as GenerateOptions).onToken;
+    if (onToken !== undefined && typeof onToken !== 'function') throw typeError(fn, 'opts.onToken', 'a function (sequence, token) => void', describe(onToken));
     const native = this.#alive(fn);
     return this.#run(async () => {
       this.#lastText = -1;
-      return (await native.generate(b, g)) as Int32Array[];
+      if (!onToken) return (await native.generate(b, g)) as Int32Array[];
+      // The native side must never see a JS exception: keep the first one and throw it at the end.
+      let failure: { error: unknown } | undefined;
+      const out = (await native.generate(b, {
+        ...g,
+        onToken: (seq: number, tok: number) => {
+          if (failure) return;
+          try {
+            onToken(seq, tok);
+          } catch (error) {
+            failure = { error };
+          }
+        },
+      })) as Int32Array[];
+      if (failure) throw failure.error;
+      return out;
     });
   }
 
@@ -510,14 +533,8 @@ export class VideoLM {
     };
   }
 
-  /**
-   * Generates a continuation of `prompt` given one video ([frames, imageSize,
-   * imageSize, 3] as a Uint8Array, Float32Array or CPU float32 tensor; null for
-   * text only). A string prompt needs the model's tokenizer and returns a string;
-   * token ids return ids.
-   */
-  async generate(video: Uint8Array | Float32Array | Tensor | null, prompt: string | Int32Array, opts: GenerateOptions = {}): Promise<string | Int32Array> {
-    const fn = 'VideoLM.generate';
+  /** The one-sequence batch of generate() / generateStream(): the video's tokens, then the prompt's. */
+  #promptBatch(fn: string, video: Uint8Array | Float32Array | Tensor | null, prompt: string | Int32Array): VideoLMBatch {
     let ids: Int32Array;
     if (typeof prompt === 'string') {
       if (!this.tokenizer) throw typeError(fn, 'prompt', 'token ids (this model has no tokenizer)', 'a string');
@@ -534,13 +551,77 @@ export class VideoLM {
     const seq: VideoLMSegment[] = [];
     if (videos) seq.push({ video: 0 });
     seq.push({ text: [0, ids.length] });
-    const [out] = await this.generateBatch({ videos, text: ids, sequences: [seq] }, opts);
-    if (typeof prompt === 'string') {
-      // Ids beyond the tokenizer (a model whose vocab is larger) decode as <unk>.
-      const n = this.tokenizer!.vocabSize;
-      return this.tokenizer!.decode(out.map((x) => (x < n ? x : UNK_ID)), { skipSpecial: true });
+    return { videos, text: ids, sequences: [seq] };
+  }
+
+  /** Text of generated ids (ids beyond the tokenizer, in a model whose vocab is larger, decode as <unk>). */
+  #text(ids: ArrayLike<number>): string {
+    const n = this.tokenizer!.vocabSize;
+    return this.tokenizer!.decode(Array.from(ids, (x) => (x < n ? x : UNK_ID)), { skipSpecial: true });
+  }
+
+  /**
+   * Generates a continuation of `prompt` given one video ([frames, imageSize,
+   * imageSize, 3] as a Uint8Array, Float32Array or CPU float32 tensor; null for
+   * text only). A string prompt needs the model's tokenizer and returns a string;
+   * token ids return ids.
+   */
+  async generate(video: Uint8Array | Float32Array | Tensor | null, prompt: string | Int32Array, opts: GenerateOptions = {}): Promise<string | Int32Array> {
+    const fn = 'VideoLM.generate';
+    const [out] = await this.generateBatch(this.#promptBatch(fn, video, prompt), opts);
+    return typeof prompt === 'string' ? this.#text(out) : out;
+  }
+
+  /**
+   * generate() as an async iterator: yields each piece of text (string prompt)
+   * or each token id (token-id prompt) as soon as it is sampled; the pieces
+   * join to exactly what generate() returns for the same arguments. Leaving the
+   * loop early does not stop the model sooner: it finishes the call (up to
+   * maxTokens or <eos>) in the background before its next call runs.
+   */
+  generateStream(video: Uint8Array | Float32Array | Tensor | null, prompt: string, opts?: Omit<GenerateOptions, 'onToken'>): AsyncGenerator<string, void, undefined>;
+  generateStream(video: Uint8Array | Float32Array | Tensor | null, prompt: Int32Array, opts?: Omit<GenerateOptions, 'onToken'>): AsyncGenerator<number, void, undefined>;
+  async *generateStream(video: Uint8Array | Float32Array | Tensor | null, prompt: string | Int32Array, opts: Omit<GenerateOptions, 'onToken'> = {}): AsyncGenerator<string | number, void, undefined> {
+    const fn = 'VideoLM.generateStream';
+    const batch = this.#promptBatch(fn, video, prompt);
+    const o = checkOptions(fn, opts);
+    if (o.onToken !== undefined) throw typeError(fn, 'opts.onToken', 'unset (the stream delivers the tokens)', describe(o.onToken));
+    const queue: number[] = [];
+    let wake: (() => void) | undefined;
+    let end: { ids?: Int32Array; error?: unknown } | undefined;
+    const call = this.generateBatch(batch, {
+      ...(opts as GenerateOptions),
+      onToken: (_seq, tok) => {
+        queue.push(tok);
+        wake?.();
+      },
+    });
+    call.then((r) => (end = { ids: r[0] }), (error) => (end = { error })).finally(() => wake?.());
+    const ids: number[] = [];
+    let text = '';
+    const piece = (tok: number): string | number => {
+      ids.push(tok);
+      if (typeof prompt !== 'string') return tok;
+      const full = this.#text(ids);
+      const p = full.slice(text.length);
+      text = full;
+      return p;
+    };
+    for (;;) {
+      while (queue.length > 0) {
+        const p = piece(queue.shift()!);
+        if (p !== '') yield p;
+      }
+      if (end) break;
+      await new Promise<void>((res) => (wake = res));
+      wake = undefined;
     }
-    return out;
+    if (end.error !== undefined) throw end.error;
+    // Tokens whose callbacks had not run when the call finished.
+    for (const tok of end.ids!.subarray(ids.length)) {
+      const p = piece(tok);
+      if (p !== '') yield p;
+    }
   }
 
   /** A frozen copy of the parameters on the same device (the RL stage's reference model). */
@@ -668,6 +749,17 @@ export class VideoLM {
       for (const which of ['params', 'm', 'v'] as const) native.setBuffer(which, src.getBuffer(which));
       native.setStep(src.getStep());
     });
+  }
+
+  /** `using model = await VideoLM.create(...)`: disposed at the end of the scope. */
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** `await using model = ...`: waits for a running call, then disposes. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.#queue.catch(() => undefined);
+    this.dispose();
   }
 
   /** Frees the native model (waits for a running call first). */

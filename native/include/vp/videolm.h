@@ -28,6 +28,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -144,6 +145,8 @@ struct VideoLMGenerateOptions {
   float top_p = 1.0f;
   uint64_t seed = 0;
   int32_t eos_id = -1;        // stop a sequence after it emits this id (kept in the output)
+  // Called with (sequence, token) as each token is sampled, on the generating thread (streaming).
+  std::function<void(int64_t, int32_t)> on_token;
 };
 
 // The flat buffers of a model (all num_params() floats, in params() layout).
