@@ -328,3 +328,38 @@ test('validation errors name the argument', async (t) => {
   m.dispose();
   t.throws(() => m.forward(b), { message: /disposed/ });
 });
+
+test('generateStream yields the tokens as they are sampled and joins to what generate returns; onToken; using / await using dispose', async (t) => {
+  const words = ['a', 'red', 'square', 'jumps', 'left', 'describe', 'the', 'clip', ':'];
+  const tokenizer = vp.Tokenizer.train([words.join(' ')], { vocabSize: 64 });
+  const m = await vp.VideoLM.create({ ...CFG, tokenizer, seed: 4 });
+  const video = videos(1, 5);
+  const opts = { maxTokens: 12, temperature: 1, seed: 9, eosId: -1 };
+  const whole = await m.generate(video, 'describe the clip :', opts);
+  const pieces: string[] = [];
+  const seenWhileRunning: number[] = [];
+  for await (const p of m.generateStream(video, 'describe the clip :', opts)) pieces.push(p);
+  t.is(pieces.join(''), whole);
+  t.true(pieces.length > 1);
+  // Token ids in, token ids out; onToken sees each token, in order, before the call resolves.
+  const ids = tokenizer.encode('describe the clip :', { addBos: true });
+  const streamed: number[] = [];
+  for await (const tok of m.generateStream(video, ids, opts)) streamed.push(tok);
+  const direct = (await m.generate(video, ids, opts)) as Int32Array;
+  t.deepEqual(streamed, Array.from(direct));
+  const out = await m.generateBatch({ videos: video, text: ids, sequences: [[{ video: 0 }, { text: [0, ids.length] }]] }, { ...opts, onToken: (s, tok) => seenWhileRunning.push(s, tok) });
+  t.deepEqual(seenWhileRunning.filter((_, i) => i % 2 === 1), Array.from(out[0]));
+  const boom = m.generateBatch({ videos: video, text: ids, sequences: [[{ video: 0 }, { text: [0, ids.length] }]] }, { ...opts, onToken: () => { throw new Error('stop'); } });
+  await t.throwsAsync(boom, { message: 'stop' });
+  t.throws(() => m.generateBatch({ videos: video, text: ids, sequences: [[{ text: [0, 1] }]] }, { onToken: 3 as never }), { instanceOf: TypeError, message: /opts\.onToken/ });
+  // Explicit resource management: disposed at the end of the scope.
+  {
+    using x = vp.tensor([1, 2, 3], [3]);
+    t.false(x.disposed);
+    await m[Symbol.asyncDispose]();
+  }
+  t.throws(() => m.step, { message: /disposed/ });
+  const x = vp.tensor([1], [1]);
+  x[Symbol.dispose]();
+  t.true(x.disposed);
+});

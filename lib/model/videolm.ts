@@ -506,9 +506,12 @@ export class VideoLM {
       if (!onToken) return (await native.generate(b, g)) as Int32Array[];
       // The native side must never see a JS exception: keep the first one and throw it at the end.
       let failure: { error: unknown } | undefined;
+      let delivered!: () => void;
+      const allDelivered = new Promise<void>((res) => (delivered = res));
       const out = (await native.generate(b, {
         ...g,
         onToken: (seq: number, tok: number) => {
+          if (seq < 0) return delivered(); // the end mark, after every token
           if (failure) return;
           try {
             onToken(seq, tok);
@@ -517,6 +520,7 @@ export class VideoLM {
           }
         },
       })) as Int32Array[];
+      await allDelivered; // every onToken call happens before the call resolves
       if (failure) throw failure.error;
       return out;
     });

@@ -483,8 +483,9 @@ class VideoLMNative : public Napi::ObjectWrap<VideoLMNative> {
       g.top_p = static_cast<float>(NumProp(o, "topP", g.top_p));
       g.seed = static_cast<uint64_t>(NumProp(o, "seed", 0));
       g.eos_id = static_cast<int32_t>(NumProp(o, "eosId", -1));
-      // onToken(sequence, token): called on the JS thread as tokens are sampled (streaming). The
-      // thread-safe function is released when generation ends; queued calls are still delivered.
+      // onToken(sequence, token): called on the JS thread as tokens are sampled (streaming), then
+      // once with (-1, -1) after the last one. The thread-safe function is released when
+      // generation ends; queued calls are still delivered.
       if (o.Has("onToken") && o.Get("onToken").IsFunction()) {
         auto tsfn = std::make_shared<Napi::ThreadSafeFunction>(
             Napi::ThreadSafeFunction::New(env, o.Get("onToken").As<Napi::Function>(), "videoperceiver.onToken", 0, 1));
@@ -498,6 +499,8 @@ class VideoLMNative : public Napi::ObjectWrap<VideoLMNative> {
             info,
             [&m, b, g, out, tsfn]() {
               vp::Status s = m.generate(b->batch, g, out.get());
+              // (-1, -1) marks the end: calls arrive in order, so JS knows every token was delivered.
+              tsfn->NonBlockingCall([](Napi::Env e, Napi::Function cb) { cb.Call({Napi::Number::New(e, -1), Napi::Number::New(e, -1)}); });
               tsfn->Release();
               return s;
             },
