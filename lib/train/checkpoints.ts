@@ -47,8 +47,10 @@ export class DivergenceError extends Error {
   /** The last good checkpoint (undefined without a runDir or when none was written). */
   readonly checkpoint: string | undefined;
 
+  /** `step` 0: not known where it is thrown (the trainer adds it). */
   constructor(fn: string, stage: Stage, step: number, what: string, checkpoint?: string) {
-    super(`${fn}: loss diverged at step ${step} of ${stage === 'sft' ? 'SFT' : 'RL'} (${what}); ${checkpoint ? `last good checkpoint: ${checkpoint}` : 'no checkpoint holds the state before it'}`);
+    const where = step > 0 ? ` at step ${step} of ${stage === 'sft' ? 'SFT' : 'RL'}` : '';
+    super(`${fn}: loss diverged${where} (${what}); ${checkpoint ? `last good checkpoint: ${checkpoint}` : 'no checkpoint holds the state before it'}`);
     this.stage = stage;
     this.step = step;
     this.what = what;
