@@ -323,7 +323,9 @@ export class Trainer {
     // Retention's score of the next checkpoint: the mean loss (SFT) or reward (RL) since the previous one.
     let sum = 0;
     let n = 0;
+    let savingAt = start;
     const save = async (at: number, finished: boolean, reason: CheckpointEvent['reason']) => {
+      savingAt = at;
       const metric = n > 0 ? { name: stage === 'sft' ? ('loss' as const) : ('reward' as const), value: sum / n } : undefined;
       checkpoint = await this.#checkpoint(stage, at, total, finished, reason, metric);
       written = at;
@@ -340,9 +342,11 @@ export class Trainer {
         } catch (e) {
           // A step that took no optimizer step changed nothing: the state before it is good, save it.
           if (this.#store && this.model.step === optimizerSteps && s > written) {
-            doing = 'checkpoint after the failed step';
-            await save(s, false, 'error');
-            doing = 'step';
+            try {
+              await save(s, false, 'error');
+            } catch (ce) {
+              if (e instanceof Error) e.message += `\n(writing a checkpoint of the state before the failed step failed too: ${(ce as Error).message})`;
+            }
           }
           throw e;
         }
@@ -364,7 +368,7 @@ export class Trainer {
       }
       return { stage, steps: s, status, last, checkpoint, ...(status === 'interrupted' && signalled ? { signal: signalled as 'SIGINT' | 'SIGTERM' } : {}) };
     } catch (e) {
-      throw this.#failure(fn, stage, doing === 'step' ? s + 1 : s, doing, e);
+      throw this.#failure(fn, stage, doing === 'step' ? s + 1 : savingAt, doing, e);
     } finally {
       process.removeListener('SIGINT', onSignal);
       process.removeListener('SIGTERM', onSignal);
