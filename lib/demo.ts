@@ -213,12 +213,13 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   const reportRuns: ReportRun[] = DEMO_RUNS.map((n) => ({ name: n, curve: curves.get(n) ?? [] }));
   const report = join(out, 'report.html');
   writeReport(report, {
-    title: 'videoperceiver demo: seeing brief events',
+    title: opts.quick ? 'videoperceiver demo (smoke run): seeing brief events' : 'videoperceiver demo: seeing brief events',
     subtitle: `${plan.trainClips} synthetic training clips, ${plan.testClips} held-out clips; ${plan.sftSteps} SFT steps, ${plan.rlSteps} RL steps; seeds ${seeds.join(', ')}; ${seconds.toFixed(0)} s`,
     runs: reportRuns,
     table,
     samples,
     notes: [
+      ...(opts.quick ? ['Smoke run (--quick): it shows that everything runs end to end; at this size its numbers and the differences between (a), (b) and (c) are noise, not results.'] : []),
       '(a) and (b) start from the same initialization and see the same clips in the same order for the same number of steps; (c) continues (b) with RL.',
       'Event MC accuracy: multiple-choice questions about the brief event (four options, one of them "nothing happened"), answered by option likelihood. Chance is 0.25.',
       'Motion MC accuracy: questions about the steady motion, the general-ability control. Keyword recall: the event keywords found in greedy captions.',
