@@ -19,11 +19,11 @@
 // 6 RL steps; about 25 short processes.
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import * as vp from '../lib/index.js';
+import { fileHashes, runAndSignal } from './helpers.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const CLI = join(ROOT, 'lib', 'cli.ts');
@@ -39,53 +39,14 @@ writeFileSync(config, JSON.stringify({ model: MODEL, sft: { lr: 3e-3 }, rl: { pr
 const trainArgs = (out: string) => ['train', '--data', data, '--out', out, '--stage', 'both', '--steps', String(SFT_STEPS), '--rl-steps', String(RL_STEPS),
   '--batch-size', '2', '--group-size', '2', '--seed', '3', '--checkpoint-every', '4', '--config', config, '--json'];
 
-/** sha256 of every file under dir but latest.json (the one pointer that moves). */
-function hashes(dir: string): Map<string, string> {
-  const out = new Map<string, string>();
-  const walk = (d: string) => {
-    for (const e of readdirSync(d)) {
-      const p = join(d, e);
-      if (statSync(p).isDirectory()) walk(p);
-      else if (e !== 'latest.json') out.set(relative(dir, p), createHash('sha256').update(readFileSync(p)).digest('hex'));
-    }
-  };
-  if (existsSync(dir)) walk(dir);
-  return out;
-}
+/** Hashes of every checkpoint file but latest.json (the one pointer that moves). */
+const hashes = (dir: string) => fileHashes(dir, ['latest.json']);
 
-interface Exit {
-  code: number | null;
-  signal: string | null;
-  err: string;
-  /** Global step index (SFT 1..S, RL S+1..S+R) at which the signal was sent. */
-  killedAt?: number;
-}
-
-/** Runs the CLI; sends `sig` once the step with global index >= `killAt` is printed. */
-function train(args: string[], killAt?: number, sig: NodeJS.Signals = 'SIGINT'): Promise<Exit> {
-  return new Promise((res) => {
-    const child = spawn(process.execPath, ['--import=tsx', CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let buf = '';
-    let err = '';
-    let killedAt: number | undefined;
-    child.stderr.on('data', (d) => (err += d));
-    child.stdout.on('data', (d) => {
-      buf += d;
-      const lines = buf.split('\n');
-      buf = lines.pop()!;
-      for (const l of lines) {
-        if (!l.startsWith('{')) continue;
-        const e = JSON.parse(l) as vp.MetricEvent;
-        if (e.type !== 'step' || killAt === undefined || killedAt !== undefined) continue;
-        const g = e.stage === 'sft' ? e.step : SFT_STEPS + e.step;
-        if (g >= killAt) {
-          killedAt = g;
-          child.kill(sig);
-        }
-      }
-    });
-    child.on('exit', (code, signal) => res({ code, signal, err, killedAt }));
-  });
+/** Runs the CLI; sends `sig` once the step with global index >= `killAt` (SFT 1..S, RL S+1..S+R) is printed. */
+async function train(args: string[], killAt?: number, sig: NodeJS.Signals = 'SIGINT') {
+  const at = (e: { stage?: string; step?: number }) => (e.stage === 'sft' ? e.step! : SFT_STEPS + e.step!);
+  const r = await runAndSignal([CLI, ...args], ROOT, (e) => e.type === 'step' && killAt !== undefined && at(e) >= killAt, sig);
+  return { ...r, killedAt: r.sentAfter ? at(r.sentAfter) : undefined };
 }
 
 function steps(run: string): string[] {

@@ -9,12 +9,12 @@
 // before anything is allocated.
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import * as vp from '../lib/index.js';
 import { CheckpointStore } from '../lib/train/checkpoints.js';
+import { fileHashes, runAndSignal } from './helpers.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const MODEL = { imageSize: 16, patchSize: 8, frames: 4, width: 32, layers: 2, heads: 2, kvHeads: 1, mlpRatio: 2, maxSeq: 128, tied: true };
@@ -38,19 +38,7 @@ async function model(ds: vp.Dataset, seed = 1): Promise<vp.VideoLM> {
   return vp.VideoLM.create({ ...MODEL, tokenizer: vp.tokenizerForDataset(ds.annotations), seed });
 }
 
-/** sha256 of every file under dir (relative path → hash). */
-function hashes(dir: string): Map<string, string> {
-  const out = new Map<string, string>();
-  const walk = (d: string) => {
-    for (const e of readdirSync(d)) {
-      const p = join(d, e);
-      if (statSync(p).isDirectory()) walk(p);
-      else out.set(relative(dir, p), createHash('sha256').update(readFileSync(p)).digest('hex'));
-    }
-  };
-  if (existsSync(dir)) walk(dir);
-  return out;
-}
+const hashes = (dir: string) => fileHashes(dir);
 
 function events(run: string): vp.MetricEvent[] {
   return readFileSync(join(run, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
@@ -218,17 +206,7 @@ test('SIGTERM during training writes a checkpoint like Ctrl-C, then the process 
   const config = join(tmp(), 'tiny.json');
   writeFileSync(config, JSON.stringify({ model: MODEL }));
   const args = ['train', '--data', dataDir(), '--out', run, '--stage', 'sft', '--steps', '400', '--batch-size', '2', '--json', '--config', config];
-  const child = spawn(process.execPath, ['--import=tsx', join(ROOT, 'lib', 'cli.ts'), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stderr.on('data', (d) => (err += d));
-  const exited = new Promise<{ code: number | null; signal: string | null }>((res) => child.on('exit', (code, signal) => res({ code, signal })));
-  await new Promise<void>((res) => child.stdout.on('data', (d) => {
-    out += d;
-    if (out.includes('"type":"step"')) res();
-  }));
-  child.kill('SIGTERM');
-  const { code, signal } = await exited;
+  const { code, signal, err } = await runAndSignal([join(ROOT, 'lib', 'cli.ts'), ...args], ROOT, (e) => e.type === 'step', 'SIGTERM');
   t.true(code === 143 || signal === 'SIGTERM', `exit ${code} ${signal}: ${err.slice(-400)}`);
   t.regex(err, /SIGTERM: finishing the step and writing a checkpoint/);
   const latest = JSON.parse(readFileSync(join(run, 'checkpoints', 'latest.json'), 'utf8'));

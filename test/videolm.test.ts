@@ -307,6 +307,9 @@ test('validation errors name the argument', async (t) => {
   await t.throwsAsync(vp.VideoLM.create({ ...CFG, kvHeads: 3 }), { instanceOf: RangeError, message: /config\.kvHeads/ });
   await t.throwsAsync(vp.VideoLM.create({ ...CFG, imageSize: 10 }), { instanceOf: RangeError, message: /config\.imageSize/ });
   await t.throwsAsync(vp.VideoLM.create({ ...CFG, width: 1.5 }), { instanceOf: RangeError, message: /config\.width/ });
+  // Parameters that cannot fit are refused before anything is allocated.
+  await t.throwsAsync(vp.VideoLM.create({ ...CFG, width: 16384, heads: 128, kvHeads: 128, layers: 256, vocab: 1 << 20 }), { instanceOf: RangeError, message: /VideoLM\.create: config must be a model whose parameters fit in memory \(this one needs at least .* TiB/ });
+  await t.throwsAsync(vp.VideoLM.create({ ...CFG, widht: 8 } as vp.VideoLMCreateOptions), { instanceOf: TypeError, message: /opts\.widht is not an option; did you mean width\?/ });
   const m = await vp.VideoLM.create({ ...CFG, seed: 1 });
   const b = captions(2, 5, 1);
   t.throws(() => m.forward({ ...b, text: new Int32Array([99]) }), { instanceOf: RangeError, message: /batch\.text\[0\]/ });
@@ -335,7 +338,7 @@ test('generateStream yields the tokens as they are sampled and joins to what gen
   const m = await vp.VideoLM.create({ ...CFG, tokenizer, seed: 4 });
   const video = videos(1, 5);
   const opts = { maxTokens: 12, temperature: 1, seed: 9, eosId: -1 };
-  const whole = await m.generate(video, 'describe the clip :', opts);
+  const whole = (await m.generate(video, 'describe the clip :', opts)) as string;
   const pieces: string[] = [];
   const seenWhileRunning: number[] = [];
   for await (const p of m.generateStream(video, 'describe the clip :', opts)) pieces.push(p);

@@ -6,9 +6,11 @@
 // worker thread, so the JS main thread stays free), and saves/loads checkpoints
 // with the safetensors module.
 import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
 import { join } from 'node:path';
 import { backendInfo } from '../backend.js';
 import { describe, rangeError, typeError } from '../errors.js';
+import { bytesText } from '../fs.js';
 import { loadAddon } from '../native.js';
 import { inputDir, outputDir } from '../paths.js';
 import { Tensor } from '../tensor.js';
@@ -258,6 +260,12 @@ export class VideoLM {
     if (tok && tok.vocabSize > cfg.vocab) throw rangeError(fn, 'config.vocab', `>= the tokenizer's ${tok.vocabSize} ids`, `${cfg.vocab}`);
     const seed = checkNumber(fn, 'opts.seed', o.seed, 0, { integer: true, min: 0, max: Number.MAX_SAFE_INTEGER });
     const device = checkDevice(fn, o.device);
+    // The parameters alone (a lower bound of what the model allocates) must fit: refuse before allocating.
+    const d = cfg.width, kvd = (d / cfg.heads) * cfg.kvHeads, ffn = cfg.ffn ?? Math.ceil(cfg.mlpRatio * d);
+    const paramBytes = 4 * (cfg.vocab * d + cfg.layers * (2 * d * d + 2 * d * kvd + 3 * d * ffn));
+    const limit = device === 'cuda' ? (backendInfo().cuda?.memoryBytes ?? os.totalmem()) : os.totalmem();
+    if (paramBytes > limit)
+      throw rangeError(fn, 'config', `a model whose parameters fit in memory (this one needs at least ${bytesText(paramBytes)}; this machine has ${bytesText(limit)})`, JSON.stringify(cfg));
     const { binding } = loadAddon();
     return new VideoLM(new binding.VideoLMNative(cfg, seed, device), tok as Tokenizer | undefined);
   }

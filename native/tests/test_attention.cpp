@@ -326,6 +326,18 @@ TEST_CASE("attention: every ISA path, 1 and 2 threads, custom scale") {
 
 namespace {
 
+// Three sequences (33, 70 and 90 query rows; 33, 80 and 90 keys), 4 heads on 2 KV heads.
+Case nonfinite_case(int64_t D, bool causal) {
+  Case c;
+  c.lq = {33, 70, 90};
+  c.lk = {33, 80, 90};
+  c.H = 4;
+  c.Hkv = 2;
+  c.D = D;
+  c.causal = causal;
+  return c;
+}
+
 // NaN in a q row and in a k row, +inf and -inf in v, placed where some rows see them and some do not.
 void make_nonfinite(Problem& p) {
   const Case& c = p.c;
@@ -368,13 +380,7 @@ TEST_CASE("attention: NaN and infinity in q, k, v reach exactly the outputs that
     REQUIRE(vp::set_active_isa(isa));
     for (bool causal : {false, true})
       for (int threads : {1, 2}) {
-        Case c;
-        c.lq = {33, 70, 90};
-        c.lk = {33, 80, 90};
-        c.H = 4;
-        c.Hkv = 2;
-        c.D = 24;
-        c.causal = causal;
+        const Case c = nonfinite_case(24, causal);
         Problem p = make(c, seed += 10);
         make_nonfinite(p);
         Ref r = reference(p, false);
@@ -731,13 +737,7 @@ TEST_CASE("attention on CUDA: NaN and infinity in q, k, v reach every output tha
   uint64_t seed = 9500;
   for (vp::DType dt : {vp::DType::kFloat32, vp::DType::kBFloat16})
     for (bool causal : {false, true}) {
-      Case c;
-      c.lq = {33, 70, 90};
-      c.lk = {33, 80, 90};
-      c.H = 4;
-      c.Hkv = 2;
-      c.D = 64;
-      c.causal = causal;
+      const Case c = nonfinite_case(64, causal);
       Problem p = make(c, seed += 10);
       make_nonfinite(p);
       DevTensor q, k, v, out, lse;
