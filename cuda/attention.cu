@@ -35,6 +35,7 @@
 #include "vp/attention.h"
 #include "vp/cuda.h"
 
+#include "attention_nonfinite.cuh"
 #include "dtype.cuh"
 #include "host_checks.h"
 
@@ -909,12 +910,17 @@ Status attention_forward(const AttentionProblem& pr, DType dtype, const void* q,
   pp.p.out = out;
   pp.p.lse = lse;
   pp.p.vec = pp.p.vec && aligned16({q, k, v});
+  Status s;
   switch (dtype) {
-    case DType::kFloat32: return forward_dim<float>(pp);
-    case DType::kBFloat16: return forward_dim<__nv_bfloat16>(pp);
-    case DType::kFloat16: return forward_dim<__half>(pp);
+    case DType::kFloat32: s = forward_dim<float>(pp); break;
+    case DType::kBFloat16: s = forward_dim<__nv_bfloat16>(pp); break;
+    case DType::kFloat16: s = forward_dim<__half>(pp); break;
     default: return Status::Invalid("attention: CUDA takes float32, bfloat16 or float16");
   }
+  VP_RETURN_IF_ERROR(s);
+  // NaN/Inf in q, k or v reach every output they touch (attention_nonfinite.cu).
+  return nonfinite::propagate(dtype, q, k, v, out, lse, pp.p.cu_q, pp.p.cu_k, pp.p.batch, pp.p.H, pp.p.Hkv, pp.p.D,
+                              pr.total_q, pr.total_k, pr.causal);
 }
 
 Status attention_backward(const AttentionProblem& pr, DType dtype, const void* dout, const void* q, const void* k,

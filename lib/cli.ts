@@ -1,129 +1,126 @@
 #!/usr/bin/env node
-// The `videoperceiver` command line. Commands grow with the package; each has --help.
+// The `videoperceiver` command line: each command declares its flags
+// (lib/cli-args.ts), so an unknown flag, a missing value or a value out of range
+// stops the command with status 2 and a message naming the flag; file and folder
+// arguments are checked before any work (lib/paths.ts). Each command has --help.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs, UsageError, type FlagSpec, type FlagSpecs, type ParsedArgs } from './cli-args.js';
 import * as vp from './index.js';
 import { formatDemoTable, runDemo } from './demo.js';
 import { cudaDriverPresent, loadAddon, packageRoot } from './native.js';
+import { inputDir, inputFile, outputDir } from './paths.js';
 import { ProgressBar } from './progress.js';
+import { didYouMean } from './suggest.js';
+import { CONFIG_FILE_KEYS, MAX_STEPS } from './train/options.js';
 import { fitClip } from './train/tasks.js';
 
 interface Command {
   summary: string;
   usage: string;
-  run(args: string[]): Promise<number> | number;
+  /** The flags the command takes (anything else is refused). */
+  flags: FlagSpecs;
+  /** Arguments that are not flags are passed through (bench). */
+  positional?: boolean;
+  run(args: ParsedArgs, raw: string[]): Promise<number> | number;
 }
 
-function flag(args: string[], name: string): boolean {
-  return args.includes(`--${name}`);
-}
+const SEED: FlagSpec = { kind: 'int', min: 0, max: 2 ** 32 - 1 };
+const STEPS: FlagSpec = { kind: 'int', min: 1, max: MAX_STEPS };
+const DEVICE: FlagSpec = { kind: 'string', choices: ['cpu', 'cuda'] };
+const JSON_FLAG: FlagSpec = { kind: 'bool' };
+const PATH: FlagSpec = { kind: 'string' };
 
-/** The value of --name VALUE or --name=VALUE. */
-function option(args: string[], name: string): string | undefined {
-  const i = args.indexOf(`--${name}`);
-  if (i >= 0) return args[i + 1];
-  const eq = args.find((a) => a.startsWith(`--${name}=`));
-  return eq?.slice(name.length + 3);
-}
-
-function intOption(args: string[], name: string, dflt: number, min = 1): number {
-  const v = option(args, name);
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new RangeError(`--${name} must be an integer >= ${min}, got ${v}`);
-  return n;
-}
-
-function numOption(args: string[], name: string): number | undefined {
-  const v = option(args, name);
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new RangeError(`--${name} must be a number, got ${v}`);
-  return n;
-}
-
-function required(args: string[], name: string, cmd: string): string {
-  const v = option(args, name);
-  if (!v || v.startsWith('--')) throw new TypeError(`${cmd}: --${name} is required (see videoperceiver ${cmd} --help)`);
-  return v;
-}
-
-/** A JSON config file: { model?: {...}, sft?: {...}, rl?: {...} }. */
+/** A JSON config file: { model?: {...}, sft?: {...}, rl?: {...} }, every key checked. */
 function readConfig(path: string | undefined): { model?: Record<string, unknown>; sft?: Record<string, unknown>; rl?: Record<string, unknown> } {
   if (!path) return {};
-  if (!existsSync(path)) throw new Error(`--config: ${path} not found`);
+  inputFile('--config', path, 'a JSON config file');
+  let c: unknown;
   try {
-    const c = JSON.parse(readFileSync(path, 'utf8'));
-    if (c === null || typeof c !== 'object' || Array.isArray(c)) throw new Error('must be a JSON object');
-    return c;
+    c = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
-    throw new Error(`--config: ${path}: ${(e as Error).message}`);
+    throw new UsageError(`--config: ${path}: ${e instanceof SyntaxError ? `not valid JSON (${e.message})` : (e as Error).message}`);
   }
-}
-
-/** --device cpu|cuda (default cpu). */
-function deviceOption(args: string[]): 'cpu' | 'cuda' {
-  const d = option(args, 'device') ?? 'cpu';
-  if (d !== 'cpu' && d !== 'cuda') throw new RangeError(`--device must be cpu or cuda, got ${d}`);
-  return d;
+  if (c === null || typeof c !== 'object' || Array.isArray(c)) throw new UsageError(`--config: ${path}: must be a JSON object { "model": {...}, "sft": {...}, "rl": {...} }`);
+  const sections = Object.keys(CONFIG_FILE_KEYS) as (keyof typeof CONFIG_FILE_KEYS)[];
+  for (const [k, v] of Object.entries(c)) {
+    const known = CONFIG_FILE_KEYS[k as keyof typeof CONFIG_FILE_KEYS] as readonly string[] | undefined;
+    if (!known) throw new UsageError(`--config: ${path}: unknown section "${k}"${didYouMean(k, sections, (x) => `"${x}"`)} (sections: ${sections.join(', ')})`);
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new UsageError(`--config: ${path}: "${k}" must be an object`);
+    for (const key of Object.keys(v)) {
+      if (!known.includes(key))
+        throw new UsageError(`--config: ${path}: unknown key "${k}.${key}"${didYouMean(key, known, (x) => `"${k}.${x}"`)} (docs/training.md lists every key)`);
+    }
+  }
+  return c as ReturnType<typeof readConfig>;
 }
 
 function defined<T extends Record<string, unknown>>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
-async function train(args: string[]): Promise<number> {
-  const data = vp.openDataset(required(args, 'data', 'train'));
-  const out = required(args, 'out', 'train');
-  const cfg = readConfig(option(args, 'config'));
-  const stage = option(args, 'stage') ?? 'both';
-  if (!['sft', 'rl', 'both'].includes(stage)) throw new RangeError(`--stage must be sft, rl or both, got ${stage}`);
-  const json = flag(args, 'json');
-  const seed = intOption(args, 'seed', 0, 0);
+/** The exit status of a stage stopped by a signal (128 + its number, as the shell reports it). */
+function stopped(r: vp.StageResult): number {
+  return r.signal === 'SIGTERM' ? 143 : 130;
+}
+
+async function train(a: ParsedArgs): Promise<number> {
+  const dataDir = inputDir('--data', a.required('data', 'train', 'DIR'), 'a dataset folder');
+  const outPath = a.required('out', 'train', 'RUN_DIR');
+  const cfg = readConfig(a.str('config'));
+  const from = a.str('model');
+  if (from) inputDir('--model', from, 'a saved model folder');
+  if (from && a.has('preset')) throw new UsageError('train: give --model DIR or --preset NAME, not both');
+  if (a.flag('override') && !a.flag('resume')) throw new UsageError('train: --override only applies with --resume');
+  const data = vp.openDataset(dataDir);
+  const out = outputDir('--out', outPath);
+  const stage = a.str('stage') ?? 'both';
+  const json = a.flag('json');
+  const seed = a.num('seed', 0);
+  const device = (a.str('device') ?? 'cpu') as vp.VideoLMDevice;
   let model: vp.VideoLM;
-  const from = option(args, 'model');
-  const device = deviceOption(args);
   if (from) model = await vp.VideoLM.load(from, { device });
   else {
-    const preset = (option(args, 'preset') ?? 'tiny') as vp.VideoLMPreset;
+    const preset = (a.str('preset') ?? 'tiny') as vp.VideoLMPreset;
     const tokenizer = vp.tokenizerForDataset(data.annotations);
     model = await vp.VideoLM.create({ preset, ...(cfg.model ?? {}), tokenizer, seed, device } as vp.VideoLMCreateOptions);
   }
   let bar: ProgressBar | undefined;
   const trainer = new vp.Trainer(model, {
-    runDir: out, seed, checkpointEvery: intOption(args, 'checkpoint-every', 0, 0),
+    runDir: out, seed, checkpointEvery: a.num('checkpoint-every', 0), saveTotalLimit: a.num('save-total-limit'),
     onStep: (e) => {
       if (json) console.log(JSON.stringify(e));
       else if (e.type === 'step') bar?.update(e.step, e.stage === 'sft' ? `loss ${e.loss.toFixed(3)}` : `reward ${e.reward.toFixed(3)}`);
       else if (e.type === 'checkpoint') process.stderr.write(`checkpoint ${e.path}\n`);
     },
   });
-  if (flag(args, 'resume')) {
-    const r = await trainer.resume(out);
+  if (a.flag('resume')) {
+    const r = await trainer.resume(out, { override: a.flag('override') });
     process.stderr.write(`resumed ${r.path} (${r.stage} step ${r.step})\n`);
   }
   const sftOpts: vp.SftOptions = {
     ...(cfg.sft ?? {}),
-    ...defined({ steps: numOption(args, 'steps'), epochs: numOption(args, 'epochs'), batchSize: numOption(args, 'batch-size'), lr: numOption(args, 'lr'), lambda: numOption(args, 'lambda') }),
-    ...(flag(args, 'no-kim') ? { kim: false } : {}),
-    ...(flag(args, 'no-contrastive') ? { contrastive: false } : {}),
+    ...defined({ steps: a.num('steps'), epochs: a.num('epochs'), batchSize: a.num('batch-size'), lr: a.num('lr'), lambda: a.num('lambda') }),
+    ...(a.flag('no-kim') ? { kim: false } : {}),
+    ...(a.flag('no-contrastive') ? { contrastive: false } : {}),
   };
   const rlOpts: vp.RlOptions = {
     ...(cfg.rl ?? {}),
-    ...defined({ steps: numOption(args, 'rl-steps'), lr: numOption(args, 'rl-lr'), groupSize: numOption(args, 'group-size') }),
-    ...(option(args, 'comparative') ? { comparative: option(args, 'comparative') as vp.RlOptions['comparative'] } : {}),
+    ...defined({ steps: a.num('rl-steps'), lr: a.num('rl-lr'), groupSize: a.num('group-size') }),
+    ...(a.has('comparative') ? { comparative: a.str('comparative') as vp.RlOptions['comparative'] } : {}),
   };
   const count = (o: { steps?: number; epochs?: number }, per: number) => o.steps ?? Math.max(1, Math.ceil(((o.epochs ?? 1) * data.length) / per));
   if (stage !== 'rl') {
     bar = json ? undefined : new ProgressBar('sft', count(sftOpts, (sftOpts.batchSize ?? 8) * (sftOpts.gradAccum ?? 1)));
     const r = await trainer.sft(data, sftOpts);
-    if (r.status !== 'done') return 130;
+    if (r.status !== 'done') return stopped(r);
   }
   if (stage !== 'sft') {
     bar = json ? undefined : new ProgressBar('rl', count(rlOpts, rlOpts.promptsPerStep ?? 4));
     const r = await trainer.rl(data, rlOpts);
-    if (r.status !== 'done') return 130;
+    if (r.status !== 'done') return stopped(r);
   }
   await model.save(join(out, 'model'));
   if (!json) console.log(`saved the trained model to ${join(out, 'model')}`);
@@ -132,15 +129,17 @@ async function train(args: string[]): Promise<number> {
   return 0;
 }
 
-async function evalCommand(args: string[]): Promise<number> {
-  const model = await vp.VideoLM.load(required(args, 'model', 'eval'), { device: deviceOption(args) });
-  const data = vp.openDataset(required(args, 'data', 'eval'));
-  const json = flag(args, 'json');
+async function evalCommand(a: ParsedArgs): Promise<number> {
+  const modelDir = inputDir('--model', a.required('model', 'eval', 'DIR'), 'a saved model folder');
+  const dataDir = inputDir('--data', a.required('data', 'eval', 'DIR'), 'a dataset folder');
+  const data = vp.openDataset(dataDir);
+  const model = await vp.VideoLM.load(modelDir, { device: (a.str('device') ?? 'cpu') as vp.VideoLMDevice });
+  const json = a.flag('json');
   const bar = json ? undefined : new ProgressBar('eval', data.length * 2);
   let base = 0;
   const trainer = new vp.Trainer(model);
   const r = await trainer.evaluate(data, {
-    maxTokens: intOption(args, 'max-tokens', 32),
+    maxTokens: a.num('max-tokens', 32),
     onProgress: (d, n) => {
       bar?.update(base + d);
       if (d === n) base += n;
@@ -152,46 +151,45 @@ async function evalCommand(args: string[]): Promise<number> {
   return 0;
 }
 
-async function generate(args: string[]): Promise<number> {
-  const model = await vp.VideoLM.load(required(args, 'model', 'generate'), { device: deviceOption(args) });
-  const video = required(args, 'video', 'generate');
-  if (!existsSync(video)) throw new Error(`generate: --video ${video}: no such file`);
+async function generate(a: ParsedArgs): Promise<number> {
+  const modelDir = inputDir('--model', a.required('model', 'generate', 'DIR'), 'a saved model folder');
+  const video = inputFile('--video', a.required('video', 'generate', 'FILE'), 'a clip (.npy or a video file)');
+  const model = await vp.VideoLM.load(modelDir, { device: (a.str('device') ?? 'cpu') as vp.VideoLMDevice });
   const c = model.config;
   let sample: { frames: Uint8Array; shape: [number, number, number, 3]; frameTimes: number[]; id: string };
   if (video.toLowerCase().endsWith('.npy')) {
-    const a = vp.readNpy(video);
-    if (a.dtype !== 'uint8' || a.shape.length !== 4 || a.shape[3] !== 3) throw new TypeError(`--video: ${video} must hold uint8 [F, H, W, 3], got ${a.dtype} [${a.shape.join(', ')}]`);
-    sample = { frames: a.data as Uint8Array, shape: a.shape as [number, number, number, 3], frameTimes: a.shape.map((_, i) => i), id: video };
+    const arr = vp.readNpy(video);
+    if (arr.dtype !== 'uint8' || arr.shape.length !== 4 || arr.shape[3] !== 3) throw new TypeError(`--video: ${video} must hold uint8 [F, H, W, 3], got ${arr.dtype} [${arr.shape.join(', ')}]`);
+    sample = { frames: arr.data as Uint8Array, shape: arr.shape as [number, number, number, 3], frameTimes: arr.shape.map((_, i) => i), id: video };
   } else {
     const d = vp.decodeVideo(video, { frames: c.frames, size: [c.imageSize, c.imageSize] });
     sample = { frames: d.frames, shape: d.shape, frameTimes: d.frameTimes, id: video };
   }
   const fitted = fitClip(sample, c.frames, c.imageSize);
-  const prompt = option(args, 'prompt') ?? vp.CAPTION_PROMPT;
+  const prompt = a.str('prompt') ?? vp.CAPTION_PROMPT;
   const text = await model.generate(fitted.frames, prompt, {
-    maxTokens: intOption(args, 'max-tokens', 32), temperature: numOption(args, 'temperature') ?? 0, topP: numOption(args, 'top-p') ?? 1, seed: intOption(args, 'seed', 0, 0),
+    maxTokens: a.num('max-tokens', 32), temperature: a.num('temperature', 0), topP: a.num('top-p', 1), seed: a.num('seed', 0),
   });
-  if (flag(args, 'json')) console.log(JSON.stringify({ video, prompt, text }));
+  if (a.flag('json')) console.log(JSON.stringify({ video, prompt, text }));
   else console.log(text);
   model.dispose();
   return 0;
 }
 
-async function demo(args: string[]): Promise<number> {
-  const seedsArg = option(args, 'seeds');
-  const seeds = seedsArg ? seedsArg.split(',').map((x) => {
-    const n = Number(x);
-    if (!Number.isInteger(n) || n < 0) throw new RangeError(`--seeds must be a comma-separated list of non-negative integers, got ${seedsArg}`);
-    return n;
-  }) : [intOption(args, 'seed', 0, 0)];
-  const json = flag(args, 'json');
+async function demo(a: ParsedArgs): Promise<number> {
+  if (a.has('seed') && a.has('seeds')) throw new UsageError('demo: give --seed N or --seeds A,B,C, not both');
+  const seeds = a.list('seeds') ?? [a.num('seed', 0)];
+  const json = a.flag('json');
+  const out = a.str('out');
+  if (out !== undefined) outputDir('--out', out);
+  const quick = a.flag('quick');
   const r = await runDemo({
-    quick: flag(args, 'quick'), seeds, out: option(args, 'out'), progress: !json,
-    plan: defined({ sftSteps: numOption(args, 'sft-steps'), rlSteps: numOption(args, 'rl-steps'), trainClips: numOption(args, 'train-clips'), testClips: numOption(args, 'test-clips') }),
+    quick, seeds, out, progress: !json,
+    plan: defined({ sftSteps: a.num('sft-steps'), rlSteps: a.num('rl-steps'), trainClips: a.num('train-clips'), testClips: a.num('test-clips') }),
     log: json ? () => {} : undefined,
   });
   if (json) {
-    console.log(JSON.stringify({ table: r.table, runs: r.runs, report: r.report, seconds: r.seconds, seeds: r.seeds }));
+    console.log(JSON.stringify({ table: r.table, runs: r.runs, report: r.report, seconds: r.seconds, seeds: r.seeds, smokeRun: quick }));
     return 0;
   }
   console.log(`\nheld-out results (${r.plan.testClips} clips; seeds ${r.seeds.join(', ')}${r.seeds.length > 1 ? '; mean ± std' : ''}):\n`);
@@ -200,11 +198,14 @@ async function demo(args: string[]): Promise<number> {
   const ev = 'event MC accuracy';
   const d = (i: number) => `${get(i, ev) >= get(0, ev) ? '+' : ''}${((get(i, ev) - get(0, ev)) * 100).toFixed(1)} points`;
   console.log(`\nevent accuracy vs (a): (b) ${d(1)}, (c) ${d(2)}`);
+  if (quick)
+    console.log(`smoke run (--quick: ${r.plan.sftSteps} SFT steps, ${r.plan.testClips} test clips): it checks that everything runs end to end; ` +
+      'its numbers and differences are noise, not results (the default run and docs/results.md measure the method)');
   console.log(`report: ${r.report}  (${r.seconds.toFixed(0)} s)`);
   return 0;
 }
 
-function doctor(args: string[]): number {
+function doctor(a: ParsedArgs): number {
   let info: vp.BackendInfo;
   try {
     info = vp.backendInfo();
@@ -214,7 +215,7 @@ function doctor(args: string[]): number {
   }
   const addon = loadAddon();
   const driver = cudaDriverPresent();
-  if (flag(args, 'json')) {
+  if (a.flag('json')) {
     console.log(JSON.stringify({ ...info, attempts: addon.attempts, cudaDriver: driver }));
     return 0;
   }
@@ -247,17 +248,24 @@ async function quickBench(): Promise<void> {
   }
 }
 
+const DEMO_FLAGS: FlagSpecs = {
+  quick: { kind: 'bool' }, seed: SEED, seeds: { kind: 'int-list', min: 0, max: 2 ** 32 - 1 }, out: PATH,
+  'sft-steps': STEPS, 'rl-steps': STEPS, 'train-clips': { kind: 'int', min: 1, max: 10_000_000 }, 'test-clips': { kind: 'int', min: 1, max: 10_000_000 }, json: JSON_FLAG,
+};
+
 const commands: Record<string, Command> = {
   doctor: {
     summary: 'show which native binary loaded, the CPU ISA path, and whether CUDA is used (and why not)',
     usage: 'videoperceiver doctor [--json]',
+    flags: { json: JSON_FLAG },
     run: doctor,
   },
   start: {
     summary: 'what `npm start` runs: doctor, then the demo',
     usage: 'videoperceiver start [demo options]',
+    flags: DEMO_FLAGS,
     async run(args) {
-      const rc = doctor([]);
+      const rc = doctor(parseArgs('doctor', [], commands.doctor.flags));
       if (rc !== 0) return rc;
       console.log('');
       return demo(args);
@@ -265,42 +273,62 @@ const commands: Record<string, Command> = {
   },
   demo: {
     summary: 'the method end to end: (a) plain SFT, (b) SFT + KIM + contrastive, (c) (b) + comparative GRPO, evaluated on held-out clips; writes report.html',
-    usage: 'videoperceiver demo [--quick] [--seed 0 | --seeds 0,1,2] [--out ./videoperceiver-demo] [--sft-steps N] [--rl-steps N] [--train-clips N] [--test-clips N] [--json]',
+    usage: 'videoperceiver demo [--quick] [--seed 0 | --seeds 0,1,2] [--out ./videoperceiver-demo] [--sft-steps N] [--rl-steps N] [--train-clips N] [--test-clips N] [--json]\n\n--quick is a smoke run (about 2 minutes): it shows that everything runs; its numbers are noise.',
+    flags: DEMO_FLAGS,
     run: demo,
   },
   train: {
     summary: 'train a VideoLM on a dataset folder: stage 1 (SFT with KIM + contrastive), stage 2 (comparative GRPO), or both',
-    usage: 'videoperceiver train --data DIR --out RUN_DIR [--stage sft|rl|both] [--config FILE.json] [--model DIR | --preset tiny|small] [--steps N] [--epochs N] [--batch-size 8] [--lr 1e-3] [--lambda 0.5] [--no-kim] [--no-contrastive] [--rl-steps N] [--rl-lr 1e-4] [--group-size 4] [--comparative baseline|pairwise|threshold|none] [--seed 0] [--checkpoint-every N] [--resume] [--device cpu|cuda] [--json]\n\nconfig file: { "model": { VideoLM config }, "sft": { SftOptions }, "rl": { RlOptions } }; flags override it. The trained model is saved to RUN_DIR/model; checkpoints to RUN_DIR/checkpoints; metrics to RUN_DIR/metrics.jsonl. Ctrl-C writes a checkpoint; --resume continues from it.',
+    usage: 'videoperceiver train --data DIR --out RUN_DIR [--stage sft|rl|both] [--config FILE.json] [--model DIR | --preset tiny|small] [--steps N] [--epochs N] [--batch-size 8] [--lr 1e-3] [--lambda 0.5] [--no-kim] [--no-contrastive] [--rl-steps N] [--rl-lr 1e-4] [--group-size 4] [--comparative baseline|pairwise|threshold|none] [--seed 0] [--checkpoint-every N] [--save-total-limit N] [--resume [--override]] [--device cpu|cuda] [--json]\n\n' +
+      'config file: { "model": { VideoLM config }, "sft": { SftOptions }, "rl": { RlOptions } } (every key: docs/training.md); flags override it. ' +
+      'The trained model is saved to RUN_DIR/model; checkpoints to RUN_DIR/checkpoints (--save-total-limit N keeps the N newest, and always the best and the last); ' +
+      'metrics to RUN_DIR/metrics.jsonl; the resolved hyper-parameters to RUN_DIR/training_args.json. ' +
+      'Ctrl-C or SIGTERM writes a checkpoint; --resume continues from it (a changed hyper-parameter is refused unless --override).',
+    flags: {
+      data: PATH, out: PATH, stage: { kind: 'string', choices: ['sft', 'rl', 'both'] }, config: PATH, model: PATH,
+      preset: { kind: 'string', choices: Object.keys(vp.VIDEOLM_PRESETS) }, steps: STEPS, epochs: { kind: 'number', gt: 0, max: 1e6 },
+      'batch-size': { kind: 'int', min: 1, max: 2 ** 31 - 1 }, lr: { kind: 'number', gt: 0 }, lambda: { kind: 'number', min: 0 },
+      'no-kim': { kind: 'bool' }, 'no-contrastive': { kind: 'bool' }, 'rl-steps': STEPS, 'rl-lr': { kind: 'number', gt: 0 },
+      'group-size': { kind: 'int', min: 2, max: 4096 }, comparative: { kind: 'string', choices: ['baseline', 'pairwise', 'threshold', 'none'] },
+      seed: SEED, 'checkpoint-every': { kind: 'int', min: 0, max: MAX_STEPS }, 'save-total-limit': { kind: 'int', min: 1, max: 1_000_000 },
+      resume: { kind: 'bool' }, override: { kind: 'bool' }, device: DEVICE, json: JSON_FLAG,
+    },
     run: train,
   },
   eval: {
     summary: 'evaluate a saved model on a dataset: multiple-choice accuracy by option likelihood, keyword recall of generated captions',
     usage: 'videoperceiver eval --model DIR --data DIR [--max-tokens 32] [--device cpu|cuda] [--json]',
+    flags: { model: PATH, data: PATH, 'max-tokens': { kind: 'int', min: 1, max: 1 << 24 }, device: DEVICE, json: JSON_FLAG },
     run: evalCommand,
   },
   generate: {
     summary: 'generate text for a video (.npy uint8 [F, H, W, 3] or a video file decoded by ffmpeg) with a saved model',
     usage: 'videoperceiver generate --model DIR --video FILE [--prompt "describe the clip :"] [--max-tokens 32] [--temperature 0] [--top-p 1] [--seed 0] [--device cpu|cuda] [--json]',
+    flags: {
+      model: PATH, video: PATH, prompt: PATH, 'max-tokens': { kind: 'int', min: 0, max: 1 << 24 }, temperature: { kind: 'number', min: 0, max: 1e4 },
+      'top-p': { kind: 'number', gt: 0, max: 1 }, seed: { kind: 'int', min: 0, max: Number.MAX_SAFE_INTEGER }, device: DEVICE, json: JSON_FLAG,
+    },
     run: generate,
   },
   synth: {
     summary: 'generate a dataset of fine-grained action clips (annotations.jsonl + .npy clips, deterministic from a seed)',
     usage: 'videoperceiver synth --out DIR [--count 200] [--seed 0] [--frames 16] [--size 32] [--fps 8] [--event-rate 0.8] [--mp4] [--json]',
-    run(args) {
-      const out = option(args, 'out');
-      if (!out) throw new TypeError('synth: --out DIR is required');
-      const count = intOption(args, 'count', 200);
-      const seed = intOption(args, 'seed', 0, 0);
-      const eventRate = Number(option(args, 'event-rate') ?? 0.8);
-      if (!(eventRate >= 0 && eventRate <= 1)) throw new RangeError(`--event-rate must be in [0, 1], got ${option(args, 'event-rate')}`);
-      const bar = flag(args, 'json') ? undefined : new ProgressBar('synth', count);
+    flags: {
+      out: PATH, count: { kind: 'int', min: 1, max: 10_000_000 }, seed: SEED, frames: { kind: 'int', min: 4, max: 4096 },
+      size: { kind: 'int', min: 16, max: 4096 }, fps: { kind: 'number', gt: 0, max: 1e4 }, 'event-rate': { kind: 'number', min: 0, max: 1 },
+      mp4: { kind: 'bool' }, json: JSON_FLAG,
+    },
+    run(a) {
+      const out = outputDir('--out', a.required('out', 'synth', 'DIR'));
+      const count = a.num('count', 200);
+      const seed = a.num('seed', 0);
+      const bar = a.flag('json') ? undefined : new ProgressBar('synth', count);
       const anns = vp.synthDataset(out, {
-        count, seed, frames: intOption(args, 'frames', 16, 4), size: intOption(args, 'size', 32, 16),
-        fps: Number(option(args, 'fps') ?? 8), eventRate, mp4: flag(args, 'mp4'),
+        count, seed, frames: a.num('frames', 16), size: a.num('size', 32), fps: a.num('fps', 8), eventRate: a.num('event-rate', 0.8), mp4: a.flag('mp4'),
         onProgress: (d) => bar?.update(d),
       });
-      const events = anns.filter((a) => a.events?.length).length;
-      if (flag(args, 'json')) console.log(JSON.stringify({ out, count, seed, withEvent: events }));
+      const events = anns.filter((x) => x.events?.length).length;
+      if (a.flag('json')) console.log(JSON.stringify({ out, count, seed, withEvent: events }));
       else console.log(`wrote ${count} clips (${events} with a transient event) to ${out}`);
       return 0;
     },
@@ -308,22 +336,25 @@ const commands: Record<string, Command> = {
   bench: {
     summary: 'run the benchmarks against PyTorch (in a checkout: bench/run.ts; args passed through)',
     usage: 'videoperceiver bench [name...] [--filter NAME] [--quick] [--json] [--save]',
-    run(args) {
+    flags: { filter: { kind: 'string' }, quick: { kind: 'bool' }, json: JSON_FLAG, save: { kind: 'bool' } },
+    positional: true,
+    run(_a, raw) {
       const runner = join(packageRoot, 'bench', 'run.ts');
       if (!existsSync(runner)) {
         console.error('The benchmark suite ships with the source checkout, not the npm package; running the built-in quick benchmark.');
         return quickBench().then(() => 0);
       }
-      const r = spawnSync(process.execPath, ['--import=tsx', runner, ...args], { stdio: 'inherit', cwd: packageRoot });
+      const r = spawnSync(process.execPath, ['--import=tsx', runner, ...raw], { stdio: 'inherit', cwd: packageRoot });
       return r.status ?? 1;
     },
   },
   build: {
     summary: 'build the native addon from source (cmake-js, or node-gyp when CMake is absent)',
     usage: 'videoperceiver build [--gyp]',
-    run(args) {
+    flags: { gyp: { kind: 'bool' } },
+    run(a) {
       const hasCmake = spawnSync('cmake', ['--version']).status === 0;
-      const script = flag(args, 'gyp') || !hasCmake ? 'build-gyp.mjs' : 'build-native.mjs';
+      const script = a.flag('gyp') || !hasCmake ? 'build-gyp.mjs' : 'build-native.mjs';
       const path = join(packageRoot, 'scripts', script);
       if (!existsSync(path)) {
         console.error(`missing ${path}`);
@@ -340,6 +371,9 @@ function help(): void {
   console.log('\nvideoperceiver <command> --help for details');
 }
 
+/** The CLI's commands and their flags (for tests and docs). */
+export const COMMANDS: Readonly<Record<string, Pick<Command, 'usage' | 'flags'>>> = commands;
+
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
@@ -348,21 +382,24 @@ async function main(argv: string[]): Promise<number> {
   }
   const cmd = commands[name];
   if (!cmd) {
-    console.error(`unknown command '${name}'`);
+    console.error(`unknown command '${name}'${didYouMean(name, Object.keys(commands), (c) => `'${c}'`)}`);
     help();
     return 2;
   }
-  if (flag(rest, 'help') || rest.includes('-h')) {
+  if (rest.includes('--help') || rest.includes('-h')) {
     console.log(`${cmd.usage}\n\n${cmd.summary}`);
     return 0;
   }
-  return cmd.run(rest);
+  return cmd.run(parseArgs(name, rest, cmd.flags, { positional: cmd.positional }), rest);
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (e: unknown) => {
-    console.error(e instanceof Error ? e.message : e);
-    process.exit(1);
-  },
-);
+// Run only as the program (tests import COMMANDS).
+if (process.argv[1] && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url))) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e: unknown) => {
+      console.error(e instanceof Error ? e.message : e);
+      process.exit(e instanceof UsageError ? 2 : 1);
+    },
+  );
+}

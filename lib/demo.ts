@@ -6,12 +6,13 @@
 // evaluate each on held-out clips (transient-event multiple-choice accuracy,
 // event-keyword recall of generated captions, steady-motion accuracy as the
 // general-ability control), print the table and write report.html.
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { openDataset, type Dataset } from './data/dataset.js';
 import { synthDataset, type SynthOptions } from './data/synth.js';
 import { writeFileAtomic } from './fs.js';
 import { VideoLM, type VideoLMConfig } from './model/videolm.js';
+import { outputDir } from './paths.js';
 import { ProgressBar } from './progress.js';
 import { writeReport, type ReportRow, type ReportRun, type ReportSample } from './report/html.js';
 import type { EvaluationResult } from './train/eval.js';
@@ -123,7 +124,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   const out = resolve(opts.out ?? 'videoperceiver-demo');
   const showProgress = opts.progress ?? true;
   const log = opts.log ?? ((s: string) => process.stderr.write(s + '\n'));
-  mkdirSync(out, { recursive: true });
+  outputDir('demo: opts.out', out);
 
   log(`videoperceiver demo: ${plan.trainClips} training clips, ${plan.testClips} held-out clips, ${plan.sftSteps} SFT steps of ${plan.batchSize} clips, ${plan.rlSteps} RL steps; seeds ${seeds.join(', ')}; output ${out}`);
   const train = cachedDataset(join(out, 'data', `train-${plan.trainClips}`), plan.trainClips, 1000, plan.synth);
@@ -212,12 +213,13 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   const reportRuns: ReportRun[] = DEMO_RUNS.map((n) => ({ name: n, curve: curves.get(n) ?? [] }));
   const report = join(out, 'report.html');
   writeReport(report, {
-    title: 'videoperceiver demo: seeing brief events',
+    title: opts.quick ? 'videoperceiver demo (smoke run): seeing brief events' : 'videoperceiver demo: seeing brief events',
     subtitle: `${plan.trainClips} synthetic training clips, ${plan.testClips} held-out clips; ${plan.sftSteps} SFT steps, ${plan.rlSteps} RL steps; seeds ${seeds.join(', ')}; ${seconds.toFixed(0)} s`,
     runs: reportRuns,
     table,
     samples,
     notes: [
+      ...(opts.quick ? ['Smoke run (--quick): it shows that everything runs end to end; at this size its numbers and the differences between (a), (b) and (c) are noise, not results.'] : []),
       '(a) and (b) start from the same initialization and see the same clips in the same order for the same number of steps; (c) continues (b) with RL.',
       'Event MC accuracy: multiple-choice questions about the brief event (four options, one of them "nothing happened"), answered by option likelihood. Chance is 0.25.',
       'Motion MC accuracy: questions about the steady motion, the general-ability control. Keyword recall: the event keywords found in greedy captions.',

@@ -1,7 +1,9 @@
-// File-system helpers shared by everything that writes user data.
+// File-system helpers shared by everything that writes user data. A failed
+// write says which file and why (no space, no permission, file size limit).
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { reason } from './paths.js';
 
 /**
  * Writes `path` atomically: the bytes go to a temporary file in the same
@@ -28,7 +30,10 @@ export function writeFileAtomic(path: string, data: string | Uint8Array | readon
   } catch (e) {
     if (fd >= 0) closeSync(fd);
     rmSync(tmp, { force: true });
-    throw e;
+    // Name the file: a bare "ENOSPC: no space left on device, write" does not say which.
+    const err = new Error(`cannot write ${path}: ${reason(e)}`) as NodeJS.ErrnoException;
+    err.code = (e as NodeJS.ErrnoException).code;
+    throw err;
   }
   try {
     const dfd = openSync(dir, 'r');
@@ -40,4 +45,16 @@ export function writeFileAtomic(path: string, data: string | Uint8Array | readon
   } catch {
     // Some platforms (Windows) cannot fsync a directory; the rename is still atomic there.
   }
+}
+
+/** A byte count for messages: "512 B", "3.2 MiB", "1.5 GiB". */
+export function bytesText(n: number): string {
+  if (!Number.isFinite(n)) return `${n} B`;
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let u = 0;
+  while (n >= 1024 && u < units.length - 1) {
+    n /= 1024;
+    u++;
+  }
+  return u === 0 ? `${n} B` : `${n.toFixed(1)} ${units[u]}`;
 }

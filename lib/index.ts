@@ -30,6 +30,6 @@ export {
   type MetricEvent, type SftStepEvent, type RlStepEvent, type EvalEvent, type CheckpointEvent,
   lemmas, keywordRecall, keywordF1, multipleChoiceMatch, defaultTaskReward, captionKeywordRecall, type TaskRewardInput,
   CAPTION_PROMPT, questionPrompt, clipTasks, tokenizerForDataset, annotatedKeywords, type ClipTask, type FittedClip,
-  type TrainClip, type TrainerSftBatch, type ContrastGroup,
+  type TrainClip, type TrainerSftBatch, type ContrastGroup, DivergenceError,
 } from './train/index.js';
 export { renderReport, writeReport, type ReportInput, type ReportRun, type ReportRow, type ReportSample } from './report/index.js';

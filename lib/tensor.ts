@@ -119,6 +119,16 @@ export class Tensor {
   }
 
   /** Frees the tensor's memory (device memory at once); using it afterwards is an error. */
+  /** `using t = vp.tensor(...)`: disposed at the end of the scope. */
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** `await using t = ...` (the same as dispose(): it never waits). */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dispose();
+  }
+
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;

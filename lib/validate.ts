@@ -1,6 +1,7 @@
 // Argument validation shared by every op: runs before any native work, so bad
 // input becomes a TypeError/RangeError naming the argument, never a crash.
 import { describe, rangeError, typeError } from './errors.js';
+import { didYouMean } from './suggest.js';
 import { Tensor, type DType } from './tensor.js';
 
 export interface TensorSpec {
@@ -67,6 +68,13 @@ export function checkOptions(fn: string, opts: unknown): Record<string, unknown>
   if (opts === undefined) return {};
   if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) throw typeError(fn, 'opts', 'an object', describe(opts));
   return opts as Record<string, unknown>;
+}
+
+/** Refuses keys of `o` that are not in `known` (a misspelt option would otherwise be ignored), naming the nearest valid one. */
+export function checkKnownKeys(fn: string, arg: string, o: Record<string, unknown>, known: readonly string[]): void {
+  for (const k of Object.keys(o)) {
+    if (!known.includes(k)) throw new TypeError(`${fn}: ${arg}.${k} is not an option${didYouMean(k, known)} (valid: ${known.join(', ')})`);
+  }
 }
 
 /**

@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 // The test command: native tests (doctest under ctest) and the TypeScript tests
-// (ava), with one closing line `N passed, N failed` over both.
+// (ava), with one closing line `N passed, N failed` over both. When CMake found
+// no doctest, it is installed with apt-get when running as root, and the tree is
+// configured again; otherwise the run stops at once with the command that
+// installs it (scripts/doctest.mjs).
 //   --native-only   only the native tests
 //   --sanitize      build the native tests with VP_SANITIZE=address,undefined
 //                   (CPU backend) in build-asan/ and run them
@@ -9,6 +12,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpus } from 'node:os';
+import { doctestMissing, installDoctest } from './doctest.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const argv = process.argv.slice(2);
@@ -42,13 +46,24 @@ function runCtest(buildDir, label) {
   failed += bad;
 }
 
+/** doctest for a configured build tree: installed (and the tree configured again) when CMake did not find it. */
+function ensureDoctest(dir) {
+  if (!doctestMissing(join(dir, 'CMakeCache.txt'))) return true;
+  const d = installDoctest();
+  if (!d.installed) {
+    console.error(`[test] ${d.message}`);
+    process.exit(1);
+  }
+  return run('cmake', [dir], { stdio: 'inherit' }).status === 0;
+}
+
 function nativeTests() {
   if (sanitize) {
     const dir = join(root, 'build-asan');
     const gen = run('ninja', ['--version']).status === 0 ? ['-G', 'Ninja'] : [];
     let r = run('cmake', ['-S', '.', '-B', dir, ...gen, '-DVP_CUDA=off', '-DVP_SANITIZE=address,undefined',
       '-DCMAKE_BUILD_TYPE=RelWithDebInfo'], { stdio: 'inherit' });
-    if (r.status !== 0) return fail('sanitizer build: cmake configure failed');
+    if (r.status !== 0 || !ensureDoctest(dir)) return fail('sanitizer build: cmake configure failed');
     r = run('cmake', ['--build', dir, '--target', 'vp_tests', '-j', jobs], { stdio: 'inherit' });
     if (r.status !== 0) return fail('sanitizer build: compile failed');
     if (!existsSync(join(dir, 'CTestTestfile.cmake'))) return fail('sanitizer build: no tests (install doctest-dev)');
@@ -60,13 +75,13 @@ function nativeTests() {
   if (!existsSync(join(dir, 'build.ninja')) && !existsSync(join(dir, 'Makefile'))) {
     const r = run(process.execPath, [join(root, 'scripts', 'build-native.mjs')], { stdio: 'inherit' });
     if (r.status !== 0) return fail('native build failed');
-  } else {
-    // Rebuild incrementally so the tests never run against stale binaries.
-    const r = run('cmake', ['--build', dir, '-j', jobs], { stdio: 'inherit' });
-    if (r.status !== 0) return fail('native build failed');
   }
+  if (!ensureDoctest(dir)) return fail('cmake could not configure build-native/ again after installing doctest');
+  // Rebuild incrementally so the tests never run against stale binaries.
+  const r = run('cmake', ['--build', dir, '-j', jobs], { stdio: 'inherit' });
+  if (r.status !== 0) return fail('native build failed');
   if (!existsSync(join(dir, 'CTestTestfile.cmake')))
-    return fail('native tests were not built: doctest was not found at configure time (apt-get install doctest-dev, then npm run build:native)');
+    return fail('native tests were not built: CMake did not find doctest (apt-get install doctest-dev)');
   runCtest(dir, 'native tests');
 }
 

@@ -294,3 +294,21 @@ test('attention on CUDA (bf16/f16/f32 against the float64 reference) or a clean 
     t.true(relError(back(g.dv), r.dv) <= 4 * tol, `${dtype} dv`);
   }
 });
+
+test('NaN in q or k and infinity in v reach the outputs that see them, as in PyTorch; other rows are untouched', (t) => {
+  // One causal sequence of 12 rows, 2 heads sharing one KV head, D = 8.
+  const T = 12, H = 2, D = 8;
+  const q = randomFloats(T * H * D, 31, -1, 1), k = randomFloats(T * D, 32, -1, 1), v = randomFloats(T * D, 33, -1, 1);
+  q[(2 * H + 1) * D + 3] = NaN; // row 2, head 1
+  k[7 * D + 5] = NaN; // key 7: every row from 7 on
+  v[4 * D + 6] = Infinity; // key 4, feature 6: rows 4..6 (rows 7.. are NaN already)
+  const r = vp.attention(vp.tensor(q, [T, H, D]), vp.tensor(k, [T, 1, D]), vp.tensor(v, [T, 1, D]), { causal: true });
+  const out = r.out.data as Float32Array, lse = r.lse.data as Float32Array;
+  for (let i = 0; i < T; i++) {
+    for (let h = 0; h < H; h++) {
+      const rowNaN = (i === 2 && h === 1) || i >= 7;
+      t.is(Number.isNaN(lse[h * T + i]), rowNaN, `lse row ${i} head ${h}`);
+      for (let d = 0; d < D; d++) t.is(Number.isNaN(out[(i * H + h) * D + d]), rowNaN || (i >= 4 && d === 6), `out row ${i} head ${h} feature ${d}`);
+    }
+  }
+});

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as data from '../lib/data/index.js';
@@ -122,10 +122,89 @@ test('openDataset reports bad annotations with file, line and field', (t) => {
     writeFileSync(join(dir, 'annotations.jsonl'), [{ id: 1, video: 'a.npy', caption: 'x' }, { id: 1, video: 'b.npy', caption: 'y' }].map((l) => JSON.stringify(l)).join('\n'));
     t.throws(() => vp.openDataset(dir), { message: /line 2: duplicate id "1"/ });
     writeFileSync(join(dir, 'annotations.jsonl'), JSON.stringify({ id: 1, video: 'missing.npy', caption: 'x' }));
-    t.throws(() => vp.openDataset(dir).load(0), { message: /video file not found: .*missing\.npy/ });
+    t.throws(() => vp.openDataset(dir, { checkClips: false }).load(0), { message: /clip file not found: .*missing\.npy/ });
     vp.writeNpy(join(dir, 'wrong.npy'), { dtype: 'float32', shape: [2, 2], data: new Float32Array(4) });
     writeFileSync(join(dir, 'annotations.jsonl'), JSON.stringify({ id: 1, video: 'wrong.npy', caption: 'x' }));
-    t.throws(() => vp.openDataset(dir).load(0), { instanceOf: TypeError, message: /must hold uint8 \[F, H, W, 3\]/ });
+    t.throws(() => vp.openDataset(dir, { checkClips: false }).load(0), { instanceOf: TypeError, message: /must hold uint8 \[F, H, W, 3\]/ });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('openDataset checks every clip when it opens: missing, unreadable, wrong shape, truncated, not a video', (t) => {
+  const dir = tmp();
+  try {
+    const clip = (F: number, extra = 0) => ({ dtype: 'uint8' as const, shape: [F, 4, 4, 3], data: new Uint8Array(F * 48 + extra) });
+    vp.writeNpy(join(dir, 'good.npy'), clip(3));
+    vp.writeNpy(join(dir, 'floats.npy'), { dtype: 'float32', shape: [3, 4, 4, 3], data: new Float32Array(144) });
+    const whole = vp.encodeNpy(clip(3));
+    writeFileSync(join(dir, 'short.npy'), whole.subarray(0, whole.length - 10));
+    writeFileSync(join(dir, 'fake.mp4'), 'not a video at all');
+    mkdirSync(join(dir, 'folder.npy'));
+    const anns = [
+      { id: 'a', video: 'good.npy', caption: 'x' },
+      { id: 'b', video: 'gone.npy', caption: 'x' },
+      { id: 'c', video: 'floats.npy', caption: 'x' },
+      { id: 'd', video: 'short.npy', caption: 'x' },
+      { id: 'e', video: 'fake.mp4', caption: 'x' },
+      { id: 'f', video: 'folder.npy', caption: 'x' },
+      { id: 'g', video: 'good.npy', caption: 'x', frameTimes: [0, 1] },
+      { id: 'h', video: 'good.txt', caption: 'x' },
+    ];
+    writeFileSync(join(dir, 'annotations.jsonl'), anns.map((a) => JSON.stringify(a)).join('\n'));
+    writeFileSync(join(dir, 'good.txt'), 'x');
+    const e = t.throws(() => vp.openDataset(dir))!;
+    t.regex(e.message, /^openDataset: 7 of 8 clips cannot be read:/);
+    t.regex(e.message, /line 2 \(id "b"\): clip .*gone\.npy: not found/);
+    t.regex(e.message, /line 3 \(id "c"\): clip .*floats\.npy: must hold uint8 \[F, H, W, 3\]/);
+    t.regex(e.message, /line 4 \(id "d"\): clip .*short\.npy: truncated data/);
+    t.regex(e.message, /line 5 \(id "e"\): clip .*fake\.mp4: not a readable \.mp4 file/);
+    t.regex(e.message, /… and 2 more/);
+    // Only the good ones: opens.
+    writeFileSync(join(dir, 'annotations.jsonl'), JSON.stringify(anns[0]));
+    t.is(vp.openDataset(dir).length, 1);
+    // A file given as the folder.
+    t.throws(() => vp.openDataset(join(dir, 'good.npy')), { message: /openDataset: dir: .*good\.npy: is a file, expected a dataset folder/ });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('synthDataset checks its options and the free disk space before writing; a pseudo file system fails fast', (t) => {
+  const dir = tmp();
+  try {
+    for (const [o, re] of [
+      [{ count: 2, fps: Number('abc') }, /synth: fps must be a number in \(0, 10000\], got NaN/],
+      [{ count: 2, fps: 0 }, /fps must be/],
+      [{ count: 2, frames: 1e9 }, /frames must be an integer in \[4, 4096\]/],
+      [{ count: 2, size: 4096, frames: 4096 }, /bytes per clip/],
+      [{ count: 1e12 }, /synthDataset: count 1000000000000 clips of .* need about .* free/],
+      [{ count: 2, eventRate: 2 }, /eventRate must be in \[0, 1\]/],
+    ] as const) t.throws(() => vp.synthDataset(join(dir, 'd'), o as vp.SynthDatasetOptions), { instanceOf: RangeError, message: re });
+    t.false(existsSync(join(dir, 'd', 'annotations.jsonl')));
+    const t0 = Date.now();
+    t.throws(() => vp.synthDataset('/proc/vp-test-data', { count: 1 }), { message: /synthDataset: dir: \/proc\/vp-test-data: cannot create the folder/ });
+    t.true(Date.now() - t0 < 5000);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('decodeVideo: keeps only the frames it returns in memory (a clip whose raw frames exceed 1 GiB), names a folder given as the path', (t) => {
+  if (!hasFfmpeg) return t.pass('ffmpeg not installed: skipped (CI installs it)');
+  const dir = tmp();
+  try {
+    t.throws(() => vp.decodeVideo(dir), { message: new RegExp(`^decodeVideo: path: ${dir}: is a folder, expected a video file`) });
+    // 200 frames at 20 fps; decoded at 1088x1920 they would be 200 × 6.3 MB = 1.25 GB of raw RGB.
+    const clip = join(dir, 'long.mp4');
+    const mk = spawnSync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc=duration=10:size=64x48:rate=20', '-pix_fmt', 'yuv420p', clip]);
+    t.is(mk.status, 0, String(mk.stderr));
+    const v = vp.decodeVideo(clip, { fps: 20, maxFrames: 6, size: [1088, 1920] });
+    t.deepEqual(v.shape, [6, 1088, 1920, 3]);
+    t.deepEqual(v.frameTimes, [0, 0.05, 0.1, 0.15, 0.2, 0.25]);
+    const u = vp.decodeVideo(clip, { frames: 4, size: [1088, 1920] });
+    t.deepEqual(u.shape, [4, 1088, 1920, 3]);
+    t.throws(() => vp.decodeVideo(clip, { fps: 20, maxFrames: 1e7, size: [1088, 1920] }), { instanceOf: RangeError, message: /more than half of this machine's/ });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

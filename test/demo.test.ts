@@ -22,6 +22,8 @@ test('demo --quick trains (a), (b), (c), prints the table and writes a report th
     const rows = r.stdout.split('\n').filter((l) => /^\((a|b|c)\)/.test(l));
     t.is(rows.length, 3, r.stdout);
     for (const row of rows) t.regex(row, /\d\.\d{3}\s+\d\.\d{3}\s+\d\.\d{3}$/);
+    // A smoke run says so: its numbers are noise.
+    t.regex(r.stdout, /smoke run .*its numbers and differences are noise, not results/);
     const res = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
     t.is(res.runs.length, 3);
     for (const run of res.runs) for (const v of Object.values(run.metrics)) t.true((v as number) >= 0 && (v as number) <= 1);
@@ -31,6 +33,7 @@ test('demo --quick trains (a), (b), (c), prints the table and writes a report th
     t.true(existsSync(page));
     const html = readFileSync(page, 'utf8');
     t.true((html.match(/<svg /g) ?? []).length >= 3);
+    t.regex(html, /Smoke run \(--quick\)/);
     if (!CHROMIUM) return t.pass('chromium not installed: rendering not checked (CI installs it)');
     const shot = screenshotPage(page, out);
     t.true(shot.ok, shot.stderr);

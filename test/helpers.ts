@@ -1,7 +1,8 @@
 // Shared helpers for the ava tests: seeded random data and relative error.
-import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { decodePng } from '../lib/data/png.js';
 import { seededRandom } from '../lib/random.js';
 
@@ -56,4 +57,54 @@ export function screenshotPage(page: string, work: string): PageShot {
     if (Math.abs(rr - 0x2b) < 12 && Math.abs(g - 0x7b) < 12 && Math.abs(b - 0xb9) < 12) chartBlue++;
   }
   return { ok: true, width: img.width, dark, chartBlue, consoleErrors, stderr };
+}
+
+/** sha256 of every file under dir, by path relative to it; files named in `skip` are left out. */
+export function fileHashes(dir: string, skip: readonly string[] = []): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (d: string) => {
+    for (const e of readdirSync(d)) {
+      const p = join(d, e);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (!skip.includes(e)) out.set(relative(dir, p), createHash('sha256').update(readFileSync(p)).digest('hex'));
+    }
+  };
+  if (existsSync(dir)) walk(dir);
+  return out;
+}
+
+export interface SignalledRun {
+  code: number | null;
+  signal: string | null;
+  err: string;
+  /** The event after which the signal was sent (undefined: never sent). */
+  sentAfter?: { type: string; stage?: string; step?: number };
+}
+
+/**
+ * Runs `node --import=tsx ...args` (cwd `cwd`), reads the JSON events it prints a line each,
+ * and sends `sig` once, after the first event for which `when` is true.
+ */
+export function runAndSignal(args: string[], cwd: string, when: (e: { type: string; stage?: string; step?: number }) => boolean, sig: NodeJS.Signals): Promise<SignalledRun> {
+  return new Promise((res) => {
+    const child = spawn(process.execPath, ['--import=tsx', ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let buf = '';
+    let err = '';
+    let sentAfter: SignalledRun['sentAfter'];
+    child.stderr.on('data', (d) => (err += d));
+    child.stdout.on('data', (d) => {
+      buf += d;
+      const lines = buf.split('\n');
+      buf = lines.pop()!;
+      for (const l of lines) {
+        if (sentAfter || !l.startsWith('{')) continue;
+        const e = JSON.parse(l);
+        if (when(e)) {
+          sentAfter = e;
+          child.kill(sig);
+        }
+      }
+    });
+    child.on('exit', (code, signal) => res({ code, signal, err, sentAfter }));
+  });
 }

@@ -5,11 +5,11 @@
 // callback, the stream and metrics.jsonl, and the evaluators agree with the
 // model's own log-probs.
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as vp from '../lib/index.js';
+import { runAndSignal } from './helpers.js';
 
 const ROOT = join(import.meta.dirname, '..');
 
@@ -196,17 +196,7 @@ const model = await vp.VideoLM.create({ ...${JSON.stringify(MODEL)}, tokenizer: 
 const tr = new vp.Trainer(model, { runDir: ${JSON.stringify(run)}, onStep: (e) => console.log(JSON.stringify(e)) });
 await tr.sft(ds, { steps: 100000, batchSize: 2 });
 `);
-  const child = spawn(process.execPath, ['--import=tsx', script], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stderr.on('data', (d) => (err += d));
-  const exited = new Promise<{ code: number | null; signal: string | null }>((res) => child.on('exit', (code, signal) => res({ code, signal })));
-  await new Promise<void>((res) => child.stdout.on('data', (d) => {
-    out += d;
-    if (out.includes('"type":"step"')) res();
-  }));
-  child.kill('SIGINT');
-  const { code, signal } = await exited;
+  const { code, signal, err } = await runAndSignal([script], ROOT, (e) => e.type === 'step', 'SIGINT');
   t.true(signal === 'SIGINT' || code === 130, `exit ${code} ${signal}: ${err.slice(-400)}`);
   t.regex(err, /writing a checkpoint/);
   const latest = JSON.parse(readFileSync(join(run, 'checkpoints', 'latest.json'), 'utf8'));

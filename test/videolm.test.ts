@@ -203,8 +203,28 @@ test('corrupt, truncated and mismatched checkpoints are rejected with clear erro
   writeFileSync(cfgPath, '{ not json');
   e = await t.throwsAsync(vp.VideoLM.load(dir), { instanceOf: CheckpointError });
   t.regex(e!.message, /not valid JSON/);
-  await t.throwsAsync(vp.VideoLM.load(join(dir, 'nope')), { instanceOf: CheckpointError, message: /not found/ });
+  await t.throwsAsync(vp.VideoLM.load(join(dir, 'nope')), { instanceOf: CheckpointError, message: /no such folder/ });
+  await t.throwsAsync(vp.VideoLM.load(cfgPath), { instanceOf: CheckpointError, message: /VideoLM\.load: dir: .*config\.json: is a file, expected a saved model folder/ });
   m.dispose();
+});
+
+test('a checkpoint whose weights or optimizer state hold NaN or Infinity is refused when loaded', async (t) => {
+  const m = await vp.VideoLM.create({ ...CFG, seed: 1 });
+  const dir = join(tmp(), 'nan');
+  await m.save(dir);
+  m.dispose();
+  for (const [file, name, value] of [['model.safetensors', 'tok_embed', NaN], ['optimizer.safetensors', 'v.tok_embed', Infinity]] as const) {
+    const path = join(dir, file);
+    const good = readFileSync(path);
+    const st = vp.readSafetensors(path);
+    const key = Object.keys(st.tensors).find((k) => k.startsWith(name)) ?? Object.keys(st.tensors)[0];
+    (st.tensors[key].data as Float32Array)[3] = value;
+    vp.writeSafetensors(path, st.tensors, st.metadata);
+    const e = await t.throwsAsync(vp.VideoLM.load(dir), { instanceOf: CheckpointError });
+    t.regex(e!.message, new RegExp(`${file.replace('.', '\\.')}: tensor "${key.replace('.', '\\.')}" holds ${value} at element 3: the weights are not finite`));
+    writeFileSync(path, good);
+  }
+  (await vp.VideoLM.load(dir)).dispose();
 });
 
 test('generation: deterministic for a seed, a batch of prompts, greedy equals the argmax of a full recomputation', async (t) => {
@@ -287,6 +307,9 @@ test('validation errors name the argument', async (t) => {
   await t.throwsAsync(vp.VideoLM.create({ ...CFG, kvHeads: 3 }), { instanceOf: RangeError, message: /config\.kvHeads/ });
   await t.throwsAsync(vp.VideoLM.create({ ...CFG, imageSize: 10 }), { instanceOf: RangeError, message: /config\.imageSize/ });
   await t.throwsAsync(vp.VideoLM.create({ ...CFG, width: 1.5 }), { instanceOf: RangeError, message: /config\.width/ });
+  // Parameters that cannot fit are refused before anything is allocated.
+  await t.throwsAsync(vp.VideoLM.create({ ...CFG, width: 16384, heads: 128, kvHeads: 128, layers: 256, vocab: 1 << 20 }), { instanceOf: RangeError, message: /VideoLM\.create: config must be a model whose parameters fit in memory \(this one needs at least .* TiB/ });
+  await t.throwsAsync(vp.VideoLM.create({ ...CFG, widht: 8 } as vp.VideoLMCreateOptions), { instanceOf: TypeError, message: /opts\.widht is not an option; did you mean width\?/ });
   const m = await vp.VideoLM.create({ ...CFG, seed: 1 });
   const b = captions(2, 5, 1);
   t.throws(() => m.forward({ ...b, text: new Int32Array([99]) }), { instanceOf: RangeError, message: /batch\.text\[0\]/ });
@@ -307,4 +330,39 @@ test('validation errors name the argument', async (t) => {
   await t.throwsAsync(m.generate(null, 'hello'), { instanceOf: TypeError, message: /tokenizer/ });
   m.dispose();
   t.throws(() => m.forward(b), { message: /disposed/ });
+});
+
+test('generateStream yields the tokens as they are sampled and joins to what generate returns; onToken; using / await using dispose', async (t) => {
+  const words = ['a', 'red', 'square', 'jumps', 'left', 'describe', 'the', 'clip', ':'];
+  const tokenizer = vp.Tokenizer.train([words.join(' ')], { vocabSize: 64 });
+  const m = await vp.VideoLM.create({ ...CFG, tokenizer, seed: 4 });
+  const video = videos(1, 5);
+  const opts = { maxTokens: 12, temperature: 1, seed: 9, eosId: -1 };
+  const whole = (await m.generate(video, 'describe the clip :', opts)) as string;
+  const pieces: string[] = [];
+  const seenWhileRunning: number[] = [];
+  for await (const p of m.generateStream(video, 'describe the clip :', opts)) pieces.push(p);
+  t.is(pieces.join(''), whole);
+  t.true(pieces.length > 1);
+  // Token ids in, token ids out; onToken sees each token, in order, before the call resolves.
+  const ids = tokenizer.encode('describe the clip :', { addBos: true });
+  const streamed: number[] = [];
+  for await (const tok of m.generateStream(video, ids, opts)) streamed.push(tok);
+  const direct = (await m.generate(video, ids, opts)) as Int32Array;
+  t.deepEqual(streamed, Array.from(direct));
+  const out = await m.generateBatch({ videos: video, text: ids, sequences: [[{ video: 0 }, { text: [0, ids.length] }]] }, { ...opts, onToken: (s, tok) => seenWhileRunning.push(s, tok) });
+  t.deepEqual(seenWhileRunning.filter((_, i) => i % 2 === 1), Array.from(out[0]));
+  const boom = m.generateBatch({ videos: video, text: ids, sequences: [[{ video: 0 }, { text: [0, ids.length] }]] }, { ...opts, onToken: () => { throw new Error('stop'); } });
+  await t.throwsAsync(boom, { message: 'stop' });
+  t.throws(() => m.generateBatch({ videos: video, text: ids, sequences: [[{ text: [0, 1] }]] }, { onToken: 3 as never }), { instanceOf: TypeError, message: /opts\.onToken/ });
+  // Explicit resource management: disposed at the end of the scope.
+  {
+    using x = vp.tensor([1, 2, 3], [3]);
+    t.false(x.disposed);
+    await m[Symbol.asyncDispose]();
+  }
+  t.throws(() => m.step, { message: /disposed/ });
+  const x = vp.tensor([1], [1]);
+  x[Symbol.dispose]();
+  t.true(x.disposed);
 });

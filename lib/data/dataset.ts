@@ -1,11 +1,13 @@
 // vp.openDataset(dir): a folder with `annotations.jsonl` (one JSON object a line)
 // and the clips it names: `.npy` (uint8 [F, H, W, 3]) or a video file decoded
-// with ffmpeg. Annotations are validated when the dataset opens, so a bad line
-// is reported (file, line, field) before any training starts.
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { isAbsolute, join } from 'node:path';
+// with ffmpeg. Annotations and clips are validated when the dataset opens, so a
+// bad line or a missing or unreadable clip is reported (file, line, field,
+// clip) before any training starts. Opening reads each clip's first bytes.
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { extname, isAbsolute, join } from 'node:path';
+import { inputDir, inputFile, pathError, reason } from '../paths.js';
 import { Tensor } from '../tensor.js';
-import { readNpy } from './npy.js';
+import { readNpy, readNpyHeader } from './npy.js';
 import { decodeVideo, type DecodeOptions } from './video.js';
 
 export interface EventAnnotation {
@@ -49,9 +51,60 @@ export interface VideoSample extends Annotation {
 export interface OpenDatasetOptions extends DecodeOptions {
   /** Annotation file name inside the folder (default annotations.jsonl). */
   annotations?: string;
+  /**
+   * Check every clip when the dataset opens (default true): the file exists,
+   * an .npy file's header says uint8 [F, H, W, 3] and the data is all there
+   * (and frameTimes has F entries), a video file starts with its container's
+   * header. A dataset that opens is one training can read to the end.
+   */
+  checkClips?: boolean;
 }
 
 const VIDEO_EXTS = ['.mp4', '.webm', '.avi', '.mkv', '.mov', '.m4v'];
+
+// The first bytes of each video container (a file that does not start so is not one).
+function videoHeaderOk(path: string, ext: string): boolean {
+  const b = Buffer.alloc(12);
+  const fd = openSync(path, 'r');
+  let n = 0;
+  try {
+    n = readSync(fd, b, 0, 12, 0);
+  } finally {
+    closeSync(fd);
+  }
+  if (n < 12) return false;
+  const at = (o: number, s: string) => b.toString('latin1', o, o + s.length) === s;
+  if (ext === '.webm' || ext === '.mkv') return b.readUInt32BE(0) === 0x1a45dfa3; // EBML
+  if (ext === '.avi') return at(0, 'RIFF') && at(8, 'AVI ');
+  return ['ftyp', 'moov', 'mdat', 'wide', 'free', 'skip'].some((box) => at(4, box)); // MP4 / QuickTime boxes
+}
+
+/** Why clip `path` of annotation `a` cannot be read, or undefined when it can. */
+function clipProblem(a: Annotation, path: string): string | undefined {
+  let st;
+  try {
+    st = statSync(path);
+  } catch (e) {
+    return `clip ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : reason(e)}`;
+  }
+  if (st.isDirectory()) return `clip ${path}: is a folder, expected a clip file`;
+  if (!st.isFile()) return `clip ${path}: not a regular file`;
+  const ext = extname(path).toLowerCase();
+  try {
+    if (ext === '.npy') {
+      const h = readNpyHeader(path);
+      if (h.dtype !== 'uint8' || h.shape.length !== 4 || h.shape[3] !== 3 || h.shape[0] < 1)
+        return `clip ${path}: must hold uint8 [F, H, W, 3] with F >= 1, got ${h.dtype} [${h.shape.join(', ')}]`;
+      if (a.frameTimes && a.frameTimes.length !== h.shape[0]) return `"frameTimes" has ${a.frameTimes.length} entries for the clip's ${h.shape[0]} frames`;
+      return undefined;
+    }
+    if (!VIDEO_EXTS.includes(ext)) return `clip ${path}: unsupported clip type (use .npy or one of ${VIDEO_EXTS.join(', ')})`;
+    if (!videoHeaderOk(path, ext)) return `clip ${path}: not a readable ${ext} file (its first bytes are not a ${ext} header)`;
+    return undefined;
+  } catch (e) {
+    return `clip ${path}: ${(e as Error).message.replace(/^readNpy: /, '').replace(`${path}: `, '')}`;
+  }
+}
 
 function invalid(where: string, msg: string): never {
   throw new TypeError(`openDataset: ${where}: ${msg}`);
@@ -121,7 +174,7 @@ export class Dataset implements Iterable<VideoSample> {
     if (!Number.isInteger(i) || i < 0 || i >= this.length) throw new RangeError(`Dataset.load: index must be in [0, ${this.length}), got ${i}`);
     const a = this.annotations[i];
     const path = this.videoPath(i);
-    if (!existsSync(path)) throw new Error(`Dataset.load: sample ${a.id}: video file not found: ${path}`);
+    if (!existsSync(path)) throw new Error(`Dataset.load: sample ${a.id}: clip file not found: ${path} (was it removed after the dataset was opened?)`);
     if (path.toLowerCase().endsWith('.npy')) {
       const arr = readNpy(path);
       if (arr.dtype !== 'uint8' || arr.shape.length !== 4 || arr.shape[3] !== 3)
@@ -143,13 +196,24 @@ export class Dataset implements Iterable<VideoSample> {
   }
 }
 
-/** Opens a dataset folder; validates every annotation line (errors name the file and line). */
+/**
+ * Opens a dataset folder; validates every annotation line (errors name the file
+ * and line) and, unless `checkClips: false`, every clip (see OpenDatasetOptions).
+ */
 export function openDataset(dir: string, opts: OpenDatasetOptions = {}): Dataset {
   if (typeof dir !== 'string' || !dir) throw new TypeError(`openDataset: dir must be a folder path, got ${JSON.stringify(dir)}`);
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`openDataset: no such folder: ${dir}`);
+  inputDir('openDataset: dir', dir, 'a dataset folder (annotations.jsonl and the clips it names)');
   const file = join(dir, opts.annotations ?? 'annotations.jsonl');
   if (!existsSync(file)) throw new Error(`openDataset: ${file} not found (a dataset folder holds annotations.jsonl and the clips it names)`);
-  const lines = readFileSync(file, 'utf8').split('\n');
+  inputFile('openDataset: dir', file, 'the annotations file (JSON lines)');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw pathError('openDataset: dir', file, e, 'read it');
+  }
+  const lines = text.split('\n');
+  const lineOf: number[] = [];
   const anns: Annotation[] = [];
   const ids = new Set<string>();
   lines.forEach((line, i) => {
@@ -165,8 +229,22 @@ export function openDataset(dir: string, opts: OpenDatasetOptions = {}): Dataset
     if (ids.has(a.id)) invalid(where, `duplicate id ${JSON.stringify(a.id)}`);
     ids.add(a.id);
     anns.push(a);
+    lineOf.push(i + 1);
   });
-  return new Dataset(dir, anns, opts);
+  const ds = new Dataset(dir, anns, opts);
+  if (opts.checkClips ?? true) {
+    const problems: string[] = [];
+    anns.forEach((a, i) => {
+      const p = clipProblem(a, ds.videoPath(i));
+      if (p) problems.push(`${file} line ${lineOf[i]} (id ${JSON.stringify(a.id)}): ${p}`);
+    });
+    if (problems.length > 0) {
+      const shown = problems.slice(0, 5).join('\n  ');
+      const more = problems.length > 5 ? `\n  … and ${problems.length - 5} more` : '';
+      throw new Error(`openDataset: ${problems.length} of ${anns.length} clips cannot be read:\n  ${shown}${more}`);
+    }
+  }
+  return ds;
 }
 
 /** Frames as a float32 CPU tensor [F, H, W, 3] in [0, 1] (what detectTransientFrames and the model take). */

@@ -2,8 +2,9 @@
 // plain way to hand arrays to and from Python. Versions 1.0-3.0, little-endian,
 // C order. Writes are atomic (temp file, fsync, rename), so a reader never sees
 // a half-written file.
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { writeFileAtomic } from '../fs.js';
+import { reason } from '../paths.js';
 
 export type NpyDType = 'uint8' | 'int32' | 'float32' | 'float64' | 'int64' | 'uint16';
 export type NpyData = Uint8Array | Int32Array | Float32Array | Float64Array | BigInt64Array | Uint16Array;
@@ -28,8 +29,17 @@ function fail(path: string, what: string): never {
   throw new Error(`readNpy: ${path}: ${what}`);
 }
 
-/** Parses an .npy file's bytes (`path` is only for messages). */
-export function parseNpy(buf: Uint8Array, path = '<buffer>'): NpyArray {
+export interface NpyHeader {
+  dtype: NpyDType;
+  shape: number[];
+  /** Byte offset of the data. */
+  dataOffset: number;
+  /** Bytes the data takes (elements × element size). */
+  dataBytes: number;
+}
+
+/** Parses the header at the start of an .npy file's bytes (all of the file, or its first bytes). */
+export function parseNpyHeader(buf: Uint8Array, path = '<buffer>'): NpyHeader {
   if (buf.length < 10 || buf[0] !== 0x93 || String.fromCharCode(...buf.subarray(1, 6)) !== 'NUMPY') fail(path, 'not an .npy file (bad magic)');
   const major = buf[6];
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -55,9 +65,14 @@ export function parseNpy(buf: Uint8Array, path = '<buffer>'): NpyArray {
   const shape = shapeText.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
   if (shape.some((d) => !Number.isSafeInteger(d) || d < 0)) fail(path, `bad shape (${shapeText})`);
   const count = shape.reduce((a, b) => a * b, 1);
-  const start = offset + headerLen;
+  return { dtype, shape, dataOffset: offset + headerLen, dataBytes: count * CTOR[dtype].BYTES_PER_ELEMENT };
+}
+
+/** Parses an .npy file's bytes (`path` is only for messages). */
+export function parseNpy(buf: Uint8Array, path = '<buffer>'): NpyArray {
+  const { dtype, shape, dataOffset: start, dataBytes: bytes } = parseNpyHeader(buf, path);
+  const count = shape.reduce((a, b) => a * b, 1);
   const Ctor = CTOR[dtype];
-  const bytes = count * Ctor.BYTES_PER_ELEMENT;
   if (buf.length - start < bytes) fail(path, `truncated data: expected ${bytes} bytes for shape [${shape.join(', ')}], found ${buf.length - start}`);
   // Copy into a fresh, aligned buffer.
   const data = new Ctor(count);
@@ -71,9 +86,35 @@ export function readNpy(path: string): NpyArray {
   try {
     buf = readFileSync(path);
   } catch (e) {
-    throw new Error(`readNpy: cannot read ${path}: ${(e as Error).message}`);
+    throw new Error(`readNpy: cannot read ${path}: ${reason(e)}`);
   }
   return parseNpy(buf, path);
+}
+
+/**
+ * Reads only the header of an .npy file (its first bytes) and checks that the
+ * file is long enough for the data the header describes.
+ */
+export function readNpyHeader(path: string): NpyHeader {
+  let fd = -1;
+  try {
+    fd = openSync(path, 'r');
+    const size = fstatSync(fd).size;
+    const head = Buffer.alloc(Math.min(size, 12));
+    readSync(fd, head, 0, head.length, 0);
+    const major = head[6];
+    const len = head.length >= 12 && (major === 2 || major === 3) ? head.readUInt32LE(8) + 12 : head.length >= 10 ? head.readUInt16LE(8) + 10 : head.length;
+    const buf = Buffer.alloc(Math.min(size, len));
+    readSync(fd, buf, 0, buf.length, 0);
+    const h = parseNpyHeader(buf, path);
+    if (size - h.dataOffset < h.dataBytes) fail(path, `truncated data: expected ${h.dataBytes} bytes for shape [${h.shape.join(', ')}], found ${size - h.dataOffset}`);
+    return h;
+  } catch (e) {
+    if ((e as Error).message.startsWith('readNpy:')) throw e;
+    throw new Error(`readNpy: cannot read ${path}: ${reason(e)}`);
+  } finally {
+    if (fd >= 0) closeSync(fd);
+  }
 }
 
 /** Serializes an array as .npy (version 1.0, C order). */

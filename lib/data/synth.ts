@@ -5,12 +5,13 @@
 // that names the objects, their steady motion and the event, the event's
 // keyword and time span, and multiple-choice questions about the event and
 // about the steady motion (the "general ability" control).
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, statfsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { Annotation, QuestionAnnotation } from './dataset.js';
 import { writeNpy } from './npy.js';
-import { writeFileAtomic } from '../fs.js';
+import { bytesText, writeFileAtomic } from '../fs.js';
+import { outputDir, pathError } from '../paths.js';
 import { seededRandom } from '../random.js';
 
 export const SHAPES = ['square', 'circle', 'triangle', 'diamond'] as const;
@@ -107,14 +108,31 @@ function inside(shape: Shape, dx: number, dy: number, r: number, angle: number):
   }
 }
 
+/** Largest clip synthClip makes, in bytes (frames · size² · 3). */
+export const MAX_CLIP_BYTES = 2 ** 30;
+
+/** Checks the options of synthClip / synthDataset before anything is generated or written. */
+function checkSynthOptions(opts: SynthOptions): void {
+  const F = opts.frames ?? 16;
+  const S = opts.size ?? 32;
+  const fps = opts.fps ?? 8;
+  if (!Number.isInteger(F) || F < 4 || F > 4096) throw new RangeError(`synth: frames must be an integer in [4, 4096], got ${F}`);
+  if (!Number.isInteger(S) || S < 16 || S > 4096) throw new RangeError(`synth: size must be an integer in [16, 4096], got ${S}`);
+  if (F * S * S * 3 > MAX_CLIP_BYTES) throw new RangeError(`synth: frames × size² × 3 must be at most ${MAX_CLIP_BYTES} bytes per clip, got ${F} × ${S}² × 3 = ${F * S * S * 3}`);
+  if (typeof fps !== 'number' || !(fps > 0) || !Number.isFinite(fps) || fps > 1e4) throw new RangeError(`synth: fps must be a number in (0, 10000], got ${opts.fps}`);
+  const rate = opts.eventRate ?? 0.8;
+  if (typeof rate !== 'number' || !(rate >= 0 && rate <= 1)) throw new RangeError(`synth: eventRate must be in [0, 1], got ${opts.eventRate}`);
+  const noise = opts.noise ?? 0.015;
+  if (typeof noise !== 'number' || !(noise >= 0 && noise <= 1)) throw new RangeError(`synth: noise must be in [0, 1], got ${opts.noise}`);
+}
+
 /** One clip from a generator state (use makeRng(seed) for a reproducible stream). */
 export function synthClip(rng: () => number, opts: SynthOptions = {}): SynthClip {
   const F = opts.frames ?? 16;
   const S = opts.size ?? 32;
   const fps = opts.fps ?? 8;
   const maxObjects = Math.min(3, Math.max(1, opts.maxObjects ?? 3));
-  if (!Number.isInteger(F) || F < 4) throw new RangeError(`synth: frames must be an integer >= 4, got ${F}`);
-  if (!Number.isInteger(S) || S < 16) throw new RangeError(`synth: size must be an integer >= 16, got ${S}`);
+  checkSynthOptions(opts);
   const range = (v: number | readonly [number, number]) => (typeof v === 'number' ? v : v[0] + Math.floor(rng() * (v[1] - v[0] + 1)));
   const wantObjects = Math.min(3, Math.max(1, range(opts.objects ?? [1, maxObjects])));
   const [vmin, vmax] = opts.speed ?? [0.8, 1.3];
@@ -254,8 +272,17 @@ export interface SynthDatasetOptions extends SynthOptions {
 
 /** Writes a dataset folder: annotations.jsonl and clips/<id>.npy (and .mp4). Returns the annotations. */
 export function synthDataset(dir: string, opts: SynthDatasetOptions): Annotation[] {
-  if (!Number.isInteger(opts.count) || opts.count < 1) throw new RangeError(`synthDataset: count must be a positive integer, got ${opts.count}`);
-  mkdirSync(join(dir, 'clips'), { recursive: true });
+  if (!Number.isSafeInteger(opts.count) || opts.count < 1) throw new RangeError(`synthDataset: count must be a positive integer, got ${opts.count}`);
+  checkSynthOptions(opts);
+  const clipsDir = join(dir, 'clips');
+  outputDir('synthDataset: dir', dir);
+  outputDir('synthDataset: dir', clipsDir);
+  // The whole dataset must fit on the disk: refuse at once rather than fill it.
+  const F = opts.frames ?? 16, S = opts.size ?? 32;
+  const need = opts.count * (F * S * S * 3 + 128) * (opts.mp4 ? 2 : 1);
+  const fsInfo = statfsSync(clipsDir);
+  const free = fsInfo.bavail * fsInfo.bsize;
+  if (need > free) throw new RangeError(`synthDataset: count ${opts.count} clips of ${F} × ${S}² × 3 bytes need about ${bytesText(need)}, but ${dir} has ${bytesText(free)} free`);
   const rng = makeRng(opts.seed ?? 0);
   const anns: Annotation[] = [];
   let ffmpegOk = false;
@@ -263,7 +290,12 @@ export function synthDataset(dir: string, opts: SynthDatasetOptions): Annotation
   for (let i = 0; i < opts.count; i++) {
     const clip = synthClip(rng, opts);
     const id = `clip-${String(i).padStart(5, '0')}`;
-    writeNpy(join(dir, 'clips', `${id}.npy`), { dtype: 'uint8', shape: clip.shape, data: clip.frames });
+    const npy = join(clipsDir, `${id}.npy`);
+    try {
+      writeNpy(npy, { dtype: 'uint8', shape: clip.shape, data: clip.frames });
+    } catch (e) {
+      throw pathError('synthDataset: dir', npy, e, 'write the clip');
+    }
     if (ffmpegOk) {
       const [F, H, W] = clip.shape;
       spawnSync('ffmpeg', ['-v', 'error', '-y', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', `${W}x${H}`, '-r', String(clip.fps),
@@ -272,8 +304,13 @@ export function synthDataset(dir: string, opts: SynthDatasetOptions): Annotation
     anns.push({ id, video: `clips/${id}.npy`, caption: clip.caption, events: clip.events, questions: clip.questions, fps: clip.fps });
     opts.onProgress?.(i + 1, opts.count);
   }
-  writeFileAtomic(join(dir, 'annotations.jsonl'), anns.map((a) => JSON.stringify(a)).join('\n') + '\n');
-  if (!existsSync(join(dir, 'README.txt')))
-    writeFileSync(join(dir, 'README.txt'), `Synthetic fine-grained action clips generated by videoperceiver (seed ${opts.seed ?? 0}, ${opts.count} clips).\n`);
+  const annPath = join(dir, 'annotations.jsonl');
+  try {
+    writeFileAtomic(annPath, anns.map((a) => JSON.stringify(a)).join('\n') + '\n');
+    if (!existsSync(join(dir, 'README.txt')))
+      writeFileAtomic(join(dir, 'README.txt'), `Synthetic fine-grained action clips generated by videoperceiver (seed ${opts.seed ?? 0}, ${opts.count} clips).\n`);
+  } catch (e) {
+    throw pathError('synthDataset: dir', annPath, e, 'write the annotations');
+  }
   return anns;
 }

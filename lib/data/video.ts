@@ -1,9 +1,14 @@
 // Video decoding through an `ffmpeg` executable (FFMPEG_PATH, else PATH): the
 // package links no codec library. Frames come back as uint8 RGB [F, H, W, 3],
 // sampled uniformly (F frames over the clip) or at a given fps, optionally resized.
+// ffmpeg writes the raw frames to a temporary file and only the frames kept are
+// read back, so memory holds the result and nothing more, however long the clip.
 import { spawnSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
+import { bytesText } from '../fs.js';
+import { inputFile, reason } from '../paths.js';
 
 export interface DecodeOptions {
   /** Number of frames sampled uniformly over the clip (default 16). Ignored when `fps` is set. */
@@ -79,35 +84,66 @@ function probe(ffmpeg: string, path: string): StreamInfo {
 
 /** Decodes a video file's frames with ffmpeg. */
 export function decodeVideo(path: string, opts: DecodeOptions = {}): DecodedVideo {
-  if (!existsSync(path) || !statSync(path).isFile()) throw new Error(`decodeVideo: no such file: ${path}`);
+  if (typeof path !== 'string' || !path) throw new TypeError(`decodeVideo: path must be a video file path, got ${JSON.stringify(path)}`);
+  inputFile('decodeVideo: path', path, 'a video file');
   const F = opts.frames ?? 16;
-  if (!Number.isInteger(F) || F < 1) throw new RangeError(`decodeVideo: opts.frames must be a positive integer, got ${F}`);
+  if (!Number.isInteger(F) || F < 1 || F > 1 << 20) throw new RangeError(`decodeVideo: opts.frames must be an integer in [1, 1048576], got ${F}`);
   if (opts.fps !== undefined && !(opts.fps > 0 && Number.isFinite(opts.fps))) throw new RangeError(`decodeVideo: opts.fps must be > 0, got ${opts.fps}`);
-  if (opts.size && !(opts.size.length === 2 && opts.size.every((x) => Number.isInteger(x) && x > 0 && x % 2 === 0)))
-    throw new RangeError(`decodeVideo: opts.size must be [height, width] of positive even integers, got ${JSON.stringify(opts.size)}`);
+  const maxFrames = opts.maxFrames ?? 512;
+  if (!Number.isInteger(maxFrames) || maxFrames < 1) throw new RangeError(`decodeVideo: opts.maxFrames must be a positive integer, got ${opts.maxFrames}`);
+  if (opts.size && !(opts.size.length === 2 && opts.size.every((x) => Number.isInteger(x) && x > 0 && x % 2 === 0 && x <= 16384)))
+    throw new RangeError(`decodeVideo: opts.size must be [height, width] of positive even integers up to 16384, got ${JSON.stringify(opts.size)}`);
   const ffmpeg = findFfmpeg(path);
   const info = probe(ffmpeg, path);
   const [H, W] = opts.size ?? [info.height, info.width];
+  const frameBytes = H * W * 3;
   // Frames at a fixed rate: the requested fps, or F over the clip's duration
   // (a little more, then exactly F picked uniformly from them).
   const uniform = opts.fps === undefined;
   const rate = opts.fps ?? (Number.isFinite(info.duration) && info.duration > 0 ? (F + 1) / info.duration : info.fps || 25);
-  const filters = [`fps=${rate}`, `scale=${W}:${H}:flags=area`];
-  const r = spawnSync(ffmpeg, ['-v', 'error', '-nostdin', '-i', path, '-vf', filters.join(','), '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'], {
-    maxBuffer: 1 << 30,
-  });
-  if (r.error) throw new Error(`decodeVideo: could not run ${ffmpeg}: ${r.error.message}`);
-  if (r.status !== 0) throw new Error(`decodeVideo: ffmpeg failed on ${path}: ${r.stderr.toString().trim().split('\n').slice(-2).join(' ')}`);
-  const frameBytes = H * W * 3;
-  const n = Math.floor(r.stdout.length / frameBytes);
-  if (n === 0) throw new Error(`decodeVideo: ${path}: ffmpeg produced no frames`);
-  let picks: number[];
-  if (uniform) picks = Array.from({ length: F }, (_, i) => Math.min(n - 1, Math.floor(((i + 0.5) * n) / F)));
-  else picks = Array.from({ length: Math.min(n, opts.maxFrames ?? 512) }, (_, i) => i);
-  const frames = new Uint8Array(picks.length * frameBytes);
-  picks.forEach((p, i) => frames.set(r.stdout.subarray(p * frameBytes, (p + 1) * frameBytes), i * frameBytes));
-  return {
-    frames, shape: [picks.length, H, W, 3], frameTimes: picks.map((p) => p / rate),
-    sourceFps: info.fps, durationSec: info.duration,
-  };
+  const keep = uniform ? F : maxFrames;
+  const total = os.totalmem();
+  if (keep * frameBytes > total / 2)
+    throw new RangeError(`decodeVideo: ${keep} frames of ${H}x${W} need ${bytesText(keep * frameBytes)}, more than half of this machine's ${bytesText(total)} memory (lower opts.${uniform ? 'frames' : 'maxFrames'} or opts.size)`);
+  // ffmpeg writes the raw frames to a temporary file, never to a pipe buffer (whose
+  // size would bound the clip); only the frames kept are read back. With fps
+  // sampling it stops after maxFrames frames.
+  const work = mkdtempSync(join(os.tmpdir(), 'vp-decode-'));
+  const raw = join(work, 'frames.rgb');
+  try {
+    const filters = [`fps=${rate}`, `scale=${W}:${H}:flags=area`];
+    const limit = uniform ? [] : ['-frames:v', String(maxFrames)];
+    const r = spawnSync(ffmpeg, ['-v', 'error', '-nostdin', '-i', path, '-vf', filters.join(','), ...limit, '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-y', raw], {
+      encoding: 'utf8', maxBuffer: 1 << 24,
+    });
+    if (r.error) throw new Error(`decodeVideo: could not run ${ffmpeg}: ${r.error.message}`);
+    if (r.status !== 0) throw new Error(`decodeVideo: ffmpeg failed on ${path}: ${(r.stderr ?? '').trim().split('\n').slice(-2).join(' ')}`);
+    const n = existsSync(raw) ? Math.floor(statSync(raw).size / frameBytes) : 0;
+    if (n === 0) throw new Error(`decodeVideo: ${path}: ffmpeg produced no frames`);
+    const picks = uniform ? Array.from({ length: F }, (_, i) => Math.min(n - 1, Math.floor(((i + 0.5) * n) / F))) : Array.from({ length: Math.min(n, maxFrames) }, (_, i) => i);
+    const frames = new Uint8Array(picks.length * frameBytes);
+    const fd = openSync(raw, 'r');
+    try {
+      picks.forEach((p, i) => {
+        let off = 0;
+        while (off < frameBytes) {
+          const got = readSync(fd, frames, i * frameBytes + off, frameBytes - off, p * frameBytes + off);
+          if (got === 0) throw new Error(`decodeVideo: ${path}: the decoded frames ended early`);
+          off += got;
+        }
+      });
+    } finally {
+      closeSync(fd);
+    }
+    return {
+      frames, shape: [picks.length, H, W, 3], frameTimes: picks.map((p) => p / rate),
+      sourceFps: info.fps, durationSec: info.duration,
+    };
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code && !(e as Error).message.startsWith('decodeVideo:')) throw new Error(`decodeVideo: ${path}: decoding through ${work}: ${reason(e)}`);
+    throw e;
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
 }

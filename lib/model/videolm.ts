@@ -5,13 +5,16 @@
 // every argument, queues calls (the native model runs one call at a time, on a
 // worker thread, so the JS main thread stays free), and saves/loads checkpoints
 // with the safetensors module.
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
 import { join } from 'node:path';
 import { backendInfo } from '../backend.js';
 import { describe, rangeError, typeError } from '../errors.js';
+import { bytesText } from '../fs.js';
 import { loadAddon } from '../native.js';
+import { inputDir, outputDir } from '../paths.js';
 import { Tensor } from '../tensor.js';
-import { checkBoolean, checkNumber, checkOptions, float32Vector, int32Vector } from '../validate.js';
+import { checkBoolean, checkKnownKeys, checkNumber, checkOptions, float32Vector, int32Vector } from '../validate.js';
 import { CheckpointError, readSafetensors, writeFileAtomic, writeSafetensors, type StTensor } from './safetensors.js';
 import { EOS_ID, Tokenizer, UNK_ID } from './tokenizer.js';
 
@@ -151,6 +154,12 @@ export interface GenerateOptions {
   seed?: number;
   /** Stop a sequence after this id (default: <eos>); -1: never. */
   eosId?: number;
+  /**
+   * Called with (sequence index, token id) as each token is sampled, before the
+   * whole batch is done (streaming; see generateStream). An exception it throws
+   * rejects the call once generation has finished.
+   */
+  onToken?: (sequence: number, token: number) => void;
 }
 
 export interface ParamInfo {
@@ -165,6 +174,8 @@ export interface ParamInfo {
 type NativeModel = any;
 
 const CONFIG_KEYS = ['imageSize', 'patchSize', 'frames', 'width', 'layers', 'heads', 'kvHeads', 'mlpRatio', 'ffn', 'vocab', 'maxSeq', 'tied', 'ropeTheta', 'normEps'] as const;
+/** Every key VideoLM.create accepts (any other is refused: a typo would otherwise be ignored). */
+export const VIDEOLM_CREATE_KEYS = [...CONFIG_KEYS, 'preset', 'tokenizer', 'seed', 'device'] as const;
 
 /** Validates opts.device; 'cuda' must be usable on this machine. */
 function checkDevice(fn: string, device: unknown): VideoLMDevice {
@@ -234,6 +245,7 @@ export class VideoLM {
   static async create(opts: VideoLMCreateOptions = { preset: 'tiny' }): Promise<VideoLM> {
     const fn = 'VideoLM.create';
     const o = checkOptions(fn, opts);
+    checkKnownKeys(fn, 'opts', o, VIDEOLM_CREATE_KEYS);
     let base: Record<string, unknown> = {};
     if (o.preset !== undefined) {
       if (o.preset !== 'tiny' && o.preset !== 'small') throw rangeError(fn, 'opts.preset', "'tiny' or 'small'", describe(o.preset));
@@ -248,6 +260,12 @@ export class VideoLM {
     if (tok && tok.vocabSize > cfg.vocab) throw rangeError(fn, 'config.vocab', `>= the tokenizer's ${tok.vocabSize} ids`, `${cfg.vocab}`);
     const seed = checkNumber(fn, 'opts.seed', o.seed, 0, { integer: true, min: 0, max: Number.MAX_SAFE_INTEGER });
     const device = checkDevice(fn, o.device);
+    // The parameters alone (a lower bound of what the model allocates) must fit: refuse before allocating.
+    const d = cfg.width, kvd = (d / cfg.heads) * cfg.kvHeads, ffn = cfg.ffn ?? Math.ceil(cfg.mlpRatio * d);
+    const paramBytes = 4 * (cfg.vocab * d + cfg.layers * (2 * d * d + 2 * d * kvd + 3 * d * ffn));
+    const limit = device === 'cuda' ? (backendInfo().cuda?.memoryBytes ?? os.totalmem()) : os.totalmem();
+    if (paramBytes > limit)
+      throw rangeError(fn, 'config', `a model whose parameters fit in memory (this one needs at least ${bytesText(paramBytes)}; this machine has ${bytesText(limit)})`, JSON.stringify(cfg));
     const { binding } = loadAddon();
     return new VideoLM(new binding.VideoLMNative(cfg, seed, device), tok as Tokenizer | undefined);
   }
@@ -488,10 +506,31 @@ export class VideoLM {
     const fn = 'VideoLM.generateBatch';
     const b = this.#batch(fn, prompts);
     const g = this.#genOpts(fn, opts);
+    const onToken = (opts as GenerateOptions).onToken;
+    if (onToken !== undefined && typeof onToken !== 'function') throw typeError(fn, 'opts.onToken', 'a function (sequence, token) => void', describe(onToken));
     const native = this.#alive(fn);
     return this.#run(async () => {
       this.#lastText = -1;
-      return (await native.generate(b, g)) as Int32Array[];
+      if (!onToken) return (await native.generate(b, g)) as Int32Array[];
+      // The native side must never see a JS exception: keep the first one and throw it at the end.
+      let failure: { error: unknown } | undefined;
+      let delivered!: () => void;
+      const allDelivered = new Promise<void>((res) => (delivered = res));
+      const out = (await native.generate(b, {
+        ...g,
+        onToken: (seq: number, tok: number) => {
+          if (seq < 0) return delivered(); // the end mark, after every token
+          if (failure) return;
+          try {
+            onToken(seq, tok);
+          } catch (error) {
+            failure = { error };
+          }
+        },
+      })) as Int32Array[];
+      await allDelivered; // every onToken call happens before the call resolves
+      if (failure) throw failure.error;
+      return out;
     });
   }
 
@@ -506,14 +545,8 @@ export class VideoLM {
     };
   }
 
-  /**
-   * Generates a continuation of `prompt` given one video ([frames, imageSize,
-   * imageSize, 3] as a Uint8Array, Float32Array or CPU float32 tensor; null for
-   * text only). A string prompt needs the model's tokenizer and returns a string;
-   * token ids return ids.
-   */
-  async generate(video: Uint8Array | Float32Array | Tensor | null, prompt: string | Int32Array, opts: GenerateOptions = {}): Promise<string | Int32Array> {
-    const fn = 'VideoLM.generate';
+  /** The one-sequence batch of generate() / generateStream(): the video's tokens, then the prompt's. */
+  #promptBatch(fn: string, video: Uint8Array | Float32Array | Tensor | null, prompt: string | Int32Array): VideoLMBatch {
     let ids: Int32Array;
     if (typeof prompt === 'string') {
       if (!this.tokenizer) throw typeError(fn, 'prompt', 'token ids (this model has no tokenizer)', 'a string');
@@ -530,13 +563,77 @@ export class VideoLM {
     const seq: VideoLMSegment[] = [];
     if (videos) seq.push({ video: 0 });
     seq.push({ text: [0, ids.length] });
-    const [out] = await this.generateBatch({ videos, text: ids, sequences: [seq] }, opts);
-    if (typeof prompt === 'string') {
-      // Ids beyond the tokenizer (a model whose vocab is larger) decode as <unk>.
-      const n = this.tokenizer!.vocabSize;
-      return this.tokenizer!.decode(out.map((x) => (x < n ? x : UNK_ID)), { skipSpecial: true });
+    return { videos, text: ids, sequences: [seq] };
+  }
+
+  /** Text of generated ids (ids beyond the tokenizer, in a model whose vocab is larger, decode as <unk>). */
+  #text(ids: ArrayLike<number>): string {
+    const n = this.tokenizer!.vocabSize;
+    return this.tokenizer!.decode(Array.from(ids, (x) => (x < n ? x : UNK_ID)), { skipSpecial: true });
+  }
+
+  /**
+   * Generates a continuation of `prompt` given one video ([frames, imageSize,
+   * imageSize, 3] as a Uint8Array, Float32Array or CPU float32 tensor; null for
+   * text only). A string prompt needs the model's tokenizer and returns a string;
+   * token ids return ids.
+   */
+  async generate(video: Uint8Array | Float32Array | Tensor | null, prompt: string | Int32Array, opts: GenerateOptions = {}): Promise<string | Int32Array> {
+    const fn = 'VideoLM.generate';
+    const [out] = await this.generateBatch(this.#promptBatch(fn, video, prompt), opts);
+    return typeof prompt === 'string' ? this.#text(out) : out;
+  }
+
+  /**
+   * generate() as an async iterator: yields each piece of text (string prompt)
+   * or each token id (token-id prompt) as soon as it is sampled; the pieces
+   * join to exactly what generate() returns for the same arguments. Leaving the
+   * loop early does not stop the model sooner: it finishes the call (up to
+   * maxTokens or <eos>) in the background before its next call runs.
+   */
+  generateStream(video: Uint8Array | Float32Array | Tensor | null, prompt: string, opts?: Omit<GenerateOptions, 'onToken'>): AsyncGenerator<string, void, undefined>;
+  generateStream(video: Uint8Array | Float32Array | Tensor | null, prompt: Int32Array, opts?: Omit<GenerateOptions, 'onToken'>): AsyncGenerator<number, void, undefined>;
+  async *generateStream(video: Uint8Array | Float32Array | Tensor | null, prompt: string | Int32Array, opts: Omit<GenerateOptions, 'onToken'> = {}): AsyncGenerator<string | number, void, undefined> {
+    const fn = 'VideoLM.generateStream';
+    const batch = this.#promptBatch(fn, video, prompt);
+    const o = checkOptions(fn, opts);
+    if (o.onToken !== undefined) throw typeError(fn, 'opts.onToken', 'unset (the stream delivers the tokens)', describe(o.onToken));
+    const queue: number[] = [];
+    let wake: (() => void) | undefined;
+    let end: { ids?: Int32Array; error?: unknown } | undefined;
+    const call = this.generateBatch(batch, {
+      ...(opts as GenerateOptions),
+      onToken: (_seq, tok) => {
+        queue.push(tok);
+        wake?.();
+      },
+    });
+    call.then((r) => (end = { ids: r[0] }), (error) => (end = { error })).finally(() => wake?.());
+    const ids: number[] = [];
+    let text = '';
+    const piece = (tok: number): string | number => {
+      ids.push(tok);
+      if (typeof prompt !== 'string') return tok;
+      const full = this.#text(ids);
+      const p = full.slice(text.length);
+      text = full;
+      return p;
+    };
+    for (;;) {
+      while (queue.length > 0) {
+        const p = piece(queue.shift()!);
+        if (p !== '') yield p;
+      }
+      if (end) break;
+      await new Promise<void>((res) => (wake = res));
+      wake = undefined;
     }
-    return out;
+    if (end.error !== undefined) throw end.error;
+    // Tokens whose callbacks had not run when the call finished.
+    for (const tok of end.ids!.subarray(ids.length)) {
+      const p = piece(tok);
+      if (p !== '') yield p;
+    }
   }
 
   /** A frozen copy of the parameters on the same device (the RL stage's reference model). */
@@ -561,7 +658,7 @@ export class VideoLM {
     if (typeof dir !== 'string' || dir.length === 0) throw typeError(fn, 'dir', 'a directory path', describe(dir));
     const native = this.#alive(fn);
     await this.#run(async () => {
-      mkdirSync(dir, { recursive: true });
+      outputDir(`${fn}: dir`, dir);
       const put = (buf: Float32Array, prefix: string) => {
         const t: Record<string, StTensor> = {};
         for (const p of this.#params) t[prefix + p.name] = { dtype: 'F32', shape: [...p.shape], data: buf.subarray(p.offset, p.offset + p.numel) };
@@ -584,6 +681,11 @@ export class VideoLM {
     const fn = 'VideoLM.load';
     if (typeof dir !== 'string' || dir.length === 0) throw typeError(fn, 'dir', 'a directory path', describe(dir));
     const device = checkDevice(fn, checkOptions(fn, opts).device);
+    try {
+      inputDir(`${fn}: dir`, dir, 'a saved model folder');
+    } catch (e) {
+      throw new CheckpointError((e as Error).message);
+    }
     const cfgPath = join(dir, 'config.json');
     if (!existsSync(cfgPath)) throw new CheckpointError(`${cfgPath}: not found (not a VideoLM checkpoint directory?)`);
     let raw: unknown;
@@ -609,21 +711,29 @@ export class VideoLM {
       for (const p of model.#params) e[prefix + p.name] = { dtype: 'F32', shape: p.shape };
       return e;
     };
-    const gather = (tensors: Record<string, StTensor>, prefix: string) => {
+    // A NaN or infinite weight (a run that diverged) is refused here, not found steps later.
+    const gather = (tensors: Record<string, StTensor>, prefix: string, file: string) => {
       const buf = new Float32Array(model.numParams);
-      for (const p of model.#params) buf.set(tensors[prefix + p.name].data as Float32Array, p.offset);
+      for (const p of model.#params) {
+        const data = tensors[prefix + p.name].data as Float32Array;
+        for (let i = 0; i < data.length; i++) {
+          if (!Number.isFinite(data[i])) throw new CheckpointError(`${file}: tensor "${prefix + p.name}" holds ${data[i]} at element ${i}: the weights are not finite (the run that saved them diverged)`);
+        }
+        buf.set(data, p.offset);
+      }
       return buf;
     };
     try {
-      const st = readSafetensors(join(dir, 'model.safetensors'), { expect: expect('') });
-      model.#native.setBuffer('params', gather(st.tensors, ''));
+      const modelPath = join(dir, 'model.safetensors');
+      const st = readSafetensors(modelPath, { expect: expect('') });
+      model.#native.setBuffer('params', gather(st.tensors, '', modelPath));
       const optPath = join(dir, 'optimizer.safetensors');
       if (existsSync(optPath)) {
         const op = readSafetensors(optPath, { expect: { ...expect('m.'), ...expect('v.') } });
         const step = Number(op.metadata.step ?? '0');
         if (!Number.isSafeInteger(step) || step < 0) throw new CheckpointError(`${optPath}: metadata step must be a non-negative integer, got ${JSON.stringify(op.metadata.step)}`);
-        model.#native.setBuffer('m', gather(op.tensors, 'm.'));
-        model.#native.setBuffer('v', gather(op.tensors, 'v.'));
+        model.#native.setBuffer('m', gather(op.tensors, 'm.', optPath));
+        model.#native.setBuffer('v', gather(op.tensors, 'v.', optPath));
         model.#native.setStep(step);
       }
     } catch (e) {
@@ -651,6 +761,17 @@ export class VideoLM {
       for (const which of ['params', 'm', 'v'] as const) native.setBuffer(which, src.getBuffer(which));
       native.setStep(src.getStep());
     });
+  }
+
+  /** `using model = await VideoLM.create(...)`: disposed at the end of the scope. */
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** `await using model = ...`: waits for a running call, then disposes. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.#queue.catch(() => undefined);
+    this.dispose();
   }
 
   /** Frees the native model (waits for a running call first). */

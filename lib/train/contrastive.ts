@@ -8,6 +8,7 @@
 //
 // The projections are tiny ([dim, width]), so they live here in JavaScript
 // with their own AdamW; the trainer checkpoints them with the model.
+import { allFinite, DivergenceError } from './checkpoints.js';
 import { infoNceWithGrad } from '../ops/infonce.js';
 import { adamwStep, clipGradNorm, type AdamWOptions } from '../ops/layers.js';
 import { seededRandom } from '../random.js';
@@ -107,6 +108,7 @@ export class ContrastiveHead {
     const nk = pooledK.length / d;
     const q = project(wq, pooledQ, n);
     const keys = project(wk, pooledK, nk);
+    if (!allFinite(q) || !allFinite(keys)) throw new DivergenceError('ContrastiveHead.forwardBackward', 'sft', 0, 'the projected keyword or key-frame states are not finite');
     const positive = Int32Array.from({ length: n }, (_, i) => i);
     const res = infoNceWithGrad(new Tensor([n, k], 'float32', 'cpu', q), new Tensor([nk, k], 'float32', 'cpu', keys), { positive, temperature });
     const dq = res.dQueries.data as Float32Array;

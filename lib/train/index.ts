@@ -13,3 +13,4 @@ export { lemmas, keywordRecall, keywordF1, multipleChoiceMatch, defaultTaskRewar
 export { CAPTION_PROMPT, questionPrompt, clipTasks, fitClip, tokenizerForDataset, annotatedKeywords, type ClipTask, type FittedClip } from './tasks.js';
 export { KimPlans, planSftBatch, type TrainClip, type TrainerSftBatch, type ContrastGroup } from './batch.js';
 export { ContrastiveHead } from './contrastive.js';
+export { DivergenceError } from './checkpoints.js';

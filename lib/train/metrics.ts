@@ -70,7 +70,8 @@ export interface CheckpointEvent {
   stage: 'sft' | 'rl';
   step: number;
   path: string;
-  reason: 'interval' | 'end' | 'interrupt';
+  /** 'error': the state before a step that failed. */
+  reason: 'interval' | 'end' | 'interrupt' | 'error';
 }
 
 export type MetricEvent = SftStepEvent | RlStepEvent | EvalEvent | CheckpointEvent;

@@ -19,8 +19,10 @@ import { describe, rangeError, typeError } from '../errors.js';
 import { EOS_ID, type Tokenizer } from '../model/tokenizer.js';
 import { VideoLM, type VideoLMConfig } from '../model/videolm.js';
 import { comparativeAdvantages, comparativeRewards, groupAdvantages, grpoLoss, type AdvantageScale, type ComparativeMode, type GrpoLossType } from '../ops/grpo.js';
-import { checkNumber, checkOptions } from '../validate.js';
+import { checkKnownKeys, checkNumber, checkOptions } from '../validate.js';
 import { generationBatch, scoringBatch, type PromptItem, type TrainClip } from './batch.js';
+import { allFinite, DivergenceError } from './checkpoints.js';
+import { MAX_STEPS, RL_OPTION_KEYS } from './options.js';
 import { defaultTaskReward } from './rewards.js';
 import { annotatedKeywords, type ClipTask } from './tasks.js';
 
@@ -128,6 +130,7 @@ function oneOf<T extends string>(fn: string, arg: string, v: unknown, allowed: r
 /** Validates rl()'s options; `count` is the number of clips. Every invalid option throws. */
 export function parseRlOptions(fn: string, opts: RlOptions, count: number): RlSettings {
   const o = checkOptions(fn, opts);
+  checkKnownKeys(fn, 'opts', o, RL_OPTION_KEYS);
   const P = checkNumber(fn, 'opts.promptsPerStep', o.promptsPerStep, 4, { integer: true, min: 1 });
   const epochs = checkNumber(fn, 'opts.epochs', o.epochs, 1, { gt: 0 });
   const mode = oneOf(fn, 'opts.comparative', o.comparative, ['baseline', 'pairwise', 'threshold', 'none'] as const, 'baseline');
@@ -142,7 +145,7 @@ export function parseRlOptions(fn: string, opts: RlOptions, count: number): RlSe
     promptsPerStep: P,
     groupSize: checkNumber(fn, 'opts.groupSize', o.groupSize, 4, { integer: true, min: 2 }),
     updatesPerBatch: checkNumber(fn, 'opts.updatesPerBatch', o.updatesPerBatch, 1, { integer: true, min: 1 }),
-    total: checkNumber(fn, 'opts.steps', o.steps, Math.max(1, Math.ceil((epochs * count) / P)), { integer: true, min: 1 }),
+    total: checkNumber(fn, 'opts.steps', o.steps, Math.max(1, Math.ceil((epochs * count) / P)), { integer: true, min: 1, max: MAX_STEPS }),
     lr: checkNumber(fn, 'opts.lr', o.lr, 1e-4, { gt: 0 }),
     weightDecay: checkNumber(fn, 'opts.weightDecay', o.weightDecay, 0, { min: 0 }),
     maxGradNorm: checkNumber(fn, 'opts.maxGradNorm', o.maxGradNorm, 1),
@@ -197,9 +200,16 @@ export async function rollout(model: VideoLM, prompts: RolloutPrompt[], s: RlSet
       for (let g = 0; g < G; g++) deg.push({ frames: p.clip.frames, frameMap: p.frameMap, promptIds: p.promptIds });
     }
   });
-  const responses = await model.generateBatch(generationBatch([...orig, ...deg], model.config), {
-    maxTokens: s.maxTokens, temperature: s.temperature, topP: s.topP, seed, eosId: EOS_ID,
-  });
+  let responses: Int32Array[];
+  try {
+    responses = await model.generateBatch(generationBatch([...orig, ...deg], model.config), {
+      maxTokens: s.maxTokens, temperature: s.temperature, topP: s.topP, seed, eosId: EOS_ID,
+    });
+  } catch (e) {
+    // The sampler refuses NaN/Inf logits: the weights or activations diverged.
+    if (/logits.*not finite/.test((e as Error).message)) throw new DivergenceError('Trainer.rl', 'rl', 0, 'the logits of the rollout are not finite');
+    throw e;
+  }
   return { prompts, orig, withKim, responses };
 }
 
@@ -280,6 +290,7 @@ export async function update(model: VideoLM, reference: VideoLM | undefined, r: 
   for (let u = 0; u < mu; u++) {
     const fw = await model.forward(sb.batch, { logprobs: true });
     const lp = gather(fw.tokenLogprobs);
+    if (!allFinite(lp)) throw new DivergenceError('Trainer.rl', 'rl', 0, 'the responses\' log-probs are not finite');
     old ??= Float32Array.from(lp);
     const g = grpoLoss({ logprobs: lp, oldLogprobs: old, refLogprobs: refLp, advantages, cuSeqlens: cu },
       { epsLow: s.epsLow, epsHigh: s.epsHigh, beta: s.beta, lossType: s.lossType, ...(s.lossType === 'dr_grpo' ? { maxCompletionLength: s.maxTokens } : {}) });
@@ -288,6 +299,7 @@ export async function update(model: VideoLM, reference: VideoLM | undefined, r: 
     sb.at.forEach((a, i) => dLogprobs.set(d.subarray(cu[i], cu[i + 1]), a));
     await model.backward({ gradLoss: 0, dLogprobs });
     const st = await model.stepOptimizer({ lr: out.lr, weightDecay: s.weightDecay, maxGradNorm: s.maxGradNorm });
+    if (!Number.isFinite(st.gradNorm)) throw new DivergenceError('Trainer.rl', 'rl', 0, `the gradient norm is ${st.gradNorm}; the update was not applied`);
     out.loss += g.loss / mu;
     out.clipFraction += g.clipFraction / mu;
     out.kl += g.kl / mu;

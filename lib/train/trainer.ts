@@ -13,21 +13,28 @@
 //
 // Everything is deterministic for a seed on CPU: the data order of step s, the
 // sampling seeds and the model's kernels depend only on (seed, s), so a run
-// resumed from a checkpoint continues the same trajectory.
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+// resumed from a checkpoint continues the same trajectory. Checkpoints are
+// immutable, a failed step leaves the last good state on disk, and a resume
+// refuses changed hyper-parameters unless told otherwise (lib/train/checkpoints.ts).
+import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Dataset, VideoSample } from '../data/dataset.js';
+import { backendInfo } from '../backend.js';
 import { describe, rangeError, typeError } from '../errors.js';
 import { writeFileAtomic } from '../fs.js';
 import { CheckpointError, readSafetensors, writeSafetensors } from '../model/safetensors.js';
+import { outputDir } from '../paths.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import { VideoLM } from '../model/videolm.js';
 import { seededRandom } from '../random.js';
-import { checkBoolean, checkNumber, checkOptions } from '../validate.js';
+import { checkBoolean, checkKnownKeys, checkNumber, checkOptions } from '../validate.js';
 import { KimPlans, planSftBatch, type TrainClip, type TrainerSftBatch } from './batch.js';
+import { allFinite, changedArgs, CheckpointStore, DivergenceError, readTrainingArgs, type Stage, type TrainerState, type TrainingArgs } from './checkpoints.js';
 import { ContrastiveHead } from './contrastive.js';
 import { evaluate, type EvaluateOptions, type EvaluationResult } from './eval.js';
-import { MetricBus, type MetricEvent, type RlStepEvent, type SftStepEvent } from './metrics.js';
+import { checkStepMemory, clipTokens, memoryLimit } from './memory.js';
+import { MetricBus, type CheckpointEvent, type MetricEvent, type RlStepEvent, type SftStepEvent } from './metrics.js';
+import { MAX_STEPS, SFT_OPTION_KEYS, TRAINER_OPTION_KEYS } from './options.js';
 import { advantageSpread, parseRlOptions, rollout, score, update, type RlOptions, type RlSettings, type RolloutPrompt } from './rl.js';
 import { annotatedKeywords, clipTasks, fitClip } from './tasks.js';
 
@@ -43,8 +50,14 @@ export interface TrainerOptions {
   onStep?: (event: MetricEvent) => void;
   /** Write a checkpoint every N optimizer steps (0: only at the end; default 0). Needs runDir. */
   checkpointEvery?: number;
-  /** On Ctrl-C (SIGINT) finish the step, write a checkpoint, then exit as SIGINT would (default true with a runDir). */
+  /**
+   * On Ctrl-C (SIGINT) or SIGTERM (`kill`, `docker stop`, a scheduler's
+   * pre-emption) finish the step, write a checkpoint, then exit as the signal
+   * would (default true with a runDir). A second signal stops at once.
+   */
   handleSigint?: boolean;
+  /** Keep at most this many checkpoints, plus always the last and the best of each stage (default: keep all). Needs runDir. */
+  saveTotalLimit?: number;
   /** Width of the contrastive projections (default 64). */
   contrastDim?: number;
 }
@@ -89,24 +102,14 @@ export interface StageResult {
   stage: 'sft' | 'rl';
   /** Steps of this stage done (including resumed ones). */
   steps: number;
-  /** 'done', 'aborted' (signal / stop()), or 'interrupted' (SIGINT). */
+  /** 'done', 'aborted' (signal / stop()), or 'interrupted' (SIGINT or SIGTERM). */
   status: 'done' | 'aborted' | 'interrupted';
+  /** The signal that interrupted the stage (the process exits with it once the stage returns). */
+  signal?: 'SIGINT' | 'SIGTERM';
   /** The last step's metrics. */
   last?: MetricEvent;
   /** The last checkpoint written, if any. */
   checkpoint?: string;
-}
-
-interface TrainerState {
-  format: 'videoperceiver.Trainer';
-  version: 1;
-  stage: 'sft' | 'rl';
-  /** Steps of `stage` done. */
-  step: number;
-  /** The stage finished (its final checkpoint). */
-  finished: boolean;
-  seed: number;
-  totalSteps: number;
 }
 
 const RL_SEED = 0x2545f491;
@@ -149,6 +152,14 @@ export class Trainer {
   readonly #checkpointEvery: number;
   readonly #handleSigint: boolean;
   readonly head: ContrastiveHead;
+  readonly #store: CheckpointStore | undefined;
+  /** The hyper-parameters of this run, stage by stage (training_args.json). */
+  #args: TrainingArgs;
+  /** Those of the checkpoint resumed from, until its stage is called again. */
+  #resumeArgs: TrainingArgs | undefined;
+  #override = false;
+  /** The newest checkpoint written or resumed from: the last good state. */
+  #lastCheckpoint: string | undefined;
   #resume: TrainerState | undefined;
   #running = false;
   #stopRequested: 'aborted' | 'interrupted' | undefined;
@@ -162,6 +173,7 @@ export class Trainer {
     if (model.frozen) throw typeError(fn, 'model', 'a trainable VideoLM', 'a frozen copy');
     if (!model.tokenizer) throw typeError(fn, 'model.tokenizer', 'a Tokenizer (create the model with { tokenizer: vp.tokenizerForDataset(dataset.annotations) })', 'undefined');
     const o = checkOptions(fn, options);
+    checkKnownKeys(fn, 'options', o, TRAINER_OPTION_KEYS);
     this.model = model;
     this.tokenizer = model.tokenizer;
     this.seed = checkNumber(fn, 'options.seed', o.seed, 0, { integer: true, min: 0, max: 2 ** 32 - 1 });
@@ -173,10 +185,14 @@ export class Trainer {
     if (this.#checkpointEvery > 0 && !this.runDir) throw rangeError(fn, 'options.checkpointEvery', '0 without a runDir', `${this.#checkpointEvery}`);
     this.#handleSigint = checkBoolean(fn, 'options.handleSigint', o.handleSigint, this.runDir !== undefined);
     const dim = checkNumber(fn, 'options.contrastDim', o.contrastDim, 64, { integer: true, min: 1, max: 4096 });
+    const keep = o.saveTotalLimit === undefined ? undefined : checkNumber(fn, 'options.saveTotalLimit', o.saveTotalLimit, 0, { integer: true, min: 1 });
+    if (keep !== undefined && !this.runDir) throw rangeError(fn, 'options.saveTotalLimit', 'unset without a runDir', `${keep}`);
     this.head = new ContrastiveHead(model.config.width, dim, this.seed);
+    this.#args = { format: 'videoperceiver.TrainingArgs', seed: this.seed, contrastDim: dim };
     if (this.runDir) {
-      mkdirSync(this.runDir, { recursive: true });
+      outputDir(`${fn}: options.runDir`, this.runDir);
       this.#bus.file = join(this.runDir, 'metrics.jsonl');
+      this.#store = new CheckpointStore(this.runDir, keep);
     }
   }
 
@@ -263,56 +279,141 @@ export class Trainer {
   // ---------------------------------------------------------------- stages
 
   async #stage<T extends SftStepEvent | RlStepEvent>(
-    stage: 'sft' | 'rl',
+    stage: Stage,
     total: number,
     signal: AbortSignal | undefined,
+    args: Record<string, unknown>,
     step: (s: number) => Promise<T>,
   ): Promise<StageResult> {
-    if (this.#running) throw new Error(`Trainer.${stage}: a stage is already running on this trainer`);
+    const fn = `Trainer.${stage}`;
+    if (this.#running) throw new Error(`${fn}: a stage is already running on this trainer`);
+    let start = 0;
+    let consumed = true;
+    if (this.#resume) {
+      if (this.#resume.stage === stage) start = Math.min(this.#resume.step, total);
+      else if (this.#resume.stage === 'rl' && stage === 'sft') {
+        start = total; // SFT was finished before RL began; the resume applies to the rl() call that follows
+        consumed = false;
+      } // else: an unfinished SFT checkpoint, and rl() is called: RL starts at step 0
+    }
+    // Checks that change nothing come first: refused hyper-parameters, and checkpoints this stage would have to rewrite.
+    if (start < total) {
+      this.#checkArgs(fn, stage, args, start);
+      const later = this.#store?.after(stage, start) ?? [];
+      if (later.length > 0)
+        throw new CheckpointError(`${fn}: ${this.#store!.root} already holds ${later.join(', ')}, past ${stage} step ${start} where this call starts; ` +
+          'checkpoints are never rewritten: resume from the run\'s latest checkpoint (trainer.resume(runDir), CLI --resume) or train into a new run folder');
+      this.#args[stage] = args;
+      if (this.runDir) writeFileAtomic(join(this.runDir, 'training_args.json'), JSON.stringify(this.#args, null, 2) + '\n');
+    }
+    if (consumed) this.#resume = undefined;
     this.#running = true;
     this.#stopRequested = undefined;
-    let start = 0;
-    if (this.#resume) {
-      if (this.#resume.stage === stage) {
-        start = Math.min(this.#resume.step, total);
-        this.#resume = undefined;
-      } else if (this.#resume.stage === 'rl' && stage === 'sft') {
-        start = total; // SFT was finished before RL began; the resume applies to the rl() call that follows
-      } else {
-        this.#resume = undefined; // an unfinished SFT checkpoint, and rl() is called: RL starts at step 0
-      }
-    }
-    const onSigint = () => {
+    let signalled: NodeJS.Signals | undefined;
+    const onSignal = (sig: NodeJS.Signals) => {
+      signalled ??= sig;
       this.#stopRequested = 'interrupted';
-      process.stderr.write('\nvideoperceiver: interrupt: finishing the step and writing a checkpoint (Ctrl-C again to quit now)\n');
-      process.removeListener('SIGINT', onSigint);
+      process.stderr.write(`\nvideoperceiver: ${sig === 'SIGINT' ? 'interrupt' : sig}: finishing the step and writing a checkpoint (${sig === 'SIGINT' ? 'Ctrl-C' : sig} again to quit now)\n`);
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
     };
     const onAbort = () => this.stop();
-    if (this.#handleSigint) process.on('SIGINT', onSigint);
+    if (this.#handleSigint) {
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+    }
     signal?.addEventListener('abort', onAbort);
     let last: MetricEvent | undefined;
     let checkpoint: string | undefined;
     let s = start;
+    // The state at `start` is already on disk (resumed) or is the initial one: nothing to write for it.
+    let written = start;
+    // Retention's score of the next checkpoint: the mean loss (SFT) or reward (RL) since the previous one.
+    let sum = 0;
+    let n = 0;
+    let savingAt = start;
+    const save = async (at: number, finished: boolean, reason: CheckpointEvent['reason']) => {
+      savingAt = at;
+      const metric = n > 0 ? { name: stage === 'sft' ? ('loss' as const) : ('reward' as const), value: sum / n } : undefined;
+      checkpoint = await this.#checkpoint(stage, at, total, finished, reason, metric);
+      written = at;
+      sum = 0;
+      n = 0;
+    };
+    let doing = 'step';
     try {
       for (; s < total && !this.#stopRequested && !signal?.aborted; s++) {
-        last = await step(s);
+        const optimizerSteps = this.model.step;
+        doing = 'step';
+        try {
+          last = await step(s);
+        } catch (e) {
+          // A step that took no optimizer step changed nothing: the state before it is good, save it.
+          if (this.#store && this.model.step === optimizerSteps && s > written) {
+            try {
+              await save(s, false, 'error');
+            } catch (ce) {
+              if (e instanceof Error) e.message += `\n(writing a checkpoint of the state before the failed step failed too: ${(ce as Error).message})`;
+            }
+          }
+          throw e;
+        }
         this.#bus.emit(last);
-        if (this.#checkpointEvery > 0 && (s + 1) % this.#checkpointEvery === 0 && s + 1 < total)
-          checkpoint = await this.#checkpoint(stage, s + 1, total, false, 'interval');
+        const v = last.stage === 'sft' ? last.loss : last.reward;
+        if (Number.isFinite(v)) {
+          sum += v;
+          n++;
+        }
+        if (this.#store && this.#checkpointEvery > 0 && (s + 1) % this.#checkpointEvery === 0 && s + 1 < total) {
+          doing = 'checkpoint';
+          await save(s + 1, false, 'interval');
+        }
       }
       const status: StageResult['status'] = s >= total ? 'done' : this.#stopRequested === 'interrupted' ? 'interrupted' : 'aborted';
-      if (this.runDir && (s > start || status === 'done')) checkpoint = await this.#checkpoint(stage, s, total, status === 'done', status === 'interrupted' ? 'interrupt' : 'end');
-      return { stage, steps: s, status, last, checkpoint };
+      if (this.#store && s > written) {
+        doing = 'checkpoint';
+        await save(s, status === 'done', status === 'interrupted' ? 'interrupt' : 'end');
+      }
+      return { stage, steps: s, status, last, checkpoint, ...(status === 'interrupted' && signalled ? { signal: signalled as 'SIGINT' | 'SIGTERM' } : {}) };
+    } catch (e) {
+      throw this.#failure(fn, stage, doing === 'step' ? s + 1 : savingAt, doing, e);
     } finally {
-      process.removeListener('SIGINT', onSigint);
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
       signal?.removeEventListener('abort', onAbort);
       this.#running = false;
       this.#bus.end();
-      if (this.#stopRequested === 'interrupted') {
-        // Exit the way an unhandled Ctrl-C would, now that the checkpoint is on disk.
-        setImmediate(() => process.kill(process.pid, 'SIGINT'));
+      if (this.#stopRequested === 'interrupted' && signalled) {
+        // Exit the way the unhandled signal would, now that the checkpoint is on disk.
+        const sig = signalled;
+        setImmediate(() => process.kill(process.pid, sig));
       }
     }
+  }
+
+  /** The error a failed stage throws: what failed, at which step, and where the last good state is. */
+  #failure(fn: string, stage: Stage, step: number, doing: string, e: unknown): Error {
+    const where = this.#lastCheckpoint ? `the last good checkpoint is ${this.#lastCheckpoint}` : this.runDir ? 'no checkpoint was written before it' : 'no runDir, so nothing was saved';
+    if (e instanceof DivergenceError) return new DivergenceError(fn, stage, step, e.what, this.#lastCheckpoint);
+    const err = e instanceof Error ? e : new Error(String(e));
+    err.message += `\n(${fn} stopped at step ${step}${doing === 'step' ? '' : `, writing its ${doing}`}; ${where})`;
+    return err;
+  }
+
+  /** Compares a resumed stage's hyper-parameters with the saved ones: a change is refused unless the resume allowed it. */
+  #checkArgs(fn: string, stage: Stage, now: Record<string, unknown>, at: number): void {
+    const saved = this.#resumeArgs?.[stage];
+    if (!saved) return;
+    const diff = changedArgs(saved, now);
+    if (diff.length > 0) {
+      const text = diff.map((d) => `${d.key} ${JSON.stringify(d.from) ?? 'unset'} → ${JSON.stringify(d.to) ?? 'unset'}`).join(', ');
+      if (!this.#override)
+        throw new RangeError(`${fn}: the run being resumed was trained with other hyper-parameters (${text}; from its training_args.json); ` +
+          'changing them breaks its trajectory. Pass { override: true } to trainer.resume (CLI: --override) to go on with the new values');
+      process.stderr.write(`videoperceiver: resuming ${stage} at step ${at} with changed hyper-parameters: ${text}\n`);
+      this.#args.overrides = [...(this.#args.overrides ?? []), ...diff.map((d) => ({ stage, step: at, ...d }))];
+    }
+    this.#resumeArgs = { ...this.#resumeArgs!, [stage]: undefined };
   }
 
   /** Stage 1: SFT with KIM videos and the contrastive alignment term. */
@@ -320,12 +421,13 @@ export class Trainer {
     const fn = 'Trainer.sft';
     const data = this.#checkData(fn, dataset);
     const o = checkOptions(fn, opts);
+    checkKnownKeys(fn, 'opts', o, SFT_OPTION_KEYS);
     const cfg = this.model.config;
     const batchSize = checkNumber(fn, 'opts.batchSize', o.batchSize, 8, { integer: true, min: 1 });
     const gradAccum = checkNumber(fn, 'opts.gradAccum', o.gradAccum, 1, { integer: true, min: 1 });
     const epochs = checkNumber(fn, 'opts.epochs', o.epochs, 1, { gt: 0 });
     const perStep = batchSize * gradAccum;
-    const total = checkNumber(fn, 'opts.steps', o.steps, Math.max(1, Math.ceil((epochs * this.#count(data)) / perStep)), { integer: true, min: 1 });
+    const total = checkNumber(fn, 'opts.steps', o.steps, Math.max(1, Math.ceil((epochs * this.#count(data)) / perStep)), { integer: true, min: 1, max: MAX_STEPS });
     const lr = checkNumber(fn, 'opts.lr', o.lr, 1e-3, { gt: 0 });
     const minLr = checkNumber(fn, 'opts.minLr', o.minLr, lr / 10, { min: 0 });
     const warmup = checkNumber(fn, 'opts.warmupSteps', o.warmupSteps, Math.floor(total * 0.05), { integer: true, min: 0 });
@@ -342,10 +444,14 @@ export class Trainer {
     const locator = o.locator ?? 'transient';
     if (!['transient', 'none'].includes(locator as string)) throw typeError(fn, 'opts.locator', "'transient' | 'none'", describe(locator));
     const plan = { kim, contrastive, questions, substitution: substitution as SftOptions['substitution'], locator: locator as SftOptions['locator'] };
+    // One micro-batch packs each clip's video, its KIM variant and text: refuse a size that cannot fit before allocating it.
+    checkStepMemory(fn, 'opts.batchSize', batchSize, cfg, batchSize * clipTokens(cfg) * (kim ? 2 : 1), this.#memory(), `${batchSize} clips of ${clipTokens(cfg)} visual tokens`);
     const kimPlans = new KimPlans(cfg, this.tokenizer, { substitution: plan.substitution!, locator: plan.locator! });
     const t0 = Date.now();
+    const args = { steps: total, batchSize, gradAccum, lr, minLr, warmupSteps: warmup, weightDecay, maxGradNorm, kim, contrastive, lambda, tapLayer, temperature, questions, substitution, locator };
+    const diverged = (s: number, what: string) => new DivergenceError(fn, 'sft', s + 1, what);
 
-    return this.#stage('sft', total, o.signal as AbortSignal | undefined, async (s) => {
+    return this.#stage('sft', total, o.signal as AbortSignal | undefined, args, async (s) => {
       const ts = performance.now();
       const { idx, epoch } = this.#indices(data, 1, s, perStep);
       const stepLr = scheduledLr(s, total, lr, minLr, warmup);
@@ -359,10 +465,13 @@ export class Trainer {
         const useNce = contrastive && lambda > 0 && b.groups.length > 0;
         const tapRows = useNce ? ContrastiveHead.tapRows(b.groups) : undefined;
         const fw = await this.model.forward(b.batch, useNce ? { tapRows, tapLayer } : {});
+        if (!Number.isFinite(fw.loss)) throw diverged(s, `the LM loss is ${fw.loss}`);
         lm += fw.loss / gradAccum;
         let dTap: Float32Array | undefined;
         if (useNce) {
+          if (!allFinite(fw.tap)) throw diverged(s, `the hidden states at layer ${tapLayer} are not finite`);
           const r = this.head.forwardBackward(b.groups, fw.tap, temperature, lambda / gradAccum);
+          if (!Number.isFinite(r.loss)) throw diverged(s, `the contrastive loss is ${r.loss}`);
           nce += r.loss / gradAccum;
           acc += r.accuracy * b.groups.length;
           margin += r.margin * b.groups.length;
@@ -372,6 +481,7 @@ export class Trainer {
         await this.model.backward({ gradLoss: 1 / gradAccum, dTap, accumulate: j > 0 });
       }
       const st = await this.model.stepOptimizer({ lr: stepLr, weightDecay, maxGradNorm });
+      if (!Number.isFinite(st.gradNorm)) throw diverged(s, `the gradient norm is ${st.gradNorm}; the step was not applied`);
       if (contrastive && groupsSeen > 0) this.head.update({ lr: stepLr, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0, maxGradNorm });
       const secs = (performance.now() - ts) / 1000;
       return {
@@ -388,6 +498,17 @@ export class Trainer {
     const fn = 'Trainer.rl';
     const data = this.#checkData(fn, dataset);
     const s = parseRlOptions(fn, opts, this.#count(data));
+    const cfg = this.model.config;
+    // A rollout packs P·G original and as many KIM sequences (video, prompt and response).
+    const seqs = s.promptsPerStep * s.groupSize * (s.mode === 'none' ? 1 : 2);
+    checkStepMemory(fn, 'opts.promptsPerStep', s.promptsPerStep, cfg, seqs * (clipTokens(cfg) + s.maxTokens), this.#memory(), `${seqs} sequences of ${clipTokens(cfg)} visual tokens`);
+    const o = opts as RlOptions;
+    const args = {
+      steps: s.total, promptsPerStep: s.promptsPerStep, groupSize: s.groupSize, updatesPerBatch: s.updatesPerBatch, lr: s.lr, weightDecay: s.weightDecay,
+      maxGradNorm: s.maxGradNorm, temperature: s.temperature, topP: s.topP, maxTokens: s.maxTokens, comparative: s.mode, bonus: s.bonus, ratio: s.ratio,
+      reward: o.reward ? 'custom' : 'default', tasks: s.tasks, beta: s.beta, reference: o.reference ? 'given' : 'copy', epsLow: s.epsLow, epsHigh: s.epsHigh,
+      lossType: s.lossType, scaleAdvantages: s.scale, substitution: s.substitution, locator: s.locator,
+    };
     if (s.beta > 0) {
       if (s.reference) this.#setReference(s.reference, false);
       else if (!this.#reference) this.#setReference(await this.model.clone(), true);
@@ -395,13 +516,14 @@ export class Trainer {
     const kimPlans = new KimPlans(this.model.config, this.tokenizer, { substitution: s.substitution, locator: s.locator });
     const vocabulary = eventVocabulary(data);
     const t0 = Date.now();
-    return this.#stage('rl', s.total, s.signal, async (step) => {
+    return this.#stage('rl', s.total, s.signal, args, async (step) => {
       const ts = performance.now();
       const { idx, epoch } = this.#indices(data, 2, step, s.promptsPerStep);
       const prompts = this.#rlPrompts(fn, data, idx, step, s, kimPlans);
       const ro = await rollout(this.model, prompts, s, hashSeed(this.seed, RL_SEED + 1, step));
       const sc = await score(ro, s, this.tokenizer, fn, vocabulary);
       const up = await update(this.model, this.#reference, ro, sc.advantages, s);
+      if (!Number.isFinite(up.loss)) throw new DivergenceError(fn, 'rl', step + 1, `the GRPO loss is ${up.loss}`);
       const genTokens = ro.responses.reduce((a, g) => a + g.length, 0);
       const secs = (performance.now() - ts) / 1000;
       return {
@@ -446,31 +568,26 @@ export class Trainer {
 
   // ---------------------------------------------------------------- checkpoints
 
-  async #checkpoint(stage: 'sft' | 'rl', step: number, total: number, finished: boolean, reason: 'interval' | 'end' | 'interrupt'): Promise<string> {
-    const root = join(this.runDir!, 'checkpoints');
-    mkdirSync(root, { recursive: true });
-    const name = `${stage}-${String(step).padStart(6, '0')}`;
-    const dir = join(root, name);
-    const tmp = `${dir}.tmp-${process.pid}`;
-    rmSync(tmp, { recursive: true, force: true });
-    await this.model.save(tmp);
-    const h = this.head;
-    const k = h.dim * h.width;
-    writeSafetensors(join(tmp, 'trainer.safetensors'), {
-      'contrast.query_proj': { dtype: 'F32', shape: [h.dim, h.width], data: h.params.subarray(0, k) },
-      'contrast.key_proj': { dtype: 'F32', shape: [h.dim, h.width], data: h.params.subarray(k) },
-      'contrast.m': { dtype: 'F32', shape: [2 * k], data: h.m },
-      'contrast.v': { dtype: 'F32', shape: [2 * k], data: h.v },
-    }, { step: String(h.step) });
-    if (stage === 'rl' && this.#reference) await this.#reference.save(join(tmp, 'reference'));
-    const state: TrainerState = { format: 'videoperceiver.Trainer', version: 1, stage, step, finished, seed: this.seed, totalSteps: total };
-    writeFileAtomic(join(tmp, 'trainer.json'), JSON.stringify(state, null, 2) + '\n');
-    // Swap the finished folder into place; the previous one stays until the new one is complete.
-    const old = `${dir}.old-${process.pid}`;
-    if (existsSync(dir)) renameSync(dir, old);
-    renameSync(tmp, dir);
-    rmSync(old, { recursive: true, force: true });
-    writeFileAtomic(join(root, 'latest.json'), JSON.stringify({ checkpoint: name, stage, step, finished }) + '\n');
+  /** Bytes a training step may use: the GPU's for a CUDA model, else the host's. */
+  #memory(): number {
+    return memoryLimit(this.model.device === 'cuda' ? (backendInfo().cuda?.memoryBytes ?? undefined) : undefined);
+  }
+
+  async #checkpoint(stage: Stage, step: number, total: number, finished: boolean, reason: CheckpointEvent['reason'], metric: TrainerState['metric']): Promise<string> {
+    const state: TrainerState = { format: 'videoperceiver.Trainer', version: 1, stage, step, finished, seed: this.seed, totalSteps: total, ...(metric ? { metric } : {}) };
+    const dir = await this.#store!.write(state, this.#args, async (tmp) => {
+      await this.model.save(tmp);
+      const h = this.head;
+      const k = h.dim * h.width;
+      writeSafetensors(join(tmp, 'trainer.safetensors'), {
+        'contrast.query_proj': { dtype: 'F32', shape: [h.dim, h.width], data: h.params.subarray(0, k) },
+        'contrast.key_proj': { dtype: 'F32', shape: [h.dim, h.width], data: h.params.subarray(k) },
+        'contrast.m': { dtype: 'F32', shape: [2 * k], data: h.m },
+        'contrast.v': { dtype: 'F32', shape: [2 * k], data: h.v },
+      }, { step: String(h.step) });
+      if (stage === 'rl' && this.#reference) await this.#reference.save(join(tmp, 'reference'));
+    });
+    this.#lastCheckpoint = dir;
     this.#bus.emit({ type: 'checkpoint', stage, step, path: dir, reason });
     return dir;
   }
@@ -495,22 +612,20 @@ export class Trainer {
   /**
    * Restores the model, its optimizer, the contrastive projections and the
    * trainer's position from a checkpoint (or a run folder's latest one). The
-   * next sft() / rl() call with the same options continues the same trajectory.
+   * next sft() / rl() call with the same options continues the same trajectory;
+   * options that differ from the checkpoint's training_args.json are refused
+   * unless `opts.override` (then the change is recorded there).
    */
-  async resume(dir: string): Promise<{ stage: 'sft' | 'rl'; step: number; finished: boolean; path: string }> {
+  async resume(dir: string, opts: { override?: boolean } = {}): Promise<{ stage: 'sft' | 'rl'; step: number; finished: boolean; path: string }> {
     const fn = 'Trainer.resume';
     if (typeof dir !== 'string' || !dir) throw typeError(fn, 'dir', 'a checkpoint or run folder', describe(dir));
+    const o = checkOptions(fn, opts);
+    checkKnownKeys(fn, 'opts', o, ['override']);
+    const override = checkBoolean(fn, 'opts.override', o.override, false);
     if (this.#running) throw new Error(`${fn}: a stage is running`);
     const path = Trainer.checkpointPath(dir);
-    const statePath = join(path, 'trainer.json');
-    let state: TrainerState;
-    try {
-      state = JSON.parse(readFileSync(statePath, 'utf8')) as TrainerState;
-    } catch (e) {
-      throw new CheckpointError(`${statePath}: cannot read (${(e as Error).message})`);
-    }
-    if (state?.format !== 'videoperceiver.Trainer' || (state.stage !== 'sft' && state.stage !== 'rl') || !Number.isSafeInteger(state.step) || state.step < 0)
-      throw new CheckpointError(`${statePath}: not a videoperceiver.Trainer state`);
+    const state = CheckpointStore.readState(path);
+    const savedArgs = readTrainingArgs(join(path, 'training_args.json'));
     if (state.seed !== this.seed) throw rangeError(fn, 'options.seed', `the checkpoint's seed ${state.seed} (to continue its trajectory)`, `${this.seed}`);
     const loaded = await VideoLM.load(path);
     try {
@@ -541,6 +656,10 @@ export class Trainer {
       ref.dispose();
     }
     this.#resume = state;
+    this.#resumeArgs = savedArgs;
+    this.#override = override;
+    this.#args = { ...(savedArgs ?? this.#args), seed: this.seed, contrastDim: this.head.dim };
+    this.#lastCheckpoint = resolve(path);
     if (this.#bus.file) MetricBus.truncateAfter(this.#bus.file, state.stage, state.step);
     return { stage: state.stage, step: state.step, finished: state.finished, path };
   }

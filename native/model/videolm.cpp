@@ -701,6 +701,17 @@ Status VideoLM::optimizer_step(const VideoLMStepOptions& o, VideoLMStepResult* r
   double ss = 0.0;
   VP_RETURN_IF_ERROR(I.ops.sum_squares(g, num_params_, &ss));
   const double norm = std::sqrt(ss) * o.grad_scale;
+  if (!std::isfinite(norm)) {
+    // A NaN or infinite gradient (the loss diverged): the step is skipped, as
+    // PyTorch's GradScaler skips one; parameters, moments and the step count
+    // stay as they were, and the caller sees the norm.
+    if (res) {
+      res->grad_norm = norm;
+      res->lr = o.lr;
+      res->step = step_;
+    }
+    return Status::Ok();
+  }
   const double clip = clip_scale(norm, o.max_grad_norm);
   double lr = o.lr;
   if (o.total_steps > 0) {

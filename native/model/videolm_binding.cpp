@@ -483,15 +483,40 @@ class VideoLMNative : public Napi::ObjectWrap<VideoLMNative> {
       g.top_p = static_cast<float>(NumProp(o, "topP", g.top_p));
       g.seed = static_cast<uint64_t>(NumProp(o, "seed", 0));
       g.eos_id = static_cast<int32_t>(NumProp(o, "eosId", -1));
+      // onToken(sequence, token): called on the JS thread as tokens are sampled (streaming), then
+      // once with (-1, -1) after the last one. The thread-safe function is released when
+      // generation ends; queued calls are still delivered.
+      if (o.Has("onToken") && o.Get("onToken").IsFunction()) {
+        auto tsfn = std::make_shared<Napi::ThreadSafeFunction>(
+            Napi::ThreadSafeFunction::New(env, o.Get("onToken").As<Napi::Function>(), "videoperceiver.onToken", 0, 1));
+        g.on_token = [tsfn](int64_t seq, int32_t token) {
+          tsfn->NonBlockingCall([seq, token](Napi::Env e, Napi::Function cb) {
+            cb.Call({Napi::Number::New(e, static_cast<double>(seq)), Napi::Number::New(e, token)});
+          });
+        };
+        auto out = std::make_shared<std::vector<std::vector<int32_t>>>();
+        return Start(
+            info,
+            [&m, b, g, out, tsfn]() {
+              vp::Status s = m.generate(b->batch, g, out.get());
+              // (-1, -1) marks the end: calls arrive in order, so JS knows every token was delivered.
+              tsfn->NonBlockingCall([](Napi::Env e, Napi::Function cb) { cb.Call({Napi::Number::New(e, -1), Napi::Number::New(e, -1)}); });
+              tsfn->Release();
+              return s;
+            },
+            [out](Napi::Env e) { return TokenLists(e, *out); });
+      }
     }
     auto out = std::make_shared<std::vector<std::vector<int32_t>>>();
     return Start(
         info, [&m, b, g, out]() { return m.generate(b->batch, g, out.get()); },
-        [out](Napi::Env e) {
-          Napi::Array a = Napi::Array::New(e, out->size());
-          for (size_t i = 0; i < out->size(); ++i) a.Set(static_cast<uint32_t>(i), I32Out(e, (*out)[i].data(), (*out)[i].size()));
-          return a;
-        });
+        [out](Napi::Env e) { return TokenLists(e, *out); });
+  }
+
+  static Napi::Value TokenLists(Napi::Env e, const std::vector<std::vector<int32_t>>& lists) {
+    Napi::Array a = Napi::Array::New(e, lists.size());
+    for (size_t i = 0; i < lists.size(); ++i) a.Set(static_cast<uint32_t>(i), I32Out(e, lists[i].data(), lists[i].size()));
+    return a;
   }
 
   // logits(batch) → Promise<{logits: Float32Array [rows * vocab], layout}>

@@ -168,6 +168,7 @@ Status VideoLM::generate(const VideoLMBatch& prompts, const VideoLMGenerateOptio
     int32_t token = -1;
     Status st = sample_tokens(logits, 1, V, so, &stream, &token);
     if (!st.ok() && pick_status.ok()) pick_status = st;
+    if (st.ok() && o.on_token) o.on_token(b, token);
     return token;
   };
   Status decoded = impl_->decode(*this, prompts, o.max_tokens, o.eos_id, fn, choose, out);

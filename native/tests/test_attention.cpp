@@ -16,6 +16,7 @@
 
 #include "test_util.h"
 #include "vp/attention.h"
+#include "vp/model_kernels.h"
 #include "vp/cuda.h"
 #include "vp/thread_pool.h"
 
@@ -323,6 +324,110 @@ TEST_CASE("attention: every ISA path, 1 and 2 threads, custom scale") {
   }
 }
 
+namespace {
+
+// Three sequences (33, 70 and 90 query rows; 33, 80 and 90 keys), 4 heads on 2 KV heads.
+Case nonfinite_case(int64_t D, bool causal) {
+  Case c;
+  c.lq = {33, 70, 90};
+  c.lk = {33, 80, 90};
+  c.H = 4;
+  c.Hkv = 2;
+  c.D = D;
+  c.causal = causal;
+  return c;
+}
+
+// NaN in a q row and in a k row, +inf and -inf in v, placed where some rows see them and some do not.
+void make_nonfinite(Problem& p) {
+  const Case& c = p.c;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  p.q[((p.cuq[0] + 5) * c.H + 1) * c.D + 3] = nan;                     // seq 0, row 5, head 1
+  p.k[((p.cuk[1] + 40) * c.Hkv + 0) * c.D + 7] = nan;                  // seq 1, key 40, kv head 0
+  p.v[((p.cuk[2] + 3) * c.Hkv + 1) * c.D + 2] = kInf;                  // seq 2, key 3, kv head 1, feature 2
+  p.v[((p.cuk[2] + 60) * c.Hkv + 0) * c.D + c.D - 1] = -kInf;          // seq 2, key 60, kv head 0, last feature
+}
+
+// Where the float64 reference (over the keys each row sees) is not finite, ours must be NaN or that infinity
+// (ours gives NaN); elsewhere the usual relative error. Returns the count of non-finite reference values.
+size_t check_nonfinite(const Ours& o, const Ref& r, double tol) {
+  std::vector<double> a, b;
+  size_t bad = 0;
+  for (size_t i = 0; i < r.out.size(); ++i) {
+    if (!std::isfinite(r.out[i])) {
+      ++bad;
+      CHECK_MESSAGE(std::isnan(o.out[i]), "out[" << i << "] = " << o.out[i] << ", reference " << r.out[i]);
+    } else {
+      a.push_back(o.out[i]);
+      b.push_back(r.out[i]);
+    }
+  }
+  CHECK(vptest::rel_error(a, b) <= tol);
+  for (size_t i = 0; i < r.lse.size(); ++i) {
+    if (std::isnan(r.lse[i])) CHECK_MESSAGE(std::isnan(o.lse[i]), "lse[" << i << "] = " << o.lse[i]);
+    else if (std::isinf(r.lse[i])) CHECK(o.lse[i] == -kInf);
+    else CHECK(std::fabs(o.lse[i] - r.lse[i]) <= 1e-4 * std::max(1.0, std::fabs(r.lse[i])));
+  }
+  return bad;
+}
+
+}  // namespace
+
+TEST_CASE("attention: NaN and infinity in q, k, v reach exactly the outputs that see them (every ISA, causal or not)") {
+  vptest::BackendScope scope;
+  uint64_t seed = 5500;
+  for (vp::Isa isa : vptest::supported_isas()) {
+    REQUIRE(vp::set_active_isa(isa));
+    for (bool causal : {false, true})
+      for (int threads : {1, 2}) {
+        const Case c = nonfinite_case(24, causal);
+        Problem p = make(c, seed += 10);
+        make_nonfinite(p);
+        Ref r = reference(p, false);
+        Ours o = run(p, false, threads);
+        CAPTURE(vp::isa_name(vp::active_isa()));
+        CAPTURE(causal);
+        const size_t bad = check_nonfinite(o, r, 1e-5);
+        // The poisoned positions: all of row 5's head 1; every row of seq 1 that sees key 40 (heads 0, 1);
+        // feature 2 of heads 2, 3 and the last feature of heads 0, 1 in the rows of seq 2 that see keys 3 / 60.
+        const size_t seq1 = causal ? 70 - 30 : 70;   // rows i with i + 10 >= 40
+        const size_t seq2a = causal ? 90 - 3 : 90, seq2b = causal ? 90 - 60 : 90;
+        CHECK(bad == c.D + seq1 * 2 * c.D + seq2a * 2 + seq2b * 2);
+      }
+  }
+  // All finite: nothing changes (the same numbers as before the scan).
+  Case c;
+  c.lq = {50};
+  c.H = 2;
+  c.D = 32;
+  c.causal = true;
+  check_case(c, 5600, false, 2);
+}
+
+TEST_CASE("decode attention (generation with a KV cache): NaN in q or a cached key, infinity in a cached value, propagate") {
+  // Two rows (sequences), H = 2 query heads on one KV head, D = 8, 5 and 3 cached keys.
+  const int64_t H = 2, Hkv = 1, D = 8;
+  const std::vector<int32_t> base = {0, 5}, nkeys = {5, 3};
+  std::vector<float> q = vptest::random_floats(2 * H * D, 77), kc = vptest::random_floats(8 * D, 78), vc = vptest::random_floats(8 * D, 79);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto run_decode = [&]() {
+    std::vector<float> out = vptest::poisoned(2 * H * D);
+    REQUIRE(vp::decode_attention(q.data(), kc.data(), vc.data(), base.data(), nkeys.data(), 2, H, Hkv, D, 0.35f, 5, out.data()).ok());
+    return out;
+  };
+  std::vector<float> out = run_decode();
+  for (float x : out) CHECK(std::isfinite(x));
+  kc[2 * D + 1] = nan;  // row 0's key 2: both heads of row 0, not row 1
+  vc[6 * D + 4] = kInf;  // row 1's key 1, feature 4
+  out = run_decode();
+  for (int64_t e = 0; e < H * D; ++e) CHECK(std::isnan(out[e]));
+  for (int64_t h = 0; h < H; ++h)
+    for (int64_t d = 0; d < D; ++d) CHECK(std::isfinite(out[H * D + h * D + d]) == (d != 4));
+  q[H * D + D + 2] = nan;  // row 1, head 1
+  out = run_decode();
+  for (int64_t d = 0; d < D; ++d) CHECK(std::isnan(out[H * D + D + d]));
+}
+
 TEST_CASE("attention: the backward reference agrees with finite differences, and so do our gradients") {
   // loss = sum(out * dout) for fixed random dout: d loss / dx by central differences.
   for (bool causal : {false, true}) {
@@ -619,6 +724,48 @@ TEST_CASE("attention on CUDA: float32, bfloat16, float16 against the float64 ref
         }
 #endif
       }
+}
+
+TEST_CASE("attention on CUDA: NaN and infinity in q, k, v reach every output that sees them") {
+  if (!vp::cuda::available()) {
+    MESSAGE("skipped: " << vp::cuda::unavailable_reason());
+    return;
+  }
+  uint64_t seed = 9500;
+  for (vp::DType dt : {vp::DType::kFloat32, vp::DType::kBFloat16})
+    for (bool causal : {false, true}) {
+      const Case c = nonfinite_case(64, causal);
+      Problem p = make(c, seed += 10);
+      make_nonfinite(p);
+      DevTensor q, k, v, out, lse;
+      upload(q, p.q, {p.tq, c.H, c.D}, dt);
+      upload(k, p.k, {p.tk, c.Hkv, c.D}, dt);
+      upload(v, p.v, {p.tk, c.Hkv, c.D}, dt);
+      dev_alloc(out, {p.tq, c.H, c.D}, dt);
+      dev_alloc(lse, {c.H, p.tq}, vp::DType::kFloat32);
+      auto o = options(p, 0);
+      vp::Status st = vp::attention(q.view(), k.view(), v.view(), o, out.view(), lse.view());
+      REQUIRE_MESSAGE(st.ok(), st.message());
+      REQUIRE(vp::cuda::synchronize().ok());
+      Ref r = reference(p, false);
+      const std::vector<float> ho = download(out), hl = download(lse);
+      CAPTURE(vp::dtype_name(dt));
+      CAPTURE(causal);
+      size_t missing = 0;
+      for (size_t i = 0; i < r.out.size(); ++i) missing += !std::isfinite(r.out[i]) && !std::isnan(ho[i]);
+      for (size_t i = 0; i < r.lse.size(); ++i) missing += std::isnan(r.lse[i]) && !std::isnan(hl[i]);
+      CHECK(missing == 0);
+      // Sequence 0 holds only the NaN of row 5, head 1: every other output of it is finite and right.
+      std::vector<double> a, b;
+      for (int64_t i = 0; i < 33; ++i)
+        for (int64_t h = 0; h < c.H; ++h)
+          if (!(i == 5 && h == 1))
+            for (int64_t d = 0; d < c.D; ++d) {
+              a.push_back(ho[(i * c.H + h) * c.D + d]);
+              b.push_back(r.out[(i * c.H + h) * c.D + d]);
+            }
+      CHECK(vptest::rel_error(a, b) <= (dt == vp::DType::kFloat32 ? 1e-5 : 1.5e-2));
+    }
 }
 
 TEST_CASE("attention: CUDA path skips cleanly without a GPU") {

@@ -4,9 +4,11 @@
 // and batch validation.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <random>
 #include <string>
@@ -179,6 +181,29 @@ TEST_CASE("videolm: gradient accumulation adds, and the frozen clone is independ
   CHECK(r.loss < r0.loss);
 }
 
+TEST_CASE("videolm: a NaN or infinite gradient skips the optimizer step and changes nothing") {
+  const vp::VideoLMConfig c = check_config(false);
+  auto m = make(c, 7);
+  Data data;
+  make_data(c, &data, 9);
+  vp::VideoLMForwardOptions o;
+  vp::VideoLMForwardResult r;
+  vp::VideoLMStepOptions so;
+  so.lr = 1e-2;
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    REQUIRE(m->forward(data.batch, o, &r).ok());
+    REQUIRE(m->backward(1.0f, nullptr, nullptr, false).ok());
+    const std::vector<float> before(m->param_data(), m->param_data() + m->num_params());
+    const int64_t step = m->step();
+    m->grad_data()[m->num_params() / 2] = bad;
+    vp::VideoLMStepResult sr;
+    REQUIRE(m->optimizer_step(so, &sr).ok());
+    CHECK(!std::isfinite(sr.grad_norm));
+    CHECK(sr.step == step);
+    CHECK(m->step() == step);
+    CHECK(std::equal(before.begin(), before.end(), m->param_data()));
+  }
+}
 
 TEST_CASE("videolm: the KV-cache decode equals a full recomputation") {
   vp::VideoLMConfig c = check_config(false);

@@ -28,6 +28,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -144,6 +145,8 @@ struct VideoLMGenerateOptions {
   float top_p = 1.0f;
   uint64_t seed = 0;
   int32_t eos_id = -1;        // stop a sequence after it emits this id (kept in the output)
+  // Called with (sequence, token) as each token is sampled, on the generating thread (streaming).
+  std::function<void(int64_t, int32_t)> on_token;
 };
 
 // The flat buffers of a model (all num_params() floats, in params() layout).
@@ -192,7 +195,8 @@ class VideoLM {
   Status backward(float grad_loss, const float* dtap, const float* dlogprobs, bool accumulate);
   Status zero_grad();
 
-  // Global-norm clipping, then AdamW (lr from the schedule), step_ += 1.
+  // Global-norm clipping, then AdamW (lr from the schedule), step_ += 1. A NaN or
+  // infinite gradient norm skips the step (nothing changes) and is returned in res.
   Status optimizer_step(const VideoLMStepOptions& o, VideoLMStepResult* res);
 
   // Test helper: the logits of every packed row, after the final norm and the head.

@@ -11,7 +11,8 @@
 // a sequence x KV head is split into key ranges ("chunks"), chunk 0 accumulates
 // into dq and the others into private buffers that are summed at the end
 // (bounded, see kMaxPartialBytes). No atomics, no locks, deterministic for a
-// given thread count.
+// given thread count. The forward goes through attention_forward_nonfinite
+// (attention_nonfinite.cpp), which makes NaN/Inf in q, k, v reach the outputs.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -95,8 +96,10 @@ size_t attention_workspace_bytes(const AttentionProblem& p, bool backward) {
   return bytes;
 }
 
-Status attention_forward(const AttentionProblem& p, const float* q, const float* k, const float* v,
-                         float* out, float* lse) {
+namespace {
+
+Status forward_finite(const AttentionProblem& p, const float* q, const float* k, const float* v, float* out,
+                      float* lse) {
   const AttnKernels& K = kernels();
   struct Item {
     int64_t s, h, qb, cost;
@@ -123,6 +126,13 @@ Status attention_forward(const AttentionProblem& p, const float* q, const float*
     K.fwd_item(args, it.s, it.h, it.qb, scratch.get() + per * t);
   });
   return Status::Ok();
+}
+
+}  // namespace
+
+Status attention_forward(const AttentionProblem& p, const float* q, const float* k, const float* v,
+                         float* out, float* lse) {
+  return detail::attention_forward_nonfinite(p, q, k, v, out, lse, forward_finite);
 }
 
 Status attention_backward(const AttentionProblem& p, const float* dout, const float* q,

@@ -53,6 +53,14 @@ struct AttnKernels {
   size_t (*bwd_scratch)(int64_t d);
 };
 
+// The forward of finite inputs (the kernels above, over the thread pool).
+using AttentionForwardFn = Status (*)(const AttentionProblem& p, const float* q, const float* k, const float* v,
+                                      float* out, float* lse);
+// `forward` with NaN/Inf in q, k or v propagated to every output they reach
+// (attention_nonfinite.cpp); costs one scan of the inputs when all are finite.
+Status attention_forward_nonfinite(const AttentionProblem& p, const float* q, const float* k, const float* v,
+                                   float* out, float* lse, AttentionForwardFn forward);
+
 AttnKernels attention_kernels_generic();
 AttnKernels attention_kernels_avx2();
 AttnKernels attention_kernels_avx512();

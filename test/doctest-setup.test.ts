@@ -1,0 +1,55 @@
+// `npm test` on a fresh machine: when CMake found no doctest, scripts/test.mjs
+// installs it with apt-get as root (updating empty package lists first), or
+// stops with the one command that installs it. Exercised with a recorded
+// command runner, so nothing is installed here.
+import test from 'ava';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+// scripts/doctest.mjs is plain JavaScript (no type declarations)
+import { doctestMissing, installDoctest, INSTALL_COMMAND } from '../scripts/doctest.mjs';
+
+function recorder(statuses: number[] = []) {
+  const calls: string[] = [];
+  return { calls, run: (cmd: string, args: string[]) => (calls.push([cmd, ...args].join(' ')), statuses.shift() ?? 0) };
+}
+
+test('as root with apt-get: installs doctest-dev', (t) => {
+  const r = recorder();
+  t.deepEqual(installDoctest({ isRoot: true, hasAptGet: true, listsEmpty: false, run: r.run }), { installed: true });
+  t.deepEqual(r.calls, ['apt-get install -y -qq --no-install-recommends doctest-dev']);
+});
+
+test('as root on a fresh container (no package lists): apt-get update, then install', (t) => {
+  const r = recorder();
+  t.true(installDoctest({ isRoot: true, hasAptGet: true, listsEmpty: true, run: r.run }).installed);
+  t.deepEqual(r.calls, ['apt-get update -qq', 'apt-get install -y -qq --no-install-recommends doctest-dev']);
+  const failing = recorder([100, 0, 100]);
+  const res = installDoctest({ isRoot: true, hasAptGet: true, listsEmpty: false, run: failing.run });
+  t.false(res.installed);
+  t.is(failing.calls.length, 3);
+  t.true(res.message.includes(INSTALL_COMMAND));
+});
+
+test('not root, or no apt-get: nothing runs, the message gives the command', (t) => {
+  const r = recorder();
+  const res = installDoctest({ isRoot: false, hasAptGet: true, listsEmpty: false, run: r.run });
+  t.false(res.installed);
+  t.deepEqual(r.calls, []);
+  t.true(res.message.includes('sudo apt-get install -y doctest-dev'));
+  t.regex(installDoctest({ isRoot: true, hasAptGet: false, run: r.run }).message, /doctest package/);
+});
+
+test('a build tree configured without doctest is recognized from its CMake cache', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vp-doctest-'));
+  try {
+    const cache = join(dir, 'CMakeCache.txt');
+    t.false(doctestMissing(cache));
+    writeFileSync(cache, 'FOO:BOOL=ON\ndoctest_DIR:PATH=doctest_DIR-NOTFOUND\n');
+    t.true(doctestMissing(cache));
+    writeFileSync(cache, 'doctest_DIR:PATH=/usr/lib/cmake/doctest\n');
+    t.false(doctestMissing(cache));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
