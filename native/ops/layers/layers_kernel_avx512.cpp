@@ -1,25 +1,19 @@
-// The layer kernels' element-wise loops compiled for the avx512 path (the
-// shared source is layers_kernels.inc; the target pragma, when there is one,
-// comes after every system include, as in gemm_kernel_avx512.cpp).
-#include <cmath>
-#include <cstdint>
-#include <cstring>
-
+// The layer kernels (layers_kernels_impl.h over core/simd.h) compiled for AVX-512.
+// Its includes come first, then the target pragma (docs/architecture.md).
 #include <immintrin.h>
+
+#include <cstdint>
 
 #include "layers_kernels.h"
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx2,fma")
-// no-trapping-math lets GCC if-convert the exp's range clamps (we never read
-// floating-point exception flags); it changes no computed value.
-#pragma GCC optimize("no-trapping-math")
+#define VP_SIMD_ISA 512
+#include "core/simd.h"
 
 namespace vp::detail {
 namespace {
-#define VP_LAYERS_ISA 512
-#include "layers_kernels.inc"
-#undef VP_LAYERS_ISA
+#include "layers_kernels_impl.h"
 }  // namespace
 
 const LayerKernels& layer_kernels_avx512() { return kTable; }

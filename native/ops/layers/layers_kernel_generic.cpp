@@ -1,24 +1,16 @@
-// The layer kernels' element-wise loops compiled for the generic path (the
-// shared source is layers_kernels.inc; the target pragma, when there is one,
-// comes after every system include, as in gemm_kernel_avx512.cpp).
-#include <cmath>
+// The layer kernels (layers_kernels_impl.h over core/simd.h) compiled for the portable path.
+// Its includes come first, then the target pragma (docs/architecture.md).
 #include <cstdint>
-#include <cstring>
 
 #include "layers_kernels.h"
 
 #pragma GCC push_options
-// no-trapping-math lets GCC if-convert the exp's range clamps (we never read
-// floating-point exception flags); it changes no computed value.
-#pragma GCC optimize("no-trapping-math")
-
-
+#define VP_SIMD_ISA 0
+#include "core/simd.h"
 
 namespace vp::detail {
 namespace {
-#define VP_LAYERS_ISA 0
-#include "layers_kernels.inc"
-#undef VP_LAYERS_ISA
+#include "layers_kernels_impl.h"
 }  // namespace
 
 const LayerKernels& layer_kernels_generic() { return kTable; }
