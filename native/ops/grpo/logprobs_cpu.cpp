@@ -27,8 +27,9 @@
 // matmul → log_softmax → gather → autograd pays, without its N×V logits,
 // softmax and gradient buffers.
 //
-// The GEMMs run on the micro-kernels of logprobs_kernels.h, on packed panels
-// and on the scratch tiles in place (no per-tile packing).
+// The GEMMs run on the strided micro-kernels of ops/matmul/gemm_kernels.h, on
+// packed panels and on the scratch tiles in place (no per-tile packing); the
+// row log-sum-exp and softmax are the shared ones of ops/layers/row_lse.h.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -42,14 +43,14 @@
 #include <sys/mman.h>
 
 #include "grpo_cpu.h"
-#include "logprobs_kernels.h"
+#include "ops/matmul/gemm_kernels.h"
 #include "ops/layers/row_lse.h"
 #include "vp/thread_pool.h"
 
 namespace vp::cpu {
 namespace {
 
-using detail::LpKernels;
+using LpKernels = detail::GemmKernelInfo;
 using detail::RowLse;
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
@@ -281,7 +282,7 @@ Status token_logprobs_backward(const float* dlogprobs, const float* logits, int6
 
 size_t linear_logprobs_workspace(int64_t n, int64_t d, int64_t v, int threads, bool backward) {
   if (n == 0 || v == 0) return 0;
-  const Plan p = make_plan(detail::lp_kernels(), n, d, v, threads, backward);
+  const Plan p = make_plan(detail::gemm_kernel_for(active_isa()), n, d, v, threads, backward);
   return plan_sizes(p, n, d, v).total(p.tasks) * sizeof(float);
 }
 
@@ -302,7 +303,7 @@ void logits_tile(const LpKernels& K, const Plan& P, const float* ha, const float
       const float* bp = wb1 + (v0 / NR + jp) * d * NR + p0 * NR;
       for (int64_t ip = 0; ip < row_panels; ++ip) {
         const int mr = static_cast<int>(std::min<int64_t>(MR, rows - ip * MR));
-        K.gemm(kc, ha + (r0 + ip * MR) * d + p0 * MR, MR, bp, NR, C + ip * MR * ldc + jp * NR, ldc, alpha,
+        K.strided(kc, ha + (r0 + ip * MR) * d + p0 * MR, MR, bp, NR, C + ip * MR * ldc + jp * NR, ldc, alpha,
                beta, mr, nr);
       }
     }
@@ -341,7 +342,7 @@ bool combine_row(const std::vector<const RowLse*>& st, int64_t r, float* lse) {
 }  // namespace
 
 Status linear_logprobs(const LinearLogprobsProblem& pr) {
-  const LpKernels& K = detail::lp_kernels();
+  const LpKernels K = detail::gemm_kernel_for(active_isa());
   const int64_t n = pr.n, d = pr.d, v = pr.v;
   const bool backward = pr.grad != nullptr;
   if (backward && v * d > 0) std::memset(pr.dweight, 0, sizeof(float) * static_cast<size_t>(v * d));
@@ -470,7 +471,7 @@ Status linear_logprobs(const LinearLogprobsProblem& pr) {
         const float* bp = hb.get() + (jp * n + r0_2) * NR;
         for (int64_t ip = 0; ip * MR < vcur; ++ip) {
           const int mr = static_cast<int>(std::min<int64_t>(MR, vcur - ip * MR));
-          K.gemm(rows_2, T + ip * MR, LDT, bp, NR, pr.dweight + (v0 + ip * MR) * d + jp * NR, d, 1.0f, beta_dw,
+          K.strided(rows_2, T + ip * MR, LDT, bp, NR, pr.dweight + (v0 + ip * MR) * d + jp * NR, d, 1.0f, beta_dw,
                  mr, nr);
         }
       }
@@ -481,7 +482,7 @@ Status linear_logprobs(const LinearLogprobsProblem& pr) {
         const float* bp = wb2.get() + (jp * v + v0) * NR;
         for (int64_t ip = 0; ip < row_panels; ++ip) {
           const int mr = static_cast<int>(std::min<int64_t>(MR, rows_2 - ip * MR));
-          K.gemm_at(vcur, T + ip * MR * LDT, LDT, bp, NR, dh + ip * MR * d + jp * NR, d, 1.0f, beta_dh, mr, nr);
+          K.strided_at(vcur, T + ip * MR * LDT, LDT, bp, NR, dh + ip * MR * d + jp * NR, d, 1.0f, beta_dh, mr, nr);
         }
       }
       has_dh[t] = 1;
