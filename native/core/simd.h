@@ -12,10 +12,13 @@
 //                  fnma(a, b, c) = c − a·b, max, min (x86 semantics: the second
 //                  operand when either is NaN), sqrt, round (to nearest even);
 //                  hsum (float), hsum_d (double), hmax; scale2(p, n) = p·2^n.
+//   simd::for_lanes, simd::sum   a row in whole vectors and one masked tail;
+//                  simd::load/store/keep take the lanes (Full{} or a mask).
 //   simd::exp2, simd::exp   the one vectorized exponential (below).
 //
-// This header includes nothing (the including file brings <immintrin.h> on
-// x86): everything here must be compiled for the including file's ISA.
+// This header includes nothing (the including file brings <cstdint>, and
+// <immintrin.h> on x86): everything here must be compiled for the including
+// file's ISA.
 //
 // exp2(x) = 2^n · P(f), n = round(x), f = x − n in [−1/2, 1/2], P a degree-6
 // polynomial (relative error about 1e-7, a float ulp); exp(x) reduces
@@ -23,8 +26,9 @@
 // About 12 vector operations each. Inputs are clamped to [kLo, kHi] first: 2^kLo
 // is exactly 0 after scaling (so −inf and deep underflow give +0), 2^kHi is +inf.
 // NaN stays NaN, or gives 0 with kNanToZero (masked scores, where −inf − −inf
-// arises). Results are correct to about 2e-7 from 2^-126 to 2^127.5; on AVX2
-// and the portable path x ≥ 127.5 (exp: x ≥ 88.37) already gives +inf.
+// arises); kNonPositive leaves the upper clamp out (x − max of a row). Results
+// are correct to about 2e-7 from 2^-126 to 2^127.5; on AVX2 and the portable
+// path x ≥ 127.5 (exp: x ≥ 88.37) already gives +inf.
 #ifndef VP_SIMD_ISA
 #error "define VP_SIMD_ISA (0, 2 or 512) before including core/simd.h"
 #endif
@@ -219,6 +223,9 @@ VP_SIMD_INLINE void store(float* p, T x, Full) { Vec::store(p, x); }
 VP_SIMD_INLINE void store(float* p, T x, M m) { Vec::storem(p, x, m); }
 VP_SIMD_INLINE T keep(T x, Full) { return x; }
 VP_SIMD_INLINE T keep(T x, M m) { return Vec::keep(x, m); }
+// x in the lanes, `other` outside them
+VP_SIMD_INLINE T keep(T x, Full, T) { return x; }
+VP_SIMD_INLINE T keep(T x, M m, T other) { return Vec::select(m, x, other); }
 
 // body(j, lanes) for j = 0, W, 2W, ... < n.
 template <class F>
@@ -247,7 +254,10 @@ VP_SIMD_INLINE double sum(int64_t n, F term) {
 }
 
 // ---- the exponential -------------------------------------------------------------
-constexpr bool kNanToZero = true;
+// Flags: kNanToZero: NaN gives 0 instead of NaN. kNonPositive: the caller's x is
+// <= 0 up to rounding (a softmax's x − max), so the upper clamp is left out
+// (one operation less; x above a few units would then be wrong).
+constexpr unsigned kNanToZero = 1, kNonPositive = 2;
 
 // 2^f for f in [-1/2, 1/2] (degree 6, relative error ~1e-7).
 VP_SIMD_INLINE T exp2_poly(T f) {
@@ -260,24 +270,25 @@ VP_SIMD_INLINE T exp2_poly(T f) {
   return Vec::fma(y, f, Vec::set1(1.0f));
 }
 
-// x clamped to [lo, hi]; NaN stays NaN, or becomes lo (then exp gives 0) with kNanToZero.
-template <bool kNanZero>
+// x clamped to [lo, hi] as the flags say (max/min return their second operand
+// when either is NaN, so the operand order decides what NaN becomes).
+template <unsigned kFlags>
 VP_SIMD_INLINE T clamp(T x, float lo, float hi) {
-  x = kNanZero ? Vec::max(x, Vec::set1(lo)) : Vec::max(Vec::set1(lo), x);
-  return Vec::min(Vec::set1(hi), x);
+  x = (kFlags & kNanToZero) ? Vec::max(x, Vec::set1(lo)) : Vec::max(Vec::set1(lo), x);
+  return (kFlags & kNonPositive) ? x : Vec::min(Vec::set1(hi), x);
 }
 
-template <bool kNanZero = false>
+template <unsigned kFlags = 0>
 VP_SIMD_INLINE T exp2(T x) {
-  x = clamp<kNanZero>(x, Vec::kLo, Vec::kHi);
+  x = clamp<kFlags>(x, Vec::kLo, Vec::kHi);
   const T n = Vec::round(x);
   return Vec::scale2(exp2_poly(Vec::sub(x, n)), n);
 }
 
-template <bool kNanZero = false>
+template <unsigned kFlags = 0>
 VP_SIMD_INLINE T exp(T x) {
   constexpr float kLog2e = 1.44269504088896341f;
-  x = clamp<kNanZero>(x, Vec::kLo / kLog2e, Vec::kHi / kLog2e);
+  x = clamp<kFlags>(x, Vec::kLo / kLog2e, Vec::kHi / kLog2e);
   const T n = Vec::round(Vec::mul(x, Vec::set1(kLog2e)));
   // r = x − n·ln 2 with ln 2 = 0.693359375 − 2.12194440e-4 (n·0.693359375 is exact)
   T r = Vec::fnma(n, Vec::set1(0.693359375f), x);

@@ -29,7 +29,7 @@ struct LayerKernels {
                      float* du);
   // max of x (-inf for n == 0)
   float (*row_max)(const float* x, int64_t n);
-  // sum of exp(scale * x - m)
+  // sum of exp(scale * x - m), m >= max(scale * x) up to rounding
   float (*row_sum_exp)(const float* x, int64_t n, float scale, float m);
   // out = c * exp(scale * x - sub) (out may equal x)
   void (*row_scaled_exp)(const float* x, int64_t n, float scale, float sub, float c, float* out);

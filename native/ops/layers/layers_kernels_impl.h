@@ -96,7 +96,7 @@ float k_row_max(const float* x, int64_t n) {
 float k_row_sum_exp(const float* x, int64_t n, float scale, float m) {
   const VT vs = Vec::set1(scale), vm = Vec::set1(-m);
   return static_cast<float>(simd::sum(n, [&](int64_t j, auto l) {
-    return simd::keep(simd::exp(Vec::fma(simd::load(x + j, l), vs, vm)), l);
+    return simd::keep(simd::exp<simd::kNonPositive>(Vec::fma(simd::load(x + j, l), vs, vm)), l);
   }));
 }
 
