@@ -1,7 +1,10 @@
 // Internal: the one vocabulary of the per-ISA CPU kernels. A per-ISA file
-// (foo_<isa>.cpp) includes what it needs, sets `#pragma GCC target(...)`, defines
-// VP_SIMD_ISA (512: AVX-512F, 2: AVX2 + FMA, 0: portable) and then includes this
-// header, which defines, for that ISA, in an anonymous namespace (so no function
+// (foo_<isa>.cpp) includes what it needs, defines VP_SIMD_ISA (512: AVX-512F,
+// 2: AVX2 + FMA, 0: portable) and includes its family's *_impl.h, which
+// includes this header first. This header then includes <cstdint> and
+// <immintrin.h> and sets `#pragma GCC target(...)` for that ISA: so it comes
+// after every other include of the file, and nothing is included after it
+// (docs/architecture.md). It defines, in an anonymous namespace (so no function
 // compiled for one ISA is ever shared with a file compiled for another):
 //
 //   simd::Vec      T (register), M (lane mask), W (lanes);
@@ -15,10 +18,8 @@
 //   simd::for_lanes, simd::sum   a row in whole vectors and one masked tail;
 //                  simd::load/store/keep take the lanes (Full{} or a mask).
 //   simd::exp2, simd::exp   the one vectorized exponential (below).
-//
-// This header includes nothing (the including file brings <cstdint>, and
-// <immintrin.h> on x86): everything here must be compiled for the including
-// file's ISA.
+//   VP_SIMD_NAME(f)         f_generic, f_avx2 or f_avx512: the name of the
+//                  file's entry point (its table of kernels).
 //
 // exp2(x) = 2^n · P(f), n = round(x), f = x − n in [−1/2, 1/2], P a degree-6
 // polynomial (relative error about 1e-7, a float ulp); exp(x) reduces
@@ -29,8 +30,32 @@
 // arises); kNonPositive leaves the upper clamp out (x − max of a row). Results
 // are correct to about 2e-7 from 2^-126 to 2^127.5; on AVX2 and the portable
 // path x ≥ 127.5 (exp: x ≥ 88.37) already gives +inf.
+#pragma once
+
 #ifndef VP_SIMD_ISA
 #error "define VP_SIMD_ISA (0, 2 or 512) before including core/simd.h"
+#endif
+
+#include <cstdint>
+#if VP_SIMD_ISA != 0
+#include <immintrin.h>
+#endif
+
+// The target: after every include of the file, for the rest of it.
+#if VP_SIMD_ISA == 512
+#pragma GCC target("avx512f,avx2,fma")
+// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which its flow
+// analysis then reports as uninitialized in every caller (GCC bug 105593).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#define VP_SIMD_NAME(f) f##_avx512
+#elif VP_SIMD_ISA == 2
+#pragma GCC target("avx2,fma")
+#define VP_SIMD_NAME(f) f##_avx2
+#elif VP_SIMD_ISA == 0
+#define VP_SIMD_NAME(f) f##_generic
+#else
+#error "VP_SIMD_ISA must be 0, 2 or 512"
 #endif
 
 #define VP_SIMD_INLINE inline __attribute__((always_inline))
@@ -39,12 +64,6 @@ namespace vp::simd {
 namespace {
 
 #if VP_SIMD_ISA == 512
-
-// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which its flow
-// analysis then reports as uninitialized in every caller (GCC bug 105593): off
-// for the rest of the including file.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
 
 struct Vec {
   using T = __m512;
@@ -137,7 +156,7 @@ struct Vec {
   }
 };
 
-#elif VP_SIMD_ISA == 0
+#else
 
 // Portable: "registers" of 8 floats as plain arrays, which the compiler maps to
 // the baseline SIMD (SSE2 on x86-64); a mask is the number of leading lanes.
@@ -205,8 +224,6 @@ struct Vec {
   }
 };
 
-#else
-#error "VP_SIMD_ISA must be 0, 2 or 512"
 #endif
 
 using T = Vec::T;

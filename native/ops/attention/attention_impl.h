@@ -1,6 +1,6 @@
 // Internal: the CPU attention kernels, written once over a small vector type V
-// and compiled per ISA by attention_<isa>.cpp (which includes this file after its
-// `#pragma GCC target`, inside an anonymous namespace, with V defined).
+// and compiled per ISA by attention_isa.h (which includes this file after the
+// target pragma of core/simd.h, inside an anonymous namespace, with V defined).
 //
 // This file includes nothing: everything it calls must be compiled for the
 // including file's ISA or be a compiler builtin, so no out-of-line function

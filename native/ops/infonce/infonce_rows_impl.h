@@ -1,16 +1,16 @@
 // Internal: the InfoNCE row passes (see infonce_rows.h), written once over
-// simd::Vec (core/simd.h) and compiled by each infonce_rows_<isa>.cpp after its
-// target pragma, inside an anonymous namespace (so no instantiation is shared
-// between ISAs). Includes nothing: the including file brings <cstdint>.
+// simd::Vec and compiled by each infonce_rows_<isa>.cpp (which defines
+// VP_SIMD_ISA and includes this header after its other includes; core/simd.h
+// sets the target).
 //
 // Sums run in float vector lanes over chunks of kChunk elements and are added
 // up in double, so a long row keeps its precision. The exponential is
 // simd::exp with NaN mapped to 0, so a NaN score adds nothing (the driver
 // reports non-finite inputs itself). Each pass reads (and writes) the row once.
-#ifndef VP_INFONCE_ROWS_IMPL_H_
-#define VP_INFONCE_ROWS_IMPL_H_
+#include "core/simd.h"
 
-namespace rows_impl {
+namespace vp::detail {
+namespace {
 
 using simd::Vec;
 using VT = simd::T;
@@ -63,8 +63,8 @@ void scale(float* row, int64_t m, float c, const float* rk) {
   });
 }
 
-vp::detail::InfoNceRowKernels make_row_kernels() { return {scale_max, exp_sum, scale}; }
+}  // namespace
 
-}  // namespace rows_impl
+InfoNceRowKernels VP_SIMD_NAME(infonce_rows)() { return {scale_max, exp_sum, scale}; }
 
-#endif  // VP_INFONCE_ROWS_IMPL_H_
+}  // namespace vp::detail

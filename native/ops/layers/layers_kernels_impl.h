@@ -1,12 +1,16 @@
 // Internal: the element-wise and row loops of the layer kernels (see
-// layers_kernels.h), written once over simd::Vec (core/simd.h) and compiled by
-// each layers_kernel_<isa>.cpp after its target pragma, inside an anonymous
-// namespace. Includes nothing.
+// layers_kernels.h), written once over simd::Vec and compiled by each
+// layers_kernel_<isa>.cpp (which defines VP_SIMD_ISA and includes this header
+// after its other includes; core/simd.h sets the target).
 //
 // Every loop is one pass over its row(s) in whole vectors plus one masked tail;
 // sums of squares and dot products accumulate in two float vectors, added up
 // in double (simd::sum). Each costs O(n) with the exponential (simd::exp,
 // about 12 vector operations) as the only non-trivial arithmetic.
+#include "core/simd.h"
+
+namespace vp::detail {
+namespace {
 
 using simd::Vec;
 using VT = simd::T;
@@ -137,3 +141,9 @@ void k_scale(float* y, int64_t n, float s) {
 const LayerKernels kTable = {k_rmsnorm_fwd_row, k_rmsnorm_bwd_row, k_swiglu_fwd, k_swiglu_bwd, k_row_max,
                              k_row_sum_exp,     k_row_scaled_exp,  k_adamw,      k_sumsq,      k_add,
                              k_scale,           k_exp_one,         k_exp2_one};
+
+}  // namespace
+
+const LayerKernels& VP_SIMD_NAME(layer_kernels)() { return kTable; }
+
+}  // namespace vp::detail

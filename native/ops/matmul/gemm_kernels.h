@@ -1,7 +1,14 @@
 // Internal: the GEMM micro-kernels, one set per ISA, and their tile shape.
 // gemm_kernels_impl.h writes them once over simd::Vec (core/simd.h);
-// gemm_kernel_<isa>.cpp compiles it with that ISA's tile: 12 x 32 on AVX-512,
-// 6 x 16 on AVX2, 4 x 8 on the portable path.
+// gemm_kernel_<isa>.cpp compiles it with that ISA's tile:
+//  - AVX-512, 12 x 32: 24 zmm accumulators (12 rows x 2 vectors) + 2 for the B
+//    row + 1 broadcast = 27 of the 32 registers; 24 independent FMA chains hide
+//    the FMA latency on every current core (Zen 4 runs 512-bit FMAs as two
+//    256-bit halves), and each k step loads 2 vectors of B for 24 FMAs.
+//  - AVX2, 6 x 16: 12 ymm accumulators + 2 for B + 1 broadcast = 15 of the 16
+//    registers; 12 FMA chains cover the latency (4 cycles) times two ports.
+//  - portable, 4 x 8: 8 four-wide SSE2 accumulators (after auto-vectorization)
+//    fit the 16 registers with room for B and the broadcast.
 //
 // `packed` computes one MR x NR tile of C from a packed A micro-panel (kc steps
 // of MR values: A[i0..i0+MR, k]) and a packed B micro-panel (kc steps of NR

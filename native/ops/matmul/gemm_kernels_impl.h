@@ -1,17 +1,24 @@
 // Internal: the GEMM micro-kernels (see gemm_kernels.h), written once over
-// simd::Vec (core/simd.h) and compiled by each gemm_kernel_<isa>.cpp after its
-// target pragma, inside an anonymous namespace, with MR (tile rows) and NV (tile
-// vectors per row; NR = NV·W) defined. Includes nothing.
+// simd::Vec and compiled by each gemm_kernel_<isa>.cpp (which defines
+// VP_SIMD_ISA and includes this header after its other includes; core/simd.h
+// sets the target).
 //
 // One register tile, R rows × NV vectors: for each k, NV vectors of B are
 // loaded and each of the R values of A broadcast against them (R·NV FMAs per
 // 2 + R loads: register-bound, never load-bound, for R·NV ≥ 12). Cost: kc·R·NV
 // FMAs, plus one pass of stores over the valid mr × nr part of C.
+#include "core/simd.h"
+
+namespace vp::detail {
+namespace {
 
 using simd::Vec;
 using VT = simd::T;
 using VM = simd::M;
 
+// The tile of each ISA (why: gemm_kernels.h).
+constexpr int MR = VP_SIMD_ISA == 512 ? 12 : VP_SIMD_ISA == 2 ? 6 : 4;
+constexpr int NV = VP_SIMD_ISA == 0 ? 1 : 2;
 constexpr int NR = NV * Vec::W;
 
 // C[i, j] = alpha · Σ_k A(k, i)·B(k, j) + beta · C[i, j] for i < mr, j < nr
@@ -115,4 +122,8 @@ void strided_kernel(int64_t kc, const float* a, int64_t lda, const float* b, int
   else tile<MR, NV, kAT, true>(kc, a, lda, b, ldb, c, ldc, alpha, beta, mr, nr);
 }
 
-GemmKernelInfo make_gemm_kernels() { return {packed_kernel, strided_kernel<false>, strided_kernel<true>, MR, NR}; }
+}  // namespace
+
+GemmKernelInfo VP_SIMD_NAME(gemm_kernel)() { return {packed_kernel, strided_kernel<false>, strided_kernel<true>, MR, NR}; }
+
+}  // namespace vp::detail
