@@ -433,37 +433,41 @@ Status linear_backward(const LinearProblem& p, const float* dlogp, const float* 
 using detail::cuda_status;
 using detail::DeviceScratch;
 
-Status token_logprobs(const TensorView& logits, const TensorView& targets, const TensorView& out,
-                      const LogprobsOptions& opts) {
+namespace {
+// The plain kernels: one block per row of logits [n, v] and a "first bad row"
+// flag; launch(T{}, n, v, 1 / temperature, flag) launches for the dtype.
+template <typename F>
+Status per_row(const char* fn, const TensorView& logits, const LogprobsOptions& opts, F&& launch) {
   const int64_t n = logits.shape[0], v = logits.shape[1];
   if (n == 0) return Status::Ok();
   DeviceScratch bad;
   VP_RETURN_IF_ERROR(detail::new_bad_flag(bad));
   const float scale = 1.0f / opts.temperature;
   VP_RETURN_IF_ERROR(detail::dispatch_dtype(logits.dtype, [&](auto tag) -> Status {
+    launch(tag, n, v, scale, bad.as<unsigned long long>());
+    return cuda_status(cudaGetLastError(), fn);
+  }));
+  return detail::bad_row_status(fn, bad.as<unsigned long long>(), n);
+}
+}  // namespace
+
+Status token_logprobs(const TensorView& logits, const TensorView& targets, const TensorView& out,
+                      const LogprobsOptions& opts) {
+  return per_row("tokenLogprobs", logits, opts, [&](auto tag, int64_t n, int64_t v, float scale, unsigned long long* bad) {
     using T = decltype(tag);
     detail::token_logprobs_kernel<T><<<static_cast<unsigned>(n), 256>>>(logits.as<T>(), v, targets.as<int32_t>(), scale,
-                                                                         out.as<float>(), bad.as<unsigned long long>());
-    return cuda_status(cudaGetLastError(), "tokenLogprobs");
-  }));
-  return detail::bad_row_status("tokenLogprobs", bad.as<unsigned long long>(), n);
+                                                                         out.as<float>(), bad);
+  });
 }
 
 Status token_logprobs_backward(const TensorView& dlogprobs, const TensorView& logits, const TensorView& targets,
                                const TensorView& dlogits, const LogprobsOptions& opts) {
-  const int64_t n = logits.shape[0], v = logits.shape[1];
-  if (n == 0) return Status::Ok();
-  DeviceScratch bad;
-  VP_RETURN_IF_ERROR(detail::new_bad_flag(bad));
-  const float scale = 1.0f / opts.temperature;
-  VP_RETURN_IF_ERROR(detail::dispatch_dtype(logits.dtype, [&](auto tag) -> Status {
-    using T = decltype(tag);
-    detail::token_logprobs_backward_kernel<T><<<static_cast<unsigned>(n), 256>>>(
-        dlogprobs.as<float>(), logits.as<T>(), v, targets.as<int32_t>(), scale, dlogits.as<T>(),
-        bad.as<unsigned long long>());
-    return cuda_status(cudaGetLastError(), "tokenLogprobsBackward");
-  }));
-  return detail::bad_row_status("tokenLogprobsBackward", bad.as<unsigned long long>(), n);
+  return per_row("tokenLogprobsBackward", logits, opts,
+                 [&](auto tag, int64_t n, int64_t v, float scale, unsigned long long* bad) {
+                   using T = decltype(tag);
+                   detail::token_logprobs_backward_kernel<T><<<static_cast<unsigned>(n), 256>>>(
+                       dlogprobs.as<float>(), logits.as<T>(), v, targets.as<int32_t>(), scale, dlogits.as<T>(), bad);
+                 });
 }
 
 namespace {
