@@ -177,6 +177,75 @@ struct Params {
   bool vec;  // 16-byte tile loads are safe (see load_tile)
 };
 
+// ---- what every kernel's block starts from ------------------------------------
+
+// The block's sequence b = blockIdx.x / p.tiles, its tile along that sequence and
+// its head (blockIdx.y: a query head, or a KV head in the backward), and the
+// sequence's query and key ranges.
+struct SeqTile {
+  int tile, head, qbeg, Tq, kbeg, Tk;
+};
+__device__ __forceinline__ SeqTile seq_tile(const Params& p) {
+  const int b = blockIdx.x / p.tiles;
+  const int qbeg = p.cu_q[b], kbeg = p.cu_k[b];
+  return {static_cast<int>(blockIdx.x % p.tiles), static_cast<int>(blockIdx.y), qbeg, p.cu_q[b + 1] - qbeg, kbeg,
+          p.cu_k[b + 1] - kbeg};
+}
+
+// Query head h of a sequence starting at row qbeg: its Q and dO rows, lse and delta.
+template <typename T>
+struct HeadRows {
+  const T* q;
+  const T* dout;
+  const float* lse;
+  const float* delta;
+};
+template <typename T>
+__device__ __forceinline__ HeadRows<T> head_rows(const Params& p, int qbeg, int h) {
+  const int64_t at = static_cast<int64_t>(qbeg) * p.ldq + h * p.D;
+  const int64_t st = static_cast<int64_t>(h) * p.total_q + qbeg;
+  return {static_cast<const T*>(p.q) + at, static_cast<const T*>(p.dout) + at, p.lse + st, p.delta + st};
+}
+
+// KV head hk's K and V from key row r (a sequence's first key plus an offset).
+template <typename T>
+struct KvRows {
+  const T* k;
+  const T* v;
+};
+template <typename T>
+__device__ __forceinline__ KvRows<T> kv_rows(const Params& p, int r, int hk) {
+  const int64_t at = static_cast<int64_t>(r) * p.ldk + hk * p.D;
+  return {static_cast<const T*>(p.k) + at, static_cast<const T*>(p.v) + at};
+}
+
+// Rows [qs, qs + n) of a head's lse (in log2 units; +inf for a row that sees no
+// key, so that exp2(s - lse) = 0) and delta into shared memory; rows past Tq: +inf, 0.
+__device__ __forceinline__ void load_row_stats(float* sL, float* sDl, const float* lg, const float* dlg, int qs,
+                                               int n, int Tq) {
+  for (int r = threadIdx.x; r < n; r += blockDim.x) {
+    const bool ok = qs + r < Tq;
+    const float lv = ok ? lg[qs + r] : -INFINITY;
+    sL[r] = lv == -INFINITY ? INFINITY : lv * kLog2e;
+    sDl[r] = ok ? dlg[qs + r] : 0.0f;
+  }
+}
+
+// Rows [r0, r0 + nrows) of two matrices a and b (row stride ld) as float32 into
+// shared tiles sa and sb (row stride lds, DP columns); rows at or past `valid`
+// and columns at or past D are 0. (The SIMT kernels' K/V and Q/dO tiles.)
+template <typename T, int DP>
+__device__ __forceinline__ void load_rows2_f32(float* sa, float* sb, int lds, const T* a, const T* b, int64_t ld,
+                                               int r0, int nrows, int valid, int D) {
+  for (int idx = threadIdx.x; idx < nrows * DP; idx += blockDim.x) {
+    const int r = idx / DP, d = idx % DP;
+    const bool ok = r0 + r < valid && d < D;
+    const int64_t at = static_cast<int64_t>(r0 + r) * ld + d;
+    sa[r * lds + d] = ok ? to_f<T>(a[at]) : 0.0f;
+    sb[r * lds + d] = ok ? to_f<T>(b[at]) : 0.0f;
+  }
+}
+
 // ---- forward, tensor cores ---------------------------------------------------
 
 template <typename T, int DP>
@@ -186,16 +255,13 @@ __global__ void __launch_bounds__(128) fwd_tc_kernel(const Params p) {
   T* sQ = reinterpret_cast<T*>(smem);
   T* sK = sQ + BR * LDS;
   T* sV = sK + BC * LDS;
-  const int tile = blockIdx.x % p.tiles, b = blockIdx.x / p.tiles, h = blockIdx.y;
-  const int qbeg = p.cu_q[b], Tq = p.cu_q[b + 1] - qbeg;
-  const int kbeg = p.cu_k[b], Tk = p.cu_k[b + 1] - kbeg;
+  const auto [tile, h, qbeg, Tq, kbeg, Tk] = seq_tile(p);
   const int q0 = tile * BR;
   if (q0 >= Tq) return;
   const int hk = h / p.G, off = Tk - Tq, D = p.D;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
   const T* qg = static_cast<const T*>(p.q) + static_cast<int64_t>(qbeg + q0) * p.ldq + h * D;
-  const T* kg = static_cast<const T*>(p.k) + static_cast<int64_t>(kbeg) * p.ldk + hk * D;
-  const T* vg = static_cast<const T*>(p.v) + static_cast<int64_t>(kbeg) * p.ldk + hk * D;
+  const auto [kg, vg] = kv_rows<T>(p, kbeg, hk);
   load_tile<T, DP>(sQ, LDS, qg, p.ldq, Tq - q0, BR, D, p.vec);
   const int kend = p.causal ? min(Tk, q0 + BR + off) : Tk;
   const int r_lo = q0 + warp * 16 + g, r_hi = r_lo + 8;  // this thread's two query rows
@@ -303,9 +369,7 @@ __global__ void __launch_bounds__(128) fwd_simt_kernel(const Params p) {
   float* sK = reinterpret_cast<float*>(smem);
   float* sV = sK + BC * LDK;
   float* sQ = sV + BC * LDK;  // [ROWS][DP], pre-scaled to log2 units
-  const int tile = blockIdx.x % p.tiles, b = blockIdx.x / p.tiles, h = blockIdx.y;
-  const int qbeg = p.cu_q[b], Tq = p.cu_q[b + 1] - qbeg;
-  const int kbeg = p.cu_k[b], Tk = p.cu_k[b + 1] - kbeg;
+  const auto [tile, h, qbeg, Tq, kbeg, Tk] = seq_tile(p);
   const int q0 = tile * ROWS;
   if (q0 >= Tq) return;
   const int hk = h / p.G, off = Tk - Tq, D = p.D;
@@ -313,8 +377,7 @@ __global__ void __launch_bounds__(128) fwd_simt_kernel(const Params p) {
   const int row = q0 + warp;
   const bool valid = row < Tq;
   const T* qg = static_cast<const T*>(p.q) + static_cast<int64_t>(qbeg + q0) * p.ldq + h * D;
-  const T* kg = static_cast<const T*>(p.k) + static_cast<int64_t>(kbeg) * p.ldk + hk * D;
-  const T* vg = static_cast<const T*>(p.v) + static_cast<int64_t>(kbeg) * p.ldk + hk * D;
+  const auto [kg, vg] = kv_rows<T>(p, kbeg, hk);
   for (int idx = tid; idx < ROWS * DP; idx += 128) {
     const int r = idx / DP, d = idx % DP;
     sQ[idx] = (q0 + r < Tq && d < D) ? to_f<T>(qg[static_cast<int64_t>(r) * p.ldq + d]) * p.scale_log2 : 0.0f;
@@ -326,13 +389,7 @@ __global__ void __launch_bounds__(128) fwd_simt_kernel(const Params p) {
   float m = -INFINITY, l = 0.0f;
   for (int k0 = 0; k0 < kend; k0 += BC) {
     __syncthreads();
-    for (int idx = tid; idx < BC * DP; idx += 128) {
-      const int r = idx / DP, d = idx % DP;
-      const bool ok = k0 + r < Tk && d < D;
-      const int64_t at = static_cast<int64_t>(k0 + r) * p.ldk + d;
-      sK[r * LDK + d] = ok ? to_f<T>(kg[at]) : 0.0f;
-      sV[r * LDK + d] = ok ? to_f<T>(vg[at]) : 0.0f;
-    }
+    load_rows2_f32<T, DP>(sK, sV, LDK, kg, vg, p.ldk, k0, BC, Tk, D);
     __syncthreads();
     float s = 0.0f;
     const float* qr = sQ + warp * DP;
@@ -405,15 +462,12 @@ __global__ void __launch_bounds__(128) bwd_tc_kernel(const Params p) {
   T* sdS = sdO + BR * LDS;                                   // [BR][LDSS]: dS (queries x keys)
   float* sL = reinterpret_cast<float*>(sdS + BR * LDSS);     // lse in log2 units (+inf: row sees nothing)
   float* sDl = sL + BR;                                      // delta
-  const int tile = blockIdx.x % p.tiles, b = blockIdx.x / p.tiles, hk = blockIdx.y;
-  const int qbeg = p.cu_q[b], Tq = p.cu_q[b + 1] - qbeg;
-  const int kbeg = p.cu_k[b], Tk = p.cu_k[b + 1] - kbeg;
+  const auto [tile, hk, qbeg, Tq, kbeg, Tk] = seq_tile(p);
   const int k0 = tile * BC;
   if (k0 >= Tk) return;
   const int off = Tk - Tq, D = p.D;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
-  const T* kg = static_cast<const T*>(p.k) + static_cast<int64_t>(kbeg + k0) * p.ldk + hk * D;
-  const T* vg = static_cast<const T*>(p.v) + static_cast<int64_t>(kbeg + k0) * p.ldk + hk * D;
+  const auto [kg, vg] = kv_rows<T>(p, kbeg + k0, hk);
   load_tile<T, DP>(sK, LDS, kg, p.ldk, Tk - k0, BC, D, p.vec);
   load_tile<T, DP>(sV, LDS, vg, p.ldk, Tk - k0, BC, D, p.vec);
   float dk[DP / 8][4], dv[DP / 8][4];
@@ -426,20 +480,12 @@ __global__ void __launch_bounds__(128) bwd_tc_kernel(const Params p) {
 
   for (int gi = 0; gi < p.G; ++gi) {
     const int h = hk * p.G + gi;
-    const T* qg = static_cast<const T*>(p.q) + static_cast<int64_t>(qbeg) * p.ldq + h * D;
-    const T* dog = static_cast<const T*>(p.dout) + static_cast<int64_t>(qbeg) * p.ldq + h * D;
-    const float* lg = p.lse + static_cast<int64_t>(h) * p.total_q + qbeg;
-    const float* dlg = p.delta + static_cast<int64_t>(h) * p.total_q + qbeg;
+    const auto [qg, dog, lg, dlg] = head_rows<T>(p, qbeg, h);
     for (int qs = q_lo; qs < Tq; qs += BR) {
       __syncthreads();
       load_tile<T, DP>(sQ, LDS, qg + static_cast<int64_t>(qs) * p.ldq, p.ldq, Tq - qs, BR, D, p.vec);
       load_tile<T, DP>(sdO, LDS, dog + static_cast<int64_t>(qs) * p.ldq, p.ldq, Tq - qs, BR, D, p.vec);
-      for (int r = tid; r < BR; r += 128) {
-        const bool ok = qs + r < Tq;
-        const float lv = ok ? lg[qs + r] : -INFINITY;
-        sL[r] = lv == -INFINITY ? INFINITY : lv * kLog2e;
-        sDl[r] = ok ? dlg[qs + r] : 0.0f;
-      }
+      load_row_stats(sL, sDl, lg, dlg, qs, BR, Tq);
       __syncthreads();
       float st[BR / 8][4], dpt[BR / 8][4];
 #pragma unroll
@@ -565,9 +611,7 @@ __global__ void __launch_bounds__(128) bwd_dkdv_simt_kernel(const Params p) {
   float* sO = sQ + BQ * DP;                     // dO
   float* sL = sO + BQ * DP;
   float* sDl = sL + BQ;
-  const int tile = blockIdx.x % p.tiles, b = blockIdx.x / p.tiles, hk = blockIdx.y;
-  const int qbeg = p.cu_q[b], Tq = p.cu_q[b + 1] - qbeg;
-  const int kbeg = p.cu_k[b], Tk = p.cu_k[b + 1] - kbeg;
+  const auto [tile, hk, qbeg, Tq, kbeg, Tk] = seq_tile(p);
   const int k0 = tile * KEYS;
   if (k0 >= Tk) return;
   const int off = Tk - Tq, D = p.D;
@@ -575,8 +619,7 @@ __global__ void __launch_bounds__(128) bwd_dkdv_simt_kernel(const Params p) {
   const int key = k0 + warp;
   const bool validk = key < Tk;
   float kr[NT], vr[NT], dk[NT], dv[NT];
-  const T* kg = static_cast<const T*>(p.k) + static_cast<int64_t>(kbeg + key) * p.ldk + hk * D;
-  const T* vg = static_cast<const T*>(p.v) + static_cast<int64_t>(kbeg + key) * p.ldk + hk * D;
+  const auto [kg, vg] = kv_rows<T>(p, kbeg + key, hk);
 #pragma unroll
   for (int t = 0; t < NT; ++t) {
     const int d = lane + 32 * t;
@@ -586,26 +629,11 @@ __global__ void __launch_bounds__(128) bwd_dkdv_simt_kernel(const Params p) {
   }
   const int q_lo = p.causal ? max(0, k0 - off) : 0;
   for (int gi = 0; gi < p.G; ++gi) {
-    const int h = hk * p.G + gi;
-    const T* qg = static_cast<const T*>(p.q) + static_cast<int64_t>(qbeg) * p.ldq + h * D;
-    const T* dog = static_cast<const T*>(p.dout) + static_cast<int64_t>(qbeg) * p.ldq + h * D;
-    const float* lg = p.lse + static_cast<int64_t>(h) * p.total_q + qbeg;
-    const float* dlg = p.delta + static_cast<int64_t>(h) * p.total_q + qbeg;
+    const auto [qg, dog, lg, dlg] = head_rows<T>(p, qbeg, hk * p.G + gi);
     for (int qs = q_lo; qs < Tq; qs += BQ) {
       __syncthreads();
-      for (int idx = tid; idx < BQ * DP; idx += 128) {
-        const int r = idx / DP, d = idx % DP;
-        const bool ok = qs + r < Tq && d < D;
-        const int64_t at = static_cast<int64_t>(qs + r) * p.ldq + d;
-        sQ[idx] = ok ? to_f<T>(qg[at]) : 0.0f;
-        sO[idx] = ok ? to_f<T>(dog[at]) : 0.0f;
-      }
-      for (int r = tid; r < BQ; r += 128) {
-        const bool ok = qs + r < Tq;
-        const float lv = ok ? lg[qs + r] : -INFINITY;
-        sL[r] = lv == -INFINITY ? INFINITY : lv * kLog2e;
-        sDl[r] = ok ? dlg[qs + r] : 0.0f;
-      }
+      load_rows2_f32<T, DP>(sQ, sO, DP, qg, dog, p.ldq, qs, BQ, Tq, D);
+      load_row_stats(sL, sDl, lg, dlg, qs, BQ, Tq);
       __syncthreads();
       for (int r = 0; r < BQ; ++r) {
         const int q = qs + r;
@@ -651,9 +679,7 @@ __global__ void __launch_bounds__(128) bwd_dq_simt_kernel(const Params p) {
   float* sV = sK + BC * LDK;
   float* sQ = sV + BC * LDK;  // [ROWS][DP]
   float* sO = sQ + ROWS * DP;  // dO
-  const int tile = blockIdx.x % p.tiles, b = blockIdx.x / p.tiles, h = blockIdx.y;
-  const int qbeg = p.cu_q[b], Tq = p.cu_q[b + 1] - qbeg;
-  const int kbeg = p.cu_k[b], Tk = p.cu_k[b + 1] - kbeg;
+  const auto [tile, h, qbeg, Tq, kbeg, Tk] = seq_tile(p);
   const int q0 = tile * ROWS;
   if (q0 >= Tq) return;
   const int hk = h / p.G, off = Tk - Tq, D = p.D;
@@ -662,14 +688,8 @@ __global__ void __launch_bounds__(128) bwd_dq_simt_kernel(const Params p) {
   const bool valid = row < Tq;
   const T* qg = static_cast<const T*>(p.q) + static_cast<int64_t>(qbeg + q0) * p.ldq + h * D;
   const T* dog = static_cast<const T*>(p.dout) + static_cast<int64_t>(qbeg + q0) * p.ldq + h * D;
-  const T* kg = static_cast<const T*>(p.k) + static_cast<int64_t>(kbeg) * p.ldk + hk * D;
-  const T* vg = static_cast<const T*>(p.v) + static_cast<int64_t>(kbeg) * p.ldk + hk * D;
-  for (int idx = tid; idx < ROWS * DP; idx += 128) {
-    const int r = idx / DP, d = idx % DP;
-    const bool ok = q0 + r < Tq && d < D;
-    sQ[idx] = ok ? to_f<T>(qg[static_cast<int64_t>(r) * p.ldq + d]) : 0.0f;
-    sO[idx] = ok ? to_f<T>(dog[static_cast<int64_t>(r) * p.ldq + d]) : 0.0f;
-  }
+  const auto [kg, vg] = kv_rows<T>(p, kbeg, hk);
+  load_rows2_f32<T, DP>(sQ, sO, DP, qg, dog, p.ldq, 0, ROWS, Tq - q0, D);
   float lse2 = INFINITY, dl = 0.0f;
   if (valid) {
     const float lv = p.lse[static_cast<int64_t>(h) * p.total_q + qbeg + row];
@@ -682,13 +702,7 @@ __global__ void __launch_bounds__(128) bwd_dq_simt_kernel(const Params p) {
   for (int t = 0; t < NT; ++t) dq[t] = 0.0f;
   for (int k0 = 0; k0 < kend; k0 += BC) {
     __syncthreads();
-    for (int idx = tid; idx < BC * DP; idx += 128) {
-      const int r = idx / DP, d = idx % DP;
-      const bool ok = k0 + r < Tk && d < D;
-      const int64_t at = static_cast<int64_t>(k0 + r) * p.ldk + d;
-      sK[r * LDK + d] = ok ? to_f<T>(kg[at]) : 0.0f;
-      sV[r * LDK + d] = ok ? to_f<T>(vg[at]) : 0.0f;
-    }
+    load_rows2_f32<T, DP>(sK, sV, LDK, kg, vg, p.ldk, k0, BC, Tk, D);
     __syncthreads();
     float s = 0.0f, dp = 0.0f;
     const float* qr = sQ + warp * DP;
@@ -828,13 +842,42 @@ dim3 grid_for(int max_len, int block_rows, int batch, int heads, int* tiles) {
   return dim3(static_cast<unsigned>(*tiles) * static_cast<unsigned>(batch), static_cast<unsigned>(heads), 1);
 }
 
+// f(T{}) for the element type of dtype.
+template <typename F>
+Status with_dtype(DType dtype, const char* fn, F&& f) {
+  switch (dtype) {
+    case DType::kFloat32: return f(0.0f);
+    case DType::kBFloat16: return f(__nv_bfloat16(0.0f));
+    case DType::kFloat16: return f(__half(0.0f));
+    default: return Status::Invalid(std::string(fn) + ": CUDA takes float32, bfloat16 or float16");
+  }
+}
+
+// f(std::integral_constant<int, DP>{}) for the head dim D padded to DP in {32, 64, 128, 256}.
+template <typename F>
+Status with_padded_dim(int D, F&& f) {
+  switch (padded_dim(D)) {
+    case 32: return f(std::integral_constant<int, 32>{});
+    case 64: return f(std::integral_constant<int, 64>{});
+    case 128: return f(std::integral_constant<int, 128>{});
+    default: return f(std::integral_constant<int, 256>{});
+  }
+}
+
+// The SIMT forward (float32; for 16-bit types, the tests' reference path).
+template <typename T, int DP>
+Status forward_simt(const Prepared& pp) {
+  Params p = pp.p;
+  const dim3 grid = grid_for(pp.max_q, 4, p.batch, p.H, &p.tiles);
+  const size_t smem = (2 * 32 * (DP + 1) + 4 * DP) * sizeof(float);
+  return launch(fwd_simt_kernel<T, DP>, grid, 128, smem, p);
+}
+
 template <typename T, int DP>
 Status forward_typed(Prepared& pp) {
   Params p = pp.p;
   if constexpr (std::is_same_v<T, float>) {
-    const dim3 grid = grid_for(pp.max_q, 4, p.batch, p.H, &p.tiles);
-    const size_t smem = (2 * 32 * (DP + 1) + 4 * DP) * sizeof(float);
-    return launch(fwd_simt_kernel<T, DP>, grid, 128, smem, p);
+    return forward_simt<T, DP>(pp);
   } else {
     const dim3 grid = grid_for(pp.max_q, 64, p.batch, p.H, &p.tiles);
     const size_t smem = 3 * 64 * (DP + 8) * sizeof(T);
@@ -877,24 +920,15 @@ Status backward_typed(Prepared& pp) {
   }
 }
 
-template <typename T>
-Status forward_dim(Prepared& pp) {
-  switch (padded_dim(pp.p.D)) {
-    case 32: return forward_typed<T, 32>(pp);
-    case 64: return forward_typed<T, 64>(pp);
-    case 128: return forward_typed<T, 128>(pp);
-    default: return forward_typed<T, 256>(pp);
-  }
-}
-
-template <typename T>
-Status backward_dim(Prepared& pp) {
-  switch (padded_dim(pp.p.D)) {
-    case 32: return backward_typed<T, 32>(pp);
-    case 64: return backward_typed<T, 64>(pp);
-    case 128: return backward_typed<T, 128>(pp);
-    default: return backward_typed<T, 256>(pp);
-  }
+Status prepare_forward(const AttentionProblem& pr, const void* q, const void* k, const void* v, void* out,
+                       float* lse, Prepared* pp) {
+  VP_RETURN_IF_ERROR(prepare(pr, pp));
+  pp->p.q = q;
+  pp->p.k = k;
+  pp->p.v = v;
+  pp->p.out = out;
+  pp->p.lse = lse;
+  return Status::Ok();
 }
 
 }  // namespace
@@ -902,22 +936,12 @@ Status backward_dim(Prepared& pp) {
 Status attention_forward(const AttentionProblem& pr, DType dtype, const void* q, const void* k, const void* v,
                          void* out, float* lse) {
   Prepared pp;
-  VP_RETURN_IF_ERROR(prepare(pr, &pp));
+  VP_RETURN_IF_ERROR(prepare_forward(pr, q, k, v, out, lse, &pp));
   if (pr.total_q == 0) return Status::Ok();
-  pp.p.q = q;
-  pp.p.k = k;
-  pp.p.v = v;
-  pp.p.out = out;
-  pp.p.lse = lse;
   pp.p.vec = pp.p.vec && aligned16({q, k, v});
-  Status s;
-  switch (dtype) {
-    case DType::kFloat32: s = forward_dim<float>(pp); break;
-    case DType::kBFloat16: s = forward_dim<__nv_bfloat16>(pp); break;
-    case DType::kFloat16: s = forward_dim<__half>(pp); break;
-    default: return Status::Invalid("attention: CUDA takes float32, bfloat16 or float16");
-  }
-  VP_RETURN_IF_ERROR(s);
+  VP_RETURN_IF_ERROR(with_dtype(dtype, "attention", [&](auto tag) {
+    return with_padded_dim(pp.p.D, [&](auto dp) { return forward_typed<decltype(tag), decltype(dp)::value>(pp); });
+  }));
   // NaN/Inf in q, k or v reach every output they touch (attention_nonfinite.cu).
   return nonfinite::propagate(dtype, q, k, v, out, lse, pp.p.cu_q, pp.p.cu_k, pp.p.batch, pp.p.H, pp.p.Hkv, pp.p.D,
                               pr.total_q, pr.total_k, pr.causal);
@@ -941,12 +965,9 @@ Status attention_backward(const AttentionProblem& pr, DType dtype, const void* d
   p.dk = dk;
   p.dv = dv;
   p.vec = p.vec && aligned16({q, k, v, dout});
-  switch (dtype) {
-    case DType::kFloat32: return backward_dim<float>(pp);
-    case DType::kBFloat16: return backward_dim<__nv_bfloat16>(pp);
-    case DType::kFloat16: return backward_dim<__half>(pp);
-    default: return Status::Invalid("attention_backward: CUDA takes float32, bfloat16 or float16");
-  }
+  return with_dtype(dtype, "attention_backward", [&](auto tag) {
+    return with_padded_dim(p.D, [&](auto dp) { return backward_typed<decltype(tag), decltype(dp)::value>(pp); });
+  });
 }
 
 // Test hook (not in the public header): run the SIMT kernels for a 16-bit dtype
@@ -954,30 +975,12 @@ Status attention_backward(const AttentionProblem& pr, DType dtype, const void* d
 Status attention_forward_simt(const AttentionProblem& pr, DType dtype, const void* q, const void* k, const void* v,
                               void* out, float* lse) {
   Prepared pp;
-  VP_RETURN_IF_ERROR(prepare(pr, &pp));
+  VP_RETURN_IF_ERROR(prepare_forward(pr, q, k, v, out, lse, &pp));
   if (pr.total_q == 0) return Status::Ok();
-  pp.p.q = q;
-  pp.p.k = k;
-  pp.p.v = v;
-  pp.p.out = out;
-  pp.p.lse = lse;
   pp.p.vec = false;
-  Params p = pp.p;
-  const dim3 grid = grid_for(pp.max_q, 4, p.batch, p.H, &p.tiles);
-  auto run = [&](auto tag) -> Status {
-    using T = decltype(tag);
-    switch (padded_dim(p.D)) {
-      case 32: return launch(fwd_simt_kernel<T, 32>, grid, 128, (2 * 32 * 33 + 4 * 32) * sizeof(float), p);
-      case 64: return launch(fwd_simt_kernel<T, 64>, grid, 128, (2 * 32 * 65 + 4 * 64) * sizeof(float), p);
-      case 128: return launch(fwd_simt_kernel<T, 128>, grid, 128, (2 * 32 * 129 + 4 * 128) * sizeof(float), p);
-      default: return launch(fwd_simt_kernel<T, 256>, grid, 128, (2 * 32 * 257 + 4 * 256) * sizeof(float), p);
-    }
-  };
-  switch (dtype) {
-    case DType::kFloat32: return run(0.0f);
-    case DType::kBFloat16: return run(__nv_bfloat16(0.0f));
-    default: return run(__half(0.0f));
-  }
+  return with_dtype(dtype, "attention_forward_simt", [&](auto tag) {
+    return with_padded_dim(pp.p.D, [&](auto dp) { return forward_simt<decltype(tag), decltype(dp)::value>(pp); });
+  });
 }
 
 }  // namespace vp::cuda

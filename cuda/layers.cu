@@ -19,6 +19,7 @@
 
 #include "kernel_util.cuh"
 #include "scratch_pool.h"
+#include "row_lse.cuh"
 #include "vp/cuda.h"
 #include "vp/layers.h"
 #include "vp/optim.h"
@@ -31,7 +32,6 @@ using kutil::check_grid;
 using kutil::grid_for;
 using kutil::kBlock;
 using kutil::launch_status;
-using kutil::warp_max;
 using kutil::warp_sum;
 using kutil::warp_sum_d;
 using kutil::warp_sum_ll;
@@ -186,18 +186,14 @@ __global__ void k_embed_bwd(const float* dout, const int64_t* start, const int64
 }
 
 __global__ void k_ce_rows(const float* logits, const int32_t* t, int64_t v, float* lse, double* row_loss) {
-  __shared__ float sh[32];
   const int64_t r = blockIdx.x;
   const float* x = logits + r * v;
-  float m = -INFINITY;
-  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) m = fmaxf(m, x[j]);
-  m = block_reduce(m, sh, warp_max, -INFINITY);
-  float s = 0.f;
-  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) s += expf(x[j] - m);
-  s = block_reduce(s, sh, warp_sum, 0.f);
+  const rowlse::State st = rowlse::block_row(x, v, 1.0f);
   if (threadIdx.x == 0) {
-    const double ls = log(static_cast<double>(s));
-    if (lse) lse[r] = static_cast<float>(m + ls);
+    // loss = (max - x[t]) + log(sum exp(x - max)): no large lse that float would round.
+    const float m = st.m;
+    const double ls = m == -INFINITY ? 0.0 : log(static_cast<double>(st.bad ? NAN : st.s));
+    if (lse) lse[r] = m == -INFINITY ? -INFINITY : static_cast<float>(m + ls);
     row_loss[r] = t[r] >= 0 ? (static_cast<double>(m) - x[t[r]]) + ls : 0.0;
   }
 }
@@ -223,7 +219,6 @@ __global__ void k_ce_total(const double* row_loss, const int32_t* t, int64_t n, 
 
 __global__ void k_ce_bwd(const float* logits, const int32_t* t, const float* lse, int64_t v, float grad_loss,
                          const long long* count, float* d) {
-  __shared__ float sh[32];
   const int64_t r = blockIdx.x;
   const float* x = logits + r * v;
   float* dr = d + r * v;
@@ -232,23 +227,12 @@ __global__ void k_ce_bwd(const float* logits, const int32_t* t, const float* lse
     for (int64_t j = threadIdx.x; j < v; j += blockDim.x) dr[j] = 0.f;
     return;
   }
-  float l;
-  if (lse) {
-    l = lse[r];
-  } else {
-    float m = -INFINITY;
-    for (int64_t j = threadIdx.x; j < v; j += blockDim.x) m = fmaxf(m, x[j]);
-    m = block_reduce(m, sh, warp_max, -INFINITY);
-    float s = 0.f;
-    for (int64_t j = threadIdx.x; j < v; j += blockDim.x) s += expf(x[j] - m);
-    s = block_reduce(s, sh, warp_sum, 0.f);
-    l = m + logf(s);
-  }
+  const float l = lse ? lse[r] : rowlse::lse(rowlse::block_row(x, v, 1.0f));
   const long long cnt = *count;
   const float scale = cnt > 0 ? static_cast<float>(static_cast<double>(grad_loss) / static_cast<double>(cnt)) : 0.f;
   __syncthreads();  // in place (d == logits): every thread has read what it needs of row r's max/sum above
   for (int64_t j = threadIdx.x; j < v; j += blockDim.x) {
-    const float p = expf(x[j] - l) * scale;
+    const float p = rowlse::scaled_softmax(x[j], l, scale);
     dr[j] = j == tr ? p - scale : p;
   }
 }

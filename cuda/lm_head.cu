@@ -1,35 +1,29 @@
 // The VideoLM's LM-head loss kernels on CUDA (vp/model_kernels.h): per-row
-// log-sum-exp and target logit (the host sums the loss in double from these),
-// and the in-place gradient coef[r] · (softmax − onehot). One block per row,
-// fixed-shape block reductions (deterministic).
+// log-sum-exp (the shared one of row_lse.cuh) and target logit (the host sums
+// the loss in double from these), and the in-place gradient
+// coef[r] · (softmax − onehot). One block per row, deterministic.
 #include <cuda_runtime.h>
 
 #include <cmath>
 #include <cstdint>
 
 #include "kernel_util.cuh"
+#include "row_lse.cuh"
 #include "vp/model_kernels.h"
 
 namespace vp::cuda {
 namespace {
 
-using kutil::block_reduce;
 using kutil::kBlock;
 using kutil::launch_status;
 
 __global__ void k_row_lse_target(const float* __restrict__ logits, const int32_t* __restrict__ t, int64_t v,
                                  float* __restrict__ lse, float* __restrict__ tl) {
-  __shared__ float sh[32];
   const int64_t r = blockIdx.x;
   const float* x = logits + r * v;
-  float m = -INFINITY;
-  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) m = fmaxf(m, x[j]);
-  m = block_reduce(m, sh, kutil::warp_max, -INFINITY);
-  float s = 0.f;
-  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) s += expf(x[j] - m);
-  s = block_reduce(s, sh, kutil::warp_sum, 0.f);
+  const rowlse::State st = rowlse::block_row(x, v, 1.0f);
   if (threadIdx.x == 0) {
-    lse[r] = static_cast<float>(static_cast<double>(m) + log(static_cast<double>(s)));
+    lse[r] = rowlse::lse(st);
     tl[r] = x[t[r]];
   }
 }
@@ -39,7 +33,7 @@ __global__ void k_softmax_xent_grad(float* __restrict__ logits, const int32_t* _
   const int64_t r = blockIdx.x;
   float* x = logits + r * v;
   const float l = lse[r], c = coef[r];
-  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) x[j] = expf(x[j] - l) * c;
+  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) x[j] = rowlse::scaled_softmax(x[j], l, c);
   __syncthreads();  // the target's element is written by whichever thread owns it above
   if (threadIdx.x == 0) x[t[r]] -= c;
 }

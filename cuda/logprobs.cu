@@ -1,5 +1,5 @@
-// CUDA token log-probs (vp/logprobs.h): plain (one block-wide online
-// log-sum-exp per row) and through the output projection, chunked over the
+// CUDA token log-probs (vp/logprobs.h): plain (the block-wide online
+// log-sum-exp of row_lse.cuh per row) and through the output projection, chunked over the
 // vocabulary: for each chunk of VC columns, the logits chunk (N × VC, float32)
 // comes from a tiled GEMM (tensor cores through WMMA for bfloat16/float16
 // inputs, float32 accumulation), a row kernel folds it into running
@@ -13,7 +13,9 @@
 #include <cstring>
 #include <limits>
 
+#include "kernel_util.cuh"
 #include "logprobs_common.cuh"
+#include "row_lse.cuh"
 #include "vp/logprobs.h"
 
 #include "dtype.cuh"
@@ -165,19 +167,10 @@ unsigned grid_for(int64_t n, int threads) {
 
 // ---- row kernels ------------------------------------------------------------------------------
 
-__device__ __forceinline__ float warp_max(float x) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
-  return x;
-}
-__device__ __forceinline__ float warp_sum(float x) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
-  return x;
-}
-__device__ __forceinline__ int warp_any(bool b) { return __any_sync(0xffffffffu, b); }
+using kutil::warp_max;
 
-// Fold a chunk of scaled logits (rows × vcur, float32) into running (m, s); capture target logits.
+// Fold a chunk of scaled logits (rows × vcur, float32) into running (m, s), one
+// warp per row; capture target logits.
 __global__ void lse_update_kernel(const float* __restrict__ L, int64_t ldl, int64_t rows, int64_t vcur, int64_t v0,
                                   const int32_t* __restrict__ targets, float* __restrict__ m, float* __restrict__ s,
                                   float* __restrict__ tl) {
@@ -185,28 +178,11 @@ __global__ void lse_update_kernel(const float* __restrict__ L, int64_t ldl, int6
   const int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
   if (r >= rows) return;
   const float* x = L + r * ldl;
-  float mc = -INFINITY;
-  bool bad = false;
-  for (int64_t j = lane; j < vcur; j += 32) {
-    const float v = x[j];
-    bad |= isnan(v) || v == INFINITY;
-    mc = fmaxf(mc, v);
-  }
-  mc = warp_max(mc);
-  bad = warp_any(bad);
-  const float mo = m[r];
-  const float mn = fmaxf(mo, mc);
-  float sum = 0.0f;
-  if (mn > -INFINITY)
-    for (int64_t j = lane; j < vcur; j += 32) sum += expf(x[j] - mn);
-  sum = warp_sum(sum);
+  const rowlse::State chunk = rowlse::warp_merge(rowlse::fold(x, vcur, 1.0f, lane, 32));
   if (lane == 0) {
-    if (bad) {
-      s[r] = NAN;
-    } else if (mn > -INFINITY) {
-      s[r] = s[r] * (mo > -INFINITY ? expf(mo - mn) : 0.0f) + sum;
-      m[r] = mn;
-    }
+    const rowlse::State st = rowlse::merge({m[r], s[r], isnan(s[r])}, chunk);
+    m[r] = st.m;
+    s[r] = st.bad ? NAN : st.s;
     const int64_t t = static_cast<int64_t>(targets[r]) - v0;
     if (t >= 0 && t < vcur) tl[r] = x[t];
   }
@@ -225,7 +201,7 @@ __global__ void finalize_kernel(const float* m, const float* s, const float* tl,
                                 unsigned long long* bad) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const float l = m[i] + logf(s[i]);
+    const float l = rowlse::lse({m[i], s[i], false});
     const float lp = tl[i] - l;
     lse[i] = l;
     logp[i] = lp;
@@ -243,7 +219,7 @@ __global__ void softmax_grad_kernel(const float* __restrict__ L, int64_t ldl, in
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t r = idx / vcur, j = idx % vcur;
     const float gr = g[r] * scale;
-    float val = -gr * expf(L[r * ldl + j] - lse[r]);
+    float val = rowlse::scaled_softmax(L[r * ldl + j], lse[r], -gr);
     if (v0 + j == targets[r]) val += gr;
     D[r * ldd + j] = from_f<T>(val);
   }
@@ -261,63 +237,16 @@ __global__ void absmax_kernel(const float* x, int64_t n, unsigned int* out_bits)
 // ---- plain token log-probs -----------------------------------------------------------------
 
 template <typename T>
-__device__ void block_lse(const T* x, int64_t v, float scale, float* out_m, float* out_s, bool* out_bad) {
-  __shared__ float sm[32], ss[32];
-  __shared__ int sbad;
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = blockDim.x / 32;
-  if (threadIdx.x == 0) sbad = 0;
-  float m = -INFINITY, s = 0.0f;
-  bool bad = false;
-  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) {  // online, one pass
-    const float z = to_f<T>(x[j]) * scale;
-    bad |= isnan(z) || z == INFINITY;
-    if (z > m) {
-      s = s * (m > -INFINITY ? expf(m - z) : 0.0f) + 1.0f;
-      m = z;
-    } else if (z > -INFINITY) {
-      s += expf(z - m);
-    }
-  }
-  // warp combine
-  for (int o = 16; o > 0; o >>= 1) {
-    const float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
-    const float mn = fmaxf(m, m2);
-    s = (m > -INFINITY ? s * expf(m - mn) : 0.0f) + (m2 > -INFINITY ? s2 * expf(m2 - mn) : 0.0f);
-    m = mn;
-  }
-  bad = warp_any(bad);
-  __syncthreads();
-  if (lane == 0) {
-    sm[warp] = m;
-    ss[warp] = s;
-    if (bad) sbad = 1;
-  }
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    float M = -INFINITY, S = 0.0f;
-    for (int w = 0; w < nw; ++w) M = fmaxf(M, sm[w]);
-    for (int w = 0; w < nw; ++w)
-      if (sm[w] > -INFINITY) S += ss[w] * expf(sm[w] - M);
-    *out_m = M;
-    *out_s = S;
-    *out_bad = sbad != 0;
-  }
-  __syncthreads();
-}
-
-template <typename T>
 __global__ void token_logprobs_kernel(const T* __restrict__ logits, int64_t v, const int32_t* __restrict__ targets,
                                       float scale, float* __restrict__ out, unsigned long long* bad_row) {
-  __shared__ float M, S;
-  __shared__ bool bad;
   const int64_t r = blockIdx.x;
-  block_lse(logits + r * v, v, scale, &M, &S, &bad);
+  const rowlse::State st = rowlse::block_row(logits + r * v, v, scale);
   if (threadIdx.x == 0) {
     const int32_t t = targets[r];
-    const float l = M + logf(S);
+    const float l = rowlse::lse(st);
     const float lp = (t >= 0 && t < v) ? to_f<T>(logits[r * v + t]) * scale - l : NAN;
     out[r] = lp;
-    if (bad || !isfinite(l) || !isfinite(lp)) atomicMin(bad_row, static_cast<unsigned long long>(r));
+    if (!isfinite(l) || !isfinite(lp)) atomicMin(bad_row, static_cast<unsigned long long>(r));
   }
 }
 
@@ -325,20 +254,17 @@ template <typename T>
 __global__ void token_logprobs_backward_kernel(const float* __restrict__ dlogp, const T* __restrict__ logits, int64_t v,
                                                const int32_t* __restrict__ targets, float scale, T* __restrict__ dlogits,
                                                unsigned long long* bad_row) {
-  __shared__ float M, S;
-  __shared__ bool bad;
   const int64_t r = blockIdx.x;
   const T* x = logits + r * v;
-  block_lse(x, v, scale, &M, &S, &bad);
-  const float l = M + logf(S);
-  if (bad || !isfinite(l)) {
+  const float l = rowlse::lse(rowlse::block_row(x, v, scale));
+  if (!isfinite(l)) {
     if (threadIdx.x == 0) atomicMin(bad_row, static_cast<unsigned long long>(r));
     return;
   }
   const float g = dlogp[r] * scale;
   const int32_t t = targets[r];
   for (int64_t j = threadIdx.x; j < v; j += blockDim.x) {
-    float val = -g * expf(to_f<T>(x[j]) * scale - l);
+    float val = rowlse::scaled_softmax(to_f<T>(x[j]) * scale, l, -g);
     if (j == t) val += g;
     dlogits[r * v + j] = from_f<T>(val);
   }
@@ -508,39 +434,42 @@ Status linear_backward(const LinearProblem& p, const float* dlogp, const float* 
 using detail::cuda_status;
 using detail::DeviceScratch;
 
-Status token_logprobs(const TensorView& logits, const TensorView& targets, const TensorView& out,
-                      const LogprobsOptions& opts) {
+namespace {
+// The plain kernels: one block per row of logits [n, v] and a "first bad row"
+// flag; launch(T{}, n, v, 1 / temperature, flag) launches for the dtype.
+template <typename F>
+Status per_row(const char* fn, const TensorView& logits, const LogprobsOptions& opts, F&& launch) {
   const int64_t n = logits.shape[0], v = logits.shape[1];
   if (n == 0) return Status::Ok();
-  VP_RETURN_IF_ERROR(detail::grid_status("tokenLogprobs", n));  // one block per row
+  VP_RETURN_IF_ERROR(detail::grid_status(fn, n));  // one block per row
   DeviceScratch bad;
   VP_RETURN_IF_ERROR(detail::new_bad_flag(bad));
   const float scale = 1.0f / opts.temperature;
   VP_RETURN_IF_ERROR(detail::dispatch_dtype(logits.dtype, [&](auto tag) -> Status {
+    launch(tag, n, v, scale, bad.as<unsigned long long>());
+    return cuda_status(cudaGetLastError(), fn);
+  }));
+  return detail::bad_row_status(fn, bad.as<unsigned long long>(), n);
+}
+}  // namespace
+
+Status token_logprobs(const TensorView& logits, const TensorView& targets, const TensorView& out,
+                      const LogprobsOptions& opts) {
+  return per_row("tokenLogprobs", logits, opts, [&](auto tag, int64_t n, int64_t v, float scale, unsigned long long* bad) {
     using T = decltype(tag);
     detail::token_logprobs_kernel<T><<<static_cast<unsigned>(n), 256>>>(logits.as<T>(), v, targets.as<int32_t>(), scale,
-                                                                         out.as<float>(), bad.as<unsigned long long>());
-    return cuda_status(cudaGetLastError(), "tokenLogprobs");
-  }));
-  return detail::bad_row_status("tokenLogprobs", bad.as<unsigned long long>(), n);
+                                                                         out.as<float>(), bad);
+  });
 }
 
 Status token_logprobs_backward(const TensorView& dlogprobs, const TensorView& logits, const TensorView& targets,
                                const TensorView& dlogits, const LogprobsOptions& opts) {
-  const int64_t n = logits.shape[0], v = logits.shape[1];
-  if (n == 0) return Status::Ok();
-  VP_RETURN_IF_ERROR(detail::grid_status("tokenLogprobsBackward", n));  // one block per row
-  DeviceScratch bad;
-  VP_RETURN_IF_ERROR(detail::new_bad_flag(bad));
-  const float scale = 1.0f / opts.temperature;
-  VP_RETURN_IF_ERROR(detail::dispatch_dtype(logits.dtype, [&](auto tag) -> Status {
-    using T = decltype(tag);
-    detail::token_logprobs_backward_kernel<T><<<static_cast<unsigned>(n), 256>>>(
-        dlogprobs.as<float>(), logits.as<T>(), v, targets.as<int32_t>(), scale, dlogits.as<T>(),
-        bad.as<unsigned long long>());
-    return cuda_status(cudaGetLastError(), "tokenLogprobsBackward");
-  }));
-  return detail::bad_row_status("tokenLogprobsBackward", bad.as<unsigned long long>(), n);
+  return per_row("tokenLogprobsBackward", logits, opts,
+                 [&](auto tag, int64_t n, int64_t v, float scale, unsigned long long* bad) {
+                   using T = decltype(tag);
+                   detail::token_logprobs_backward_kernel<T><<<static_cast<unsigned>(n), 256>>>(
+                       dlogprobs.as<float>(), logits.as<T>(), v, targets.as<int32_t>(), scale, dlogits.as<T>(), bad);
+                 });
 }
 
 namespace {

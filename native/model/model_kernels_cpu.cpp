@@ -1,5 +1,5 @@
 // The VideoLM's row and vector helpers on the CPU (vp/model_kernels.h); the
-// softmax loops use the ISA-dispatched kernels of layers_kernels.inc.
+// LM head's log-sum-exp and softmax are the shared ones of ops/layers/row_lse.h.
 #include "vp/model_kernels.h"
 
 #include <algorithm>
@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "ops/layers/layers_kernels.h"
+#include "ops/layers/row_lse.h"
 #include "vp/thread_pool.h"
 
 namespace vp {
@@ -94,12 +94,10 @@ Status vision_pos_backward(const float* dvis, int64_t n, int64_t P, int64_t fram
 
 Status row_lse_target(const float* logits, const int32_t* targets, int64_t rows, int64_t vocab, float* lse,
                       float* target_logit) {
-  const auto& k = detail::layer_kernels();
   parallel_for(rows, 4, [&](int64_t a, int64_t b, int) {
     for (int64_t r = a; r < b; ++r) {
       const float* x = logits + r * vocab;
-      const float m = k.row_max(x, vocab);
-      lse[r] = m + std::log(k.row_sumexp(x, vocab, m));
+      lse[r] = detail::row_lse(x, vocab, 1.0f).lse();
       target_logit[r] = x[targets[r]];
     }
   });
@@ -108,11 +106,10 @@ Status row_lse_target(const float* logits, const int32_t* targets, int64_t rows,
 
 Status softmax_xent_grad(float* logits, const int32_t* targets, const float* lse, const float* coef, int64_t rows,
                          int64_t vocab) {
-  const auto& k = detail::layer_kernels();
   parallel_for(rows, 4, [&](int64_t a, int64_t b, int) {
     for (int64_t r = a; r < b; ++r) {
       float* x = logits + r * vocab;
-      k.softmax_scaled(x, vocab, lse[r], coef[r], x);
+      detail::row_scaled_softmax(x, vocab, 1.0f, lse[r], coef[r], x);
       x[targets[r]] -= coef[r];
     }
   });

@@ -14,7 +14,7 @@
 //    are bitwise identical for every thread count (and free of races).
 //  * Threading goes through vp::parallel_for; element-wise inner loops are
 //    compiled for the active ISA (AVX-512, AVX2+FMA or generic; see
-//    cpu/layers_kernels.inc). Results differ between ISAs only by rounding.
+//    ops/layers/layers_kernels_impl.h). Results differ between ISAs only by rounding.
 //  * Errors: Status::Invalid for bad sizes or null pointers, OutOfRange for an
 //    index (token id, target, position) outside its range; nothing is written
 //    when an index check fails.

@@ -1,14 +1,14 @@
 // Internal: the CPU attention kernels, written once over a small vector type V
-// and compiled per ISA by attention_<isa>.cpp (which includes this file after its
-// `#pragma GCC target`, inside an anonymous namespace, with V defined).
+// and compiled per ISA by attention_isa.h (which includes this file after the
+// target pragma of core/simd.h, inside an anonymous namespace, with V defined).
 //
 // This file includes nothing: everything it calls must be compiled for the
 // including file's ISA or be a compiler builtin, so no out-of-line function
 // compiled for AVX-512 can be picked by the linker for another path.
 //
-// V provides: T (vector), M (lane mask), W (lanes), NVMAX (vectors per micro-tile
-// row), mr_for(nv) (micro-tile rows), zero/set1/load/loadm/store/storem/mask,
-// fma/mul/add/sub/max, keep (zero the lanes outside a mask), exp2 (x <= 0 in practice; -inf gives 0), hsum.
+// V is simd::Vec (core/simd.h: T, M, W, zero/set1/load/loadm/store/storem/mask,
+// fma/mul/add/sub/max, keep, hsum) plus NVMAX (vectors per micro-tile row),
+// mr_for(nv) (micro-tile rows), the block sizes and exp2 (x <= 0 in practice; -inf gives 0).
 //
 // Forward (per query block of BQ rows, one head): the scores are kept transposed,
 // S^T = K_blk · (c·Q_blk)^T with c = scale·log2(e), so the online-softmax

@@ -241,6 +241,21 @@ cpu::GrpoTokens grpo_tokens(const TensorView& old, const TensorView& ref, const 
   return t;
 }
 
+// The fused engine's problem for logits = hidden · weightᵀ / temperature (validated tensors).
+cpu::LinearLogprobsProblem linear_problem(const char* fn, const TensorView& hidden, const TensorView& weight,
+                                          const TensorView& targets, float temperature) {
+  cpu::LinearLogprobsProblem p;
+  p.hidden = hidden.as<float>();
+  p.weight = weight.as<float>();
+  p.targets = targets.as<int32_t>();
+  p.n = hidden.shape[0];
+  p.d = hidden.shape[1];
+  p.v = weight.shape[0];
+  p.inv_temperature = 1.0f / temperature;
+  p.fn = fn;
+  return p;
+}
+
 }  // namespace
 
 // ---- token log-probs -------------------------------------------------------------------------
@@ -278,16 +293,8 @@ Status linear_token_logprobs(const TensorView& hidden, const TensorView& weight,
   VP_RETURN_IF_ERROR(check_device(fn, "out", out, hidden.device, "hidden"));
   VP_RETURN_IF_ERROR(check_temperature(fn, opts.temperature));
   if (hidden.device == Device::kCUDA) return cuda::linear_token_logprobs(hidden, weight, targets, out, opts);
-  cpu::LinearLogprobsProblem p;
-  p.hidden = hidden.as<float>();
-  p.weight = weight.as<float>();
-  p.targets = targets.as<int32_t>();
-  p.n = hidden.shape[0];
-  p.d = hidden.shape[1];
-  p.v = weight.shape[0];
-  p.inv_temperature = 1.0f / opts.temperature;
+  cpu::LinearLogprobsProblem p = linear_problem(fn, hidden, weight, targets, opts.temperature);
   p.logprobs = out.as<float>();
-  p.fn = fn;
   return cpu::linear_logprobs(p);
 }
 
@@ -310,18 +317,10 @@ Status linear_token_logprobs_backward(const TensorView& dlogprobs, const TensorV
     for (int64_t i = 0; i < count; ++i) g[i] = dl[r0 + i];
     return Status::Ok();
   };
-  cpu::LinearLogprobsProblem p;
-  p.hidden = hidden.as<float>();
-  p.weight = weight.as<float>();
-  p.targets = targets.as<int32_t>();
-  p.n = hidden.shape[0];
-  p.d = hidden.shape[1];
-  p.v = weight.shape[0];
-  p.inv_temperature = 1.0f / opts.temperature;
+  cpu::LinearLogprobsProblem p = linear_problem(fn, hidden, weight, targets, opts.temperature);
   p.grad = &grad;
   p.dhidden = dhidden.as<float>();
   p.dweight = dweight.as<float>();
-  p.fn = fn;
   return cpu::linear_logprobs(p);
 }
 
@@ -434,19 +433,11 @@ Status linear_grpo_loss(const LinearGrpoInputs& in, const GrpoOptions& opts,
     acc.run(r0, count, logp, g);
     return Status::Ok();
   };
-  cpu::LinearLogprobsProblem p;
-  p.hidden = in.hidden.as<float>();
-  p.weight = in.weight.as<float>();
-  p.targets = in.targets.as<int32_t>();
-  p.n = total;
-  p.d = in.hidden.shape[1];
-  p.v = in.weight.shape[0];
-  p.inv_temperature = 1.0f / opts.temperature;
+  cpu::LinearLogprobsProblem p = linear_problem(fn, in.hidden, in.weight, in.targets, opts.temperature);
   p.logprobs = present(logprobs_out) ? logprobs_out.as<float>() : nullptr;
   p.grad = &grad;
   p.dhidden = dhidden.as<float>();
   p.dweight = dweight.as<float>();
-  p.fn = fn;
   VP_RETURN_IF_ERROR(cpu::linear_logprobs(p));
   *stats = acc.finish();
   return Status::Ok();

@@ -27,8 +27,9 @@
 // matmul → log_softmax → gather → autograd pays, without its N×V logits,
 // softmax and gradient buffers.
 //
-// The GEMMs run on the micro-kernels of logprobs_kernels.h, on packed panels
-// and on the scratch tiles in place (no per-tile packing).
+// The GEMMs run on the strided micro-kernels of ops/matmul/gemm_kernels.h, on
+// packed panels and on the scratch tiles in place (no per-tile packing); the
+// row log-sum-exp and softmax are the shared ones of ops/layers/row_lse.h.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -42,16 +43,17 @@
 #include <sys/mman.h>
 
 #include "grpo_cpu.h"
-#include "logprobs_kernels.h"
+#include "ops/matmul/gemm_kernels.h"
+#include "ops/layers/row_lse.h"
 #include "vp/thread_pool.h"
 
 namespace vp::cpu {
 namespace {
 
-using detail::LpKernels;
+using LpKernels = detail::GemmKernelInfo;
+using detail::RowLse;
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-constexpr int64_t kRowChunk = 2048;  // online log-sum-exp chunk of a plain row
 constexpr int64_t kKC = 256;         // k-block of the logits GEMM
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -79,31 +81,6 @@ Buffer alloc_floats(size_t n) {
   return Buffer(static_cast<float*>(std::aligned_alloc(64, bytes)));
 }
 
-bool chunk_has_nan_or_posinf(const float* x, int64_t n) {
-  for (int64_t j = 0; j < n; ++j)
-    if (std::isnan(x[j]) || x[j] == std::numeric_limits<float>::infinity()) return true;
-  return false;
-}
-
-// log Σ_j exp(scale · x[j]) in one pass over x (chunks re-read from L1).
-float row_lse(const LpKernels& K, const float* x, int64_t v, float scale) {
-  float m = kNegInf, s = 0.0f;
-  for (int64_t j0 = 0; j0 < v; j0 += kRowChunk) {
-    const int64_t n = std::min(kRowChunk, v - j0);
-    const float mc = K.row_max(x + j0, n) * scale;
-    if (!(mc > kNegInf)) {  // all -inf (or NaN the max skipped)
-      if (chunk_has_nan_or_posinf(x + j0, n)) return std::numeric_limits<float>::quiet_NaN();
-      continue;
-    }
-    if (mc > m) {
-      s *= std::exp(m - mc);
-      m = mc;
-    }
-    s += K.row_sum_exp(x + j0, n, scale, m);
-  }
-  return m + std::log(s);
-}
-
 std::string bad_row_message(const char* fn, int64_t row, const char* what) {
   return std::string(fn) + ": the log-sum-exp of row " + std::to_string(row) +
          " is not finite (" + what + ")";
@@ -114,6 +91,10 @@ int64_t env_int(const char* name) {
   const char* s = std::getenv(name);
   return s ? std::atoll(s) : 0;
 }
+
+// The per-task log-sum-exp states live in the task's workspace (2 floats each).
+static_assert(sizeof(RowLse) == 2 * sizeof(float));
+RowLse* task_lse(float* p) { return reinterpret_cast<RowLse*>(p); }
 
 struct Plan {
   int64_t mr, nr, vc, s, ldt;
@@ -252,12 +233,11 @@ void run_items(int tasks, int64_t count, F&& item) {
 
 Status token_logprobs(const float* logits, int64_t n, int64_t v, const int32_t* targets,
                       float inv_t, float* out) {
-  const LpKernels& K = detail::lp_kernels();
   std::atomic<int64_t> bad{n};
   parallel_for(n, std::max<int64_t>(1, 65536 / std::max<int64_t>(v, 1)), [&](int64_t i0, int64_t i1, int) {
     for (int64_t i = i0; i < i1; ++i) {
       const float* x = logits + i * v;
-      const float lse = row_lse(K, x, v, inv_t);
+      const float lse = detail::row_lse(x, v, inv_t).lse();
       const float lp = x[targets[i]] * inv_t - lse;
       out[i] = lp;
       if (!std::isfinite(lse) || std::isnan(lp)) {
@@ -275,13 +255,12 @@ Status token_logprobs(const float* logits, int64_t n, int64_t v, const int32_t* 
 
 Status token_logprobs_backward(const float* dlogprobs, const float* logits, int64_t n, int64_t v,
                                const int32_t* targets, float inv_t, float* dlogits) {
-  const LpKernels& K = detail::lp_kernels();
   std::atomic<int64_t> bad{n};
   parallel_for(n, std::max<int64_t>(1, 32768 / std::max<int64_t>(v, 1)), [&](int64_t i0, int64_t i1, int) {
     for (int64_t i = i0; i < i1; ++i) {
       const float* x = logits + i * v;
       float* o = dlogits + i * v;
-      const float lse = row_lse(K, x, v, inv_t);
+      const float lse = detail::row_lse(x, v, inv_t).lse();
       if (!std::isfinite(lse)) {
         int64_t cur = bad.load();
         while (i < cur && !bad.compare_exchange_weak(cur, i)) {
@@ -289,7 +268,7 @@ Status token_logprobs_backward(const float* dlogprobs, const float* logits, int6
         continue;
       }
       const float g = dlogprobs[i] * inv_t;
-      K.row_neg_softmax(x, v, inv_t, lse, g, o);
+      detail::row_scaled_softmax(x, v, inv_t, lse, -g, o);
       o[targets[i]] += g;
     }
   });
@@ -303,7 +282,7 @@ Status token_logprobs_backward(const float* dlogprobs, const float* logits, int6
 
 size_t linear_logprobs_workspace(int64_t n, int64_t d, int64_t v, int threads, bool backward) {
   if (n == 0 || v == 0) return 0;
-  const Plan p = make_plan(detail::lp_kernels(), n, d, v, threads, backward);
+  const Plan p = make_plan(detail::gemm_kernel_for(active_isa()), n, d, v, threads, backward);
   return plan_sizes(p, n, d, v).total(p.tasks) * sizeof(float);
 }
 
@@ -324,28 +303,19 @@ void logits_tile(const LpKernels& K, const Plan& P, const float* ha, const float
       const float* bp = wb1 + (v0 / NR + jp) * d * NR + p0 * NR;
       for (int64_t ip = 0; ip < row_panels; ++ip) {
         const int mr = static_cast<int>(std::min<int64_t>(MR, rows - ip * MR));
-        K.gemm(kc, ha + (r0 + ip * MR) * d + p0 * MR, MR, bp, NR, C + ip * MR * ldc + jp * NR, ldc, alpha,
+        K.strided(kc, ha + (r0 + ip * MR) * d + p0 * MR, MR, bp, NR, C + ip * MR * ldc + jp * NR, ldc, alpha,
                beta, mr, nr);
       }
     }
   }
 }
 
-// Online max / sum-exp of each row of a tile into (m, s); the targets' logits into tl.
-void tile_stats(const LpKernels& K, const float* C, int64_t ldc, int64_t rows, int64_t vcur, int64_t v0,
-                const int32_t* targets, float* m, float* s, float* tl) {
+// Each row of a tile folded into its log-sum-exp state st[r]; the targets' logits into tl.
+void tile_stats(const float* C, int64_t ldc, int64_t rows, int64_t vcur, int64_t v0, const int32_t* targets,
+                RowLse* st, float* tl) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* x = C + r * ldc;
-    const float mc = K.row_max(x, vcur);
-    if (!(mc > kNegInf)) {
-      if (chunk_has_nan_or_posinf(x, vcur)) s[r] = std::numeric_limits<float>::quiet_NaN();
-    } else {
-      if (mc > m[r]) {
-        s[r] *= std::exp(m[r] - mc);
-        m[r] = mc;
-      }
-      s[r] += K.row_sum_exp(x, vcur, 1.0f, m[r]);
-    }
+    detail::row_lse_add(st[r], x, vcur, 1.0f);
     const int64_t tt = static_cast<int64_t>(targets[r]) - v0;
     if (tt >= 0 && tt < vcur) tl[r] = x[tt];
   }
@@ -353,18 +323,17 @@ void tile_stats(const LpKernels& K, const float* C, int64_t ldc, int64_t rows, i
 
 // lse = log Σ_t s_t · exp(m_t − max) + max over the tasks' partials (double);
 // returns false when not finite.
-bool combine_row(const std::vector<const float*>& m, const std::vector<const float*>& s, int64_t r,
-                 float* lse) {
+bool combine_row(const std::vector<const RowLse*>& st, int64_t r, float* lse) {
   float mx = kNegInf;
   bool nan = false;
-  for (size_t t = 0; t < m.size(); ++t) {
-    mx = std::max(mx, m[t][r]);
-    nan |= std::isnan(s[t][r]) || std::isnan(m[t][r]);
+  for (const RowLse* p : st) {
+    mx = std::max(mx, p[r].m);
+    nan |= std::isnan(p[r].s) || std::isnan(p[r].m);
   }
   double sum = 0.0;
   if (mx > kNegInf && !nan)
-    for (size_t t = 0; t < m.size(); ++t)
-      if (m[t][r] > kNegInf) sum += static_cast<double>(s[t][r]) * std::exp(static_cast<double>(m[t][r]) - mx);
+    for (const RowLse* p : st)
+      if (p[r].m > kNegInf) sum += static_cast<double>(p[r].s) * std::exp(static_cast<double>(p[r].m) - mx);
   const double l = nan ? std::numeric_limits<double>::quiet_NaN() : mx + std::log(sum);
   *lse = static_cast<float>(l);
   return std::isfinite(*lse);
@@ -373,7 +342,7 @@ bool combine_row(const std::vector<const float*>& m, const std::vector<const flo
 }  // namespace
 
 Status linear_logprobs(const LinearLogprobsProblem& pr) {
-  const LpKernels& K = detail::lp_kernels();
+  const LpKernels K = detail::gemm_kernel_for(active_isa());
   const int64_t n = pr.n, d = pr.d, v = pr.v;
   const bool backward = pr.grad != nullptr;
   if (backward && v * d > 0) std::memset(pr.dweight, 0, sizeof(float) * static_cast<size_t>(v * d));
@@ -396,13 +365,11 @@ Status linear_logprobs(const LinearLogprobsProblem& pr) {
   // ---- forward only: one region of (super-block, chunk) items -------------------------------
   if (!backward) {
     float* tl = rowbuf.get();
-    std::vector<const float*> ms(P.tasks), ss(P.tasks);
+    std::vector<const RowLse*> sts(P.tasks);
     for (int t = 0; t < P.tasks; ++t) {
-      float* base = taskbuf.get() + Z.per_task * t;
-      std::fill(base, base + n, kNegInf);
-      std::fill(base + n, base + 2 * n, 0.0f);
-      ms[t] = base;
-      ss[t] = base + n;
+      RowLse* st = task_lse(taskbuf.get() + Z.per_task * t);
+      std::fill(st, st + n, RowLse{});
+      sts[t] = st;
     }
     run_items(P.tasks, P.blocks * C, [&](int t, int64_t i) {
       const int64_t k = i / C, c = i % C;
@@ -411,13 +378,13 @@ Status linear_logprobs(const LinearLogprobsProblem& pr) {
       float* base = taskbuf.get() + Z.per_task * t;
       float* tile = base + 2 * n;
       logits_tile(K, P, ha.get(), wb1.get(), r0, rows, d, v0, vcur, alpha, tile, LDT);
-      tile_stats(K, tile, LDT, rows, vcur, v0, pr.targets + r0, base + r0, base + n + r0, tl + r0);
+      tile_stats(tile, LDT, rows, vcur, v0, pr.targets + r0, task_lse(base) + r0, tl + r0);
     });
     std::atomic<int64_t> bad{n};
     parallel_for(n, 1024, [&](int64_t r0, int64_t r1, int) {
       for (int64_t r = r0; r < r1; ++r) {
         float lse;
-        const bool ok = combine_row(ms, ss, r, &lse);
+        const bool ok = combine_row(sts, r, &lse);
         const float lp = static_cast<float>(static_cast<double>(tl[r]) - static_cast<double>(lse));
         if (pr.logprobs) pr.logprobs[r] = lp;
         if (!ok || !std::isfinite(lp)) {
@@ -458,8 +425,7 @@ Status linear_logprobs(const LinearLogprobsProblem& pr) {
     slot[b].logp = slot[b].lse + S;
     slot[b].g = slot[b].logp + S;
   }
-  auto task_m = [&](int t, int b) { return taskbuf.get() + Z.per_task * t + b * 2 * S; };
-  auto task_s = [&](int t, int b) { return task_m(t, b) + S; };
+  auto task_st = [&](int t, int b) { return task_lse(taskbuf.get() + Z.per_task * t + b * 2 * S); };
   auto task_dh = [&](int t) { return taskbuf.get() + Z.per_task * t + 4 * S; };
   std::vector<char> has_dh(P.tasks);
 
@@ -469,10 +435,7 @@ Status linear_logprobs(const LinearLogprobsProblem& pr) {
     const int64_t r0_1 = k * S, rows_1 = do_p1 ? std::min(S, n - r0_1) : 0;
     const int64_t r0_2 = (k - 1) * S, rows_2 = do_p2 ? std::min(S, n - r0_2) : 0;
     if (do_p1)
-      for (int t = 0; t < P.tasks; ++t) {
-        std::fill(task_m(t, b1), task_m(t, b1) + rows_1, kNegInf);
-        std::fill(task_s(t, b1), task_s(t, b1) + rows_1, 0.0f);
-      }
+      for (int t = 0; t < P.tasks; ++t) std::fill(task_st(t, b1), task_st(t, b1) + rows_1, RowLse{});
     std::fill(has_dh.begin(), has_dh.end(), 0);
     const float beta_dw = k == 1 ? 0.0f : 1.0f;
     const int64_t n2 = do_p2 ? C : 0, n1 = do_p1 ? C : 0;
@@ -483,7 +446,7 @@ Status linear_logprobs(const LinearLogprobsProblem& pr) {
         const int64_t v0 = c * P.vc, vcur = std::min(P.vc, v - v0);
         float* tile = slot[b1].l + c * S * LDT;
         logits_tile(K, P, ha.get(), wb1.get(), r0_1, rows_1, d, v0, vcur, alpha, tile, LDT);
-        tile_stats(K, tile, LDT, rows_1, vcur, v0, pr.targets + r0_1, task_m(t, b1), task_s(t, b1), slot[b1].tl);
+        tile_stats(tile, LDT, rows_1, vcur, v0, pr.targets + r0_1, task_st(t, b1), slot[b1].tl);
         return;
       }
       // P2(k−1, c)
@@ -498,7 +461,7 @@ Status linear_logprobs(const LinearLogprobsProblem& pr) {
           std::fill(o, o + vpad, 0.0f);
           continue;
         }
-        K.row_neg_softmax(o, vcur, 1.0f, sl.lse[r], sl.g[r], o);
+        detail::row_scaled_softmax(o, vcur, 1.0f, sl.lse[r], -sl.g[r], o);
         std::fill(o + vcur, o + vpad, 0.0f);
         const int64_t tt = static_cast<int64_t>(pr.targets[r0_2 + r]) - v0;
         if (tt >= 0 && tt < vcur) o[tt] += sl.g[r];
@@ -508,7 +471,7 @@ Status linear_logprobs(const LinearLogprobsProblem& pr) {
         const float* bp = hb.get() + (jp * n + r0_2) * NR;
         for (int64_t ip = 0; ip * MR < vcur; ++ip) {
           const int mr = static_cast<int>(std::min<int64_t>(MR, vcur - ip * MR));
-          K.gemm(rows_2, T + ip * MR, LDT, bp, NR, pr.dweight + (v0 + ip * MR) * d + jp * NR, d, 1.0f, beta_dw,
+          K.strided(rows_2, T + ip * MR, LDT, bp, NR, pr.dweight + (v0 + ip * MR) * d + jp * NR, d, 1.0f, beta_dw,
                  mr, nr);
         }
       }
@@ -519,7 +482,7 @@ Status linear_logprobs(const LinearLogprobsProblem& pr) {
         const float* bp = wb2.get() + (jp * v + v0) * NR;
         for (int64_t ip = 0; ip < row_panels; ++ip) {
           const int mr = static_cast<int>(std::min<int64_t>(MR, rows_2 - ip * MR));
-          K.gemm_at(vcur, T + ip * MR * LDT, LDT, bp, NR, dh + ip * MR * d + jp * NR, d, 1.0f, beta_dh, mr, nr);
+          K.strided_at(vcur, T + ip * MR * LDT, LDT, bp, NR, dh + ip * MR * d + jp * NR, d, 1.0f, beta_dh, mr, nr);
         }
       }
       has_dh[t] = 1;
@@ -540,13 +503,10 @@ Status linear_logprobs(const LinearLogprobsProblem& pr) {
     }
     if (do_p1) {  // combine(k), then the caller's gradient
       const Slot& sl = slot[b1];
-      std::vector<const float*> ms(P.tasks), ss(P.tasks);
-      for (int t = 0; t < P.tasks; ++t) {
-        ms[t] = task_m(t, b1);
-        ss[t] = task_s(t, b1);
-      }
+      std::vector<const RowLse*> sts(P.tasks);
+      for (int t = 0; t < P.tasks; ++t) sts[t] = task_st(t, b1);
       for (int64_t r = 0; r < rows_1; ++r) {
-        const bool ok = combine_row(ms, ss, r, &sl.lse[r]);
+        const bool ok = combine_row(sts, r, &sl.lse[r]);
         sl.logp[r] = static_cast<float>(static_cast<double>(sl.tl[r]) - static_cast<double>(sl.lse[r]));
         if (!ok || !std::isfinite(sl.logp[r]))
           return Status::OutOfRange(bad_row_message(pr.fn, r0_1 + r, "hidden or weight holds NaN or Infinity, or the logits overflow"));

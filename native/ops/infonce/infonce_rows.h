@@ -2,8 +2,8 @@
 //
 // The driver (infonce.cpp) computes a block of raw dot products q_i·k_j with
 // SGEMM; these functions turn one row of that block, in place, into scores,
-// softmax statistics and the gradient of the scores. Each ISA file compiles the
-// templates of infonce_rows_impl.h with its own vector type.
+// softmax statistics and the gradient of the scores. Each ISA file compiles
+// infonce_rows_impl.h with its own simd::Vec (core/simd.h).
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
 // The VideoLM layer kernels on the CPU (vp/layers.h): validation, threading
-// over rows, and the per-ISA element-wise loops of layers_kernels.inc.
+// over rows, and the per-ISA element-wise loops of layers_kernels.h.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "layers_kernels.h"
+#include "row_lse.h"
 #include "vp/cpu_features.h"
 #include "vp/gemm.h"
 #include "vp/layers.h"
@@ -408,11 +409,6 @@ Status check_targets(const char* fn, const int32_t* targets, int64_t n, int64_t 
   return Status::Ok();
 }
 
-float row_lse(const detail::LayerKernels& k, const float* x, int64_t v) {
-  const float m = k.row_max(x, v);
-  if (m == -INFINITY) return -INFINITY;
-  return m + std::log(k.row_sumexp(x, v, m));
-}
 }  // namespace
 
 Status cross_entropy_forward(const float* logits, const int32_t* targets, int64_t n, int64_t vocab,
@@ -428,13 +424,13 @@ Status cross_entropy_forward(const float* logits, const int32_t* targets, int64_
   int64_t cnt = 0;
   VP_RETURN_IF_ERROR(check_targets(fn, targets, n, vocab, &cnt));
   std::vector<double> row_loss(n, 0.0);
-  const auto& k = layer_kernels();
   parallel_for(n, row_grain(vocab), [&](int64_t r0, int64_t r1, int) {
     for (int64_t r = r0; r < r1; ++r) {
       const float* x = logits + r * vocab;
       // loss = (max - x[t]) + log(sum exp(x - max)): no large lse that float would round.
-      const float m = k.row_max(x, vocab);
-      const double ls = m == -INFINITY ? 0.0 : std::log(static_cast<double>(k.row_sumexp(x, vocab, m)));
+      const detail::RowLse st = detail::row_lse(x, vocab, 1.0f);
+      const float m = st.m;
+      const double ls = m == -INFINITY ? 0.0 : std::log(static_cast<double>(st.s));
       if (lse) lse[r] = m == -INFINITY ? -INFINITY : static_cast<float>(m + ls);
       if (targets[r] >= 0) row_loss[r] = (static_cast<double>(m) - x[targets[r]]) + ls;
     }
@@ -458,7 +454,6 @@ Status cross_entropy_backward(const float* logits, const int32_t* targets, const
   int64_t cnt = 0;
   VP_RETURN_IF_ERROR(check_targets(fn, targets, n, vocab, &cnt));
   const float scale = cnt > 0 ? static_cast<float>(static_cast<double>(grad_loss) / static_cast<double>(cnt)) : 0.0f;
-  const auto& k = layer_kernels();
   parallel_for(n, row_grain(vocab), [&](int64_t r0, int64_t r1, int) {
     for (int64_t r = r0; r < r1; ++r) {
       const float* x = logits + r * vocab;
@@ -468,8 +463,8 @@ Status cross_entropy_backward(const float* logits, const int32_t* targets, const
         std::memset(d, 0, vocab * sizeof(float));
         continue;
       }
-      const float l = lse ? lse[r] : row_lse(k, x, vocab);
-      k.softmax_scaled(x, vocab, l, scale, d);
+      const float l = lse ? lse[r] : detail::row_lse(x, vocab, 1.0f).lse();
+      detail::row_scaled_softmax(x, vocab, 1.0f, l, scale, d);
       d[t] -= scale;
     }
   });

@@ -1,10 +1,11 @@
-// Internal: the element-wise inner loops of the layer and optimizer kernels,
-// one table per ISA. The same source (layers_kernels.inc) is compiled three
-// times, under `#pragma GCC target` for AVX-512 and AVX2+FMA and without one
-// for the generic path; the loops are written so that GCC vectorizes them
-// (fixed-width lane accumulators instead of serial float reductions, and a
-// polynomial exp instead of libm's, which does not vectorize without
-// -ffast-math). vp::active_isa() picks the table at run time.
+// Internal: the element-wise and row loops of the layer and optimizer kernels,
+// one table per ISA. layers_kernels_impl.h writes them once over simd::Vec
+// (core/simd.h); layers_kernel_{generic,avx2,avx512}.cpp compile it for their
+// ISA. vp::active_isa() picks the table at run time.
+//
+// The row routines (row_max, row_sum_exp, row_scaled_exp) are the per-ISA half
+// of the one row log-sum-exp (row_lse.h) that the cross-entropy, the token
+// log-prob ops and the model share.
 #pragma once
 
 #include <cstdint>
@@ -26,16 +27,18 @@ struct LayerKernels {
   void (*swiglu_fwd)(const float* g, const float* u, int64_t n, float* h);
   void (*swiglu_bwd)(const float* dh, const float* g, const float* u, int64_t n, float* dg,
                      float* du);
+  // max of x (-inf for n == 0)
   float (*row_max)(const float* x, int64_t n);
-  // sum of exp(x - m)
-  float (*row_sumexp)(const float* x, int64_t n, float m);
-  // out = exp(x - lse) * scale (out may equal x)
-  void (*softmax_scaled)(const float* x, int64_t n, float lse, float scale, float* out);
+  // sum of exp(scale * x - m), m >= max(scale * x) up to rounding
+  float (*row_sum_exp)(const float* x, int64_t n, float scale, float m);
+  // out = c * exp(scale * x - sub) (out may equal x)
+  void (*row_scaled_exp)(const float* x, int64_t n, float scale, float sub, float c, float* out);
   void (*adamw)(float* p, const float* g, float* m, float* v, int64_t n, const AdamWScalars& s);
   double (*sumsq)(const float* x, int64_t n);
   void (*add)(float* y, const float* x, int64_t n);
   void (*scale)(float* y, int64_t n, float s);
-  float (*exp_one)(float x);  // the polynomial exp, for tests
+  float (*exp_one)(float x);   // simd::exp of one value, for tests
+  float (*exp2_one)(float x);  // simd::exp2 of one value, for tests
 };
 
 const LayerKernels& layer_kernels_generic();

@@ -60,13 +60,6 @@ float* thread_a_buffer(size_t floats) {
   return grow(buf, cap, floats);
 }
 
-GemmKernelInfo kernel_for(Isa isa) {
-  switch (isa) {
-    case Isa::kAvx512: return detail::gemm_kernel_avx512();
-    case Isa::kAvx2: return detail::gemm_kernel_avx2();
-    default: return detail::gemm_kernel_generic();
-  }
-}
 
 // Element (i, k) of op(A) and (k, j) of op(B).
 inline const float* a_at(const GemmArgs& g, int64_t i, int64_t k) {
@@ -191,7 +184,7 @@ Status sgemm(const GemmArgs& g) {
   if (g.lda < (g.trans_a ? g.m : g.k)) return Status::Invalid("sgemm: lda too small");
   if (g.ldb < (g.trans_b ? g.k : g.n)) return Status::Invalid("sgemm: ldb too small");
 
-  const GemmKernelInfo ker = kernel_for(active_isa());
+  const GemmKernelInfo ker = detail::gemm_kernel_for(active_isa());
   const int MR = ker.mr, NR = ker.nr;
   const int threads = std::max(1, g.threads > 0 ? std::min(g.threads, num_threads()) : num_threads());
 
@@ -272,4 +265,15 @@ Status sgemm(const GemmArgs& g) {
   return Status::Ok();
 }
 
+namespace detail {
+
+GemmKernelInfo gemm_kernel_for(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512: return gemm_kernel_avx512();
+    case Isa::kAvx2: return gemm_kernel_avx2();
+    default: return gemm_kernel_generic();
+  }
+}
+
+}  // namespace detail
 }  // namespace vp
