@@ -38,6 +38,7 @@ vp::DType DTypeArg(const Napi::Value& v, const char* name);
 
 // Each op family registers its functions here; module.cpp calls them all.
 void InitBackend(Napi::Env env, Napi::Object exports);
+void InitLimits(Napi::Env env, Napi::Object exports);
 void InitDeviceBuffer(Napi::Env env, Napi::Object exports);
 void InitMatmul(Napi::Env env, Napi::Object exports);
 void InitAttention(Napi::Env env, Napi::Object exports);

@@ -5,6 +5,7 @@ namespace vpaddon {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitBackend(env, exports);
+  InitLimits(env, exports);
   InitDeviceBuffer(env, exports);
   InitMatmul(env, exports);
   InitAttention(env, exports);
