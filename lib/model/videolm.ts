@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { backendInfo } from '../backend.js';
 import { describe, rangeError, typeError } from '../errors.js';
+import type { NativeVideoLMBatch, VideoLMNative } from '../addon-types.js';
 import { loadAddon } from '../native.js';
 import { Tensor } from '../tensor.js';
 import { checkBoolean, checkNumber, checkOptions, float32Vector, int32Vector } from '../validate.js';
@@ -161,9 +162,6 @@ export interface ParamInfo {
   decay: boolean;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type NativeModel = any;
-
 const CONFIG_KEYS = ['imageSize', 'patchSize', 'frames', 'width', 'layers', 'heads', 'kvHeads', 'mlpRatio', 'ffn', 'vocab', 'maxSeq', 'tied', 'ropeTheta', 'normEps'] as const;
 
 /** Validates opts.device; 'cuda' must be usable on this machine. */
@@ -208,7 +206,7 @@ function checkConfig(fn: string, c: Record<string, unknown>): VideoLMConfig {
 
 /** The built-in video-language model. Create with `await VideoLM.create(...)`. */
 export class VideoLM {
-  #native: NativeModel;
+  #native: VideoLMNative | undefined;
   #config: VideoLMConfig;
   #device: VideoLMDevice;
   #params: ParamInfo[];
@@ -219,11 +217,11 @@ export class VideoLM {
   /** The tokenizer saved with the model (optional). */
   tokenizer: Tokenizer | undefined;
 
-  private constructor(native: NativeModel, tokenizer: Tokenizer | undefined) {
+  private constructor(native: VideoLMNative, tokenizer: Tokenizer | undefined) {
     this.#native = native;
-    this.#config = native.config() as VideoLMConfig;
-    this.#device = native.device() as VideoLMDevice;
-    this.#params = native.paramInfo() as ParamInfo[];
+    this.#config = native.config();
+    this.#device = native.device();
+    this.#params = native.paramInfo();
     this.tokenizer = tokenizer;
   }
 
@@ -273,7 +271,7 @@ export class VideoLM {
 
   /** Optimizer steps taken. */
   get step(): number {
-    return this.#alive('VideoLM.step').getStep() as number;
+    return this.#alive('VideoLM.step').getStep();
   }
 
   /** True for a frozen copy (see clone()): backward and step are refused. */
@@ -281,7 +279,7 @@ export class VideoLM {
     return this.#frozen;
   }
 
-  #alive(fn: string): NativeModel {
+  #alive(fn: string): VideoLMNative {
     if (!this.#native) throw new Error(`${fn}: the model was disposed`);
     return this.#native;
   }
@@ -294,7 +292,7 @@ export class VideoLM {
 
   /** A copy of a flat buffer: 'params', 'grads', or AdamW 'm' / 'v'. */
   getBuffer(which: 'params' | 'grads' | 'm' | 'v'): Float32Array {
-    return this.#alive('VideoLM.getBuffer').getBuffer(which) as Float32Array;
+    return this.#alive('VideoLM.getBuffer').getBuffer(which);
   }
 
   /** Overwrites a flat buffer (length numParams). */
@@ -312,7 +310,7 @@ export class VideoLM {
     return out;
   }
 
-  #batch(fn: string, b: unknown): Record<string, unknown> {
+  #batch(fn: string, b: unknown): NativeVideoLMBatch {
     if (b === null || typeof b !== 'object' || Array.isArray(b)) throw typeError(fn, 'batch', 'an object', describe(b));
     const batch = b as Record<string, unknown>;
     const c = this.#config;
@@ -373,7 +371,7 @@ export class VideoLM {
       total += n;
     });
     if (total === 0) throw rangeError(fn, 'batch.sequences', 'at least one token', '0');
-    return { videos, numVideos, text, targets, sequences: seqs };
+    return { videos, numVideos, text, targets, sequences: seqs as VideoLMSegment[][] };
   }
 
   /**
@@ -396,9 +394,9 @@ export class VideoLM {
     const forBackward = checkBoolean(fn, 'opts.forBackward', o.forBackward, true);
     const native = this.#alive(fn);
     return this.#run(async () => {
-      const r = (await native.forward(b, { tapLayer, tapRows, logprobs, forBackward })) as ForwardResult;
+      const r = await native.forward(b, { tapLayer, tapRows, logprobs, forBackward });
       this.#lastTap = tapRows?.length ?? 0;
-      this.#lastText = forBackward ? (b.text as Int32Array).length : -1;
+      this.#lastText = forBackward ? b.text.length : -1;
       return r;
     });
   }
@@ -420,9 +418,9 @@ export class VideoLM {
     });
   }
 
-  #stepOpts(fn: string, opts: unknown): Record<string, number> {
+  #stepOpts(fn: string, opts: unknown): Required<StepOptions> {
     const o = checkOptions(fn, opts);
-    const out: Record<string, number> = {
+    const out: Required<StepOptions> = {
       lr: checkNumber(fn, 'opts.lr', o.lr, 1e-3, { min: 0 }),
       minLr: checkNumber(fn, 'opts.minLr', o.minLr, 0, { min: 0 }),
       warmupSteps: checkNumber(fn, 'opts.warmupSteps', o.warmupSteps, 0, { integer: true, min: 0 }),
@@ -443,7 +441,7 @@ export class VideoLM {
     const fn = 'VideoLM.stepOptimizer';
     const s = this.#stepOpts(fn, opts);
     const native = this.#alive(fn);
-    return this.#run(() => native.step(s) as Promise<StepResult>);
+    return this.#run(() => native.step(s));
   }
 
   /**
@@ -459,7 +457,7 @@ export class VideoLM {
     const native = this.#alive(fn);
     return this.#run(async () => {
       this.#lastText = -1;
-      return (await native.trainStep(bs, s)) as StepResult & { loss: number; count: number };
+      return native.trainStep(bs, s);
     });
   }
 
@@ -470,7 +468,7 @@ export class VideoLM {
     const native = this.#alive(fn);
     return this.#run(async () => {
       this.#lastText = -1;
-      return (await native.logits(b)) as { logits: Float32Array; layout: VideoLMLayout };
+      return native.logits(b);
     });
   }
 
@@ -491,11 +489,11 @@ export class VideoLM {
     const native = this.#alive(fn);
     return this.#run(async () => {
       this.#lastText = -1;
-      return (await native.generate(b, g)) as Int32Array[];
+      return native.generate(b, g);
     });
   }
 
-  #genOpts(fn: string, opts: unknown): Record<string, number> {
+  #genOpts(fn: string, opts: unknown): Required<GenerateOptions> {
     const o = checkOptions(fn, opts);
     return {
       maxTokens: checkNumber(fn, 'opts.maxTokens', o.maxTokens, 32, { integer: true, min: 0, max: this.#config.maxSeq }),
@@ -546,7 +544,7 @@ export class VideoLM {
     await this.#queue;
     const { binding } = loadAddon();
     const copy = new VideoLM(new binding.VideoLMNative(this.#config, 0, this.#device), this.tokenizer);
-    copy.#native.setBuffer('params', native.getBuffer('params'));
+    copy.#alive(fn).setBuffer('params', native.getBuffer('params'));
     copy.#frozen = true;
     return copy;
   }
@@ -568,7 +566,7 @@ export class VideoLM {
         return t;
       };
       writeSafetensors(join(dir, 'model.safetensors'), put(native.getBuffer('params'), ''), { format: 'videoperceiver.VideoLM' });
-      const step = native.getStep() as number;
+      const step = native.getStep();
       writeSafetensors(join(dir, 'optimizer.safetensors'), { ...put(native.getBuffer('m'), 'm.'), ...put(native.getBuffer('v'), 'v.') }, { step: String(step) });
       if (this.tokenizer) this.tokenizer.save(join(dir, 'tokenizer.json'));
       const cfg = { format: 'videoperceiver.VideoLM', version: 1, ...this.#config };
@@ -616,15 +614,16 @@ export class VideoLM {
     };
     try {
       const st = readSafetensors(join(dir, 'model.safetensors'), { expect: expect('') });
-      model.#native.setBuffer('params', gather(st.tensors, ''));
+      const target = model.#alive(fn);
+      target.setBuffer('params', gather(st.tensors, ''));
       const optPath = join(dir, 'optimizer.safetensors');
       if (existsSync(optPath)) {
         const op = readSafetensors(optPath, { expect: { ...expect('m.'), ...expect('v.') } });
         const step = Number(op.metadata.step ?? '0');
         if (!Number.isSafeInteger(step) || step < 0) throw new CheckpointError(`${optPath}: metadata step must be a non-negative integer, got ${JSON.stringify(op.metadata.step)}`);
-        model.#native.setBuffer('m', gather(op.tensors, 'm.'));
-        model.#native.setBuffer('v', gather(op.tensors, 'v.'));
-        model.#native.setStep(step);
+        target.setBuffer('m', gather(op.tensors, 'm.'));
+        target.setBuffer('v', gather(op.tensors, 'v.'));
+        target.setStep(step);
       }
     } catch (e) {
       model.dispose();

@@ -31,6 +31,13 @@ std::vector<int64_t> ShapeArg(const Napi::Value& v, const char* name) {
   return shape;
 }
 
+Napi::Object ArgsObject(const Napi::CallbackInfo& info, const char* fn, uint32_t index) {
+  const Napi::Value v = info[index];
+  if (!v.IsObject() || v.IsArray() || v.IsTypedArray())
+    throw Napi::TypeError::New(info.Env(), std::string(fn) + ": expected an object of named arguments");
+  return v.As<Napi::Object>();
+}
+
 vp::DType DTypeArg(const Napi::Value& v, const char* name) {
   std::string s = v.As<Napi::String>().Utf8Value();
   if (s == "float32") return vp::DType::kFloat32;
