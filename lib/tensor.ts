@@ -7,7 +7,7 @@
 // eventually, but GPU memory is too scarce to wait for that).
 import { describe, rangeError, typeError } from './errors.js';
 import type { CudaBuffer, NativeTensor } from './addon-types.js';
-import { native } from './native.js';
+import { limits, native } from './native.js';
 
 export type DType = 'float32' | 'int32' | 'bfloat16' | 'float16';
 export type Device = 'cpu' | 'cuda';
@@ -19,10 +19,11 @@ export function bytesPerElement(dtype: DType): number {
   return dtype === 'float32' || dtype === 'int32' ? 4 : 2;
 }
 
-/** Validates a shape: an array of non-negative safe integers, at most 8 of them. */
+/** Validates a shape: an array of non-negative safe integers, at most limits().maxDims (8) of them. */
 export function checkShape(fn: string, arg: string, shape: unknown): number[] {
   if (!Array.isArray(shape)) throw typeError(fn, arg, 'an array of non-negative integers', describe(shape));
-  if (shape.length > 8) throw rangeError(fn, arg, 'at most 8 dimensions', `${shape.length}`);
+  const { maxDims } = limits();
+  if (shape.length > maxDims) throw rangeError(fn, arg, `at most ${maxDims} dimensions`, `${shape.length}`);
   for (const [i, d] of shape.entries()) {
     if (typeof d !== 'number') throw typeError(fn, `${arg}[${i}]`, 'a number', describe(d));
     if (!Number.isSafeInteger(d) || d < 0) throw rangeError(fn, `${arg}[${i}]`, 'a non-negative integer', describe(d));

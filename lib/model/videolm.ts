@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { backendInfo } from '../backend.js';
 import { describe, rangeError, typeError } from '../errors.js';
 import type { NativeVideoLMBatch, VideoLMNative } from '../addon-types.js';
-import { loadAddon } from '../native.js';
+import { limits, loadAddon } from '../native.js';
 import { Tensor } from '../tensor.js';
 import { checkBoolean, checkNumber, checkOptions, float32Vector, int32Vector } from '../validate.js';
 import { CheckpointError, readSafetensors, writeFileAtomic, writeSafetensors, type StTensor } from './safetensors.js';
@@ -175,22 +175,24 @@ function checkDevice(fn: string, device: unknown): VideoLMDevice {
   return device;
 }
 
+/** Validates a config against the core's bounds (limits().videoLM; heads and kvHeads divide width, so width bounds them too). */
 function checkConfig(fn: string, c: Record<string, unknown>): VideoLMConfig {
   const int = (k: string, min: number, max: number) => checkNumber(fn, `config.${k}`, c[k], NaN, { integer: true, min, max });
+  const L = limits().videoLM;
   const out: VideoLMConfig = {
-    imageSize: int('imageSize', 1, 4096),
-    patchSize: int('patchSize', 1, 4096),
-    frames: int('frames', 1, 4096),
-    width: int('width', 2, 16384),
-    layers: int('layers', 1, 256),
-    heads: int('heads', 1, 16384),
-    kvHeads: int('kvHeads', 1, 16384),
-    mlpRatio: checkNumber(fn, 'config.mlpRatio', c.mlpRatio, 2.75, { gt: 0, max: 64 }),
-    vocab: int('vocab', 2, 1 << 24),
-    maxSeq: int('maxSeq', 1, 1 << 24),
+    imageSize: int('imageSize', 1, L.maxImageSize),
+    patchSize: int('patchSize', 1, L.maxImageSize),
+    frames: int('frames', 1, L.maxFrames),
+    width: int('width', L.minWidth, L.maxWidth),
+    layers: int('layers', 1, L.maxLayers),
+    heads: int('heads', 1, L.maxWidth),
+    kvHeads: int('kvHeads', 1, L.maxWidth),
+    mlpRatio: checkNumber(fn, 'config.mlpRatio', c.mlpRatio, 2.75, { gt: 0, max: L.maxMlpRatio }),
+    vocab: int('vocab', L.minVocab, L.maxVocab),
+    maxSeq: int('maxSeq', 1, L.maxSeq),
     tied: checkBoolean(fn, 'config.tied', c.tied, true),
   };
-  if (c.ffn !== undefined && c.ffn !== 0) out.ffn = checkNumber(fn, 'config.ffn', c.ffn, 0, { integer: true, min: 1, max: 1 << 20 });
+  if (c.ffn !== undefined && c.ffn !== 0) out.ffn = checkNumber(fn, 'config.ffn', c.ffn, 0, { integer: true, min: 1, max: L.maxFfn });
   if (c.ropeTheta !== undefined) out.ropeTheta = checkNumber(fn, 'config.ropeTheta', c.ropeTheta, 10000, { gt: 1 });
   if (c.normEps !== undefined) out.normEps = checkNumber(fn, 'config.normEps', c.normEps, 1e-5, { gt: 0 });
   for (const [k, v] of Object.entries(out)) {
@@ -198,8 +200,9 @@ function checkConfig(fn: string, c: Record<string, unknown>): VideoLMConfig {
   }
   if (out.imageSize % out.patchSize !== 0) throw rangeError(fn, 'config.imageSize', `a multiple of patchSize=${out.patchSize}`, `${out.imageSize}`);
   if (out.width % out.heads !== 0) throw rangeError(fn, 'config.heads', `a divisor of width=${out.width}`, `${out.heads}`);
-  if ((out.width / out.heads) % 2 !== 0 || out.width / out.heads > 256)
-    throw rangeError(fn, 'config.heads', 'such that width/heads is even and <= 256', `${out.heads} (head dim ${out.width / out.heads})`);
+  const { maxHeadDim } = limits();
+  if ((out.width / out.heads) % 2 !== 0 || out.width / out.heads > maxHeadDim)
+    throw rangeError(fn, 'config.heads', `such that width/heads is even and <= ${maxHeadDim}`, `${out.heads} (head dim ${out.width / out.heads})`);
   if (out.heads % out.kvHeads !== 0) throw rangeError(fn, 'config.kvHeads', `a divisor of heads=${out.heads}`, `${out.kvHeads}`);
   return out;
 }

@@ -1,11 +1,12 @@
 // vp.attention / vp.attentionBackward: fused scaled-dot-product attention
 // (docs/attention.md). FlashAttention's varlen layout: q [totalQ, H, D], k and v
-// [totalK, Hkv, D] with H % Hkv == 0 (grouped-query attention) and D <= 256;
-// sequences delimited by cumulative lengths. Never materializes a T×T matrix.
+// [totalK, Hkv, D] with H % Hkv == 0 (grouped-query attention) and D <= 256
+// (the core's limit, read through limits().maxHeadDim); sequences delimited by
+// cumulative lengths. Never materializes a T×T matrix.
 import type { AttentionLayoutArgs } from '../addon-types.js';
 import { rangeError, typeError } from '../errors.js';
 import { emptyLike, type Tensor } from '../tensor.js';
-import { native } from '../native.js';
+import { limits, native } from '../native.js';
 import { checkBoolean, checkCuSeqlens, checkNumber, checkOptions, checkSameDevice, checkSameDType, checkTensor } from '../validate.js';
 
 export interface AttentionOptions {
@@ -35,8 +36,6 @@ export interface AttentionGrads {
   dv: Tensor;
 }
 
-const MAX_HEAD_DIM = 256;
-
 interface Checked {
   totalQ: number;
   totalK: number;
@@ -60,8 +59,9 @@ function checkInputs(fn: string, q: unknown, k: unknown, v: unknown, opts: unkno
   const [totalQ, heads, headDim] = qt.shape;
   const [totalK, kvHeads, kd] = kt.shape;
   if (heads < 1) throw rangeError(fn, 'q.shape', '[totalQ, H >= 1, D]', `[${qt.shape.join(', ')}]`);
-  if (headDim < 1 || headDim > MAX_HEAD_DIM)
-    throw rangeError(fn, 'q.shape', `[totalQ, H, D] with 1 <= D <= ${MAX_HEAD_DIM}`, `[${qt.shape.join(', ')}]`);
+  const { maxHeadDim } = limits();
+  if (headDim < 1 || headDim > maxHeadDim)
+    throw rangeError(fn, 'q.shape', `[totalQ, H, D] with 1 <= D <= ${maxHeadDim}`, `[${qt.shape.join(', ')}]`);
   if (kvHeads < 1) throw rangeError(fn, 'k.shape', '[totalK, Hkv >= 1, D]', `[${kt.shape.join(', ')}]`);
   if (kd !== headDim) throw rangeError(fn, 'k.shape', `[totalK, Hkv, D=${headDim}] (D of q)`, `[${kt.shape.join(', ')}]`);
   if (heads % kvHeads !== 0)
