@@ -3,11 +3,14 @@
 // Order: VP_ADDON_PATH (explicit), a local build (build-native/ from cmake-js,
 // build/ from node-gyp: contributors), then prebuilds/<platform>-<arch>/: the
 // CUDA binary when a CUDA driver library is present and the binary loads, else
-// the CPU binary. When nothing loads, the error lists every path tried and why.
+// the CPU binary. A binary whose abiVersion is not ADDON_ABI_VERSION (built from
+// other sources) is skipped with that reason. When nothing loads, the error lists
+// every path tried and why. What the addon exports is typed in lib/addon-types.ts.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Addon, AddonLimits } from './addon-types.js';
 
 const require = createRequire(import.meta.url);
 
@@ -21,17 +24,16 @@ export interface LoadAttempt {
   reason?: string;
 }
 
+/** The seam version this TypeScript expects (native/addon/module.cpp sets the addon's). */
+export const ADDON_ABI_VERSION = 2;
+
 export interface LoadedAddon {
-  // The addon's functions; each op module declares what it uses.
-  binding: NativeBinding;
+  /** The addon's functions, constants and classes. */
+  binding: Addon;
   path: string;
   kind: LoadAttempt['kind'];
   attempts: LoadAttempt[];
 }
-
-/** Functions exported by the addon (typed loosely; lib/ wraps each with validation). */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type NativeBinding = Record<string, any>;
 
 /** Whether a CUDA driver library can be found (what a CUDA binary needs at run time). */
 export function cudaDriverPresent(): { present: boolean; reason: string } {
@@ -51,13 +53,17 @@ let loaded: LoadedAddon | undefined;
 export function loadAddon(): LoadedAddon {
   if (loaded) return loaded;
   const attempts: LoadAttempt[] = [];
-  const tryLoad = (path: string, kind: LoadAttempt['kind']): NativeBinding | undefined => {
+  const tryLoad = (path: string, kind: LoadAttempt['kind']): Addon | undefined => {
     if (!existsSync(path)) {
       attempts.push({ path, kind, ok: false, reason: 'not found' });
       return undefined;
     }
     try {
-      const b = require(path) as NativeBinding;
+      const b = require(path) as Addon;
+      if (b.abiVersion !== ADDON_ABI_VERSION) {
+        attempts.push({ path, kind, ok: false, reason: `abiVersion ${String(b.abiVersion)}, expected ${ADDON_ABI_VERSION} (a binary built from other sources; rebuild it)` });
+        return undefined;
+      }
       attempts.push({ path, kind, ok: true });
       return b;
     } catch (e) {
@@ -93,6 +99,11 @@ export function loadAddon(): LoadedAddon {
 }
 
 /** The loaded addon's functions (loads on first use). */
-export function native(): NativeBinding {
+export function native(): Addon {
   return loadAddon().binding;
+}
+
+/** The core's limits (loads the addon on first use): what the TypeScript validation checks against. */
+export function limits(): AddonLimits {
+  return loadAddon().binding.limits;
 }

@@ -6,7 +6,8 @@
 // `dispose()` frees device memory at once (the garbage collector would free it
 // eventually, but GPU memory is too scarce to wait for that).
 import { describe, rangeError, typeError } from './errors.js';
-import { native } from './native.js';
+import type { CudaBuffer, NativeTensor } from './addon-types.js';
+import { limits, native } from './native.js';
 
 export type DType = 'float32' | 'int32' | 'bfloat16' | 'float16';
 export type Device = 'cpu' | 'cuda';
@@ -18,10 +19,11 @@ export function bytesPerElement(dtype: DType): number {
   return dtype === 'float32' || dtype === 'int32' ? 4 : 2;
 }
 
-/** Validates a shape: an array of non-negative safe integers, at most 8 of them. */
+/** Validates a shape: an array of non-negative safe integers, at most limits().maxDims (8) of them. */
 export function checkShape(fn: string, arg: string, shape: unknown): number[] {
   if (!Array.isArray(shape)) throw typeError(fn, arg, 'an array of non-negative integers', describe(shape));
-  if (shape.length > 8) throw rangeError(fn, arg, 'at most 8 dimensions', `${shape.length}`);
+  const { maxDims } = limits();
+  if (shape.length > maxDims) throw rangeError(fn, arg, `at most ${maxDims} dimensions`, `${shape.length}`);
   for (const [i, d] of shape.entries()) {
     if (typeof d !== 'number') throw typeError(fn, `${arg}[${i}]`, 'a number', describe(d));
     if (!Number.isSafeInteger(d) || d < 0) throw rangeError(fn, `${arg}[${i}]`, 'a non-negative integer', describe(d));
@@ -46,11 +48,11 @@ export class Tensor {
   readonly dtype: DType;
   readonly device: Device;
   #data: TypedData | undefined;
-  #handle: unknown;
+  #handle: CudaBuffer | undefined;
   #disposed = false;
 
   /** @internal use vp.tensor() or the ops; this constructor does not validate. */
-  constructor(shape: readonly number[], dtype: DType, device: Device, data?: TypedData, handle?: unknown) {
+  constructor(shape: readonly number[], dtype: DType, device: Device, data?: TypedData, handle?: CudaBuffer) {
     this.shape = Object.freeze([...shape]);
     this.dtype = dtype;
     this.device = device;
@@ -73,16 +75,24 @@ export class Tensor {
     return this.#data as TypedData;
   }
 
-  /** @internal the native CUDA handle. */
-  get handle(): unknown {
+  /** @internal the device buffer of a CUDA tensor (an Error for a CPU tensor). */
+  get handle(): CudaBuffer {
     if (this.#disposed) throw new Error('Tensor: the tensor was disposed');
-    return this.#handle;
+    return this.#buffer();
   }
 
   /** @internal what the addon takes: the typed array (CPU) or the device handle (CUDA). */
-  get nativeArg(): unknown {
+  get nativeArg(): NativeTensor {
     if (this.#disposed) throw new Error('Tensor: the tensor was disposed');
-    return this.device === 'cpu' ? this.#data : this.#handle;
+    const arg = this.device === 'cpu' ? this.#data : this.#handle;
+    if (arg === undefined) throw new Error('Tensor: the tensor has no storage');
+    return arg;
+  }
+
+  /** The device buffer of a CUDA tensor. */
+  #buffer(): CudaBuffer {
+    if (this.#handle === undefined) throw new Error(`Tensor: a ${this.device} tensor has no device buffer`);
+    return this.#handle;
   }
 
   /**
@@ -102,7 +112,7 @@ export class Tensor {
         host = this.#data!;
       } else {
         host = this.dtype === 'float32' ? new Float32Array(this.size) : this.dtype === 'int32' ? new Int32Array(this.size) : new Uint16Array(this.size);
-        native().cudaDownload(this.#handle, host);
+        native().cudaDownload(this.#buffer(), host);
       }
       if (!convert) return new Tensor(this.shape, this.dtype, 'cpu', this.device === 'cpu' ? host.slice() : host);
       return new Tensor(this.shape, dtype, 'cpu', convertHost(host, this.dtype, dtype));
@@ -112,9 +122,9 @@ export class Tensor {
       const host = convert ? convertHost(this.#data!, this.dtype, dtype) : this.#data!;
       return new Tensor(this.shape, dtype, 'cuda', undefined, b.cudaUpload(host));
     }
-    if (!convert) return new Tensor(this.shape, this.dtype, 'cuda', undefined, b.cudaClone(this.#handle));
+    if (!convert) return new Tensor(this.shape, this.dtype, 'cuda', undefined, b.cudaClone(this.#buffer()));
     const out = b.cudaAlloc(this.size * bytesPerElement(dtype));
-    b.cudaConvert(this.#handle, [...this.shape], this.dtype, out, dtype);
+    b.cudaConvert(this.#buffer(), [...this.shape], this.dtype, out, dtype);
     return new Tensor(this.shape, dtype, 'cuda', undefined, out);
   }
 

@@ -10,8 +10,9 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { backendInfo } from '../backend.js';
 import { describe, rangeError, typeError } from '../errors.js';
+import type { NativeVideoLMBatch, VideoLMNative } from '../addon-types.js';
 import { bytesText } from '../fs.js';
-import { loadAddon } from '../native.js';
+import { limits, loadAddon } from '../native.js';
 import { inputDir, outputDir } from '../paths.js';
 import { Tensor } from '../tensor.js';
 import { checkBoolean, checkKnownKeys, checkNumber, checkOptions, float32Vector, int32Vector } from '../validate.js';
@@ -170,9 +171,6 @@ export interface ParamInfo {
   decay: boolean;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type NativeModel = any;
-
 const CONFIG_KEYS = ['imageSize', 'patchSize', 'frames', 'width', 'layers', 'heads', 'kvHeads', 'mlpRatio', 'ffn', 'vocab', 'maxSeq', 'tied', 'ropeTheta', 'normEps'] as const;
 /** Every key VideoLM.create accepts (any other is refused: a typo would otherwise be ignored). */
 export const VIDEOLM_CREATE_KEYS = [...CONFIG_KEYS, 'preset', 'tokenizer', 'seed', 'device'] as const;
@@ -188,22 +186,24 @@ function checkDevice(fn: string, device: unknown): VideoLMDevice {
   return device;
 }
 
+/** Validates a config against the core's bounds (limits().videoLM; heads and kvHeads divide width, so width bounds them too). */
 function checkConfig(fn: string, c: Record<string, unknown>): VideoLMConfig {
   const int = (k: string, min: number, max: number) => checkNumber(fn, `config.${k}`, c[k], NaN, { integer: true, min, max });
+  const L = limits().videoLM;
   const out: VideoLMConfig = {
-    imageSize: int('imageSize', 1, 4096),
-    patchSize: int('patchSize', 1, 4096),
-    frames: int('frames', 1, 4096),
-    width: int('width', 2, 16384),
-    layers: int('layers', 1, 256),
-    heads: int('heads', 1, 16384),
-    kvHeads: int('kvHeads', 1, 16384),
-    mlpRatio: checkNumber(fn, 'config.mlpRatio', c.mlpRatio, 2.75, { gt: 0, max: 64 }),
-    vocab: int('vocab', 2, 1 << 24),
-    maxSeq: int('maxSeq', 1, 1 << 24),
+    imageSize: int('imageSize', 1, L.maxImageSize),
+    patchSize: int('patchSize', 1, L.maxImageSize),
+    frames: int('frames', 1, L.maxFrames),
+    width: int('width', L.minWidth, L.maxWidth),
+    layers: int('layers', 1, L.maxLayers),
+    heads: int('heads', 1, L.maxWidth),
+    kvHeads: int('kvHeads', 1, L.maxWidth),
+    mlpRatio: checkNumber(fn, 'config.mlpRatio', c.mlpRatio, 2.75, { gt: 0, max: L.maxMlpRatio }),
+    vocab: int('vocab', L.minVocab, L.maxVocab),
+    maxSeq: int('maxSeq', 1, L.maxSeq),
     tied: checkBoolean(fn, 'config.tied', c.tied, true),
   };
-  if (c.ffn !== undefined && c.ffn !== 0) out.ffn = checkNumber(fn, 'config.ffn', c.ffn, 0, { integer: true, min: 1, max: 1 << 20 });
+  if (c.ffn !== undefined && c.ffn !== 0) out.ffn = checkNumber(fn, 'config.ffn', c.ffn, 0, { integer: true, min: 1, max: L.maxFfn });
   if (c.ropeTheta !== undefined) out.ropeTheta = checkNumber(fn, 'config.ropeTheta', c.ropeTheta, 10000, { gt: 1 });
   if (c.normEps !== undefined) out.normEps = checkNumber(fn, 'config.normEps', c.normEps, 1e-5, { gt: 0 });
   for (const [k, v] of Object.entries(out)) {
@@ -211,15 +211,16 @@ function checkConfig(fn: string, c: Record<string, unknown>): VideoLMConfig {
   }
   if (out.imageSize % out.patchSize !== 0) throw rangeError(fn, 'config.imageSize', `a multiple of patchSize=${out.patchSize}`, `${out.imageSize}`);
   if (out.width % out.heads !== 0) throw rangeError(fn, 'config.heads', `a divisor of width=${out.width}`, `${out.heads}`);
-  if ((out.width / out.heads) % 2 !== 0 || out.width / out.heads > 256)
-    throw rangeError(fn, 'config.heads', 'such that width/heads is even and <= 256', `${out.heads} (head dim ${out.width / out.heads})`);
+  const { maxHeadDim } = limits();
+  if ((out.width / out.heads) % 2 !== 0 || out.width / out.heads > maxHeadDim)
+    throw rangeError(fn, 'config.heads', `such that width/heads is even and <= ${maxHeadDim}`, `${out.heads} (head dim ${out.width / out.heads})`);
   if (out.heads % out.kvHeads !== 0) throw rangeError(fn, 'config.kvHeads', `a divisor of heads=${out.heads}`, `${out.kvHeads}`);
   return out;
 }
 
 /** The built-in video-language model. Create with `await VideoLM.create(...)`. */
 export class VideoLM {
-  #native: NativeModel;
+  #native: VideoLMNative | undefined;
   #config: VideoLMConfig;
   #device: VideoLMDevice;
   #params: ParamInfo[];
@@ -230,11 +231,11 @@ export class VideoLM {
   /** The tokenizer saved with the model (optional). */
   tokenizer: Tokenizer | undefined;
 
-  private constructor(native: NativeModel, tokenizer: Tokenizer | undefined) {
+  private constructor(native: VideoLMNative, tokenizer: Tokenizer | undefined) {
     this.#native = native;
-    this.#config = native.config() as VideoLMConfig;
-    this.#device = native.device() as VideoLMDevice;
-    this.#params = native.paramInfo() as ParamInfo[];
+    this.#config = native.config();
+    this.#device = native.device();
+    this.#params = native.paramInfo();
     this.tokenizer = tokenizer;
   }
 
@@ -291,7 +292,7 @@ export class VideoLM {
 
   /** Optimizer steps taken. */
   get step(): number {
-    return this.#alive('VideoLM.step').getStep() as number;
+    return this.#alive('VideoLM.step').getStep();
   }
 
   /** True for a frozen copy (see clone()): backward and step are refused. */
@@ -299,7 +300,7 @@ export class VideoLM {
     return this.#frozen;
   }
 
-  #alive(fn: string): NativeModel {
+  #alive(fn: string): VideoLMNative {
     if (!this.#native) throw new Error(`${fn}: the model was disposed`);
     return this.#native;
   }
@@ -312,7 +313,7 @@ export class VideoLM {
 
   /** A copy of a flat buffer: 'params', 'grads', or AdamW 'm' / 'v'. */
   getBuffer(which: 'params' | 'grads' | 'm' | 'v'): Float32Array {
-    return this.#alive('VideoLM.getBuffer').getBuffer(which) as Float32Array;
+    return this.#alive('VideoLM.getBuffer').getBuffer(which);
   }
 
   /** Overwrites a flat buffer (length numParams). */
@@ -330,7 +331,7 @@ export class VideoLM {
     return out;
   }
 
-  #batch(fn: string, b: unknown): Record<string, unknown> {
+  #batch(fn: string, b: unknown): NativeVideoLMBatch {
     if (b === null || typeof b !== 'object' || Array.isArray(b)) throw typeError(fn, 'batch', 'an object', describe(b));
     const batch = b as Record<string, unknown>;
     const c = this.#config;
@@ -391,7 +392,7 @@ export class VideoLM {
       total += n;
     });
     if (total === 0) throw rangeError(fn, 'batch.sequences', 'at least one token', '0');
-    return { videos, numVideos, text, targets, sequences: seqs };
+    return { videos, numVideos, text, targets, sequences: seqs as VideoLMSegment[][] };
   }
 
   /**
@@ -414,9 +415,9 @@ export class VideoLM {
     const forBackward = checkBoolean(fn, 'opts.forBackward', o.forBackward, true);
     const native = this.#alive(fn);
     return this.#run(async () => {
-      const r = (await native.forward(b, { tapLayer, tapRows, logprobs, forBackward })) as ForwardResult;
+      const r = await native.forward(b, { tapLayer, tapRows, logprobs, forBackward });
       this.#lastTap = tapRows?.length ?? 0;
-      this.#lastText = forBackward ? (b.text as Int32Array).length : -1;
+      this.#lastText = forBackward ? b.text.length : -1;
       return r;
     });
   }
@@ -438,9 +439,9 @@ export class VideoLM {
     });
   }
 
-  #stepOpts(fn: string, opts: unknown): Record<string, number> {
+  #stepOpts(fn: string, opts: unknown): Required<StepOptions> {
     const o = checkOptions(fn, opts);
-    const out: Record<string, number> = {
+    const out: Required<StepOptions> = {
       lr: checkNumber(fn, 'opts.lr', o.lr, 1e-3, { min: 0 }),
       minLr: checkNumber(fn, 'opts.minLr', o.minLr, 0, { min: 0 }),
       warmupSteps: checkNumber(fn, 'opts.warmupSteps', o.warmupSteps, 0, { integer: true, min: 0 }),
@@ -461,7 +462,7 @@ export class VideoLM {
     const fn = 'VideoLM.stepOptimizer';
     const s = this.#stepOpts(fn, opts);
     const native = this.#alive(fn);
-    return this.#run(() => native.step(s) as Promise<StepResult>);
+    return this.#run(() => native.step(s));
   }
 
   /**
@@ -477,7 +478,7 @@ export class VideoLM {
     const native = this.#alive(fn);
     return this.#run(async () => {
       this.#lastText = -1;
-      return (await native.trainStep(bs, s)) as StepResult & { loss: number; count: number };
+      return native.trainStep(bs, s);
     });
   }
 
@@ -488,7 +489,7 @@ export class VideoLM {
     const native = this.#alive(fn);
     return this.#run(async () => {
       this.#lastText = -1;
-      return (await native.logits(b)) as { logits: Float32Array; layout: VideoLMLayout };
+      return native.logits(b);
     });
   }
 
@@ -534,7 +535,7 @@ export class VideoLM {
     });
   }
 
-  #genOpts(fn: string, opts: unknown): Record<string, number> {
+  #genOpts(fn: string, opts: unknown): Omit<Required<GenerateOptions>, 'onToken'> {
     const o = checkOptions(fn, opts);
     return {
       maxTokens: checkNumber(fn, 'opts.maxTokens', o.maxTokens, 32, { integer: true, min: 0, max: this.#config.maxSeq }),
@@ -643,7 +644,7 @@ export class VideoLM {
     await this.#queue;
     const { binding } = loadAddon();
     const copy = new VideoLM(new binding.VideoLMNative(this.#config, 0, this.#device), this.tokenizer);
-    copy.#native.setBuffer('params', native.getBuffer('params'));
+    copy.#alive(fn).setBuffer('params', native.getBuffer('params'));
     copy.#frozen = true;
     return copy;
   }
@@ -665,7 +666,7 @@ export class VideoLM {
         return t;
       };
       writeSafetensors(join(dir, 'model.safetensors'), put(native.getBuffer('params'), ''), { format: 'videoperceiver.VideoLM' });
-      const step = native.getStep() as number;
+      const step = native.getStep();
       writeSafetensors(join(dir, 'optimizer.safetensors'), { ...put(native.getBuffer('m'), 'm.'), ...put(native.getBuffer('v'), 'v.') }, { step: String(step) });
       if (this.tokenizer) this.tokenizer.save(join(dir, 'tokenizer.json'));
       const cfg = { format: 'videoperceiver.VideoLM', version: 1, ...this.#config };
@@ -726,15 +727,16 @@ export class VideoLM {
     try {
       const modelPath = join(dir, 'model.safetensors');
       const st = readSafetensors(modelPath, { expect: expect('') });
-      model.#native.setBuffer('params', gather(st.tensors, '', modelPath));
+      const target = model.#alive(fn);
+      target.setBuffer('params', gather(st.tensors, '', modelPath));
       const optPath = join(dir, 'optimizer.safetensors');
       if (existsSync(optPath)) {
         const op = readSafetensors(optPath, { expect: { ...expect('m.'), ...expect('v.') } });
         const step = Number(op.metadata.step ?? '0');
         if (!Number.isSafeInteger(step) || step < 0) throw new CheckpointError(`${optPath}: metadata step must be a non-negative integer, got ${JSON.stringify(op.metadata.step)}`);
-        model.#native.setBuffer('m', gather(op.tensors, 'm.', optPath));
-        model.#native.setBuffer('v', gather(op.tensors, 'v.', optPath));
-        model.#native.setStep(step);
+        target.setBuffer('m', gather(op.tensors, 'm.', optPath));
+        target.setBuffer('v', gather(op.tensors, 'v.', optPath));
+        target.setStep(step);
       }
     } catch (e) {
       model.dispose();

@@ -1,10 +1,12 @@
 // vp.attention / vp.attentionBackward: fused scaled-dot-product attention
 // (docs/attention.md). FlashAttention's varlen layout: q [totalQ, H, D], k and v
-// [totalK, Hkv, D] with H % Hkv == 0 (grouped-query attention) and D <= 256;
-// sequences delimited by cumulative lengths. Never materializes a T×T matrix.
+// [totalK, Hkv, D] with H % Hkv == 0 (grouped-query attention) and D <= 256
+// (the core's limit, read through limits().maxHeadDim); sequences delimited by
+// cumulative lengths. Never materializes a T×T matrix.
+import type { AttentionLayoutArgs } from '../addon-types.js';
 import { rangeError, typeError } from '../errors.js';
 import { emptyLike, type Tensor } from '../tensor.js';
-import { native } from '../native.js';
+import { limits, native } from '../native.js';
 import { checkBoolean, checkCuSeqlens, checkNumber, checkOptions, checkSameDevice, checkSameDType, checkTensor } from '../validate.js';
 
 export interface AttentionOptions {
@@ -34,8 +36,6 @@ export interface AttentionGrads {
   dv: Tensor;
 }
 
-const MAX_HEAD_DIM = 256;
-
 interface Checked {
   totalQ: number;
   totalK: number;
@@ -59,8 +59,9 @@ function checkInputs(fn: string, q: unknown, k: unknown, v: unknown, opts: unkno
   const [totalQ, heads, headDim] = qt.shape;
   const [totalK, kvHeads, kd] = kt.shape;
   if (heads < 1) throw rangeError(fn, 'q.shape', '[totalQ, H >= 1, D]', `[${qt.shape.join(', ')}]`);
-  if (headDim < 1 || headDim > MAX_HEAD_DIM)
-    throw rangeError(fn, 'q.shape', `[totalQ, H, D] with 1 <= D <= ${MAX_HEAD_DIM}`, `[${qt.shape.join(', ')}]`);
+  const { maxHeadDim } = limits();
+  if (headDim < 1 || headDim > maxHeadDim)
+    throw rangeError(fn, 'q.shape', `[totalQ, H, D] with 1 <= D <= ${maxHeadDim}`, `[${qt.shape.join(', ')}]`);
   if (kvHeads < 1) throw rangeError(fn, 'k.shape', '[totalK, Hkv >= 1, D]', `[${kt.shape.join(', ')}]`);
   if (kd !== headDim) throw rangeError(fn, 'k.shape', `[totalK, Hkv, D=${headDim}] (D of q)`, `[${kt.shape.join(', ')}]`);
   if (heads % kvHeads !== 0)
@@ -86,6 +87,11 @@ function checkInputs(fn: string, q: unknown, k: unknown, v: unknown, opts: unkno
     throw typeError(fn, 'opts.cuSeqlensK', 'given together with opts.cuSeqlensQ', 'opts.cuSeqlensK alone');
   }
   return { totalQ, totalK, heads, kvHeads, headDim, cuQ, cuK, causal, scale, device, dtype };
+}
+
+/** The shapes, sequence layout, mask and dtype that both directions pass to the addon. */
+function layoutArgs(q: Tensor, k: Tensor, c: Checked): AttentionLayoutArgs {
+  return { qShape: [...q.shape], kShape: [...k.shape], cuSeqlensQ: c.cuQ, cuSeqlensK: c.cuK, causal: c.causal, scale: c.scale, dtype: c.dtype };
 }
 
 function checkLike(fn: string, arg: string, x: unknown, like: Tensor, likeName: string): Tensor {
@@ -114,8 +120,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptio
   const c = checkInputs(fn, q, k, v, opts);
   const out = emptyLike(q.shape, c.dtype, c.device);
   const lse = emptyLike([c.heads, c.totalQ], 'float32', c.device);
-  native().attention(q.nativeArg, [...q.shape], k.nativeArg, [...k.shape], v.nativeArg, out.nativeArg, lse.nativeArg,
-    c.cuQ, c.cuK, c.causal, c.scale, c.dtype);
+  native().attention({ q: q.nativeArg, k: k.nativeArg, v: v.nativeArg, out: out.nativeArg, lse: lse.nativeArg, ...layoutArgs(q, k, c) });
   return { out, lse };
 }
 
@@ -133,7 +138,9 @@ export function attentionBackward(dout: Tensor, q: Tensor, k: Tensor, v: Tensor,
   const dq = emptyLike(q.shape, c.dtype, c.device);
   const dk = emptyLike(k.shape, c.dtype, c.device);
   const dv = emptyLike(k.shape, c.dtype, c.device);
-  native().attentionBackward(dout.nativeArg, q.nativeArg, [...q.shape], k.nativeArg, [...k.shape], v.nativeArg,
-    out.nativeArg, lse.nativeArg, dq.nativeArg, dk.nativeArg, dv.nativeArg, c.cuQ, c.cuK, c.causal, c.scale, c.dtype);
+  native().attentionBackward({
+    dout: dout.nativeArg, q: q.nativeArg, k: k.nativeArg, v: v.nativeArg, out: out.nativeArg, lse: lse.nativeArg,
+    dq: dq.nativeArg, dk: dk.nativeArg, dv: dv.nativeArg, ...layoutArgs(q, k, c),
+  });
   return { dq, dk, dv };
 }

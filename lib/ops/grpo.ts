@@ -3,11 +3,12 @@
 //
 // Semantics follow TRL's GRPOTrainer (advantages, clipping, KL, the four loss
 // aggregations); every statistic is computed in double precision natively.
+import type { AddonGrpoOptions, CudaBuffer, GrpoSequenceArgs, NativeVector } from '../addon-types.js';
 import { describe, rangeError, typeError } from '../errors.js';
 import { native } from '../native.js';
 import { emptyLike, Tensor } from '../tensor.js';
 import { checkCuSeqlens, checkNumber, checkOptions } from '../validate.js';
-import { checkFinite, checkLinearArgs, checkTargets, float32Rows, int32Rows } from './logprobs.js';
+import { checkFinite, checkLinearArgs, checkTargets, float32Rows, int32Rows, linearArgs } from './logprobs.js';
 
 // ---- rewards and advantages -----------------------------------------------------------
 
@@ -21,14 +22,24 @@ export interface GroupAdvantagesOptions {
 }
 
 /** A reward vector: Float32Array / 1-D CPU float32 tensor (host), or a 1-D CUDA float32 tensor. */
-function rewardVector(fn: string, arg: string, v: unknown): { arg: unknown; length: number; host?: Float32Array; cuda?: Tensor } {
+function rewardVector(fn: string, arg: string, v: unknown): { arg: NativeVector<Float32Array>; length: number; host?: Float32Array; cuda?: Tensor } {
   if (v instanceof Tensor && v.device === 'cuda') {
     if (v.disposed || v.dtype !== 'float32' || v.shape.length !== 1)
       throw typeError(fn, arg, 'a Float32Array or a 1-D float32 tensor', describe(v));
-    return { arg: v.nativeArg, length: v.shape[0], cuda: v };
+    return { arg: v.handle, length: v.shape[0], cuda: v };
   }
   const host = float32Rows(fn, arg, v);
   return { arg: host, length: host.length, host };
+}
+
+/** An output vector as the addon takes it: a host array, or a CUDA tensor's buffer. */
+function outArg(out: Float32Array | Tensor): Float32Array | CudaBuffer {
+  return out instanceof Tensor ? out.handle : out;
+}
+
+/** A new output vector of n floats: a CUDA tensor when the inputs are on CUDA, else a Float32Array. */
+function newOut(n: number, cuda: boolean): Float32Array | Tensor {
+  return cuda ? emptyLike([n], 'float32', 'cuda') : new Float32Array(n);
 }
 
 function checkRewards(fn: string, arg: string, x: Float32Array): void {
@@ -62,10 +73,9 @@ export function groupAdvantages(rewards: Float32Array | Tensor, groupSize: numbe
   if (scale !== 'group' && scale !== 'batch' && scale !== 'none') throw typeError(fn, 'opts.scale', "'group' | 'batch' | 'none'", describe(scale));
   const eps = checkNumber(fn, 'opts.eps', o.eps, 1e-4, { min: 0 });
   if (r.host) checkRewards(fn, 'rewards', r.host);
-  const out = r.cuda ? emptyLike([r.length], 'float32', 'cuda') : null;
-  const host = out ? undefined : new Float32Array(r.length);
-  native().groupAdvantages(r.arg, r.length, g, scale, eps, out ? out.nativeArg : host);
-  return out ?? (host as Float32Array);
+  const out = newOut(r.length, !!r.cuda);
+  native().groupAdvantages(r.arg, r.length, g, scale, eps, outArg(out));
+  return out;
 }
 
 export type ComparativeMode = 'pairwise' | 'threshold';
@@ -126,10 +136,11 @@ export function comparativeRewards(
   const minReward = checkNumber(fn, 'opts.minReward', o.minReward, 0.1);
   if (c.host) checkRewards(fn, 'taskComplete', c.host);
   if (d.host) checkRewards(fn, 'taskDegraded', d.host);
-  const out = c.cuda ? emptyLike([c.length], 'float32', 'cuda') : null;
-  const host = out ? undefined : new Float32Array(c.length);
-  native().comparativeRewards(c.arg, c.length, d.arg, d.length, g, mode, bonus, ratio, minReward, out ? out.nativeArg : host);
-  return out ?? (host as Float32Array);
+  const out = newOut(c.length, !!c.cuda);
+  native().comparativeRewards({
+    complete: c.arg, nComplete: c.length, degraded: d.arg, nDegraded: d.length, groupSize: g, mode, bonus, ratio, minReward, out: outArg(out),
+  });
+  return out;
 }
 
 
@@ -272,16 +283,7 @@ export interface GrpoLossResult {
   kl: number;
 }
 
-interface ResolvedGrpoOptions {
-  epsLow: number;
-  epsHigh: number;
-  beta: number;
-  lossType: GrpoLossType;
-  maxCompletionLength: number | undefined;
-  temperature: number;
-}
-
-function grpoOptions(fn: string, opts: unknown, linear: boolean): ResolvedGrpoOptions {
+function grpoOptions(fn: string, opts: unknown, linear: boolean): AddonGrpoOptions {
   const o = checkOptions(fn, opts);
   const epsLow = checkNumber(fn, 'opts.epsLow', o.epsLow, 0.2, { min: 0, max: 1 });
   const epsHigh = checkNumber(fn, 'opts.epsHigh', o.epsHigh, 0.2, { min: 0 });
@@ -297,7 +299,7 @@ function grpoOptions(fn: string, opts: unknown, linear: boolean): ResolvedGrpoOp
 }
 
 interface TokenVec {
-  arg: unknown;
+  arg: NativeVector<Float32Array>;
   host?: Float32Array;
   cuda?: Tensor;
   length: number;
@@ -307,7 +309,7 @@ function tokenVector(fn: string, arg: string, v: unknown, device: 'cpu' | 'cuda'
   if (v instanceof Tensor && v.device === 'cuda') {
     if (device !== 'cuda') throw typeError(fn, arg, 'a Float32Array or a 1-D CPU float32 tensor like the other inputs', describe(v));
     if (v.disposed || v.dtype !== 'float32' || v.shape.length !== 1) throw typeError(fn, arg, 'a 1-D float32 tensor', describe(v));
-    return { arg: v.nativeArg, cuda: v, length: v.shape[0] };
+    return { arg: v.handle, cuda: v, length: v.shape[0] };
   }
   const host = float32Rows(fn, arg, v);
   return { arg: host, host, length: host.length };
@@ -320,7 +322,7 @@ interface CheckedTokens {
   cu: Int32Array;
 }
 
-function checkTokens(fn: string, inputs: Record<string, unknown>, total: number, device: 'cpu' | 'cuda', o: ResolvedGrpoOptions): CheckedTokens {
+function checkTokens(fn: string, inputs: Record<string, unknown>, total: number, device: 'cpu' | 'cuda', o: AddonGrpoOptions): CheckedTokens {
   const old = tokenVector(fn, 'oldLogprobs', inputs.oldLogprobs, device);
   if (old.length !== total) throw rangeError(fn, 'oldLogprobs.length', `${total} (one per token)`, `${old.length}`);
   let ref: TokenVec | undefined;
@@ -348,6 +350,14 @@ function checkTokens(fn: string, inputs: Record<string, unknown>, total: number,
   return { old, ref, adv, cu };
 }
 
+/** The per-sequence inputs of both GRPO bindings. */
+function sequenceArgs(t: CheckedTokens): GrpoSequenceArgs {
+  return {
+    oldLogprobs: t.old.arg, refLogprobs: t.ref?.arg ?? null, advantages: t.adv.arg, cuSeqlens: t.cu,
+    numAdvantages: t.adv.length, numCuSeqlens: t.cu.length,
+  };
+}
+
 function inputsObject(fn: string, inputs: unknown): Record<string, unknown> {
   if (inputs === null || typeof inputs !== 'object' || Array.isArray(inputs) || inputs instanceof Tensor)
     throw typeError(fn, 'inputs', 'an object of named inputs', describe(inputs));
@@ -370,10 +380,9 @@ export function grpoLoss(inputs: GrpoLossInputs, opts?: GrpoLossOptions): GrpoLo
   const o = grpoOptions(fn, opts, false);
   const t = checkTokens(fn, inp, lp.length, device, o);
   if (lp.host) checkFinite(fn, 'logprobs', lp.host);
-  const out = device === 'cuda' ? emptyLike([lp.length], 'float32', 'cuda') : null;
-  const host = out ? undefined : new Float32Array(lp.length);
-  const st = native().grpoLoss(lp.arg, t.old.arg, t.ref?.arg ?? null, t.adv.arg, t.cu, [lp.length, t.adv.length, t.cu.length], out ? out.nativeArg : host, o);
-  return { loss: st.loss, dLogprobs: out ?? (host as Float32Array), clipFraction: st.clipFraction, kl: st.kl };
+  const dLogprobs = newOut(lp.length, device === 'cuda');
+  const st = native().grpoLoss({ logprobs: lp.arg, tokens: lp.length, dLogprobs: outArg(dLogprobs), ...sequenceArgs(t) }, o);
+  return { loss: st.loss, dLogprobs, clipFraction: st.clipFraction, kl: st.kl };
 }
 
 export interface LinearGrpoLossInputs {
@@ -423,8 +432,8 @@ export function linearGrpoLoss(inputs: LinearGrpoLossInputs, opts?: LinearGrpoLo
   const dWeight = emptyLike(w.shape, w.dtype, w.device);
   const logprobs = new Float32Array(total);
   const st = native().linearGrpoLoss(
-    h.nativeArg, [...h.shape], w.nativeArg, [...w.shape], h.dtype, targets,
-    t.old.arg, t.ref?.arg ?? null, t.adv.arg, t.cu, dHidden.nativeArg, dWeight.nativeArg, logprobs, o, [t.adv.length, t.cu.length],
+    { ...linearArgs(h, w, targets), ...sequenceArgs(t), dHidden: dHidden.nativeArg, dWeight: dWeight.nativeArg, logprobsOut: logprobs },
+    o,
   );
   return { loss: st.loss, dHidden, dWeight, clipFraction: st.clipFraction, kl: st.kl, logprobs };
 }

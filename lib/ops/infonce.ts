@@ -3,6 +3,7 @@
 // (CPU: blocks of query rows on the core's SGEMM; CUDA: tiled tensor-core kernels).
 //
 //   s(i, j) = <q̂_i, k̂_j> / τ     loss = mean_i( lse_i − s(i, positive_i) )
+import type { InfoNceArgs } from '../addon-types.js';
 import { describe, rangeError, typeError } from '../errors.js';
 import { native } from '../native.js';
 import { emptyLike, Tensor, type DType, type Device } from '../tensor.js';
@@ -77,12 +78,13 @@ function prepare(fn: string, queries: unknown, keys: unknown, opts: unknown): Pr
 const MODE = { forward: 0, backward: 1, withGrad: 2 } as const;
 
 /** Runs the native op; on failure frees the outputs it was given (device memory at once). */
-function call(mode: number, q: Tensor, k: Tensor, p: Prepared, lse: Tensor, dq?: Tensor, dk?: Tensor): { loss: number; dLogTemperature: number } {
+function call(mode: InfoNceArgs['mode'], q: Tensor, k: Tensor, p: Prepared, lse: Tensor, dq?: Tensor, dk?: Tensor): { loss: number; dLogTemperature: number } {
   try {
-    return native().infoNce(
-      mode, q.nativeArg, [...q.shape], k.nativeArg, [...k.shape], p.dtype, p.positive, p.temperature,
-      p.normalize, p.gradLoss, lse.nativeArg, dq?.nativeArg, dk?.nativeArg,
-    );
+    return native().infoNce({
+      mode, queries: q.nativeArg, queriesShape: [...q.shape], keys: k.nativeArg, keysShape: [...k.shape], dtype: p.dtype,
+      positive: p.positive, temperature: p.temperature, normalize: p.normalize, gradLoss: p.gradLoss, lse: lse.nativeArg,
+      dQueries: dq?.nativeArg, dKeys: dk?.nativeArg,
+    });
   } catch (e) {
     if (mode !== MODE.backward) lse.dispose();
     dq?.dispose();

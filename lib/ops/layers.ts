@@ -43,7 +43,7 @@ export function rmsNorm(x: Tensor, gain: Tensor, opts?: { eps?: number }): { y: 
   sameShape(fn, 'gain', gain, [dim]);
   const y = emptyLike(x.shape, 'float32', 'cpu');
   const rstd = new Float32Array(rows);
-  native().rmsnormForward(f32(x), f32(gain), rows, dim, eps, f32(y), rstd);
+  native().rmsnormForward({ x: f32(x), gain: f32(gain), rows, dim, eps, y: f32(y), rstd });
   return { y, rstd };
 }
 
@@ -67,7 +67,7 @@ export function rmsNormBackward(dy: Tensor, x: Tensor, gain: Tensor, rstd?: Floa
   const dGain = acc ? cpuF32(fn, 'opts.dGain', o.dGain, 1) : emptyLike([dim], 'float32', 'cpu');
   sameShape(fn, 'opts.dGain', dGain, [dim]);
   const dx = emptyLike(x.shape, 'float32', 'cpu');
-  native().rmsnormBackward(f32(dy), f32(x), f32(gain), r, rows, dim, eps, f32(dx), f32(dGain), acc);
+  native().rmsnormBackward({ dy: f32(dy), x: f32(x), gain: f32(gain), rstd: r, rows, dim, eps, dx: f32(dx), dGain: f32(dGain), accumulate: acc });
   return { dx, dGain };
 }
 
@@ -94,7 +94,7 @@ export function swigluBackward(dh: Tensor, gate: Tensor, up: Tensor): { dGate: T
   const [rows, f] = lastDim(fn, 'gate', gate);
   const dGate = emptyLike(gate.shape, 'float32', 'cpu');
   const dUp = emptyLike(gate.shape, 'float32', 'cpu');
-  if (gate.size > 0) native().swigluBackward(f32(dh), f32(gate), f32(up), rows, f, f32(dGate), f32(dUp));
+  if (gate.size > 0) native().swigluBackward({ dh: f32(dh), gate: f32(gate), up: f32(up), rows, ffn: f, dGate: f32(dGate), dUp: f32(dUp) });
   return { dGate, dUp };
 }
 
@@ -115,7 +115,7 @@ export function rope(x: Tensor, positions: Int32Array | Tensor, opts?: { theta?:
   if (h === 0) throw rangeError(fn, 'x.shape[1]', 'at least 1 head', '0');
   for (let i = 0; i < t; i++) if (pos[i] < 0) throw rangeError(fn, `positions[${i}]`, '>= 0', `${pos[i]}`);
   const out = emptyLike(x.shape, 'float32', 'cpu');
-  native().ropeApply(f32(x), pos, t, h, d, theta, inverse, f32(out));
+  native().ropeApply({ x: f32(x), positions: pos, tokens: t, heads: h, headDim: d, theta, inverse, out: f32(out) });
   return out;
 }
 
@@ -160,7 +160,7 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
   if (inD === 0 || outD === 0) throw rangeError(fn, 'weight.shape', 'non-zero dimensions', `[${weight.shape.join(', ')}]`);
   if (bias !== undefined) sameShape(fn, 'bias', cpuF32(fn, 'bias', bias, 1), [outD]);
   const y = emptyLike([n, outD], 'float32', 'cpu');
-  native().linearForward(f32(x), f32(weight), bias ? f32(bias) : null, n, inD, outD, f32(y));
+  native().linearForward({ x: f32(x), weight: f32(weight), bias: bias ? f32(bias) : null, n, inFeatures: inD, outFeatures: outD, y: f32(y) });
   return y;
 }
 
@@ -179,7 +179,10 @@ export function linearBackward(dy: Tensor, x: Tensor, weight: Tensor, opts?: { b
   const dx = emptyLike([n, inD], 'float32', 'cpu');
   const dWeight = emptyLike([outD, inD], 'float32', 'cpu');
   const dBias = withBias ? emptyLike([outD], 'float32', 'cpu') : undefined;
-  native().linearBackward(f32(dy), f32(x), f32(weight), n, inD, outD, f32(dx), f32(dWeight), dBias ? f32(dBias) : null, false);
+  native().linearBackward({
+    dy: f32(dy), x: f32(x), weight: f32(weight), n, inFeatures: inD, outFeatures: outD,
+    dx: f32(dx), dWeight: f32(dWeight), dBias: dBias ? f32(dBias) : null, accumulate: false,
+  });
   return dBias ? { dx, dWeight, dBias } : { dx, dWeight };
 }
 
@@ -196,7 +199,7 @@ export function crossEntropy(logits: Tensor, targets: Int32Array | Tensor): { lo
   if (v === 0) throw rangeError(fn, 'logits.shape[1]', '> 0', '0');
   for (let i = 0; i < n; i++) if (t[i] !== -1 && (t[i] < 0 || t[i] >= v)) throw rangeError(fn, `targets[${i}]`, `in [0, ${v}) or -1 (ignored)`, `${t[i]}`);
   const lse = new Float32Array(n);
-  const [loss, count] = native().crossEntropyForward(f32(logits), t, n, v, lse) as [number, number];
+  const [loss, count] = native().crossEntropyForward(f32(logits), t, n, v, lse);
   return { loss, lse, count };
 }
 
@@ -214,7 +217,7 @@ export function crossEntropyBackward(logits: Tensor, targets: Int32Array | Tenso
   }
   const gradLoss = checkNumber(fn, 'opts.gradLoss', checkOptions(fn, opts).gradLoss, 1);
   const d = emptyLike([n, v], 'float32', 'cpu');
-  native().crossEntropyBackward(f32(logits), t, lse ?? null, n, v, gradLoss, f32(d));
+  native().crossEntropyBackward({ logits: f32(logits), targets: t, lse: lse ?? null, n, vocab: v, gradLoss, dLogits: f32(d) });
   return d;
 }
 
@@ -250,7 +253,7 @@ export function adamwStep(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, opt
   const step = checkNumber(fn, 'opts.step', o.step, NaN, { integer: true, min: 1 });
   if (Number.isNaN(step)) throw typeError(fn, 'opts.step', 'a number', 'undefined');
   const gradScale = checkNumber(fn, 'opts.gradScale', o.gradScale, 1);
-  native().adamwStep(f32(param), f32(grad), f32(m), f32(v), lr, beta1, beta2, eps, weightDecay, step, gradScale);
+  native().adamwStep({ param: f32(param), grad: f32(grad), m: f32(m), v: f32(v), lr, beta1, beta2, eps, weightDecay, step, gradScale });
 }
 
 /**
@@ -262,7 +265,7 @@ export function clipGradNorm(grads: readonly Tensor[], maxNorm: number): number 
   if (!Array.isArray(grads)) throw typeError(fn, 'grads', 'an array of tensors', describe(grads));
   grads.forEach((g, i) => cpuF32(fn, `grads[${i}]`, g));
   const mx = checkNumber(fn, 'maxNorm', maxNorm, 0);
-  return native().clipGradNorm(grads.map(f32), mx) as number;
+  return native().clipGradNorm(grads.map(f32), mx);
 }
 
 export interface LrScheduleOptions {
@@ -283,7 +286,7 @@ export function lrAt(schedule: LrScheduleOptions, step: number): number {
   const total = checkNumber(fn, 'schedule.totalSteps', o.totalSteps, NaN, { integer: true, min: 1 });
   if (Number.isNaN(total)) throw typeError(fn, 'schedule.totalSteps', 'a number', 'undefined');
   const s = checkNumber(fn, 'step', step, 0, { integer: true, min: 0 });
-  return native().lrAt(base, min, warm, total, s) as number;
+  return native().lrAt(base, min, warm, total, s);
 }
 
 export interface InitOptions {
@@ -317,7 +320,7 @@ export function randu(shape: number[], opts: InitOptions & { low?: number; high?
   return fill('randu', 'uniform', shape, opts, 'low', 0, 'high', 1);
 }
 
-function fill(fn: string, kind: string, shape: number[], opts: unknown, an: string, ad: number, bn: string, bd: number): Tensor {
+function fill(fn: string, kind: 'normal' | 'uniform', shape: number[], opts: unknown, an: string, ad: number, bn: string, bd: number): Tensor {
   if (!Array.isArray(shape) || shape.some((d) => !Number.isSafeInteger(d) || d < 0)) throw typeError(fn, 'shape', 'an array of non-negative integers', describe(shape));
   const o = checkOptions(fn, opts);
   const seed = u64(fn, 'opts.seed', o.seed);
@@ -369,6 +372,6 @@ export function sampleTokens(logits: Tensor, opts: SampleOptions = {}): Int32Arr
   const data = f32(logits);
   for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i])) throw rangeError(fn, `logits[${Math.floor(i / v)}, ${i % v}]`, 'finite', `${data[i]}`);
   const out = new Int32Array(rows);
-  native().sampleTokens(data, rows, v, temperature, topP, seed, step, streams, out);
+  native().sampleTokens({ logits: data, rows, vocab: v, temperature, topP, seed, step, streams, out });
   return out;
 }

@@ -7,6 +7,7 @@
 //
 // logprob[i] = log_softmax(logits[i] / temperature)[targets[i]], with
 // logits = hidden · weightᵀ for the linear form, which never allocates N×V.
+import type { LinearLogprobsArgs } from '../addon-types.js';
 import { describe, rangeError } from '../errors.js';
 import { native } from '../native.js';
 import { emptyLike, Tensor } from '../tensor.js';
@@ -64,6 +65,11 @@ export function checkLinearArgs(fn: string, hidden: unknown, weight: unknown): [
   return [h, w];
 }
 
+/** What every linear log-prob binding takes: the projection's operands and the targets. */
+export function linearArgs(hidden: Tensor, weight: Tensor, targets: Int32Array): LinearLogprobsArgs {
+  return { hidden: hidden.nativeArg, hiddenShape: [...hidden.shape], weight: weight.nativeArg, weightShape: [...weight.shape], dtype: hidden.dtype, targets };
+}
+
 /** log_softmax(logits[i] / T)[targets[i]] for every row, in one online pass per row. */
 export function tokenLogprobs(logits: Tensor, targets: Int32Array | Tensor, opts?: LogprobsOptions): Float32Array {
   const fn = 'tokenLogprobs';
@@ -88,7 +94,7 @@ export function tokenLogprobsBackward(dLogprobs: Float32Array | Tensor, logits: 
   checkTargets(fn, t, v);
   checkFinite(fn, 'dLogprobs', dl);
   const out = emptyLike(l.shape, l.dtype, l.device);
-  native().tokenLogprobsBackward(dl, l.nativeArg, [...l.shape], l.dtype, t, out.nativeArg, temperature);
+  native().tokenLogprobsBackward({ dLogprobs: dl, logits: l.nativeArg, shape: [...l.shape], dtype: l.dtype, targets: t, dLogits: out.nativeArg, temperature });
   return out;
 }
 
@@ -104,7 +110,7 @@ export function linearTokenLogprobs(hidden: Tensor, weight: Tensor, targets: Int
   const temperature = temperatureOf(fn, opts);
   checkTargets(fn, t, w.shape[0]);
   const out = new Float32Array(n);
-  native().linearTokenLogprobs(h.nativeArg, [...h.shape], w.nativeArg, [...w.shape], h.dtype, t, out, temperature);
+  native().linearTokenLogprobs({ ...linearArgs(h, w, t), out, temperature });
   return out;
 }
 
@@ -129,7 +135,7 @@ export function linearTokenLogprobsBackward(
   checkFinite(fn, 'dLogprobs', dl);
   const dHidden = emptyLike(h.shape, h.dtype, h.device);
   const dWeight = emptyLike(w.shape, w.dtype, w.device);
-  native().linearTokenLogprobsBackward(dl, h.nativeArg, [...h.shape], w.nativeArg, [...w.shape], h.dtype, t, dHidden.nativeArg, dWeight.nativeArg, temperature);
+  native().linearTokenLogprobsBackward({ ...linearArgs(h, w, t), dLogprobs: dl, dHidden: dHidden.nativeArg, dWeight: dWeight.nativeArg, temperature });
   return { dHidden, dWeight };
 }
 

@@ -26,6 +26,6 @@ export function matmul(a: Tensor, b: Tensor, opts?: MatmulOptions): Tensor {
   if (ka !== kb)
     throw rangeError(fn, `b.shape`, `${transB ? `[N, K=${ka}]` : `[K=${ka}, N]`} to match a (K=${ka})`, `[${b.shape.join(', ')}]`);
   const out = emptyLike([m, n], dtype, device);
-  native().matmul(a.nativeArg, [...a.shape], b.nativeArg, [...b.shape], out.nativeArg, transA, transB, dtype);
+  native().matmul({ a: a.nativeArg, aShape: [...a.shape], b: b.nativeArg, bShape: [...b.shape], out: out.nativeArg, transA, transB, dtype });
   return out;
 }

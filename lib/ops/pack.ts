@@ -209,8 +209,10 @@ export function packTokens(input: PackInput, opts?: PackOptions): Packed {
   if (opts !== undefined && (opts === null || typeof opts !== 'object')) throw typeError(FN, 'opts', 'an object', describe(opts));
   const tokens = opts?.out !== undefined ? checkOut(FN, 'opts.out', opts.out, [n, width], device, dtype) : emptyLike([n, width], dtype, device);
   if (opts?.out !== undefined) checkNoAlias(FN, 'opts.out', tokens, present);
-  b.packTokens(video ? video.nativeArg : null, videoShape, text ? text.nativeArg : null, textShape, plan.source,
-    tokens.nativeArg, [n, width], dtype);
+  b.packTokens({
+    video: video ? video.nativeArg : null, videoShape, text: text ? text.nativeArg : null, textShape, source: plan.source,
+    out: tokens.nativeArg, outShape: [n, width], dtype,
+  });
   return { tokens, cuSeqlens: plan.cuSeqlens, positions: plan.positions, segment: plan.segment, source: plan.source, videoShape, textShape };
 }
 
@@ -244,7 +246,9 @@ export function packTokensBackward(dTokens: Tensor, packed: Packed, opts?: PackB
     : emptyLike(textShape, dTokens.dtype, dTokens.device);
   if (opts?.dVideo !== undefined) checkNoAlias(fn, 'opts.dVideo', dVideo, { dTokens, ...(opts.dText ? { 'opts.dText': dText } : {}) });
   if (opts?.dText !== undefined) checkNoAlias(fn, 'opts.dText', dText, { dTokens });
-  native().packTokensBackward(dTokens.nativeArg, [...dTokens.shape], source, dVideo.nativeArg, videoShape, dText.nativeArg,
-    textShape, dTokens.dtype);
+  native().packTokensBackward({
+    dTokens: dTokens.nativeArg, dTokensShape: [...dTokens.shape], source, dVideo: dVideo.nativeArg, videoShape,
+    dText: dText.nativeArg, textShape, dtype: dTokens.dtype,
+  });
   return { dVideo, dText };
 }

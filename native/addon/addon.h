@@ -36,8 +36,14 @@ vp::TensorView CudaView(const Napi::Value& handle, const std::vector<int64_t>& s
 
 vp::DType DTypeArg(const Napi::Value& v, const char* name);
 
+// The one argument of a binding whose values would be more than six positional
+// arguments: an object of named fields (lib/addon-types.ts types each). Throws a
+// TypeError naming `fn` when info[index] is not an object.
+Napi::Object ArgsObject(const Napi::CallbackInfo& info, const char* fn, uint32_t index = 0);
+
 // Each op family registers its functions here; module.cpp calls them all.
 void InitBackend(Napi::Env env, Napi::Object exports);
+void InitLimits(Napi::Env env, Napi::Object exports);
 void InitDeviceBuffer(Napi::Env env, Napi::Object exports);
 void InitMatmul(Napi::Env env, Napi::Object exports);
 void InitAttention(Napi::Env env, Napi::Object exports);

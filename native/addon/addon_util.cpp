@@ -18,7 +18,7 @@ std::vector<int64_t> ShapeArg(const Napi::Value& v, const char* name) {
   if (!v.IsArray()) throw Napi::TypeError::New(env, std::string(name) + ": shape must be an array");
   Napi::Array arr = v.As<Napi::Array>();
   if (arr.Length() > vp::kMaxDims)
-    throw Napi::RangeError::New(env, std::string(name) + ": at most 8 dimensions");
+    throw Napi::RangeError::New(env, std::string(name) + ": at most " + std::to_string(vp::kMaxDims) + " dimensions");
   std::vector<int64_t> shape;
   for (uint32_t i = 0; i < arr.Length(); ++i) {
     Napi::Value d = arr.Get(i);
@@ -29,6 +29,13 @@ std::vector<int64_t> ShapeArg(const Napi::Value& v, const char* name) {
     shape.push_back(static_cast<int64_t>(x));
   }
   return shape;
+}
+
+Napi::Object ArgsObject(const Napi::CallbackInfo& info, const char* fn, uint32_t index) {
+  const Napi::Value v = info[index];
+  if (!v.IsObject() || v.IsArray() || v.IsTypedArray())
+    throw Napi::TypeError::New(info.Env(), std::string(fn) + ": expected an object of named arguments");
+  return v.As<Napi::Object>();
 }
 
 vp::DType DTypeArg(const Napi::Value& v, const char* name) {

@@ -5,6 +5,7 @@ namespace vpaddon {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitBackend(env, exports);
+  InitLimits(env, exports);
   InitDeviceBuffer(env, exports);
   InitMatmul(env, exports);
   InitAttention(env, exports);
@@ -13,7 +14,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitPack(env, exports);
   InitGrpo(env, exports);
   InitInfoNce(env, exports);
-  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  // The seam's version: lib/native.ts refuses a binary whose version differs from
+  // its ADDON_ABI_VERSION. 2: bindings of more than six values take one object.
+  exports.Set("abiVersion", Napi::Number::New(env, 2));
   return exports;
 }
 

@@ -20,6 +20,12 @@ namespace vp {
 
 namespace {
 std::string S(int64_t v) { return std::to_string(v); }
+// 2^k for a power of two (how the limits read in messages), else the number.
+std::string Pow2(int64_t v) {
+  for (int k = 10; k < 62; ++k)
+    if (v == int64_t{1} << k) return "2^" + S(k);
+  return S(v);
+}
 }  // namespace
 
 int64_t VideoLMConfig::ffn_dim() const {
@@ -30,25 +36,34 @@ int64_t VideoLMConfig::ffn_dim() const {
 }
 
 Status videolm_validate_config(const VideoLMConfig& c) {
+  using L = VideoLMLimits;
   auto bad = [](const std::string& m) { return Status::Invalid("VideoLM config: " + m); };
+  auto in = [](int64_t lo, int64_t hi) {
+    std::string r("[");
+    r += S(lo);
+    r += ", ";
+    r += S(hi);
+    return r + "]";
+  };
   if (c.patch_size < 1) return bad("patchSize must be >= 1, got " + S(c.patch_size));
   if (c.image_size < c.patch_size || c.image_size % c.patch_size != 0)
     return bad("imageSize must be a positive multiple of patchSize=" + S(c.patch_size) + ", got " + S(c.image_size));
-  if (c.image_size > 4096) return bad("imageSize must be <= 4096, got " + S(c.image_size));
-  if (c.frames < 1 || c.frames > 4096) return bad("frames must be in [1, 4096], got " + S(c.frames));
-  if (c.width < 2 || c.width > 16384) return bad("width must be in [2, 16384], got " + S(c.width));
-  if (c.layers < 1 || c.layers > 256) return bad("layers must be in [1, 256], got " + S(c.layers));
+  if (c.image_size > L::kMaxImageSize) return bad("imageSize must be <= " + S(L::kMaxImageSize) + ", got " + S(c.image_size));
+  if (c.frames < 1 || c.frames > L::kMaxFrames) return bad("frames must be in " + in(1, L::kMaxFrames) + ", got " + S(c.frames));
+  if (c.width < L::kMinWidth || c.width > L::kMaxWidth)
+    return bad("width must be in " + in(L::kMinWidth, L::kMaxWidth) + ", got " + S(c.width));
+  if (c.layers < 1 || c.layers > L::kMaxLayers) return bad("layers must be in " + in(1, L::kMaxLayers) + ", got " + S(c.layers));
   if (c.heads < 1 || c.width % c.heads != 0)
     return bad("heads must divide width=" + S(c.width) + ", got " + S(c.heads));
-  if (c.head_dim() % 2 != 0 || c.head_dim() > 256)
-    return bad("the head dim width/heads must be even and <= 256, got " + S(c.head_dim()));
+  if (c.head_dim() % 2 != 0 || c.head_dim() > kAttentionMaxHeadDim)
+    return bad("the head dim width/heads must be even and <= " + S(kAttentionMaxHeadDim) + ", got " + S(c.head_dim()));
   if (c.kv_heads < 1 || c.heads % c.kv_heads != 0)
     return bad("kvHeads must divide heads=" + S(c.heads) + ", got " + S(c.kv_heads));
-  if (c.ffn < 0 || c.ffn > 1 << 20) return bad("ffn must be in [0, 2^20], got " + S(c.ffn));
-  if (c.ffn == 0 && !(c.mlp_ratio > 0.0 && c.mlp_ratio <= 64.0))
-    return bad("mlpRatio must be in (0, 64], got " + std::to_string(c.mlp_ratio));
-  if (c.vocab < 2 || c.vocab > (1 << 24)) return bad("vocab must be in [2, 2^24], got " + S(c.vocab));
-  if (c.max_seq < 1 || c.max_seq > (1 << 24)) return bad("maxSeq must be in [1, 2^24], got " + S(c.max_seq));
+  if (c.ffn < 0 || c.ffn > L::kMaxFfn) return bad("ffn must be in [0, " + Pow2(L::kMaxFfn) + "], got " + S(c.ffn));
+  if (c.ffn == 0 && !(c.mlp_ratio > 0.0 && c.mlp_ratio <= L::kMaxMlpRatio))
+    return bad("mlpRatio must be in (0, " + S(static_cast<int64_t>(L::kMaxMlpRatio)) + "], got " + std::to_string(c.mlp_ratio));
+  if (c.vocab < L::kMinVocab || c.vocab > L::kMaxVocab) return bad("vocab must be in [" + S(L::kMinVocab) + ", " + Pow2(L::kMaxVocab) + "], got " + S(c.vocab));
+  if (c.max_seq < 1 || c.max_seq > L::kMaxSeq) return bad("maxSeq must be in [1, " + Pow2(L::kMaxSeq) + "], got " + S(c.max_seq));
   if (!(c.rope_theta > 1.0f) || !std::isfinite(c.rope_theta))
     return bad("ropeTheta must be > 1, got " + std::to_string(c.rope_theta));
   if (!(c.norm_eps > 0.0f) || !std::isfinite(c.norm_eps))

@@ -28,6 +28,10 @@
 
 namespace vp {
 
+// The largest head dimension D that attention accepts (both devices; the CUDA
+// kernels pad D to 32, 64, 128 or 256). The addon exports it as limits.maxHeadDim.
+constexpr int64_t kAttentionMaxHeadDim = 256;
+
 struct AttentionOptions {
   // Host pointers to B+1 cumulative lengths each, or null. Neither: one sequence
   // of all Q rows against one of all K rows. Only cu_seqlens_q: K uses the same

@@ -62,6 +62,23 @@ struct VideoLMConfig {
   int64_t ffn_dim() const;
 };
 
+// The bounds of a config's fields (besides the divisibility rules): what
+// videolm_validate_config enforces. The head dim width/heads is bounded by
+// kAttentionMaxHeadDim (vp/attention.h). The addon exports these as
+// limits.videoLM, and lib/model/videolm.ts validates with them.
+struct VideoLMLimits {
+  static constexpr int64_t kMaxImageSize = 4096;  // patchSize <= imageSize <= this
+  static constexpr int64_t kMaxFrames = 4096;
+  static constexpr int64_t kMinWidth = 2;
+  static constexpr int64_t kMaxWidth = 16384;     // heads, kvHeads <= width as well
+  static constexpr int64_t kMaxLayers = 256;
+  static constexpr int64_t kMaxFfn = int64_t{1} << 20;
+  static constexpr double kMaxMlpRatio = 64.0;
+  static constexpr int64_t kMinVocab = 2;
+  static constexpr int64_t kMaxVocab = int64_t{1} << 24;
+  static constexpr int64_t kMaxSeq = int64_t{1} << 24;
+};
+
 // Checks every field (names the field and the rule it breaks).
 Status videolm_validate_config(const VideoLMConfig& c);
 // "tiny" or "small" (docs/model.md has the table); vocab is left to the caller.

@@ -11,8 +11,6 @@
 namespace vp {
 namespace {
 
-constexpr int64_t kMaxHeadDim = 256;
-
 std::string str(int64_t x) { return std::to_string(x); }
 
 Status check_cu(const char* fn, const char* name, const int32_t* cu, int64_t batch, int64_t total) {
@@ -57,8 +55,9 @@ Status make_problem(const char* fn, const TensorView& q, const TensorView& k, co
   const int64_t tk = k.shape[0], Hkv = k.shape[1];
   if (H < 1) return Status::Invalid(std::string(fn) + ": q must have at least one head, got " + q.shape_string());
   if (Hkv < 1) return Status::Invalid(std::string(fn) + ": k must have at least one head, got " + k.shape_string());
-  if (D < 1 || D > kMaxHeadDim)
-    return Status::Invalid(std::string(fn) + ": the head dim D must be in [1, 256], got q shape " + q.shape_string());
+  if (D < 1 || D > kAttentionMaxHeadDim)
+    return Status::Invalid(std::string(fn) + ": the head dim D must be in [1, " + str(kAttentionMaxHeadDim) +
+                           "], got q shape " + q.shape_string());
   if (k.shape[2] != D)
     return Status::Invalid(std::string(fn) + ": k must have head dim " + str(D) + " like q, got " + k.shape_string());
   if (H % Hkv != 0)

@@ -1,7 +1,7 @@
-// attention(q, qShape, k, kShape, v, out, lse, cuQ, cuK, causal, scale, dtype) and
-// attentionBackward(dout, q, qShape, k, kShape, v, out, lse, dq, dk, dv, cuQ, cuK,
-// causal, scale, dtype): q/k/v/... are typed arrays (CPU) or CUDA handles, the
-// outputs allocated by the TypeScript side; cuQ/cuK are Int32Arrays or null;
+// attention({ q, qShape, k, kShape, v, out, lse, cuSeqlensQ, cuSeqlensK, causal, scale, dtype })
+// and attentionBackward({ dout, q, qShape, k, kShape, v, out, lse, dq, dk, dv, cuSeqlensQ,
+// cuSeqlensK, causal, scale, dtype }): q/k/v/... are typed arrays (CPU) or CUDA handles,
+// the outputs allocated by the TypeScript side; cuSeqlensQ/K are Int32Arrays or null;
 // scale a number or undefined (1/sqrt(D)). vp::attention validates everything
 // again (shapes, sizes, cumulative lengths) before any kernel runs.
 #include "addon/addon.h"
@@ -28,22 +28,24 @@ Cu CuArg(const Napi::Value& v, const char* name) {
   return cu;
 }
 
-vp::AttentionOptions Options(const Napi::CallbackInfo& info, int at, Cu& cq, Cu& ck) {
-  cq = CuArg(info[at], "cuSeqlensQ");
-  ck = CuArg(info[at + 1], "cuSeqlensK");
+vp::AttentionOptions Options(const Napi::Object& args, Cu& cq, Cu& ck) {
+  Napi::Env env = args.Env();
+  cq = CuArg(args.Get("cuSeqlensQ"), "cuSeqlensQ");
+  ck = CuArg(args.Get("cuSeqlensK"), "cuSeqlensK");
   vp::AttentionOptions o;
   if (cq.given) {
     o.cu_seqlens_q = cq.data.data();
     o.batch = static_cast<int64_t>(cq.data.size()) - 1;
   }
   if (ck.given) {
-    if (!cq.given) throw Napi::TypeError::New(info.Env(), "cuSeqlensK needs cuSeqlensQ");
+    if (!cq.given) throw Napi::TypeError::New(env, "cuSeqlensK needs cuSeqlensQ");
     if (ck.data.size() != cq.data.size())
-      throw Napi::RangeError::New(info.Env(), "cuSeqlensK must have as many entries as cuSeqlensQ");
+      throw Napi::RangeError::New(env, "cuSeqlensK must have as many entries as cuSeqlensQ");
     o.cu_seqlens_k = ck.data.data();
   }
-  o.causal = info[at + 2].ToBoolean();
-  if (info[at + 3].IsNumber()) o.scale = info[at + 3].As<Napi::Number>().FloatValue();
+  o.causal = args.Get("causal").ToBoolean();
+  const Napi::Value scale = args.Get("scale");
+  if (scale.IsNumber()) o.scale = scale.As<Napi::Number>().FloatValue();
   return o;
 }
 
@@ -55,37 +57,39 @@ vp::TensorView View(const Napi::Value& v, const std::vector<int64_t>& shape, boo
 
 Napi::Value Attention(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto qs = ShapeArg(info[1], "q");
-  auto ks = ShapeArg(info[3], "k");
+  const Napi::Object a = ArgsObject(info, "attention");
+  auto qs = ShapeArg(a.Get("qShape"), "q");
+  auto ks = ShapeArg(a.Get("kShape"), "k");
   if (qs.size() != 3 || ks.size() != 3) throw Napi::TypeError::New(env, "attention: q and k must be 3-D");
-  const bool cuda = info[0].IsExternal();
-  const vp::DType dt = DTypeArg(info[11], "dtype");
+  const bool cuda = a.Get("q").IsExternal();
+  const vp::DType dt = DTypeArg(a.Get("dtype"), "dtype");
   std::vector<int64_t> lse_shape{qs[1], qs[0]};
-  vp::TensorView q = View(info[0], qs, cuda, dt, "q"), k = View(info[2], ks, cuda, dt, "k"),
-                 v = View(info[4], ks, cuda, dt, "v"), out = View(info[5], qs, cuda, dt, "out");
-  vp::TensorView lse = View(info[6], lse_shape, cuda, vp::DType::kFloat32, "lse");
+  vp::TensorView q = View(a.Get("q"), qs, cuda, dt, "q"), k = View(a.Get("k"), ks, cuda, dt, "k"),
+                 v = View(a.Get("v"), ks, cuda, dt, "v"), out = View(a.Get("out"), qs, cuda, dt, "out");
+  vp::TensorView lse = View(a.Get("lse"), lse_shape, cuda, vp::DType::kFloat32, "lse");
   Cu cq, ck;
-  vp::AttentionOptions o = Options(info, 7, cq, ck);
+  vp::AttentionOptions o = Options(a, cq, ck);
   ThrowIfError(env, vp::attention(q, k, v, o, out, lse));
   return env.Undefined();
 }
 
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto qs = ShapeArg(info[2], "q");
-  auto ks = ShapeArg(info[4], "k");
+  const Napi::Object a = ArgsObject(info, "attentionBackward");
+  auto qs = ShapeArg(a.Get("qShape"), "q");
+  auto ks = ShapeArg(a.Get("kShape"), "k");
   if (qs.size() != 3 || ks.size() != 3) throw Napi::TypeError::New(env, "attentionBackward: q and k must be 3-D");
-  const bool cuda = info[1].IsExternal();
-  const vp::DType dt = DTypeArg(info[15], "dtype");
+  const bool cuda = a.Get("q").IsExternal();
+  const vp::DType dt = DTypeArg(a.Get("dtype"), "dtype");
   std::vector<int64_t> lse_shape{qs[1], qs[0]};
-  vp::TensorView dout = View(info[0], qs, cuda, dt, "dout"), q = View(info[1], qs, cuda, dt, "q"),
-                 k = View(info[3], ks, cuda, dt, "k"), v = View(info[5], ks, cuda, dt, "v"),
-                 out = View(info[6], qs, cuda, dt, "out");
-  vp::TensorView lse = View(info[7], lse_shape, cuda, vp::DType::kFloat32, "lse");
-  vp::TensorView dq = View(info[8], qs, cuda, dt, "dq"), dk = View(info[9], ks, cuda, dt, "dk"),
-                 dv = View(info[10], ks, cuda, dt, "dv");
+  vp::TensorView dout = View(a.Get("dout"), qs, cuda, dt, "dout"), q = View(a.Get("q"), qs, cuda, dt, "q"),
+                 k = View(a.Get("k"), ks, cuda, dt, "k"), v = View(a.Get("v"), ks, cuda, dt, "v"),
+                 out = View(a.Get("out"), qs, cuda, dt, "out");
+  vp::TensorView lse = View(a.Get("lse"), lse_shape, cuda, vp::DType::kFloat32, "lse");
+  vp::TensorView dq = View(a.Get("dq"), qs, cuda, dt, "dq"), dk = View(a.Get("dk"), ks, cuda, dt, "dk"),
+                 dv = View(a.Get("dv"), ks, cuda, dt, "dv");
   Cu cq, ck;
-  vp::AttentionOptions o = Options(info, 11, cq, ck);
+  vp::AttentionOptions o = Options(a, cq, ck);
   ThrowIfError(env, vp::attention_backward(dout, q, k, v, out, lse, o, dq, dk, dv));
   return env.Undefined();
 }

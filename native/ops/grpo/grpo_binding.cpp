@@ -120,51 +120,56 @@ Napi::Value TokenLogprobs(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// tokenLogprobsBackward(dlogprobs, logits, shape, dtype, targets, dlogits, temperature)
+// tokenLogprobsBackward({ dLogprobs, logits, shape, dtype, targets, dLogits, temperature })
 Napi::Value TokenLogprobsBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  vp::TensorView logits = Mat(info[1], info[2], info[3], "logits");
-  vp::TensorView dlogits = Mat(info[5], info[2], info[3], "dLogits");
+  const Napi::Object a = ArgsObject(info, "tokenLogprobsBackward");
+  vp::TensorView logits = Mat(a.Get("logits"), a.Get("shape"), a.Get("dtype"), "logits");
+  vp::TensorView dlogits = Mat(a.Get("dLogits"), a.Get("shape"), a.Get("dtype"), "dLogits");
   const int64_t n = logits.shape[0];
   Temps temps;
-  vp::TensorView dl = Vec(info[0], n, vp::DType::kFloat32, logits.device, "dLogprobs", temps);
-  vp::TensorView targets = Vec(info[4], n, vp::DType::kInt32, logits.device, "targets", temps);
+  vp::TensorView dl = Vec(a.Get("dLogprobs"), n, vp::DType::kFloat32, logits.device, "dLogprobs", temps);
+  vp::TensorView targets = Vec(a.Get("targets"), n, vp::DType::kInt32, logits.device, "targets", temps);
   vp::LogprobsOptions o;
-  o.temperature = info[6].As<Napi::Number>().FloatValue();
+  o.temperature = a.Get("temperature").As<Napi::Number>().FloatValue();
   ThrowIfError(env, vp::token_logprobs_backward(dl, logits, targets, dlogits, o));
   return env.Undefined();
 }
 
-// linearTokenLogprobs(hidden, hShape, weight, wShape, dtype, targets, out, temperature)
+// linearTokenLogprobs({ hidden, hiddenShape, weight, weightShape, dtype, targets, out, temperature })
 Napi::Value LinearTokenLogprobs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  vp::TensorView hidden = Mat(info[0], info[1], info[4], "hidden");
-  vp::TensorView weight = Mat(info[2], info[3], info[4], "weight");
+  const Napi::Object a = ArgsObject(info, "linearTokenLogprobs");
+  vp::TensorView hidden = Mat(a.Get("hidden"), a.Get("hiddenShape"), a.Get("dtype"), "hidden");
+  vp::TensorView weight = Mat(a.Get("weight"), a.Get("weightShape"), a.Get("dtype"), "weight");
   const int64_t n = hidden.shape[0];
   Temps temps;
   std::vector<Download> downs;
-  vp::TensorView targets = Vec(info[5], n, vp::DType::kInt32, hidden.device, "targets", temps);
-  vp::TensorView out = Vec(info[6], n, vp::DType::kFloat32, hidden.device, "out", temps, &downs);
+  vp::TensorView targets = Vec(a.Get("targets"), n, vp::DType::kInt32, hidden.device, "targets", temps);
+  vp::TensorView out = Vec(a.Get("out"), n, vp::DType::kFloat32, hidden.device, "out", temps, &downs);
   vp::LogprobsOptions o;
-  o.temperature = info[7].As<Napi::Number>().FloatValue();
+  o.temperature = a.Get("temperature").As<Napi::Number>().FloatValue();
   ThrowIfError(env, vp::linear_token_logprobs(hidden, weight, targets, out, o));
   FinishDownloads(env, downs);
   return env.Undefined();
 }
 
-// linearTokenLogprobsBackward(dlogprobs, hidden, hShape, weight, wShape, dtype, targets, dHidden, dWeight, temperature)
+// linearTokenLogprobsBackward({ dLogprobs, hidden, hiddenShape, weight, weightShape, dtype, targets,
+//                               dHidden, dWeight, temperature })
 Napi::Value LinearTokenLogprobsBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  vp::TensorView hidden = Mat(info[1], info[2], info[5], "hidden");
-  vp::TensorView weight = Mat(info[3], info[4], info[5], "weight");
-  vp::TensorView dhidden = Mat(info[7], info[2], info[5], "dHidden");
-  vp::TensorView dweight = Mat(info[8], info[4], info[5], "dWeight");
+  const Napi::Object a = ArgsObject(info, "linearTokenLogprobsBackward");
+  const Napi::Value hs = a.Get("hiddenShape"), ws = a.Get("weightShape"), dt = a.Get("dtype");
+  vp::TensorView hidden = Mat(a.Get("hidden"), hs, dt, "hidden");
+  vp::TensorView weight = Mat(a.Get("weight"), ws, dt, "weight");
+  vp::TensorView dhidden = Mat(a.Get("dHidden"), hs, dt, "dHidden");
+  vp::TensorView dweight = Mat(a.Get("dWeight"), ws, dt, "dWeight");
   const int64_t n = hidden.shape[0];
   Temps temps;
-  vp::TensorView dl = Vec(info[0], n, vp::DType::kFloat32, hidden.device, "dLogprobs", temps);
-  vp::TensorView targets = Vec(info[6], n, vp::DType::kInt32, hidden.device, "targets", temps);
+  vp::TensorView dl = Vec(a.Get("dLogprobs"), n, vp::DType::kFloat32, hidden.device, "dLogprobs", temps);
+  vp::TensorView targets = Vec(a.Get("targets"), n, vp::DType::kInt32, hidden.device, "targets", temps);
   vp::LogprobsOptions o;
-  o.temperature = info[9].As<Napi::Number>().FloatValue();
+  o.temperature = a.Get("temperature").As<Napi::Number>().FloatValue();
   ThrowIfError(env, vp::linear_token_logprobs_backward(dl, hidden, weight, targets, dhidden, dweight, o));
   return env.Undefined();
 }
@@ -195,71 +200,77 @@ Napi::Value GroupAdvantages(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// comparativeRewards(complete, nComplete, degraded, nDegraded, groupSize, mode, bonus, ratio, minReward, out)
+// comparativeRewards({ complete, nComplete, degraded, nDegraded, groupSize, mode, bonus, ratio,
+//                      minReward, out })
 Napi::Value ComparativeRewards(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const vp::Device dev = DeviceOf(info[0]);
-  const int64_t nc = LengthOf(info[0], info[1]), nd = LengthOf(info[2], info[3]);
+  const Napi::Object a = ArgsObject(info, "comparativeRewards");
+  const Napi::Value complete = a.Get("complete"), degraded = a.Get("degraded");
+  const vp::Device dev = DeviceOf(complete);
+  const int64_t nc = LengthOf(complete, a.Get("nComplete")), nd = LengthOf(degraded, a.Get("nDegraded"));
   Temps temps;
-  vp::TensorView c = Vec(info[0], nc, vp::DType::kFloat32, dev, "taskComplete", temps);
-  vp::TensorView d = Vec(info[2], nd, vp::DType::kFloat32, dev, "taskDegraded", temps);
-  vp::TensorView out = Vec(info[9], nc, vp::DType::kFloat32, dev, "out", temps);
+  vp::TensorView c = Vec(complete, nc, vp::DType::kFloat32, dev, "taskComplete", temps);
+  vp::TensorView d = Vec(degraded, nd, vp::DType::kFloat32, dev, "taskDegraded", temps);
+  vp::TensorView out = Vec(a.Get("out"), nc, vp::DType::kFloat32, dev, "out", temps);
   vp::ComparativeOptions o;
-  o.mode = info[5].As<Napi::String>().Utf8Value() == "threshold" ? vp::ComparativeMode::kThreshold
-                                                                : vp::ComparativeMode::kPairwise;
-  o.bonus = info[6].As<Napi::Number>().DoubleValue();
-  o.ratio = info[7].As<Napi::Number>().DoubleValue();
-  o.min_reward = info[8].As<Napi::Number>().DoubleValue();
-  ThrowIfError(env, vp::comparative_rewards(c, d, info[4].As<Napi::Number>().Int64Value(), o, out));
+  o.mode = a.Get("mode").As<Napi::String>().Utf8Value() == "threshold" ? vp::ComparativeMode::kThreshold
+                                                                       : vp::ComparativeMode::kPairwise;
+  o.bonus = a.Get("bonus").As<Napi::Number>().DoubleValue();
+  o.ratio = a.Get("ratio").As<Napi::Number>().DoubleValue();
+  o.min_reward = a.Get("minReward").As<Napi::Number>().DoubleValue();
+  ThrowIfError(env, vp::comparative_rewards(c, d, a.Get("groupSize").As<Napi::Number>().Int64Value(), o, out));
   return env.Undefined();
 }
 
-// grpoLoss(logprobs, old, ref|null, advantages, cuSeqlens, lengths[T, nAdv, nCu], dLogprobs, opts) → stats
+int64_t Int64Field(const Napi::Object& o, const char* key) { return o.Get(key).As<Napi::Number>().Int64Value(); }
+
+// grpoLoss({ logprobs, oldLogprobs, refLogprobs|null, advantages, cuSeqlens, dLogprobs, tokens,
+//            numAdvantages, numCuSeqlens }, opts) → stats
 Napi::Value GrpoLoss(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const vp::Device dev = DeviceOf(info[0]);
-  Napi::Array lens = info[5].As<Napi::Array>();
-  const int64_t t = lens.Get(0u).As<Napi::Number>().Int64Value();
-  const int64_t na = lens.Get(1u).As<Napi::Number>().Int64Value();
-  const int64_t nc = lens.Get(2u).As<Napi::Number>().Int64Value();
+  const Napi::Object a = ArgsObject(info, "grpoLoss");
+  const Napi::Value logprobs = a.Get("logprobs"), ref = a.Get("refLogprobs");
+  const vp::Device dev = DeviceOf(logprobs);
+  const int64_t t = Int64Field(a, "tokens");
   Temps temps;
   vp::GrpoInputs in;
-  in.logprobs = Vec(info[0], t, vp::DType::kFloat32, dev, "logprobs", temps);
-  in.old_logprobs = Vec(info[1], t, vp::DType::kFloat32, dev, "oldLogprobs", temps);
-  if (!IsAbsent(info[2])) in.ref_logprobs = Vec(info[2], t, vp::DType::kFloat32, dev, "refLogprobs", temps);
-  in.advantages = Vec(info[3], na, vp::DType::kFloat32, dev, "advantages", temps);
-  in.cu_seqlens = Vec(info[4], nc, vp::DType::kInt32, dev, "cuSeqlens", temps);
-  vp::TensorView dl = Vec(info[6], t, vp::DType::kFloat32, dev, "dLogprobs", temps);
+  in.logprobs = Vec(logprobs, t, vp::DType::kFloat32, dev, "logprobs", temps);
+  in.old_logprobs = Vec(a.Get("oldLogprobs"), t, vp::DType::kFloat32, dev, "oldLogprobs", temps);
+  if (!IsAbsent(ref)) in.ref_logprobs = Vec(ref, t, vp::DType::kFloat32, dev, "refLogprobs", temps);
+  in.advantages = Vec(a.Get("advantages"), Int64Field(a, "numAdvantages"), vp::DType::kFloat32, dev, "advantages", temps);
+  in.cu_seqlens = Vec(a.Get("cuSeqlens"), Int64Field(a, "numCuSeqlens"), vp::DType::kInt32, dev, "cuSeqlens", temps);
+  vp::TensorView dl = Vec(a.Get("dLogprobs"), t, vp::DType::kFloat32, dev, "dLogprobs", temps);
   vp::GrpoStats st;
-  ThrowIfError(env, vp::grpo_loss(in, GrpoOpts(info[7].As<Napi::Object>()), dl, &st));
+  ThrowIfError(env, vp::grpo_loss(in, GrpoOpts(ArgsObject(info, "grpoLoss", 1)), dl, &st));
   return StatsObject(env, st);
 }
 
-// linearGrpoLoss(hidden, hShape, weight, wShape, dtype, targets, old, ref|null, advantages,
-//                cuSeqlens, dHidden, dWeight, logprobsOut|null, opts, [nAdv, nCu]) → stats
+// linearGrpoLoss({ hidden, hiddenShape, weight, weightShape, dtype, targets, oldLogprobs,
+//                  refLogprobs|null, advantages, cuSeqlens, dHidden, dWeight, logprobsOut|null,
+//                  numAdvantages, numCuSeqlens }, opts) → stats
 Napi::Value LinearGrpoLoss(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  const Napi::Object a = ArgsObject(info, "linearGrpoLoss");
+  const Napi::Value hs = a.Get("hiddenShape"), ws = a.Get("weightShape"), dt = a.Get("dtype");
+  const Napi::Value ref = a.Get("refLogprobs"), lp_out = a.Get("logprobsOut");
   vp::LinearGrpoInputs in;
-  in.hidden = Mat(info[0], info[1], info[4], "hidden");
-  in.weight = Mat(info[2], info[3], info[4], "weight");
+  in.hidden = Mat(a.Get("hidden"), hs, dt, "hidden");
+  in.weight = Mat(a.Get("weight"), ws, dt, "weight");
   const vp::Device dev = in.hidden.device;
   const int64_t t = in.hidden.shape[0];
   Temps temps;
   std::vector<Download> downs;
-  in.targets = Vec(info[5], t, vp::DType::kInt32, dev, "targets", temps);
-  in.old_logprobs = Vec(info[6], t, vp::DType::kFloat32, dev, "oldLogprobs", temps);
-  if (!IsAbsent(info[7])) in.ref_logprobs = Vec(info[7], t, vp::DType::kFloat32, dev, "refLogprobs", temps);
-  Napi::Array lens = info[14].As<Napi::Array>();
-  in.advantages = Vec(info[8], lens.Get(0u).As<Napi::Number>().Int64Value(), vp::DType::kFloat32, dev,
-                      "advantages", temps);
-  in.cu_seqlens = Vec(info[9], lens.Get(1u).As<Napi::Number>().Int64Value(), vp::DType::kInt32, dev,
-                      "cuSeqlens", temps);
-  vp::TensorView dh = Mat(info[10], info[1], info[4], "dHidden");
-  vp::TensorView dw = Mat(info[11], info[3], info[4], "dWeight");
+  in.targets = Vec(a.Get("targets"), t, vp::DType::kInt32, dev, "targets", temps);
+  in.old_logprobs = Vec(a.Get("oldLogprobs"), t, vp::DType::kFloat32, dev, "oldLogprobs", temps);
+  if (!IsAbsent(ref)) in.ref_logprobs = Vec(ref, t, vp::DType::kFloat32, dev, "refLogprobs", temps);
+  in.advantages = Vec(a.Get("advantages"), Int64Field(a, "numAdvantages"), vp::DType::kFloat32, dev, "advantages", temps);
+  in.cu_seqlens = Vec(a.Get("cuSeqlens"), Int64Field(a, "numCuSeqlens"), vp::DType::kInt32, dev, "cuSeqlens", temps);
+  vp::TensorView dh = Mat(a.Get("dHidden"), hs, dt, "dHidden");
+  vp::TensorView dw = Mat(a.Get("dWeight"), ws, dt, "dWeight");
   vp::TensorView lp;
-  if (!IsAbsent(info[12])) lp = Vec(info[12], t, vp::DType::kFloat32, dev, "logprobs", temps, &downs);
+  if (!IsAbsent(lp_out)) lp = Vec(lp_out, t, vp::DType::kFloat32, dev, "logprobs", temps, &downs);
   vp::GrpoStats st;
-  ThrowIfError(env, vp::linear_grpo_loss(in, GrpoOpts(info[13].As<Napi::Object>()), dh, dw, lp, &st));
+  ThrowIfError(env, vp::linear_grpo_loss(in, GrpoOpts(ArgsObject(info, "linearGrpoLoss", 1)), dh, dw, lp, &st));
   FinishDownloads(env, downs);
   return StatsObject(env, st);
 }

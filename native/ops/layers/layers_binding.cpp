@@ -47,22 +47,25 @@ int32_t* I32(const Napi::Value& v, int64_t len, const char* name) {
   return Arr<int32_t, napi_int32_array>(v, len, name);
 }
 
-// rmsnormForward(x, gain, rows, dim, eps, y, rstd)
+// rmsnormForward({ x, gain, rows, dim, eps, y, rstd })
 Napi::Value RmsnormForward(const Napi::CallbackInfo& info) {
-  int64_t rows = Int(info[2], "rows"), dim = Int(info[3], "dim");
-  ThrowIfError(info.Env(), vp::rmsnorm_forward(F32(info[0], rows * dim, "x"), F32(info[1], dim, "gain"), rows, dim,
-                                               static_cast<float>(Num(info[4], "eps")), F32(info[5], rows * dim, "y"),
-                                               F32(info[6], rows, "rstd")));
+  const Napi::Object a = ArgsObject(info, "rmsnormForward");
+  int64_t rows = Int(a.Get("rows"), "rows"), dim = Int(a.Get("dim"), "dim");
+  ThrowIfError(info.Env(), vp::rmsnorm_forward(F32(a.Get("x"), rows * dim, "x"), F32(a.Get("gain"), dim, "gain"), rows,
+                                               dim, static_cast<float>(Num(a.Get("eps"), "eps")),
+                                               F32(a.Get("y"), rows * dim, "y"), F32(a.Get("rstd"), rows, "rstd")));
   return info.Env().Undefined();
 }
 
-// rmsnormBackward(dy, x, gain, rstd, rows, dim, eps, dx, dgain, accumulate)
+// rmsnormBackward({ dy, x, gain, rstd|null, rows, dim, eps, dx, dGain, accumulate })
 Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
-  int64_t rows = Int(info[4], "rows"), dim = Int(info[5], "dim");
-  ThrowIfError(info.Env(), vp::rmsnorm_backward(F32(info[0], rows * dim, "dy"), F32(info[1], rows * dim, "x"),
-                                                F32(info[2], dim, "gain"), F32(info[3], rows, "rstd", true), rows, dim,
-                                                static_cast<float>(Num(info[6], "eps")), F32(info[7], rows * dim, "dx"),
-                                                F32(info[8], dim, "dgain"), info[9].ToBoolean()));
+  const Napi::Object a = ArgsObject(info, "rmsnormBackward");
+  int64_t rows = Int(a.Get("rows"), "rows"), dim = Int(a.Get("dim"), "dim");
+  ThrowIfError(info.Env(), vp::rmsnorm_backward(F32(a.Get("dy"), rows * dim, "dy"), F32(a.Get("x"), rows * dim, "x"),
+                                                F32(a.Get("gain"), dim, "gain"), F32(a.Get("rstd"), rows, "rstd", true),
+                                                rows, dim, static_cast<float>(Num(a.Get("eps"), "eps")),
+                                                F32(a.Get("dx"), rows * dim, "dx"), F32(a.Get("dGain"), dim, "dgain"),
+                                                a.Get("accumulate").ToBoolean()));
   return info.Env().Undefined();
 }
 
@@ -74,21 +77,23 @@ Napi::Value SwigluForward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// swigluBackward(dh, gate, up, rows, ffn, dgate, dup)
+// swigluBackward({ dh, gate, up, rows, ffn, dGate, dUp })
 Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
-  int64_t rows = Int(info[3], "rows"), f = Int(info[4], "ffn");
-  ThrowIfError(info.Env(), vp::swiglu_backward(F32(info[0], rows * f, "dh"), F32(info[1], rows * f, "gate"),
-                                               F32(info[2], rows * f, "up"), rows, f, f, F32(info[5], rows * f, "dgate"),
-                                               F32(info[6], rows * f, "dup")));
+  const Napi::Object a = ArgsObject(info, "swigluBackward");
+  int64_t rows = Int(a.Get("rows"), "rows"), f = Int(a.Get("ffn"), "ffn");
+  ThrowIfError(info.Env(), vp::swiglu_backward(F32(a.Get("dh"), rows * f, "dh"), F32(a.Get("gate"), rows * f, "gate"),
+                                               F32(a.Get("up"), rows * f, "up"), rows, f, f,
+                                               F32(a.Get("dGate"), rows * f, "dgate"), F32(a.Get("dUp"), rows * f, "dup")));
   return info.Env().Undefined();
 }
 
-// ropeApply(x, positions, tokens, heads, headDim, theta, inverse, out)
+// ropeApply({ x, positions, tokens, heads, headDim, theta, inverse, out })
 Napi::Value RopeApply(const Napi::CallbackInfo& info) {
-  int64_t t = Int(info[2], "tokens"), h = Int(info[3], "heads"), d = Int(info[4], "headDim");
-  ThrowIfError(info.Env(), vp::rope_apply(F32(info[0], t * h * d, "x"), I32(info[1], t, "positions"), t, h, d,
-                                          static_cast<float>(Num(info[5], "theta")), info[6].ToBoolean(),
-                                          F32(info[7], t * h * d, "out")));
+  const Napi::Object a = ArgsObject(info, "ropeApply");
+  int64_t t = Int(a.Get("tokens"), "tokens"), h = Int(a.Get("heads"), "heads"), d = Int(a.Get("headDim"), "headDim");
+  ThrowIfError(info.Env(), vp::rope_apply(F32(a.Get("x"), t * h * d, "x"), I32(a.Get("positions"), t, "positions"), t, h,
+                                          d, static_cast<float>(Num(a.Get("theta"), "theta")),
+                                          a.Get("inverse").ToBoolean(), F32(a.Get("out"), t * h * d, "out")));
   return info.Env().Undefined();
 }
 
@@ -112,21 +117,25 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// linearForward(x, w, b|null, n, in, out, y)
+// linearForward({ x, weight, bias|null, n, inFeatures, outFeatures, y })
 Napi::Value LinearForward(const Napi::CallbackInfo& info) {
-  int64_t n = Int(info[3], "n"), in = Int(info[4], "in"), out = Int(info[5], "out");
-  ThrowIfError(info.Env(), vp::linear_forward(F32(info[0], n * in, "x"), F32(info[1], out * in, "weight"),
-                                              F32(info[2], out, "bias", true), n, in, out, F32(info[6], n * out, "y")));
+  const Napi::Object a = ArgsObject(info, "linearForward");
+  int64_t n = Int(a.Get("n"), "n"), in = Int(a.Get("inFeatures"), "inFeatures"), out = Int(a.Get("outFeatures"), "outFeatures");
+  ThrowIfError(info.Env(), vp::linear_forward(F32(a.Get("x"), n * in, "x"), F32(a.Get("weight"), out * in, "weight"),
+                                              F32(a.Get("bias"), out, "bias", true), n, in, out,
+                                              F32(a.Get("y"), n * out, "y")));
   return info.Env().Undefined();
 }
 
-// linearBackward(dy, x, w, n, in, out, dx|null, dw|null, db|null, accumulate)
+// linearBackward({ dy, x, weight, n, inFeatures, outFeatures, dx|null, dWeight|null, dBias|null, accumulate })
 Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
-  int64_t n = Int(info[3], "n"), in = Int(info[4], "in"), out = Int(info[5], "out");
-  ThrowIfError(info.Env(), vp::linear_backward(F32(info[0], n * out, "dy"), F32(info[1], n * in, "x"),
-                                               F32(info[2], out * in, "weight"), n, in, out, F32(info[6], n * in, "dx", true),
-                                               F32(info[7], out * in, "dWeight", true), F32(info[8], out, "dBias", true),
-                                               info[9].ToBoolean()));
+  const Napi::Object a = ArgsObject(info, "linearBackward");
+  int64_t n = Int(a.Get("n"), "n"), in = Int(a.Get("inFeatures"), "inFeatures"), out = Int(a.Get("outFeatures"), "outFeatures");
+  ThrowIfError(info.Env(), vp::linear_backward(F32(a.Get("dy"), n * out, "dy"), F32(a.Get("x"), n * in, "x"),
+                                               F32(a.Get("weight"), out * in, "weight"), n, in, out,
+                                               F32(a.Get("dx"), n * in, "dx", true),
+                                               F32(a.Get("dWeight"), out * in, "dWeight", true),
+                                               F32(a.Get("dBias"), out, "dBias", true), a.Get("accumulate").ToBoolean()));
   return info.Env().Undefined();
 }
 
@@ -144,28 +153,32 @@ Napi::Value CrossEntropyForward(const Napi::CallbackInfo& info) {
   return r;
 }
 
-// crossEntropyBackward(logits, targets, lse|null, n, vocab, gradLoss, dlogits)
+// crossEntropyBackward({ logits, targets, lse|null, n, vocab, gradLoss, dLogits })
 Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
-  int64_t n = Int(info[3], "n"), v = Int(info[4], "vocab");
-  ThrowIfError(info.Env(), vp::cross_entropy_backward(F32(info[0], n * v, "logits"), I32(info[1], n, "targets"),
-                                                      F32(info[2], n, "lse", true), n, v,
-                                                      static_cast<float>(Num(info[5], "gradLoss")), F32(info[6], n * v, "dLogits")));
+  const Napi::Object a = ArgsObject(info, "crossEntropyBackward");
+  int64_t n = Int(a.Get("n"), "n"), v = Int(a.Get("vocab"), "vocab");
+  ThrowIfError(info.Env(), vp::cross_entropy_backward(F32(a.Get("logits"), n * v, "logits"), I32(a.Get("targets"), n, "targets"),
+                                                      F32(a.Get("lse"), n, "lse", true), n, v,
+                                                      static_cast<float>(Num(a.Get("gradLoss"), "gradLoss")),
+                                                      F32(a.Get("dLogits"), n * v, "dLogits")));
   return info.Env().Undefined();
 }
 
-// adamwStep(param, grad, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale)
+// adamwStep({ param, grad, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale })
 Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
-  int64_t n = info[0].IsTypedArray() ? static_cast<int64_t>(info[0].As<Napi::TypedArray>().ElementLength()) : 0;
+  const Napi::Object a = ArgsObject(info, "adamwStep");
+  const Napi::Value param = a.Get("param");
+  int64_t n = param.IsTypedArray() ? static_cast<int64_t>(param.As<Napi::TypedArray>().ElementLength()) : 0;
   vp::AdamWConfig c;
-  c.lr = static_cast<float>(Num(info[4], "lr"));
-  c.beta1 = static_cast<float>(Num(info[5], "beta1"));
-  c.beta2 = static_cast<float>(Num(info[6], "beta2"));
-  c.eps = static_cast<float>(Num(info[7], "eps"));
-  c.weight_decay = static_cast<float>(Num(info[8], "weightDecay"));
-  c.step = Int(info[9], "step");
-  c.grad_scale = static_cast<float>(Num(info[10], "gradScale"));
-  ThrowIfError(info.Env(), vp::adamw_step(F32(info[0], n, "param"), F32(info[1], n, "grad"), F32(info[2], n, "m"),
-                                          F32(info[3], n, "v"), n, c));
+  c.lr = static_cast<float>(Num(a.Get("lr"), "lr"));
+  c.beta1 = static_cast<float>(Num(a.Get("beta1"), "beta1"));
+  c.beta2 = static_cast<float>(Num(a.Get("beta2"), "beta2"));
+  c.eps = static_cast<float>(Num(a.Get("eps"), "eps"));
+  c.weight_decay = static_cast<float>(Num(a.Get("weightDecay"), "weightDecay"));
+  c.step = Int(a.Get("step"), "step");
+  c.grad_scale = static_cast<float>(Num(a.Get("gradScale"), "gradScale"));
+  ThrowIfError(info.Env(), vp::adamw_step(F32(param, n, "param"), F32(a.Get("grad"), n, "grad"), F32(a.Get("m"), n, "m"),
+                                          F32(a.Get("v"), n, "v"), n, c));
   return info.Env().Undefined();
 }
 
@@ -219,24 +232,28 @@ Napi::Value RngFill(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// sampleTokens(logits, rows, vocab, temperature, topP, seed: bigint, step: bigint, streams: BigUint64Array|null, out: Int32Array)
+// sampleTokens({ logits, rows, vocab, temperature, topP, seed: bigint, step: bigint,
+//                streams: BigUint64Array|null, out: Int32Array })
 Napi::Value SampleTokens(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int64_t rows = Int(info[1], "rows"), v = Int(info[2], "vocab");
+  const Napi::Object a = ArgsObject(info, "sampleTokens");
+  int64_t rows = Int(a.Get("rows"), "rows"), v = Int(a.Get("vocab"), "vocab");
   vp::SampleOptions o;
-  o.temperature = static_cast<float>(Num(info[3], "temperature"));
-  o.top_p = static_cast<float>(Num(info[4], "topP"));
-  o.seed = U64(info[5], "seed");
-  o.step = U64(info[6], "step");
+  o.temperature = static_cast<float>(Num(a.Get("temperature"), "temperature"));
+  o.top_p = static_cast<float>(Num(a.Get("topP"), "topP"));
+  o.seed = U64(a.Get("seed"), "seed");
+  o.step = U64(a.Get("step"), "step");
   const uint64_t* streams = nullptr;
-  if (!info[7].IsNull() && !info[7].IsUndefined()) {
-    if (!info[7].IsTypedArray() || info[7].As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array)
+  const Napi::Value sv = a.Get("streams");
+  if (!sv.IsNull() && !sv.IsUndefined()) {
+    if (!sv.IsTypedArray() || sv.As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array)
       throw Napi::TypeError::New(env, "streams: expected a BigUint64Array");
-    Napi::TypedArray ta = info[7].As<Napi::TypedArray>();
+    Napi::TypedArray ta = sv.As<Napi::TypedArray>();
     if (static_cast<int64_t>(ta.ElementLength()) != rows) throw Napi::RangeError::New(env, "streams: one per row");
     streams = reinterpret_cast<const uint64_t*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
   }
-  ThrowIfError(env, vp::sample_tokens(F32(info[0], rows * v, "logits"), rows, v, o, streams, I32(info[8], rows, "out")));
+  ThrowIfError(env, vp::sample_tokens(F32(a.Get("logits"), rows * v, "logits"), rows, v, o, streams,
+                                      I32(a.Get("out"), rows, "out")));
   return env.Undefined();
 }
 

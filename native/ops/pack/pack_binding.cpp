@@ -1,9 +1,9 @@
 // Token packing in the binding:
 //   packPlan(table: Int32Array [S*6], numSequences, frameMap: Int32Array, dims: [V, F, P, T])
 //     -> { source, positions, segment, cuSeqlens } (Int32Arrays)
-//   packTokens(video|null, videoShape, text|null, textShape, source: Int32Array, out, outShape, dtype)
-//   packTokensBackward(dTokens, dTokensShape, source: Int32Array, dVideo|null, videoShape,
-//                      dText|null, textShape, dtype)
+//   packTokens({ video|null, videoShape, text|null, textShape, source: Int32Array, out, outShape, dtype })
+//   packTokensBackward({ dTokens, dTokensShape, source: Int32Array, dVideo|null, videoShape,
+//                        dText|null, textShape, dtype })
 // Tensors are typed arrays (CPU) or CUDA handles; outputs are allocated by the
 // TypeScript side. null stands for an absent source with zero rows. The core
 // validates every index again (memory safety never depends on the caller).
@@ -96,24 +96,26 @@ Napi::Value PackPlan(const Napi::CallbackInfo& info) {
 
 Napi::Value PackTokens(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const bool cuda = info[5].IsExternal();
-  const vp::DType dt = DTypeArg(info[7], "dtype");
-  vp::TensorView video = TensorArg(info[0], ShapeArg(info[1], "video"), cuda, dt, "video");
-  vp::TensorView text = TensorArg(info[2], ShapeArg(info[3], "text"), cuda, dt, "text");
-  Ints source = Int32ArrayArg(info[4], "source");
-  vp::TensorView out = TensorArg(info[5], ShapeArg(info[6], "out"), cuda, dt, "out");
+  const Napi::Object a = ArgsObject(info, "packTokens");
+  const bool cuda = a.Get("out").IsExternal();
+  const vp::DType dt = DTypeArg(a.Get("dtype"), "dtype");
+  vp::TensorView video = TensorArg(a.Get("video"), ShapeArg(a.Get("videoShape"), "video"), cuda, dt, "video");
+  vp::TensorView text = TensorArg(a.Get("text"), ShapeArg(a.Get("textShape"), "text"), cuda, dt, "text");
+  Ints source = Int32ArrayArg(a.Get("source"), "source");
+  vp::TensorView out = TensorArg(a.Get("out"), ShapeArg(a.Get("outShape"), "out"), cuda, dt, "out");
   ThrowIfError(env, vp::pack_tokens(video, text, source.data, source.length, out));
   return env.Undefined();
 }
 
 Napi::Value PackTokensBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const bool cuda = info[0].IsExternal();
-  const vp::DType dt = DTypeArg(info[7], "dtype");
-  vp::TensorView d_tokens = TensorArg(info[0], ShapeArg(info[1], "dTokens"), cuda, dt, "dTokens");
-  Ints source = Int32ArrayArg(info[2], "source");
-  vp::TensorView d_video = TensorArg(info[3], ShapeArg(info[4], "dVideo"), cuda, dt, "dVideo");
-  vp::TensorView d_text = TensorArg(info[5], ShapeArg(info[6], "dText"), cuda, dt, "dText");
+  const Napi::Object a = ArgsObject(info, "packTokensBackward");
+  const bool cuda = a.Get("dTokens").IsExternal();
+  const vp::DType dt = DTypeArg(a.Get("dtype"), "dtype");
+  vp::TensorView d_tokens = TensorArg(a.Get("dTokens"), ShapeArg(a.Get("dTokensShape"), "dTokens"), cuda, dt, "dTokens");
+  Ints source = Int32ArrayArg(a.Get("source"), "source");
+  vp::TensorView d_video = TensorArg(a.Get("dVideo"), ShapeArg(a.Get("videoShape"), "dVideo"), cuda, dt, "dVideo");
+  vp::TensorView d_text = TensorArg(a.Get("dText"), ShapeArg(a.Get("textShape"), "dText"), cuda, dt, "dText");
   ThrowIfError(env, vp::pack_tokens_backward(d_tokens, source.data, source.length, d_video, d_text));
   return env.Undefined();
 }

@@ -1,0 +1,480 @@
+// The TypeScript ↔ native seam: every function, constant and class that the
+// Node-API addon exports (videoperceiver.node, sources in native/addon/ and
+// native/**/*_binding.cpp), typed in one place so that tsc checks every call
+// site in lib/. Type declarations only: no code, no cost at run time.
+//
+// Conventions of the addon (kept by every binding):
+// - a tensor argument is its storage: a host typed array (CPU) or an opaque
+//   CudaBuffer handle (CUDA), with its shape and dtype passed beside it;
+// - a binding whose values would be more than six positional arguments takes
+//   one object of named arguments instead (`scripts/native-arity.mjs --max 6`
+//   checks the C++ side); an options object that mirrors a core struct may
+//   follow it as a second argument;
+// - outputs are allocated by the caller (TypeScript) and written in place;
+// - lib/ validates every argument first; the bindings re-check only what
+//   memory safety depends on.
+import type { AdvantageScale, ComparativeMode, GrpoLossType } from './ops/grpo.js';
+import type { ForwardResult, GenerateOptions, ParamInfo, StepOptions, StepResult, VideoLMConfig, VideoLMLayout, VideoLMSegment } from './model/videolm.js';
+
+declare const cudaBufferBrand: unique symbol;
+
+/** A CUDA device allocation owned by the addon (a Node-API External); opaque to TypeScript. */
+export interface CudaBuffer {
+  readonly [cudaBufferBrand]: 'CudaBuffer';
+}
+
+export type AddonDType = 'float32' | 'int32' | 'bfloat16' | 'float16';
+export type AddonDevice = 'cpu' | 'cuda';
+/** Host storage of a tensor: Uint16Array holds the bits of bfloat16/float16. */
+export type HostArray = Float32Array | Int32Array | Uint16Array;
+/** A tensor's storage as the addon takes it (see Tensor.nativeArg). */
+export type NativeTensor = HostArray | CudaBuffer;
+/** A per-row vector: a host typed array (uploaded for the call when the op runs on CUDA) or a device buffer. */
+export type NativeVector<T extends Float32Array | Int32Array> = T | CudaBuffer;
+/** A shape: non-negative integers, at most limits.maxDims of them. */
+export type Shape = readonly number[];
+
+/** The core's limits (native/addon/limits.cpp), read by the TypeScript validation. */
+export interface AddonLimits {
+  /** Dimensions of a tensor (vp::kMaxDims). */
+  readonly maxDims: number;
+  /** The attention head dimension D (vp::kAttentionMaxHeadDim); also bounds a VideoLM's width/heads. */
+  readonly maxHeadDim: number;
+  /** Bounds of a VideoLM config (vp::VideoLMLimits). */
+  readonly videoLM: {
+    readonly maxImageSize: number;
+    readonly maxFrames: number;
+    readonly minWidth: number;
+    readonly maxWidth: number;
+    readonly maxLayers: number;
+    readonly maxFfn: number;
+    readonly maxMlpRatio: number;
+    readonly minVocab: number;
+    readonly maxVocab: number;
+    readonly maxSeq: number;
+  };
+}
+
+export type AddonIsa = 'avx512' | 'avx2' | 'generic';
+
+/** backendInfo(): the raw report that lib/backend.ts shapes for users. */
+export interface AddonBackendInfo {
+  cpu: { isa: AddonIsa; bestIsa: AddonIsa; isaReason: string; threads: number };
+  cuda: AddonCudaInfo;
+}
+
+interface AddonCudaCommon {
+  compiled: boolean;
+  reason: string;
+  /** cudaRuntimeGetVersion (e.g. 13000), 0 without CUDA. */
+  runtimeVersion: number;
+}
+
+export type AddonCudaInfo =
+  | (AddonCudaCommon & { available: false })
+  | (AddonCudaCommon & { available: true; device: string; computeCapability: string; memoryBytes: number; deviceCount: number });
+
+// ---- arguments of the bindings that take one object -----------------------------------------
+
+export interface MatmulArgs {
+  a: NativeTensor;
+  aShape: Shape;
+  b: NativeTensor;
+  bShape: Shape;
+  out: NativeTensor;
+  transA: boolean;
+  transB: boolean;
+  dtype: AddonDType;
+}
+
+/** The sequence layout and mask of attention (both directions). */
+export interface AttentionLayoutArgs {
+  qShape: Shape;
+  kShape: Shape;
+  /** B+1 cumulative query lengths, or null: one sequence. */
+  cuSeqlensQ: Int32Array | null;
+  cuSeqlensK: Int32Array | null;
+  causal: boolean;
+  /** Undefined: 1/sqrt(D). */
+  scale: number | undefined;
+  dtype: AddonDType;
+}
+
+export interface AttentionArgs extends AttentionLayoutArgs {
+  q: NativeTensor;
+  k: NativeTensor;
+  v: NativeTensor;
+  out: NativeTensor;
+  lse: NativeTensor;
+}
+
+export interface AttentionBackwardArgs extends AttentionArgs {
+  dout: NativeTensor;
+  dq: NativeTensor;
+  dk: NativeTensor;
+  dv: NativeTensor;
+}
+
+export interface InfoNceArgs {
+  /** 0: forward (writes lse), 1: backward (reads lse, writes the gradients), 2: both in one pass. */
+  mode: 0 | 1 | 2;
+  queries: NativeTensor;
+  queriesShape: Shape;
+  keys: NativeTensor;
+  keysShape: Shape;
+  dtype: AddonDType;
+  positive: Int32Array;
+  temperature: number;
+  normalize: boolean;
+  gradLoss: number;
+  lse: NativeTensor;
+  /** Written in modes 1 and 2. */
+  dQueries: NativeTensor | undefined;
+  dKeys: NativeTensor | undefined;
+}
+
+export interface PackTokensArgs {
+  /** null: no video source (its shape then holds no rows). */
+  video: NativeTensor | null;
+  videoShape: Shape;
+  text: NativeTensor | null;
+  textShape: Shape;
+  source: Int32Array;
+  out: NativeTensor;
+  outShape: Shape;
+  dtype: AddonDType;
+}
+
+export interface PackTokensBackwardArgs {
+  dTokens: NativeTensor;
+  dTokensShape: Shape;
+  source: Int32Array;
+  dVideo: NativeTensor;
+  videoShape: Shape;
+  dText: NativeTensor;
+  textShape: Shape;
+  dtype: AddonDType;
+}
+
+export interface PackPlan {
+  source: Int32Array;
+  positions: Int32Array;
+  segment: Int32Array;
+  cuSeqlens: Int32Array;
+}
+
+export interface TokenLogprobsBackwardArgs {
+  dLogprobs: NativeVector<Float32Array>;
+  logits: NativeTensor;
+  shape: Shape;
+  dtype: AddonDType;
+  targets: NativeVector<Int32Array>;
+  dLogits: NativeTensor;
+  temperature: number;
+}
+
+export interface LinearLogprobsArgs {
+  hidden: NativeTensor;
+  hiddenShape: Shape;
+  weight: NativeTensor;
+  weightShape: Shape;
+  dtype: AddonDType;
+  targets: NativeVector<Int32Array>;
+}
+
+export interface LinearTokenLogprobsArgs extends LinearLogprobsArgs {
+  /** Written (and downloaded into a host array when the matrices are on CUDA). */
+  out: NativeVector<Float32Array>;
+  temperature: number;
+}
+
+export interface LinearTokenLogprobsBackwardArgs extends LinearLogprobsArgs {
+  dLogprobs: NativeVector<Float32Array>;
+  dHidden: NativeTensor;
+  dWeight: NativeTensor;
+  temperature: number;
+}
+
+export interface ComparativeRewardsArgs {
+  complete: NativeVector<Float32Array>;
+  /** Element counts (what a CudaBuffer does not carry). */
+  nComplete: number;
+  degraded: NativeVector<Float32Array>;
+  nDegraded: number;
+  groupSize: number;
+  mode: ComparativeMode;
+  bonus: number;
+  ratio: number;
+  minReward: number;
+  out: NativeVector<Float32Array>;
+}
+
+/** The per-sequence inputs of the GRPO losses, with their lengths (what a CudaBuffer does not carry). */
+export interface GrpoSequenceArgs {
+  oldLogprobs: NativeVector<Float32Array>;
+  refLogprobs: NativeVector<Float32Array> | null;
+  advantages: NativeVector<Float32Array>;
+  cuSeqlens: NativeVector<Int32Array>;
+  numAdvantages: number;
+  numCuSeqlens: number;
+}
+
+export interface GrpoLossArgs extends GrpoSequenceArgs {
+  logprobs: NativeVector<Float32Array>;
+  /** Tokens: the length of logprobs, oldLogprobs, refLogprobs and dLogprobs. */
+  tokens: number;
+  dLogprobs: NativeVector<Float32Array>;
+}
+
+export interface LinearGrpoLossArgs extends GrpoSequenceArgs, LinearLogprobsArgs {
+  dHidden: NativeTensor;
+  dWeight: NativeTensor;
+  /** Receives the current policy's token log-probs (null: not wanted). */
+  logprobsOut: NativeVector<Float32Array> | null;
+}
+
+/** vp::GrpoOptions (the second argument of grpoLoss and linearGrpoLoss). */
+export interface AddonGrpoOptions {
+  epsLow: number;
+  epsHigh: number;
+  beta: number;
+  lossType: GrpoLossType;
+  maxCompletionLength: number | undefined;
+  /** linearGrpoLoss only (1 for grpoLoss). */
+  temperature: number;
+}
+
+export interface GrpoStats {
+  loss: number;
+  clipFraction: number;
+  kl: number;
+}
+
+export interface RmsnormForwardArgs {
+  x: Float32Array;
+  gain: Float32Array;
+  rows: number;
+  dim: number;
+  eps: number;
+  y: Float32Array;
+  rstd: Float32Array;
+}
+
+export interface RmsnormBackwardArgs {
+  dy: Float32Array;
+  x: Float32Array;
+  gain: Float32Array;
+  /** null: recomputed. */
+  rstd: Float32Array | null;
+  rows: number;
+  dim: number;
+  eps: number;
+  dx: Float32Array;
+  dGain: Float32Array;
+  accumulate: boolean;
+}
+
+export interface SwigluBackwardArgs {
+  dh: Float32Array;
+  gate: Float32Array;
+  up: Float32Array;
+  rows: number;
+  ffn: number;
+  dGate: Float32Array;
+  dUp: Float32Array;
+}
+
+export interface RopeApplyArgs {
+  x: Float32Array;
+  positions: Int32Array;
+  tokens: number;
+  heads: number;
+  headDim: number;
+  theta: number;
+  inverse: boolean;
+  out: Float32Array;
+}
+
+interface LinearShapeArgs {
+  x: Float32Array;
+  weight: Float32Array;
+  n: number;
+  inFeatures: number;
+  outFeatures: number;
+}
+
+export interface LinearForwardArgs extends LinearShapeArgs {
+  bias: Float32Array | null;
+  y: Float32Array;
+}
+
+export interface LinearBackwardArgs extends LinearShapeArgs {
+  dy: Float32Array;
+  dx: Float32Array | null;
+  dWeight: Float32Array | null;
+  dBias: Float32Array | null;
+  accumulate: boolean;
+}
+
+export interface CrossEntropyBackwardArgs {
+  logits: Float32Array;
+  targets: Int32Array;
+  lse: Float32Array | null;
+  n: number;
+  vocab: number;
+  gradLoss: number;
+  dLogits: Float32Array;
+}
+
+export interface AdamwStepArgs {
+  param: Float32Array;
+  grad: Float32Array;
+  m: Float32Array;
+  v: Float32Array;
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  step: number;
+  gradScale: number;
+}
+
+export interface SampleTokensArgs {
+  logits: Float32Array;
+  rows: number;
+  vocab: number;
+  temperature: number;
+  topP: number;
+  seed: bigint;
+  step: bigint;
+  /** One stream per row, or null: the row index. */
+  streams: BigUint64Array | null;
+  out: Int32Array;
+}
+
+// ---- the model ------------------------------------------------------------------------------
+
+/** A validated batch as the native model copies it (lib/model/videolm.ts builds it). */
+export interface NativeVideoLMBatch {
+  videos: Uint8Array | Float32Array | undefined;
+  numVideos: number;
+  text: Int32Array;
+  targets: Int32Array | undefined;
+  sequences: VideoLMSegment[][];
+}
+
+export interface NativeForwardOptions {
+  /** -1: no tap. */
+  tapLayer: number;
+  tapRows: Int32Array | undefined;
+  logprobs: boolean;
+  forBackward: boolean;
+}
+
+export type VideoLMBufferName = 'params' | 'grads' | 'm' | 'v';
+
+/** VideoLMNative (native/model/videolm_binding.cpp): one native model; heavy calls run on the libuv pool. */
+export interface VideoLMNative {
+  config(): Required<VideoLMConfig>;
+  device(): AddonDevice;
+  paramInfo(): ParamInfo[];
+  /** A copy of a flat buffer (numParams floats). */
+  getBuffer(which: VideoLMBufferName): Float32Array;
+  setBuffer(which: VideoLMBufferName, data: Float32Array): void;
+  getStep(): number;
+  setStep(step: number): void;
+  forward(batch: NativeVideoLMBatch, opts: NativeForwardOptions): Promise<ForwardResult>;
+  backward(gradLoss: number, dTap: Float32Array | null, dLogprobs: Float32Array | null, accumulate: boolean): Promise<void>;
+  step(opts: Required<StepOptions>): Promise<StepResult>;
+  /** forward + backward over each micro-batch, then one AdamW step. */
+  trainStep(batches: NativeVideoLMBatch[], opts: Required<StepOptions>): Promise<StepResult & { loss: number; count: number }>;
+  generate(batch: NativeVideoLMBatch, opts: Omit<Required<GenerateOptions>, 'onToken'> & { onToken?: (sequence: number, token: number) => void }): Promise<Int32Array[]>;
+  logits(batch: NativeVideoLMBatch): Promise<{ logits: Float32Array; layout: VideoLMLayout }>;
+  dispose(): void;
+}
+
+export interface VideoLMNativeConstructor {
+  new (config: VideoLMConfig, seed: number, device: AddonDevice): VideoLMNative;
+}
+
+// ---- the module -----------------------------------------------------------------------------
+
+/** What `require('videoperceiver.node')` returns. */
+export interface Addon {
+  /** Bumped when the seam changes incompatibly. */
+  readonly abiVersion: number;
+  readonly limits: AddonLimits;
+
+  // backend (native/addon/backend.cpp)
+  backendInfo(): AddonBackendInfo;
+  setNumThreads(n: number): void;
+  /** Forces an ISA path; false when the CPU lacks it (the best one stays). */
+  setIsa(isa: AddonIsa): boolean;
+
+  // CUDA buffers (native/addon/device_buffer.cpp)
+  cudaAlloc(bytes: number): CudaBuffer;
+  cudaUpload(data: HostArray): CudaBuffer;
+  /** Copies the whole buffer into `into` (same byte length). */
+  cudaDownload(buffer: CudaBuffer, into: HostArray): void;
+  cudaFree(buffer: CudaBuffer): void;
+  cudaClone(buffer: CudaBuffer): CudaBuffer;
+  cudaConvert(src: CudaBuffer, shape: Shape, srcDtype: AddonDType, dst: CudaBuffer, dstDtype: AddonDType): void;
+
+  // native/ops/matmul
+  matmul(args: MatmulArgs): void;
+
+  // native/ops/attention
+  attention(args: AttentionArgs): void;
+  attentionBackward(args: AttentionBackwardArgs): void;
+
+  // native/ops/infonce
+  infoNce(args: InfoNceArgs): { loss: number; dLogTemperature: number };
+
+  // native/ops/pack: table is [S·6] (sequence, kind, a, b, frame-map offset, 0); dims [V, F, P, T]
+  packPlan(table: Int32Array, numSequences: number, frameMap: Int32Array, dims: Shape): PackPlan;
+  packTokens(args: PackTokensArgs): void;
+  packTokensBackward(args: PackTokensBackwardArgs): void;
+
+  // native/ops/grpo: token log-probs
+  tokenLogprobs(
+    logits: NativeTensor, shape: Shape, dtype: AddonDType, targets: NativeVector<Int32Array>, out: NativeVector<Float32Array>,
+    temperature: number,
+  ): void;
+  tokenLogprobsBackward(args: TokenLogprobsBackwardArgs): void;
+  linearTokenLogprobs(args: LinearTokenLogprobsArgs): void;
+  linearTokenLogprobsBackward(args: LinearTokenLogprobsBackwardArgs): void;
+  linearLogprobsWorkspaceBytes(n: number, d: number, v: number, threads: number, backward: boolean): number;
+
+  // native/ops/grpo: rewards, advantages, the GRPO losses
+  groupAdvantages(
+    rewards: NativeVector<Float32Array>, n: number, groupSize: number, scale: AdvantageScale, eps: number,
+    out: NativeVector<Float32Array>,
+  ): void;
+  comparativeRewards(args: ComparativeRewardsArgs): void;
+  grpoLoss(args: GrpoLossArgs, opts: AddonGrpoOptions): GrpoStats;
+  linearGrpoLoss(args: LinearGrpoLossArgs, opts: AddonGrpoOptions): GrpoStats;
+
+  // native/ops/layers: CPU float32 layers, optimizer, RNG, sampling
+  rmsnormForward(args: RmsnormForwardArgs): void;
+  rmsnormBackward(args: RmsnormBackwardArgs): void;
+  swigluForward(gate: Float32Array, up: Float32Array, rows: number, ffn: number, h: Float32Array): void;
+  swigluBackward(args: SwigluBackwardArgs): void;
+  ropeApply(args: RopeApplyArgs): void;
+  embeddingForward(table: Float32Array, vocab: number, dim: number, ids: Int32Array, out: Float32Array): void;
+  embeddingBackward(dOut: Float32Array, ids: Int32Array, vocab: number, dim: number, dTable: Float32Array, accumulate: boolean): void;
+  linearForward(args: LinearForwardArgs): void;
+  linearBackward(args: LinearBackwardArgs): void;
+  /** Returns [loss, counted rows]. */
+  crossEntropyForward(logits: Float32Array, targets: Int32Array, n: number, vocab: number, lse: Float32Array): [number, number];
+  crossEntropyBackward(args: CrossEntropyBackwardArgs): void;
+  adamwStep(args: AdamwStepArgs): void;
+  /** Returns the global norm before clipping. */
+  clipGradNorm(grads: Float32Array[], maxNorm: number): number;
+  lrAt(baseLr: number, minLr: number, warmupSteps: number, totalSteps: number, step: number): number;
+  rngFill(kind: 'normal' | 'uniform', seed: bigint, stream: bigint, a: number, b: number, out: Float32Array): void;
+  sampleTokens(args: SampleTokensArgs): void;
+
+  // native/model
+  VideoLMNative: VideoLMNativeConstructor;
+}
