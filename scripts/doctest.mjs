@@ -35,6 +35,7 @@ function aptListsEmpty() {
  *   env.hasAptGet     apt-get exists (default: /usr/bin/apt-get exists)
  *   env.run(cmd, args) runs a command, returns its exit status
  *   env.listsEmpty    apt's package lists are empty (a fresh container): update first
+ *   env.log(line)     progress messages (default console.log)
  * Returns { installed: true } after a successful install, or
  * { installed: false, message } with the one command the user should run.
  */
@@ -43,11 +44,12 @@ export function installDoctest(env = {}) {
   const hasAptGet = env.hasAptGet ?? existsSync('/usr/bin/apt-get');
   const run = env.run ?? defaultRun;
   const listsEmpty = env.listsEmpty ?? aptListsEmpty();
+  const log = env.log ?? console.log;
   const why = 'the native tests need doctest, which is not installed';
   if (!hasAptGet)
     return { installed: false, message: `${why}; install your system's doctest package (Debian/Ubuntu: ${INSTALL_COMMAND}), then run npm test again` };
   if (!isRoot) return { installed: false, message: `${why}; run: ${INSTALL_COMMAND}   (then npm test again)` };
-  console.log(`[test] ${why}: installing ${DOCTEST_PACKAGE} with apt-get (running as root)`);
+  log(`[test] ${why}: installing ${DOCTEST_PACKAGE} with apt-get (running as root)`);
   const install = () => run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', DOCTEST_PACKAGE]);
   let status = listsEmpty ? 1 : install();
   if (status !== 0) {

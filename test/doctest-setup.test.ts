@@ -11,21 +11,21 @@ import { doctestMissing, installDoctest, INSTALL_COMMAND } from '../scripts/doct
 
 function recorder(statuses: number[] = []) {
   const calls: string[] = [];
-  return { calls, run: (cmd: string, args: string[]) => (calls.push([cmd, ...args].join(' ')), statuses.shift() ?? 0) };
+  return { calls, log: () => {}, run: (cmd: string, args: string[]) => (calls.push([cmd, ...args].join(' ')), statuses.shift() ?? 0) };
 }
 
 test('as root with apt-get: installs doctest-dev', (t) => {
   const r = recorder();
-  t.deepEqual(installDoctest({ isRoot: true, hasAptGet: true, listsEmpty: false, run: r.run }), { installed: true });
+  t.deepEqual(installDoctest({ isRoot: true, hasAptGet: true, listsEmpty: false, run: r.run, log: r.log }), { installed: true });
   t.deepEqual(r.calls, ['apt-get install -y -qq --no-install-recommends doctest-dev']);
 });
 
 test('as root on a fresh container (no package lists): apt-get update, then install', (t) => {
   const r = recorder();
-  t.true(installDoctest({ isRoot: true, hasAptGet: true, listsEmpty: true, run: r.run }).installed);
+  t.true(installDoctest({ isRoot: true, hasAptGet: true, listsEmpty: true, run: r.run, log: r.log }).installed);
   t.deepEqual(r.calls, ['apt-get update -qq', 'apt-get install -y -qq --no-install-recommends doctest-dev']);
   const failing = recorder([100, 0, 100]);
-  const res = installDoctest({ isRoot: true, hasAptGet: true, listsEmpty: false, run: failing.run });
+  const res = installDoctest({ isRoot: true, hasAptGet: true, listsEmpty: false, run: failing.run, log: failing.log });
   t.false(res.installed);
   t.is(failing.calls.length, 3);
   t.true(res.message.includes(INSTALL_COMMAND));
@@ -33,11 +33,11 @@ test('as root on a fresh container (no package lists): apt-get update, then inst
 
 test('not root, or no apt-get: nothing runs, the message gives the command', (t) => {
   const r = recorder();
-  const res = installDoctest({ isRoot: false, hasAptGet: true, listsEmpty: false, run: r.run });
+  const res = installDoctest({ isRoot: false, hasAptGet: true, listsEmpty: false, run: r.run, log: r.log });
   t.false(res.installed);
   t.deepEqual(r.calls, []);
   t.true(res.message.includes('sudo apt-get install -y doctest-dev'));
-  t.regex(installDoctest({ isRoot: true, hasAptGet: false, run: r.run }).message, /doctest package/);
+  t.regex(installDoctest({ isRoot: true, hasAptGet: false, run: r.run, log: r.log }).message, /doctest package/);
 });
 
 test('a build tree configured without doctest is recognized from its CMake cache', (t) => {

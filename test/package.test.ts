@@ -42,7 +42,7 @@ test('the packed tarball installs without a compiler and works from JS, TS and t
     const tarball = join(work, pack.filename);
     t.true(statSync(tarball).size < 40 * 2 ** 20, `tarball is ${statSync(tarball).size} bytes`);
     const allowed = [/^dist\/.*\.(js|d\.ts)$/, /^prebuilds\/linux-x64\/(videoperceiver(-cuda)?\.node|manifest\.json)$/,
-      /^native\/(include|core|cpu|addon)\//, /^cuda\/[^/]+\.(cu|cuh|h)$/, /^(CMakeLists\.txt|binding\.gyp|package\.json|README\.md|LICENSE)$/,
+      /^native\/(include|core|ops|model|addon)\//, /^cuda\/[^/]+\.(cu|cuh|h)$/, /^(CMakeLists\.txt|binding\.gyp|package\.json|README\.md|LICENSE)$/,
       /^scripts\/(build-native|build-gyp|gyp-sources|prebuild)\.mjs$/];
     const unexpected = pack.files.map((f) => f.path).filter((p) => !allowed.some((re) => re.test(p)));
     t.deepEqual(unexpected, [], 'only what a user needs is packed');
