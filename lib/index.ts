@@ -85,3 +85,10 @@ export { type MetricEvent, type SftStepEvent, type RlStepEvent, type EvalEvent, 
 export { CAPTION_PROMPT, questionPrompt, clipTasks, fitClip, tokenizerForDataset, annotatedKeywords, type ClipTask, type FittedClip } from './train/tasks.js';
 export { type TrainClip, type TrainerSftBatch, type ContrastGroup } from './train/batch.js';
 export { ContrastiveHead } from './train/contrastive.js';
+export {
+  loadPretrained, PretrainedModel, PretrainedTokenizer, ChatTemplate, parseConfig, ropeInvFreq, UnsupportedConfigError, ARCHITECTURES,
+  type LoadPretrainedOptions, type PretrainedBatch, type PretrainedSegment, type PretrainedForwardOptions, type PretrainedForwardResult,
+  type PretrainedBackwardOptions, type PretrainedStepOptions, type PretrainedLayout, type LogitsOptions, type PretrainedEncodeOptions,
+  type PretrainedDecodeOptions, type ChatMessage, type ChatTemplateOptions, type Architecture, type DecoderSpec, type RopeScaling,
+  type LoraOptions, type LoraState, type TextGenerateOptions,
+} from './pretrained/index.js';
