@@ -246,6 +246,32 @@ export class PretrainedModel {
     return out;
   }
 
+  /** Copies of the accumulated gradients of the trained parameters (zeros where backward() gave none). */
+  gradients(): Record<string, Float32Array> {
+    const out: Record<string, Float32Array> = {};
+    for (const p of this.#allParams()) if (p.trainable) out[p.name] = p.grad ? (p.grad.data as Float32Array).slice() : new Float32Array(p.value.size);
+    return out;
+  }
+
+  /** Overwrites parameters by name (sizes checked); a changed base weight is saved re-rounded to its stored dtype. */
+  setParameters(values: Record<string, Float32Array>): void {
+    const fn = 'PretrainedModel.setParameters';
+    this.#alive(fn);
+    if (values === null || typeof values !== 'object') throw typeError(fn, 'values', 'an object of name → Float32Array', describe(values));
+    const all = new Map([...this.#allParams()].map((p) => [p.name, p]));
+    for (const [name, v] of Object.entries(values)) {
+      const p = all.get(name);
+      if (!p) throw rangeError(fn, `values['${name}']`, 'the name of a parameter of this model', 'an unknown name');
+      float32Vector(fn, `values['${name}']`, v, p.value.size);
+    }
+    for (const [name, v] of Object.entries(values)) {
+      const p = all.get(name)!;
+      (p.value.data as Float32Array).set(v);
+      p.touched = true;
+    }
+    this.#last = null;
+  }
+
   /** Names of the parameters being trained. */
   trainableParameters(): string[] {
     return [...this.#allParams()].filter((p) => p.trainable).map((p) => p.name);
