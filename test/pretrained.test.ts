@@ -5,13 +5,13 @@
 // gradients against float64 finite differences of the same reference, packed
 // batches, and KV-cache generation against recomputed logits.
 import test from 'ava';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as vp from '../lib/index.js';
 import { seededRandom } from '../lib/random.js';
 import { relError } from './helpers.js';
-import { FIXTURES, haveNumpy, runReference, writeTinyModel, type ReferenceSpec } from './pretrained-fixtures.js';
+import { FIXTURES, gradientCheck, haveNumpy, randomIds, runReference, writeTinyModel } from './pretrained-fixtures.js';
 
 const NUMPY = haveNumpy();
 
@@ -21,10 +21,6 @@ function fixture(name: keyof typeof FIXTURES | string): string {
   return dir;
 }
 
-function randomIds(n: number, seed: number, vocab = 288): number[] {
-  const r = seededRandom(seed);
-  return Array.from({ length: n }, () => Math.floor(r() * vocab));
-}
 
 for (const name of Object.keys(FIXTURES)) {
   test(`${name}: logits match the float64 reference to <= 1e-5`, async (t) => {
@@ -74,79 +70,6 @@ test('a packed batch gives each sequence the log-probs it has alone (segments, p
   for (let i = 0; i < text.length; i++) if (targets[i] >= 0) sum -= r.tokenLogprobs[i];
   t.true(Math.abs(r.loss - sum / r.count) < 1e-5);
 });
-
-/**
- * Gradient check: J = g·mean(-log p) + Σ w·log p + Σ c·tap; our backward() against central
- * finite differences of the float64 reference along one random direction per trained tensor.
- */
-export async function gradientCheck(t: import('ava').ExecutionContext, m: vp.PretrainedModel, dir: string, adapter?: string): Promise<void> {
-  const r = seededRandom(99);
-  const a = randomIds(10, 21), b = randomIds(8, 22);
-  const text = Int32Array.from([...a, ...b]);
-  const targets = new Int32Array(text.length).fill(-1);
-  for (let i = 2; i + 1 < a.length; i++) targets[i] = a[i + 1];
-  for (let i = 0; i + 1 < b.length; i++) targets[10 + i] = b[i + 1];
-  const weights = Float32Array.from(targets, (x) => (x >= 0 ? r() - 0.5 : 0));
-  const d = m.spec.hidden;
-  const tapRows = Int32Array.of(3, 13);
-  const coef = Float32Array.from({ length: 2 * d }, () => r() - 0.5);
-  const gradLoss = 0.7;
-  const batch = { text, targets, sequences: [[{ text: [0, 4] as [number, number] }, { text: [4, 6] as [number, number] }], [{ text: [10, 8] as [number, number] }]] };
-  const fw = await m.forward(batch, { logprobs: true, tapRows, tapLayer: 1 });
-  await m.backward({ gradLoss, dLogprobs: weights, dTap: coef });
-  const grads = m.gradients();
-  let ours = gradLoss * fw.loss;
-  for (let i = 0; i < text.length; i++) ours += weights[i] * fw.tokenLogprobs[i];
-  for (let i = 0; i < coef.length; i++) ours += coef[i] * fw.tap[i];
-  // One unit direction per trained tensor.
-  const names = Object.keys(grads);
-  const layout: [string, number, number][] = [];
-  let total = 0;
-  for (const n of names) {
-    layout.push([n, total, grads[n].length]);
-    total += grads[n].length;
-  }
-  const dirs = new Float64Array(names.length * total);
-  const predicted: number[] = [];
-  names.forEach((n, k) => {
-    const [, off, len] = layout[k];
-    let norm = 0;
-    const u = new Float64Array(len);
-    for (let i = 0; i < len; i++) {
-      u[i] = r() - 0.5;
-      norm += u[i] * u[i];
-    }
-    let dot = 0;
-    for (let i = 0; i < len; i++) {
-      u[i] /= Math.sqrt(norm);
-      dot += u[i] * grads[n][i];
-    }
-    dirs.set(u, k * total + off);
-    predicted.push(dot);
-  });
-  const file = join(mkdtempSync(join(tmpdir(), 'vp-pt-dirs-')), 'dirs.bin');
-  writeFileSync(file, new Uint8Array(dirs.buffer));
-  const seqTargets = [Array.from(targets.subarray(0, 10)), Array.from(targets.subarray(10))];
-  const seqWeights = [Array.from(weights.subarray(0, 10)), Array.from(weights.subarray(10))];
-  const spec: ReferenceSpec = {
-    dir, adapter, mode: 'objective', sequences: [a, b], targets: seqTargets, weights: seqWeights, gradLoss,
-    tap: { layer: 1, rows: [[0, 3], [1, 3]], coef: Array.from(coef) },
-    directions: { file, count: names.length, layout, h: 1e-6 },
-  };
-  const ref = runReference(spec);
-  if (!ref.ok) return void t.fail(ref.why);
-  const J = ref.out.objective as number;
-  t.true(Math.abs(ours - J) <= 1e-5 * Math.max(1, Math.abs(J)), `objective ${ours} vs reference ${J}`);
-  const fd = ref.out.fd as number[];
-  const scale = Math.sqrt(fd.reduce((s, x) => s + x * x, 0) / fd.length);
-  let worst = 0, at = '';
-  names.forEach((n, k) => {
-    const e = Math.abs(predicted[k] - fd[k]) / Math.max(Math.abs(fd[k]), 0.01 * scale);
-    if (e > worst) [worst, at] = [e, `${n}: backward ${predicted[k]} vs finite difference ${fd[k]}`];
-  });
-  t.log(`${names.length} tensors, worst relative error ${worst.toExponential(2)} (${at})`);
-  t.true(worst <= 1e-3, at);
-}
 
 for (const name of ['llama-untied-f32', 'llama-tied-bf16-sharded-llama3', 'qwen2-tied-f16']) {
   test(`${name}: full fine-tuning gradients (LM loss, per-token log-prob weights, tapped hidden states) match finite differences`, async (t) => {
