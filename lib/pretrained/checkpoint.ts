@@ -8,7 +8,7 @@
 // (which tensor in which file, in which order, each file's metadata) is kept
 // so that save() can write the folder back the same way. One shard is held
 // in memory at a time besides the float32 weights. Cost: O(bytes on disk).
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CheckpointError, readSafetensors, type StDType, type StTensor } from '../model/safetensors.js';
 import { convertHost } from '../tensor.js';
@@ -30,7 +30,7 @@ export interface LoadedWeights {
   extras: Map<string, StTensor>;
   files: WeightFile[];
   /** The index file's JSON when the folder is sharded. */
-  index?: { metadata: Record<string, unknown>; weightMap: Record<string, string> };
+  index?: { metadata: Record<string, unknown>; weightMap: Record<string, string>; raw: Buffer };
 }
 
 export const INDEX_FILE = 'model.safetensors.index.json';
@@ -85,7 +85,7 @@ export function fromFloat32(x: Float32Array, dtype: StDType): Float32Array | Uin
   }
 }
 
-function readIndex(dir: string): { metadata: Record<string, unknown>; weightMap: Record<string, string> } {
+function readIndex(dir: string): NonNullable<LoadedWeights['index']> {
   const path = join(dir, INDEX_FILE);
   const o = readJsonObject(path);
   const wm = o.weight_map;
@@ -96,7 +96,7 @@ function readIndex(dir: string): { metadata: Record<string, unknown>; weightMap:
   }
   const md = o.metadata ?? {};
   if (md === null || typeof md !== 'object' || Array.isArray(md)) throw new CheckpointError(`${path}: "metadata" must be an object`);
-  return { metadata: md as Record<string, unknown>, weightMap: wm as Record<string, string> };
+  return { metadata: md as Record<string, unknown>, weightMap: wm as Record<string, string>, raw: readFileSync(path) };
 }
 
 /** Reads and checks the weights of `dir` for `spec` (see the file comment). */

@@ -21,7 +21,7 @@ const WEIGHT_FILE = /(\.safetensors|\.bin|\.pt|\.pth|\.ckpt|\.h5|\.msgpack|\.ggu
 export interface SaveLayout {
   sourceDir: string;
   files: WeightFile[];
-  index?: { metadata: Record<string, unknown>; weightMap: Record<string, string> };
+  index?: { metadata: Record<string, unknown>; weightMap: Record<string, string>; raw: Buffer };
   /** The source folder's other files (config, tokenizer, templates), read when the model was loaded. */
   otherFiles: [string, Buffer][];
 }
@@ -66,7 +66,10 @@ export function writeHfFolder(
   if (layout.index) {
     const metadata = { ...layout.index.metadata };
     if ('total_size' in metadata) metadata.total_size = total;
-    writeFileAtomic(join(dir, INDEX_FILE), JSON.stringify({ metadata, weight_map: layout.index.weightMap }, null, 2) + '\n');
+    const json = { metadata, weight_map: layout.index.weightMap };
+    // Unchanged (the usual case: same tensors, same dtypes): the original bytes.
+    const same = JSON.stringify(JSON.parse(layout.index.raw.toString('utf8'))) === JSON.stringify({ ...JSON.parse(layout.index.raw.toString('utf8')), ...json });
+    writeFileAtomic(join(dir, INDEX_FILE), same ? layout.index.raw : JSON.stringify(json, null, 2) + '\n');
   }
   // The source folder's other files, config.json last.
   for (const [n, bytes] of layout.otherFiles) writeFileAtomic(join(dir, n), bytes);
