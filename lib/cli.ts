@@ -72,6 +72,34 @@ function defined<T extends Record<string, unknown>>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
+/** A model folder: a saved VideoLM (config.json format videoperceiver.VideoLM) or a Hugging Face folder. */
+async function loadModelDir(dir: string, device: 'cpu' | 'cuda'): Promise<vp.VideoLM | vp.PretrainedModel> {
+  const cfgPath = join(dir, 'config.json');
+  if (!existsSync(cfgPath)) throw new Error(`--model: ${cfgPath} not found (a saved VideoLM or a Hugging Face model folder)`);
+  let format: unknown;
+  try {
+    format = (JSON.parse(readFileSync(cfgPath, 'utf8')) as { format?: unknown }).format;
+  } catch (e) {
+    throw new Error(`--model: ${cfgPath}: ${(e as Error).message}`);
+  }
+  return format === 'videoperceiver.VideoLM' ? vp.VideoLM.load(dir, { device }) : vp.loadPretrained(dir, { device });
+}
+
+/** --lora-rank N [--lora-alpha A] [--lora-targets q_proj,v_proj|all-linear] [--lora-dropout P]: LoRA options, or undefined. */
+function loraOptions(args: string[]): vp.LoraOptions | undefined {
+  const rank = option(args, 'lora-rank');
+  if (rank === undefined) {
+    for (const k of ['lora-alpha', 'lora-targets', 'lora-dropout']) if (option(args, k) !== undefined) throw new TypeError(`--${k} needs --lora-rank`);
+    return undefined;
+  }
+  const targets = option(args, 'lora-targets');
+  return {
+    rank: intOption(args, 'lora-rank', 8, 1),
+    ...defined({ alpha: numOption(args, 'lora-alpha'), dropout: numOption(args, 'lora-dropout') }),
+    ...(targets ? { targets: targets === 'all-linear' ? 'all-linear' : (targets.split(',') as vp.LoraOptions['targets']) } : {}),
+  };
+}
+
 async function train(args: string[]): Promise<number> {
   const data = vp.openDataset(required(args, 'data', 'train'));
   const out = required(args, 'out', 'train');
@@ -80,11 +108,19 @@ async function train(args: string[]): Promise<number> {
   if (!['sft', 'rl', 'both'].includes(stage)) throw new RangeError(`--stage must be sft, rl or both, got ${stage}`);
   const json = flag(args, 'json');
   const seed = intOption(args, 'seed', 0, 0);
-  let model: vp.VideoLM;
+  let model: vp.VideoLM | vp.PretrainedModel;
   const from = option(args, 'model');
   const device = deviceOption(args);
-  if (from) model = await vp.VideoLM.load(from, { device });
-  else {
+  const lora = loraOptions(args);
+  if (from) {
+    model = await loadModelDir(from, device);
+    if (lora) {
+      if (!(model instanceof vp.PretrainedModel)) throw new TypeError('--lora-rank: LoRA applies to a Hugging Face model folder (--model DIR), not to a VideoLM');
+      const r = model.addLora({ ...lora, seed });
+      if (!json) process.stderr.write(`LoRA rank ${lora.rank} on ${r.targets.length} layers: ${r.trainableParams} trained parameters of ${model.numParams}\n`);
+    }
+  } else {
+    if (lora) throw new TypeError('--lora-rank needs --model DIR (a Hugging Face model folder)');
     const preset = (option(args, 'preset') ?? 'tiny') as vp.VideoLMPreset;
     const tokenizer = vp.tokenizerForDataset(data.annotations);
     model = await vp.VideoLM.create({ preset, ...(cfg.model ?? {}), tokenizer, seed, device } as vp.VideoLMCreateOptions);
@@ -126,13 +162,17 @@ async function train(args: string[]): Promise<number> {
   }
   await model.save(join(out, 'model'));
   if (!json) console.log(`saved the trained model to ${join(out, 'model')}`);
+  if (model instanceof vp.PretrainedModel && model.lora) {
+    await model.saveAdapter(join(out, 'adapter'));
+    if (!json) console.log(`saved the LoRA adapter (PEFT layout) to ${join(out, 'adapter')}`);
+  }
   trainer.dispose();
   model.dispose();
   return 0;
 }
 
 async function evalCommand(args: string[]): Promise<number> {
-  const model = await vp.VideoLM.load(required(args, 'model', 'eval'), { device: deviceOption(args) });
+  const model = await loadModelDir(required(args, 'model', 'eval'), deviceOption(args));
   const data = vp.openDataset(required(args, 'data', 'eval'));
   const json = flag(args, 'json');
   const bar = json ? undefined : new ProgressBar('eval', data.length * 2);
@@ -152,7 +192,20 @@ async function evalCommand(args: string[]): Promise<number> {
 }
 
 async function generate(args: string[]): Promise<number> {
-  const model = await vp.VideoLM.load(required(args, 'model', 'generate'), { device: deviceOption(args) });
+  const model = await loadModelDir(required(args, 'model', 'generate'), deviceOption(args));
+  const gen = {
+    maxTokens: intOption(args, 'max-tokens', 32), temperature: numOption(args, 'temperature') ?? 0, topP: numOption(args, 'top-p') ?? 1, seed: intOption(args, 'seed', 0, 0),
+  };
+  if (model instanceof vp.PretrainedModel) {
+    // A text model: the prompt as a user turn through the chat template when the folder has one.
+    if (option(args, 'video') !== undefined) throw new TypeError(`generate: --video: ${model.architecture} is a text-only model`);
+    const prompt = required(args, 'prompt', 'generate');
+    const text = await model.generate(null, model.chatTemplate !== undefined ? [{ role: 'user', content: prompt }] : prompt, gen);
+    if (flag(args, 'json')) console.log(JSON.stringify({ prompt, text }));
+    else console.log(text);
+    model.dispose();
+    return 0;
+  }
   const video = required(args, 'video', 'generate');
   if (!existsSync(video)) throw new Error(`generate: --video ${video}: no such file`);
   const c = model.config;
@@ -167,9 +220,7 @@ async function generate(args: string[]): Promise<number> {
   }
   const fitted = vp.fitClip(sample, c.frames, c.imageSize);
   const prompt = option(args, 'prompt') ?? vp.CAPTION_PROMPT;
-  const text = await model.generate(fitted.frames, prompt, {
-    maxTokens: intOption(args, 'max-tokens', 32), temperature: numOption(args, 'temperature') ?? 0, topP: numOption(args, 'top-p') ?? 1, seed: intOption(args, 'seed', 0, 0),
-  });
+  const text = await model.generate(fitted.frames, prompt, gen);
   if (flag(args, 'json')) console.log(JSON.stringify({ video, prompt, text }));
   else console.log(text);
   model.dispose();
@@ -269,7 +320,7 @@ const commands: Record<string, Command> = {
   },
   train: {
     summary: 'train a VideoLM on a dataset folder: stage 1 (SFT with KIM + contrastive), stage 2 (comparative GRPO), or both',
-    usage: 'videoperceiver train --data DIR --out RUN_DIR [--stage sft|rl|both] [--config FILE.json] [--model DIR | --preset tiny|small] [--steps N] [--epochs N] [--batch-size 8] [--lr 1e-3] [--lambda 0.5] [--no-kim] [--no-contrastive] [--rl-steps N] [--rl-lr 1e-4] [--group-size 4] [--comparative baseline|pairwise|threshold|none] [--seed 0] [--checkpoint-every N] [--resume] [--device cpu|cuda] [--json]\n\nconfig file: { "model": { VideoLM config }, "sft": { SftOptions }, "rl": { RlOptions } }; flags override it. The trained model is saved to RUN_DIR/model; checkpoints to RUN_DIR/checkpoints; metrics to RUN_DIR/metrics.jsonl. Ctrl-C writes a checkpoint; --resume continues from it.',
+    usage: 'videoperceiver train --data DIR --out RUN_DIR [--stage sft|rl|both] [--config FILE.json] [--model DIR [--lora-rank R] [--lora-alpha A] [--lora-targets q_proj,v_proj|all-linear] [--lora-dropout P] | --preset tiny|small] [--steps N] [--epochs N] [--batch-size 8] [--lr 1e-3] [--lambda 0.5] [--no-kim] [--no-contrastive] [--rl-steps N] [--rl-lr 1e-4] [--group-size 4] [--comparative baseline|pairwise|threshold|none] [--seed 0] [--checkpoint-every N] [--resume] [--device cpu|cuda] [--json]\n\nconfig file: { "model": { VideoLM config }, "sft": { SftOptions }, "rl": { RlOptions } }; flags override it. The trained model is saved to RUN_DIR/model; checkpoints to RUN_DIR/checkpoints; metrics to RUN_DIR/metrics.jsonl. Ctrl-C writes a checkpoint; --resume continues from it. --model DIR takes a saved VideoLM or a Hugging Face folder (LlamaForCausalLM, Qwen2ForCausalLM; text side only: prompt + response without video, docs/pretrained.md); with --lora-rank only LoRA adapters train, and RUN_DIR/adapter gets them in PEFT layout.',
     run: train,
   },
   eval: {
@@ -279,7 +330,7 @@ const commands: Record<string, Command> = {
   },
   generate: {
     summary: 'generate text for a video (.npy uint8 [F, H, W, 3] or a video file decoded by ffmpeg) with a saved model',
-    usage: 'videoperceiver generate --model DIR --video FILE [--prompt "describe the clip :"] [--max-tokens 32] [--temperature 0] [--top-p 1] [--seed 0] [--device cpu|cuda] [--json]',
+    usage: 'videoperceiver generate --model DIR (--video FILE | a Hugging Face text model) [--prompt "describe the clip :"] [--max-tokens 32] [--temperature 0] [--top-p 1] [--seed 0] [--device cpu|cuda] [--json]',
     run: generate,
   },
   synth: {

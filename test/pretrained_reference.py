@@ -14,28 +14,12 @@ directions may cover its lora_A / lora_B tensors too.
 import json
 import math
 import os
-import struct
 import sys
 
 import numpy as np
 
-DT = {"F32": "<f4", "F16": "<f2", "BF16": "<u2", "F64": "<f8"}
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        buf = f.read()
-    (n,) = struct.unpack("<Q", buf[:8])
-    header = json.loads(buf[8:8 + n].decode("utf-8"))
-    header.pop("__metadata__", None)
-    out = {}
-    for name, e in header.items():
-        b, end = e["data_offsets"]
-        a = np.frombuffer(buf[8 + n + b:8 + n + end], dtype=DT[e["dtype"]])
-        if e["dtype"] == "BF16":
-            a = (a.astype(np.uint32) << 16).view(np.float32)
-        out[name] = a.astype(np.float64).reshape(e["shape"])
-    return out
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", "peers"))
+from read_safetensors import read_arrays as read_safetensors  # noqa: E402  (json + NumPy, independent of the package)
 
 
 def read_folder(d):

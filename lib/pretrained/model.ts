@@ -13,8 +13,8 @@ import { existsSync, realpathSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, rangeError, typeError } from '../errors.js';
 import { clipGradNorm, adamwStep, lrAt } from '../ops/layers.js';
-import { CheckpointError, type StDType, type StTensor } from '../model/safetensors.js';
-import type { BackwardOptions, ForwardOptions, ForwardResult, StepOptions, VideoLMLayout } from '../model/videolm.js';
+import { CheckpointError, readSafetensors, writeSafetensors, type StDType, type StTensor } from '../model/safetensors.js';
+import type { BackwardOptions, ForwardOptions, ForwardResult, StepOptions, VideoLMBatch, VideoLMLayout } from '../model/videolm.js';
 import { Tensor, tensor } from '../tensor.js';
 import { checkBoolean, checkNumber, checkOptions, float32Vector, int32Vector } from '../validate.js';
 import { ChatTemplate, type ChatMessage, type ChatTemplateOptions } from './chat-template.js';
@@ -38,7 +38,10 @@ export interface LoadPretrainedOptions {
 /** A text segment of a packed batch (video segments are for vision-language models). */
 export type PretrainedSegment = { text: [number, number] };
 
-/** A packed batch of text sequences (the text side of vp.VideoLMBatch). */
+/**
+ * A packed batch of text sequences: the text side of vp.VideoLMBatch (the
+ * training methods also take a VideoLMBatch, and refuse its video segments).
+ */
 export interface PretrainedBatch {
   text: Int32Array;
   /** Target per text token (-1: none). Default: the next token inside each text segment. */
@@ -75,6 +78,8 @@ interface LastForward {
   nText: number;
   tapCount: number;
 }
+
+const OPTIMIZER_FILE = 'optimizer.safetensors';
 
 function idList(v: unknown): number[] {
   if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return [v];
@@ -434,7 +439,7 @@ export class PretrainedModel {
    * optionally the hidden states of `tapRows` after `tapLayer` layers and the
    * per-token log-probs. Keeps the activations for backward() unless forBackward is false.
    */
-  async forward(batch: PretrainedBatch, opts: PretrainedForwardOptions = {}): Promise<PretrainedForwardResult> {
+  async forward(batch: PretrainedBatch | VideoLMBatch, opts: PretrainedForwardOptions = {}): Promise<PretrainedForwardResult> {
     const fn = 'PretrainedModel.forward';
     const dec = this.#alive(fn);
     const o = checkOptions(fn, opts);
@@ -528,6 +533,7 @@ export class PretrainedModel {
       p.touched = true;
     }
     this.#step++;
+    this.#forwards = 0; // dropout masks depend on (step, forward index within the step): resumable
     return { gradNorm: norm, lr: stepLr, step: this.#step };
   }
 
@@ -547,7 +553,7 @@ export class PretrainedModel {
   }
 
   /** Per-token log-probs of every text token's target ([text.length]; 0 where no target). */
-  async sequenceLogprobs(batch: PretrainedBatch): Promise<Float32Array> {
+  async sequenceLogprobs(batch: PretrainedBatch | VideoLMBatch): Promise<Float32Array> {
     return (await this.forward(batch, { logprobs: true, forBackward: false })).tokenLogprobs;
   }
 
@@ -568,7 +574,7 @@ export class PretrainedModel {
   }
 
   /** Continues every sequence of a batch of prompts (KV cache). Returns the new token ids per sequence. */
-  async generateBatch(prompts: PretrainedBatch, opts: TextGenerateOptions = {}): Promise<Int32Array[]> {
+  async generateBatch(prompts: PretrainedBatch | VideoLMBatch, opts: TextGenerateOptions = {}): Promise<Int32Array[]> {
     const fn = 'PretrainedModel.generateBatch';
     const dec = this.#alive(fn);
     const { text, layout, rowText } = this.#layoutOf(fn, prompts);
@@ -653,6 +659,7 @@ export class PretrainedModel {
       p.touched = p.touched || q.touched;
     }
     this.#step = other.#step;
+    this.#forwards = 0;
     this.#last = null;
   }
 
@@ -668,16 +675,19 @@ export class PretrainedModel {
     if (typeof dir !== 'string' || !dir) throw typeError(fn, 'dir', 'a folder path', describe(dir));
     const merged = new Map<string, Float32Array>();
     for (const L of dec.linears()) if (L.lora) merged.set(L.weight.name, mergedWeight(L));
-    writeHfFolder(dir, this.#layout, (name) => {
-      const p = this.#base.get(name);
-      if (p) return { f32: merged.get(name) ?? (p.value.data as Float32Array), dtype: p.storedDtype as StDType, shape: p.shape };
-      if (name === 'lm_head.weight' && this.spec.tied) {
-        // A tied checkpoint that also stored the head: write the (possibly trained) embedding under it.
-        const e = this.#base.get('model.embed_tokens.weight')!;
-        return { f32: e.value.data as Float32Array, dtype: this.#extras.get(name)!.dtype, shape: e.shape };
-      }
-      return this.#extras.get(name)!;
-    });
+    writeHfFolder(dir, this.#layout, (name) => this.#tensorToSave(name, merged));
+  }
+
+  /** What save() writes under a tensor name of the source layout (merged: weights with their adapters folded in). */
+  #tensorToSave(name: string, merged: Map<string, Float32Array> | null): { f32: Float32Array; dtype: StDType; shape: number[] } | StTensor {
+    const p = this.#base.get(name);
+    if (p) return { f32: merged?.get(name) ?? (p.value.data as Float32Array), dtype: p.storedDtype, shape: p.shape };
+    if (name === 'lm_head.weight' && this.spec.tied) {
+      // A tied checkpoint that also stored the head: write the (possibly trained) embedding under it.
+      const e = this.#base.get('model.embed_tokens.weight')!;
+      return { f32: e.value.data as Float32Array, dtype: this.#extras.get(name)!.dtype, shape: e.shape };
+    }
+    return this.#extras.get(name)!;
   }
 
   /** Saves the LoRA adapters alone in PEFT's layout (adapter_config.json + adapter_model.safetensors). */
@@ -695,6 +705,54 @@ export class PretrainedModel {
     if (same) throw new Error(`${fn}: ${dir} is the base model's folder; save the adapter to its own folder`);
     const name = typeof this.config._name_or_path === 'string' && this.config._name_or_path ? this.config._name_or_path : this.dir;
     writeAdapter(dir, dec, this.#lora, name);
+  }
+
+  /**
+   * A training checkpoint (what vp.Trainer writes): the base weights in the
+   * Hugging Face layout (not merged), the adapters in `adapter/` (PEFT layout)
+   * when attached, and optimizer.safetensors (AdamW m and v of the trained
+   * parameters, the step). PretrainedModel.loadCheckpoint reads it back.
+   */
+  async saveCheckpoint(dir: string): Promise<void> {
+    const fn = 'PretrainedModel.saveCheckpoint';
+    const dec = this.#alive(fn);
+    if (typeof dir !== 'string' || !dir) throw typeError(fn, 'dir', 'a folder path', describe(dir));
+    writeHfFolder(dir, this.#layout, (name) => this.#tensorToSave(name, null));
+    if (this.#lora) writeAdapter(join(dir, 'adapter'), dec, this.#lora, this.dir);
+    const st: Record<string, StTensor> = {};
+    for (const p of this.#allParams()) {
+      if (!p.m || !p.v) continue;
+      st[`m.${p.name}`] = { dtype: 'F32', shape: [...p.shape], data: p.m.data as Float32Array };
+      st[`v.${p.name}`] = { dtype: 'F32', shape: [...p.shape], data: p.v.data as Float32Array };
+    }
+    writeSafetensors(join(dir, OPTIMIZER_FILE), st, { step: String(this.#step) });
+  }
+
+  /** Loads a folder written by saveCheckpoint (weights, adapters, optimizer state, step). */
+  static async loadCheckpoint(dir: string): Promise<PretrainedModel> {
+    const adapter = join(dir, 'adapter');
+    const m = await PretrainedModel.load(dir, existsSync(join(adapter, 'adapter_config.json')) ? { adapter } : {});
+    const path = join(dir, OPTIMIZER_FILE);
+    if (!existsSync(path)) return m;
+    const params = new Map([...m.#allParams()].map((p) => [p.name, p]));
+    const expect: Record<string, { dtype: 'F32'; shape: number[] }> = {};
+    const st0 = readSafetensors(path);
+    for (const name of st0.order) {
+      const p = params.get(name.slice(2));
+      if (!/^[mv]\./.test(name) || !p || !p.trainable) throw new CheckpointError(`${path}: tensor '${name}' is not the optimizer state of a trained parameter of this model`);
+      expect[name] = { dtype: 'F32', shape: p.shape };
+    }
+    const st = readSafetensors(path, { expect });
+    for (const [name, t] of Object.entries(st.tensors)) {
+      const p = params.get(name.slice(2))!;
+      const v = tensor(Float32Array.from(t.data as Float32Array), [...p.shape]);
+      if (name[0] === 'm') p.m = v;
+      else p.v = v;
+    }
+    const step = Number(st.metadata.step ?? '0');
+    if (!Number.isSafeInteger(step) || step < 0) throw new CheckpointError(`${path}: metadata step must be a non-negative integer, got ${JSON.stringify(st.metadata.step)}`);
+    m.#step = step;
+    return m;
   }
 
   /** Frees the weights; the model cannot be used afterwards. */

@@ -21,14 +21,17 @@ import { describe, rangeError, typeError } from '../errors.js';
 import { writeFileAtomic } from '../fs.js';
 import { CheckpointError, readSafetensors, writeSafetensors } from '../model/safetensors.js';
 import type { Tokenizer } from '../model/tokenizer.js';
-import { VideoLM } from '../model/videolm.js';
+import { VideoLM, type VideoLMConfig } from '../model/videolm.js';
+import { PretrainedModel } from '../pretrained/model.js';
+import type { PretrainedTokenizer } from '../pretrained/tokenizer.js';
 import { seededRandom } from '../random.js';
 import { checkBoolean, checkNumber, checkOptions } from '../validate.js';
-import { KimPlans, planSftBatch, type TrainClip, type TrainerSftBatch } from './batch.js';
+import { KimPlans, type TrainClip, type TrainerSftBatch } from './batch.js';
 import { ContrastiveHead } from './contrastive.js';
 import { evaluate, type EvaluateOptions, type EvaluationResult } from './eval.js';
 import { MetricBus, type MetricEvent, type RlStepEvent, type SftStepEvent } from './metrics.js';
 import { advantageSpread, parseRlOptions, rollout, score, update, type RlOptions, type RlSettings, type RolloutPrompt } from './rl.js';
+import { isTrainableModel, modelIO, type ModelIO, type TrainableModel } from './model-io.js';
 import { clipTasks, fitClip } from './tasks.js';
 
 /** Training data: a dataset from openDataset, or loaded samples. */
@@ -131,10 +134,16 @@ export function scheduledLr(s: number, total: number, lr: number, minLr: number,
   return minLr + 0.5 * (lr - minLr) * (1 + Math.cos(Math.PI * t));
 }
 
-/** Trains a VideoLM with the two-stage VideoPerceiver method. */
+/**
+ * Trains a VideoLM with the two-stage VideoPerceiver method; a text-only
+ * PretrainedModel (a Hugging Face folder) trains on the text side of both
+ * stages: prompt + response without video, so no KIM variants and no
+ * contrastive term (lib/train/model-io.ts).
+ */
 export class Trainer {
-  readonly model: VideoLM;
-  readonly tokenizer: Tokenizer;
+  readonly model: TrainableModel;
+  readonly tokenizer: Tokenizer | PretrainedTokenizer;
+  readonly #io: ModelIO;
   readonly seed: number;
   readonly runDir: string | undefined;
   readonly #bus = new MetricBus();
@@ -144,18 +153,20 @@ export class Trainer {
   #resume: TrainerState | undefined;
   #running = false;
   #stopRequested: 'aborted' | 'interrupted' | undefined;
-  #reference: VideoLM | undefined;
+  #reference: TrainableModel | undefined;
   #ownsReference = false;
   readonly #cache = new Map<string, TrainClip>();
 
-  constructor(model: VideoLM, options: TrainerOptions = {}) {
+  constructor(model: TrainableModel, options: TrainerOptions = {}) {
     const fn = 'Trainer';
-    if (!(model instanceof VideoLM)) throw typeError(fn, 'model', 'a VideoLM', describe(model));
-    if (model.frozen) throw typeError(fn, 'model', 'a trainable VideoLM', 'a frozen copy');
-    if (!model.tokenizer) throw typeError(fn, 'model.tokenizer', 'a Tokenizer (create the model with { tokenizer: vp.tokenizerForDataset(dataset.annotations) })', 'undefined');
+    if (!isTrainableModel(model)) throw typeError(fn, 'model', 'a VideoLM or a PretrainedModel', describe(model));
+    if (model.frozen) throw typeError(fn, 'model', 'a trainable model', 'a frozen copy');
+    if (model instanceof PretrainedModel ? !model.hasTokenizer : !model.tokenizer)
+      throw typeError(fn, 'model.tokenizer', model instanceof PretrainedModel ? "a tokenizer (the folder's tokenizer.json)" : 'a Tokenizer (create the model with { tokenizer: vp.tokenizerForDataset(dataset.annotations) })', 'undefined');
     const o = checkOptions(fn, options);
     this.model = model;
-    this.tokenizer = model.tokenizer;
+    this.tokenizer = model.tokenizer!;
+    this.#io = modelIO(model);
     this.seed = checkNumber(fn, 'options.seed', o.seed, 0, { integer: true, min: 0, max: 2 ** 32 - 1 });
     if (o.runDir !== undefined && (typeof o.runDir !== 'string' || !o.runDir)) throw typeError(fn, 'options.runDir', 'a folder path', describe(o.runDir));
     this.runDir = o.runDir ? resolve(o.runDir as string) : undefined;
@@ -165,7 +176,7 @@ export class Trainer {
     if (this.#checkpointEvery > 0 && !this.runDir) throw rangeError(fn, 'options.checkpointEvery', '0 without a runDir', `${this.#checkpointEvery}`);
     this.#handleSigint = checkBoolean(fn, 'options.handleSigint', o.handleSigint, this.runDir !== undefined);
     const dim = checkNumber(fn, 'options.contrastDim', o.contrastDim, 64, { integer: true, min: 1, max: 4096 });
-    this.head = new ContrastiveHead(model.config.width, dim, this.seed);
+    this.head = new ContrastiveHead(this.#io.width, dim, this.seed);
     if (this.runDir) {
       mkdirSync(this.runDir, { recursive: true });
       this.#bus.file = join(this.runDir, 'metrics.jsonl');
@@ -189,15 +200,18 @@ export class Trainer {
   }
 
   #clip(fn: string, data: TrainData, i: number): TrainClip {
-    const c = this.model.config;
     const ds = data as Dataset;
     const key = Array.isArray(data) ? '' : `${resolve(ds.dir)}#${i}`;
     const hit = key ? this.#cache.get(key) : undefined;
     if (hit) return hit;
+    // A text-only model needs the annotation alone: no video is decoded.
+    if (this.#io.textOnly && !Array.isArray(data)) return { frames: new Uint8Array(0), frameTimes: [], annotation: ds.annotations[i], index: i };
     const s = Array.isArray(data) ? (data as VideoSample[])[i] : ds.load(i);
     if (!s || !(s.frames instanceof Uint8Array) || !Array.isArray(s.shape))
       throw typeError(fn, `data[${i}]`, 'a VideoSample ({ frames: Uint8Array, shape, frameTimes, caption, ... })', describe(s));
     const { frames: _f, shape: _s, frameTimes: _t, videoPath: _p, ...annotation } = s;
+    if (this.#io.textOnly) return { frames: new Uint8Array(0), frameTimes: [], annotation, index: i };
+    const c = (this.model as VideoLM).config;
     const clip: TrainClip = { ...fitClip(s, c.frames, c.imageSize), annotation, index: i };
     // Cache up to ~256 MB of fitted clips (they are re-read every epoch).
     if (key && this.#cache.size * clip.frames.length < 256 * 2 ** 20) this.#cache.set(key, clip);
@@ -237,10 +251,10 @@ export class Trainer {
 
   /** The packed stage-1 batch of given clips (what sft() trains on; exposed for inspection and tests). */
   sftBatch(clips: readonly TrainClip[], opts: Pick<SftOptions, 'kim' | 'contrastive' | 'questions' | 'substitution' | 'locator'> & { round?: number } = {}): TrainerSftBatch {
-    return planSftBatch(clips, this.model.config, this.tokenizer, {
+    return this.#io.sftBatch(clips, {
       round: opts.round,
-      kim: opts.kim ?? true,
-      contrastive: opts.contrastive ?? true,
+      kim: opts.kim ?? !this.#io.textOnly,
+      contrastive: opts.contrastive ?? !this.#io.textOnly,
       questions: opts.questions ?? true,
       substitution: opts.substitution ?? 'nearest',
       locator: opts.locator ?? 'transient',
@@ -312,7 +326,7 @@ export class Trainer {
     const fn = 'Trainer.sft';
     const data = this.#checkData(fn, dataset);
     const o = checkOptions(fn, opts);
-    const cfg = this.model.config;
+    const io = this.#io;
     const batchSize = checkNumber(fn, 'opts.batchSize', o.batchSize, 8, { integer: true, min: 1 });
     const gradAccum = checkNumber(fn, 'opts.gradAccum', o.gradAccum, 1, { integer: true, min: 1 });
     const epochs = checkNumber(fn, 'opts.epochs', o.epochs, 1, { gt: 0 });
@@ -323,10 +337,12 @@ export class Trainer {
     const warmup = checkNumber(fn, 'opts.warmupSteps', o.warmupSteps, Math.floor(total * 0.05), { integer: true, min: 0 });
     const weightDecay = checkNumber(fn, 'opts.weightDecay', o.weightDecay, 0.1, { min: 0 });
     const maxGradNorm = checkNumber(fn, 'opts.maxGradNorm', o.maxGradNorm, 1);
-    const kim = checkBoolean(fn, 'opts.kim', o.kim, true);
-    const contrastive = checkBoolean(fn, 'opts.contrastive', o.contrastive, true);
+    const kim = checkBoolean(fn, 'opts.kim', o.kim, !io.textOnly);
+    const contrastive = checkBoolean(fn, 'opts.contrastive', o.contrastive, !io.textOnly);
+    if (io.textOnly && (kim || contrastive))
+      throw rangeError(fn, kim ? 'opts.kim' : 'opts.contrastive', 'false for a text-only model (KIM variants and the contrastive term need video)', 'true');
     const lambda = checkNumber(fn, 'opts.lambda', o.lambda, 0.5, { min: 0 });
-    const tapLayer = checkNumber(fn, 'opts.tapLayer', o.tapLayer, Math.floor(cfg.layers / 2), { integer: true, min: 0, max: cfg.layers });
+    const tapLayer = checkNumber(fn, 'opts.tapLayer', o.tapLayer, Math.floor(io.layers / 2), { integer: true, min: 0, max: io.layers });
     const temperature = checkNumber(fn, 'opts.temperature', o.temperature, 0.07, { gt: 0 });
     const questions: boolean | 'one' = o.questions === 'one' ? 'one' : checkBoolean(fn, 'opts.questions', o.questions, true);
     const substitution = o.substitution ?? 'nearest';
@@ -334,7 +350,7 @@ export class Trainer {
     const locator = o.locator ?? 'transient';
     if (!['transient', 'none'].includes(locator as string)) throw typeError(fn, 'opts.locator', "'transient' | 'none'", describe(locator));
     const plan = { kim, contrastive, questions, substitution: substitution as SftOptions['substitution'], locator: locator as SftOptions['locator'] };
-    const kimPlans = new KimPlans(cfg, this.tokenizer, { substitution: plan.substitution!, locator: plan.locator! });
+    const kimPlans = io.textOnly ? undefined : new KimPlans((this.model as VideoLM).config, this.tokenizer as Tokenizer, { substitution: plan.substitution!, locator: plan.locator! });
     const t0 = Date.now();
 
     return this.#stage('sft', total, o.signal as AbortSignal | undefined, async (s) => {
@@ -345,7 +361,7 @@ export class Trainer {
       this.head.zeroGrad();
       for (let j = 0; j < gradAccum; j++) {
         const clips = idx.slice(j * batchSize, (j + 1) * batchSize).map((i) => this.#clip(fn, data, i));
-        const b = planSftBatch(clips, cfg, this.tokenizer, { ...plan, substitution: plan.substitution!, locator: plan.locator!, round: s }, kimPlans);
+        const b = io.sftBatch(clips, { ...plan, substitution: plan.substitution!, locator: plan.locator!, round: s }, kimPlans);
         rows += b.rows;
         kimSeqs += b.kimSequences;
         const useNce = contrastive && lambda > 0 && b.groups.length > 0;
@@ -384,15 +400,15 @@ export class Trainer {
       if (s.reference) this.#setReference(s.reference, false);
       else if (!this.#reference) this.#setReference(await this.model.clone(), true);
     }
-    const kimPlans = new KimPlans(this.model.config, this.tokenizer, { substitution: s.substitution, locator: s.locator });
+    const kimPlans = this.#io.textOnly ? undefined : new KimPlans((this.model as VideoLM).config as VideoLMConfig, this.tokenizer as Tokenizer, { substitution: s.substitution, locator: s.locator });
     const t0 = Date.now();
     return this.#stage('rl', s.total, s.signal, async (step) => {
       const ts = performance.now();
       const { idx, epoch } = this.#indices(data, 2, step, s.promptsPerStep);
       const prompts = this.#rlPrompts(fn, data, idx, step, s, kimPlans);
-      const ro = await rollout(this.model, prompts, s, hashSeed(this.seed, RL_SEED + 1, step));
-      const sc = await score(ro, s, this.tokenizer, fn);
-      const up = await update(this.model, this.#reference, ro, sc.advantages, s);
+      const ro = await rollout(this.#io, prompts, s, hashSeed(this.seed, RL_SEED + 1, step));
+      const sc = await score(ro, s, this.#io, fn);
+      const up = await update(this.model, this.#io, this.#reference, ro, sc.advantages, s);
       const genTokens = ro.responses.reduce((a, g) => a + g.length, 0);
       const secs = (performance.now() - ts) / 1000;
       return {
@@ -406,20 +422,20 @@ export class Trainer {
   }
 
   /** The prompts of RL step `step`: per clip one task (seeded pick) and its KIM frame map when it has key frames. */
-  #rlPrompts(fn: string, data: TrainData, idx: number[], step: number, s: RlSettings, kimPlans: KimPlans): RolloutPrompt[] {
+  #rlPrompts(fn: string, data: TrainData, idx: number[], step: number, s: RlSettings, kimPlans: KimPlans | undefined): RolloutPrompt[] {
     const pick = seededRandom(hashSeed(this.seed, RL_SEED, step));
     return idx.map((i) => {
       const clip = this.#clip(fn, data, i);
       const all = clipTasks(clip.annotation, s.tasks !== 'caption');
       const pool = s.tasks === 'questions' ? all.filter((t) => t.kind === 'question') : s.tasks === 'caption' ? all.slice(0, 1) : all;
       const task = (pool.length ? pool : all)[Math.floor(pick() * (pool.length || all.length))];
-      const plan = s.mode === 'none' ? undefined : kimPlans.get(clip).plan;
+      const plan = s.mode === 'none' || !kimPlans ? undefined : kimPlans.get(clip).plan;
       const frameMap = plan && plan.keyFrames.length > 0 ? plan.substitution : undefined;
-      return { clip, task, promptIds: this.tokenizer.encode(task.prompt), frameMap };
+      return { clip, task, promptIds: this.#io.prompt(task.prompt), frameMap };
     });
   }
 
-  #setReference(m: VideoLM, owned: boolean): void {
+  #setReference(m: TrainableModel, owned: boolean): void {
     if (this.#reference && this.#ownsReference && this.#reference !== m) this.#reference.dispose();
     this.#reference = m;
     this.#ownsReference = owned;
@@ -444,7 +460,7 @@ export class Trainer {
     const dir = join(root, name);
     const tmp = `${dir}.tmp-${process.pid}`;
     rmSync(tmp, { recursive: true, force: true });
-    await this.model.save(tmp);
+    await Trainer.#saveModel(this.model, tmp);
     const h = this.head;
     const k = h.dim * h.width;
     writeSafetensors(join(tmp, 'trainer.safetensors'), {
@@ -453,7 +469,7 @@ export class Trainer {
       'contrast.m': { dtype: 'F32', shape: [2 * k], data: h.m },
       'contrast.v': { dtype: 'F32', shape: [2 * k], data: h.v },
     }, { step: String(h.step) });
-    if (stage === 'rl' && this.#reference) await this.#reference.save(join(tmp, 'reference'));
+    if (stage === 'rl' && this.#reference) await Trainer.#saveModel(this.#reference, join(tmp, 'reference'));
     const state: TrainerState = { format: 'videoperceiver.Trainer', version: 1, stage, step, finished, seed: this.seed, totalSteps: total };
     writeFileAtomic(join(tmp, 'trainer.json'), JSON.stringify(state, null, 2) + '\n');
     // Swap the finished folder into place; the previous one stays until the new one is complete.
@@ -503,9 +519,10 @@ export class Trainer {
     if (state?.format !== 'videoperceiver.Trainer' || (state.stage !== 'sft' && state.stage !== 'rl') || !Number.isSafeInteger(state.step) || state.step < 0)
       throw new CheckpointError(`${statePath}: not a videoperceiver.Trainer state`);
     if (state.seed !== this.seed) throw rangeError(fn, 'options.seed', `the checkpoint's seed ${state.seed} (to continue its trajectory)`, `${this.seed}`);
-    const loaded = await VideoLM.load(path);
+    const loaded = await Trainer.#loadModel(this.model, path);
     try {
-      await this.model.copyStateFrom(loaded);
+      if (this.model instanceof PretrainedModel) await this.model.copyStateFrom(loaded as PretrainedModel);
+      else await this.model.copyStateFrom(loaded as VideoLM);
     } catch (e) {
       throw new CheckpointError(`${path}: the checkpoint's model does not match this trainer's model (${(e as Error).message})`);
     } finally {
@@ -527,13 +544,24 @@ export class Trainer {
     h.v.set(st.tensors['contrast.v'].data as Float32Array);
     h.step = Number(st.metadata.step ?? 0);
     if (state.stage === 'rl' && existsSync(join(path, 'reference', 'config.json'))) {
-      const ref = await VideoLM.load(join(path, 'reference'));
+      const ref = await Trainer.#loadModel(this.model, join(path, 'reference'));
       this.#setReference(await ref.clone(), true);
       ref.dispose();
     }
     this.#resume = state;
     if (this.#bus.file) MetricBus.truncateAfter(this.#bus.file, state.stage, state.step);
     return { stage: state.stage, step: state.step, finished: state.finished, path };
+  }
+
+  /** A model into a checkpoint folder: VideoLM.save, or a pretrained model's training checkpoint (weights, adapters, optimizer). */
+  static async #saveModel(m: TrainableModel, dir: string): Promise<void> {
+    if (m instanceof PretrainedModel) await m.saveCheckpoint(dir);
+    else await m.save(dir);
+  }
+
+  /** A checkpoint folder's model, of the kind `like` is. */
+  static async #loadModel(like: TrainableModel, dir: string): Promise<TrainableModel> {
+    return like instanceof PretrainedModel ? PretrainedModel.loadCheckpoint(dir) : VideoLM.load(dir);
   }
 
   /** Frees the reference model the trainer made (the trained model stays the caller's). */
