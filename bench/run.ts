@@ -52,6 +52,7 @@ if (save) {
     machine: machineInfo(),
     ceilings: { sgemmGflops: await ctx.sgemmGflops(), copyGBs: await ctx.copyGBs() },
     results: ctx.results,
+    ...(filters.length ? { partial: selected } : {}),
   });
   console.log(`saved ${path} and docs/benchmarks.md`);
 }
