@@ -389,9 +389,8 @@ export class PretrainedModel {
     const batch = b as Record<string, unknown>;
     if (batch.videos !== undefined && batch.videos !== null && !(ArrayBuffer.isView(batch.videos) && (batch.videos as Uint8Array).length === 0))
       throw typeError(fn, 'batch.videos', `absent: ${this.architecture} is a text-only model`, describe(batch.videos));
-    const text = this.#checkIds(fn, 'batch.text', batch.text instanceof Int32Array ? batch.text : (() => {
-      throw typeError(fn, 'batch.text', 'an Int32Array of token ids', describe(batch.text));
-    })());
+    if (!(batch.text instanceof Int32Array)) throw typeError(fn, 'batch.text', 'an Int32Array of token ids', describe(batch.text));
+    const text = this.#checkIds(fn, 'batch.text', batch.text);
     let targets: Int32Array;
     if (batch.targets !== undefined) {
       targets = int32Vector(fn, 'batch.targets', batch.targets, text.length);
