@@ -2,6 +2,7 @@
 // every name that matches a filter (all when none), each against its peer in
 // the same run.
 import { existsSync, readdirSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { benchDir, machineInfo, makeContext } from './harness.js';
 import { saveRun } from './report.js';
@@ -27,6 +28,7 @@ if (!selected.length) {
   console.error(`no benchmark matches ${filters.join(', ')}; available: ${all.join(', ')}`);
   process.exit(2);
 }
+const loadAtStart = loadavg();
 const ctx = makeContext({ quick, json });
 if (!json) console.log(`machine: ${JSON.stringify(machineInfo())}`);
 for (const name of selected) {
@@ -52,6 +54,9 @@ if (save) {
     machine: machineInfo(),
     ceilings: { sgemmGflops: await ctx.sgemmGflops(), copyGBs: await ctx.copyGBs() },
     results: ctx.results,
+    // The 1/5/15-minute load averages: a shared machine's load shows in every number.
+    loadAverage: { start: loadAtStart.map((x) => +x.toFixed(2)), end: loadavg().map((x) => +x.toFixed(2)) },
+    ...(filters.length ? { partial: selected } : {}),
   });
   console.log(`saved ${path} and docs/benchmarks.md`);
 }

@@ -66,6 +66,34 @@ function stopped(r: vp.StageResult): number {
   return r.signal === 'SIGTERM' ? 143 : 130;
 }
 
+/** A model folder: a saved VideoLM (config.json format videoperceiver.VideoLM) or a Hugging Face folder. */
+async function loadModelDir(dir: string, device: 'cpu' | 'cuda'): Promise<vp.VideoLM | vp.PretrainedModel> {
+  inputDir('--model', dir, 'a saved VideoLM or a Hugging Face model folder');
+  const cfgPath = join(dir, 'config.json');
+  if (!existsSync(cfgPath)) throw new Error(`--model: ${cfgPath} not found (a saved VideoLM or a Hugging Face model folder)`);
+  let format: unknown;
+  try {
+    format = (JSON.parse(readFileSync(cfgPath, 'utf8')) as { format?: unknown }).format;
+  } catch (e) {
+    throw new Error(`--model: ${cfgPath}: ${(e as Error).message}`);
+  }
+  return format === 'videoperceiver.VideoLM' ? vp.VideoLM.load(dir, { device }) : vp.loadPretrained(dir, { device });
+}
+
+/** --lora-rank N [--lora-alpha A] [--lora-targets q_proj,v_proj|all-linear] [--lora-dropout P]: LoRA options, or undefined. */
+function loraOptions(a: ParsedArgs): vp.LoraOptions | undefined {
+  if (!a.has('lora-rank')) {
+    for (const k of ['lora-alpha', 'lora-targets', 'lora-dropout']) if (a.has(k)) throw new UsageError(`train: --${k} needs --lora-rank`);
+    return undefined;
+  }
+  const targets = a.str('lora-targets');
+  return {
+    rank: a.num('lora-rank', 8),
+    ...defined({ alpha: a.num('lora-alpha'), dropout: a.num('lora-dropout') }),
+    ...(targets ? { targets: targets === 'all-linear' ? 'all-linear' : (targets.split(',') as vp.LoraOptions['targets']) } : {}),
+  };
+}
+
 async function train(a: ParsedArgs): Promise<number> {
   const dataDir = inputDir('--data', a.required('data', 'train', 'DIR'), 'a dataset folder');
   const outPath = a.required('out', 'train', 'RUN_DIR');
@@ -74,15 +102,23 @@ async function train(a: ParsedArgs): Promise<number> {
   if (from) inputDir('--model', from, 'a saved model folder');
   if (from && a.has('preset')) throw new UsageError('train: give --model DIR or --preset NAME, not both');
   if (a.flag('override') && !a.flag('resume')) throw new UsageError('train: --override only applies with --resume');
+  const lora = loraOptions(a);
+  if (lora && !from) throw new UsageError('train: --lora-rank needs --model DIR (a Hugging Face model folder)');
   const data = vp.openDataset(dataDir);
   const out = outputDir('--out', outPath);
   const stage = a.str('stage') ?? 'both';
   const json = a.flag('json');
   const seed = a.num('seed', 0);
   const device = (a.str('device') ?? 'cpu') as vp.VideoLMDevice;
-  let model: vp.VideoLM;
-  if (from) model = await vp.VideoLM.load(from, { device });
-  else {
+  let model: vp.VideoLM | vp.PretrainedModel;
+  if (from) {
+    model = await loadModelDir(from, device);
+    if (lora) {
+      if (!(model instanceof vp.PretrainedModel)) throw new UsageError('train: --lora-rank: LoRA applies to a Hugging Face model folder (--model DIR), not to a VideoLM');
+      const r = model.addLora({ ...lora, seed });
+      if (!json) process.stderr.write(`LoRA rank ${lora.rank} on ${r.targets.length} layers: ${r.trainableParams} trained parameters of ${model.numParams}\n`);
+    }
+  } else {
     const preset = (a.str('preset') ?? 'tiny') as vp.VideoLMPreset;
     const tokenizer = vp.tokenizerForDataset(data.annotations);
     model = await vp.VideoLM.create({ preset, ...(cfg.model ?? {}), tokenizer, seed, device } as vp.VideoLMCreateOptions);
@@ -124,16 +160,20 @@ async function train(a: ParsedArgs): Promise<number> {
   }
   await model.save(join(out, 'model'));
   if (!json) console.log(`saved the trained model to ${join(out, 'model')}`);
+  if (model instanceof vp.PretrainedModel && model.lora) {
+    await model.saveAdapter(join(out, 'adapter'));
+    if (!json) console.log(`saved the LoRA adapter (PEFT layout) to ${join(out, 'adapter')}`);
+  }
   trainer.dispose();
   model.dispose();
   return 0;
 }
 
 async function evalCommand(a: ParsedArgs): Promise<number> {
-  const modelDir = inputDir('--model', a.required('model', 'eval', 'DIR'), 'a saved model folder');
+  const modelDir = a.required('model', 'eval', 'DIR');
   const dataDir = inputDir('--data', a.required('data', 'eval', 'DIR'), 'a dataset folder');
   const data = vp.openDataset(dataDir);
-  const model = await vp.VideoLM.load(modelDir, { device: (a.str('device') ?? 'cpu') as vp.VideoLMDevice });
+  const model = await loadModelDir(modelDir, (a.str('device') ?? 'cpu') as vp.VideoLMDevice);
   const json = a.flag('json');
   const bar = json ? undefined : new ProgressBar('eval', data.length * 2);
   let base = 0;
@@ -152,9 +192,23 @@ async function evalCommand(a: ParsedArgs): Promise<number> {
 }
 
 async function generate(a: ParsedArgs): Promise<number> {
-  const modelDir = inputDir('--model', a.required('model', 'generate', 'DIR'), 'a saved model folder');
+  const modelDir = a.required('model', 'generate', 'DIR');
+  const model = await loadModelDir(modelDir, (a.str('device') ?? 'cpu') as vp.VideoLMDevice);
+  const gen = { maxTokens: a.num('max-tokens', 32), temperature: a.num('temperature', 0), topP: a.num('top-p', 1), seed: a.num('seed', 0) };
+  if (model instanceof vp.PretrainedModel) {
+    // A text model: the prompt as a user turn through the chat template when the folder has one.
+    if (a.has('video')) {
+      model.dispose();
+      throw new UsageError(`generate: --video: ${model.architecture} is a text-only model`);
+    }
+    const prompt = a.required('prompt', 'generate', 'TEXT');
+    const text = await model.generate(null, model.chatTemplate !== undefined ? [{ role: 'user', content: prompt }] : prompt, gen);
+    if (a.flag('json')) console.log(JSON.stringify({ prompt, text }));
+    else console.log(text);
+    model.dispose();
+    return 0;
+  }
   const video = inputFile('--video', a.required('video', 'generate', 'FILE'), 'a clip (.npy or a video file)');
-  const model = await vp.VideoLM.load(modelDir, { device: (a.str('device') ?? 'cpu') as vp.VideoLMDevice });
   const c = model.config;
   let sample: { frames: Uint8Array; shape: [number, number, number, 3]; frameTimes: number[]; id: string };
   if (video.toLowerCase().endsWith('.npy')) {
@@ -167,9 +221,7 @@ async function generate(a: ParsedArgs): Promise<number> {
   }
   const fitted = fitClip(sample, c.frames, c.imageSize);
   const prompt = a.str('prompt') ?? vp.CAPTION_PROMPT;
-  const text = await model.generate(fitted.frames, prompt, {
-    maxTokens: a.num('max-tokens', 32), temperature: a.num('temperature', 0), topP: a.num('top-p', 1), seed: a.num('seed', 0),
-  });
+  const text = await model.generate(fitted.frames, prompt, gen);
   if (a.flag('json')) console.log(JSON.stringify({ video, prompt, text }));
   else console.log(text);
   model.dispose();
@@ -279,11 +331,12 @@ const commands: Record<string, Command> = {
   },
   train: {
     summary: 'train a VideoLM on a dataset folder: stage 1 (SFT with KIM + contrastive), stage 2 (comparative GRPO), or both',
-    usage: 'videoperceiver train --data DIR --out RUN_DIR [--stage sft|rl|both] [--config FILE.json] [--model DIR | --preset tiny|small] [--steps N] [--epochs N] [--batch-size 8] [--lr 1e-3] [--lambda 0.5] [--no-kim] [--no-contrastive] [--rl-steps N] [--rl-lr 1e-4] [--group-size 4] [--comparative baseline|pairwise|threshold|none] [--seed 0] [--checkpoint-every N] [--save-total-limit N] [--resume [--override]] [--device cpu|cuda] [--json]\n\n' +
+    usage: 'videoperceiver train --data DIR --out RUN_DIR [--stage sft|rl|both] [--config FILE.json] [--model DIR [--lora-rank R] [--lora-alpha A] [--lora-targets q_proj,v_proj|all-linear] [--lora-dropout P] | --preset tiny|small] [--steps N] [--epochs N] [--batch-size 8] [--lr 1e-3] [--lambda 0.5] [--no-kim] [--no-contrastive] [--rl-steps N] [--rl-lr 1e-4] [--group-size 4] [--comparative baseline|pairwise|threshold|none] [--seed 0] [--checkpoint-every N] [--save-total-limit N] [--resume [--override]] [--device cpu|cuda] [--json]\n\n' +
       'config file: { "model": { VideoLM config }, "sft": { SftOptions }, "rl": { RlOptions } } (every key: docs/training.md); flags override it. ' +
       'The trained model is saved to RUN_DIR/model; checkpoints to RUN_DIR/checkpoints (--save-total-limit N keeps the N newest, and always the best and the last); ' +
       'metrics to RUN_DIR/metrics.jsonl; the resolved hyper-parameters to RUN_DIR/training_args.json. ' +
-      'Ctrl-C or SIGTERM writes a checkpoint; --resume continues from it (a changed hyper-parameter is refused unless --override).',
+      'Ctrl-C or SIGTERM writes a checkpoint; --resume continues from it (a changed hyper-parameter is refused unless --override). ' +
+      '--model DIR takes a saved VideoLM or a Hugging Face folder (LlamaForCausalLM, Qwen2ForCausalLM; text side only: prompt + response without video, docs/pretrained.md); with --lora-rank only LoRA adapters train, and RUN_DIR/adapter gets them in PEFT layout.',
     flags: {
       data: PATH, out: PATH, stage: { kind: 'string', choices: ['sft', 'rl', 'both'] }, config: PATH, model: PATH,
       preset: { kind: 'string', choices: Object.keys(vp.VIDEOLM_PRESETS) }, steps: STEPS, epochs: { kind: 'number', gt: 0, max: 1e6 },
@@ -292,6 +345,7 @@ const commands: Record<string, Command> = {
       'group-size': { kind: 'int', min: 2, max: 4096 }, comparative: { kind: 'string', choices: ['baseline', 'pairwise', 'threshold', 'none'] },
       seed: SEED, 'checkpoint-every': { kind: 'int', min: 0, max: MAX_STEPS }, 'save-total-limit': { kind: 'int', min: 1, max: 1_000_000 },
       resume: { kind: 'bool' }, override: { kind: 'bool' }, device: DEVICE, json: JSON_FLAG,
+      'lora-rank': { kind: 'int', min: 1, max: 65536 }, 'lora-alpha': { kind: 'number', gt: 0 }, 'lora-targets': { kind: 'string' }, 'lora-dropout': { kind: 'number', min: 0, max: 1 },
     },
     run: train,
   },
@@ -303,7 +357,7 @@ const commands: Record<string, Command> = {
   },
   generate: {
     summary: 'generate text for a video (.npy uint8 [F, H, W, 3] or a video file decoded by ffmpeg) with a saved model',
-    usage: 'videoperceiver generate --model DIR --video FILE [--prompt "describe the clip :"] [--max-tokens 32] [--temperature 0] [--top-p 1] [--seed 0] [--device cpu|cuda] [--json]',
+    usage: 'videoperceiver generate --model DIR (--video FILE | a Hugging Face text model) [--prompt "describe the clip :"] [--max-tokens 32] [--temperature 0] [--top-p 1] [--seed 0] [--device cpu|cuda] [--json]',
     flags: {
       model: PATH, video: PATH, prompt: PATH, 'max-tokens': { kind: 'int', min: 0, max: 1 << 24 }, temperature: { kind: 'number', min: 0, max: 1e4 },
       'top-p': { kind: 'number', gt: 0, max: 1 }, seed: { kind: 'int', min: 0, max: Number.MAX_SAFE_INTEGER }, device: DEVICE, json: JSON_FLAG,

@@ -1,5 +1,6 @@
 // videoperceiver/model — the built-in VideoLM (vision encoder + decoder in the
-// native core), its word-level tokenizer and safetensors files.
+// native core), its word-level tokenizer and safetensors files, and pretrained
+// language models in the Hugging Face layout (lib/pretrained/).
 export { Tokenizer, SPECIAL_TOKENS, type TrainOptions, type EncodeOptions } from './tokenizer.js';
 export {
   readSafetensors, writeSafetensors, CheckpointError,
@@ -12,3 +13,10 @@ export {
   type BackwardOptions as VideoLMBackwardOptions, type StepOptions as VideoLMStepOptions, type StepResult as VideoLMStepResult,
   type GenerateOptions as VideoLMGenerateOptions, type ParamInfo as VideoLMParamInfo,
 } from './videolm.js';
+export {
+  loadPretrained, PretrainedModel, PretrainedTokenizer, ChatTemplate, parseConfig, ropeInvFreq, UnsupportedConfigError, ARCHITECTURES,
+  type LoadPretrainedOptions, type PretrainedBatch, type PretrainedSegment, type PretrainedForwardOptions, type PretrainedForwardResult,
+  type PretrainedBackwardOptions, type PretrainedStepOptions, type PretrainedLayout, type LogitsOptions, type PretrainedEncodeOptions,
+  type PretrainedDecodeOptions, type ChatMessage, type ChatTemplateOptions, type Architecture, type DecoderSpec, type RopeScaling,
+  type LoraOptions, type LoraState, type TextGenerateOptions,
+} from '../pretrained/index.js';

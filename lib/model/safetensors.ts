@@ -99,6 +99,8 @@ export interface ReadSafetensorsOptions {
 export interface Safetensors {
   tensors: Record<string, StTensor>;
   metadata: Record<string, string>;
+  /** Tensor names in the order of their data in the file (how a rewrite keeps the layout). */
+  order: string[];
 }
 
 /**
@@ -194,7 +196,7 @@ export function readSafetensors(path: string, opts: ReadSafetensorsOptions = {})
       const view = e.begin % item === 0 ? new ARRAY[e.dtype](data, e.begin, count) : new ARRAY[e.dtype](data.slice(e.begin, e.end), 0, count);
       tensors[e.name] = { dtype: e.dtype, shape: e.shape, data: view };
     }
-    return { tensors, metadata };
+    return { tensors, metadata, order: sorted.map((e) => e.name) };
   } finally {
     closeSync(fd);
   }

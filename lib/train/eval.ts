@@ -3,9 +3,8 @@
 //    <eos>, is scored as the response to the question's prompt (sum of token
 //    log-probs); the most likely option is the model's answer;
 //  - event-keyword recall of generated captions (greedy decoding).
-import { EOS_ID } from '../model/tokenizer.js';
-import type { VideoLM } from '../model/videolm.js';
-import { generationBatch, scoringBatch, type PromptItem, type TrainClip } from './batch.js';
+import type { PromptItem, TrainClip } from './batch.js';
+import { modelIO, type TrainableModel } from './model-io.js';
 import { keywordRecall } from './rewards.js';
 import { annotatedKeywords, answerIndex, CAPTION_PROMPT, questionPrompt } from './tasks.js';
 
@@ -55,16 +54,14 @@ export interface EvaluationResult {
 }
 
 /** Multiple-choice accuracy by option likelihood over every question of the clips. */
-export async function evaluateMultipleChoice(model: VideoLM, clips: readonly TrainClip[], opts: EvaluateOptions = {}): Promise<QuestionResult[]> {
-  const tok = model.tokenizer;
-  if (!tok) throw new TypeError('evaluateMultipleChoice: the model has no tokenizer');
-  const cfg = model.config;
+export async function evaluateMultipleChoice(model: TrainableModel, clips: readonly TrainClip[], opts: EvaluateOptions = {}): Promise<QuestionResult[]> {
+  const io = modelIO(model, 'evaluateMultipleChoice');
   const batchSize = opts.batchSize ?? 32;
   const pending: { item: PromptItem; response: Int32Array; q: number; o: number }[] = [];
   const results: QuestionResult[] = [];
   const flush = async () => {
     if (!pending.length) return;
-    const { batch, at, lengths } = scoringBatch(pending.map((p) => p.item), pending.map((p) => p.response), cfg);
+    const { batch, at, lengths } = io.scoringBatch(pending.map((p) => p.item), pending.map((p) => p.response));
     const lp = await model.sequenceLogprobs(batch);
     pending.forEach((p, i) => {
       let s = 0;
@@ -83,13 +80,9 @@ export async function evaluateMultipleChoice(model: VideoLM, clips: readonly Tra
         id: clip.annotation.id, kind: (q as { kind?: string }).kind ?? 'question', question: q.question, options: [...q.options],
         answer, predicted: -1, scores: new Array<number>(q.options.length).fill(-Infinity),
       });
-      const promptIds = tok.encode(questionPrompt(q));
+      const promptIds = io.prompt(questionPrompt(q));
       q.options.forEach((opt, oi) => {
-        const ids = tok.encode(opt);
-        const response = new Int32Array(ids.length + 1);
-        response.set(ids);
-        response[ids.length] = EOS_ID;
-        pending.push({ item: { frames: clip.frames, promptIds }, response, q: qi, o: oi });
+        pending.push({ item: { frames: clip.frames, promptIds }, response: io.response(opt, true), q: qi, o: oi });
       });
       if (pending.length >= batchSize) await flush();
     }
@@ -101,19 +94,17 @@ export async function evaluateMultipleChoice(model: VideoLM, clips: readonly Tra
 }
 
 /** Greedy captions of the clips and their event-keyword recall. */
-export async function evaluateCaptions(model: VideoLM, clips: readonly TrainClip[], opts: EvaluateOptions = {}): Promise<CaptionResult[]> {
-  const tok = model.tokenizer;
-  if (!tok) throw new TypeError('evaluateCaptions: the model has no tokenizer');
-  const cfg = model.config;
+export async function evaluateCaptions(model: TrainableModel, clips: readonly TrainClip[], opts: EvaluateOptions = {}): Promise<CaptionResult[]> {
+  const io = modelIO(model, 'evaluateCaptions');
   const batchSize = opts.batchSize ?? 32;
   const maxTokens = opts.maxTokens ?? 32;
-  const prompt = tok.encode(CAPTION_PROMPT);
+  const prompt = io.prompt(CAPTION_PROMPT);
   const out: CaptionResult[] = [];
   for (let i = 0; i < clips.length; i += batchSize) {
     const chunk = clips.slice(i, i + batchSize);
-    const gens = await model.generateBatch(generationBatch(chunk.map((c) => ({ frames: c.frames, promptIds: prompt })), cfg), { maxTokens, temperature: 0, eosId: EOS_ID });
+    const gens = await io.generate(io.generationBatch(chunk.map((c) => ({ frames: c.frames, promptIds: prompt }))), { maxTokens, temperature: 0 });
     chunk.forEach((c, j) => {
-      const generated = tok.decode(Array.from(gens[j]).filter((x) => x < tok.vocabSize), { skipSpecial: true });
+      const generated = io.decode(gens[j]);
       const keywords = annotatedKeywords(c.annotation);
       out.push({ id: c.annotation.id, reference: c.annotation.caption, generated, keywords, recall: keywords.length ? keywordRecall(generated, keywords) : NaN });
     });
@@ -123,7 +114,7 @@ export async function evaluateCaptions(model: VideoLM, clips: readonly TrainClip
 }
 
 /** Both evaluations, with a flat summary. */
-export async function evaluate(model: VideoLM, clips: readonly TrainClip[], opts: EvaluateOptions = {}): Promise<EvaluationResult> {
+export async function evaluate(model: TrainableModel, clips: readonly TrainClip[], opts: EvaluateOptions = {}): Promise<EvaluationResult> {
   const questions = opts.questions === false ? [] : await evaluateMultipleChoice(model, clips, opts);
   const captions = opts.captions === false ? [] : await evaluateCaptions(model, clips, opts);
   const summary: Record<string, number> = {};

@@ -16,12 +16,11 @@
 // the reward calls, and μ forward+backward passes over the P·G original
 // responses (plus one reference forward when beta > 0).
 import { describe, rangeError, typeError } from '../errors.js';
-import { EOS_ID, type Tokenizer } from '../model/tokenizer.js';
-import { VideoLM, type VideoLMConfig } from '../model/videolm.js';
 import { comparativeAdvantages, comparativeRewards, groupAdvantages, grpoLoss, type AdvantageScale, type ComparativeMode, type GrpoLossType } from '../ops/grpo.js';
 import { checkKnownKeys, checkNumber, checkOptions } from '../validate.js';
-import { generationBatch, scoringBatch, type PromptItem, type TrainClip } from './batch.js';
+import type { PromptItem, TrainClip } from './batch.js';
 import { allFinite, DivergenceError } from './checkpoints.js';
+import { isTrainableModel, type ModelIO, type TrainableModel } from './model-io.js';
 import { MAX_STEPS, RL_OPTION_KEYS } from './options.js';
 import { defaultTaskReward } from './rewards.js';
 import { annotatedKeywords, type ClipTask } from './tasks.js';
@@ -83,7 +82,7 @@ export interface RlOptions {
   /** KL weight to the reference model (default 0: no reference needed). */
   beta?: number;
   /** The frozen reference model (default: a frozen copy of the model when rl() starts). */
-  reference?: VideoLM;
+  reference?: TrainableModel;
   epsLow?: number;
   epsHigh?: number;
   lossType?: GrpoLossType;
@@ -117,7 +116,7 @@ export interface RlSettings {
   scale: AdvantageScale;
   substitution: 'nearest' | 'previous' | 'next';
   locator: 'transient' | 'none';
-  reference?: VideoLM;
+  reference?: TrainableModel;
   signal?: AbortSignal;
 }
 
@@ -139,7 +138,7 @@ export function parseRlOptions(fn: string, opts: RlOptions, count: number): RlSe
   if (!shaping && o.ratio !== undefined) throw rangeError(fn, 'opts.ratio', `unset unless opts.comparative is 'pairwise' or 'threshold'`, `${describe(o.ratio)} with '${mode}'`);
   const reward = (o.reward ?? ((x: RewardInput) => defaultTaskReward(x))) as RewardFunction;
   if (typeof reward !== 'function') throw typeError(fn, 'opts.reward', 'a function (RewardInput) => number', describe(reward));
-  if (o.reference !== undefined && !(o.reference instanceof VideoLM)) throw typeError(fn, 'opts.reference', 'a VideoLM', describe(o.reference));
+  if (o.reference !== undefined && !isTrainableModel(o.reference)) throw typeError(fn, 'opts.reference', 'a VideoLM or a PretrainedModel', describe(o.reference));
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw typeError(fn, 'opts.signal', 'an AbortSignal', describe(o.signal));
   return {
     promptsPerStep: P,
@@ -164,7 +163,7 @@ export function parseRlOptions(fn: string, opts: RlOptions, count: number): RlSe
     scale: oneOf(fn, 'opts.scaleAdvantages', o.scaleAdvantages, ['group', 'batch', 'none'] as const, 'group'),
     substitution: oneOf(fn, 'opts.substitution', o.substitution, ['nearest', 'previous', 'next'] as const, 'nearest'),
     locator: oneOf(fn, 'opts.locator', o.locator, ['transient', 'none'] as const, 'transient'),
-    reference: o.reference as VideoLM | undefined,
+    reference: o.reference as TrainableModel | undefined,
     signal: o.signal as AbortSignal | undefined,
   };
 }
@@ -188,7 +187,7 @@ export interface Rollout {
 }
 
 /** Generates G responses per prompt from the original video and G from its KIM variant, in one batch. */
-export async function rollout(model: VideoLM, prompts: RolloutPrompt[], s: RlSettings, seed: number): Promise<Rollout> {
+export async function rollout(io: ModelIO, prompts: RolloutPrompt[], s: RlSettings, seed: number): Promise<Rollout> {
   const G = s.groupSize;
   const orig: PromptItem[] = [];
   const deg: PromptItem[] = [];
@@ -202,9 +201,7 @@ export async function rollout(model: VideoLM, prompts: RolloutPrompt[], s: RlSet
   });
   let responses: Int32Array[];
   try {
-    responses = await model.generateBatch(generationBatch([...orig, ...deg], model.config), {
-      maxTokens: s.maxTokens, temperature: s.temperature, topP: s.topP, seed, eosId: EOS_ID,
-    });
+    responses = await io.generate(io.generationBatch([...orig, ...deg]), { maxTokens: s.maxTokens, temperature: s.temperature, topP: s.topP, seed });
   } catch (e) {
     // The sampler refuses NaN/Inf logits: the weights or activations diverged.
     if (/logits.*not finite/.test((e as Error).message)) throw new DivergenceError('Trainer.rl', 'rl', 0, 'the logits of the rollout are not finite');
@@ -225,9 +222,9 @@ export interface ScoredRollout {
 }
 
 /** Scores every response with the task reward, then computes the original responses' advantages. */
-export async function score(r: Rollout, s: RlSettings, tokenizer: Tokenizer, fn: string, vocabulary: readonly string[] = []): Promise<ScoredRollout> {
+export async function score(r: Rollout, s: RlSettings, io: ModelIO, fn: string, vocabulary: readonly string[] = []): Promise<ScoredRollout> {
   const G = s.groupSize;
-  const text = (ids: Int32Array) => tokenizer.decode(Array.from(ids).filter((x) => x < tokenizer.vocabSize), { skipSpecial: true });
+  const text = (ids: Int32Array) => io.decode(ids);
   const reward = async (p: RolloutPrompt, ids: Int32Array, degraded: boolean) => {
     const v = await s.reward({
       response: text(ids), keywords: annotatedKeywords(p.clip.annotation), question: p.task.question,
@@ -272,9 +269,9 @@ export interface UpdateResult {
 }
 
 /** μ updates of the clipped GRPO loss on the original responses (the degraded ones are never trained on). */
-export async function update(model: VideoLM, reference: VideoLM | undefined, r: Rollout, advantages: Float32Array, s: RlSettings): Promise<UpdateResult> {
+export async function update(model: TrainableModel, io: ModelIO, reference: TrainableModel | undefined, r: Rollout, advantages: Float32Array, s: RlSettings): Promise<UpdateResult> {
   const responses = r.responses.slice(0, r.orig.length);
-  const sb = scoringBatch(r.orig, responses, model.config as VideoLMConfig);
+  const sb = io.scoringBatch(r.orig, responses);
   const cu = new Int32Array(responses.length + 1);
   responses.forEach((x, i) => (cu[i + 1] = cu[i] + x.length));
   // The responses' log-probs, gathered out of the packed rows.

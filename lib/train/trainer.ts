@@ -25,10 +25,12 @@ import { writeFileAtomic } from '../fs.js';
 import { CheckpointError, readSafetensors, writeSafetensors } from '../model/safetensors.js';
 import { outputDir } from '../paths.js';
 import type { Tokenizer } from '../model/tokenizer.js';
-import { VideoLM } from '../model/videolm.js';
+import { VideoLM, type VideoLMConfig } from '../model/videolm.js';
+import { PretrainedModel } from '../pretrained/model.js';
+import type { PretrainedTokenizer } from '../pretrained/tokenizer.js';
 import { seededRandom } from '../random.js';
 import { checkBoolean, checkKnownKeys, checkNumber, checkOptions } from '../validate.js';
-import { KimPlans, planSftBatch, type TrainClip, type TrainerSftBatch } from './batch.js';
+import { KimPlans, type TrainClip, type TrainerSftBatch } from './batch.js';
 import { allFinite, changedArgs, CheckpointStore, DivergenceError, readTrainingArgs, type Stage, type TrainerState, type TrainingArgs } from './checkpoints.js';
 import { ContrastiveHead } from './contrastive.js';
 import { evaluate, type EvaluateOptions, type EvaluationResult } from './eval.js';
@@ -36,6 +38,7 @@ import { checkStepMemory, clipTokens, memoryLimit } from './memory.js';
 import { MetricBus, type CheckpointEvent, type MetricEvent, type RlStepEvent, type SftStepEvent } from './metrics.js';
 import { MAX_STEPS, SFT_OPTION_KEYS, TRAINER_OPTION_KEYS } from './options.js';
 import { advantageSpread, parseRlOptions, rollout, score, update, type RlOptions, type RlSettings, type RolloutPrompt } from './rl.js';
+import { isTrainableModel, modelIO, type ModelIO, type TrainableModel } from './model-io.js';
 import { annotatedKeywords, clipTasks, fitClip } from './tasks.js';
 
 /** Training data: a dataset from openDataset, or loaded samples. */
@@ -142,10 +145,16 @@ export function scheduledLr(s: number, total: number, lr: number, minLr: number,
   return minLr + 0.5 * (lr - minLr) * (1 + Math.cos(Math.PI * t));
 }
 
-/** Trains a VideoLM with the two-stage VideoPerceiver method. */
+/**
+ * Trains a VideoLM with the two-stage VideoPerceiver method; a text-only
+ * PretrainedModel (a Hugging Face folder) trains on the text side of both
+ * stages: prompt + response without video, so no KIM variants and no
+ * contrastive term (lib/train/model-io.ts).
+ */
 export class Trainer {
-  readonly model: VideoLM;
-  readonly tokenizer: Tokenizer;
+  readonly model: TrainableModel;
+  readonly tokenizer: Tokenizer | PretrainedTokenizer;
+  readonly #io: ModelIO;
   readonly seed: number;
   readonly runDir: string | undefined;
   readonly #bus = new MetricBus();
@@ -163,19 +172,21 @@ export class Trainer {
   #resume: TrainerState | undefined;
   #running = false;
   #stopRequested: 'aborted' | 'interrupted' | undefined;
-  #reference: VideoLM | undefined;
+  #reference: TrainableModel | undefined;
   #ownsReference = false;
   readonly #cache = new Map<string, TrainClip>();
 
-  constructor(model: VideoLM, options: TrainerOptions = {}) {
+  constructor(model: TrainableModel, options: TrainerOptions = {}) {
     const fn = 'Trainer';
-    if (!(model instanceof VideoLM)) throw typeError(fn, 'model', 'a VideoLM', describe(model));
-    if (model.frozen) throw typeError(fn, 'model', 'a trainable VideoLM', 'a frozen copy');
-    if (!model.tokenizer) throw typeError(fn, 'model.tokenizer', 'a Tokenizer (create the model with { tokenizer: vp.tokenizerForDataset(dataset.annotations) })', 'undefined');
+    if (!isTrainableModel(model)) throw typeError(fn, 'model', 'a VideoLM or a PretrainedModel', describe(model));
+    if (model.frozen) throw typeError(fn, 'model', 'a trainable model', 'a frozen copy');
+    if (model instanceof PretrainedModel ? !model.hasTokenizer : !model.tokenizer)
+      throw typeError(fn, 'model.tokenizer', model instanceof PretrainedModel ? "a tokenizer (the folder's tokenizer.json)" : 'a Tokenizer (create the model with { tokenizer: vp.tokenizerForDataset(dataset.annotations) })', 'undefined');
     const o = checkOptions(fn, options);
     checkKnownKeys(fn, 'options', o, TRAINER_OPTION_KEYS);
     this.model = model;
-    this.tokenizer = model.tokenizer;
+    this.tokenizer = model.tokenizer!;
+    this.#io = modelIO(model);
     this.seed = checkNumber(fn, 'options.seed', o.seed, 0, { integer: true, min: 0, max: 2 ** 32 - 1 });
     if (o.runDir !== undefined && (typeof o.runDir !== 'string' || !o.runDir)) throw typeError(fn, 'options.runDir', 'a folder path', describe(o.runDir));
     this.runDir = o.runDir ? resolve(o.runDir as string) : undefined;
@@ -187,7 +198,7 @@ export class Trainer {
     const dim = checkNumber(fn, 'options.contrastDim', o.contrastDim, 64, { integer: true, min: 1, max: 4096 });
     const keep = o.saveTotalLimit === undefined ? undefined : checkNumber(fn, 'options.saveTotalLimit', o.saveTotalLimit, 0, { integer: true, min: 1 });
     if (keep !== undefined && !this.runDir) throw rangeError(fn, 'options.saveTotalLimit', 'unset without a runDir', `${keep}`);
-    this.head = new ContrastiveHead(model.config.width, dim, this.seed);
+    this.head = new ContrastiveHead(this.#io.width, dim, this.seed);
     this.#args = { format: 'videoperceiver.TrainingArgs', seed: this.seed, contrastDim: dim };
     if (this.runDir) {
       outputDir(`${fn}: options.runDir`, this.runDir);
@@ -213,15 +224,18 @@ export class Trainer {
   }
 
   #clip(fn: string, data: TrainData, i: number): TrainClip {
-    const c = this.model.config;
     const ds = data as Dataset;
     const key = Array.isArray(data) ? '' : `${resolve(ds.dir)}#${i}`;
     const hit = key ? this.#cache.get(key) : undefined;
     if (hit) return hit;
+    // A text-only model needs the annotation alone: no video is decoded.
+    if (this.#io.textOnly && !Array.isArray(data)) return { frames: new Uint8Array(0), frameTimes: [], annotation: ds.annotations[i], index: i };
     const s = Array.isArray(data) ? (data as VideoSample[])[i] : ds.load(i);
     if (!s || !(s.frames instanceof Uint8Array) || !Array.isArray(s.shape))
       throw typeError(fn, `data[${i}]`, 'a VideoSample ({ frames: Uint8Array, shape, frameTimes, caption, ... })', describe(s));
     const { frames: _f, shape: _s, frameTimes: _t, videoPath: _p, ...annotation } = s;
+    if (this.#io.textOnly) return { frames: new Uint8Array(0), frameTimes: [], annotation, index: i };
+    const c = (this.model as VideoLM).config;
     const clip: TrainClip = { ...fitClip(s, c.frames, c.imageSize), annotation, index: i };
     // Cache up to ~256 MB of fitted clips (they are re-read every epoch).
     if (key && this.#cache.size * clip.frames.length < 256 * 2 ** 20) this.#cache.set(key, clip);
@@ -261,10 +275,10 @@ export class Trainer {
 
   /** The packed stage-1 batch of given clips (what sft() trains on; exposed for inspection and tests). */
   sftBatch(clips: readonly TrainClip[], opts: Pick<SftOptions, 'kim' | 'contrastive' | 'questions' | 'substitution' | 'locator'> & { round?: number } = {}): TrainerSftBatch {
-    return planSftBatch(clips, this.model.config, this.tokenizer, {
+    return this.#io.sftBatch(clips, {
       round: opts.round,
-      kim: opts.kim ?? true,
-      contrastive: opts.contrastive ?? true,
+      kim: opts.kim ?? !this.#io.textOnly,
+      contrastive: opts.contrastive ?? !this.#io.textOnly,
       questions: opts.questions ?? true,
       substitution: opts.substitution ?? 'nearest',
       locator: opts.locator ?? 'transient',
@@ -422,7 +436,7 @@ export class Trainer {
     const data = this.#checkData(fn, dataset);
     const o = checkOptions(fn, opts);
     checkKnownKeys(fn, 'opts', o, SFT_OPTION_KEYS);
-    const cfg = this.model.config;
+    const io = this.#io;
     const batchSize = checkNumber(fn, 'opts.batchSize', o.batchSize, 8, { integer: true, min: 1 });
     const gradAccum = checkNumber(fn, 'opts.gradAccum', o.gradAccum, 1, { integer: true, min: 1 });
     const epochs = checkNumber(fn, 'opts.epochs', o.epochs, 1, { gt: 0 });
@@ -433,10 +447,12 @@ export class Trainer {
     const warmup = checkNumber(fn, 'opts.warmupSteps', o.warmupSteps, Math.floor(total * 0.05), { integer: true, min: 0 });
     const weightDecay = checkNumber(fn, 'opts.weightDecay', o.weightDecay, 0.1, { min: 0 });
     const maxGradNorm = checkNumber(fn, 'opts.maxGradNorm', o.maxGradNorm, 1);
-    const kim = checkBoolean(fn, 'opts.kim', o.kim, true);
-    const contrastive = checkBoolean(fn, 'opts.contrastive', o.contrastive, true);
+    const kim = checkBoolean(fn, 'opts.kim', o.kim, !io.textOnly);
+    const contrastive = checkBoolean(fn, 'opts.contrastive', o.contrastive, !io.textOnly);
+    if (io.textOnly && (kim || contrastive))
+      throw rangeError(fn, kim ? 'opts.kim' : 'opts.contrastive', 'false for a text-only model (KIM variants and the contrastive term need video)', 'true');
     const lambda = checkNumber(fn, 'opts.lambda', o.lambda, 0.5, { min: 0 });
-    const tapLayer = checkNumber(fn, 'opts.tapLayer', o.tapLayer, Math.floor(cfg.layers / 2), { integer: true, min: 0, max: cfg.layers });
+    const tapLayer = checkNumber(fn, 'opts.tapLayer', o.tapLayer, Math.floor(io.layers / 2), { integer: true, min: 0, max: io.layers });
     const temperature = checkNumber(fn, 'opts.temperature', o.temperature, 0.07, { gt: 0 });
     const questions: boolean | 'one' = o.questions === 'one' ? 'one' : checkBoolean(fn, 'opts.questions', o.questions, true);
     const substitution = o.substitution ?? 'nearest';
@@ -445,8 +461,11 @@ export class Trainer {
     if (!['transient', 'none'].includes(locator as string)) throw typeError(fn, 'opts.locator', "'transient' | 'none'", describe(locator));
     const plan = { kim, contrastive, questions, substitution: substitution as SftOptions['substitution'], locator: locator as SftOptions['locator'] };
     // One micro-batch packs each clip's video, its KIM variant and text: refuse a size that cannot fit before allocating it.
-    checkStepMemory(fn, 'opts.batchSize', batchSize, cfg, batchSize * clipTokens(cfg) * (kim ? 2 : 1), this.#memory(), `${batchSize} clips of ${clipTokens(cfg)} visual tokens`);
-    const kimPlans = new KimPlans(cfg, this.tokenizer, { substitution: plan.substitution!, locator: plan.locator! });
+    if (!io.textOnly) {
+      const cfg = (this.model as VideoLM).config;
+      checkStepMemory(fn, 'opts.batchSize', batchSize, cfg, batchSize * clipTokens(cfg) * (kim ? 2 : 1), this.#memory(), `${batchSize} clips of ${clipTokens(cfg)} visual tokens`);
+    }
+    const kimPlans = io.textOnly ? undefined : new KimPlans((this.model as VideoLM).config, this.tokenizer as Tokenizer, { substitution: plan.substitution!, locator: plan.locator! });
     const t0 = Date.now();
     const args = { steps: total, batchSize, gradAccum, lr, minLr, warmupSteps: warmup, weightDecay, maxGradNorm, kim, contrastive, lambda, tapLayer, temperature, questions, substitution, locator };
     const diverged = (s: number, what: string) => new DivergenceError(fn, 'sft', s + 1, what);
@@ -459,7 +478,7 @@ export class Trainer {
       this.head.zeroGrad();
       for (let j = 0; j < gradAccum; j++) {
         const clips = idx.slice(j * batchSize, (j + 1) * batchSize).map((i) => this.#clip(fn, data, i));
-        const b = planSftBatch(clips, cfg, this.tokenizer, { ...plan, substitution: plan.substitution!, locator: plan.locator!, round: s }, kimPlans);
+        const b = io.sftBatch(clips, { ...plan, substitution: plan.substitution!, locator: plan.locator!, round: s }, kimPlans);
         rows += b.rows;
         kimSeqs += b.kimSequences;
         const useNce = contrastive && lambda > 0 && b.groups.length > 0;
@@ -498,10 +517,12 @@ export class Trainer {
     const fn = 'Trainer.rl';
     const data = this.#checkData(fn, dataset);
     const s = parseRlOptions(fn, opts, this.#count(data));
-    const cfg = this.model.config;
-    // A rollout packs P·G original and as many KIM sequences (video, prompt and response).
-    const seqs = s.promptsPerStep * s.groupSize * (s.mode === 'none' ? 1 : 2);
-    checkStepMemory(fn, 'opts.promptsPerStep', s.promptsPerStep, cfg, seqs * (clipTokens(cfg) + s.maxTokens), this.#memory(), `${seqs} sequences of ${clipTokens(cfg)} visual tokens`);
+    if (!this.#io.textOnly) {
+      const cfg = (this.model as VideoLM).config;
+      // A rollout packs P·G original and as many KIM sequences (video, prompt and response).
+      const seqs = s.promptsPerStep * s.groupSize * (s.mode === 'none' ? 1 : 2);
+      checkStepMemory(fn, 'opts.promptsPerStep', s.promptsPerStep, cfg, seqs * (clipTokens(cfg) + s.maxTokens), this.#memory(), `${seqs} sequences of ${clipTokens(cfg)} visual tokens`);
+    }
     const o = opts as RlOptions;
     const args = {
       steps: s.total, promptsPerStep: s.promptsPerStep, groupSize: s.groupSize, updatesPerBatch: s.updatesPerBatch, lr: s.lr, weightDecay: s.weightDecay,
@@ -513,16 +534,16 @@ export class Trainer {
       if (s.reference) this.#setReference(s.reference, false);
       else if (!this.#reference) this.#setReference(await this.model.clone(), true);
     }
-    const kimPlans = new KimPlans(this.model.config, this.tokenizer, { substitution: s.substitution, locator: s.locator });
+    const kimPlans = this.#io.textOnly ? undefined : new KimPlans((this.model as VideoLM).config as VideoLMConfig, this.tokenizer as Tokenizer, { substitution: s.substitution, locator: s.locator });
     const vocabulary = eventVocabulary(data);
     const t0 = Date.now();
     return this.#stage('rl', s.total, s.signal, args, async (step) => {
       const ts = performance.now();
       const { idx, epoch } = this.#indices(data, 2, step, s.promptsPerStep);
       const prompts = this.#rlPrompts(fn, data, idx, step, s, kimPlans);
-      const ro = await rollout(this.model, prompts, s, hashSeed(this.seed, RL_SEED + 1, step));
-      const sc = await score(ro, s, this.tokenizer, fn, vocabulary);
-      const up = await update(this.model, this.#reference, ro, sc.advantages, s);
+      const ro = await rollout(this.#io, prompts, s, hashSeed(this.seed, RL_SEED + 1, step));
+      const sc = await score(ro, s, this.#io, fn, vocabulary);
+      const up = await update(this.model, this.#io, this.#reference, ro, sc.advantages, s);
       if (!Number.isFinite(up.loss)) throw new DivergenceError(fn, 'rl', step + 1, `the GRPO loss is ${up.loss}`);
       const genTokens = ro.responses.reduce((a, g) => a + g.length, 0);
       const secs = (performance.now() - ts) / 1000;
@@ -537,20 +558,20 @@ export class Trainer {
   }
 
   /** The prompts of RL step `step`: per clip one task (seeded pick) and its KIM frame map when it has key frames. */
-  #rlPrompts(fn: string, data: TrainData, idx: number[], step: number, s: RlSettings, kimPlans: KimPlans): RolloutPrompt[] {
+  #rlPrompts(fn: string, data: TrainData, idx: number[], step: number, s: RlSettings, kimPlans: KimPlans | undefined): RolloutPrompt[] {
     const pick = seededRandom(hashSeed(this.seed, RL_SEED, step));
     return idx.map((i) => {
       const clip = this.#clip(fn, data, i);
       const all = clipTasks(clip.annotation, s.tasks !== 'caption');
       const pool = s.tasks === 'questions' ? all.filter((t) => t.kind === 'question') : s.tasks === 'caption' ? all.slice(0, 1) : all;
       const task = (pool.length ? pool : all)[Math.floor(pick() * (pool.length || all.length))];
-      const plan = s.mode === 'none' ? undefined : kimPlans.get(clip).plan;
+      const plan = s.mode === 'none' || !kimPlans ? undefined : kimPlans.get(clip).plan;
       const frameMap = plan && plan.keyFrames.length > 0 ? plan.substitution : undefined;
-      return { clip, task, promptIds: this.tokenizer.encode(task.prompt), frameMap };
+      return { clip, task, promptIds: this.#io.prompt(task.prompt), frameMap };
     });
   }
 
-  #setReference(m: VideoLM, owned: boolean): void {
+  #setReference(m: TrainableModel, owned: boolean): void {
     if (this.#reference && this.#ownsReference && this.#reference !== m) this.#reference.dispose();
     this.#reference = m;
     this.#ownsReference = owned;
@@ -576,7 +597,7 @@ export class Trainer {
   async #checkpoint(stage: Stage, step: number, total: number, finished: boolean, reason: CheckpointEvent['reason'], metric: TrainerState['metric']): Promise<string> {
     const state: TrainerState = { format: 'videoperceiver.Trainer', version: 1, stage, step, finished, seed: this.seed, totalSteps: total, ...(metric ? { metric } : {}) };
     const dir = await this.#store!.write(state, this.#args, async (tmp) => {
-      await this.model.save(tmp);
+      await Trainer.#saveModel(this.model, tmp);
       const h = this.head;
       const k = h.dim * h.width;
       writeSafetensors(join(tmp, 'trainer.safetensors'), {
@@ -585,7 +606,7 @@ export class Trainer {
         'contrast.m': { dtype: 'F32', shape: [2 * k], data: h.m },
         'contrast.v': { dtype: 'F32', shape: [2 * k], data: h.v },
       }, { step: String(h.step) });
-      if (stage === 'rl' && this.#reference) await this.#reference.save(join(tmp, 'reference'));
+      if (stage === 'rl' && this.#reference) await Trainer.#saveModel(this.#reference, join(tmp, 'reference'));
     });
     this.#lastCheckpoint = dir;
     this.#bus.emit({ type: 'checkpoint', stage, step, path: dir, reason });
@@ -627,9 +648,10 @@ export class Trainer {
     const state = CheckpointStore.readState(path);
     const savedArgs = readTrainingArgs(join(path, 'training_args.json'));
     if (state.seed !== this.seed) throw rangeError(fn, 'options.seed', `the checkpoint's seed ${state.seed} (to continue its trajectory)`, `${this.seed}`);
-    const loaded = await VideoLM.load(path);
+    const loaded = await Trainer.#loadModel(this.model, path);
     try {
-      await this.model.copyStateFrom(loaded);
+      if (this.model instanceof PretrainedModel) await this.model.copyStateFrom(loaded as PretrainedModel);
+      else await this.model.copyStateFrom(loaded as VideoLM);
     } catch (e) {
       throw new CheckpointError(`${path}: the checkpoint's model does not match this trainer's model (${(e as Error).message})`);
     } finally {
@@ -651,7 +673,7 @@ export class Trainer {
     h.v.set(st.tensors['contrast.v'].data as Float32Array);
     h.step = Number(st.metadata.step ?? 0);
     if (state.stage === 'rl' && existsSync(join(path, 'reference', 'config.json'))) {
-      const ref = await VideoLM.load(join(path, 'reference'));
+      const ref = await Trainer.#loadModel(this.model, join(path, 'reference'));
       this.#setReference(await ref.clone(), true);
       ref.dispose();
     }
@@ -662,6 +684,17 @@ export class Trainer {
     this.#lastCheckpoint = resolve(path);
     if (this.#bus.file) MetricBus.truncateAfter(this.#bus.file, state.stage, state.step);
     return { stage: state.stage, step: state.step, finished: state.finished, path };
+  }
+
+  /** A model into a checkpoint folder: VideoLM.save, or a pretrained model's training checkpoint (weights, adapters, optimizer). */
+  static async #saveModel(m: TrainableModel, dir: string): Promise<void> {
+    if (m instanceof PretrainedModel) await m.saveCheckpoint(dir);
+    else await m.save(dir);
+  }
+
+  /** A checkpoint folder's model, of the kind `like` is. */
+  static async #loadModel(like: TrainableModel, dir: string): Promise<TrainableModel> {
+    return like instanceof PretrainedModel ? PretrainedModel.loadCheckpoint(dir) : VideoLM.load(dir);
   }
 
   /** Frees the reference model the trainer made (the trained model stays the caller's). */

@@ -1,0 +1,127 @@
+// A Hugging Face LlamaForCausalLM shaped like SmolLM2-135M (hidden 576, 30
+// layers, 9 heads, 3 KV heads, intermediate 1536, vocab 49152, tied head;
+// random weights stored in bf16 as the real checkpoint is) through
+// vp.loadPretrained: one forward+backward (LM loss on B sequences of T tokens)
+// with every parameter trained ('full') and with rank-8 LoRA on q/k/v/o
+// ('lora'), tokens per second and peak memory, ours vs PyTorch eager reading
+// the same folder (bench/peers/torch_pretrained.py), in the same run.
+//
+// Each side runs in its own process so that its peak resident memory (VmHWM,
+// reset after the weights are loaded) is that case's alone; the table reports
+// the memory with the weights loaded and the peak over the steps.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as vp from '../lib/index.js';
+import { fromFloat32 } from '../lib/pretrained/checkpoint.js';
+import { runPeer, timeIt, type BenchContext } from './harness.js';
+
+const SMOLLM2_135M = {
+  architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 49152, hidden_size: 576, intermediate_size: 1536,
+  num_hidden_layers: 30, num_attention_heads: 9, num_key_value_heads: 3, hidden_act: 'silu', max_position_embeddings: 8192,
+  rms_norm_eps: 1e-5, rope_theta: 100000, rope_scaling: null, tie_word_embeddings: true, attention_bias: false, mlp_bias: false,
+  torch_dtype: 'bfloat16', bos_token_id: 1, eos_token_id: 2,
+};
+
+/** Writes the SmolLM2-135M-shaped folder: N(0, 0.02) matrices, unit norm gains, bf16. */
+function writeModel(dir: string): void {
+  const c = SMOLLM2_135M;
+  const d = c.hidden_size, f = c.intermediate_size, hd = d / c.num_attention_heads, kv = c.num_key_value_heads * hd;
+  const shapes: [string, number[]][] = [['model.embed_tokens.weight', [c.vocab_size, d]], ['model.norm.weight', [d]]];
+  for (let l = 0; l < c.num_hidden_layers; l++) {
+    const p = `model.layers.${l}.`;
+    shapes.push([`${p}input_layernorm.weight`, [d]], [`${p}post_attention_layernorm.weight`, [d]],
+      [`${p}self_attn.q_proj.weight`, [d, d]], [`${p}self_attn.k_proj.weight`, [kv, d]], [`${p}self_attn.v_proj.weight`, [kv, d]],
+      [`${p}self_attn.o_proj.weight`, [d, d]], [`${p}mlp.gate_proj.weight`, [f, d]], [`${p}mlp.up_proj.weight`, [f, d]], [`${p}mlp.down_proj.weight`, [d, f]]);
+  }
+  const tensors: Record<string, vp.StTensor> = {};
+  shapes.sort(([a], [b]) => (a < b ? -1 : 1)).forEach(([name, shape], i) => {
+    const x = shape.length === 1 ? new Float32Array(shape[0]).fill(1) : (vp.randn(shape, { seed: 20, stream: i, std: 0.02 }).data as Float32Array);
+    tensors[name] = { dtype: 'BF16', shape, data: fromFloat32(x, 'BF16') as Uint16Array };
+  });
+  vp.writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(c, null, 2));
+}
+
+interface CaseSpec {
+  dir: string;
+  case: 'full' | 'lora';
+  B: number;
+  T: number;
+  ids: number[];
+  rank: number;
+  alpha: number;
+  reps: number;
+}
+
+function statusMB(key: string): number {
+  const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/** One case in this (child) process: load, the same measurements as the peer's. */
+async function child(spec: CaseSpec): Promise<void> {
+  const m = await vp.loadPretrained(spec.dir);
+  if (spec.case === 'lora') m.addLora({ rank: spec.rank, alpha: spec.alpha });
+  const text = Int32Array.from(spec.ids);
+  const batch = { text, sequences: Array.from({ length: spec.B }, (_, b) => [{ text: [b * spec.T, spec.T] as [number, number] }]) };
+  (globalThis as { gc?: () => void }).gc?.(); // the file's raw bytes, converted, are garbage now
+  const weightsMB = statusMB('VmRSS');
+  let resetOk = true;
+  try {
+    writeFileSync('/proc/self/clear_refs', '5');
+  } catch {
+    resetOk = false;
+  }
+  let loss0 = NaN;
+  const step = async () => {
+    const r = await m.forward(batch);
+    if (Number.isNaN(loss0)) loss0 = r.loss;
+    await m.backward();
+  };
+  await step();
+  const t = await timeIt(step, { warmup: 0, reps: spec.reps, minMs: 0 });
+  console.log(JSON.stringify({ ...t, loss0, weightsMB, peakMB: resetOk ? statusMB('VmHWM') : NaN, trainable: m.numTrainable }));
+}
+
+export async function run(ctx: BenchContext): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'vp-bench-smollm2-'));
+  try {
+    writeModel(dir);
+    const B = ctx.quick ? 1 : 4, T = 128, reps = ctx.quick ? 1 : 3;
+    const ids: number[] = [];
+    for (let i = 0; i < B * T; i++) ids.push((i * 7919 + 13) % SMOLLM2_135M.vocab_size);
+    for (const c of ['full', 'lora'] as const) {
+      const spec: CaseSpec = { dir, case: c, B, T, ids, rank: 8, alpha: 16, reps };
+      const self = fileURLToPath(import.meta.url);
+      const r = spawnSync(process.execPath, ['--expose-gc', '--import=tsx', self, '--pretrained-child', JSON.stringify(spec)], {
+        encoding: 'utf8', maxBuffer: 1 << 26, env: { ...process.env, VP_NUM_THREADS: String(ctx.threads) },
+      });
+      const line = (r.stdout ?? '').trim().split('\n').pop() ?? '';
+      if (r.status !== 0 || !line.startsWith('{')) throw new Error(`bench/pretrained.ts child (${c}) failed: ${(r.stderr ?? '').slice(-1000)}`);
+      const ours = JSON.parse(line) as { medianMs: number; loss0: number; weightsMB: number; peakMB: number; trainable: number };
+      const peer = runPeer('torch_pretrained.py', { ...spec }, ctx.threads);
+      const tokens = B * T;
+      ctx.report({
+        bench: 'pretrained', case: `smollm2-135m ${c}`, shape: { B, T, tokens, params: 134515008, trainable: ours.trainable, rank: c === 'lora' ? 8 : null },
+        oursMs: ours.medianMs, peerMs: peer.ok ? peer.medianMs! : null, ratio: peer.ok ? peer.medianMs! / ours.medianMs : null,
+        peer: 'torch', peerMissing: peer.missing,
+        extra: {
+          oursTokPerS: Math.round(tokens / (ours.medianMs / 1000)),
+          peerTokPerS: peer.ok ? Math.round(tokens / (peer.medianMs! / 1000)) : null,
+          oursPeakMB: Math.round(ours.peakMB), peerPeakMB: peer.ok ? Math.round(peer.peakMB as number) : null,
+          oursOverWeightsMB: Math.round(ours.peakMB - ours.weightsMB),
+          peerOverWeightsMB: peer.ok ? Math.round((peer.peakMB as number) - (peer.weightsMB as number)) : null,
+          oursLoss0: Number(ours.loss0.toFixed(5)), peerLoss0: peer.ok ? Number((peer.loss0 as number).toFixed(5)) : null,
+        },
+      });
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const childAt = process.argv.indexOf('--pretrained-child');
+if (childAt >= 0) await child(JSON.parse(process.argv[childAt + 1]) as CaseSpec);

@@ -1,0 +1,479 @@
+// The Llama / Qwen2 decoder (transformers' modeling_llama.py and
+// modeling_qwen2.py), forward and backward, composed of the package's fused
+// CPU ops: vp.embedding, vp.rmsNorm, vp.linear / vp.matmul (the core SGEMM),
+// vp.rope, vp.attention (causal, varlen, grouped-query, never T×T),
+// vp.swiglu, vp.tokenLogprobs and their backward passes.
+//
+//   h₀ = embed[ids]
+//   per layer:  a = RMSNorm(h)·γ₁;  q,k,v = a·W{q,k,v}ᵀ (+b);  q,k = RoPE(q,k)
+//               h = h + Attn(q,k,v)·Woᵀ;  m = RMSNorm(h)·γ₂
+//               h = h + (SiLU(m·Wgᵀ) ⊙ m·Wuᵀ)·Wdᵀ
+//   logits = RMSNorm(h)·γ·Wheadᵀ   (Whead = embed when tied)
+//
+// LoRA (PEFT's formula): a targeted linear adds s·(drop(x)·Aᵀ)·Bᵀ, A [r, in],
+// B [out, r], s = alpha / r. Every parameter is a float32 tensor; gradients
+// are kept only for the trainable ones (adapters alone under LoRA). Packed
+// batches: several sequences in one row set, delimited by cuSeqlens, with
+// positions restarting at 0 in each (they never attend to each other).
+//
+// Cost per token: ≈ 2·P multiply-adds forward (P = the matrices' size) and
+// twice that backward, plus attention O(T·H·D) per key; activations kept for
+// backward ≈ (6·d + 2·kv + 3·ffn) floats per token per layer. The LM head
+// runs over target rows only, in row chunks (its logits are kept for the
+// backward pass when they fit `headCacheBytes`, else recomputed).
+import { attention, attentionBackward } from '../ops/attention.js';
+import { embedding, embeddingBackward, linear, rmsNorm, rmsNormBackward, rope as ropeOp, swiglu, swigluBackward } from '../ops/layers.js';
+import { tokenLogprobs, tokenLogprobsBackward } from '../ops/logprobs.js';
+import { matmul } from '../ops/matmul.js';
+import { seededRandom } from '../random.js';
+import type { StDType } from '../model/safetensors.js';
+import { Tensor, tensor } from '../tensor.js';
+import { ropeInvFreq, type DecoderSpec } from './config.js';
+
+/** One parameter: an HF-named float32 tensor, its gradient and AdamW state when trained. */
+export interface Param {
+  name: string;
+  shape: number[];
+  value: Tensor;
+  grad?: Tensor;
+  m?: Tensor;
+  v?: Tensor;
+  trainable: boolean;
+  /** AdamW weight decay applies (matrices other than the embedding). */
+  decay: boolean;
+  /** The checkpoint's dtype (what save() writes back); F32 for adapters. */
+  storedDtype: StDType;
+  /** Changed since loading (an optimizer step or a merge). */
+  touched: boolean;
+}
+
+/** A LoRA adapter on one linear layer. */
+export interface Lora {
+  a: Param;
+  b: Param;
+  rank: number;
+  alpha: number;
+  scale: number;
+  dropout: number;
+}
+
+export interface Linear {
+  /** Module path, e.g. model.layers.0.self_attn.q_proj. */
+  path: string;
+  /** Short name: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj. */
+  kind: LinearKind;
+  weight: Param;
+  bias?: Param;
+  lora?: Lora;
+}
+
+export type LinearKind = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj' | 'gate_proj' | 'up_proj' | 'down_proj';
+export const LINEAR_KINDS: readonly LinearKind[] = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+
+export interface Layer {
+  ln1: Param;
+  q: Linear;
+  k: Linear;
+  v: Linear;
+  o: Linear;
+  ln2: Param;
+  gate: Linear;
+  up: Linear;
+  down: Linear;
+}
+
+interface LoraSave {
+  /** The adapter's input after dropout (null: no dropout, the linear's input itself). */
+  xd: Tensor | null;
+  /** Dropout mask already scaled by 1/(1-p) (null: none). */
+  mask: Float32Array | null;
+  /** xd · Aᵀ [T, r]. */
+  u: Tensor;
+}
+
+interface LayerSave {
+  x: Tensor;
+  n1: Tensor;
+  rstd1: Float32Array;
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  att: Tensor;
+  lse: Tensor;
+  x2: Tensor;
+  n2: Tensor;
+  rstd2: Float32Array;
+  g: Tensor;
+  u: Tensor;
+  h: Tensor;
+  lora: Map<Linear, LoraSave>;
+}
+
+/** What a training forward pass keeps for its backward pass. */
+export interface Saved {
+  ids: Int32Array;
+  positions: Int32Array;
+  cu: Int32Array;
+  layers: LayerSave[];
+  /** Input of the final norm, its rstd, and the normed hidden states. */
+  xL: Tensor;
+  rstdL: Float32Array;
+  hN: Tensor;
+  tapLayer: number;
+  tapRows: Int32Array | null;
+}
+
+export interface ForwardPassOptions {
+  /** Keep what backward() needs. */
+  train?: boolean;
+  /** Return the hidden states after this many layers at these rows. */
+  tapLayer?: number;
+  tapRows?: Int32Array;
+  /** Called with each layer's rotated keys and values [T, Hkv, D] (the KV cache). */
+  onKV?: (layer: number, k: Tensor, v: Tensor) => void;
+  /** Seed of the LoRA dropout masks of this pass. */
+  dropoutSeed?: number;
+}
+
+const f32 = (t: Tensor) => t.data as Float32Array;
+const view = (t: Tensor, shape: number[]) => tensor(f32(t), shape);
+
+function addInto(dst: Float32Array, src: Float32Array, scale = 1): void {
+  if (scale === 1) for (let i = 0; i < dst.length; i++) dst[i] += src[i];
+  else for (let i = 0; i < dst.length; i++) dst[i] += scale * src[i];
+}
+
+function scaleInPlace(x: Float32Array, s: number): void {
+  if (s !== 1) for (let i = 0; i < x.length; i++) x[i] *= s;
+}
+
+function colSum(dy: Tensor): Tensor {
+  const [n, m] = dy.shape;
+  const d = f32(dy);
+  const out = new Float64Array(m);
+  for (let i = 0; i < n; i++) {
+    const row = i * m;
+    for (let j = 0; j < m; j++) out[j] += d[row + j];
+  }
+  return tensor(Float32Array.from(out), [m]);
+}
+
+/** Adds a fresh gradient tensor into a parameter's gradient (takes ownership when there is none yet). */
+export function addGrad(p: Param, g: Tensor, scale = 1): void {
+  if (!p.grad) {
+    scaleInPlace(f32(g), scale);
+    p.grad = g;
+  } else addInto(f32(p.grad), f32(g), scale);
+}
+
+/** The decoder: parameters, forward, backward, logits. */
+export class Decoder {
+  readonly spec: DecoderSpec;
+  readonly embed: Param;
+  readonly layers: Layer[];
+  readonly norm: Param;
+  /** lm_head.weight, or the embedding itself when tied. */
+  readonly head: Param;
+  /** Logits of the target rows kept between forward and backward up to this many bytes (else recomputed). */
+  headCacheBytes = 256 * 2 ** 20;
+  readonly #invFreq: Float64Array | null;
+  #ropeCache = { cos: new Float32Array(0), sin: new Float32Array(0), positions: 0 };
+
+  constructor(spec: DecoderSpec, params: Map<string, Param>) {
+    this.spec = spec;
+    const get = (name: string): Param => {
+      const p = params.get(name);
+      if (!p) throw new Error(`Decoder: parameter '${name}' is missing`);
+      return p;
+    };
+    const lin = (path: string, kind: LinearKind, bias: boolean): Linear => ({
+      path, kind, weight: get(`${path}.weight`), ...(bias ? { bias: get(`${path}.bias`) } : {}),
+    });
+    this.embed = get('model.embed_tokens.weight');
+    this.layers = [];
+    for (let l = 0; l < spec.layers; l++) {
+      const p = `model.layers.${l}.`;
+      this.layers.push({
+        ln1: get(`${p}input_layernorm.weight`),
+        q: lin(`${p}self_attn.q_proj`, 'q_proj', spec.qkvBias),
+        k: lin(`${p}self_attn.k_proj`, 'k_proj', spec.qkvBias),
+        v: lin(`${p}self_attn.v_proj`, 'v_proj', spec.qkvBias),
+        o: lin(`${p}self_attn.o_proj`, 'o_proj', spec.oBias),
+        ln2: get(`${p}post_attention_layernorm.weight`),
+        gate: lin(`${p}mlp.gate_proj`, 'gate_proj', spec.mlpBias),
+        up: lin(`${p}mlp.up_proj`, 'up_proj', spec.mlpBias),
+        down: lin(`${p}mlp.down_proj`, 'down_proj', spec.mlpBias),
+      });
+    }
+    this.norm = get('model.norm.weight');
+    this.head = spec.tied ? this.embed : get('lm_head.weight');
+    this.#invFreq = spec.ropeScaling.type === 'default' ? null : ropeInvFreq(spec);
+  }
+
+  /** Every linear layer, in module order. */
+  *linears(): Generator<Linear> {
+    for (const L of this.layers) yield* [L.q, L.k, L.v, L.o, L.gate, L.up, L.down];
+  }
+
+  // ------------------------------------------------------------------ pieces
+
+  /** RoPE of x [T, heads, D] (also used by generation). */
+  rope(x: Tensor, positions: Int32Array, inverse: boolean): Tensor {
+    if (!this.#invFreq) return ropeOp(x, positions, { theta: this.spec.ropeTheta, inverse });
+    const [T, H, D] = x.shape;
+    const half = D / 2;
+    let maxPos = 0;
+    for (let t = 0; t < T; t++) if (positions[t] > maxPos) maxPos = positions[t];
+    const c = this.#ropeCache;
+    if (maxPos >= c.positions) {
+      const P = Math.max(maxPos + 1, 2 * c.positions, 64);
+      c.cos = new Float32Array(P * half);
+      c.sin = new Float32Array(P * half);
+      for (let p = 0; p < P; p++)
+        for (let i = 0; i < half; i++) {
+          const a = p * this.#invFreq[i];
+          c.cos[p * half + i] = Math.cos(a);
+          c.sin[p * half + i] = Math.sin(a);
+        }
+      c.positions = P;
+    }
+    const src = f32(x);
+    const out = new Float32Array(src.length);
+    const sgn = inverse ? -1 : 1;
+    for (let t = 0; t < T; t++) {
+      const cb = positions[t] * half;
+      for (let h = 0; h < H; h++) {
+        const o = (t * H + h) * D;
+        for (let i = 0; i < half; i++) {
+          const cs = c.cos[cb + i], sn = sgn * c.sin[cb + i];
+          const a = src[o + i], b = src[o + half + i];
+          out[o + i] = a * cs - b * sn;
+          out[o + half + i] = b * cs + a * sn;
+        }
+      }
+    }
+    return tensor(out, [T, H, D]);
+  }
+
+  /** A linear layer with its adapter (saves: what backward needs, when training). */
+  linFwd(x: Tensor, L: Linear, saves: Map<Linear, LoraSave> | null = null, rnd: (() => number) | null = null): Tensor {
+    const y = linear(x, L.weight.value, L.bias?.value);
+    const lo = L.lora;
+    if (!lo) return y;
+    let xd: Tensor | null = null;
+    let mask: Float32Array | null = null;
+    if (lo.dropout > 0 && saves && rnd) {
+      const keep = 1 / (1 - lo.dropout);
+      const xs = f32(x);
+      mask = new Float32Array(xs.length);
+      const out = new Float32Array(xs.length);
+      for (let i = 0; i < xs.length; i++) {
+        mask[i] = rnd() >= lo.dropout ? keep : 0;
+        out[i] = xs[i] * mask[i];
+      }
+      xd = tensor(out, [...x.shape]);
+    }
+    const u = matmul(xd ?? x, lo.a.value, { transB: true });
+    const yb = matmul(u, lo.b.value, { transB: true });
+    addInto(f32(y), f32(yb), lo.scale);
+    if (saves) saves.set(L, { xd, mask, u });
+    return y;
+  }
+
+  /** dx of a linear (null when not needed), accumulating its trainable parameters' gradients. */
+  #linBwd(dy: Tensor, x: Tensor, L: Linear, save: LoraSave | undefined, needDx: boolean): Tensor | null {
+    const dx = needDx ? matmul(dy, L.weight.value) : null;
+    if (L.weight.trainable) addGrad(L.weight, matmul(dy, x, { transA: true }));
+    if (L.bias?.trainable) addGrad(L.bias, colSum(dy));
+    const lo = L.lora;
+    if (lo && save) {
+      const s = lo.scale;
+      if (lo.b.trainable) addGrad(lo.b, matmul(dy, save.u, { transA: true }), s);
+      if (lo.a.trainable || dx) {
+        const du = matmul(dy, lo.b.value);
+        scaleInPlace(f32(du), s);
+        if (lo.a.trainable) addGrad(lo.a, matmul(du, save.xd ?? x, { transA: true }));
+        if (dx) {
+          const dxd = f32(matmul(du, lo.a.value));
+          if (save.mask) for (let i = 0; i < dxd.length; i++) dxd[i] *= save.mask[i];
+          addInto(f32(dx), dxd);
+        }
+      }
+    }
+    return dx;
+  }
+
+  // ------------------------------------------------------------------ forward
+
+  /**
+   * Runs the decoder over packed rows: `ids`, their `positions` within their
+   * sequence, and `cu` (cumulative sequence lengths). Returns the final normed
+   * hidden states [T, d], and what backward() needs when `opts.train`.
+   */
+  forward(ids: Int32Array, positions: Int32Array, cu: Int32Array, opts: ForwardPassOptions = {}): { hN: Tensor; saved: Saved | null; tap: Float32Array } {
+    const s = this.spec;
+    const T = ids.length;
+    const d = s.hidden;
+    const train = opts.train ?? false;
+    const tapLayer = opts.tapRows ? opts.tapLayer ?? Math.floor(s.layers / 2) : -1;
+    const tapRows = opts.tapRows ?? null;
+    const tap = new Float32Array((tapRows?.length ?? 0) * d);
+    const takeTap = (x: Tensor) => {
+      if (!tapRows) return;
+      const xs = f32(x);
+      tapRows.forEach((r, i) => tap.set(xs.subarray(r * d, (r + 1) * d), i * d));
+    };
+    const rnd = train && opts.dropoutSeed !== undefined ? seededRandom(opts.dropoutSeed) : null;
+    const attOpts = { cuSeqlensQ: cu, causal: true };
+    let x = embedding(this.embed.value, ids);
+    const saves: LayerSave[] = [];
+    for (let l = 0; l < s.layers; l++) {
+      if (l === tapLayer) takeTap(x);
+      const L = this.layers[l];
+      const loraSaves = train ? new Map<Linear, LoraSave>() : null;
+      const { y: n1, rstd: rstd1 } = rmsNorm(x, L.ln1.value, { eps: s.rmsNormEps });
+      const q = this.rope(view(this.linFwd(n1, L.q, loraSaves, rnd), [T, s.heads, s.headDim]), positions, false);
+      const k = this.rope(view(this.linFwd(n1, L.k, loraSaves, rnd), [T, s.kvHeads, s.headDim]), positions, false);
+      const v = view(this.linFwd(n1, L.v, loraSaves, rnd), [T, s.kvHeads, s.headDim]);
+      opts.onKV?.(l, k, v);
+      const { out: att, lse } = attention(q, k, v, attOpts);
+      const x2 = this.linFwd(view(att, [T, s.heads * s.headDim]), L.o, loraSaves, rnd);
+      addInto(f32(x2), f32(x));
+      const { y: n2, rstd: rstd2 } = rmsNorm(x2, L.ln2.value, { eps: s.rmsNormEps });
+      const g = this.linFwd(n2, L.gate, loraSaves, rnd);
+      const u = this.linFwd(n2, L.up, loraSaves, rnd);
+      const h = swiglu(g, u);
+      const x3 = this.linFwd(h, L.down, loraSaves, rnd);
+      addInto(f32(x3), f32(x2));
+      if (train) saves.push({ x, n1, rstd1, q, k, v, att, lse, x2, n2, rstd2, g, u, h, lora: loraSaves! });
+      x = x3;
+    }
+    if (tapLayer === s.layers) takeTap(x);
+    const { y: hN, rstd: rstdL } = rmsNorm(x, this.norm.value, { eps: s.rmsNormEps });
+    const saved: Saved | null = train ? { ids, positions, cu, layers: saves, xL: x, rstdL, hN, tapLayer, tapRows } : null;
+    return { hN, saved, tap };
+  }
+
+  /** Logits [rows, V] of hidden states [rows, d]. */
+  logits(h: Tensor): Tensor {
+    return matmul(h, this.head.value, { transB: true });
+  }
+
+  /** Rows per chunk of the LM head so that one chunk's logits stay near 64 MiB. */
+  #headChunk(): number {
+    return Math.max(1, Math.floor((64 * 2 ** 20) / (4 * this.spec.vocab)));
+  }
+
+  /**
+   * log p(target) of every selected row of hN [T, d] (`rows`, `targets`), chunked
+   * over rows; keeps the chunks' logits for headBackward when they fit.
+   */
+  headLogprobs(hN: Tensor, rows: Int32Array, targets: Int32Array, keep: boolean): { logprobs: Float32Array; state: HeadState } {
+    const d = this.spec.hidden;
+    const n = rows.length;
+    const hs = f32(hN);
+    const sel = new Float32Array(n * d);
+    for (let i = 0; i < n; i++) sel.set(hs.subarray(rows[i] * d, (rows[i] + 1) * d), i * d);
+    const logprobs = new Float32Array(n);
+    const chunk = this.#headChunk();
+    const cache = keep && n * this.spec.vocab * 4 <= this.headCacheBytes;
+    const kept: Tensor[] = [];
+    for (let i0 = 0; i0 < n; i0 += chunk) {
+      const i1 = Math.min(n, i0 + chunk);
+      const hc = tensor(sel.subarray(i0 * d, i1 * d), [i1 - i0, d]);
+      const lg = this.logits(hc);
+      logprobs.set(tokenLogprobs(lg, targets.subarray(i0, i1)), i0);
+      if (cache) kept.push(lg);
+    }
+    return { logprobs, state: { sel, rows, targets, kept: cache ? kept : null } };
+  }
+
+  /** dHidden [T, d] of Σ dLogprobs·logprob through the head; accumulates the head's gradient when trainable. */
+  headBackward(state: HeadState, dLogprobs: Float32Array, T: number): Tensor {
+    const d = this.spec.hidden;
+    const { sel, rows, targets } = state;
+    const n = rows.length;
+    const dH = new Float32Array(T * d);
+    const chunk = this.#headChunk();
+    const W = this.head.value;
+    for (let c = 0, i0 = 0; i0 < n; c++, i0 += chunk) {
+      const i1 = Math.min(n, i0 + chunk);
+      const hc = tensor(sel.subarray(i0 * d, i1 * d), [i1 - i0, d]);
+      const lg = state.kept ? state.kept[c] : this.logits(hc);
+      const dl = tokenLogprobsBackward(dLogprobs.subarray(i0, i1), lg, targets.subarray(i0, i1));
+      const dhc = f32(matmul(dl, W));
+      for (let i = i0; i < i1; i++) addInto(dH.subarray(rows[i] * d, (rows[i] + 1) * d), dhc.subarray((i - i0) * d, (i - i0 + 1) * d));
+      if (this.head.trainable) addGrad(this.head, matmul(dl, hc, { transA: true }));
+    }
+    state.kept = null;
+    return tensor(dH, [T, d]);
+  }
+
+  // ------------------------------------------------------------------ backward
+
+  /**
+   * Backward of forward(): given dL/dhN [T, d] (and dL/dtap), accumulates the
+   * gradients of every trainable parameter.
+   */
+  backward(saved: Saved, dHN: Tensor, dTap?: Float32Array): void {
+    const s = this.spec;
+    const T = saved.ids.length;
+    const d = s.hidden;
+    const attOpts = { cuSeqlensQ: saved.cu, causal: true };
+    const { dx: dxL, dGain: dNorm } = rmsNormBackward(dHN, saved.xL, this.norm.value, saved.rstdL, { eps: s.rmsNormEps });
+    if (this.norm.trainable) addGrad(this.norm, dNorm);
+    let dx = dxL;
+    const addTap = (l: number) => {
+      if (!dTap || !saved.tapRows || saved.tapLayer !== l) return;
+      const g = f32(dx);
+      saved.tapRows.forEach((r, i) => addInto(g.subarray(r * d, (r + 1) * d), dTap.subarray(i * d, (i + 1) * d)));
+    };
+    addTap(s.layers);
+    const needEmbedGrad = this.embed.trainable;
+    for (let l = s.layers - 1; l >= 0; l--) {
+      const L = this.layers[l];
+      const S = saved.layers[l];
+      // MLP
+      const dh = this.#linBwd(dx, S.h, L.down, S.lora.get(L.down), true)!;
+      const { dGate, dUp } = swigluBackward(dh, S.g, S.u);
+      const dn2 = this.#linBwd(dGate, S.n2, L.gate, S.lora.get(L.gate), true)!;
+      addInto(f32(dn2), f32(this.#linBwd(dUp, S.n2, L.up, S.lora.get(L.up), true)!));
+      const r2 = rmsNormBackward(dn2, S.x2, L.ln2.value, S.rstd2, { eps: s.rmsNormEps });
+      if (L.ln2.trainable) addGrad(L.ln2, r2.dGain);
+      const dx2 = r2.dx;
+      addInto(f32(dx2), f32(dx));
+      // Attention
+      const attFlat = view(S.att, [T, s.heads * s.headDim]);
+      const dAtt = this.#linBwd(dx2, attFlat, L.o, S.lora.get(L.o), true)!;
+      const g = attentionBackward(view(dAtt, [T, s.heads, s.headDim]), S.q, S.k, S.v, S.att, S.lse, attOpts);
+      const dq = this.rope(g.dq, saved.positions, true);
+      const dk = this.rope(g.dk, saved.positions, true);
+      const needDx = l > 0 || needEmbedGrad || L.ln1.trainable;
+      const flat = (t: Tensor, h: number) => view(t, [T, h * s.headDim]);
+      const dn1 = this.#linBwd(flat(dq, s.heads), S.n1, L.q, S.lora.get(L.q), needDx);
+      const dk1 = this.#linBwd(flat(dk, s.kvHeads), S.n1, L.k, S.lora.get(L.k), needDx);
+      const dv1 = this.#linBwd(flat(g.dv, s.kvHeads), S.n1, L.v, S.lora.get(L.v), needDx);
+      if (dn1 && dk1 && dv1) {
+        addInto(f32(dn1), f32(dk1));
+        addInto(f32(dn1), f32(dv1));
+        const r1 = rmsNormBackward(dn1, S.x, L.ln1.value, S.rstd1, { eps: s.rmsNormEps });
+        if (L.ln1.trainable) addGrad(L.ln1, r1.dGain);
+        addInto(f32(r1.dx), f32(dx2));
+        dx = r1.dx;
+      } else dx = dx2; // layer 0 with nothing trainable below it: dx is not used
+      addTap(l);
+    }
+    if (needEmbedGrad) {
+      if (!this.embed.grad) this.embed.grad = tensor(new Float32Array(s.vocab * d), [s.vocab, d]);
+      embeddingBackward(dx, saved.ids, s.vocab, { dTable: this.embed.grad });
+    }
+  }
+}
+
+/** What headLogprobs keeps for headBackward. */
+export interface HeadState {
+  sel: Float32Array;
+  rows: Int32Array;
+  targets: Int32Array;
+  kept: Tensor[] | null;
+}

@@ -1,0 +1,8 @@
+// Pretrained language models in the Hugging Face layout (design §3.6): the
+// public names of lib/pretrained/.
+export { loadPretrained, PretrainedModel, type LoadPretrainedOptions, type PretrainedBatch, type PretrainedSegment, type PretrainedForwardOptions, type PretrainedForwardResult, type PretrainedBackwardOptions, type PretrainedStepOptions, type PretrainedLayout, type LogitsOptions } from './model.js';
+export { PretrainedTokenizer, type PretrainedEncodeOptions, type PretrainedDecodeOptions } from './tokenizer.js';
+export { ChatTemplate, type ChatMessage, type ChatTemplateOptions } from './chat-template.js';
+export { parseConfig, ropeInvFreq, UnsupportedConfigError, ARCHITECTURES, type Architecture, type DecoderSpec, type RopeScaling } from './config.js';
+export { type LoraOptions, type LoraState } from './lora.js';
+export { type TextGenerateOptions } from './generate.js';

@@ -1,0 +1,771 @@
+// vp.loadPretrained / PretrainedModel (design §3.6): a Hugging Face folder —
+// config.json, safetensors weights, tokenizer.json, chat template — as a
+// model that computes logits, trains (fully or with LoRA), generates and
+// saves back in the same layout.
+//
+// The model also speaks the training interface of vp.VideoLM (forward over a
+// packed batch, backward with gradLoss / dTap / dLogprobs, stepOptimizer,
+// generateBatch, sequenceLogprobs, clone, copyStateFrom), restricted to text:
+// a batch's sequences hold text segments only. Everything runs on the CPU in
+// float32 through the package's fused ops (lib/pretrained/decoder.ts), on the
+// calling thread. Cost: see decoder.ts and generate.ts.
+import { existsSync, realpathSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { describe, rangeError, typeError } from '../errors.js';
+import { clipGradNorm, adamwStep, lrAt } from '../ops/layers.js';
+import { CheckpointError, readSafetensors, writeSafetensors, type StDType, type StTensor } from '../model/safetensors.js';
+import type { BackwardOptions, ForwardOptions, ForwardResult, StepOptions, VideoLMBatch, VideoLMLayout } from '../model/videolm.js';
+import { Tensor, tensor } from '../tensor.js';
+import { checkBoolean, checkNumber, checkOptions, float32Vector, int32Vector } from '../validate.js';
+import { ChatTemplate, type ChatMessage, type ChatTemplateOptions } from './chat-template.js';
+import { readWeights } from './checkpoint.js';
+import { parseConfig, readJsonObject, UnsupportedConfigError, type Architecture, type DecoderSpec } from './config.js';
+import { Decoder, type HeadState, type Param, type Saved } from './decoder.js';
+import { generateTokens, type TextGenerateOptions } from './generate.js';
+import { attachLoaded, attachLora, checkLoraOptions, mergedWeight, mergeInto, readAdapter, writeAdapter, type LoraOptions, type LoraState } from './lora.js';
+import { snapshotOtherFiles, writeHfFolder, type SaveLayout } from './save.js';
+import { PretrainedTokenizer } from './tokenizer.js';
+
+export interface LoadPretrainedOptions {
+  /** 'cpu' (default). CUDA is not implemented for pretrained models yet. */
+  device?: 'cpu' | 'cuda';
+  /** Compute dtype: 'float32' (default; the CPU computes in float32 whatever the stored dtype). */
+  dtype?: 'float32' | 'auto';
+  /** A PEFT LoRA adapter folder to attach after loading. */
+  adapter?: string;
+}
+
+/** A text segment of a packed batch (video segments are for vision-language models). */
+export type PretrainedSegment = { text: [number, number] };
+
+/**
+ * A packed batch of text sequences: the text side of vp.VideoLMBatch (the
+ * training methods also take a VideoLMBatch, and refuse its video segments).
+ */
+export interface PretrainedBatch {
+  text: Int32Array;
+  /** Target per text token (-1: none). Default: the next token inside each text segment. */
+  targets?: Int32Array;
+  sequences: PretrainedSegment[][];
+}
+
+
+
+
+
+
+/** The training interface's options and results are VideoLM's (text only). */
+export type PretrainedForwardOptions = ForwardOptions;
+export type PretrainedForwardResult = ForwardResult;
+export type PretrainedLayout = VideoLMLayout;
+export type PretrainedBackwardOptions = BackwardOptions;
+export type PretrainedStepOptions = StepOptions;
+
+export interface LogitsOptions {
+  /** Vision inputs: refused by a text-only model. */
+  video?: unknown;
+  images?: unknown;
+  pixelValues?: unknown;
+}
+
+interface LastForward {
+  saved: Saved | null;
+  head: HeadState;
+  T: number;
+  /** Text index of each head row. */
+  textOf: Int32Array;
+  count: number;
+  nText: number;
+  tapCount: number;
+}
+
+const OPTIMIZER_FILE = 'optimizer.safetensors';
+
+function idList(v: unknown): number[] {
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return [v];
+  if (Array.isArray(v)) return v.filter((x) => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0) as number[];
+  return [];
+}
+
+/** A Hugging Face causal LM loaded from a folder (see the file comment). */
+export class PretrainedModel {
+  /** The folder's config.json, as parsed. */
+  readonly config: Readonly<Record<string, unknown>>;
+  /** Its class name: 'LlamaForCausalLM' or 'Qwen2ForCausalLM'. */
+  readonly architecture: Architecture;
+  /** The resolved decoder shape. */
+  readonly spec: DecoderSpec;
+  /** The folder it was loaded from. */
+  readonly dir: string;
+  readonly device: 'cpu' = 'cpu';
+  /** generation_config.json, when the folder has one. */
+  readonly generationConfig: Readonly<Record<string, unknown>> | undefined;
+  #tokenizer: PretrainedTokenizer | undefined;
+  #template: ChatTemplate | undefined;
+  #dec: Decoder | undefined;
+  #base: Map<string, Param>;
+  #layout: SaveLayout;
+  #extras: Map<string, StTensor>;
+  #lora: LoraState | null = null;
+  #step = 0;
+  #forwards = 0;
+  #frozen = false;
+  #last: LastForward | null = null;
+
+  private constructor(init: {
+    config: Record<string, unknown>; spec: DecoderSpec; dir: string; generationConfig?: Record<string, unknown>;
+    tokenizer?: PretrainedTokenizer; template?: ChatTemplate; base: Map<string, Param>; layout: SaveLayout;
+    extras: Map<string, StTensor>;
+  }) {
+    this.config = Object.freeze(init.config);
+    this.spec = init.spec;
+    this.architecture = init.spec.architecture;
+    this.dir = init.dir;
+    this.generationConfig = init.generationConfig ? Object.freeze(init.generationConfig) : undefined;
+    this.#tokenizer = init.tokenizer;
+    this.#template = init.template;
+    this.#base = init.base;
+    this.#layout = init.layout;
+    this.#extras = init.extras;
+    this.#dec = new Decoder(init.spec, init.base);
+  }
+
+  /** Loads a folder (see loadPretrained). */
+  static async load(dir: string, opts: LoadPretrainedOptions = {}): Promise<PretrainedModel> {
+    const fn = 'loadPretrained';
+    if (typeof dir !== 'string' || dir.length === 0) throw typeError(fn, 'dir', 'a folder path', describe(dir));
+    const o = checkOptions(fn, opts);
+    if (o.device !== undefined && o.device !== 'cpu' && o.device !== 'cuda') throw typeError(fn, 'opts.device', "'cpu' or 'cuda'", describe(o.device));
+    if (o.device === 'cuda') throw new Error(`${fn}: opts.device 'cuda' is not implemented for pretrained models yet; load on 'cpu' (docs/pretrained.md)`);
+    if (o.dtype !== undefined && o.dtype !== 'float32' && o.dtype !== 'auto')
+      throw typeError(fn, 'opts.dtype', "'float32' or 'auto' (the CPU computes in float32; bf16/f16 weights are widened)", describe(o.dtype));
+    if (o.adapter !== undefined && (typeof o.adapter !== 'string' || !o.adapter)) throw typeError(fn, 'opts.adapter', 'a PEFT adapter folder path', describe(o.adapter));
+    const cfgPath = join(dir, 'config.json');
+    if (!existsSync(cfgPath)) throw new CheckpointError(`${cfgPath}: not found (not a Hugging Face model folder?)`);
+    const config = readJsonObject(cfgPath);
+    if (config.vision_config !== undefined || config.text_config !== undefined)
+      throw new UnsupportedConfigError(cfgPath, 'architectures', config.architectures, 'vision-language models are not implemented yet (text-only LlamaForCausalLM and Qwen2ForCausalLM are)');
+    const spec = parseConfig(config, cfgPath);
+    const genPath = join(dir, 'generation_config.json');
+    const generationConfig = existsSync(genPath) ? readJsonObject(genPath) : undefined;
+    const tokenizer = existsSync(join(dir, 'tokenizer.json')) ? PretrainedTokenizer.load(dir) : undefined;
+    let template: ChatTemplate | undefined;
+    if (tokenizer) {
+      const specials: Record<string, unknown> = { ...tokenizer.specialTokens };
+      if (tokenizer.config.additional_special_tokens !== undefined) specials.additional_special_tokens = tokenizer.config.additional_special_tokens;
+      template = ChatTemplate.load(dir, tokenizer.config, specials);
+    }
+    const w = readWeights(dir, spec);
+    if (tokenizer && tokenizer.vocabSize > spec.vocab)
+      throw new CheckpointError(`${join(dir, 'tokenizer.json')}: the tokenizer has ${tokenizer.vocabSize} ids but config.json vocab_size is ${spec.vocab}`);
+    const base = new Map<string, Param>();
+    for (const [name, t] of w.tensors) {
+      base.set(name, {
+        name, shape: t.shape, value: tensor(t.data, t.shape), trainable: true,
+        decay: t.shape.length === 2 && name !== 'model.embed_tokens.weight', storedDtype: t.dtype, touched: false,
+      });
+    }
+    const model = new PretrainedModel({
+      config, spec, dir: resolve(dir), generationConfig, tokenizer, template, base,
+      layout: { sourceDir: resolve(dir), files: w.files, index: w.index, otherFiles: snapshotOtherFiles(dir) },
+      extras: w.extras,
+    });
+    if (o.adapter !== undefined) await model.loadAdapter(o.adapter as string);
+    return model;
+  }
+
+  #alive(fn: string): Decoder {
+    if (!this.#dec) throw new Error(`${fn}: the model was disposed`);
+    return this.#dec;
+  }
+
+  #trainable(fn: string): void {
+    if (this.#frozen) throw new Error(`${fn}: this is a frozen copy (no training)`);
+  }
+
+  // ------------------------------------------------------------------ text
+
+  /** The folder's tokenizer (tokenizer.json). */
+  get tokenizer(): PretrainedTokenizer {
+    if (!this.#tokenizer) throw new Error(`PretrainedModel.tokenizer: ${this.dir} has no tokenizer.json`);
+    return this.#tokenizer;
+  }
+
+  /** True when the folder has a tokenizer.json. */
+  get hasTokenizer(): boolean {
+    return this.#tokenizer !== undefined;
+  }
+
+  /** The folder's chat template source, if any. */
+  get chatTemplate(): string | undefined {
+    return this.#template?.source;
+  }
+
+  /** Renders messages with the folder's chat template (tokenize the result with addSpecialTokens: false). */
+  applyChatTemplate(messages: readonly ChatMessage[], opts: ChatTemplateOptions = {}): string {
+    if (!this.#template) throw new Error(`applyChatTemplate: ${this.dir} has no chat template (chat_template.jinja, chat_template.json or tokenizer_config.json "chat_template")`);
+    return this.#template.render(messages, opts);
+  }
+
+  /** The ids that end a generation: generation_config.json's eos_token_id, else config.json's, else the tokenizer's eos_token. */
+  get eosIds(): number[] {
+    const g = idList(this.generationConfig?.eos_token_id);
+    if (g.length) return g;
+    const c = idList(this.config.eos_token_id);
+    if (c.length) return c;
+    const t = this.#tokenizer?.eosId;
+    return t === undefined ? [] : [t];
+  }
+
+  // ------------------------------------------------------------------ parameters
+
+  /** Parameter counts: all, and those being trained. */
+  get numParams(): number {
+    let n = 0;
+    for (const p of this.#allParams()) n += p.value.size;
+    return n;
+  }
+
+  get numTrainable(): number {
+    let n = 0;
+    for (const p of this.#allParams()) if (p.trainable) n += p.value.size;
+    return n;
+  }
+
+  /** Floats of AdamW state held (m and v of the trained parameters). */
+  get optimizerStateSize(): number {
+    let n = 0;
+    for (const p of this.#allParams()) n += (p.m?.size ?? 0) + (p.v?.size ?? 0);
+    return n;
+  }
+
+  *#allParams(): Generator<Param> {
+    yield* this.#base.values();
+    if (this.#dec) for (const L of this.#dec.linears()) if (L.lora) yield* [L.lora.a, L.lora.b];
+  }
+
+  /** Copies of the parameters by Hugging Face name (adapters as <module>.lora_A.weight / lora_B.weight). */
+  parameters(): Record<string, Float32Array> {
+    const out: Record<string, Float32Array> = {};
+    for (const p of this.#allParams()) out[p.name] = (p.value.data as Float32Array).slice();
+    return out;
+  }
+
+  /** Copies of the accumulated gradients of the trained parameters (zeros where backward() gave none). */
+  gradients(): Record<string, Float32Array> {
+    const out: Record<string, Float32Array> = {};
+    for (const p of this.#allParams()) if (p.trainable) out[p.name] = p.grad ? (p.grad.data as Float32Array).slice() : new Float32Array(p.value.size);
+    return out;
+  }
+
+  /** Overwrites parameters by name (sizes checked); a changed base weight is saved re-rounded to its stored dtype. */
+  setParameters(values: Record<string, Float32Array>): void {
+    const fn = 'PretrainedModel.setParameters';
+    this.#alive(fn);
+    if (values === null || typeof values !== 'object') throw typeError(fn, 'values', 'an object of name → Float32Array', describe(values));
+    const all = new Map([...this.#allParams()].map((p) => [p.name, p]));
+    for (const [name, v] of Object.entries(values)) {
+      const p = all.get(name);
+      if (!p) throw rangeError(fn, `values['${name}']`, 'the name of a parameter of this model', 'an unknown name');
+      float32Vector(fn, `values['${name}']`, v, p.value.size);
+    }
+    for (const [name, v] of Object.entries(values)) {
+      const p = all.get(name)!;
+      (p.value.data as Float32Array).set(v);
+      p.touched = true;
+    }
+    this.#last = null;
+  }
+
+  /** Names of the parameters being trained. */
+  trainableParameters(): string[] {
+    return [...this.#allParams()].filter((p) => p.trainable).map((p) => p.name);
+  }
+
+  /** Optimizer steps taken. */
+  get step(): number {
+    return this.#step;
+  }
+
+  get frozen(): boolean {
+    return this.#frozen;
+  }
+
+  /** The LoRA settings when adapters are attached. */
+  get lora(): Readonly<LoraState> | null {
+    return this.#lora ? { ...this.#lora } : null;
+  }
+
+  // ------------------------------------------------------------------ LoRA
+
+  /**
+   * Attaches LoRA adapters (PEFT's names and scaling alpha / r) to the target
+   * linear layers and freezes the base model: only adapters train afterwards.
+   */
+  addLora(opts: LoraOptions): { targets: string[]; trainableParams: number } {
+    const fn = 'addLora';
+    const dec = this.#alive(fn);
+    this.#trainable(fn);
+    if (this.#lora) throw new Error(`${fn}: the model already has LoRA adapters (mergeLora() first to add new ones)`);
+    const st = checkLoraOptions(fn, opts, this.spec.layers);
+    const { seed, ...state } = st;
+    const got = attachLora(dec, state, seed, this.#base.values());
+    this.#lora = state;
+    this.#clearOptimizer();
+    return { targets: got.map((L) => L.path), trainableParams: this.numTrainable };
+  }
+
+  /** Attaches a PEFT adapter folder (adapter_config.json + adapter_model.safetensors). */
+  async loadAdapter(dir: string): Promise<void> {
+    const fn = 'loadAdapter';
+    const dec = this.#alive(fn);
+    if (typeof dir !== 'string' || !dir) throw typeError(fn, 'dir', 'a PEFT adapter folder path', describe(dir));
+    if (this.#lora) throw new Error(`${fn}: the model already has LoRA adapters (mergeLora() first)`);
+    const { state, tensors } = readAdapter(dir, dec);
+    attachLoaded(dec, state, tensors, this.#base.values());
+    this.#lora = state;
+    this.#clearOptimizer();
+  }
+
+  /** Folds the adapters into the base weights (W += s·B·A) and removes them; every parameter is trainable again. */
+  mergeLora(): void {
+    const fn = 'mergeLora';
+    const dec = this.#alive(fn);
+    this.#trainable(fn);
+    if (!this.#lora) throw new Error(`${fn}: the model has no LoRA adapters (addLora() or loadAdapter() first)`);
+    mergeInto(dec);
+    this.#lora = null;
+    for (const p of this.#base.values()) p.trainable = true;
+    this.#clearOptimizer();
+  }
+
+  #clearOptimizer(): void {
+    for (const p of this.#allParams()) {
+      p.grad = p.m = p.v = undefined;
+    }
+    this.#last = null;
+  }
+
+  // ------------------------------------------------------------------ inference
+
+  #checkIds(fn: string, arg: string, ids: unknown): Int32Array {
+    let out: Int32Array;
+    if (ids instanceof Int32Array) out = ids;
+    else if (Array.isArray(ids)) {
+      ids.forEach((x, i) => {
+        if (typeof x !== 'number' || !Number.isSafeInteger(x)) throw typeError(fn, `${arg}[${i}]`, 'an integer token id', describe(x));
+      });
+      out = Int32Array.from(ids as number[]);
+    } else if (ids instanceof Tensor && ids.device === 'cpu' && ids.dtype === 'int32' && ids.shape.length === 1) out = ids.data as Int32Array;
+    else throw typeError(fn, arg, 'an Int32Array, a number[] or a 1-D CPU int32 tensor of token ids', describe(ids));
+    for (let i = 0; i < out.length; i++)
+      if (out[i] < 0 || out[i] >= this.spec.vocab) throw rangeError(fn, `${arg}[${i}]`, `a token id in [0, ${this.spec.vocab})`, `${out[i]}`);
+    return out;
+  }
+
+  #noVision(fn: string, opts: unknown): void {
+    const o = checkOptions(fn, opts);
+    for (const k of ['video', 'images', 'pixelValues'])
+      if (o[k] !== undefined && o[k] !== null)
+        throw typeError(fn, `opts.${k}`, `absent: ${this.architecture} is a text-only model (vision-language checkpoints add a vision tower)`, describe(o[k]));
+  }
+
+  /** Next-token logits of every position of one sequence: a CPU float32 tensor [T, vocab]. */
+  async logits(ids: Int32Array | number[], opts: LogitsOptions = {}): Promise<Tensor> {
+    const fn = 'PretrainedModel.logits';
+    const dec = this.#alive(fn);
+    this.#noVision(fn, opts);
+    const x = this.#checkIds(fn, 'ids', ids);
+    if (x.length === 0) throw rangeError(fn, 'ids.length', '>= 1', '0');
+    const positions = Int32Array.from(x, (_, i) => i);
+    const { hN } = dec.forward(x, positions, Int32Array.of(0, x.length));
+    return dec.logits(hN);
+  }
+
+  // ------------------------------------------------------------------ packed batches (the trainer's interface)
+
+  #layoutOf(fn: string, b: unknown): { text: Int32Array; targets: Int32Array; layout: PretrainedLayout; rowText: Int32Array } {
+    if (b === null || typeof b !== 'object' || Array.isArray(b)) throw typeError(fn, 'batch', 'an object { text, targets?, sequences }', describe(b));
+    const batch = b as Record<string, unknown>;
+    if (batch.videos !== undefined && batch.videos !== null && !(ArrayBuffer.isView(batch.videos) && (batch.videos as Uint8Array).length === 0))
+      throw typeError(fn, 'batch.videos', `absent: ${this.architecture} is a text-only model`, describe(batch.videos));
+    if (!(batch.text instanceof Int32Array)) throw typeError(fn, 'batch.text', 'an Int32Array of token ids', describe(batch.text));
+    const text = this.#checkIds(fn, 'batch.text', batch.text);
+    let targets: Int32Array;
+    if (batch.targets !== undefined) {
+      targets = int32Vector(fn, 'batch.targets', batch.targets, text.length);
+      for (let i = 0; i < targets.length; i++)
+        if (targets[i] < -1 || targets[i] >= this.spec.vocab) throw rangeError(fn, `batch.targets[${i}]`, `-1 or in [0, ${this.spec.vocab})`, `${targets[i]}`);
+    } else targets = new Int32Array(text.length).fill(-1);
+    const seqs = batch.sequences;
+    if (!Array.isArray(seqs) || seqs.length === 0) throw typeError(fn, 'batch.sequences', 'a non-empty array of sequences', describe(seqs));
+    const cu = [0];
+    const positions: number[] = [];
+    const segmentStart: number[] = [];
+    const rowText: number[] = [];
+    const textRow = new Int32Array(text.length).fill(-1);
+    seqs.forEach((s, i) => {
+      if (!Array.isArray(s)) throw typeError(fn, `batch.sequences[${i}]`, 'an array of segments', describe(s));
+      let pos = 0;
+      s.forEach((g: unknown, j: number) => {
+        const at = `batch.sequences[${i}][${j}]`;
+        if (g === null || typeof g !== 'object') throw typeError(fn, at, '{ text: [start, length] }', describe(g));
+        const seg = g as Record<string, unknown>;
+        if ('video' in seg) throw typeError(fn, at, `a text segment: ${this.architecture} is a text-only model`, 'a video segment');
+        const t = seg.text;
+        if (!Array.isArray(t) || t.length !== 2 || !t.every((x) => Number.isSafeInteger(x) && x >= 0))
+          throw typeError(fn, `${at}.text`, '[start, length] (non-negative integers)', describe(t));
+        if (t[0] + t[1] > text.length) throw rangeError(fn, `${at}.text`, `a span inside the text of length ${text.length}`, `[${t[0]}, ${t[1]}]`);
+        segmentStart.push(rowText.length);
+        if (batch.targets === undefined) for (let k = 0; k + 1 < t[1]; k++) targets[t[0] + k] = text[t[0] + k + 1];
+        for (let k = 0; k < t[1]; k++) {
+          textRow[t[0] + k] = rowText.length;
+          rowText.push(t[0] + k);
+          positions.push(pos++);
+        }
+      });
+      cu.push(rowText.length);
+    });
+    if (rowText.length === 0) throw rangeError(fn, 'batch.sequences', 'at least one token', '0');
+    const layout: PretrainedLayout = {
+      cuSeqlens: Int32Array.from(cu), positions: Int32Array.from(positions), segmentStart: Int32Array.from(segmentStart), textRow, rows: rowText.length,
+    };
+    return { text, targets, layout, rowText: Int32Array.from(rowText) };
+  }
+
+  /**
+   * Forward pass over a packed text batch: the mean LM loss over the targets,
+   * optionally the hidden states of `tapRows` after `tapLayer` layers and the
+   * per-token log-probs. Keeps the activations for backward() unless forBackward is false.
+   */
+  async forward(batch: PretrainedBatch | VideoLMBatch, opts: PretrainedForwardOptions = {}): Promise<PretrainedForwardResult> {
+    const fn = 'PretrainedModel.forward';
+    const dec = this.#alive(fn);
+    const o = checkOptions(fn, opts);
+    const { text, targets, layout, rowText } = this.#layoutOf(fn, batch);
+    const L = this.spec.layers;
+    let tapRows: Int32Array | undefined;
+    let tapLayer: number | undefined;
+    if (o.tapRows !== undefined) {
+      tapRows = int32Vector(fn, 'opts.tapRows', o.tapRows);
+      for (let i = 0; i < tapRows.length; i++) if (tapRows[i] < 0 || tapRows[i] >= layout.rows) throw rangeError(fn, `opts.tapRows[${i}]`, `a row in [0, ${layout.rows})`, `${tapRows[i]}`);
+      tapLayer = checkNumber(fn, 'opts.tapLayer', o.tapLayer, Math.floor(L / 2), { integer: true, min: 0, max: L });
+    }
+    const wantLp = checkBoolean(fn, 'opts.logprobs', o.logprobs, false);
+    const forBackward = checkBoolean(fn, 'opts.forBackward', o.forBackward, true);
+    if (forBackward) this.#trainable(fn);
+    const ids = Int32Array.from(rowText, (t) => text[t]);
+    const { hN, saved, tap } = dec.forward(ids, layout.positions, layout.cuSeqlens, {
+      train: forBackward, tapLayer, tapRows, dropoutSeed: (this.#step * 1_000_003 + this.#forwards++) >>> 0,
+    });
+    const sel: number[] = [];
+    const selT: number[] = [];
+    const textOf: number[] = [];
+    rowText.forEach((t, r) => {
+      if (targets[t] >= 0) {
+        sel.push(r);
+        selT.push(targets[t]);
+        textOf.push(t);
+      }
+    });
+    const { logprobs, state } = dec.headLogprobs(hN, Int32Array.from(sel), Int32Array.from(selT), forBackward);
+    let sum = 0;
+    for (let i = 0; i < logprobs.length; i++) sum += logprobs[i];
+    const count = logprobs.length;
+    const tokenLogprobs = new Float32Array(wantLp ? text.length : 0);
+    if (wantLp) textOf.forEach((t, i) => (tokenLogprobs[t] = logprobs[i]));
+    this.#last = forBackward
+      ? { saved, head: state, T: layout.rows, textOf: Int32Array.from(textOf), count, nText: text.length, tapCount: tapRows?.length ?? 0 }
+      : null;
+    return { loss: count ? -sum / count : 0, count, tap, tokenLogprobs, layout };
+  }
+
+  /** Backward of the last forward() into the gradients of the trained parameters. */
+  async backward(opts: PretrainedBackwardOptions = {}): Promise<void> {
+    const fn = 'PretrainedModel.backward';
+    const dec = this.#alive(fn);
+    this.#trainable(fn);
+    const o = checkOptions(fn, opts);
+    const gradLoss = checkNumber(fn, 'opts.gradLoss', o.gradLoss, 1);
+    const accumulate = checkBoolean(fn, 'opts.accumulate', o.accumulate, false);
+    const last = this.#last;
+    if (!last || !last.saved) throw new Error(`${fn}: call forward() (with forBackward) first`);
+    const dTap = o.dTap === undefined ? undefined : float32Vector(fn, 'opts.dTap', o.dTap, last.tapCount * this.spec.hidden);
+    const dLp = o.dLogprobs === undefined ? undefined : float32Vector(fn, 'opts.dLogprobs', o.dLogprobs, last.nText);
+    if (!accumulate) for (const p of this.#allParams()) p.grad = undefined;
+    const n = last.count;
+    const d = new Float32Array(n);
+    const lm = n > 0 ? -gradLoss / n : 0;
+    for (let i = 0; i < n; i++) d[i] = lm + (dLp ? dLp[last.textOf[i]] : 0);
+    const dHN = dec.headBackward(last.head, d, last.T);
+    dec.backward(last.saved, dHN, dTap);
+    this.#last = null;
+  }
+
+  /** One AdamW step (global-norm clipping, optional warmup + cosine schedule) on the accumulated gradients. */
+  async stepOptimizer(opts: PretrainedStepOptions = {}): Promise<{ gradNorm: number; lr: number; step: number }> {
+    const fn = 'PretrainedModel.stepOptimizer';
+    this.#alive(fn);
+    this.#trainable(fn);
+    const o = checkOptions(fn, opts);
+    const lr = checkNumber(fn, 'opts.lr', o.lr, 1e-3, { min: 0 });
+    const minLr = checkNumber(fn, 'opts.minLr', o.minLr, 0, { min: 0 });
+    const warmupSteps = checkNumber(fn, 'opts.warmupSteps', o.warmupSteps, 0, { integer: true, min: 0 });
+    const totalSteps = checkNumber(fn, 'opts.totalSteps', o.totalSteps, 0, { integer: true, min: 0 });
+    const beta1 = checkNumber(fn, 'opts.beta1', o.beta1, 0.9, { min: 0, max: 0.999999 });
+    const beta2 = checkNumber(fn, 'opts.beta2', o.beta2, 0.95, { min: 0, max: 0.999999 });
+    const eps = checkNumber(fn, 'opts.eps', o.eps, 1e-8, { gt: 0 });
+    const weightDecay = checkNumber(fn, 'opts.weightDecay', o.weightDecay, 0.1, { min: 0 });
+    const maxGradNorm = checkNumber(fn, 'opts.maxGradNorm', o.maxGradNorm, 1);
+    const gradScale = checkNumber(fn, 'opts.gradScale', o.gradScale, 1, { gt: 0 });
+    const params = [...this.#allParams()].filter((p) => p.trainable);
+    for (const p of params) if (!p.grad) p.grad = tensor(new Float32Array(p.value.size), [...p.shape]);
+    const norm = clipGradNorm(params.map((p) => p.grad!), 0) * gradScale;
+    const clip = maxGradNorm > 0 && norm > maxGradNorm ? maxGradNorm / (norm + 1e-6) : 1;
+    const stepLr = totalSteps > 0 ? lrAt({ baseLr: lr, minLr, warmupSteps, totalSteps }, this.#step) : lr;
+    for (const p of params) {
+      p.m ??= tensor(new Float32Array(p.value.size), [...p.shape]);
+      p.v ??= tensor(new Float32Array(p.value.size), [...p.shape]);
+      adamwStep(p.value, p.grad!, p.m, p.v, {
+        lr: stepLr, beta1, beta2, eps, weightDecay: p.decay ? weightDecay : 0, step: this.#step + 1, gradScale: gradScale * clip,
+      });
+      p.touched = true;
+    }
+    this.#step++;
+    this.#forwards = 0; // dropout masks depend on (step, forward index within the step): resumable
+    return { gradNorm: norm, lr: stepLr, step: this.#step };
+  }
+
+  /** forward + backward over each batch (gradients accumulated, losses averaged), then one AdamW step. */
+  async trainStep(batches: PretrainedBatch | PretrainedBatch[], opts: PretrainedStepOptions = {}): Promise<{ loss: number; count: number; gradNorm: number; lr: number; step: number }> {
+    const list = Array.isArray(batches) ? batches : [batches];
+    if (list.length === 0) throw rangeError('PretrainedModel.trainStep', 'batches', 'at least one batch', '[]');
+    let loss = 0, count = 0;
+    for (let i = 0; i < list.length; i++) {
+      const r = await this.forward(list[i]);
+      loss += r.loss / list.length;
+      count += r.count;
+      await this.backward({ gradLoss: 1 / list.length, accumulate: i > 0 });
+    }
+    const st = await this.stepOptimizer(opts);
+    return { loss, count, ...st };
+  }
+
+  /** Per-token log-probs of every text token's target ([text.length]; 0 where no target). */
+  async sequenceLogprobs(batch: PretrainedBatch | VideoLMBatch): Promise<Float32Array> {
+    return (await this.forward(batch, { logprobs: true, forBackward: false })).tokenLogprobs;
+  }
+
+  #genOpts(fn: string, opts: unknown): { maxTokens: number; temperature: number; topP: number; seed: number; eos: Set<number> } {
+    const o = checkOptions(fn, opts);
+    let eos: number[];
+    if (o.eosId === undefined) eos = this.eosIds;
+    else if (typeof o.eosId === 'number') eos = o.eosId === -1 ? [] : [checkNumber(fn, 'opts.eosId', o.eosId, 0, { integer: true, min: 0, max: this.spec.vocab - 1 })];
+    else if (Array.isArray(o.eosId)) eos = o.eosId.map((x, i) => checkNumber(fn, `opts.eosId[${i}]`, x, 0, { integer: true, min: 0, max: this.spec.vocab - 1 }));
+    else throw typeError(fn, 'opts.eosId', 'a token id, a list of them, or -1', describe(o.eosId));
+    return {
+      maxTokens: checkNumber(fn, 'opts.maxTokens', o.maxTokens, 32, { integer: true, min: 0, max: 1 << 20 }),
+      temperature: checkNumber(fn, 'opts.temperature', o.temperature, 0, { min: 0 }),
+      topP: checkNumber(fn, 'opts.topP', o.topP, 1, { gt: 0, max: 1 }),
+      seed: checkNumber(fn, 'opts.seed', o.seed, 0, { integer: true, min: 0, max: Number.MAX_SAFE_INTEGER }),
+      eos: new Set(eos),
+    };
+  }
+
+  /** Continues every sequence of a batch of prompts (KV cache). Returns the new token ids per sequence. */
+  async generateBatch(prompts: PretrainedBatch | VideoLMBatch, opts: TextGenerateOptions = {}): Promise<Int32Array[]> {
+    const fn = 'PretrainedModel.generateBatch';
+    const dec = this.#alive(fn);
+    const { text, layout, rowText } = this.#layoutOf(fn, prompts);
+    const g = this.#genOpts(fn, opts);
+    const list: Int32Array[] = [];
+    for (let b = 0; b + 1 < layout.cuSeqlens.length; b++) {
+      const ids = Int32Array.from(rowText.subarray(layout.cuSeqlens[b], layout.cuSeqlens[b + 1]), (t) => text[t]);
+      if (ids.length === 0) throw rangeError(fn, `prompts.sequences[${b}]`, 'at least one token', '0');
+      list.push(ids);
+    }
+    this.#last = null;
+    return generateTokens(dec, list, g);
+  }
+
+  /**
+   * Generates a continuation (as VideoLM.generate, text only: `video` must be
+   * null). A string prompt is tokenized with the tokenizer's special tokens; a
+   * list of chat messages goes through the chat template with the generation
+   * prompt. Strings and messages return the decoded text (special tokens
+   * skipped); token ids return ids.
+   */
+  async generate(video: unknown, prompt: string | Int32Array | number[] | readonly ChatMessage[], opts: TextGenerateOptions = {}): Promise<string | Int32Array> {
+    const fn = 'PretrainedModel.generate';
+    if (video !== null && video !== undefined) throw typeError(fn, 'video', `null: ${this.architecture} is a text-only model`, describe(video));
+    let ids: Int32Array;
+    let asText = true;
+    if (typeof prompt === 'string') ids = this.tokenizer.encode(prompt);
+    else if (Array.isArray(prompt) && prompt.length > 0 && typeof prompt[0] === 'object') {
+      ids = this.tokenizer.encode(this.applyChatTemplate(prompt as unknown as ChatMessage[], { addGenerationPrompt: true }), { addSpecialTokens: false });
+    } else {
+      ids = this.#checkIds(fn, 'prompt', prompt);
+      asText = false;
+    }
+    if (ids.length === 0) throw rangeError(fn, 'prompt', 'at least one token', 'an empty prompt');
+    const [out] = await this.generateBatch({ text: ids, sequences: [[{ text: [0, ids.length] }]] }, opts);
+    return asText ? this.tokenizer.decode(out, { skipSpecialTokens: true }) : out;
+  }
+
+  // ------------------------------------------------------------------ copies and files
+
+  /** A frozen copy (the RL stage's reference model): same weights and adapters, no training. */
+  async clone(): Promise<PretrainedModel> {
+    const fn = 'PretrainedModel.clone';
+    const dec = this.#alive(fn);
+    const base = new Map<string, Param>();
+    for (const [name, p] of this.#base) base.set(name, { ...p, value: tensor((p.value.data as Float32Array).slice(), [...p.shape]), grad: undefined, m: undefined, v: undefined, trainable: false });
+    const copy = new PretrainedModel({
+      config: { ...this.config }, spec: this.spec, dir: this.dir, generationConfig: this.generationConfig ? { ...this.generationConfig } : undefined,
+      tokenizer: this.#tokenizer, template: this.#template, base, layout: this.#layout, extras: this.#extras,
+    });
+    const cd = copy.#dec!;
+    const mine = [...dec.linears()];
+    [...cd.linears()].forEach((L, i) => {
+      const lo = mine[i].lora;
+      if (!lo) return;
+      const cp = (p: Param): Param => ({ ...p, value: tensor((p.value.data as Float32Array).slice(), [...p.shape]), grad: undefined, m: undefined, v: undefined, trainable: false });
+      L.lora = { ...lo, a: cp(lo.a), b: cp(lo.b) };
+    });
+    copy.#lora = this.#lora ? { ...this.#lora } : null;
+    copy.#frozen = true;
+    return copy;
+  }
+
+  /** Copies another model's parameters, adapters, AdamW state and step into this one (same architecture and shapes). */
+  async copyStateFrom(other: PretrainedModel): Promise<void> {
+    const fn = 'PretrainedModel.copyStateFrom';
+    if (!(other instanceof PretrainedModel)) throw typeError(fn, 'other', 'a PretrainedModel', describe(other));
+    this.#alive(fn);
+    other.#alive(fn);
+    const mine = [...this.#allParams()];
+    const theirs = new Map([...other.#allParams()].map((p) => [p.name, p]));
+    if (mine.length !== theirs.size) throw rangeError(fn, 'other', `a model with ${mine.length} parameter tensors (same adapters)`, `${theirs.size}`);
+    for (const p of mine) {
+      const q = theirs.get(p.name);
+      if (!q || q.value.size !== p.value.size) throw rangeError(fn, 'other', `a parameter '${p.name}' of ${p.value.size} values`, q ? `${q.value.size}` : 'none');
+    }
+    for (const p of mine) {
+      const q = theirs.get(p.name)!;
+      (p.value.data as Float32Array).set(q.value.data as Float32Array);
+      p.m = q.m ? tensor((q.m.data as Float32Array).slice(), [...p.shape]) : undefined;
+      p.v = q.v ? tensor((q.v.data as Float32Array).slice(), [...p.shape]) : undefined;
+      p.touched = p.touched || q.touched;
+    }
+    this.#step = other.#step;
+    this.#forwards = 0;
+    this.#last = null;
+  }
+
+  /**
+   * Saves in the Hugging Face layout the model was loaded from (same files,
+   * tensor names, order and stored dtypes; other files copied). Adapters that
+   * are attached are merged into the written weights (the model in memory
+   * keeps them); saveAdapter() writes them alone.
+   */
+  async save(dir: string): Promise<void> {
+    const fn = 'PretrainedModel.save';
+    const dec = this.#alive(fn);
+    if (typeof dir !== 'string' || !dir) throw typeError(fn, 'dir', 'a folder path', describe(dir));
+    const merged = new Map<string, Float32Array>();
+    for (const L of dec.linears()) if (L.lora) merged.set(L.weight.name, mergedWeight(L));
+    writeHfFolder(dir, this.#layout, (name) => this.#tensorToSave(name, merged));
+  }
+
+  /** What save() writes under a tensor name of the source layout (merged: weights with their adapters folded in). */
+  #tensorToSave(name: string, merged: Map<string, Float32Array> | null): { f32: Float32Array; dtype: StDType; shape: number[] } | StTensor {
+    const p = this.#base.get(name);
+    if (p) return { f32: merged?.get(name) ?? (p.value.data as Float32Array), dtype: p.storedDtype, shape: p.shape };
+    if (name === 'lm_head.weight' && this.spec.tied) {
+      // A tied checkpoint that also stored the head: write the (possibly trained) embedding under it.
+      const e = this.#base.get('model.embed_tokens.weight')!;
+      return { f32: e.value.data as Float32Array, dtype: this.#extras.get(name)!.dtype, shape: e.shape };
+    }
+    return this.#extras.get(name)!;
+  }
+
+  /** Saves the LoRA adapters alone in PEFT's layout (adapter_config.json + adapter_model.safetensors). */
+  async saveAdapter(dir: string): Promise<void> {
+    const fn = 'PretrainedModel.saveAdapter';
+    const dec = this.#alive(fn);
+    if (typeof dir !== 'string' || !dir) throw typeError(fn, 'dir', 'a folder path', describe(dir));
+    if (!this.#lora) throw new Error(`${fn}: the model has no LoRA adapters (addLora() first)`);
+    let same = false;
+    try {
+      same = realpathSync(dir) === realpathSync(this.dir);
+    } catch {
+      same = false;
+    }
+    if (same) throw new Error(`${fn}: ${dir} is the base model's folder; save the adapter to its own folder`);
+    const name = typeof this.config._name_or_path === 'string' && this.config._name_or_path ? this.config._name_or_path : this.dir;
+    writeAdapter(dir, dec, this.#lora, name);
+  }
+
+  /**
+   * A training checkpoint (what vp.Trainer writes): the base weights in the
+   * Hugging Face layout (not merged), the adapters in `adapter/` (PEFT layout)
+   * when attached, and optimizer.safetensors (AdamW m and v of the trained
+   * parameters, the step). PretrainedModel.loadCheckpoint reads it back.
+   */
+  async saveCheckpoint(dir: string): Promise<void> {
+    const fn = 'PretrainedModel.saveCheckpoint';
+    const dec = this.#alive(fn);
+    if (typeof dir !== 'string' || !dir) throw typeError(fn, 'dir', 'a folder path', describe(dir));
+    writeHfFolder(dir, this.#layout, (name) => this.#tensorToSave(name, null));
+    if (this.#lora) writeAdapter(join(dir, 'adapter'), dec, this.#lora, this.dir);
+    const st: Record<string, StTensor> = {};
+    for (const p of this.#allParams()) {
+      if (!p.m || !p.v) continue;
+      st[`m.${p.name}`] = { dtype: 'F32', shape: [...p.shape], data: p.m.data as Float32Array };
+      st[`v.${p.name}`] = { dtype: 'F32', shape: [...p.shape], data: p.v.data as Float32Array };
+    }
+    writeSafetensors(join(dir, OPTIMIZER_FILE), st, { step: String(this.#step) });
+  }
+
+  /** Loads a folder written by saveCheckpoint (weights, adapters, optimizer state, step). */
+  static async loadCheckpoint(dir: string): Promise<PretrainedModel> {
+    const adapter = join(dir, 'adapter');
+    const m = await PretrainedModel.load(dir, existsSync(join(adapter, 'adapter_config.json')) ? { adapter } : {});
+    const path = join(dir, OPTIMIZER_FILE);
+    if (!existsSync(path)) return m;
+    const params = new Map([...m.#allParams()].map((p) => [p.name, p]));
+    const expect: Record<string, { dtype: 'F32'; shape: number[] }> = {};
+    const st0 = readSafetensors(path);
+    for (const name of st0.order) {
+      const p = params.get(name.slice(2));
+      if (!/^[mv]\./.test(name) || !p || !p.trainable) throw new CheckpointError(`${path}: tensor '${name}' is not the optimizer state of a trained parameter of this model`);
+      expect[name] = { dtype: 'F32', shape: p.shape };
+    }
+    const st = readSafetensors(path, { expect });
+    for (const [name, t] of Object.entries(st.tensors)) {
+      const p = params.get(name.slice(2))!;
+      const v = tensor(Float32Array.from(t.data as Float32Array), [...p.shape]);
+      if (name[0] === 'm') p.m = v;
+      else p.v = v;
+    }
+    const step = Number(st.metadata.step ?? '0');
+    if (!Number.isSafeInteger(step) || step < 0) throw new CheckpointError(`${path}: metadata step must be a non-negative integer, got ${JSON.stringify(st.metadata.step)}`);
+    m.#step = step;
+    return m;
+  }
+
+  /** Frees the weights; the model cannot be used afterwards. */
+  dispose(): void {
+    this.#dec = undefined;
+    this.#base = new Map();
+    this.#last = null;
+  }
+}
+
+/**
+ * Loads a Hugging Face folder (config.json, safetensors weights, tokenizer.json,
+ * chat template) as a PretrainedModel. Nothing is downloaded.
+ */
+export function loadPretrained(dir: string, opts: LoadPretrainedOptions = {}): Promise<PretrainedModel> {
+  return PretrainedModel.load(dir, opts);
+}

@@ -1,0 +1,155 @@
+// What the trainer and the evaluators need to turn tasks into a model's
+// batches and tokens back into text, for the two kinds of model they accept:
+//
+//  - vp.VideoLM: packed sequences [video][<bos> prompt response <eos>] with
+//    its word-level tokenizer (lib/train/batch.ts);
+//  - vp.PretrainedModel (a Hugging Face text model): the text side only,
+//    sequences [prompt response <eos>] where the prompt is the task's text
+//    through the folder's chat template (as a user turn, with the generation
+//    prompt) when it has one, else the text with the tokenizer's own special
+//    tokens; the response ends with the tokenizer's end-of-sequence token.
+//    No video, so no KIM variants and no contrastive term.
+//
+// Cost: tokenization and copying, linear in the batch's tokens.
+import { PretrainedModel, type PretrainedBatch } from '../pretrained/model.js';
+import { EOS_ID, type Tokenizer } from '../model/tokenizer.js';
+import { VideoLM, type VideoLMBatch } from '../model/videolm.js';
+import { generationBatch, KimPlans, planSftBatch, scoringBatch, type PromptItem, type SftBatchPlanOptions, type TrainClip, type TrainerSftBatch } from './batch.js';
+import { clipTasks } from './tasks.js';
+
+/** A model the trainer accepts. */
+export type TrainableModel = VideoLM | PretrainedModel;
+
+export interface ModelIO {
+  /** No vision input: sequences are text alone. */
+  readonly textOnly: boolean;
+  /** Hidden width (the contrastive tap's) and decoder layers. */
+  readonly width: number;
+  readonly layers: number;
+  /** A task prompt's token ids, as the batch builders take them. */
+  prompt(text: string): Int32Array;
+  /** A response's token ids (with the end-of-sequence id when `eos`). */
+  response(text: string, eos: boolean): Int32Array;
+  /** Generated ids as text (special tokens left out). */
+  decode(ids: ArrayLike<number>): string;
+  /** Stage 1's packed batch of clips. */
+  sftBatch(clips: readonly TrainClip[], o: SftBatchPlanOptions, kimPlans?: KimPlans): TrainerSftBatch;
+  /** One sequence per item to generate from. */
+  generationBatch(items: readonly PromptItem[]): VideoLMBatch;
+  /** Continues each sequence of a generation batch until its end-of-sequence id or maxTokens. */
+  generate(batch: VideoLMBatch, o: { maxTokens: number; temperature: number; topP?: number; seed?: number }): Promise<Int32Array[]>;
+  /** Sequences prompt + response; `at[i]` indexes item i's first response log-prob in the batch's text. */
+  scoringBatch(items: readonly PromptItem[], responses: readonly ArrayLike<number>[]): { batch: VideoLMBatch; at: number[]; lengths: number[] };
+}
+
+function videoIO(model: VideoLM, fn: string): ModelIO {
+  const tok = model.tokenizer as Tokenizer;
+  if (!tok) throw new TypeError(`${fn}: the model has no tokenizer`);
+  const cfg = model.config;
+  return {
+    textOnly: false,
+    width: cfg.width,
+    layers: cfg.layers,
+    prompt: (text) => tok.encode(text),
+    response: (text, eos) => {
+      const ids = tok.encode(text);
+      if (!eos) return ids;
+      const out = new Int32Array(ids.length + 1);
+      out.set(ids);
+      out[ids.length] = EOS_ID;
+      return out;
+    },
+    decode: (ids) => tok.decode(Array.from(ids).filter((x) => x < tok.vocabSize), { skipSpecial: true }),
+    sftBatch: (clips, o, kimPlans) => planSftBatch(clips, cfg, tok, o, kimPlans),
+    generationBatch: (items) => generationBatch(items, cfg),
+    generate: (batch, o) => model.generateBatch(batch, { ...o, eosId: EOS_ID }),
+    scoringBatch: (items, responses) => scoringBatch(items, responses, cfg),
+  };
+}
+
+/** Packs text sequences (each a list of id runs with their targets) into a PretrainedBatch. */
+class TextBatchBuilder {
+  readonly #text: number[] = [];
+  readonly #targets: number[] = [];
+  readonly sequences: { text: [number, number] }[][] = [];
+
+  /** Adds one sequence `prompt response`, targets on the response; returns where the prompt starts in `text`. */
+  add(prompt: ArrayLike<number>, response: ArrayLike<number>): number {
+    const start = this.#text.length;
+    const ids = [...Array.from(prompt), ...Array.from(response)];
+    const first = prompt.length - 1; // the last prompt token predicts the first response token
+    ids.forEach((id, t) => {
+      this.#text.push(id);
+      this.#targets.push(t >= first && t + 1 < ids.length ? ids[t + 1] : -1);
+    });
+    this.sequences.push([{ text: [start, ids.length] }]);
+    return start;
+  }
+
+  build(): PretrainedBatch {
+    return { text: Int32Array.from(this.#text), targets: Int32Array.from(this.#targets), sequences: this.sequences };
+  }
+}
+
+function textIO(model: PretrainedModel, fn: string): ModelIO {
+  if (!model.hasTokenizer) throw new TypeError(`${fn}: the model has no tokenizer (its folder has no tokenizer.json)`);
+  const tok = model.tokenizer;
+  const template = model.chatTemplate !== undefined;
+  const endId = tok.eosId ?? model.eosIds[0];
+  if (endId === undefined) throw new TypeError(`${fn}: the model's tokenizer has no eos_token and its config no eos_token_id (needed to end responses)`);
+  const stop = [...new Set([endId, ...model.eosIds])];
+  return {
+    textOnly: true,
+    width: model.spec.hidden,
+    layers: model.spec.layers,
+    prompt: (text) => (template
+      ? tok.encode(model.applyChatTemplate([{ role: 'user', content: text }], { addGenerationPrompt: true }), { addSpecialTokens: false })
+      : tok.encode(text)),
+    response: (text, eos) => {
+      const ids = tok.encode(template ? text : ` ${text}`, { addSpecialTokens: false });
+      if (!eos) return ids;
+      const out = new Int32Array(ids.length + 1);
+      out.set(ids);
+      out[ids.length] = endId;
+      return out;
+    },
+    decode: (ids) => tok.decode(ids, { skipSpecialTokens: true }).trim(),
+    sftBatch(clips, o) {
+      const b = new TextBatchBuilder();
+      for (const clip of clips) {
+        let tasks = clipTasks(clip.annotation, o.questions !== false);
+        if (o.questions === 'one' && tasks.length > 2) {
+          const k = ((o.round ?? 0) + (clip.index ?? 0)) % (tasks.length - 1);
+          tasks = [tasks[0], tasks[1 + k]];
+        }
+        for (const t of tasks) b.add(this.prompt(t.prompt), this.response(t.response, true));
+      }
+      const batch = b.build();
+      let targets = 0;
+      for (const x of batch.targets!) if (x >= 0) targets++;
+      return { batch, groups: [], kimSequences: 0, skipped: [], rows: batch.text.length, targets };
+    },
+    generationBatch(items) {
+      const b = new TextBatchBuilder();
+      for (const it of items) b.add(it.promptIds, []);
+      return b.build();
+    },
+    generate: (batch, o) => model.generateBatch(batch, { ...o, eosId: stop }),
+    scoringBatch(items, responses) {
+      const b = new TextBatchBuilder();
+      const at: number[] = [];
+      items.forEach((it, i) => at.push(b.add(it.promptIds, responses[i]) + it.promptIds.length - 1));
+      return { batch: b.build(), at, lengths: responses.map((r) => r.length) };
+    },
+  };
+}
+
+/** The batch and token conventions of a model the trainer accepts. */
+export function modelIO(model: TrainableModel, fn = 'Trainer'): ModelIO {
+  return model instanceof PretrainedModel ? textIO(model, fn) : videoIO(model, fn);
+}
+
+/** True for a model the trainer accepts. */
+export function isTrainableModel(m: unknown): m is TrainableModel {
+  return m instanceof VideoLM || m instanceof PretrainedModel;
+}
