@@ -192,7 +192,10 @@ async function evalCommand(a: ParsedArgs): Promise<number> {
 }
 
 async function generate(a: ParsedArgs): Promise<number> {
-  const modelDir = a.required('model', 'generate', 'DIR');
+  const modelDir = inputDir('--model', a.required('model', 'generate', 'DIR'), 'a saved model folder');
+  // --video is checked before the model loads (a text model refuses it below).
+  const videoArg = a.str('video');
+  if (videoArg !== undefined) inputFile('--video', videoArg, 'a clip (.npy or a video file)');
   const model = await loadModelDir(modelDir, (a.str('device') ?? 'cpu') as vp.VideoLMDevice);
   const gen = { maxTokens: a.num('max-tokens', 32), temperature: a.num('temperature', 0), topP: a.num('top-p', 1), seed: a.num('seed', 0) };
   if (model instanceof vp.PretrainedModel) {
