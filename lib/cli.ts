@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, UsageError, type FlagSpec, type FlagSpecs, type ParsedArgs } from './cli-args.js';
 import * as vp from './index.js';
 import { formatDemoTable, runDemo } from './demo.js';
+import { distributedSummary } from './distributed.js';
 import { cudaDriverPresent, loadAddon, packageRoot } from './native.js';
 import { inputDir, inputFile, outputDir } from './paths.js';
 import { ProgressBar } from './progress.js';
@@ -267,8 +268,9 @@ function doctor(a: ParsedArgs): number {
   }
   const addon = loadAddon();
   const driver = cudaDriverPresent();
+  const dist = distributedSummary();
   if (a.flag('json')) {
-    console.log(JSON.stringify({ ...info, attempts: addon.attempts, cudaDriver: driver }));
+    console.log(JSON.stringify({ ...info, attempts: addon.attempts, cudaDriver: driver, distributed: dist }));
     return 0;
   }
   console.log('videoperceiver doctor');
@@ -279,6 +281,7 @@ function doctor(a: ParsedArgs): number {
   console.log(`  cuda        ${info.cudaCompiled ? 'compiled in' : 'not compiled in'}; ` +
     (info.cuda ? `using ${info.cuda.device} (sm_${info.cuda.computeCapability.replace('.', '')}, ${(info.cuda.memoryBytes / 2 ** 30).toFixed(1)} GiB)` : `not used: ${info.cudaReason}`));
   console.log(`  driver      ${driver.reason}`);
+  console.log(`  distributed ${dist.line}`);
   return 0;
 }
 

@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { backendInfo } from '../backend.js';
+import { broadcast, isDistributed } from '../distributed.js';
 import { describe, rangeError, typeError } from '../errors.js';
 import type { NativeVideoLMBatch, VideoLMNative } from '../addon-types.js';
 import { bytesText } from '../fs.js';
@@ -774,6 +775,32 @@ export class VideoLM {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.#queue.catch(() => undefined);
     this.dispose();
+  }
+
+  /**
+   * Data-parallel training (vp.distributedInfo()): sums the gradient buffer
+   * over the ranks in place, on the model's device (MPI for CPU models, NCCL
+   * for CUDA models when it is up). A no-op outside a distributed launch.
+   */
+  allReduceGradients(): Promise<void> {
+    const native = this.#alive('VideoLM.allReduceGradients');
+    if (!isDistributed()) return this.#run(async () => undefined);
+    return this.#run(() => native.distAllreduce('grads') as Promise<void>);
+  }
+
+  /**
+   * Copies rank `root`'s parameters, AdamW state and step to every rank, so
+   * that all ranks start a data-parallel stage from the same state. A no-op
+   * outside a distributed launch.
+   */
+  async broadcastState(root = 0): Promise<void> {
+    const native = this.#alive('VideoLM.broadcastState');
+    if (!isDistributed()) return;
+    await this.#run(async () => {
+      for (const which of ['params', 'm', 'v'] as const) await native.distBroadcast(which, root);
+    });
+    const step = await broadcast(Float64Array.of(this.step), root);
+    native.setStep(step[0]);
   }
 
   /** Frees the native model (waits for a running call first). */

@@ -194,6 +194,9 @@ class VideoLM {
   // Copies a flat buffer (num_params() floats) to or from host memory, on either device.
   Status get_buffer(VideoLMBuffer which, float* host);
   Status set_buffer(VideoLMBuffer which, const float* host);
+  // The flat buffer itself on the model's device (allocated, zeroed, on first
+  // use): what a data-parallel all-reduce or broadcast works on in place.
+  Status buffer_data(VideoLMBuffer which, float** data);
   int64_t step() const { return step_; }
   void set_step(int64_t s) { step_ = s; }
   Status init(uint64_t seed);
