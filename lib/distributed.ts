@@ -35,6 +35,8 @@ interface State {
   info: DistributedInfo;
   /** An engine is up: collectives run. */
   live: boolean;
+  /** Every rank is leaving together (exitTogether): a non-zero exit shuts down instead of aborting. */
+  together?: boolean;
 }
 
 let state: State | undefined;
@@ -90,7 +92,7 @@ function bringUp(): State {
 function onExit(code: number): void {
   if (!state?.live) return;
   state.live = false;
-  if (code !== 0) binding().distAbort(code, `exiting with code ${code}: ending every rank of the job`);
+  if (code !== 0 && !state.together) binding().distAbort(code, `exiting with code ${code}: ending every rank of the job`);
   try {
     binding().distFinalize();
   } catch (e) {
@@ -186,6 +188,17 @@ export function abortAll(code: number, message: string): never {
   if (ensure().live) binding().distAbort(code, message);
   process.stderr.write(`videoperceiver: ${message}\n`);
   process.exit(code);
+}
+
+/**
+ * For a stop that every rank agreed on (an interrupt): exit with `code` once
+ * the current task is done, shutting the engines down in order instead of
+ * aborting the job (which a non-zero exit otherwise does). Outside a launch: exits.
+ */
+export function exitTogether(code: number): void {
+  const s = ensure();
+  if (s.live) s.together = true;
+  setImmediate(() => process.exit(code));
 }
 
 /** Each rank's count, from every rank (index = rank). */
