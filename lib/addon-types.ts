@@ -389,7 +389,7 @@ export interface VideoLMNative {
   step(opts: Required<StepOptions>): Promise<StepResult>;
   /** forward + backward over each micro-batch, then one AdamW step. */
   trainStep(batches: NativeVideoLMBatch[], opts: Required<StepOptions>): Promise<StepResult & { loss: number; count: number }>;
-  generate(batch: NativeVideoLMBatch, opts: Omit<Required<GenerateOptions>, 'onToken'> & { onToken?: (sequence: number, token: number) => void }): Promise<Int32Array[]>;
+  generate(batch: NativeVideoLMBatch, opts: Omit<Required<GenerateOptions>, 'onToken' | 'streams'> & { onToken?: (sequence: number, token: number) => void; streams?: Int32Array }): Promise<Int32Array[]>;
   logits(batch: NativeVideoLMBatch): Promise<{ logits: Float32Array; layout: VideoLMLayout }>;
   /** Sums the flat buffer over the ranks of a distributed launch, in place on the model's device (native/ops/distributed). */
   distAllreduce(which: VideoLMBufferName): Promise<void>;

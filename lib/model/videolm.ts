@@ -162,6 +162,12 @@ export interface GenerateOptions {
    * rejects the call once generation has finished.
    */
   onToken?: (sequence: number, token: number) => void;
+  /**
+   * The sampler stream of each sequence (default: its index in the batch): a
+   * sequence samples the same tokens in any batch that gives it the same
+   * stream (data-parallel ranks pass each sequence's index in the global batch).
+   */
+  streams?: Int32Array;
 }
 
 export interface ParamInfo {
@@ -510,6 +516,13 @@ export class VideoLM {
     const g = this.#genOpts(fn, opts);
     const onToken = (opts as GenerateOptions).onToken;
     if (onToken !== undefined && typeof onToken !== 'function') throw typeError(fn, 'opts.onToken', 'a function (sequence, token) => void', describe(onToken));
+    const streams = (opts as GenerateOptions | undefined)?.streams;
+    if (streams !== undefined) {
+      g.streams = int32Vector(fn, 'opts.streams', streams, (b.sequences as unknown[]).length);
+      g.streams.forEach((x, i) => {
+        if (x < 0) throw rangeError(fn, `opts.streams[${i}]`, '>= 0', `${x}`);
+      });
+    }
     const native = this.#alive(fn);
     return this.#run(async () => {
       this.#lastText = -1;
@@ -536,7 +549,7 @@ export class VideoLM {
     });
   }
 
-  #genOpts(fn: string, opts: unknown): Omit<Required<GenerateOptions>, 'onToken'> {
+  #genOpts(fn: string, opts: unknown): Omit<Required<GenerateOptions>, 'onToken' | 'streams'> & { streams?: Int32Array } {
     const o = checkOptions(fn, opts);
     return {
       maxTokens: checkNumber(fn, 'opts.maxTokens', o.maxTokens, 32, { integer: true, min: 0, max: this.#config.maxSeq }),

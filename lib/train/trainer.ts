@@ -36,11 +36,11 @@ import { KimPlans, type TrainClip, type TrainerSftBatch } from './batch.js';
 import { allFinite, changedArgs, CheckpointStore, DivergenceError, readTrainingArgs, type Stage, type TrainerState, type TrainingArgs } from './checkpoints.js';
 import { ContrastiveHead } from './contrastive.js';
 import { DataParallel } from './data-parallel.js';
-import { evaluate, type EvaluateOptions, type EvaluationResult } from './eval.js';
+import { evaluate, summarizeEvaluation, type EvaluateOptions, type EvaluationResult } from './eval.js';
 import { checkStepMemory, clipTokens, memoryLimit } from './memory.js';
 import { MetricBus, type CheckpointEvent, type MetricEvent, type RlStepEvent, type SftStepEvent } from './metrics.js';
 import { MAX_STEPS, SFT_OPTION_KEYS, TRAINER_OPTION_KEYS } from './options.js';
-import { advantageSpread, parseRlOptions, rollout, score, update, type RlOptions, type RlSettings, type RolloutPrompt } from './rl.js';
+import { advantageSpread, parseRlOptions, rollout, score, update, type RlOptions, type RlSettings, type RolloutPlace, type RolloutPrompt } from './rl.js';
 import { isTrainableModel, modelIO, type ModelIO, type TrainableModel } from './model-io.js';
 import { annotatedKeywords, clipTasks, fitClip } from './tasks.js';
 
@@ -581,7 +581,10 @@ export class Trainer {
       reward: o.reward ? 'custom' : 'default', tasks: s.tasks, beta: s.beta, reference: o.reference ? 'given' : 'copy', epsLow: s.epsLow, epsHigh: s.epsHigh,
       lossType: s.lossType, scaleAdvantages: s.scale, substitution: s.substitution, locator: s.locator,
     };
+    const dp = this.#dp;
+    dp.checkSplit(fn, 'opts.promptsPerStep', s.promptsPerStep);
     if (s.beta > 0) {
+      await dp.syncState(this.model as VideoLM, this.head); // the reference is a copy of the same model on every rank
       if (s.reference) this.#setReference(s.reference, false);
       else if (!this.#reference) this.#setReference(await this.model.clone(), true);
     }
@@ -591,26 +594,41 @@ export class Trainer {
     return this.#stage('rl', s.total, s.signal, args, async (step) => {
       const ts = performance.now();
       const { idx, epoch } = this.#indices(data, 2, step, s.promptsPerStep);
-      const prompts = this.#rlPrompts(fn, data, idx, step, s, kimPlans);
-      const ro = await rollout(this.#io, prompts, s, hashSeed(this.seed, RL_SEED + 1, step));
-      const sc = await score(ro, s, this.#io, fn, vocabulary);
-      const up = await update(this.model, this.#io, this.#reference, ro, sc.advantages, s);
+      // Data parallel: this rank's piece of the prompts, each response sampled as in one process's batch.
+      const first = dp.start(idx.length);
+      const prompts = this.#rlPrompts(fn, data, dp.shard(idx), step, s, kimPlans, first);
+      let place: RolloutPlace | undefined;
+      if (dp.active) {
+        const kim = new Array<number>(dp.size).fill(0);
+        kim[dp.rank] = s.mode === 'none' ? 0 : prompts.filter((p) => p.frameMap).length;
+        const all = await dp.sum(kim);
+        place = { promptOffset: first, totalPrompts: idx.length, kimOffset: all.slice(0, dp.rank).reduce((a, b) => a + b, 0) };
+      }
+      const ro = await rollout(this.#io, prompts, s, hashSeed(this.seed, RL_SEED + 1, step), place);
+      const sc = await score(ro, s, this.#io, fn, vocabulary, dp);
+      const up = await update(this.model, this.#io, this.#reference, ro, sc.advantages, s, dp);
       if (!Number.isFinite(up.loss)) throw new DivergenceError(fn, 'rl', step + 1, `the GRPO loss is ${up.loss}`);
-      const genTokens = ro.responses.reduce((a, g) => a + g.length, 0);
+      const lengths = ro.responses.slice(0, ro.orig.length).map((r) => r.length);
+      const [genTokens, lengthSum, responses] = await dp.sum([ro.responses.reduce((a, g) => a + g.length, 0), lengths.reduce((a, b) => a + b, 0), lengths.length]);
       const secs = (performance.now() - ts) / 1000;
+      const all = sc.all;
       return {
         type: 'step', stage: 'rl', step: step + 1, totalSteps: s.total, epoch, loss: up.loss,
-        reward: mean(sc.taskOrig), rewardDegraded: sc.taskDegraded.length ? mean(sc.taskDegraded) : NaN, rewardTotal: mean(sc.rewards),
-        advantageStd: advantageSpread(sc.advantages, s.groupSize), clipFraction: up.clipFraction, kl: up.kl, lr: up.lr, gradNorm: up.gradNorm,
-        responseLength: mean(ro.responses.slice(0, ro.orig.length).map((r) => r.length)),
+        reward: mean(all.taskOrig), rewardDegraded: all.taskDegraded.length ? mean(all.taskDegraded) : NaN, rewardTotal: mean(all.rewards),
+        advantageStd: advantageSpread(all.advantages, s.groupSize), clipFraction: up.clipFraction, kl: up.kl, lr: up.lr, gradNorm: up.gradNorm,
+        responseLength: responses ? lengthSum / responses : NaN,
         tokensPerSec: (up.tokens * s.updatesPerBatch + genTokens) / secs, elapsedMs: Date.now() - t0,
       } satisfies RlStepEvent;
     });
   }
 
-  /** The prompts of RL step `step`: per clip one task (seeded pick) and its KIM frame map when it has key frames. */
-  #rlPrompts(fn: string, data: TrainData, idx: number[], step: number, s: RlSettings, kimPlans: KimPlans | undefined): RolloutPrompt[] {
+  /**
+   * The prompts of RL step `step`: per clip one task (seeded pick) and its KIM frame map when it has key frames.
+   * `first`: the index of idx[0] in the step's batch (a data-parallel rank's piece), whose picks come after `first` others.
+   */
+  #rlPrompts(fn: string, data: TrainData, idx: number[], step: number, s: RlSettings, kimPlans: KimPlans | undefined, first = 0): RolloutPrompt[] {
     const pick = seededRandom(hashSeed(this.seed, RL_SEED, step));
+    for (let k = 0; k < first; k++) pick();
     return idx.map((i) => {
       const clip = this.#clip(fn, data, i);
       const all = clipTasks(clip.annotation, s.tasks !== 'caption');
@@ -631,8 +649,17 @@ export class Trainer {
   /** Evaluates the model on held-out data (multiple-choice accuracy by option likelihood, caption keyword recall); emits an 'eval' event. */
   async evaluate(dataset: TrainData, opts: EvaluateOptions = {}): Promise<EvaluationResult> {
     const data = this.#checkData('Trainer.evaluate', dataset);
-    const clips = Array.from({ length: this.#count(data) }, (_, i) => this.#clip('Trainer.evaluate', data, i));
-    const r = await evaluate(this.model, clips, opts);
+    const dp = this.#dp;
+    // Data parallel: each rank evaluates its piece of the clips; the records are gathered in clip order.
+    const indices = dp.shard(Array.from({ length: this.#count(data) }, (_, i) => i));
+    const clips = indices.map((i) => this.#clip('Trainer.evaluate', data, i));
+    let r = await evaluate(this.model, clips, opts);
+    if (dp.active) {
+      const questions = await dp.gatherJson(r.questions);
+      // JSON has no NaN: a recall that was NaN (a clip without keywords) comes back as null.
+      const captions = (await dp.gatherJson(r.captions)).map((c) => ({ ...c, recall: c.recall ?? NaN }));
+      r = summarizeEvaluation(questions, captions, opts);
+    }
     const ev: MetricEvent = { type: 'eval', stage: 'eval', step: this.model.step, ...r.summary };
     this.#bus.emit(ev);
     return r;

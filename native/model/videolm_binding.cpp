@@ -486,6 +486,13 @@ class VideoLMNative : public Napi::ObjectWrap<VideoLMNative> {
       g.top_p = static_cast<float>(NumProp(o, "topP", g.top_p));
       g.seed = static_cast<uint64_t>(NumProp(o, "seed", 0));
       g.eos_id = static_cast<int32_t>(NumProp(o, "eosId", -1));
+      Napi::Value st = o.Get("streams");
+      if (!st.IsUndefined() && !st.IsNull()) {
+        for (int32_t x : CopyArr<int32_t, napi_int32_array>(st, "streams")) {
+          if (x < 0) throw Napi::RangeError::New(env, "VideoLM.generateBatch: streams must be >= 0");
+          g.streams.push_back(static_cast<uint64_t>(x));
+        }
+      }
       // onToken(sequence, token): called on the JS thread as tokens are sampled (streaming), then
       // once with (-1, -1) after the last one. The thread-safe function is released when
       // generation ends; queued calls are still delivered.

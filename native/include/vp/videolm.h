@@ -164,6 +164,10 @@ struct VideoLMGenerateOptions {
   int32_t eos_id = -1;        // stop a sequence after it emits this id (kept in the output)
   // Called with (sequence, token) as each token is sampled, on the generating thread (streaming).
   std::function<void(int64_t, int32_t)> on_token;
+  // The sampler stream of each sequence (empty: its index in the batch). A
+  // sequence samples the same tokens in any batch that gives it the same stream
+  // (how data-parallel ranks reproduce one process's rollouts).
+  std::vector<uint64_t> streams;
 };
 
 // The flat buffers of a model (all num_params() floats, in params() layout).
