@@ -84,15 +84,24 @@ function bringUp(): State {
     return fail((e as Error).message);
   }
   process.on('exit', onExit);
+  // Node runs 'exit' hooks before it prints an uncaught error, and the abort
+  // ends the process: keep the error so that onExit prints it first.
+  process.on('uncaughtExceptionMonitor', (e) => (fatal = e));
   const info: DistributedInfo = { rank: r.rank, worldSize: r.size, localRank: r.localRank, backend: r.backend === 'nccl' ? 'nccl' : 'mpi' };
   if (r.ncclReason) info.reason = `NCCL is not used: ${r.ncclReason}`;
   return { info, live: true };
 }
 
+let fatal: unknown;
+
 function onExit(code: number): void {
   if (!state?.live) return;
   state.live = false;
-  if (code !== 0 && !state.together) binding().distAbort(code, `exiting with code ${code}: ending every rank of the job`);
+  if (code !== 0 && !state.together) {
+    const why = fatal instanceof Error ? `${fatal.stack ?? fatal.message}\n` : fatal !== undefined ? `${String(fatal)}\n` : '';
+    if (why) process.stderr.write(`videoperceiver: rank ${state.info.rank}: uncaught ${why}`);
+    binding().distAbort(code, `exiting with code ${code}: ending every rank of the job`);
+  }
   try {
     binding().distFinalize();
   } catch (e) {
