@@ -156,6 +156,26 @@ Status device_scratch(size_t bytes) {
   return Status::Ok();
 }
 
+// Runs a collective where an engine can reach the buffer: NCCL on device
+// memory, MPI on host memory; otherwise through a staging copy (a device
+// buffer under MPI alone goes through host memory, a host buffer under NCCL
+// alone through device memory). `bytes`: the buffer's size.
+template <typename MpiOp, typename NcclOp>
+Status routed(void* data, size_t bytes, bool on_device, MpiOp mpi_op, NcclOp nccl_op) {
+  if (on_device) {
+    if (g_comm) return nccl_op(data);
+    g_host_scratch.resize(bytes);
+    VP_RETURN_IF_ERROR(cuda::copy_to_host(g_host_scratch.data(), data, bytes));
+    VP_RETURN_IF_ERROR(mpi_op(g_host_scratch.data()));
+    return cuda::copy_to_device(data, g_host_scratch.data(), bytes);
+  }
+  if (g_mpi) return mpi_op(data);
+  VP_RETURN_IF_ERROR(device_scratch(bytes));
+  VP_RETURN_IF_ERROR(cuda::copy_to_device(g_dev_scratch, data, bytes));
+  VP_RETURN_IF_ERROR(nccl_op(g_dev_scratch));
+  return cuda::copy_to_host(data, g_dev_scratch, bytes);
+}
+
 // The NCCL communicator: each rank checks that CUDA and libnccl are usable,
 // the ranks agree (all or none), rank 0 makes the id, MPI or the TCP
 // rendezvous hands it out, ncclCommInitRank joins.
@@ -296,19 +316,8 @@ Status allreduce_sum(void* data, int64_t n, Elem e, bool on_device) {
   if (!g_info.initialized) return Status::Unavailable("dist.allreduce: no distributed launch is initialized");
   if (n == 0) return Status::Ok();
   Watch w("an all-reduce");
-  const size_t bytes = static_cast<size_t>(n) * elem_size(e);
-  if (on_device) {
-    if (g_comm) return nccl_allreduce(data, n, e);
-    g_host_scratch.resize(bytes);
-    VP_RETURN_IF_ERROR(cuda::copy_to_host(g_host_scratch.data(), data, bytes));
-    VP_RETURN_IF_ERROR(mpi_allreduce(g_host_scratch.data(), n, e));
-    return cuda::copy_to_device(data, g_host_scratch.data(), bytes);
-  }
-  if (g_mpi) return mpi_allreduce(data, n, e);
-  VP_RETURN_IF_ERROR(device_scratch(bytes));
-  VP_RETURN_IF_ERROR(cuda::copy_to_device(g_dev_scratch, data, bytes));
-  VP_RETURN_IF_ERROR(nccl_allreduce(g_dev_scratch, n, e));
-  return cuda::copy_to_host(data, g_dev_scratch, bytes);
+  return routed(data, static_cast<size_t>(n) * elem_size(e), on_device,
+                [&](void* p) { return mpi_allreduce(p, n, e); }, [&](void* p) { return nccl_allreduce(p, n, e); });
 }
 
 Status broadcast(void* data, int64_t bytes, int root, bool on_device) {
@@ -321,19 +330,8 @@ Status broadcast(void* data, int64_t bytes, int root, bool on_device) {
                               std::to_string(root));
   if (bytes == 0) return Status::Ok();
   Watch w("a broadcast");
-  const size_t b = static_cast<size_t>(bytes);
-  if (on_device) {
-    if (g_comm) return nccl_bcast(data, bytes, root);
-    g_host_scratch.resize(b);
-    VP_RETURN_IF_ERROR(cuda::copy_to_host(g_host_scratch.data(), data, b));
-    VP_RETURN_IF_ERROR(mpi_bcast(g_host_scratch.data(), bytes, root));
-    return cuda::copy_to_device(data, g_host_scratch.data(), b);
-  }
-  if (g_mpi) return mpi_bcast(data, bytes, root);
-  VP_RETURN_IF_ERROR(device_scratch(b));
-  VP_RETURN_IF_ERROR(cuda::copy_to_device(g_dev_scratch, data, b));
-  VP_RETURN_IF_ERROR(nccl_bcast(g_dev_scratch, bytes, root));
-  return cuda::copy_to_host(data, g_dev_scratch, b);
+  return routed(data, static_cast<size_t>(bytes), on_device, [&](void* p) { return mpi_bcast(p, bytes, root); },
+                [&](void* p) { return nccl_bcast(p, bytes, root); });
 }
 
 Status barrier() {
