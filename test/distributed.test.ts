@@ -307,7 +307,7 @@ test.serial('Ctrl-C on mpirun: every rank finishes the step, rank 0 writes one c
   let sent = false;
   // mpirun sends SIGTERM odls_base_sigkill_timeout seconds after Ctrl-C, and SIGKILL as long after that.
   const { r, exits } = await train(2, 'sft', { steps: 100000, batch: 4, run, every: 0 }, {
-    mpiArgs: ['--mca', 'odls_base_sigkill_timeout', '4'],
+    mpiArgs: ['--mca', 'odls_base_sigkill_timeout', '6'],
     onOutput: (text, child) => {
       if (!sent && /rank 0 step 3\b/.test(text)) {
         sent = true;
