@@ -9,7 +9,9 @@
 //     second rank's work is free; the all-reduce and the gathers cost the rest).
 //
 // One CPU thread per rank (VP_NUM_THREADS=1), so that 2 ranks use the 2 cores
-// 1 process leaves idle. Usage (from a checkout, Open MPI installed):
+// 1 process leaves idle. Each 2-rank case runs twice: with Open MPI's default
+// busy polling while a rank waits, and with mpi_yield_when_idle=1 (a waiting
+// rank yields its core: better when the ranks share cores with other work). Usage (from a checkout, Open MPI installed):
 //   node --import=tsx bench/distributed.ts [--quick] [--save]
 // --save writes bench/results/distributed-<date>-<machine>.json, which
 // bench/report.ts renders into docs/benchmarks.md. The parent runs itself under
@@ -85,10 +87,10 @@ async function stepWorker(): Promise<void> {
   emit({ what: 'step', ranks: info.worldSize, perRankBatch: batch, globalBatch: batch * info.worldSize, stepMs: median(times.slice(2)), steps: times.length - 2 });
 }
 
-function run(np: number, extra: string[]): Record<string, unknown>[] {
+function run(np: number, extra: string[], env: Record<string, string> = {}): Record<string, unknown>[] {
   const node = [process.execPath, '--import=tsx', join(benchDir, 'distributed.ts'), ...extra, ...(quick ? ['--quick'] : [])];
   const [cmd, ...argv] = np === 0 ? node : ['mpirun', '--allow-run-as-root', '--oversubscribe', '-np', String(np), ...node];
-  const r = spawnSync(cmd, argv, { encoding: 'utf8', maxBuffer: 1 << 26, env: { ...process.env, VP_NUM_THREADS: '1' } });
+  const r = spawnSync(cmd, argv, { encoding: 'utf8', maxBuffer: 1 << 26, env: { ...process.env, VP_NUM_THREADS: '1', ...env } });
   if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed (exit ${r.status}): ${(r.stderr ?? '').slice(-1500)}`);
   return r.stdout.split('\n').filter((l) => l.startsWith('@@ ')).map((l) => JSON.parse(l.slice(3)));
 }
@@ -98,9 +100,10 @@ async function main(): Promise<void> {
   if (worker === 'step') return stepWorker();
   const load0 = loadavg()[0];
   const rows: Record<string, unknown>[] = [];
-  for (const r of run(2, ['--worker', 'allreduce'])) {
+  const waits: [string, Record<string, string>][] = [['poll', { OMPI_MCA_mpi_yield_when_idle: '0' }], ['yield', { OMPI_MCA_mpi_yield_when_idle: '1' }]];
+  for (const [wait, env] of waits) for (const r of run(2, ['--worker', 'allreduce'], env).map((x): Record<string, unknown> => ({ ...x, wait }))) {
     rows.push(r);
-    console.log(`all-reduce ${String(r.preset).padEnd(6)} ${(r.params as number / 1e6).toFixed(2)} M floats (${(r.MB as number).toFixed(1)} MB), 2 ranks: ` +
+    console.log(`all-reduce ${String(r.preset).padEnd(6)} ${(r.params as number / 1e6).toFixed(2)} M floats (${(r.MB as number).toFixed(1)} MB), 2 ranks, ${wait}: ` +
       `${(r.allreduceMs as number).toFixed(2)} ms (bus ${(r.busGBs as number).toFixed(2)} GB/s); one copy ${(r.copyMs as number).toFixed(2)} ms; ` +
       `all-reduce / copy ${((r.allreduceMs as number) / (r.copyMs as number)).toFixed(2)}`);
   }
@@ -111,11 +114,14 @@ async function main(): Promise<void> {
     const perRank = 4;
     const steps = quick ? '8' : '14';
     const [one] = run(0, ['--worker', 'step', '--data', data, '--batch', String(perRank), '--steps', steps]);
-    const [two] = run(2, ['--worker', 'step', '--data', data, '--batch', String(perRank), '--steps', steps]);
-    const eff = (one.stepMs as number) / (two.stepMs as number);
-    rows.push(one, two, { what: 'scaling', perRankBatch: perRank, efficiency: eff });
-    console.log(`SFT step, tiny preset, ${perRank} clips per rank: 1 process ${(one.stepMs as number).toFixed(1)} ms, 2 ranks ${(two.stepMs as number).toFixed(1)} ms ` +
-      `(global batch ${two.globalBatch}); scaling efficiency t1/t2 = ${eff.toFixed(2)}`);
+    rows.push({ ...one, wait: 'n/a' });
+    for (const [wait, env] of waits) {
+      const [two] = run(2, ['--worker', 'step', '--data', data, '--batch', String(perRank), '--steps', steps], env);
+      const eff = (one.stepMs as number) / (two.stepMs as number);
+      rows.push({ ...two, wait }, { what: 'scaling', perRankBatch: perRank, wait, efficiency: eff });
+      console.log(`SFT step, tiny preset, ${perRank} clips per rank: 1 process ${(one.stepMs as number).toFixed(1)} ms, 2 ranks (${wait}) ${(two.stepMs as number).toFixed(1)} ms ` +
+        `(global batch ${two.globalBatch}); scaling efficiency t1/t2 = ${eff.toFixed(2)}`);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

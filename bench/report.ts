@@ -112,22 +112,24 @@ function distributedSection(): string[] {
   const run = JSON.parse(readFileSync(join(resultsDir, name), 'utf8')) as { date: string; command: string; machine: Record<string, unknown>; results: Record<string, number | string>[] };
   const n = (v: unknown, d = 2) => (typeof v === 'number' ? v.toFixed(d) : 'n/a');
   const lines = [...head,
-    `Measured by \`${run.command}\` on ${run.date} ([\`bench/results/${name}\`](../bench/results/${name})), a separate run from the tables above: ` +
-      'Machine: ' + Object.entries(run.machine).map(([k, v]) => `${k} \`${Array.isArray(v) ? v.join(' → ') : v}\``).join(', ') + '.',
+    `Measured by \`${run.command}\` on ${run.date} ([\`bench/results/${name}\`](../bench/results/${name})), a separate run from the tables above, on ` +
+      Object.entries(run.machine).map(([k, v]) => `${k} \`${Array.isArray(v) ? v.join(' → ') : v}\``).join(', ') + '.',
     'One CPU thread per rank (`VP_NUM_THREADS=1`); Open MPI over shared memory. `loadAverage` is the machine\'s 1-minute load',
-    'before and after the run: the machine was shared with other work while it ran, so the times are upper bounds.', '',
+    'before and after the run: the machine was shared with other work while it ran, so the times are upper bounds.',
+    '`wait`: how a rank waits for the other, Open MPI\'s default busy polling (`poll`) or `--mca mpi_yield_when_idle 1` (`yield`).', '',
     'The all-reduce of a model\'s flat gradient buffer (`VideoLM.allReduceGradients`, one per optimizer step) against one copy of',
     'the same buffer (`Float32Array.set`, the memory traffic any sum must at least make); bus bandwidth = 2·(N−1)/N · bytes / time:', '',
-    '| preset | floats | MB | all-reduce (ms, median) | all-reduce (ms, min) | one copy (ms) | all-reduce / copy | bus GB/s |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'];
+    '| preset | floats | MB | wait | all-reduce (ms, median) | all-reduce (ms, min) | one copy (ms) | all-reduce / copy | bus GB/s |',
+    '| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |'];
   for (const r of run.results.filter((x) => x.what === 'allreduce'))
-    lines.push(`| ${r.preset} | ${r.params} | ${n(r.MB, 1)} | ${n(r.allreduceMs)} | ${n(r.allreduceMinMs)} | ${n(r.copyMs, 3)} | ${n((r.allreduceMs as number) / (r.copyMs as number), 1)} | ${n(r.busGBs)} |`);
+    lines.push(`| ${r.preset} | ${r.params} | ${n(r.MB, 1)} | ${r.wait ?? 'poll'} | ${n(r.allreduceMs)} | ${n(r.allreduceMinMs)} | ${n(r.copyMs, 3)} | ${n((r.allreduceMs as number) / (r.copyMs as number), 1)} | ${n(r.busGBs)} |`);
   const steps = run.results.filter((x) => x.what === 'step');
-  const scaling = run.results.find((x) => x.what === 'scaling');
   lines.push('', 'SFT step time (`vp.Trainer`, tiny preset, KIM + contrastive) at the same per-rank batch; scaling efficiency = t(1 process) / t(2 ranks), 1 when the second rank\'s half of the doubled batch costs nothing:', '',
-    '| ranks | clips per rank | global batch | step (ms, median) |', '| ---: | ---: | ---: | ---: |');
-  for (const r of steps) lines.push(`| ${r.ranks} | ${r.perRankBatch} | ${r.globalBatch} | ${n(r.stepMs, 1)} |`);
-  if (scaling) lines.push('', `Scaling efficiency: **${n(scaling.efficiency)}**.`);
+    '| ranks | wait | clips per rank | global batch | step (ms, median) | scaling efficiency |', '| ---: | --- | ---: | ---: | ---: | ---: |');
+  for (const r of steps) {
+    const eff = run.results.find((x) => x.what === 'scaling' && x.wait === r.wait);
+    lines.push(`| ${r.ranks} | ${r.wait ?? 'poll'} | ${r.perRankBatch} | ${r.globalBatch} | ${n(r.stepMs, 1)} | ${eff ? n(eff.efficiency) : ''} |`);
+  }
   lines.push('');
   return lines;
 }
