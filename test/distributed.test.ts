@@ -7,7 +7,7 @@
 // within 60 s with no half-written checkpoint; Ctrl-C on mpirun checkpoints once.
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -240,10 +240,13 @@ test.serial('2 ranks train the tiny model with the losses of one process over 20
   t.deepEqual(lines.filter((e) => e.type === 'checkpoint').map((e) => e.step), [10, 20]);
   t.deepEqual(readdirSync(join(run, 'checkpoints')).sort(), ['latest.json', 'sft-000010', 'sft-000020']);
   await checkpointsWhole(t, run);
-  // Resume with the same number of ranks: from step 10, steps 11..20 again.
-  const latest = join(run, 'checkpoints', 'latest.json');
-  writeFileSync(latest, JSON.stringify({ checkpoint: 'sft-000010', stage: 'sft', step: 10, finished: false }) + '\n');
-  const resumed = await train(2, 'resume', { steps: 20, batch: 4, run, every: 0 });
+  // Resume with the same number of ranks: a copy of the run as it was after step 10 (checkpoints are
+  // never rewritten, so the copy leaves sft-000020 out), then steps 11..20 again.
+  const again = join(dirname(run), 'again');
+  cpSync(run, again, { recursive: true });
+  rmSync(join(again, 'checkpoints', 'sft-000020'), { recursive: true });
+  writeFileSync(join(again, 'checkpoints', 'latest.json'), JSON.stringify({ checkpoint: 'sft-000010', stage: 'sft', step: 10, finished: false }) + '\n');
+  const resumed = await train(2, 'resume', { steps: 20, batch: 4, run: again, every: 0 });
   t.is(resumed.r.code, 0, resumed.r.stderr.slice(-2000));
   const c = steps(resumed.outputs[0]) as vp.SftStepEvent[];
   t.deepEqual(c.map((e) => e.step), [11, 12, 13, 14, 15, 16, 17, 18, 19, 20]);
@@ -301,7 +304,7 @@ for (const mode of ['throw', 'kill'] as const) {
   });
 }
 
-test.serial('Ctrl-C on mpirun: every rank finishes the step, rank 0 writes one checkpoint, all exit 130', async (t) => {
+test.serial('Ctrl-C on mpirun: every rank finishes the step, rank 0 writes one checkpoint, all exit 143 (SIGTERM)', async (t) => {
   if (!HAVE_MPIRUN) return t.fail('mpirun not found');
   const run = join(mkdtempSync(join(tmpdir(), 'vp-dist-int-')), 'run');
   let sent = false;
@@ -317,7 +320,7 @@ test.serial('Ctrl-C on mpirun: every rank finishes the step, rank 0 writes one c
   });
   t.true(sent);
   t.not(r.code, 0);
-  t.deepEqual(exits, ['130', '130']);
+  t.deepEqual(exits, ['143', '143'], 'both ranks exit as SIGTERM would (mpirun turns Ctrl-C into SIGTERM)');
   t.regex(r.stderr, /rank 0: SIGTERM: every rank finishes the step, then rank 0 writes a checkpoint/);
   const lines = readFileSync(join(run, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   const cps = lines.filter((e) => e.type === 'checkpoint');
