@@ -97,8 +97,41 @@ export function renderMarkdown(run: RunRecord, jsonName: string, supplements: Sa
     }
     lines.push('');
   }
+  lines.push(...distributedSection());
   lines.push(...gpuSection());
   return lines.join('\n');
+}
+
+/** Data-parallel training (bench/distributed.ts): the latest committed run, its own machine and load. */
+function distributedSection(): string[] {
+  const resultsDir = join(benchDir, 'results');
+  const runs = existsSync(resultsDir) ? readdirSync(resultsDir).filter((f) => /^distributed-.*\.json$/.test(f)).sort() : [];
+  const head = ['## distributed (MPI, 2 ranks): `bench/distributed.ts`', ''];
+  if (!runs.length) return [...head, 'No run is committed yet (`node --import=tsx bench/distributed.ts --save`).', ''];
+  const name = runs[runs.length - 1];
+  const run = JSON.parse(readFileSync(join(resultsDir, name), 'utf8')) as { date: string; command: string; machine: Record<string, unknown>; results: Record<string, number | string>[] };
+  const n = (v: unknown, d = 2) => (typeof v === 'number' ? v.toFixed(d) : 'n/a');
+  const lines = [...head,
+    `Measured by \`${run.command}\` on ${run.date} ([\`bench/results/${name}\`](../bench/results/${name})), a separate run from the tables above, on ` +
+      Object.entries(run.machine).map(([k, v]) => `${k} \`${Array.isArray(v) ? v.join(' → ') : v}\``).join(', ') + '.',
+    'One CPU thread per rank (`VP_NUM_THREADS=1`); Open MPI over shared memory. `loadAverage` is the machine\'s 1-minute load',
+    'before and after the run: the machine was shared with other work while it ran, so the times are upper bounds.',
+    '`wait`: how a rank waits for the other, Open MPI\'s default busy polling (`poll`) or `--mca mpi_yield_when_idle 1` (`yield`).', '',
+    'The all-reduce of a model\'s flat gradient buffer (`VideoLM.allReduceGradients`, one per optimizer step) against one copy of',
+    'the same buffer (`Float32Array.set`, the memory traffic any sum must at least make); bus bandwidth = 2·(N−1)/N · bytes / time:', '',
+    '| preset | floats | MB | wait | all-reduce (ms, median) | all-reduce (ms, min) | one copy (ms) | all-reduce / copy | bus GB/s |',
+    '| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |'];
+  for (const r of run.results.filter((x) => x.what === 'allreduce'))
+    lines.push(`| ${r.preset} | ${r.params} | ${n(r.MB, 1)} | ${r.wait ?? 'poll'} | ${n(r.allreduceMs)} | ${n(r.allreduceMinMs)} | ${n(r.copyMs, 3)} | ${n((r.allreduceMs as number) / (r.copyMs as number), 1)} | ${n(r.busGBs)} |`);
+  const steps = run.results.filter((x) => x.what === 'step');
+  lines.push('', 'SFT step time (`vp.Trainer`, tiny preset, KIM + contrastive) at the same per-rank batch; scaling efficiency = t(1 process) / t(2 ranks), 1 when the second rank\'s half of the doubled batch costs nothing:', '',
+    '| ranks | wait | clips per rank | global batch | step (ms, median) | scaling efficiency |', '| ---: | --- | ---: | ---: | ---: | ---: |');
+  for (const r of steps) {
+    const eff = run.results.find((x) => x.what === 'scaling' && x.wait === r.wait);
+    lines.push(`| ${r.ranks} | ${r.wait ?? 'poll'} | ${r.perRankBatch} | ${r.globalBatch} | ${n(r.stepMs, 1)} | ${eff ? n(eff.efficiency) : ''} |`);
+  }
+  lines.push('');
+  return lines;
 }
 
 /** The static part: how to run bench/gpu.sh, what it prints, and the GPU runs committed so far. */

@@ -389,13 +389,54 @@ export interface VideoLMNative {
   step(opts: Required<StepOptions>): Promise<StepResult>;
   /** forward + backward over each micro-batch, then one AdamW step. */
   trainStep(batches: NativeVideoLMBatch[], opts: Required<StepOptions>): Promise<StepResult & { loss: number; count: number }>;
-  generate(batch: NativeVideoLMBatch, opts: Omit<Required<GenerateOptions>, 'onToken'> & { onToken?: (sequence: number, token: number) => void }): Promise<Int32Array[]>;
+  generate(batch: NativeVideoLMBatch, opts: Omit<Required<GenerateOptions>, 'onToken' | 'streams'> & { onToken?: (sequence: number, token: number) => void; streams?: Int32Array }): Promise<Int32Array[]>;
   logits(batch: NativeVideoLMBatch): Promise<{ logits: Float32Array; layout: VideoLMLayout }>;
+  /** Sums the flat buffer over the ranks of a distributed launch, in place on the model's device (native/ops/distributed). */
+  distAllreduce(which: VideoLMBufferName): Promise<void>;
+  /** Rank `root`'s flat buffer to every rank, in place. */
+  distBroadcast(which: VideoLMBufferName, root: number): Promise<void>;
   dispose(): void;
 }
 
 export interface VideoLMNativeConstructor {
   new (config: VideoLMConfig, seed: number, device: AddonDevice): VideoLMNative;
+}
+
+// ---- native/ops/distributed ------------------------------------------------------------------
+
+/** Whether a library can be loaded (dlopen + its entry points); nothing is initialized. */
+export interface DistProbe {
+  found: boolean;
+  /** The name or path looked for. */
+  library: string;
+  version: string;
+  /** Why it cannot be used (empty when found). */
+  reason: string;
+}
+
+export interface DistInitArgs {
+  /** 'mpi': MPI tells rank and size; 'env': torchrun-style variables (NCCL only). */
+  launcher: 'mpi' | 'env';
+  backend: 'auto' | 'mpi' | 'nccl';
+  rank: number;
+  size: number;
+  localRank: number;
+  masterAddr: string;
+  masterPort: number;
+  /** Seconds a collective may wait before the watchdog aborts every rank (<= 0: never). */
+  timeout: number;
+}
+
+export interface DistInitInfo {
+  initialized: boolean;
+  rank: number;
+  size: number;
+  localRank: number;
+  backend: 'mpi' | 'nccl' | 'none';
+  /** Why NCCL is not used (empty when it is, or was not asked for). */
+  ncclReason: string;
+  mpiVersion: string;
+  ncclVersion: number;
 }
 
 // ---- the module -----------------------------------------------------------------------------
@@ -474,6 +515,20 @@ export interface Addon {
   lrAt(baseLr: number, minLr: number, warmupSteps: number, totalSteps: number, step: number): number;
   rngFill(kind: 'normal' | 'uniform', seed: bigint, stream: bigint, a: number, b: number, out: Float32Array): void;
   sampleTokens(args: SampleTokensArgs): void;
+
+  // native/ops/distributed: collectives of a distributed launch (MPI and NCCL found with dlopen)
+  distProbe(): { mpi: DistProbe; nccl: DistProbe };
+  distInit(args: DistInitArgs): DistInitInfo;
+  distInfo(): DistInitInfo;
+  /** In-place sum over the ranks. */
+  distAllreduce(x: Float32Array | Float64Array | Int32Array): Promise<void>;
+  /** Rank `root`'s bytes of `x` to every rank, in place. */
+  distBroadcast(x: ArrayBufferView, root: number): Promise<void>;
+  distBarrier(): Promise<void>;
+  /** Ends every rank of the job with `code`; does not return. */
+  distAbort(code: number, message: string): never;
+  distFinalize(): void;
+  distSetTimeout(seconds: number): void;
 
   // native/model
   VideoLMNative: VideoLMNativeConstructor;

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, UsageError, type FlagSpec, type FlagSpecs, type ParsedArgs } from './cli-args.js';
 import * as vp from './index.js';
 import { formatDemoTable, runDemo } from './demo.js';
+import { distributedSummary } from './distributed.js';
 import { cudaDriverPresent, loadAddon, packageRoot } from './native.js';
 import { inputDir, inputFile, outputDir } from './paths.js';
 import { ProgressBar } from './progress.js';
@@ -124,9 +125,12 @@ async function train(a: ParsedArgs): Promise<number> {
     model = await vp.VideoLM.create({ preset, ...(cfg.model ?? {}), tokenizer, seed, device } as vp.VideoLMCreateOptions);
   }
   let bar: ProgressBar | undefined;
+  // Under mpirun / torchrun every rank runs this; rank 0 alone prints and saves (the trainer writes on rank 0 only).
+  const main = vp.distributedInfo().rank === 0;
   const trainer = new vp.Trainer(model, {
     runDir: out, seed, checkpointEvery: a.num('checkpoint-every', 0), saveTotalLimit: a.num('save-total-limit'),
     onStep: (e) => {
+      if (!main) return;
       if (json) console.log(JSON.stringify(e));
       else if (e.type === 'step') bar?.update(e.step, e.stage === 'sft' ? `loss ${e.loss.toFixed(3)}` : `reward ${e.reward.toFixed(3)}`);
       else if (e.type === 'checkpoint') process.stderr.write(`checkpoint ${e.path}\n`);
@@ -134,7 +138,7 @@ async function train(a: ParsedArgs): Promise<number> {
   });
   if (a.flag('resume')) {
     const r = await trainer.resume(out, { override: a.flag('override') });
-    process.stderr.write(`resumed ${r.path} (${r.stage} step ${r.step})\n`);
+    if (main) process.stderr.write(`resumed ${r.path} (${r.stage} step ${r.step})\n`);
   }
   const sftOpts: vp.SftOptions = {
     ...(cfg.sft ?? {}),
@@ -149,18 +153,20 @@ async function train(a: ParsedArgs): Promise<number> {
   };
   const count = (o: { steps?: number; epochs?: number }, per: number) => o.steps ?? Math.max(1, Math.ceil(((o.epochs ?? 1) * data.length) / per));
   if (stage !== 'rl') {
-    bar = json ? undefined : new ProgressBar('sft', count(sftOpts, (sftOpts.batchSize ?? 8) * (sftOpts.gradAccum ?? 1)));
+    bar = json || !main ? undefined : new ProgressBar('sft', count(sftOpts, (sftOpts.batchSize ?? 8) * (sftOpts.gradAccum ?? 1)));
     const r = await trainer.sft(data, sftOpts);
     if (r.status !== 'done') return stopped(r);
   }
   if (stage !== 'sft') {
-    bar = json ? undefined : new ProgressBar('rl', count(rlOpts, rlOpts.promptsPerStep ?? 4));
+    bar = json || !main ? undefined : new ProgressBar('rl', count(rlOpts, rlOpts.promptsPerStep ?? 4));
     const r = await trainer.rl(data, rlOpts);
     if (r.status !== 'done') return stopped(r);
   }
-  await model.save(join(out, 'model'));
-  if (!json) console.log(`saved the trained model to ${join(out, 'model')}`);
-  if (model instanceof vp.PretrainedModel && model.lora) {
+  if (main) {
+    await model.save(join(out, 'model'));
+    if (!json) console.log(`saved the trained model to ${join(out, 'model')}`);
+  }
+  if (main && model instanceof vp.PretrainedModel && model.lora) {
     await model.saveAdapter(join(out, 'adapter'));
     if (!json) console.log(`saved the LoRA adapter (PEFT layout) to ${join(out, 'adapter')}`);
   }
@@ -270,8 +276,9 @@ function doctor(a: ParsedArgs): number {
   }
   const addon = loadAddon();
   const driver = cudaDriverPresent();
+  const dist = distributedSummary();
   if (a.flag('json')) {
-    console.log(JSON.stringify({ ...info, attempts: addon.attempts, cudaDriver: driver }));
+    console.log(JSON.stringify({ ...info, attempts: addon.attempts, cudaDriver: driver, distributed: dist }));
     return 0;
   }
   console.log('videoperceiver doctor');
@@ -282,6 +289,7 @@ function doctor(a: ParsedArgs): number {
   console.log(`  cuda        ${info.cudaCompiled ? 'compiled in' : 'not compiled in'}; ` +
     (info.cuda ? `using ${info.cuda.device} (sm_${info.cuda.computeCapability.replace('.', '')}, ${(info.cuda.memoryBytes / 2 ** 30).toFixed(1)} GiB)` : `not used: ${info.cudaReason}`));
   console.log(`  driver      ${driver.reason}`);
+  console.log(`  distributed ${dist.line}`);
   return 0;
 }
 
@@ -339,7 +347,8 @@ const commands: Record<string, Command> = {
       'The trained model is saved to RUN_DIR/model; checkpoints to RUN_DIR/checkpoints (--save-total-limit N keeps the N newest, and always the best and the last); ' +
       'metrics to RUN_DIR/metrics.jsonl; the resolved hyper-parameters to RUN_DIR/training_args.json. ' +
       'Ctrl-C or SIGTERM writes a checkpoint; --resume continues from it (a changed hyper-parameter is refused unless --override). ' +
-      '--model DIR takes a saved VideoLM or a Hugging Face folder (LlamaForCausalLM, Qwen2ForCausalLM; text side only: prompt + response without video, docs/pretrained.md); with --lora-rank only LoRA adapters train, and RUN_DIR/adapter gets them in PEFT layout.',
+      '--model DIR takes a saved VideoLM or a Hugging Face folder (LlamaForCausalLM, Qwen2ForCausalLM; text side only: prompt + response without video, docs/pretrained.md); with --lora-rank only LoRA adapters train, and RUN_DIR/adapter gets them in PEFT layout. ' +
+      'Data parallel (a VideoLM): mpirun -np N videoperceiver train ... (docs/distributed.md); --batch-size is the global batch, split across the ranks.',
     flags: {
       data: PATH, out: PATH, stage: { kind: 'string', choices: ['sft', 'rl', 'both'] }, config: PATH, model: PATH,
       preset: { kind: 'string', choices: Object.keys(vp.VIDEOLM_PRESETS) }, steps: STEPS, epochs: { kind: 'number', gt: 0, max: 1e6 },

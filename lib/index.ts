@@ -9,6 +9,7 @@
 //   videoperceiver/train   Trainer, evaluation, rewards, the RL step's parts
 //   videoperceiver/report  report.html and charts
 export * from './ops/index.js';
+export { distributedInfo, type DistributedInfo } from './distributed.js';
 export {
   extractEventKeywords, extractEventKeywordSpans, findKeywordSpan, type KeywordSpan,
   locateKeyFrames, locateKeyFramesBySimilarity, type SimilarityOptions, type TimeSpan,

@@ -11,6 +11,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Addon, AddonLimits } from './addon-types.js';
+import { pinLocalGpu } from './launch.js';
 
 const require = createRequire(import.meta.url);
 
@@ -52,6 +53,7 @@ let loaded: LoadedAddon | undefined;
 
 export function loadAddon(): LoadedAddon {
   if (loaded) return loaded;
+  pinLocalGpu(); // before CUDA starts: one GPU per local rank of a distributed launch
   const attempts: LoadAttempt[] = [];
   const tryLoad = (path: string, kind: LoadAttempt['kind']): Addon | undefined => {
     if (!existsSync(path)) {

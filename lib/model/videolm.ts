@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { backendInfo } from '../backend.js';
+import { broadcast, isDistributed } from '../distributed.js';
 import { describe, rangeError, typeError } from '../errors.js';
 import type { NativeVideoLMBatch, VideoLMNative } from '../addon-types.js';
 import { bytesText } from '../fs.js';
@@ -161,6 +162,12 @@ export interface GenerateOptions {
    * rejects the call once generation has finished.
    */
   onToken?: (sequence: number, token: number) => void;
+  /**
+   * The sampler stream of each sequence (default: its index in the batch): a
+   * sequence samples the same tokens in any batch that gives it the same
+   * stream (data-parallel ranks pass each sequence's index in the global batch).
+   */
+  streams?: Int32Array;
 }
 
 export interface ParamInfo {
@@ -509,6 +516,13 @@ export class VideoLM {
     const g = this.#genOpts(fn, opts);
     const onToken = (opts as GenerateOptions).onToken;
     if (onToken !== undefined && typeof onToken !== 'function') throw typeError(fn, 'opts.onToken', 'a function (sequence, token) => void', describe(onToken));
+    const streams = (opts as GenerateOptions | undefined)?.streams;
+    if (streams !== undefined) {
+      g.streams = int32Vector(fn, 'opts.streams', streams, (b.sequences as unknown[]).length);
+      g.streams.forEach((x, i) => {
+        if (x < 0) throw rangeError(fn, `opts.streams[${i}]`, '>= 0', `${x}`);
+      });
+    }
     const native = this.#alive(fn);
     return this.#run(async () => {
       this.#lastText = -1;
@@ -535,7 +549,7 @@ export class VideoLM {
     });
   }
 
-  #genOpts(fn: string, opts: unknown): Omit<Required<GenerateOptions>, 'onToken'> {
+  #genOpts(fn: string, opts: unknown): Omit<Required<GenerateOptions>, 'onToken' | 'streams'> & { streams?: Int32Array } {
     const o = checkOptions(fn, opts);
     return {
       maxTokens: checkNumber(fn, 'opts.maxTokens', o.maxTokens, 32, { integer: true, min: 0, max: this.#config.maxSeq }),
@@ -774,6 +788,32 @@ export class VideoLM {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.#queue.catch(() => undefined);
     this.dispose();
+  }
+
+  /**
+   * Data-parallel training (vp.distributedInfo()): sums the gradient buffer
+   * over the ranks in place, on the model's device (MPI for CPU models, NCCL
+   * for CUDA models when it is up). A no-op outside a distributed launch.
+   */
+  allReduceGradients(): Promise<void> {
+    const native = this.#alive('VideoLM.allReduceGradients');
+    if (!isDistributed()) return this.#run(async () => undefined);
+    return this.#run(() => native.distAllreduce('grads') as Promise<void>);
+  }
+
+  /**
+   * Copies rank `root`'s parameters, AdamW state and step to every rank, so
+   * that all ranks start a data-parallel stage from the same state. A no-op
+   * outside a distributed launch.
+   */
+  async broadcastState(root = 0): Promise<void> {
+    const native = this.#alive('VideoLM.broadcastState');
+    if (!isDistributed()) return;
+    await this.#run(async () => {
+      for (const which of ['params', 'm', 'v'] as const) await native.distBroadcast(which, root);
+    });
+    const step = await broadcast(Float64Array.of(this.step), root);
+    native.setStep(step[0]);
   }
 
   /** Frees the native model (waits for a running call first). */

@@ -14,6 +14,7 @@ import { adamwStep, clipGradNorm, type AdamWOptions } from '../ops/layers.js';
 import { seededRandom } from '../random.js';
 import { Tensor } from '../tensor.js';
 import type { ContrastGroup } from './batch.js';
+import type { DataParallel } from './data-parallel.js';
 
 export interface ContrastiveResult {
   loss: number;
@@ -25,6 +26,20 @@ export interface ContrastiveResult {
   margin: number;
 }
 
+
+/** What #prepare hands to #finish: this batch's pooled states, spans and projections. */
+interface Prepared {
+  n: number;
+  /** Tapped rows. */
+  rows: number;
+  hasNeg: boolean;
+  pooledQ: Float32Array;
+  pooledK: Float32Array;
+  spans: { q: [number, number]; p: [number, number]; g: [number, number] }[];
+  /** Projected queries [n, dim] and keys [positives; negatives] of this batch. */
+  q: Float32Array;
+  keys: Float32Array;
+}
 
 /** The two projections, their gradients and AdamW state. */
 export class ContrastiveHead {
@@ -68,14 +83,53 @@ export class ContrastiveHead {
    * by `weight`) and returns the gradient of `weight · loss` for each tapped row.
    */
   forwardBackward(groups: readonly ContrastGroup[], tap: Float32Array, temperature: number, weight: number): ContrastiveResult {
+    const p = this.#prepare(groups, tap, groups.every((g) => g.negative.length > 0));
+    return this.#finish(p, p.q, p.keys, 0, groups.length, temperature, weight);
+  }
+
+  /**
+   * forwardBackward over the groups of every rank of a data-parallel launch
+   * (this rank holds `groups`; `hasNeg`: every rank's groups have negatives).
+   * Each rank projects its own pooled states; the projected queries and keys
+   * of all ranks are gathered in rank order (as distributed CLIP gathers its
+   * in-batch negatives), so every rank scores exactly the matrices one process
+   * would, and keeps the gradients of its own rows. The projections'
+   * gradients are this rank's part: sum them over the ranks before update().
+   */
+  async forwardBackwardShared(groups: readonly ContrastGroup[], tap: Float32Array, temperature: number, weight: number, hasNeg: boolean, dp: DataParallel): Promise<ContrastiveResult> {
+    const p = this.#prepare(groups, tap, hasNeg);
+    const k = this.dim;
+    const n = groups.length;
+    // This rank's rows: queries, positive keys, then negative keys; one gather for all three.
+    const parts = hasNeg ? 3 : 2;
+    const local = new Float32Array(parts * n * k);
+    local.set(p.q, 0);
+    local.set(p.keys, n * k);
+    const g = await dp.gatherRows(local, k);
+    const total = g.counts.reduce((a, c) => a + c / parts, 0);
+    const q = new Float32Array(total * k);
+    const keys = new Float32Array((parts - 1) * total * k);
+    let at = 0;
+    let groupAt = 0;
+    for (const c of g.counts) {
+      const m = c / parts;
+      q.set(g.all.subarray(at * k, (at + m) * k), groupAt * k);
+      keys.set(g.all.subarray((at + m) * k, (at + 2 * m) * k), groupAt * k);
+      if (hasNeg) keys.set(g.all.subarray((at + 2 * m) * k, (at + 3 * m) * k), (total + groupAt) * k);
+      at += c;
+      groupAt += m;
+    }
+    return this.#finish(p, q, keys, g.offset / parts, total, temperature, weight);
+  }
+
+  /** Pooled states of the groups (queries; positives then, with hasNeg, negatives) and their projections. */
+  #prepare(groups: readonly ContrastGroup[], tap: Float32Array, hasNeg: boolean): Prepared {
     const d = this.width;
     const k = this.dim;
     const n = groups.length;
-    const hasNeg = groups.every((g) => g.negative.length > 0);
-    // Pooled states: n queries, n positives, then (with KIM) n negatives.
     const pooledQ = new Float32Array(n * d);
     const pooledK = new Float32Array((hasNeg ? 2 : 1) * n * d);
-    const spans: { q: [number, number]; p: [number, number]; g: [number, number] }[] = [];
+    const spans: Prepared['spans'] = [];
     let r = 0;
     const pool = (out: Float32Array, at: number, from: number, count: number) => {
       for (let i = 0; i < count; i++) for (let c = 0; c < d; c++) out[at * d + c] += tap[(from + i) * d + c] / count;
@@ -93,8 +147,6 @@ export class ContrastiveHead {
       spans.push({ q, p, g: ng });
     });
     if (r * d !== tap.length) throw new RangeError(`ContrastiveHead.forwardBackward: tap must hold ${r} rows of ${d}, got ${tap.length / d}`);
-    const wq = this.params.subarray(0, k * d);
-    const wk = this.params.subarray(k * d);
     const project = (w: Float32Array, x: Float32Array, rows: number) => {
       const y = new Float32Array(rows * k);
       for (let i = 0; i < rows; i++)
@@ -105,17 +157,29 @@ export class ContrastiveHead {
         }
       return y;
     };
-    const nk = pooledK.length / d;
-    const q = project(wq, pooledQ, n);
-    const keys = project(wk, pooledK, nk);
+    const q = project(this.params.subarray(0, k * d), pooledQ, n);
+    const keys = project(this.params.subarray(k * d), pooledK, pooledK.length / d);
     if (!allFinite(q) || !allFinite(keys)) throw new DivergenceError('ContrastiveHead.forwardBackward', 'sft', 0, 'the projected keyword or key-frame states are not finite');
-    const positive = Int32Array.from({ length: n }, (_, i) => i);
-    const res = infoNceWithGrad(new Tensor([n, k], 'float32', 'cpu', q), new Tensor([nk, k], 'float32', 'cpu', keys), { positive, temperature });
+    return { n, rows: r, hasNeg, pooledQ, pooledK, spans, q, keys };
+  }
+
+  /**
+   * InfoNCE of all queries `q` [total, dim] against all keys [positives; negatives]
+   * (query i's positive is key i), then the backward of this batch's rows: its
+   * groups are queries offset..offset+n of the total.
+   */
+  #finish(p: Prepared, q: Float32Array, keys: Float32Array, offset: number, total: number, temperature: number, weight: number): ContrastiveResult {
+    const d = this.width;
+    const k = this.dim;
+    const n = p.n;
+    const nk = keys.length / k;
+    const positive = Int32Array.from({ length: total }, (_, i) => i);
+    const res = infoNceWithGrad(new Tensor([total, k], 'float32', 'cpu', q), new Tensor([nk, k], 'float32', 'cpu', keys), { positive, temperature });
     const dq = res.dQueries.data as Float32Array;
     const dk = res.dKeys.data as Float32Array;
     // Metrics: retrieval accuracy and the positive-vs-negative cosine margin.
     const norms = (x: Float32Array, rows: number) => Float64Array.from({ length: rows }, (_, i) => Math.hypot(...x.subarray(i * k, (i + 1) * k)) || 1);
-    const qn = norms(q, n);
+    const qn = norms(q, total);
     const kn = norms(keys, nk);
     const cos = (i: number, j: number) => {
       let s = 0;
@@ -124,7 +188,7 @@ export class ContrastiveHead {
     };
     let hits = 0;
     let margin = 0;
-    for (let i = 0; i < n; i++) {
+    for (let i = 0; i < total; i++) {
       let best = 0;
       let bestCos = cos(i, 0);
       for (let j = 1; j < nk; j++) {
@@ -132,8 +196,13 @@ export class ContrastiveHead {
         if (c > bestCos) [best, bestCos] = [j, c];
       }
       if (best === i) hits++;
-      if (hasNeg) margin += (cos(i, i) - cos(i, n + i)) / n;
+      if (p.hasNeg) margin += (cos(i, i) - cos(i, total + i)) / total;
     }
+    // This batch's rows of the gradients: its queries, its positive and negative keys.
+    const dqMine = dq.subarray(offset * k, (offset + n) * k);
+    const dkMine = new Float32Array(p.keys.length);
+    dkMine.set(dk.subarray(offset * k, (offset + n) * k), 0);
+    if (p.hasNeg) dkMine.set(dk.subarray((total + offset) * k, (total + offset + n) * k), n * k);
     // Back through the projections: dW += weight · dYᵀ X, dX = weight · dY W.
     const back = (w: Float32Array, gw: Float32Array, dy: Float32Array, x: Float32Array, rows: number) => {
       const dx = new Float32Array(rows * d);
@@ -148,19 +217,19 @@ export class ContrastiveHead {
         }
       return dx;
     };
-    const dPooledQ = back(wq, this.grads.subarray(0, k * d), dq, pooledQ, n);
-    const dPooledK = back(wk, this.grads.subarray(k * d), dk, pooledK, nk);
+    const dPooledQ = back(this.params.subarray(0, k * d), this.grads.subarray(0, k * d), dqMine, p.pooledQ, n);
+    const dPooledK = back(this.params.subarray(k * d), this.grads.subarray(k * d), dkMine, p.pooledK, p.pooledK.length / d);
     // Back through the mean pooling.
-    const dTap = new Float32Array(tap.length);
+    const dTap = new Float32Array(p.rows * d);
     const spread = (src: Float32Array, at: number, [from, count]: [number, number]) => {
       for (let i = 0; i < count; i++) for (let c = 0; c < d; c++) dTap[(from + i) * d + c] = src[at * d + c] / count;
     };
-    spans.forEach((s, i) => {
+    p.spans.forEach((s, i) => {
       spread(dPooledQ, i, s.q);
       spread(dPooledK, i, s.p);
-      if (hasNeg) spread(dPooledK, n + i, s.g);
+      if (p.hasNeg) spread(dPooledK, n + i, s.g);
     });
-    return { loss: res.loss, dTap, accuracy: hits / Math.max(n, 1), margin };
+    return { loss: res.loss, dTap, accuracy: hits / Math.max(total, 1), margin };
   }
 
   zeroGrad(): void {

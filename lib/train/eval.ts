@@ -117,6 +117,11 @@ export async function evaluateCaptions(model: TrainableModel, clips: readonly Tr
 export async function evaluate(model: TrainableModel, clips: readonly TrainClip[], opts: EvaluateOptions = {}): Promise<EvaluationResult> {
   const questions = opts.questions === false ? [] : await evaluateMultipleChoice(model, clips, opts);
   const captions = opts.captions === false ? [] : await evaluateCaptions(model, clips, opts);
+  return summarizeEvaluation(questions, captions, opts);
+}
+
+/** The flat summary of evaluation records (also of records gathered from data-parallel ranks). */
+export function summarizeEvaluation(questions: QuestionResult[], captions: CaptionResult[], opts: EvaluateOptions = {}): EvaluationResult {
   const summary: Record<string, number> = {};
   if (questions.length) {
     summary.accuracy = questions.filter((q) => q.predicted === q.answer).length / questions.length;

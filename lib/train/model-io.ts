@@ -37,7 +37,7 @@ export interface ModelIO {
   /** One sequence per item to generate from. */
   generationBatch(items: readonly PromptItem[]): VideoLMBatch;
   /** Continues each sequence of a generation batch until its end-of-sequence id or maxTokens. */
-  generate(batch: VideoLMBatch, o: { maxTokens: number; temperature: number; topP?: number; seed?: number }): Promise<Int32Array[]>;
+  generate(batch: VideoLMBatch, o: { maxTokens: number; temperature: number; topP?: number; seed?: number; streams?: Int32Array }): Promise<Int32Array[]>;
   /** Sequences prompt + response; `at[i]` indexes item i's first response log-prob in the batch's text. */
   scoringBatch(items: readonly PromptItem[], responses: readonly ArrayLike<number>[]): { batch: VideoLMBatch; at: number[]; lengths: number[] };
 }

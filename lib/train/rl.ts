@@ -12,6 +12,12 @@
 //              responses' log-probs (old log-probs from the first pass, an
 //              optional KL term to a frozen reference).
 //
+// Data parallel (lib/train/data-parallel.ts): each rank rolls out its piece of
+// the prompts (each response on the sampler stream it has in one process's
+// batch), the rewards are gathered before the advantages (group statistics
+// stay within a prompt's group; batch statistics are the whole batch's), and
+// each rank's loss gradient is weighted by its share of the batch.
+//
 // Cost per step: one generation of P·G·2 responses (maxTokens decode steps),
 // the reward calls, and μ forward+backward passes over the P·G original
 // responses (plus one reference forward when beta > 0).
@@ -20,6 +26,8 @@ import { comparativeAdvantages, comparativeRewards, groupAdvantages, grpoLoss, t
 import { checkKnownKeys, checkNumber, checkOptions } from '../validate.js';
 import type { PromptItem, TrainClip } from './batch.js';
 import { allFinite, DivergenceError } from './checkpoints.js';
+import type { DataParallel } from './data-parallel.js';
+import type { VideoLM } from '../model/videolm.js';
 import { isTrainableModel, type ModelIO, type TrainableModel } from './model-io.js';
 import { MAX_STEPS, RL_OPTION_KEYS } from './options.js';
 import { defaultTaskReward } from './rewards.js';
@@ -187,7 +195,20 @@ export interface Rollout {
 }
 
 /** Generates G responses per prompt from the original video and G from its KIM variant, in one batch. */
-export async function rollout(io: ModelIO, prompts: RolloutPrompt[], s: RlSettings, seed: number): Promise<Rollout> {
+/**
+ * Where a rank's prompts sit in the global rollout batch of a data-parallel
+ * launch: its first prompt's index, the batch's prompt count, and how many
+ * prompts with a KIM variant come before its own. Each response then samples
+ * from the stream it has in one process's batch (originals first, then the
+ * degraded responses), so N ranks generate what one process would.
+ */
+export interface RolloutPlace {
+  promptOffset: number;
+  totalPrompts: number;
+  kimOffset: number;
+}
+
+export async function rollout(io: ModelIO, prompts: RolloutPrompt[], s: RlSettings, seed: number, place?: RolloutPlace): Promise<Rollout> {
   const G = s.groupSize;
   const orig: PromptItem[] = [];
   const deg: PromptItem[] = [];
@@ -199,9 +220,15 @@ export async function rollout(io: ModelIO, prompts: RolloutPrompt[], s: RlSettin
       for (let g = 0; g < G; g++) deg.push({ frames: p.clip.frames, frameMap: p.frameMap, promptIds: p.promptIds });
     }
   });
+  let streams: Int32Array | undefined;
+  if (place) {
+    streams = new Int32Array(orig.length + deg.length);
+    for (let i = 0; i < orig.length; i++) streams[i] = place.promptOffset * G + i;
+    for (let i = 0; i < deg.length; i++) streams[orig.length + i] = place.totalPrompts * G + place.kimOffset * G + i;
+  }
   let responses: Int32Array[];
   try {
-    responses = await io.generate(io.generationBatch([...orig, ...deg]), { maxTokens: s.maxTokens, temperature: s.temperature, topP: s.topP, seed });
+    responses = await io.generate(io.generationBatch([...orig, ...deg]), { maxTokens: s.maxTokens, temperature: s.temperature, topP: s.topP, seed, ...(streams ? { streams } : {}) });
   } catch (e) {
     // The sampler refuses NaN/Inf logits: the weights or activations diverged.
     if (/logits.*not finite/.test((e as Error).message)) throw new DivergenceError('Trainer.rl', 'rl', 0, 'the logits of the rollout are not finite');
@@ -219,10 +246,17 @@ export interface ScoredRollout {
   /** The rewards the advantages were computed from (task rewards, or shaped ones in the reward-shaping modes). */
   rewards: Float32Array;
   advantages: Float32Array;
+  /** The same over every rank's prompts (data parallel; the step's metrics are computed from these). */
+  all: { taskOrig: Float32Array; taskDegraded: Float32Array; rewards: Float32Array; advantages: Float32Array };
 }
 
-/** Scores every response with the task reward, then computes the original responses' advantages. */
-export async function score(r: Rollout, s: RlSettings, io: ModelIO, fn: string, vocabulary: readonly string[] = []): Promise<ScoredRollout> {
+/**
+ * Scores every response with the task reward, then computes the original
+ * responses' advantages. Data parallel (`dp` active): the rewards of every
+ * rank's prompts are gathered first, so statistics over the batch (scale
+ * 'batch') are those of one process; each rank keeps its prompts' advantages.
+ */
+export async function score(r: Rollout, s: RlSettings, io: ModelIO, fn: string, vocabulary: readonly string[] = [], dp?: DataParallel): Promise<ScoredRollout> {
   const G = s.groupSize;
   const text = (ids: Int32Array) => io.decode(ids);
   const reward = async (p: RolloutPrompt, ids: Int32Array, degraded: boolean) => {
@@ -240,22 +274,59 @@ export async function score(r: Rollout, s: RlSettings, io: ModelIO, fn: string, 
   for (let q = 0; q < r.withKim.length; q++)
     for (let g = 0; g < G; g++) taskDegraded[q * G + g] = await reward(r.prompts[r.withKim[q]], r.responses[nOrig + q * G + g], true);
 
+  if (!dp?.active) {
+    const a = advantagesOf(taskOrig, taskDegraded, r.withKim, s);
+    return { taskOrig, taskDegraded, ...a, all: { taskOrig, taskDegraded, ...a } };
+  }
+  // One row per prompt: its G original rewards, its G degraded ones (when it has a KIM variant), the flag.
+  const P = r.prompts.length;
+  const rows = new Float32Array(P * (2 * G + 1));
+  r.withKim.forEach((p, q) => {
+    rows.set(taskDegraded.subarray(q * G, (q + 1) * G), p * (2 * G + 1) + G);
+    rows[p * (2 * G + 1) + 2 * G] = 1;
+  });
+  for (let p = 0; p < P; p++) rows.set(taskOrig.subarray(p * G, (p + 1) * G), p * (2 * G + 1));
+  const g = await dp.gatherRows(rows, 2 * G + 1);
+  const total = g.all.length / (2 * G + 1);
+  const allOrig = new Float32Array(total * G);
+  const withKim: number[] = [];
+  const degraded: number[] = [];
+  for (let p = 0; p < total; p++) {
+    const row = g.all.subarray(p * (2 * G + 1), (p + 1) * (2 * G + 1));
+    allOrig.set(row.subarray(0, G), p * G);
+    if (row[2 * G] === 1) {
+      withKim.push(p);
+      degraded.push(...row.subarray(G, 2 * G));
+    }
+  }
+  const allDegraded = Float32Array.from(degraded);
+  const a = advantagesOf(allOrig, allDegraded, withKim, s);
+  const mine = (x: Float32Array) => x.slice(g.offset * G, (g.offset + P) * G);
+  return {
+    taskOrig, taskDegraded, rewards: mine(a.rewards), advantages: mine(a.advantages),
+    all: { taskOrig: allOrig, taskDegraded: allDegraded, ...a },
+  };
+}
+
+/** The rewards and advantages of the original responses, from the task rewards (G per prompt; degraded: G per prompt of withKim). */
+function advantagesOf(taskOrig: Float32Array, taskDegraded: Float32Array, withKim: readonly number[], s: RlSettings): { rewards: Float32Array; advantages: Float32Array } {
+  const G = s.groupSize;
   if (s.mode === 'baseline') {
     // Degraded rewards laid out per prompt; NaN (left out of the statistics) where a prompt has no KIM variant.
-    const d = new Float32Array(nOrig).fill(NaN);
-    r.withKim.forEach((p, q) => d.set(taskDegraded.subarray(q * G, (q + 1) * G), p * G));
-    return { taskOrig, taskDegraded, rewards: taskOrig, advantages: comparativeAdvantages(taskOrig, d, G, { scale: s.scale }) };
+    const d = new Float32Array(taskOrig.length).fill(NaN);
+    withKim.forEach((p, q) => d.set(taskDegraded.subarray(q * G, (q + 1) * G), p * G));
+    return { rewards: taskOrig, advantages: comparativeAdvantages(taskOrig, d, G, { scale: s.scale }) };
   }
   const rewards = Float32Array.from(taskOrig);
-  if (s.mode !== 'none' && r.withKim.length > 0) {
-    const c = new Float32Array(r.withKim.length * G);
-    r.withKim.forEach((p, q) => c.set(taskOrig.subarray(p * G, (p + 1) * G), q * G));
+  if (s.mode !== 'none' && withKim.length > 0) {
+    const c = new Float32Array(withKim.length * G);
+    withKim.forEach((p, q) => c.set(taskOrig.subarray(p * G, (p + 1) * G), q * G));
     const shaped = comparativeRewards(c, taskDegraded, G, {
       mode: s.mode, ...(s.bonus !== undefined ? { bonus: s.bonus } : {}), ...(s.ratio !== undefined ? { ratio: s.ratio } : {}),
     });
-    r.withKim.forEach((p, q) => rewards.set(shaped.subarray(q * G, (q + 1) * G), p * G));
+    withKim.forEach((p, q) => rewards.set(shaped.subarray(q * G, (q + 1) * G), p * G));
   }
-  return { taskOrig, taskDegraded, rewards, advantages: groupAdvantages(rewards, G, { scale: s.scale }) };
+  return { rewards, advantages: groupAdvantages(rewards, G, { scale: s.scale }) };
 }
 
 export interface UpdateResult {
@@ -269,7 +340,15 @@ export interface UpdateResult {
 }
 
 /** μ updates of the clipped GRPO loss on the original responses (the degraded ones are never trained on). */
-export async function update(model: TrainableModel, io: ModelIO, reference: TrainableModel | undefined, r: Rollout, advantages: Float32Array, s: RlSettings): Promise<UpdateResult> {
+/**
+ * μ updates of the clipped GRPO loss on the original responses (the degraded
+ * ones are never trained on). Data parallel (`dp` active): the loss is the
+ * batch's over every rank's responses, so this rank's gradient is scaled by
+ * its share of the batch's normalizer (sequences for 'grpo' and 'dr_grpo',
+ * tokens for 'bnpo' and 'dapo') and the gradients are summed over the ranks
+ * before each optimizer step; the metrics are the batch's.
+ */
+export async function update(model: TrainableModel, io: ModelIO, reference: TrainableModel | undefined, r: Rollout, advantages: Float32Array, s: RlSettings, dp?: DataParallel): Promise<UpdateResult> {
   const responses = r.responses.slice(0, r.orig.length);
   const sb = io.scoringBatch(r.orig, responses);
   const cu = new Int32Array(responses.length + 1);
@@ -284,6 +363,15 @@ export async function update(model: TrainableModel, io: ModelIO, reference: Trai
   const mu = s.updatesPerBatch;
   let old: Float32Array | undefined;
   const out: UpdateResult = { loss: 0, clipFraction: 0, kl: 0, gradNorm: 0, lr: s.lr, tokens: sb.batch.text.length };
+  // This rank's share of the batch: of its sequences (w for 'grpo' / 'dr_grpo') and response tokens (wTok).
+  let w = 1;
+  let wTok = 1;
+  if (dp?.active) {
+    const [seqs, toks, rows] = await dp.sum([responses.length, cu[responses.length], sb.batch.text.length]);
+    wTok = toks > 0 ? cu[responses.length] / toks : 0;
+    w = s.lossType === 'grpo' || s.lossType === 'dr_grpo' ? responses.length / seqs : wTok;
+    out.tokens = rows;
+  }
   for (let u = 0; u < mu; u++) {
     const fw = await model.forward(sb.batch, { logprobs: true });
     const lp = gather(fw.tokenLogprobs);
@@ -294,12 +382,18 @@ export async function update(model: TrainableModel, io: ModelIO, reference: Trai
     const dLogprobs = new Float32Array(sb.batch.text.length);
     const d = g.dLogprobs as Float32Array;
     sb.at.forEach((a, i) => dLogprobs.set(d.subarray(cu[i], cu[i + 1]), a));
+    if (w !== 1) for (let i = 0; i < dLogprobs.length; i++) dLogprobs[i] *= w;
     await model.backward({ gradLoss: 0, dLogprobs });
+    let [loss, clipFraction, kl] = [g.loss, g.clipFraction, g.kl];
+    if (dp?.active) {
+      [loss, clipFraction, kl] = await dp.sum([w * g.loss, wTok * g.clipFraction, wTok * g.kl]);
+      await dp.reduceGradients(model as VideoLM);
+    }
     const st = await model.stepOptimizer({ lr: out.lr, weightDecay: s.weightDecay, maxGradNorm: s.maxGradNorm });
     if (!Number.isFinite(st.gradNorm)) throw new DivergenceError('Trainer.rl', 'rl', 0, `the gradient norm is ${st.gradNorm}; the update was not applied`);
-    out.loss += g.loss / mu;
-    out.clipFraction += g.clipFraction / mu;
-    out.kl += g.kl / mu;
+    out.loss += loss / mu;
+    out.clipFraction += clipFraction / mu;
+    out.kl += kl / mu;
     out.gradNorm = st.gradNorm;
     out.lr = st.lr;
   }

@@ -17,9 +17,11 @@
 // immutable, a failed step leaves the last good state on disk, and a resume
 // refuses changed hyper-parameters unless told otherwise (lib/train/checkpoints.ts).
 import { existsSync, readFileSync } from 'node:fs';
+import { constants } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Dataset, VideoSample } from '../data/dataset.js';
 import { backendInfo } from '../backend.js';
+import { exitTogether } from '../distributed.js';
 import { describe, rangeError, typeError } from '../errors.js';
 import { writeFileAtomic } from '../fs.js';
 import { CheckpointError, readSafetensors, writeSafetensors } from '../model/safetensors.js';
@@ -33,11 +35,12 @@ import { checkBoolean, checkKnownKeys, checkNumber, checkOptions } from '../vali
 import { KimPlans, type TrainClip, type TrainerSftBatch } from './batch.js';
 import { allFinite, changedArgs, CheckpointStore, DivergenceError, readTrainingArgs, type Stage, type TrainerState, type TrainingArgs } from './checkpoints.js';
 import { ContrastiveHead } from './contrastive.js';
-import { evaluate, type EvaluateOptions, type EvaluationResult } from './eval.js';
+import { DataParallel } from './data-parallel.js';
+import { evaluate, summarizeEvaluation, type EvaluateOptions, type EvaluationResult } from './eval.js';
 import { checkStepMemory, clipTokens, memoryLimit } from './memory.js';
 import { MetricBus, type CheckpointEvent, type MetricEvent, type RlStepEvent, type SftStepEvent } from './metrics.js';
 import { MAX_STEPS, SFT_OPTION_KEYS, TRAINER_OPTION_KEYS } from './options.js';
-import { advantageSpread, parseRlOptions, rollout, score, update, type RlOptions, type RlSettings, type RolloutPrompt } from './rl.js';
+import { advantageSpread, parseRlOptions, rollout, score, update, type RlOptions, type RlSettings, type RolloutPlace, type RolloutPrompt } from './rl.js';
 import { isTrainableModel, modelIO, type ModelIO, type TrainableModel } from './model-io.js';
 import { annotatedKeywords, clipTasks, fitClip } from './tasks.js';
 
@@ -116,6 +119,7 @@ export interface StageResult {
 }
 
 const RL_SEED = 0x2545f491;
+const osSignals = constants.signals as Record<string, number>;
 
 const mean = (x: ArrayLike<number>) => (x.length ? Array.from(x).reduce((a, b) => a + b, 0) / x.length : NaN);
 
@@ -175,6 +179,8 @@ export class Trainer {
   #reference: TrainableModel | undefined;
   #ownsReference = false;
   readonly #cache = new Map<string, TrainClip>();
+  /** The data-parallel launch this trainer is part of (one rank outside a launch; lib/train/data-parallel.ts). */
+  readonly #dp: DataParallel;
 
   constructor(model: TrainableModel, options: TrainerOptions = {}) {
     const fn = 'Trainer';
@@ -184,6 +190,9 @@ export class Trainer {
       throw typeError(fn, 'model.tokenizer', model instanceof PretrainedModel ? "a tokenizer (the folder's tokenizer.json)" : 'a Tokenizer (create the model with { tokenizer: vp.tokenizerForDataset(dataset.annotations) })', 'undefined');
     const o = checkOptions(fn, options);
     checkKnownKeys(fn, 'options', o, TRAINER_OPTION_KEYS);
+    this.#dp = DataParallel.current(fn);
+    if (this.#dp.active && model instanceof PretrainedModel)
+      throw new Error(`${fn}: data-parallel training (${this.#dp.size} ranks) is implemented for vp.VideoLM; a PretrainedModel trains in one process`);
     this.model = model;
     this.tokenizer = model.tokenizer!;
     this.#io = modelIO(model);
@@ -202,7 +211,8 @@ export class Trainer {
     this.#args = { format: 'videoperceiver.TrainingArgs', seed: this.seed, contrastDim: dim };
     if (this.runDir) {
       outputDir(`${fn}: options.runDir`, this.runDir);
-      this.#bus.file = join(this.runDir, 'metrics.jsonl');
+      // Data parallel: rank 0 alone writes metrics.jsonl and checkpoints; every rank's onStep sees the events.
+      if (this.#dp.writer) this.#bus.file = join(this.runDir, 'metrics.jsonl');
       this.#store = new CheckpointStore(this.runDir, keep);
     }
   }
@@ -318,24 +328,25 @@ export class Trainer {
         throw new CheckpointError(`${fn}: ${this.#store!.root} already holds ${later.join(', ')}, past ${stage} step ${start} where this call starts; ` +
           'checkpoints are never rewritten: resume from the run\'s latest checkpoint (trainer.resume(runDir), CLI --resume) or train into a new run folder');
       this.#args[stage] = args;
-      if (this.runDir) writeFileAtomic(join(this.runDir, 'training_args.json'), JSON.stringify(this.#args, null, 2) + '\n');
+      if (this.runDir && this.#dp.writer) writeFileAtomic(join(this.runDir, 'training_args.json'), JSON.stringify(this.#args, null, 2) + '\n');
     }
     if (consumed) this.#resume = undefined;
     this.#running = true;
     this.#stopRequested = undefined;
     let signalled: NodeJS.Signals | undefined;
+    const dp = this.#dp;
+    // Data parallel: mpirun passes Ctrl-C on to the ranks as SIGTERM (after --mca
+    // odls_base_sigkill_timeout seconds) and forwards SIGUSR1 at once.
+    const signals: NodeJS.Signals[] = dp.active ? ['SIGINT', 'SIGTERM', 'SIGUSR1'] : ['SIGINT', 'SIGTERM'];
     const onSignal = (sig: NodeJS.Signals) => {
       signalled ??= sig;
       this.#stopRequested = 'interrupted';
-      process.stderr.write(`\nvideoperceiver: ${sig === 'SIGINT' ? 'interrupt' : sig}: finishing the step and writing a checkpoint (${sig === 'SIGINT' ? 'Ctrl-C' : sig} again to quit now)\n`);
-      process.removeListener('SIGINT', onSignal);
-      process.removeListener('SIGTERM', onSignal);
+      if (!dp.active) process.stderr.write(`\nvideoperceiver: ${sig === 'SIGINT' ? 'interrupt' : sig}: finishing the step and writing a checkpoint (${sig === 'SIGINT' ? 'Ctrl-C' : sig} again to quit now)\n`);
+      else if (dp.writer) process.stderr.write(`\nvideoperceiver: rank 0: ${sig}: every rank finishes the step, then rank 0 writes a checkpoint (unless the launcher kills the job first)\n`);
+      for (const x of signals) process.removeListener(x, onSignal);
     };
     const onAbort = () => this.stop();
-    if (this.#handleSigint) {
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
-    }
+    if (this.#handleSigint) for (const x of signals) process.on(x, onSignal);
     signal?.addEventListener('abort', onAbort);
     let last: MetricEvent | undefined;
     let checkpoint: string | undefined;
@@ -354,16 +365,26 @@ export class Trainer {
       sum = 0;
       n = 0;
     };
+    // Every rank stops after the same step: a stop asked on any rank (a signal, stop(), the AbortSignal) is agreed on.
+    const stopNow = async (): Promise<boolean> => {
+      if (!dp.active) return !!this.#stopRequested || !!signal?.aborted;
+      const [interrupted, aborted] = await dp.sum([this.#stopRequested === 'interrupted' ? 1 : 0, this.#stopRequested === 'aborted' || signal?.aborted ? 1 : 0]);
+      if (interrupted > 0) this.#stopRequested = 'interrupted';
+      else if (aborted > 0) this.#stopRequested = 'aborted';
+      return interrupted + aborted > 0;
+    };
     let doing = 'step';
     try {
-      for (; s < total && !this.#stopRequested && !signal?.aborted; s++) {
+      await dp.syncState(this.model as VideoLM, this.head);
+      for (; s < total && !(await stopNow()); s++) {
         const optimizerSteps = this.model.step;
         doing = 'step';
         try {
           last = await step(s);
         } catch (e) {
-          // A step that took no optimizer step changed nothing: the state before it is good, save it.
-          if (this.#store && this.model.step === optimizerSteps && s > written) {
+          // A step that took no optimizer step changed nothing: the state before it is good, save it
+          // (in one process: the other ranks of a launch are not at a checkpoint, and this rank's exit ends them).
+          if (this.#store && !dp.active && this.model.step === optimizerSteps && s > written) {
             try {
               await save(s, false, 'error');
             } catch (ce) {
@@ -392,12 +413,15 @@ export class Trainer {
     } catch (e) {
       throw this.#failure(fn, stage, doing === 'step' ? s + 1 : savingAt, doing, e);
     } finally {
-      process.removeListener('SIGINT', onSignal);
-      process.removeListener('SIGTERM', onSignal);
+      for (const x of signals) process.removeListener(x, onSignal);
       signal?.removeEventListener('abort', onAbort);
       this.#running = false;
       this.#bus.end();
-      if (this.#stopRequested === 'interrupted' && signalled) {
+      if (this.#stopRequested === 'interrupted' && dp.active) {
+        // Every rank agreed to stop: they leave together once the checkpoint is on disk, with the
+        // exit status of the signal (128 + its number; 130 on a rank that only heard of it).
+        exitTogether(128 + (signalled ? osSignals[signalled] ?? 2 : 2));
+      } else if (this.#stopRequested === 'interrupted' && signalled) {
         // Exit the way the unhandled signal would, now that the checkpoint is on disk.
         const sig = signalled;
         setImmediate(() => process.kill(process.pid, sig));
@@ -438,6 +462,8 @@ export class Trainer {
     checkKnownKeys(fn, 'opts', o, SFT_OPTION_KEYS);
     const io = this.#io;
     const batchSize = checkNumber(fn, 'opts.batchSize', o.batchSize, 8, { integer: true, min: 1 });
+    const dp = this.#dp;
+    dp.checkSplit(fn, 'opts.batchSize', batchSize);
     const gradAccum = checkNumber(fn, 'opts.gradAccum', o.gradAccum, 1, { integer: true, min: 1 });
     const epochs = checkNumber(fn, 'opts.epochs', o.epochs, 1, { gt: 0 });
     const perStep = batchSize * gradAccum;
@@ -477,28 +503,53 @@ export class Trainer {
       let lm = 0, nce = 0, acc = 0, margin = 0, groupsSeen = 0, kimSeqs = 0, rows = 0;
       this.head.zeroGrad();
       for (let j = 0; j < gradAccum; j++) {
-        const clips = idx.slice(j * batchSize, (j + 1) * batchSize).map((i) => this.#clip(fn, data, i));
+        // Data parallel: this rank's contiguous piece of the micro-batch (all of it with one rank).
+        const clips = dp.shard(idx.slice(j * batchSize, (j + 1) * batchSize)).map((i) => this.#clip(fn, data, i));
         const b = io.sftBatch(clips, { ...plan, substitution: plan.substitution!, locator: plan.locator!, round: s }, kimPlans);
-        rows += b.rows;
-        kimSeqs += b.kimSequences;
         const useNce = contrastive && lambda > 0 && b.groups.length > 0;
         const tapRows = useNce ? ContrastiveHead.tapRows(b.groups) : undefined;
         const fw = await this.model.forward(b.batch, useNce ? { tapRows, tapLayer } : {});
-        if (!Number.isFinite(fw.loss)) throw diverged(s, `the LM loss is ${fw.loss}`);
-        lm += fw.loss / gradAccum;
+        if (!dp.active) {
+          rows += b.rows;
+          kimSeqs += b.kimSequences;
+          if (!Number.isFinite(fw.loss)) throw diverged(s, `the LM loss is ${fw.loss}`);
+          lm += fw.loss / gradAccum;
+          let dTap: Float32Array | undefined;
+          if (useNce) {
+            if (!allFinite(fw.tap)) throw diverged(s, `the hidden states at layer ${tapLayer} are not finite`);
+            const r = this.head.forwardBackward(b.groups, fw.tap, temperature, lambda / gradAccum);
+            if (!Number.isFinite(r.loss)) throw diverged(s, `the contrastive loss is ${r.loss}`);
+            nce += r.loss / gradAccum;
+            acc += r.accuracy * b.groups.length;
+            margin += r.margin * b.groups.length;
+            groupsSeen += b.groups.length;
+            dTap = r.dTap;
+          }
+          await this.model.backward({ gradLoss: 1 / gradAccum, dTap, accumulate: j > 0 });
+          continue;
+        }
+        // The micro-batch's LM loss is a mean over all ranks' targets: this rank's mean weighs
+        // count / total; the contrastive term scores every rank's queries against every rank's keys.
+        const noNeg = b.groups.some((g) => g.negative.length === 0);
+        const [total, lossSum, groups, noNegRanks, rowsAll, kimAll] = await dp.sum([fw.count, fw.loss * fw.count, b.groups.length, noNeg ? 1 : 0, b.rows, b.kimSequences]);
+        if (!Number.isFinite(lossSum)) throw diverged(s, `the LM loss is ${lossSum / total}`);
+        if (useNce && !allFinite(fw.tap)) throw diverged(s, `the hidden states at layer ${tapLayer} are not finite`);
+        rows += rowsAll;
+        kimSeqs += kimAll;
+        lm += (total > 0 ? lossSum / total : 0) / gradAccum;
         let dTap: Float32Array | undefined;
-        if (useNce) {
-          if (!allFinite(fw.tap)) throw diverged(s, `the hidden states at layer ${tapLayer} are not finite`);
-          const r = this.head.forwardBackward(b.groups, fw.tap, temperature, lambda / gradAccum);
+        if (contrastive && lambda > 0 && groups > 0) {
+          const r = await this.head.forwardBackwardShared(b.groups, useNce ? fw.tap : new Float32Array(0), temperature, lambda / gradAccum, noNegRanks === 0, dp);
           if (!Number.isFinite(r.loss)) throw diverged(s, `the contrastive loss is ${r.loss}`);
           nce += r.loss / gradAccum;
-          acc += r.accuracy * b.groups.length;
-          margin += r.margin * b.groups.length;
-          groupsSeen += b.groups.length;
-          dTap = r.dTap;
+          acc += r.accuracy * groups;
+          margin += r.margin * groups;
+          groupsSeen += groups;
+          if (useNce) dTap = r.dTap;
         }
-        await this.model.backward({ gradLoss: 1 / gradAccum, dTap, accumulate: j > 0 });
+        await this.model.backward({ gradLoss: (total > 0 ? fw.count / total : 0) / gradAccum, dTap, accumulate: j > 0 });
       }
+      await dp.reduceGradients(this.model as VideoLM, contrastive ? this.head : undefined);
       const st = await this.model.stepOptimizer({ lr: stepLr, weightDecay, maxGradNorm });
       if (!Number.isFinite(st.gradNorm)) throw diverged(s, `the gradient norm is ${st.gradNorm}; the step was not applied`);
       if (contrastive && groupsSeen > 0) this.head.update({ lr: stepLr, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0, maxGradNorm });
@@ -530,7 +581,10 @@ export class Trainer {
       reward: o.reward ? 'custom' : 'default', tasks: s.tasks, beta: s.beta, reference: o.reference ? 'given' : 'copy', epsLow: s.epsLow, epsHigh: s.epsHigh,
       lossType: s.lossType, scaleAdvantages: s.scale, substitution: s.substitution, locator: s.locator,
     };
+    const dp = this.#dp;
+    dp.checkSplit(fn, 'opts.promptsPerStep', s.promptsPerStep);
     if (s.beta > 0) {
+      await dp.syncState(this.model as VideoLM, this.head); // the reference is a copy of the same model on every rank
       if (s.reference) this.#setReference(s.reference, false);
       else if (!this.#reference) this.#setReference(await this.model.clone(), true);
     }
@@ -540,26 +594,41 @@ export class Trainer {
     return this.#stage('rl', s.total, s.signal, args, async (step) => {
       const ts = performance.now();
       const { idx, epoch } = this.#indices(data, 2, step, s.promptsPerStep);
-      const prompts = this.#rlPrompts(fn, data, idx, step, s, kimPlans);
-      const ro = await rollout(this.#io, prompts, s, hashSeed(this.seed, RL_SEED + 1, step));
-      const sc = await score(ro, s, this.#io, fn, vocabulary);
-      const up = await update(this.model, this.#io, this.#reference, ro, sc.advantages, s);
+      // Data parallel: this rank's piece of the prompts, each response sampled as in one process's batch.
+      const first = dp.start(idx.length);
+      const prompts = this.#rlPrompts(fn, data, dp.shard(idx), step, s, kimPlans, first);
+      let place: RolloutPlace | undefined;
+      if (dp.active) {
+        const kim = new Array<number>(dp.size).fill(0);
+        kim[dp.rank] = s.mode === 'none' ? 0 : prompts.filter((p) => p.frameMap).length;
+        const all = await dp.sum(kim);
+        place = { promptOffset: first, totalPrompts: idx.length, kimOffset: all.slice(0, dp.rank).reduce((a, b) => a + b, 0) };
+      }
+      const ro = await rollout(this.#io, prompts, s, hashSeed(this.seed, RL_SEED + 1, step), place);
+      const sc = await score(ro, s, this.#io, fn, vocabulary, dp);
+      const up = await update(this.model, this.#io, this.#reference, ro, sc.advantages, s, dp);
       if (!Number.isFinite(up.loss)) throw new DivergenceError(fn, 'rl', step + 1, `the GRPO loss is ${up.loss}`);
-      const genTokens = ro.responses.reduce((a, g) => a + g.length, 0);
+      const lengths = ro.responses.slice(0, ro.orig.length).map((r) => r.length);
+      const [genTokens, lengthSum, responses] = await dp.sum([ro.responses.reduce((a, g) => a + g.length, 0), lengths.reduce((a, b) => a + b, 0), lengths.length]);
       const secs = (performance.now() - ts) / 1000;
+      const all = sc.all;
       return {
         type: 'step', stage: 'rl', step: step + 1, totalSteps: s.total, epoch, loss: up.loss,
-        reward: mean(sc.taskOrig), rewardDegraded: sc.taskDegraded.length ? mean(sc.taskDegraded) : NaN, rewardTotal: mean(sc.rewards),
-        advantageStd: advantageSpread(sc.advantages, s.groupSize), clipFraction: up.clipFraction, kl: up.kl, lr: up.lr, gradNorm: up.gradNorm,
-        responseLength: mean(ro.responses.slice(0, ro.orig.length).map((r) => r.length)),
+        reward: mean(all.taskOrig), rewardDegraded: all.taskDegraded.length ? mean(all.taskDegraded) : NaN, rewardTotal: mean(all.rewards),
+        advantageStd: advantageSpread(all.advantages, s.groupSize), clipFraction: up.clipFraction, kl: up.kl, lr: up.lr, gradNorm: up.gradNorm,
+        responseLength: responses ? lengthSum / responses : NaN,
         tokensPerSec: (up.tokens * s.updatesPerBatch + genTokens) / secs, elapsedMs: Date.now() - t0,
       } satisfies RlStepEvent;
     });
   }
 
-  /** The prompts of RL step `step`: per clip one task (seeded pick) and its KIM frame map when it has key frames. */
-  #rlPrompts(fn: string, data: TrainData, idx: number[], step: number, s: RlSettings, kimPlans: KimPlans | undefined): RolloutPrompt[] {
+  /**
+   * The prompts of RL step `step`: per clip one task (seeded pick) and its KIM frame map when it has key frames.
+   * `first`: the index of idx[0] in the step's batch (a data-parallel rank's piece), whose picks come after `first` others.
+   */
+  #rlPrompts(fn: string, data: TrainData, idx: number[], step: number, s: RlSettings, kimPlans: KimPlans | undefined, first = 0): RolloutPrompt[] {
     const pick = seededRandom(hashSeed(this.seed, RL_SEED, step));
+    for (let k = 0; k < first; k++) pick();
     return idx.map((i) => {
       const clip = this.#clip(fn, data, i);
       const all = clipTasks(clip.annotation, s.tasks !== 'caption');
@@ -580,8 +649,17 @@ export class Trainer {
   /** Evaluates the model on held-out data (multiple-choice accuracy by option likelihood, caption keyword recall); emits an 'eval' event. */
   async evaluate(dataset: TrainData, opts: EvaluateOptions = {}): Promise<EvaluationResult> {
     const data = this.#checkData('Trainer.evaluate', dataset);
-    const clips = Array.from({ length: this.#count(data) }, (_, i) => this.#clip('Trainer.evaluate', data, i));
-    const r = await evaluate(this.model, clips, opts);
+    const dp = this.#dp;
+    // Data parallel: each rank evaluates its piece of the clips; the records are gathered in clip order.
+    const indices = dp.shard(Array.from({ length: this.#count(data) }, (_, i) => i));
+    const clips = indices.map((i) => this.#clip('Trainer.evaluate', data, i));
+    let r = await evaluate(this.model, clips, opts);
+    if (dp.active) {
+      const questions = await dp.gatherJson(r.questions);
+      // JSON has no NaN: a recall that was NaN (a clip without keywords) comes back as null.
+      const captions = (await dp.gatherJson(r.captions)).map((c) => ({ ...c, recall: c.recall ?? NaN }));
+      r = summarizeEvaluation(questions, captions, opts);
+    }
     const ev: MetricEvent = { type: 'eval', stage: 'eval', step: this.model.step, ...r.summary };
     this.#bus.emit(ev);
     return r;
@@ -596,7 +674,8 @@ export class Trainer {
 
   async #checkpoint(stage: Stage, step: number, total: number, finished: boolean, reason: CheckpointEvent['reason'], metric: TrainerState['metric']): Promise<string> {
     const state: TrainerState = { format: 'videoperceiver.Trainer', version: 1, stage, step, finished, seed: this.seed, totalSteps: total, ...(metric ? { metric } : {}) };
-    const dir = await this.#store!.write(state, this.#args, async (tmp) => {
+    // Data parallel: rank 0 writes (every rank holds the same state); the others wait for it.
+    const dir = !this.#dp.writer ? this.#store!.path(stage, step) : await this.#store!.write(state, this.#args, async (tmp) => {
       await Trainer.#saveModel(this.model, tmp);
       const h = this.head;
       const k = h.dim * h.width;
@@ -608,6 +687,7 @@ export class Trainer {
       }, { step: String(h.step) });
       if (stage === 'rl' && this.#reference) await Trainer.#saveModel(this.#reference, join(tmp, 'reference'));
     });
+    await this.#dp.barrier();
     this.#lastCheckpoint = dir;
     this.#bus.emit({ type: 'checkpoint', stage, step, path: dir, reason });
     return dir;

@@ -52,5 +52,6 @@ void InitVideoLM(Napi::Env env, Napi::Object exports);
 void InitPack(Napi::Env env, Napi::Object exports);
 void InitGrpo(Napi::Env env, Napi::Object exports);
 void InitInfoNce(Napi::Env env, Napi::Object exports);
+void InitDist(Napi::Env env, Napi::Object exports);
 
 }  // namespace vpaddon

@@ -228,6 +228,12 @@ Status VideoLM::set_buffer(VideoLMBuffer which, const float* host) {
   return impl_->ops.to_device(p, host, num_params_);
 }
 
+Status VideoLM::buffer_data(VideoLMBuffer which, float** data) {
+  detail::Buf<float>* b = impl_->buffer(which);
+  if (!b || !data) return Status::Invalid("VideoLM.bufferData: unknown buffer or null destination");
+  return impl_->state(*b, num_params_, data);
+}
+
 Status VideoLM::clone(std::unique_ptr<VideoLM>* out) const {
   std::unique_ptr<VideoLM> m(new VideoLM());
   m->cfg_ = cfg_;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "addon/addon.h"
+#include "vp/dist.h"
 #include "vp/videolm.h"
 
 namespace vpaddon {
@@ -232,6 +233,8 @@ class VideoLMNative : public Napi::ObjectWrap<VideoLMNative> {
                            InstanceMethod("generate", &VideoLMNative::Generate),
                            InstanceMethod("logits", &VideoLMNative::Logits),
                            InstanceMethod("dispose", &VideoLMNative::Dispose),
+                           InstanceMethod("distAllreduce", &VideoLMNative::DistAllreduce),
+                           InstanceMethod("distBroadcast", &VideoLMNative::DistBroadcast),
                        });
   }
 
@@ -483,6 +486,13 @@ class VideoLMNative : public Napi::ObjectWrap<VideoLMNative> {
       g.top_p = static_cast<float>(NumProp(o, "topP", g.top_p));
       g.seed = static_cast<uint64_t>(NumProp(o, "seed", 0));
       g.eos_id = static_cast<int32_t>(NumProp(o, "eosId", -1));
+      Napi::Value st = o.Get("streams");
+      if (!st.IsUndefined() && !st.IsNull()) {
+        for (int32_t x : CopyArr<int32_t, napi_int32_array>(st, "streams")) {
+          if (x < 0) throw Napi::RangeError::New(env, "VideoLM.generateBatch: streams must be >= 0");
+          g.streams.push_back(static_cast<uint64_t>(x));
+        }
+      }
       // onToken(sequence, token): called on the JS thread as tokens are sampled (streaming), then
       // once with (-1, -1) after the last one. The thread-safe function is released when
       // generation ends; queued calls are still delivered.
@@ -533,6 +543,36 @@ class VideoLMNative : public Napi::ObjectWrap<VideoLMNative> {
           o.Set("layout", LayoutTo(e, *lay));
           return o;
         });
+  }
+
+  // distAllreduce(which) → Promise<void>: sums the flat buffer over the ranks
+  // in place, on the model's device (vp/dist.h), queued like any model call.
+  Napi::Value DistAllreduce(const Napi::CallbackInfo& info) {
+    vp::VideoLM& m = M(info.Env());
+    const vp::VideoLMBuffer which = Which(info.Env(), info[0]);
+    return Start(
+        info,
+        [&m, which]() {
+          float* p = nullptr;
+          VP_RETURN_IF_ERROR(m.buffer_data(which, &p));
+          return vp::dist::allreduce_sum(p, m.num_params(), vp::dist::Elem::kFloat32, m.device() == vp::Device::kCUDA);
+        },
+        [](Napi::Env e) { return e.Undefined(); });
+  }
+  // distBroadcast(which, root) → Promise<void>: the flat buffer from rank `root` to every rank.
+  Napi::Value DistBroadcast(const Napi::CallbackInfo& info) {
+    vp::VideoLM& m = M(info.Env());
+    const vp::VideoLMBuffer which = Which(info.Env(), info[0]);
+    const int root = info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 0;
+    return Start(
+        info,
+        [&m, which, root]() {
+          float* p = nullptr;
+          VP_RETURN_IF_ERROR(m.buffer_data(which, &p));
+          return vp::dist::broadcast(p, m.num_params() * static_cast<int64_t>(sizeof(float)), root,
+                                     m.device() == vp::Device::kCUDA);
+        },
+        [](Napi::Env e) { return e.Undefined(); });
   }
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {

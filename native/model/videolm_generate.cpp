@@ -154,6 +154,9 @@ Status VideoLM::generate(const VideoLMBatch& prompts, const VideoLMGenerateOptio
   if (!(o.temperature >= 0.0f) || !std::isfinite(o.temperature))
     return Status::Invalid(std::string(fn) + ": temperature must be >= 0");
   if (!(o.top_p > 0.0f && o.top_p <= 1.0f)) return Status::Invalid(std::string(fn) + ": topP must be in (0, 1]");
+  if (!o.streams.empty() && o.streams.size() != prompts.sequences.size())
+    return Status::OutOfRange(std::string(fn) + ": streams must hold one entry per sequence (" +
+                              std::to_string(prompts.sequences.size()) + "), got " + std::to_string(o.streams.size()));
   const int64_t V = cfg_.vocab;
   SampleOptions so;
   so.temperature = o.temperature;
@@ -163,7 +166,7 @@ Status VideoLM::generate(const VideoLMBatch& prompts, const VideoLMGenerateOptio
   // The shared sampler (vp/sample.h): one Philox stream per sequence b and a
   // counter per step, so results do not depend on how prompts are batched.
   auto choose = [&](int64_t b, int64_t step, const float* logits) -> int32_t {
-    const uint64_t stream = static_cast<uint64_t>(b);
+    const uint64_t stream = o.streams.empty() ? static_cast<uint64_t>(b) : o.streams[static_cast<size_t>(b)];
     so.step = static_cast<uint64_t>(step);
     int32_t token = -1;
     Status st = sample_tokens(logits, 1, V, so, &stream, &token);

@@ -164,6 +164,10 @@ struct VideoLMGenerateOptions {
   int32_t eos_id = -1;        // stop a sequence after it emits this id (kept in the output)
   // Called with (sequence, token) as each token is sampled, on the generating thread (streaming).
   std::function<void(int64_t, int32_t)> on_token;
+  // The sampler stream of each sequence (empty: its index in the batch). A
+  // sequence samples the same tokens in any batch that gives it the same stream
+  // (how data-parallel ranks reproduce one process's rollouts).
+  std::vector<uint64_t> streams;
 };
 
 // The flat buffers of a model (all num_params() floats, in params() layout).
@@ -194,6 +198,9 @@ class VideoLM {
   // Copies a flat buffer (num_params() floats) to or from host memory, on either device.
   Status get_buffer(VideoLMBuffer which, float* host);
   Status set_buffer(VideoLMBuffer which, const float* host);
+  // The flat buffer itself on the model's device (allocated, zeroed, on first
+  // use): what a data-parallel all-reduce or broadcast works on in place.
+  Status buffer_data(VideoLMBuffer which, float** data);
   int64_t step() const { return step_; }
   void set_step(int64_t s) { step_ = s; }
   Status init(uint64_t seed);

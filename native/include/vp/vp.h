@@ -6,6 +6,7 @@
 #include "vp/attention.h"
 #include "vp/cpu_features.h"
 #include "vp/cuda.h"
+#include "vp/dist.h"
 #include "vp/gemm.h"
 #include "vp/grpo.h"
 #include "vp/infonce.h"
