@@ -138,6 +138,6 @@ test('CLI: train --model HF_DIR --lora-rank writes the merged model and the PEFT
   t.is(g.status, 0, g.stderr);
   t.is(typeof JSON.parse(g.stdout).text, 'string');
   const bad = cli('train', '--data', data!, '--out', tmp('cli-bad'), '--lora-rank', '4');
-  t.is(bad.status, 2, 'a bad command line exits 2');
+  t.is(bad.status, 2, 'a usage error');
   t.regex(bad.stderr, /--lora-rank needs --model DIR/);
 });
