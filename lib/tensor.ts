@@ -43,6 +43,15 @@ function dtypeOfArray(data: TypedData): DType {
   return 'bfloat16';
 }
 
+declare global {
+  // Explicit resource management (\`using\`): the two symbols, declared as @types/node does, so
+  // that a project whose TypeScript lib lacks them (no ESNext.Disposable) still type-checks.
+  interface SymbolConstructor {
+    readonly dispose: unique symbol;
+    readonly asyncDispose: unique symbol;
+  }
+}
+
 export class Tensor {
   readonly shape: readonly number[];
   readonly dtype: DType;

@@ -137,7 +137,7 @@ test('openDataset checks every clip when it opens: missing, unreadable, wrong sh
     const clip = (F: number, extra = 0) => ({ dtype: 'uint8' as const, shape: [F, 4, 4, 3], data: new Uint8Array(F * 48 + extra) });
     vp.writeNpy(join(dir, 'good.npy'), clip(3));
     vp.writeNpy(join(dir, 'floats.npy'), { dtype: 'float32', shape: [3, 4, 4, 3], data: new Float32Array(144) });
-    const whole = vp.encodeNpy(clip(3));
+    const whole = data.encodeNpy(clip(3));
     writeFileSync(join(dir, 'short.npy'), whole.subarray(0, whole.length - 10));
     writeFileSync(join(dir, 'fake.mp4'), 'not a video at all');
     mkdirSync(join(dir, 'folder.npy'));

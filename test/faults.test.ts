@@ -23,6 +23,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as vp from '../lib/index.js';
+import { seededRandom } from '../lib/random.js';
 import { fileHashes, runAndSignal } from './helpers.js';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -81,7 +82,7 @@ for (let episode = 0; episode < 4; episode++) {
   test.serial(`killed with SIGINT/SIGTERM at 5 random steps of SFT and RL, resumed each time: bit-identical to an uninterrupted run, no checkpoint changed (run ${episode + 1} of 4)`, async (t) => {
     t.timeout(10 * 60_000);
     t.log(`VP_FAULT_SEED=${seed}`);
-    const rand = vp.seededRandom(seed * 4 + episode);
+    const rand = seededRandom(seed * 4 + episode);
     const total = SFT_STEPS + RL_STEPS;
     // Five distinct kill points in 1 .. total-1, at least one in each stage.
     const points = new Set<number>([1 + Math.floor(rand() * (SFT_STEPS - 1)), SFT_STEPS + 1 + Math.floor(rand() * (RL_STEPS - 1))]);
