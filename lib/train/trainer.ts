@@ -310,12 +310,22 @@ export class Trainer {
     this.#running = true;
     this.#stopRequested = undefined;
     let signalled: NodeJS.Signals | undefined;
+    let ended = false;
+    const unlisten = () => {
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
+    };
     const onSignal = (sig: NodeJS.Signals) => {
+      unlisten();
+      if (ended) {
+        // The stage is over and its checkpoint written; unless another stage now handles the
+        // signal, exit as it would.
+        if (!this.#running) process.kill(process.pid, sig);
+        return;
+      }
       signalled ??= sig;
       this.#stopRequested = 'interrupted';
       process.stderr.write(`\nvideoperceiver: ${sig === 'SIGINT' ? 'interrupt' : sig}: finishing the step and writing a checkpoint (${sig === 'SIGINT' ? 'Ctrl-C' : sig} again to quit now)\n`);
-      process.removeListener('SIGINT', onSignal);
-      process.removeListener('SIGTERM', onSignal);
     };
     const onAbort = () => this.stop();
     if (this.#handleSigint) {
@@ -378,8 +388,11 @@ export class Trainer {
     } catch (e) {
       throw this.#failure(fn, stage, doing === 'step' ? s + 1 : savingAt, doing, e);
     } finally {
-      process.removeListener('SIGINT', onSignal);
-      process.removeListener('SIGTERM', onSignal);
+      // A signal that arrived in the stage's last moments may not have reached its listener yet
+      // (Node dispatches it on the next event-loop turn, and drops it if no listener is left):
+      // the listeners stay one more turn, and handle it as above.
+      ended = true;
+      setImmediate(unlisten);
       signal?.removeEventListener('abort', onAbort);
       this.#running = false;
       this.#bus.end();
