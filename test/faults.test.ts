@@ -3,8 +3,9 @@
 // written; a full disk during a checkpoint write leaves the previous one intact.
 //
 //   * Kill points: `videoperceiver train --stage both` (SFT then RL) is sent
-//     SIGINT or SIGTERM at random steps (4 runs × 5 kill points, seeded; the
-//     seed is logged, VP_FAULT_SEED replays it) and resumed with --resume after
+//     SIGINT or SIGTERM at random steps (4 runs × 5 kill points = 20, each one
+//     interrupting the run; seeded, the seed is logged, VP_FAULT_SEED replays it)
+//     and resumed with --resume after
 //     each. Every checkpoint file's hash is recorded after each process and must
 //     be the same after every later one; the final model and optimizer state,
 //     and the loss of every step in metrics.jsonl, must equal those of a run
@@ -15,8 +16,8 @@
 //     previous checkpoint is unchanged and latest.json still names it, no half
 //     checkpoint is left, and a resume with space again finishes bit-exactly.
 //
-// Sized for 2 cores: a 2-layer, 32-wide model, 12 clips of 4 frames, 10 SFT and
-// 6 RL steps; about 25 short processes.
+// Sized for 2 cores: a 2-layer, 32-wide model, 12 clips of 4 frames, 12 SFT and
+// 8 RL steps; 25 short processes (about 2 minutes on 2 loaded cores).
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
@@ -29,8 +30,8 @@ import { fileHashes, runAndSignal } from './helpers.js';
 const ROOT = join(import.meta.dirname, '..');
 const CLI = join(ROOT, 'lib', 'cli.ts');
 const MODEL = { imageSize: 16, patchSize: 8, frames: 4, width: 32, layers: 2, heads: 2, kvHeads: 1, mlpRatio: 2, maxSeq: 128, tied: true };
-const SFT_STEPS = 10;
-const RL_STEPS = 6;
+const SFT_STEPS = 12;
+const RL_STEPS = 8;
 
 const work = mkdtempSync(join(tmpdir(), 'vp-faults-'));
 const data = join(work, 'data');
@@ -84,10 +85,13 @@ for (let episode = 0; episode < 4; episode++) {
     t.log(`VP_FAULT_SEED=${seed}`);
     const rand = seededRandom(seed * 4 + episode);
     const total = SFT_STEPS + RL_STEPS;
-    // Five distinct kill points in 1 .. total-1, at least one in each stage.
-    const points = new Set<number>([1 + Math.floor(rand() * (SFT_STEPS - 1)), SFT_STEPS + 1 + Math.floor(rand() * (RL_STEPS - 1))]);
-    while (points.size < 5) points.add(1 + Math.floor(rand() * (total - 1)));
-    const kills = [...points].sort((a, b) => a - b);
+    // Five kill points: the first at step 1 or 2, then gaps of 3 or 4 steps (a process killed after
+    // step k checkpoints k+1 or so, and the next one must still have steps to run), so the first is
+    // in SFT and the last in RL (13 .. 18 of 20).
+    const kills = [1 + Math.floor(rand() * 2)];
+    while (kills.length < 5) kills.push(kills[kills.length - 1] + 3 + Math.floor(rand() * 2));
+    t.true(kills[0] <= SFT_STEPS && kills[4] > SFT_STEPS && kills[4] < total);
+    let interrupted = 0;
     const ref = await referenceRun();
     const run = join(work, `run-${episode}`);
     const seen = new Map<string, string>();
@@ -99,15 +103,20 @@ for (let episode = 0; episode < 4; episode++) {
       first = false;
       const r = await train(args, at, sig);
       log.push(`kill ${sig} at ${at ?? '-'} (sent at ${r.killedAt ?? '-'}): exit ${r.code ?? r.signal}`);
-      if (at === undefined || r.killedAt === undefined) t.is(r.code, 0, `${log.join('; ')}\n${r.err.slice(-600)}`);
-      else t.true(r.code === 0 || r.code === 130 || r.code === 143 || r.signal === sig, `${log.join('; ')}\n${r.err.slice(-600)}`);
+      if (at === undefined) t.is(r.code, 0, `${log.join('; ')}\n${r.err.slice(-600)}`);
+      else {
+        // Every kill point interrupts a run that still had steps to do.
+        t.true(r.killedAt !== undefined && (r.code === 130 || r.code === 143 || r.signal === sig), `${log.join('; ')}\n${r.err.slice(-600)}`);
+        interrupted++;
+      }
       // Every checkpoint file seen after an earlier process is still there, unchanged.
       const now = hashes(join(run, 'checkpoints'));
       for (const [f, h] of seen) t.is(now.get(f), h, `${f} changed after: ${log.at(-1)}`);
       for (const [f, h] of now) seen.set(f, h);
-      if (r.code === 0 && at !== undefined) break; // the kill came after the last step
+      if (r.code === 0 && at !== undefined) break; // (failed above) the run ended before the kill
     }
     t.log(log.join('\n'));
+    t.is(interrupted, 5);
     sameModel(t, join(run, 'model'), join(ref, 'model'), 'final model');
     sameModel(t, join(run, 'checkpoints', `rl-${String(RL_STEPS).padStart(6, '0')}`), join(ref, 'checkpoints', `rl-${String(RL_STEPS).padStart(6, '0')}`), 'last checkpoint');
     t.deepEqual(steps(run), steps(ref));

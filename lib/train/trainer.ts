@@ -338,12 +338,22 @@ export class Trainer {
     // Data parallel: mpirun passes Ctrl-C on to the ranks as SIGTERM (after --mca
     // odls_base_sigkill_timeout seconds) and forwards SIGUSR1 at once.
     const signals: NodeJS.Signals[] = dp.active ? ['SIGINT', 'SIGTERM', 'SIGUSR1'] : ['SIGINT', 'SIGTERM'];
+    let ended = false;
+    const unlisten = () => {
+      for (const x of signals) process.removeListener(x, onSignal);
+    };
     const onSignal = (sig: NodeJS.Signals) => {
+      unlisten();
+      if (ended) {
+        // The stage is over and its checkpoint written; unless another stage now handles the
+        // signal, exit as it would.
+        if (!this.#running) process.kill(process.pid, sig);
+        return;
+      }
       signalled ??= sig;
       this.#stopRequested = 'interrupted';
       if (!dp.active) process.stderr.write(`\nvideoperceiver: ${sig === 'SIGINT' ? 'interrupt' : sig}: finishing the step and writing a checkpoint (${sig === 'SIGINT' ? 'Ctrl-C' : sig} again to quit now)\n`);
       else if (dp.writer) process.stderr.write(`\nvideoperceiver: rank 0: ${sig}: every rank finishes the step, then rank 0 writes a checkpoint (unless the launcher kills the job first)\n`);
-      for (const x of signals) process.removeListener(x, onSignal);
     };
     const onAbort = () => this.stop();
     if (this.#handleSigint) for (const x of signals) process.on(x, onSignal);
@@ -413,7 +423,11 @@ export class Trainer {
     } catch (e) {
       throw this.#failure(fn, stage, doing === 'step' ? s + 1 : savingAt, doing, e);
     } finally {
-      for (const x of signals) process.removeListener(x, onSignal);
+      // A signal that arrived in the stage's last moments may not have reached its listener yet
+      // (Node dispatches it on the next event-loop turn, and drops it if no listener is left):
+      // the listeners stay one more turn, and handle it as above.
+      ended = true;
+      setImmediate(unlisten);
       signal?.removeEventListener('abort', onAbort);
       this.#running = false;
       this.#bus.end();
