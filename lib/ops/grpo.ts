@@ -78,6 +78,19 @@ export function groupAdvantages(rewards: Float32Array | Tensor, groupSize: numbe
   return out;
 }
 
+/** The complete and degraded reward vectors of a comparative op, on one device, with groupSize dividing the first and the groups dividing the second. */
+function comparativeInputs(fn: string, taskComplete: unknown, taskDegraded: unknown, groupSize: unknown) {
+  const c = rewardVector(fn, 'taskComplete', taskComplete);
+  const d = rewardVector(fn, 'taskDegraded', taskDegraded);
+  if (!!c.cuda !== !!d.cuda) throw typeError(fn, 'taskDegraded', `on ${c.cuda ? 'cuda' : 'cpu'} like taskComplete`, describe(taskDegraded));
+  const g = checkGroupSize(fn, groupSize, c.length, 'complete-video rewards');
+  const groups = c.length / g;
+  if (groups === 0 && d.length !== 0) throw rangeError(fn, 'taskDegraded.length', '0 when taskComplete is empty', `${d.length}`);
+  if (groups > 0 && (d.length === 0 || d.length % groups !== 0))
+    throw rangeError(fn, 'taskDegraded.length', `a positive multiple of the number of groups (${groups})`, `${d.length}`);
+  return { c, d, g };
+}
+
 export type ComparativeMode = 'pairwise' | 'threshold';
 
 export interface ComparativeRewardsOptions {
@@ -120,14 +133,7 @@ export function comparativeRewards(
   opts?: ComparativeRewardsOptions,
 ): Float32Array | Tensor {
   const fn = 'comparativeRewards';
-  const c = rewardVector(fn, 'taskComplete', taskComplete);
-  const d = rewardVector(fn, 'taskDegraded', taskDegraded);
-  if (!!c.cuda !== !!d.cuda) throw typeError(fn, 'taskDegraded', `on ${c.cuda ? 'cuda' : 'cpu'} like taskComplete`, describe(taskDegraded));
-  const g = checkGroupSize(fn, groupSize, c.length, 'complete-video rewards');
-  const groups = c.length / g;
-  if (groups === 0 && d.length !== 0) throw rangeError(fn, 'taskDegraded.length', '0 when taskComplete is empty', `${d.length}`);
-  if (groups > 0 && (d.length === 0 || d.length % groups !== 0))
-    throw rangeError(fn, 'taskDegraded.length', `a positive multiple of the number of groups (${groups})`, `${d.length}`);
+  const { c, d, g } = comparativeInputs(fn, taskComplete, taskDegraded, groupSize);
   const o = checkOptions(fn, opts);
   const mode = o.mode ?? 'pairwise';
   if (mode !== 'pairwise' && mode !== 'threshold') throw typeError(fn, 'opts.mode', "'pairwise' | 'threshold'", describe(mode));
@@ -187,14 +193,8 @@ export function comparativeAdvantages(
   opts?: ComparativeAdvantagesOptions,
 ): Float32Array | Tensor {
   const fn = 'comparativeAdvantages';
-  const c = rewardVector(fn, 'taskComplete', taskComplete);
-  const d = rewardVector(fn, 'taskDegraded', taskDegraded);
-  if (!!c.cuda !== !!d.cuda) throw typeError(fn, 'taskDegraded', `on ${c.cuda ? 'cuda' : 'cpu'} like taskComplete`, describe(taskDegraded));
-  const g = checkGroupSize(fn, groupSize, c.length, 'complete-video rewards');
+  const { c, d, g } = comparativeInputs(fn, taskComplete, taskDegraded, groupSize);
   const groups = c.length / g;
-  if (groups === 0 && d.length !== 0) throw rangeError(fn, 'taskDegraded.length', '0 when taskComplete is empty', `${d.length}`);
-  if (groups > 0 && (d.length === 0 || d.length % groups !== 0))
-    throw rangeError(fn, 'taskDegraded.length', `a positive multiple of the number of groups (${groups})`, `${d.length}`);
   const o = checkOptions(fn, opts);
   const scale = o.scale ?? 'group';
   if (scale !== 'group' && scale !== 'batch' && scale !== 'none') throw typeError(fn, 'opts.scale', "'group' | 'batch' | 'none'", describe(scale));
