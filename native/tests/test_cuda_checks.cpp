@@ -14,6 +14,7 @@
 //   * the pack gather on 2-byte-aligned rows of 4 bytes.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -87,17 +88,20 @@ TEST_CASE("cuda host checks: the row copy's word fits the row size and every poi
 namespace {
 int g_allocs = 0, g_frees = 0, g_live = 0;
 bool g_fail_next = false;
+std::vector<void*> g_blocks;  // live blocks, so the test can free what the pool keeps
 std::string fake_alloc(void** p, size_t bytes) {
   if (g_fail_next) {
     g_fail_next = false;
     return "out of memory (test)";
   }
   *p = std::malloc(bytes);
+  g_blocks.push_back(*p);
   ++g_allocs;
   ++g_live;
   return "";
 }
 void fake_free(void* p) {
+  g_blocks.erase(std::find(g_blocks.begin(), g_blocks.end(), p));
   std::free(p);
   ++g_frees;
   --g_live;
@@ -158,6 +162,8 @@ TEST_CASE("cuda scratch pool: reuse without allocation, exclusive leases, growth
     CHECK(pool.stats().leased == 0);
   }
   CHECK(g_live == 1);  // the pool does not free at destruction (the device pool lives for the process)
+  for (void* p : g_blocks) std::free(p);  // what the pool kept: freed here, not leaked
+  g_blocks.clear();
 }
 
 TEST_CASE("cuda host checks: decode attention on the CPU: zero keys give zeros, counts past max_keys are OutOfRange") {
