@@ -43,15 +43,17 @@ __global__ void k_vision_add_pos(float* __restrict__ vis, const float* __restric
     const int64_t r = i / d, j = i % d, f = (r / P) % frames, q = r % P;
     float v = vis[i];
     if (bias) v += bias[j];
-    v += fp[f * d + j] + pp[q * d + j];
+    if (fp) v += fp[f * d + j];
+    v += pp[q * d + j];
     vis[i] = v;
   }
 }
 
-// Threads [0, frames·d): dframe_pos; [frames·d, (frames + P)·d): dpatch_pos; then d threads for dbias.
+// Threads [0, frames·d): dframe_pos (none when it is null); then P·d threads for dpatch_pos; then d
+// threads for dbias (when it is not null).
 __global__ void k_vision_pos_bwd(const float* __restrict__ dvis, int64_t n, int64_t P, int64_t frames, int64_t d,
                                  float* __restrict__ dbias, float* __restrict__ dfp, float* __restrict__ dpp) {
-  const int64_t nfp = frames * d, npp = P * d, total = nfp + npp + (dbias ? d : 0);
+  const int64_t nfp = dfp ? frames * d : 0, npp = P * d, total = nfp + npp + (dbias ? d : 0);
   VP_GRID_STRIDE(i, total) {
     if (i < nfp) {
       const int64_t f = i / d, j = i % d;
@@ -113,7 +115,7 @@ Status vision_pos_backward(const float* dvis, int64_t n, int64_t P, int64_t fram
                            float* dframe_pos, float* dpatch_pos) {
   VP_RETURN_IF_ERROR(kutil::check_available("vision_pos_backward"));
   if (n <= 0 || d <= 0) return Status::Ok();
-  const int64_t total = (frames + P) * d + (dbias ? d : 0);
+  const int64_t total = ((dframe_pos ? frames : 0) + P) * d + (dbias ? d : 0);
   k_vision_pos_bwd<<<grid_for(total, 128), 128>>>(dvis, n, P, frames, d, dbias, dframe_pos, dpatch_pos);
   return launch_status("vision_pos_backward");
 }

@@ -58,6 +58,14 @@ export interface SynthOptions {
   speed?: readonly [number, number];
   /** Object size multiplier (default 1: radius 3 to 4.5 pixels at size 32, scaled with size). */
   objectScale?: number;
+  /**
+   * Also ask "What colour is the <shape>?" about an object whose shape no other object has (four
+   * colours, the right one included; default false). The colour is visible in every frame: a
+   * question a small model learns, so it measures general ability beside the brief events.
+   */
+  colourQuestion?: boolean;
+  /** Ask the steady-motion question (default true; false also skips its random draws). */
+  motionQuestion?: boolean;
 }
 
 export interface SynthObject {
@@ -74,7 +82,7 @@ export interface SynthClip {
   /** The transient event, if any: which object, what, and its frames. */
   event: null | { object: number; kind: EventKind; frames: number[] };
   events: { keyword: string; start: number; end: number }[];
-  questions: (QuestionAnnotation & { kind: 'event' | 'motion' })[];
+  questions: (QuestionAnnotation & { kind: 'event' | 'motion' | 'colour' })[];
   fps: number;
 }
 
@@ -118,6 +126,8 @@ function checkSynthOptions(opts: SynthOptions): void {
   const fps = opts.fps ?? 8;
   if (!Number.isInteger(F) || F < 4 || F > 4096) throw new RangeError(`synth: frames must be an integer in [4, 4096], got ${F}`);
   if (!Number.isInteger(S) || S < 16 || S > 4096) throw new RangeError(`synth: size must be an integer in [16, 4096], got ${S}`);
+  for (const k of ['colourQuestion', 'motionQuestion'] as const)
+    if (opts[k] !== undefined && typeof opts[k] !== 'boolean') throw new TypeError(`synth: ${k} must be a boolean, got ${JSON.stringify(opts[k])}`);
   if (F * S * S * 3 > MAX_CLIP_BYTES) throw new RangeError(`synth: frames × size² × 3 must be at most ${MAX_CLIP_BYTES} bytes per clip, got ${F} × ${S}² × 3 = ${F * S * S * 3}`);
   if (typeof fps !== 'number' || !(fps > 0) || !Number.isFinite(fps) || fps > 1e4) throw new RangeError(`synth: fps must be a number in (0, 10000], got ${opts.fps}`);
   const rate = opts.eventRate ?? 0.8;
@@ -250,11 +260,22 @@ export function synthClip(rng: () => number, opts: SynthOptions = {}): SynthClip
     kind: 'event', question: 'What happened briefly in the clip?', options: eventOptions, answer: eventOptions.indexOf(correct),
   }];
   // Motion question about one object: four of the five directions, the right one included.
-  const mo = objects[Math.floor(rng() * nObj)];
-  const right = MOTION_ANSWER[mo.motion];
-  const others = shuffle(rng, Object.values(MOTION_ANSWER).filter((a) => a !== right)).slice(0, 3);
-  const motionOptions = shuffle(rng, [right, ...others]);
-  questions.push({ kind: 'motion', question: `Which way does ${name(mo)} move?`, options: motionOptions, answer: motionOptions.indexOf(right) });
+  if (opts.motionQuestion ?? true) {
+    const mo = objects[Math.floor(rng() * nObj)];
+    const right = MOTION_ANSWER[mo.motion];
+    const others = shuffle(rng, Object.values(MOTION_ANSWER).filter((a) => a !== right)).slice(0, 3);
+    const motionOptions = shuffle(rng, [right, ...others]);
+    questions.push({ kind: 'motion', question: `Which way does ${name(mo)} move?`, options: motionOptions, answer: motionOptions.indexOf(right) });
+  }
+  if (opts.colourQuestion) {
+    // Asked after the other draws, so clips without it are unchanged.
+    const unique = objects.filter((o) => objects.filter((p) => p.shape === o.shape).length === 1);
+    if (unique.length) {
+      const co = pick(rng, unique);
+      const colours = shuffle(rng, [co.color, ...shuffle(rng, Object.keys(COLORS).filter((c) => c !== co.color)).slice(0, 3)]);
+      questions.push({ kind: 'colour', question: `What colour is the ${co.shape}?`, options: colours, answer: colours.indexOf(co.color) });
+    }
+  }
 
   return { frames, shape: [F, S, S, 3], caption, objects, event, events, questions, fps };
 }

@@ -71,7 +71,15 @@ export type VideoLMCreateOptions = Partial<VideoLMConfig> & {
 };
 
 /** A segment of a packed sequence (docs/kim.md). */
-export type VideoLMSegment = { video: number; frames?: Int32Array } | { text: [number, number] };
+/**
+ * One segment of a packed sequence: a video (all its frames, or `frames`: the source frame of each
+ * output frame, a KIM variant's frame map) or a span of `batch.text`. A video frame's tokens get the
+ * frame-position embedding of the slot they fill (output frame o gets position o, as a frame replaced
+ * at the pixel level would), unless `sourceFramePosition` is true: then they keep the position of the
+ * frame they were copied from (the earlier behaviour, for ablations). With slot positions a frame map
+ * holds at most `frames` entries.
+ */
+export type VideoLMSegment = { video: number; frames?: Int32Array; sourceFramePosition?: boolean } | { text: [number, number] };
 
 /** A packed batch: videos, text token ids, and sequences of segments over them. */
 export interface VideoLMBatch {
@@ -378,6 +386,8 @@ export class VideoLM {
         if (g === null || typeof g !== 'object') throw typeError(fn, at, '{ video, frames? } or { text: [start, length] }', describe(g));
         const seg = g as Record<string, unknown>;
         if ('video' in seg) {
+          if (seg.sourceFramePosition !== undefined && typeof seg.sourceFramePosition !== 'boolean')
+            throw typeError(fn, `${at}.sourceFramePosition`, 'a boolean', describe(seg.sourceFramePosition));
           const vi = checkNumber(fn, `${at}.video`, seg.video, NaN, { integer: true, min: 0 });
           if (vi >= numVideos) throw rangeError(fn, `${at}.video`, `< the number of videos ${numVideos}`, `${vi}`);
           if (seg.frames !== undefined) {
@@ -385,6 +395,8 @@ export class VideoLM {
             if (fr.length === 0) throw rangeError(fn, `${at}.frames.length`, '>= 1', '0');
             for (let k = 0; k < fr.length; k++)
               if (fr[k] < 0 || fr[k] >= c.frames) throw rangeError(fn, `${at}.frames[${k}]`, `a frame in [0, ${c.frames})`, `${fr[k]}`);
+            if (fr.length > c.frames && seg.sourceFramePosition !== true)
+              throw rangeError(fn, `${at}.frames.length`, `at most frames=${c.frames} (each output frame takes its slot's position; set sourceFramePosition for longer maps)`, `${fr.length}`);
             n += fr.length * (c.imageSize / c.patchSize) ** 2;
           } else n += c.frames * (c.imageSize / c.patchSize) ** 2;
         } else if ('text' in seg) {

@@ -110,3 +110,34 @@ export function barChart(title: string, groups: string[], bars: { name: string; 
   parts.push('</svg>');
   return parts.join('');
 }
+
+/**
+ * Paired differences: one row per comparison, a dot per seed (its difference), the mean as a
+ * bar, the 95 % interval as a line, and zero marked. Values in the units of the metric.
+ */
+export function differencePlot(title: string, rows: { name: string; perSeed: number[]; mean: number; ci: [number, number] }[], opts: { width?: number } = {}): string {
+  const W = opts.width ?? 720, rowH = 34, L = 230, R = 24, T = 40, B = 34;
+  const H = T + B + rowH * rows.length;
+  const all = rows.flatMap((r) => [...r.perSeed, r.ci[0], r.ci[1], r.mean]).filter(Number.isFinite);
+  let lo = Math.min(0, ...all), hi = Math.max(0, ...all);
+  const pad = (hi - lo) * 0.08 || 0.01;
+  lo -= pad;
+  hi += pad;
+  const sx = (v: number) => L + ((v - lo) / (hi - lo)) * (W - L - R);
+  const parts = [`<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="11" role="img" aria-label="${esc(title)}">`,
+    `<rect width="${W}" height="${H}" fill="#fff"/>`, `<text x="${W / 2}" y="18" text-anchor="middle" font-size="13" font-weight="bold">${esc(title)}</text>`];
+  for (const t of niceTicks(lo, hi)) parts.push(`<line x1="${sx(t)}" x2="${sx(t)}" y1="${T - 6}" y2="${H - B}" stroke="#eee"/><text x="${sx(t)}" y="${H - B + 14}" text-anchor="middle">${fmt(t)}</text>`);
+  parts.push(`<line x1="${sx(0)}" x2="${sx(0)}" y1="${T - 6}" y2="${H - B}" stroke="#888" stroke-dasharray="4 3"/>`);
+  rows.forEach((r, i) => {
+    const y = T + rowH * i + rowH / 2;
+    parts.push(`<text x="${L - 8}" y="${y + 4}" text-anchor="end">${esc(r.name)}</text>`);
+    if (Number.isFinite(r.ci[0]) && Number.isFinite(r.ci[1])) parts.push(`<line x1="${sx(r.ci[0])}" x2="${sx(r.ci[1])}" y1="${y}" y2="${y}" stroke="#222" stroke-width="2"><title>95% CI [${fmt(r.ci[0])}, ${fmt(r.ci[1])}]</title></line>`);
+    r.perSeed.forEach((d, k) => {
+      if (Number.isFinite(d)) parts.push(`<circle cx="${sx(d).toFixed(1)}" cy="${(y - 8 + ((k * 5) % 16)).toFixed(1)}" r="3" fill="${PALETTE[i % PALETTE.length]}" fill-opacity="0.75"><title>seed ${k}: ${fmt(d)}</title></circle>`);
+    });
+    if (Number.isFinite(r.mean)) parts.push(`<line x1="${sx(r.mean)}" x2="${sx(r.mean)}" y1="${y - 11}" y2="${y + 11}" stroke="#b3404a" stroke-width="3"><title>mean ${fmt(r.mean)}</title></line>`);
+  });
+  parts.push(`<text x="${(L + W - R) / 2}" y="${H - 6}" text-anchor="middle">difference (dots: seeds; red: mean; black: 95% CI)</text>`);
+  parts.push('</svg>');
+  return parts.join('');
+}

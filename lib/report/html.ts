@@ -35,6 +35,8 @@ export interface ReportInput {
   curveKeys?: string[];
   table: ReportRow[];
   samples: ReportSample[];
+  /** Extra sections after the results table: a title and trusted HTML (tables, charts). */
+  sections?: { title: string; html: string }[];
   notes?: string[];
 }
 
@@ -76,6 +78,7 @@ figure{margin:12px 0}figure img{image-rendering:pixelated;display:block}figcapti
 </style></head><body>
 <h1>${esc(r.title)}</h1>${r.subtitle ? `<p>${esc(r.subtitle)}</p>` : ''}
 <h2>Results on held-out clips</h2>${tableHtml}<div class="charts">${bars}</div>
+${(r.sections ?? []).map((s) => `<h2>${esc(s.title)}</h2>${s.html}`).join('\n')}
 <h2>Training curves</h2><div class="charts">${curves.join('\n')}</div>
 <h2>Sample clips</h2>${samples}
 ${r.notes?.length ? `<h2>Notes</h2><ul class="notes">${r.notes.map((n) => `<li>${esc(n)}</li>`).join('')}</ul>` : ''}

@@ -59,9 +59,13 @@ export class PackedBatchBuilder {
    * then text segments, each with its targets (-1: none). Returns the
    * sequence's index and where each text segment's tokens went.
    */
-  addSequence(video: { video: number; frames?: Int32Array } | null, texts: { ids: ArrayLike<number>; targets: ArrayLike<number> }[]): { sequence: number; texts: TextPlacement[] } {
+  addSequence(video: { video: number; frames?: Int32Array; sourceFramePosition?: boolean } | null, texts: { ids: ArrayLike<number>; targets: ArrayLike<number> }[]): { sequence: number; texts: TextPlacement[] } {
     const seq: VideoLMSegment[] = [];
-    if (video) seq.push(video.frames ? { video: video.video, frames: video.frames } : { video: video.video });
+    if (video) {
+      seq.push(video.frames
+        ? { video: video.video, frames: video.frames, ...(video.sourceFramePosition ? { sourceFramePosition: true } : {}) }
+        : { video: video.video });
+    }
     const placed: TextPlacement[] = [];
     for (const t of texts) {
       const textStart = this.#text.length;
@@ -139,7 +143,24 @@ export interface SftBatchPlanOptions {
   substitution: SubstitutionPolicy;
   locator: 'transient' | 'none';
   transient?: TransientOptions;
+  /**
+   * The frame-position embedding of a KIM copy: 'slot' (default; the position of the frame it
+   * replaces, as a pixel-level substitution) or 'source' (the frame it was copied from; ablation).
+   */
+  kimFramePosition?: KimFramePosition;
+  /**
+   * Where keywords and key frames come from: 'annotated' (default: the annotation's events when
+   * present, else the caption and the locator) or 'extracted' (always the caption's keywords and
+   * the locator's key frames; annotations unused).
+   */
+  keyInfo?: KeyInfoSource;
 }
+
+/** See SftBatchPlanOptions.keyInfo. */
+export type KeyInfoSource = 'annotated' | 'extracted';
+
+/** Which frame-position embedding a substituted frame carries (see SftBatchPlanOptions.kimFramePosition). */
+export type KimFramePosition = 'slot' | 'source';
 
 /** The rows the contrastive loss pools, for one sample (empty arrays: the sample has no term). */
 export interface ContrastGroup {
@@ -171,15 +192,16 @@ export interface TrainerSftBatch {
  * substituted (every frame a key frame).
  */
 export function clipKimPlan(clip: TrainClip, cfg: VideoLMConfig, caption: { ids: Int32Array; offsets: Int32Array },
-  o: Pick<SftBatchPlanOptions, 'substitution' | 'locator' | 'transient'>): SftSamplePlan {
+  o: Pick<SftBatchPlanOptions, 'substitution' | 'locator' | 'transient' | 'keyInfo'>): SftSamplePlan {
   const a = clip.annotation;
   const F = cfg.frames;
+  const events = o.keyInfo === 'extracted' ? undefined : a.events;
   const sample: SftSample = {
     caption: a.caption,
     numFrames: F,
     frameTimes: clip.frameTimes,
-    events: a.events,
-    ...(o.locator === 'transient' && !a.events?.length ? { frames: { data: clip.frames, shape: [F, cfg.imageSize, cfg.imageSize, 3] } } : {}),
+    events,
+    ...(o.locator === 'transient' && !events?.length ? { frames: { data: clip.frames, shape: [F, cfg.imageSize, cfg.imageSize, 3] } } : {}),
   };
   const offsets = Array.from({ length: caption.ids.length }, (_, t) => [caption.offsets[2 * t], caption.offsets[2 * t + 1]] as const);
   return buildSftBatch([sample], {
@@ -200,7 +222,7 @@ export function clipKimPlan(clip: TrainClip, cfg: VideoLMConfig, caption: { ids:
 export class KimPlans {
   readonly #plans = new Map<number, { plan?: SftSamplePlan; skipped?: string }>();
   constructor(readonly cfg: VideoLMConfig, readonly tokenizer: Tokenizer,
-    readonly options: Pick<SftBatchPlanOptions, 'substitution' | 'locator' | 'transient'>) {}
+    readonly options: Pick<SftBatchPlanOptions, 'substitution' | 'locator' | 'transient' | 'keyInfo'>) {}
 
   /**
    * The clip's plan, or why it has no KIM variant (every frame a key frame).
@@ -260,7 +282,7 @@ export function planSftBatch(clips: readonly TrainClip[], cfg: VideoLMConfig, to
       skipped.push({ id: a.id, reason: plan.keyFrames.length === 0 ? 'no key frames' : `no keyword in the caption (${annotatedKeywords(a).join(', ') || 'none'})` });
       continue;
     }
-    const seqB = o.kim ? b.addSequence({ video: v, frames: plan.substitution }, []).sequence : -1;
+    const seqB = o.kim ? b.addSequence({ video: v, frames: plan.substitution, sourceFramePosition: o.kimFramePosition === 'source' }, []).sequence : -1;
     pending.push({ seqA, seqB, captionAt: text.responseStart, keywordTokens: plan.keywordTokens, keyFrames: plan.keyFrames });
   }
   const built = b.build();
@@ -284,6 +306,8 @@ export interface PromptItem {
   frames: Uint8Array;
   /** Source frame per frame (the KIM variant); absent: the original video. */
   frameMap?: Int32Array;
+  /** With a frameMap: substituted frames keep their source frame's position embedding (ablation; default: the slot's). */
+  sourceFramePosition?: boolean;
   promptIds: Int32Array;
 }
 
@@ -294,7 +318,7 @@ export function generationBatch(items: readonly PromptItem[], cfg: VideoLMConfig
   for (const it of items) {
     let v = seen.get(it.frames);
     if (v === undefined) seen.set(it.frames, (v = b.addVideo(it.frames)));
-    b.addSequence({ video: v, frames: it.frameMap }, [promptText(it.promptIds)]);
+    b.addSequence({ video: v, frames: it.frameMap, sourceFramePosition: it.sourceFramePosition }, [promptText(it.promptIds)]);
   }
   return b.build().batch;
 }
@@ -314,7 +338,7 @@ export function scoringBatch(items: readonly PromptItem[], responses: readonly A
     let v = seen.get(it.frames);
     if (v === undefined) seen.set(it.frames, (v = b.addVideo(it.frames)));
     const t = promptResponseText(it.promptIds, responses[i], false);
-    const { texts } = b.addSequence({ video: v, frames: it.frameMap }, [t]);
+    const { texts } = b.addSequence({ video: v, frames: it.frameMap, sourceFramePosition: it.sourceFramePosition }, [t]);
     at.push(texts[0].textStart + t.responseStart - 1);
     lengths.push(responses[i].length);
   });

@@ -12,12 +12,12 @@ export const MAX_STEPS = 100_000_000;
 export const TRAINER_OPTION_KEYS = ['runDir', 'seed', 'onStep', 'checkpointEvery', 'handleSigint', 'saveTotalLimit', 'contrastDim'] as const;
 export const SFT_OPTION_KEYS = [
   'steps', 'epochs', 'batchSize', 'gradAccum', 'lr', 'minLr', 'warmupSteps', 'weightDecay', 'maxGradNorm', 'kim', 'contrastive',
-  'lambda', 'tapLayer', 'temperature', 'questions', 'substitution', 'locator', 'signal',
+  'lambda', 'tapLayer', 'temperature', 'questions', 'substitution', 'kimFramePosition', 'keyInfo', 'locator', 'signal',
 ] as const;
 export const RL_OPTION_KEYS = [
   'steps', 'epochs', 'promptsPerStep', 'groupSize', 'updatesPerBatch', 'lr', 'weightDecay', 'maxGradNorm', 'temperature', 'topP',
   'maxTokens', 'comparative', 'bonus', 'ratio', 'reward', 'tasks', 'beta', 'reference', 'epsLow', 'epsHigh', 'lossType',
-  'scaleAdvantages', 'substitution', 'locator', 'signal',
+  'scaleAdvantages', 'substitution', 'kimFramePosition', 'keyInfo', 'locator', 'signal',
 ] as const;
 
 /** Keys a JSON config file may hold in each section (no functions, signals or models). */

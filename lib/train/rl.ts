@@ -96,6 +96,10 @@ export interface RlOptions {
   lossType?: GrpoLossType;
   scaleAdvantages?: AdvantageScale;
   substitution?: 'nearest' | 'previous' | 'next';
+  /** The frame-position embedding of the KIM video's substituted frames: 'slot' (default) or 'source' (ablation). */
+  kimFramePosition?: 'slot' | 'source';
+  /** Where keywords and key frames come from: 'annotated' (default) or 'extracted' (caption text and locator only). */
+  keyInfo?: 'annotated' | 'extracted';
   locator?: 'transient' | 'none';
   signal?: AbortSignal;
 }
@@ -123,6 +127,8 @@ export interface RlSettings {
   lossType: GrpoLossType;
   scale: AdvantageScale;
   substitution: 'nearest' | 'previous' | 'next';
+  kimFramePosition: 'slot' | 'source';
+  keyInfo: 'annotated' | 'extracted';
   locator: 'transient' | 'none';
   reference?: TrainableModel;
   signal?: AbortSignal;
@@ -170,6 +176,8 @@ export function parseRlOptions(fn: string, opts: RlOptions, count: number): RlSe
     lossType: oneOf(fn, 'opts.lossType', o.lossType, ['grpo', 'bnpo', 'dapo', 'dr_grpo'] as const, 'dapo'),
     scale: oneOf(fn, 'opts.scaleAdvantages', o.scaleAdvantages, ['group', 'batch', 'none'] as const, 'group'),
     substitution: oneOf(fn, 'opts.substitution', o.substitution, ['nearest', 'previous', 'next'] as const, 'nearest'),
+    kimFramePosition: oneOf(fn, 'opts.kimFramePosition', o.kimFramePosition, ['slot', 'source'] as const, 'slot'),
+    keyInfo: oneOf(fn, 'opts.keyInfo', o.keyInfo, ['annotated', 'extracted'] as const, 'annotated'),
     locator: oneOf(fn, 'opts.locator', o.locator, ['transient', 'none'] as const, 'transient'),
     reference: o.reference as TrainableModel | undefined,
     signal: o.signal as AbortSignal | undefined,
@@ -217,7 +225,7 @@ export async function rollout(io: ModelIO, prompts: RolloutPrompt[], s: RlSettin
     for (let g = 0; g < G; g++) orig.push({ frames: p.clip.frames, promptIds: p.promptIds });
     if (p.frameMap && s.mode !== 'none') {
       withKim.push(i);
-      for (let g = 0; g < G; g++) deg.push({ frames: p.clip.frames, frameMap: p.frameMap, promptIds: p.promptIds });
+      for (let g = 0; g < G; g++) deg.push({ frames: p.clip.frames, frameMap: p.frameMap, sourceFramePosition: s.kimFramePosition === 'source', promptIds: p.promptIds });
     }
   });
   let streams: Int32Array | undefined;

@@ -32,7 +32,7 @@ import { PretrainedModel } from '../pretrained/model.js';
 import type { PretrainedTokenizer } from '../pretrained/tokenizer.js';
 import { seededRandom } from '../random.js';
 import { checkBoolean, checkKnownKeys, checkNumber, checkOptions } from '../validate.js';
-import { KimPlans, type TrainClip, type TrainerSftBatch } from './batch.js';
+import { KimPlans, type KeyInfoSource, type KimFramePosition, type TrainClip, type TrainerSftBatch } from './batch.js';
 import { allFinite, changedArgs, CheckpointStore, DivergenceError, readTrainingArgs, type Stage, type TrainerState, type TrainingArgs } from './checkpoints.js';
 import { ContrastiveHead } from './contrastive.js';
 import { DataParallel } from './data-parallel.js';
@@ -97,6 +97,17 @@ export interface SftOptions {
   /** Also train on the clips' multiple-choice questions: true (all, default), 'one' (one per clip per step, rotating), false. */
   questions?: boolean | 'one';
   substitution?: 'nearest' | 'previous' | 'next';
+  /**
+   * The frame-position embedding of a KIM copy: 'slot' (default: the position of the frame it
+   * replaces, as a pixel-level substitution) or 'source' (the frame it was copied from; ablation).
+   */
+  kimFramePosition?: KimFramePosition;
+  /**
+   * Where keywords and key frames come from: 'annotated' (default: the annotation's events when
+   * present, else the caption's keywords and the locator) or 'extracted' (always from the caption
+   * text and the locator, annotations unused: the method end to end).
+   */
+  keyInfo?: KeyInfoSource;
   /** Key frames of clips without annotated spans: 'transient' (default) or 'none'. */
   locator?: 'transient' | 'none';
   signal?: AbortSignal;
@@ -284,13 +295,15 @@ export class Trainer {
   }
 
   /** The packed stage-1 batch of given clips (what sft() trains on; exposed for inspection and tests). */
-  sftBatch(clips: readonly TrainClip[], opts: Pick<SftOptions, 'kim' | 'contrastive' | 'questions' | 'substitution' | 'locator'> & { round?: number } = {}): TrainerSftBatch {
+  sftBatch(clips: readonly TrainClip[], opts: Pick<SftOptions, 'kim' | 'contrastive' | 'questions' | 'substitution' | 'kimFramePosition' | 'keyInfo' | 'locator'> & { round?: number } = {}): TrainerSftBatch {
     return this.#io.sftBatch(clips, {
       round: opts.round,
       kim: opts.kim ?? !this.#io.textOnly,
       contrastive: opts.contrastive ?? !this.#io.textOnly,
       questions: opts.questions ?? true,
       substitution: opts.substitution ?? 'nearest',
+      kimFramePosition: opts.kimFramePosition ?? 'slot',
+      keyInfo: opts.keyInfo ?? 'annotated',
       locator: opts.locator ?? 'transient',
     });
   }
@@ -499,15 +512,21 @@ export class Trainer {
     if (!['nearest', 'previous', 'next'].includes(substitution as string)) throw typeError(fn, 'opts.substitution', "'nearest' | 'previous' | 'next'", describe(substitution));
     const locator = o.locator ?? 'transient';
     if (!['transient', 'none'].includes(locator as string)) throw typeError(fn, 'opts.locator', "'transient' | 'none'", describe(locator));
-    const plan = { kim, contrastive, questions, substitution: substitution as SftOptions['substitution'], locator: locator as SftOptions['locator'] };
+    const kfp = o.kimFramePosition ?? 'slot';
+    if (kfp !== 'slot' && kfp !== 'source') throw typeError(fn, 'opts.kimFramePosition', "'slot' | 'source'", describe(kfp));
+    const kimFramePosition: KimFramePosition = kfp;
+    const ki = o.keyInfo ?? 'annotated';
+    if (ki !== 'annotated' && ki !== 'extracted') throw typeError(fn, 'opts.keyInfo', "'annotated' | 'extracted'", describe(ki));
+    const keyInfo: KeyInfoSource = ki;
+    const plan = { kim, contrastive, questions, substitution: substitution as SftOptions['substitution'], kimFramePosition, keyInfo, locator: locator as SftOptions['locator'] };
     // One micro-batch packs each clip's video, its KIM variant and text: refuse a size that cannot fit before allocating it.
     if (!io.textOnly) {
       const cfg = (this.model as VideoLM).config;
       checkStepMemory(fn, 'opts.batchSize', batchSize, cfg, batchSize * clipTokens(cfg) * (kim ? 2 : 1), this.#memory(), `${batchSize} clips of ${clipTokens(cfg)} visual tokens`);
     }
-    const kimPlans = io.textOnly ? undefined : new KimPlans((this.model as VideoLM).config, this.tokenizer as Tokenizer, { substitution: plan.substitution!, locator: plan.locator! });
+    const kimPlans = io.textOnly ? undefined : new KimPlans((this.model as VideoLM).config, this.tokenizer as Tokenizer, { substitution: plan.substitution!, locator: plan.locator!, keyInfo });
     const t0 = Date.now();
-    const args = { steps: total, batchSize, gradAccum, lr, minLr, warmupSteps: warmup, weightDecay, maxGradNorm, kim, contrastive, lambda, tapLayer, temperature, questions, substitution, locator };
+    const args = { steps: total, batchSize, gradAccum, lr, minLr, warmupSteps: warmup, weightDecay, maxGradNorm, kim, contrastive, lambda, tapLayer, temperature, questions, substitution, kimFramePosition, keyInfo, locator };
     const diverged = (s: number, what: string) => new DivergenceError(fn, 'sft', s + 1, what);
 
     return this.#stage('sft', total, o.signal as AbortSignal | undefined, args, async (s) => {
@@ -593,7 +612,7 @@ export class Trainer {
       steps: s.total, promptsPerStep: s.promptsPerStep, groupSize: s.groupSize, updatesPerBatch: s.updatesPerBatch, lr: s.lr, weightDecay: s.weightDecay,
       maxGradNorm: s.maxGradNorm, temperature: s.temperature, topP: s.topP, maxTokens: s.maxTokens, comparative: s.mode, bonus: s.bonus, ratio: s.ratio,
       reward: o.reward ? 'custom' : 'default', tasks: s.tasks, beta: s.beta, reference: o.reference ? 'given' : 'copy', epsLow: s.epsLow, epsHigh: s.epsHigh,
-      lossType: s.lossType, scaleAdvantages: s.scale, substitution: s.substitution, locator: s.locator,
+      lossType: s.lossType, scaleAdvantages: s.scale, substitution: s.substitution, kimFramePosition: s.kimFramePosition, keyInfo: s.keyInfo, locator: s.locator,
     };
     const dp = this.#dp;
     dp.checkSplit(fn, 'opts.promptsPerStep', s.promptsPerStep);
@@ -602,7 +621,7 @@ export class Trainer {
       if (s.reference) this.#setReference(s.reference, false);
       else if (!this.#reference) this.#setReference(await this.model.clone(), true);
     }
-    const kimPlans = this.#io.textOnly ? undefined : new KimPlans((this.model as VideoLM).config as VideoLMConfig, this.tokenizer as Tokenizer, { substitution: s.substitution, locator: s.locator });
+    const kimPlans = this.#io.textOnly ? undefined : new KimPlans((this.model as VideoLM).config as VideoLMConfig, this.tokenizer as Tokenizer, { substitution: s.substitution, locator: s.locator, keyInfo: s.keyInfo });
     const vocabulary = eventVocabulary(data);
     const t0 = Date.now();
     return this.#stage('rl', s.total, s.signal, args, async (step) => {
@@ -667,7 +686,7 @@ export class Trainer {
     // Data parallel: each rank evaluates its piece of the clips; the records are gathered in clip order.
     const indices = dp.shard(Array.from({ length: this.#count(data) }, (_, i) => i));
     const clips = indices.map((i) => this.#clip('Trainer.evaluate', data, i));
-    let r = await evaluate(this.model, clips, opts);
+    let r = await evaluate(this.model, clips, { vocabulary: eventVocabulary(data), ...opts });
     if (dp.active) {
       const questions = await dp.gatherJson(r.questions);
       // JSON has no NaN: a recall that was NaN (a clip without keywords) comes back as null.

@@ -65,11 +65,12 @@ Status vision_add_pos(float* vis, const float* bias, const float* frame_pos, con
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t f = (r / P) % frames, q = r % P;
       float* o = vis + r * d;
-      const float* a = frame_pos + f * d;
       const float* bb = patch_pos + q * d;
       if (bias)
         for (int64_t j = 0; j < d; ++j) o[j] += bias[j];
-      for (int64_t j = 0; j < d; ++j) o[j] += a[j] + bb[j];
+      if (frame_pos)
+        for (int64_t j = 0; j < d; ++j) o[j] += frame_pos[f * d + j];
+      for (int64_t j = 0; j < d; ++j) o[j] += bb[j];
     }
   });
   return Status::Ok();
@@ -83,7 +84,7 @@ Status vision_pos_backward(const float* dvis, int64_t n, int64_t P, int64_t fram
       const int64_t f = (r / P) % frames, q = r % P;
       const float* s = dvis + r * d;
       for (int64_t j = j0; j < j1; ++j) {
-        dframe_pos[f * d + j] += s[j];
+        if (dframe_pos) dframe_pos[f * d + j] += s[j];
         dpatch_pos[q * d + j] += s[j];
         if (dbias) dbias[j] += s[j];
       }

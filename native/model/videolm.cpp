@@ -411,6 +411,28 @@ Status VideoLM::Impl::pack(const VideoLMConfig& cfg, const VideoLMBatch& b, cons
       if (st < 0) st = j + 1 < static_cast<int64_t>(nseg) ? layout.segment_start[static_cast<size_t>(first + j + 1)] : layout.cu_seqlens[s + 1];
     }
   }
+  // Frame positions of the visual rows: a video segment's rows are its output frames in order,
+  // P rows each, so row r of the segment starting at `st` fills slot (r - st) / P.
+  fpos_rows.clear();
+  fpos_frame.clear();
+  for (int64_t s = 0, first = 0; s < num_seqs; ++s) {
+    const auto& seq = b.sequences[static_cast<size_t>(s)];
+    for (int64_t r = layout.cu_seqlens[s]; r < layout.cu_seqlens[s + 1]; ++r) {
+      const int32_t from = row_from[static_cast<size_t>(r)];
+      if (from < 0) continue;
+      const int32_t j = segment[static_cast<size_t>(r)];
+      const VideoLMSegment& g = seq[static_cast<size_t>(j)];
+      const int64_t slot = (r - layout.segment_start[static_cast<size_t>(first + j)]) / P;
+      if (!g.source_frame_position && slot >= Fr)
+        return Status::OutOfRange(f + ": sequences[" + S(s) + "][" + S(j) + "].frames has " + S(g.num_frames) +
+                                  " entries; a frame map that takes the slots' positions holds at most frames=" + S(Fr) +
+                                  " (or mark it sourceFramePosition)");
+      fpos_rows.push_back(static_cast<int32_t>(r));
+      fpos_frame.push_back(static_cast<int32_t>(g.source_frame_position ? (from / P) % Fr : slot));
+    }
+    first += static_cast<int64_t>(seq.size());
+  }
+  csr(fpos_frame, Fr, &fpos_start, &fpos_order, fpos_rows);
   // Head rows: text tokens that are packed and have a target.
   head_text.clear();
   head_row.clear();
@@ -460,6 +482,10 @@ Status VideoLM::Impl::upload_indices() {
   VP_RETURN_IF_ERROR(ops.upload(d_vis_order, vis_order));
   VP_RETURN_IF_ERROR(ops.upload(d_tok_ids, tok_ids));
   VP_RETURN_IF_ERROR(ops.upload(d_tok_start, tok_start));
+  VP_RETURN_IF_ERROR(ops.upload(d_fpos_rows, fpos_rows));
+  VP_RETURN_IF_ERROR(ops.upload(d_fpos_frame, fpos_frame));
+  VP_RETURN_IF_ERROR(ops.upload(d_fpos_start, fpos_start));
+  VP_RETURN_IF_ERROR(ops.upload(d_fpos_order, fpos_order));
   return ops.upload(d_tok_order, tok_order);
 }
 
@@ -488,7 +514,8 @@ Status VideoLM::Impl::vision_forward(const VideoLM& m, const VideoLMBatch& b) {
   }
   const float* w = this->w.data();
   VP_RETURN_IF_ERROR(ops.mm_nt(patches.data(), w + o_patch_w, n, d, pf, vis.data(), 0.0f));
-  return ops.vision_add_pos(vis.data(), w + o_patch_b, w + o_frame_pos, w + o_patch_pos, n, P, Fr, d);
+  // Frame positions are added after packing (add_frame_positions), by the slot each frame fills.
+  return ops.vision_add_pos(vis.data(), w + o_patch_b, nullptr, w + o_patch_pos, n, P, Fr, d);
 }
 
 // One decoder layer forward over N rows; writes the cache and x_out.
@@ -531,6 +558,13 @@ Status VideoLM::Impl::run_forward(const VideoLM& m, const VideoLMBatch& b, bool 
   VP_RETURN_IF_ERROR(vision_forward(m, b));
   const float* w = this->w.data();
   VP_RETURN_IF_ERROR(ops.embed_rows(vis.data(), w + o_tok, d_row_from.data(), N, d, xs[0].data()));
+  // x0[fpos_rows[i]] += frame_pos[fpos_frame[i]] (rows are distinct).
+  const int64_t nf = static_cast<int64_t>(fpos_rows.size());
+  if (nf > 0) {
+    VP_RETURN_IF_ERROR(ops.alloc(fpos, nf * d));
+    VP_RETURN_IF_ERROR(ops.rows_gather(w + o_frame_pos, d_fpos_frame.data(), nf, d, fpos.data()));
+    VP_RETURN_IF_ERROR(ops.rows_scatter_add(fpos.data(), d_fpos_rows.data(), nf, d, xs[0].data()));
+  }
   for (int64_t l = 0; l < Lc; ++l)
     VP_RETURN_IF_ERROR(layer_forward(m, l, xs[static_cast<size_t>(l)].data(), xs[static_cast<size_t>(l + 1)].data()));
   has_cache = true;
@@ -701,7 +735,10 @@ Status VideoLM::backward(float grad_loss, const float* dtap, const float* dlogpr
         ops.rows_csr_sum(dx, I.d_vis_start.data(), I.d_vis_order.data(), nvis, d, I.dvis.data(), false));
     VP_RETURN_IF_ERROR(ops.mm_tn_acc(I.dvis.data(), I.patches.data(), d, c.patch_features(), nvis, g + I.o_patch_w));
     VP_RETURN_IF_ERROR(ops.vision_pos_backward(I.dvis.data(), nvis, c.patches_per_frame(), c.frames, d,
-                                               g + I.o_patch_b, g + I.o_frame_pos, g + I.o_patch_pos));
+                                               g + I.o_patch_b, nullptr, g + I.o_patch_pos));
+    // Frame positions: dframe_pos[f] += the rows that took frame_pos[f], in packed-row order.
+    VP_RETURN_IF_ERROR(ops.rows_csr_sum(dx, I.d_fpos_start.data(), I.d_fpos_order.data(), c.frames, d,
+                                        g + I.o_frame_pos, true));
   }
   return Status::Ok();
 }

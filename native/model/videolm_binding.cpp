@@ -152,6 +152,11 @@ std::unique_ptr<OwnedBatch> BatchFrom(const Napi::Value& v, const vp::VideoLMCon
           seg.num_frames = static_cast<int64_t>(b->maps.back()->size());
           if (seg.num_frames == 0) throw Napi::RangeError::New(env, "VideoLM: a frame map must not be empty");
         }
+        Napi::Value sp = g.Get("sourceFramePosition");
+        if (!sp.IsUndefined()) {
+          if (!sp.IsBoolean()) throw Napi::TypeError::New(env, "VideoLM: segment sourceFramePosition must be a boolean");
+          seg.source_frame_position = sp.As<Napi::Boolean>().Value();
+        }
       } else {
         Napi::Value tv = g.Get("text");
         if (!tv.IsArray() || tv.As<Napi::Array>().Length() != 2)

@@ -41,17 +41,20 @@ struct VideoLM::Impl {
   int64_t num_vis = 0;             // visual tokens of the batch's videos (num_videos * F * P)
   // CSR of packed rows by visual token (num_vis groups) and by distinct token id (tok_ids).
   std::vector<int32_t> vis_start, vis_order, tok_ids, tok_start, tok_order;
+  // Frame positions: every visual packed row (fpos_rows) and the frame_pos row it gets (fpos_frame:
+  // its slot, or its source frame), and the CSR of those rows by frame (frames groups) for backward.
+  std::vector<int32_t> fpos_rows, fpos_frame, fpos_start, fpos_order;
   std::vector<int64_t> head_text;  // text index of each head row
   std::vector<int32_t> head_row;   // packed row of each head row
   std::vector<int32_t> head_tgt;
   // Device copies of the index arrays above (uploaded once per batch).
   detail::Buf<int32_t> d_row_from, d_positions, d_head_row, d_head_tgt, d_vis_start, d_vis_order, d_tok_ids,
-      d_tok_start, d_tok_order, d_tap_rows;
+      d_tok_start, d_tok_order, d_tap_rows, d_fpos_rows, d_fpos_frame, d_fpos_start, d_fpos_order;
 
   // Activations.
   detail::Buf<uint8_t> video_u8;  // the batch's videos on the device (CUDA only)
   detail::Buf<float> video_f32;
-  detail::Buf<float> patches, vis;
+  detail::Buf<float> patches, vis, fpos;  // fpos: the frame_pos rows of the visual packed rows
   std::vector<detail::Buf<float>> xs;  // xs[l] = input of layer l; xs[L] = final residual stream
   std::vector<LayerCache> cache;
   detail::Buf<float> hx, hn, hrstd, logits, hlse, htgt;

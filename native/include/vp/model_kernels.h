@@ -31,11 +31,13 @@ Status rows_csr_sum(const float* src, const int32_t* start, const int32_t* order
 // The decoder's input rows: out[r, :] = from[r] >= 0 ? vis[from[r], :] : table[-from[r] - 1, :].
 Status embed_rows(const float* vis, const float* table, const int32_t* from, int64_t n, int64_t d,
                   float* out);
-// Vision: vis[r, :] += bias + frame_pos[(r / P) % frames, :] + patch_pos[r % P, :] (bias may be null).
+// Vision: vis[r, :] += bias + frame_pos[(r / P) % frames, :] + patch_pos[r % P, :] (bias and frame_pos
+// may be null: the VideoLM adds frame positions after packing, by the slot a frame fills).
 Status vision_add_pos(float* vis, const float* bias, const float* frame_pos, const float* patch_pos,
                       int64_t n, int64_t patches_per_frame, int64_t frames, int64_t d);
 // Its adjoint, ACCUMULATED into the gradients: dbias (may be null) += column sums of
-// dvis, dframe_pos[f] += rows with (r / P) % frames == f, dpatch_pos[q] += rows with r % P == q.
+// dvis, dframe_pos[f] += rows with (r / P) % frames == f, dpatch_pos[q] += rows with r % P == q
+// (dbias and dframe_pos may be null: not computed).
 Status vision_pos_backward(const float* dvis, int64_t n, int64_t patches_per_frame, int64_t frames,
                            int64_t d, float* dbias, float* dframe_pos, float* dpatch_pos);
 // Per row of logits [rows, vocab]: lse[r] = log-sum-exp, target_logit[r] = logits[r, targets[r]]

@@ -4,11 +4,15 @@
 // package's own kernels (layers.h, attention.h, gemm.h, optim.h, rng.h):
 //
 //   vision:  frames [F, H, W, 3] → patches [F·P, p·p·3] → linear (+bias)
-//            + frame_pos[f] + patch_pos[q]                     → visual tokens [F, P, d]
+//            + patch_pos[q]                                    → visual tokens [F, P, d]
 //   text:    ids → tok_embed                                   → text tokens [nText, d]
 //   packing: a batch of sequences (docs/kim.md), each a list of segments
 //            {video v, optional frame map} or {text start, length}; rows of one
-//            sequence are contiguous, sequences delimited by cuSeqlens.
+//            sequence are contiguous, sequences delimited by cuSeqlens. Every
+//            visual row then gets frame_pos[o] of the slot o it fills in its
+//            segment (a KIM copy carries the slot's position, as a frame
+//            replaced at the pixel level would), or, for a segment marked
+//            source_frame_position, frame_pos of the frame it was copied from.
 //   decoder: L pre-norm layers: x += Wo·attn(RoPE(Wq·n(x)), RoPE(Wk·n(x)), Wv·n(x))
 //            (causal inside each sequence, GQA), x += Wdown·SwiGLU(Wgu·n(x));
 //            RoPE positions = position within the sequence (every token).
@@ -96,6 +100,10 @@ struct VideoLMParam {
 struct VideoLMSegment {
   int32_t video = -1;               // >= 0: a video segment
   const int32_t* frames = nullptr;  // video: source frame per output frame (null: identity)
+  // Video with a frame map: false (default): output frame o gets frame_pos[o], the slot it fills
+  // (the map then holds at most `frames` entries); true: it keeps frame_pos[frames[o]] of its source
+  // (the earlier behaviour, kept for the ablation).
+  bool source_frame_position = false;
   int64_t num_frames = 0;           // video with a frame map: its length (>= 1)
   int64_t text_start = 0;           // text segment: [text_start, text_start + text_len)
   int64_t text_len = 0;
