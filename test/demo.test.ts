@@ -1,6 +1,8 @@
 // `videoperceiver demo --quick` end to end (what `npm start` runs, at the
-// test's size): it trains the three models, prints the three-row table, writes
-// results.json and a report.html that renders in headless Chromium.
+// test's size): it trains the five arms, prints the five-row table and the
+// paired comparisons, writes results.json (per-clip scores, comparisons,
+// extraction quality) and a report.html that renders in headless Chromium; a
+// second run with the same --out resumes instead of training again.
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -10,7 +12,7 @@ import { CHROMIUM, screenshotPage } from './helpers.js';
 
 const ROOT = join(import.meta.dirname, '..');
 
-test('demo --quick trains (a), (b), (c), prints the table and writes a report that renders', (t) => {
+test('demo --quick trains (a), (b), (b0), (c), (c0), prints the table and comparisons, writes a report that renders, and resumes', (t) => {
   const out = mkdtempSync(join(tmpdir(), 'vp-demo-'));
   try {
     const t0 = Date.now();
@@ -19,14 +21,29 @@ test('demo --quick trains (a), (b), (c), prints the table and writes a report th
     t.is(r.status, 0, r.stderr.slice(-2000));
     t.log(`demo --quick: ${secs.toFixed(1)} s`);
     t.true(secs < 120, `under 2 minutes (${secs.toFixed(1)} s)`);
-    const rows = r.stdout.split('\n').filter((l) => /^\((a|b|c)\)/.test(l));
-    t.is(rows.length, 3, r.stdout);
-    for (const row of rows) t.regex(row, /\d\.\d{3}\s+\d\.\d{3}\s+\d\.\d{3}$/);
+    const rows = r.stdout.split('\n').filter((l) => /^\((a|b|b0|c|c0)\) /.test(l));
+    t.is(rows.length, 5, r.stdout);
+    for (const row of rows) t.regex(row, /(\d\.\d{3}|n\/a)\s+(\d\.\d{3}|n\/a)\s+\d\.\d{3}\s+\d\.\d{3}$/);
+    t.regex(r.stdout, /counterfactual consistency/);
+    t.regex(r.stdout, /colour MC accuracy \(control\)/);
+    t.regex(r.stdout, /\(c\) − \(a\)\s+[+-]\d+\.\d\s+\[[+-]\d+\.\d, [+-]\d+\.\d\]\s+p = \d\.\d{3}/);
+    t.regex(r.stdout, /keywords precision \d\.\d{3} recall \d\.\d{3}; key frames precision \d\.\d{3} recall \d\.\d{3}/);
     // A smoke run says so: its numbers are noise.
     t.regex(r.stdout, /smoke run .*its numbers and differences are noise, not results/);
     const res = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
-    t.is(res.runs.length, 3);
-    for (const run of res.runs) for (const v of Object.values(run.metrics)) t.true((v as number) >= 0 && (v as number) <= 1);
+    t.is(res.runs.length, 5);
+    for (const run of res.runs) {
+      for (const v of Object.values(run.metrics)) t.true(v === null || ((v as number) >= 0 && (v as number) <= 1));
+      t.is(run.perClip.event.length, res.plan.testClips);
+    }
+    t.is(res.comparisons.length, 4 * 5);
+    t.deepEqual(res.primary, { metric: 'event MC accuracy', comparison: '(c) − (a)' });
+    for (const k of ['keywordPrecision', 'keywordRecall', 'keyFramePrecision', 'keyFrameRecall']) t.true(res.extraction[k] >= 0 && res.extraction[k] <= 1, k);
+    // Run again: every (seed, arm) is read back, nothing is trained.
+    const again = spawnSync(process.execPath, ['--import=tsx', join(ROOT, 'lib', 'cli.ts'), 'demo', '--quick', '--out', out], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 });
+    t.is(again.status, 0, again.stderr.slice(-2000));
+    t.notRegex(again.stderr, /\bsft\b.*\d+\/\d+/);
+    t.deepEqual(JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')).runs.map((x: { metrics: unknown }) => x.metrics), res.runs.map((x: { metrics: unknown }) => x.metrics));
     // The generated dataset is cached (stamped with its options) for the next run.
     t.true(existsSync(join(out, 'data', `train-${res.plan.trainClips}`, 'dataset.json')));
     const page = join(out, 'report.html');
