@@ -285,19 +285,32 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     log(`  [${unitsDone}/${units} arm runs] ${secs.toFixed(0)} s elapsed${Number.isFinite(eta) ? `, about ${(eta / 60).toFixed(1)} min left` : ''}`);
   };
 
+  /** A training step as a point of the report's curves. */
+  const curvePoint = (e: MetricEvent): Record<string, number> | undefined => {
+    if (e.type !== 'step') return undefined;
+    if (e.stage === 'sft') return { step: e.step, 'LM loss': e.lm, ...(e.contrastSamples ? { 'InfoNCE loss': e.nce } : {}) };
+    return { step: e.step, 'RL reward (original video)': e.reward, ...(Number.isFinite(e.rewardDegraded) ? { 'RL reward (KIM video)': e.rewardDegraded } : {}) };
+  };
+  /** The curve of a finished arm, from its run's metrics.jsonl (resumed runs). */
+  const curveOf = (runDir: string): Record<string, number>[] | undefined => {
+    const p = join(runDir, 'metrics.jsonl');
+    if (!existsSync(p)) return undefined;
+    return readFileSync(p, 'utf8').split('\n').filter(Boolean).map((l) => {
+      const e = JSON.parse(l, (_k, v) => (v === null ? NaN : v)) as MetricEvent;
+      return curvePoint(e);
+    }).filter((x): x is Record<string, number> => x !== undefined);
+  };
+
   const trainArm = async (seed: number, arm: DemoArm, model: VideoLM, runDir: string) => {
     const stage = arm === 'c' || arm === 'c0' ? 'rl' : 'sft';
     const bar = showProgress ? new ProgressBar(`seed ${seed} (${arm}) ${stage}`, stage === 'sft' ? plan.sftSteps : plan.rlSteps) : undefined;
     const curve: Record<string, number>[] = [];
     const onStep = (e: MetricEvent) => {
-      if (e.type !== 'step') return;
-      if (e.stage === 'sft') {
-        curve.push({ step: e.step, 'LM loss': e.lm, ...(e.contrastSamples ? { 'InfoNCE loss': e.nce } : {}) });
-        bar?.update(e.step, `lm ${e.lm.toFixed(3)}${e.contrastSamples ? ` nce ${e.nce.toFixed(3)}` : ''}`);
-      } else {
-        curve.push({ step: e.step, 'RL reward (original video)': e.reward, ...(Number.isFinite(e.rewardDegraded) ? { 'RL reward (KIM video)': e.rewardDegraded } : {}) });
-        bar?.update(e.step, `reward ${e.reward.toFixed(3)}${Number.isFinite(e.rewardDegraded) ? ` (KIM ${e.rewardDegraded.toFixed(3)})` : ''}`);
-      }
+      const point = curvePoint(e);
+      if (!point || e.type !== 'step') return;
+      curve.push(point);
+      if (e.stage === 'sft') bar?.update(e.step, `lm ${e.lm.toFixed(3)}${e.contrastSamples ? ` nce ${e.nce.toFixed(3)}` : ''}`);
+      else bar?.update(e.step, `reward ${e.reward.toFixed(3)}${Number.isFinite(e.rewardDegraded) ? ` (KIM ${e.rewardDegraded.toFixed(3)})` : ''}`);
     };
     rmSync(runDir, { recursive: true, force: true });
     const trainer = new Trainer(model, { seed, runDir, onStep, handleSigint: true });
@@ -362,7 +375,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     for (const arm of ['a', 'b0'] as const) {
       const prev = done(dirOf(arm));
       if (prev) {
-        record(seed, prev.result, prev.samples);
+        record(seed, prev.result, prev.samples, curveOf(join(dirOf(arm), 'train')));
         continue;
       }
       const m = await create();
@@ -380,7 +393,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     if (prevB && existsSync(join(bModel, 'config.json'))) {
       b = await VideoLM.load(bModel);
       bSecs = prevB.result.trainSeconds;
-      record(seed, prevB.result, prevB.samples);
+      record(seed, prevB.result, prevB.samples, curveOf(join(dirOf('b'), 'train')));
     } else {
       b = await create();
       const tr = await trainArm(seed, 'b', b, join(dirOf('b'), 'train'));
@@ -394,7 +407,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     for (const arm of ['c', 'c0'] as const) {
       const prev = done(dirOf(arm));
       if (prev) {
-        record(seed, prev.result, prev.samples);
+        record(seed, prev.result, prev.samples, curveOf(join(dirOf(arm), 'train')));
         continue;
       }
       const m = await create();
