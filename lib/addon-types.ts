@@ -260,6 +260,51 @@ export interface RmsnormForwardArgs {
   rstd: Float32Array;
 }
 
+export interface LayernormForwardArgs {
+  x: Float32Array;
+  gamma: Float32Array;
+  /** null: no bias. */
+  beta: Float32Array | null;
+  rows: number;
+  dim: number;
+  eps: number;
+  y: Float32Array;
+  mean: Float32Array;
+  rstd: Float32Array;
+}
+
+export interface LayernormBackwardArgs {
+  dy: Float32Array;
+  x: Float32Array;
+  gamma: Float32Array;
+  /** Both null: recomputed. */
+  mean: Float32Array | null;
+  rstd: Float32Array | null;
+  rows: number;
+  dim: number;
+  eps: number;
+  dx: Float32Array;
+  dGamma: Float32Array | null;
+  dBeta: Float32Array | null;
+  accumulate: boolean;
+}
+
+/** kind: 0 erf, 1 tanh approximation, 2 quick (x·sigmoid(1.702x)). */
+export interface GeluForwardArgs {
+  x: Float32Array;
+  n: number;
+  kind: number;
+  y: Float32Array;
+}
+
+export interface GeluBackwardArgs {
+  dy: Float32Array;
+  x: Float32Array;
+  n: number;
+  kind: number;
+  dx: Float32Array;
+}
+
 export interface RmsnormBackwardArgs {
   dy: Float32Array;
   x: Float32Array;
@@ -499,6 +544,10 @@ export interface Addon {
   // native/ops/layers: CPU float32 layers, optimizer, RNG, sampling
   rmsnormForward(args: RmsnormForwardArgs): void;
   rmsnormBackward(args: RmsnormBackwardArgs): void;
+  layernormForward(args: LayernormForwardArgs): void;
+  layernormBackward(args: LayernormBackwardArgs): void;
+  geluForward(args: GeluForwardArgs): void;
+  geluBackward(args: GeluBackwardArgs): void;
   swigluForward(gate: Float32Array, up: Float32Array, rows: number, ffn: number, h: Float32Array): void;
   swigluBackward(args: SwigluBackwardArgs): void;
   ropeApply(args: RopeApplyArgs): void;

@@ -12,6 +12,7 @@ export {
   crossEntropy, crossEntropyBackward, adamwStep, clipGradNorm, lrAt, randn, randu, sampleTokens,
   type AdamWOptions, type LrScheduleOptions, type InitOptions, type SampleOptions,
 } from './layers.js';
+export { layerNorm, layerNormBackward, gelu, geluBackward, type GeluApproximate } from './norm-act.js';
 export {
   packTokens, packTokensBackward, planPacking, type PackDims, type PackPlan,
   type PackInput, type PackOptions, type PackBackwardOptions, type PackSegment, type PackTextSegment, type PackVideoSegment, type Packed,

@@ -48,6 +48,7 @@ void InitDeviceBuffer(Napi::Env env, Napi::Object exports);
 void InitMatmul(Napi::Env env, Napi::Object exports);
 void InitAttention(Napi::Env env, Napi::Object exports);
 void InitLayers(Napi::Env env, Napi::Object exports);
+void InitNormAct(Napi::Env env, Napi::Object exports);
 void InitVideoLM(Napi::Env env, Napi::Object exports);
 void InitPack(Napi::Env env, Napi::Object exports);
 void InitGrpo(Napi::Env env, Napi::Object exports);

@@ -10,6 +10,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitMatmul(env, exports);
   InitAttention(env, exports);
   InitLayers(env, exports);
+  InitNormAct(env, exports);
   InitVideoLM(env, exports);
   InitPack(env, exports);
   InitGrpo(env, exports);

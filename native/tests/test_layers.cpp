@@ -23,22 +23,7 @@ using fvec = std::vector<float>;
 
 dvec to_d(const fvec& v) { return dvec(v.begin(), v.end()); }
 
-// Gradient of L(x) = sum(w * f(x)) by central differences in double.
-dvec fd_grad(const std::function<dvec(const dvec&)>& f, const dvec& x, const dvec& w, double h = 1e-6) {
-  dvec g(x.size());
-  dvec xp = x;
-  for (size_t i = 0; i < x.size(); ++i) {
-    xp[i] = x[i] + h;
-    dvec fp = f(xp);
-    xp[i] = x[i] - h;
-    dvec fm = f(xp);
-    xp[i] = x[i];
-    double s = 0.0;
-    for (size_t j = 0; j < fp.size(); ++j) s += w[j] * (fp[j] - fm[j]);
-    g[i] = s / (2 * h);
-  }
-  return g;
-}
+using vptest::fd_grad;
 
 // ---- references ------------------------------------------------------------
 

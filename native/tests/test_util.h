@@ -85,4 +85,22 @@ inline void for_each_backend(const std::function<void()>& body) {
 // Every CUDA test case has "cuda" in its name (gpu.sh selects them with -tc=*cuda*).
 bool skip_without_cuda();
 
+// Gradient of L(x) = sum(w * f(x)) by central differences in double.
+inline std::vector<double> fd_grad(const std::function<std::vector<double>(const std::vector<double>&)>& f,
+                                   const std::vector<double>& x, const std::vector<double>& w, double h = 1e-6) {
+  std::vector<double> g(x.size());
+  std::vector<double> xp = x;
+  for (size_t i = 0; i < x.size(); ++i) {
+    xp[i] = x[i] + h;
+    std::vector<double> fp = f(xp);
+    xp[i] = x[i] - h;
+    std::vector<double> fm = f(xp);
+    xp[i] = x[i];
+    double s = 0.0;
+    for (size_t j = 0; j < fp.size(); ++j) s += w[j] * (fp[j] - fm[j]);
+    g[i] = s / (2 * h);
+  }
+  return g;
+}
+
 }  // namespace vptest
