@@ -8,7 +8,7 @@
 // (which tensor in which file, in which order, each file's metadata) is kept
 // so that save() can write the folder back the same way. One shard is held
 // in memory at a time besides the float32 weights. Cost: O(bytes on disk).
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CheckpointError, readSafetensors, type StDType, type StTensor } from '../model/safetensors.js';
 import { convertHost } from '../tensor.js';
@@ -99,9 +99,44 @@ function readIndex(dir: string): NonNullable<LoadedWeights['index']> {
   return { metadata: md as Record<string, unknown>, weightMap: wm as Record<string, string>, raw: readFileSync(path) };
 }
 
-/** Reads and checks the weights of `dir` for `spec` (see the file comment). */
-export function readWeights(dir: string, spec: DecoderSpec): LoadedWeights {
-  const expected = new Map(expectedTensors(spec).map((e) => [e.name, e.shape]));
+/** A vision-language model's tensor list (lib/pretrained/vlm-config.ts) in place of the text model's. */
+export interface WeightLayout {
+  expected: { name: string; shape: number[] }[];
+  architecture: string;
+  /** Names of the token embedding and the LM head (for tied checkpoints). */
+  embedName: string;
+  headName: string;
+  /** Stored tensors the model does not use, kept and written back (e.g. a SigLIP pooling head). */
+  extra?: (name: string) => boolean;
+}
+
+/** Names of the tensors stored in `dir`'s weight files (headers only). */
+export function storedTensorNames(dir: string): Set<string> {
+  if (existsSync(join(dir, INDEX_FILE))) return new Set(Object.keys(readIndex(dir).weightMap));
+  const path = join(dir, SINGLE_FILE);
+  if (!existsSync(path)) return new Set();
+  const fd = openSync(path, 'r');
+  try {
+    const head = Buffer.alloc(8);
+    if (readSync(fd, head, 0, 8, 0) < 8) return new Set();
+    const n = Number(head.readBigUInt64LE(0));
+    if (n > statSync(path).size - 8 || n > 100 * 2 ** 20) return new Set();
+    const json = Buffer.alloc(n);
+    readSync(fd, json, 0, n, 8);
+    return new Set(Object.keys(JSON.parse(json.toString('utf8'))).filter((k) => k !== '__metadata__'));
+  } catch {
+    return new Set(); // readWeights reports what is wrong with the file
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Reads and checks the weights of `dir` for `spec` (see the file comment); `layout` for a vision-language model. */
+export function readWeights(dir: string, spec: DecoderSpec, layout?: WeightLayout): LoadedWeights {
+  const expected = new Map((layout?.expected ?? expectedTensors(spec)).map((e) => [e.name, e.shape]));
+  const archName = layout?.architecture ?? spec.architecture;
+  const embedName = layout?.embedName ?? 'model.embed_tokens.weight';
+  const headName = layout?.headName ?? 'lm_head.weight';
   const tensors: LoadedWeights['tensors'] = new Map();
   const extras = new Map<string, StTensor>();
   const files: WeightFile[] = [];
@@ -135,11 +170,11 @@ export function readWeights(dir: string, spec: DecoderSpec): LoadedWeights {
         throw new CheckpointError(`${where} is not where ${INDEX_FILE} says (${index.weightMap[name] === undefined ? 'not listed in weight_map' : `weight_map names ${index.weightMap[name]}`})`);
       const shape = expected.get(name);
       if (!shape) {
-        if (/\.rotary_emb\.inv_freq$/.test(name)) extras.set(name, t);
-        else if (name === 'lm_head.weight' && spec.tied) {
+        if (/\.rotary_emb\.inv_freq$/.test(name) || /\.position_ids$/.test(name) || layout?.extra?.(name)) extras.set(name, t);
+        else if (name === headName && spec.tied) {
           extras.set(name, t);
           tiedCopy = t;
-        } else throw new CheckpointError(`${where} is not part of a ${spec.architecture} with this config.json (unexpected tensor)`);
+        } else throw new CheckpointError(`${where} is not part of a ${archName} with this config.json (unexpected tensor)`);
         continue;
       }
       if (!WEIGHT_DTYPES.includes(t.dtype)) throw new CheckpointError(`${where}: dtype ${t.dtype} is not a floating-point weight dtype (expected ${WEIGHT_DTYPES.join(', ')})`);
@@ -153,12 +188,12 @@ export function readWeights(dir: string, spec: DecoderSpec): LoadedWeights {
       if (!seenIn.has(name)) throw new CheckpointError(`${join(dir, INDEX_FILE)}: weight_map lists '${name}' in ${f}, which does not hold it`);
   }
   for (const name of expected.keys())
-    if (!tensors.has(name)) throw new CheckpointError(`${dir}: tensor '${name}' is missing (needed by ${spec.architecture} with this config.json; searched ${shardNames.join(', ')})`);
+    if (!tensors.has(name)) throw new CheckpointError(`${dir}: tensor '${name}' is missing (needed by ${archName} with this config.json; searched ${shardNames.join(', ')})`);
   if (tiedCopy) {
     const a = toFloat32(tiedCopy);
-    const b = tensors.get('model.embed_tokens.weight')!.data;
+    const b = tensors.get(embedName)!.data;
     const same = a.length === b.length && a.every((x, i) => Object.is(x, b[i]) || x === b[i]);
-    if (!same) throw new CheckpointError(`${dir}: tie_word_embeddings is true but lm_head.weight differs from model.embed_tokens.weight`);
+    if (!same) throw new CheckpointError(`${dir}: tie_word_embeddings is true but ${headName} differs from ${embedName}`);
   }
   return { tensors, extras, files, index };
 }

@@ -121,6 +121,8 @@ export interface Saved {
   hN: Tensor;
   tapLayer: number;
   tapRows: Int32Array | null;
+  /** Rows whose input was not the token embedding (no embedding gradient). */
+  replaced: Uint8Array | null;
 }
 
 export interface ForwardPassOptions {
@@ -133,6 +135,9 @@ export interface ForwardPassOptions {
   onKV?: (layer: number, k: Tensor, v: Tensor) => void;
   /** Seed of the LoRA dropout masks of this pass. */
   dropoutSeed?: number;
+  /** Input rows [T, d] replacing the embedding at the rows where `replaced` is 1 (visual tokens). */
+  inputEmbeds?: Tensor;
+  replaced?: Uint8Array;
 }
 
 const f32 = (t: Tensor) => t.data as Float32Array;
@@ -147,7 +152,7 @@ function scaleInPlace(x: Float32Array, s: number): void {
   if (s !== 1) for (let i = 0; i < x.length; i++) x[i] *= s;
 }
 
-function colSum(dy: Tensor): Tensor {
+export function colSum(dy: Tensor): Tensor {
   const [n, m] = dy.shape;
   const d = f32(dy);
   const out = new Float64Array(m);
@@ -179,7 +184,11 @@ export class Decoder {
   readonly #invFreq: Float64Array | null;
   #ropeCache = { cos: new Float32Array(0), sin: new Float32Array(0), positions: 0 };
 
-  constructor(spec: DecoderSpec, params: Map<string, Param>) {
+  /**
+   * `names`: where the text model's tensors live (a vision-language checkpoint
+   * nests it, e.g. 'model.text_model.' and 'lm_head.weight'); default a CausalLM's.
+   */
+  constructor(spec: DecoderSpec, params: Map<string, Param>, names: { prefix: string; head: string } = { prefix: 'model.', head: 'lm_head.weight' }) {
     this.spec = spec;
     const get = (name: string): Param => {
       const p = params.get(name);
@@ -189,10 +198,10 @@ export class Decoder {
     const lin = (path: string, kind: LinearKind, bias: boolean): Linear => ({
       path, kind, weight: get(`${path}.weight`), ...(bias ? { bias: get(`${path}.bias`) } : {}),
     });
-    this.embed = get('model.embed_tokens.weight');
+    this.embed = get(`${names.prefix}embed_tokens.weight`);
     this.layers = [];
     for (let l = 0; l < spec.layers; l++) {
-      const p = `model.layers.${l}.`;
+      const p = `${names.prefix}layers.${l}.`;
       this.layers.push({
         ln1: get(`${p}input_layernorm.weight`),
         q: lin(`${p}self_attn.q_proj`, 'q_proj', spec.qkvBias),
@@ -205,8 +214,8 @@ export class Decoder {
         down: lin(`${p}mlp.down_proj`, 'down_proj', spec.mlpBias),
       });
     }
-    this.norm = get('model.norm.weight');
-    this.head = spec.tied ? this.embed : get('lm_head.weight');
+    this.norm = get(`${names.prefix}norm.weight`);
+    this.head = spec.tied ? this.embed : get(names.head);
     this.#invFreq = spec.ropeScaling.type === 'default' ? null : ropeInvFreq(spec);
   }
 
@@ -326,6 +335,10 @@ export class Decoder {
     const rnd = train && opts.dropoutSeed !== undefined ? seededRandom(opts.dropoutSeed) : null;
     const attOpts = { cuSeqlensQ: cu, causal: true };
     let x = embedding(this.embed.value, ids);
+    if (opts.inputEmbeds && opts.replaced) {
+      const xs = f32(x), src = f32(opts.inputEmbeds);
+      for (let t = 0; t < T; t++) if (opts.replaced[t]) xs.set(src.subarray(t * d, (t + 1) * d), t * d);
+    }
     const saves: LayerSave[] = [];
     for (let l = 0; l < s.layers; l++) {
       if (l === tapLayer) takeTap(x);
@@ -350,7 +363,7 @@ export class Decoder {
     }
     if (tapLayer === s.layers) takeTap(x);
     const { y: hN, rstd: rstdL } = rmsNorm(x, this.norm.value, { eps: s.rmsNormEps });
-    const saved: Saved | null = train ? { ids, positions, cu, layers: saves, xL: x, rstdL, hN, tapLayer, tapRows } : null;
+    const saved: Saved | null = train ? { ids, positions, cu, layers: saves, xL: x, rstdL, hN, tapLayer, tapRows, replaced: opts.replaced ?? null } : null;
     return { hN, saved, tap };
   }
 
@@ -413,9 +426,10 @@ export class Decoder {
 
   /**
    * Backward of forward(): given dL/dhN [T, d] (and dL/dtap), accumulates the
-   * gradients of every trainable parameter.
+   * gradients of every trainable parameter. With `needInputGrad`, returns dL/dx₀
+   * [T, d] (the gradient of the input rows, for the visual tokens' encoder).
    */
-  backward(saved: Saved, dHN: Tensor, dTap?: Float32Array): void {
+  backward(saved: Saved, dHN: Tensor, dTap?: Float32Array, needInputGrad = false): Tensor | null {
     const s = this.spec;
     const T = saved.ids.length;
     const d = s.hidden;
@@ -448,7 +462,7 @@ export class Decoder {
       const g = attentionBackward(view(dAtt, [T, s.heads, s.headDim]), S.q, S.k, S.v, S.att, S.lse, attOpts);
       const dq = this.rope(g.dq, saved.positions, true);
       const dk = this.rope(g.dk, saved.positions, true);
-      const needDx = l > 0 || needEmbedGrad || L.ln1.trainable;
+      const needDx = l > 0 || needEmbedGrad || L.ln1.trainable || needInputGrad;
       const flat = (t: Tensor, h: number) => view(t, [T, h * s.headDim]);
       const dn1 = this.#linBwd(flat(dq, s.heads), S.n1, L.q, S.lora.get(L.q), needDx);
       const dk1 = this.#linBwd(flat(dk, s.kvHeads), S.n1, L.k, S.lora.get(L.k), needDx);
@@ -465,8 +479,15 @@ export class Decoder {
     }
     if (needEmbedGrad) {
       if (!this.embed.grad) this.embed.grad = tensor(new Float32Array(s.vocab * d), [s.vocab, d]);
-      embeddingBackward(dx, saved.ids, s.vocab, { dTable: this.embed.grad });
+      let dEmb = dx;
+      if (saved.replaced) {
+        const g = f32(dx).slice();
+        for (let t = 0; t < T; t++) if (saved.replaced[t]) g.fill(0, t * d, (t + 1) * d);
+        dEmb = tensor(g, [T, d]);
+      }
+      embeddingBackward(dEmb, saved.ids, s.vocab, { dTable: this.embed.grad });
     }
+    return needInputGrad ? dx : null;
   }
 }
 

@@ -58,7 +58,7 @@ export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
 const PEFT_PREFIX = 'base_model.model.';
 
 function layerOf(path: string): number {
-  return Number(/^model\.layers\.(\d+)\./.exec(path)![1]);
+  return Number(/(?:^|\.)layers\.(\d+)\./.exec(path)![1]);
 }
 
 /** Checks LoRA options (fn names the caller in errors). */

@@ -18,8 +18,11 @@ import type { BackwardOptions, ForwardOptions, ForwardResult, StepOptions, Video
 import { Tensor, tensor } from '../tensor.js';
 import { checkBoolean, checkNumber, checkOptions, float32Vector, int32Vector } from '../validate.js';
 import { ChatTemplate, type ChatMessage, type ChatTemplateOptions } from './chat-template.js';
-import { readWeights } from './checkpoint.js';
-import { parseConfig, readJsonObject, UnsupportedConfigError, type Architecture, type DecoderSpec } from './config.js';
+import { readWeights, storedTensorNames, type WeightLayout } from './checkpoint.js';
+import { expectedTensors, parseConfig, readJsonObject, type Architecture, type DecoderSpec } from './config.js';
+import { checkPixelValues, mergeVisual, type VisualInput } from './vlm-input.js';
+import { VisionLanguageBridge } from './vision.js';
+import { expectedVlmTensors, isVlmConfig, parseVlmConfig, textName, type VlmArchitecture, type VlmSpec } from './vlm-config.js';
 import { Decoder, type HeadState, type Param, type Saved } from './decoder.js';
 import { generateTokens, type TextGenerateOptions } from './generate.js';
 import { attachLoaded, attachLora, checkLoraOptions, mergedWeight, mergeInto, readAdapter, writeAdapter, type LoraOptions, type LoraState } from './lora.js';
@@ -91,10 +94,12 @@ function idList(v: unknown): number[] {
 export class PretrainedModel {
   /** The folder's config.json, as parsed. */
   readonly config: Readonly<Record<string, unknown>>;
-  /** Its class name: 'LlamaForCausalLM' or 'Qwen2ForCausalLM'. */
-  readonly architecture: Architecture;
-  /** The resolved decoder shape. */
+  /** Its class name: 'LlamaForCausalLM', 'Qwen2ForCausalLM', or a vision-language one (SmolVLM, Idefics3, Llava). */
+  readonly architecture: Architecture | VlmArchitecture;
+  /** The resolved (text) decoder shape. */
   readonly spec: DecoderSpec;
+  /** A vision-language model's parts (null for a text-only model). */
+  readonly vlm: VlmSpec | null;
   /** The folder it was loaded from. */
   readonly dir: string;
   readonly device: 'cpu' = 'cpu';
@@ -111,15 +116,21 @@ export class PretrainedModel {
   #forwards = 0;
   #frozen = false;
   #last: LastForward | null = null;
+  #bridge: VisionLanguageBridge | null = null;
+  #visionTrainable = false;
+  /** The processor's settings (preprocessor_config.json), for video input. */
+  readonly preprocessor: Readonly<Record<string, unknown>> | undefined;
 
   private constructor(init: {
     config: Record<string, unknown>; spec: DecoderSpec; dir: string; generationConfig?: Record<string, unknown>;
     tokenizer?: PretrainedTokenizer; template?: ChatTemplate; base: Map<string, Param>; layout: SaveLayout;
-    extras: Map<string, StTensor>;
+    extras: Map<string, StTensor>; vlm?: VlmSpec | null; preprocessor?: Record<string, unknown>;
   }) {
     this.config = Object.freeze(init.config);
     this.spec = init.spec;
-    this.architecture = init.spec.architecture;
+    this.vlm = init.vlm ?? null;
+    this.architecture = this.vlm ? this.vlm.architecture : init.spec.architecture;
+    this.preprocessor = init.preprocessor ? Object.freeze(init.preprocessor) : undefined;
     this.dir = init.dir;
     this.generationConfig = init.generationConfig ? Object.freeze(init.generationConfig) : undefined;
     this.#tokenizer = init.tokenizer;
@@ -127,7 +138,24 @@ export class PretrainedModel {
     this.#base = init.base;
     this.#layout = init.layout;
     this.#extras = init.extras;
-    this.#dec = new Decoder(init.spec, init.base);
+    const v = this.vlm;
+    this.#dec = new Decoder(init.spec, init.base, v ? { prefix: v.names.text, head: v.names.head } : undefined);
+    if (v) {
+      this.#bridge = new VisionLanguageBridge(v, (name) => {
+        const p = init.base.get(name);
+        if (!p) throw new Error(`PretrainedModel: parameter '${name}' is missing`);
+        return p;
+      });
+    }
+  }
+
+  /** The token embedding's tensor name. */
+  get #embedName(): string {
+    return this.vlm ? textName(this.vlm.names, 'model.embed_tokens.weight') : 'model.embed_tokens.weight';
+  }
+
+  #isVisionParam(name: string): boolean {
+    return this.vlm !== null && name.startsWith(this.vlm.names.vision);
   }
 
   /** Loads a folder (see loadPretrained). */
@@ -143,9 +171,23 @@ export class PretrainedModel {
     const cfgPath = join(dir, 'config.json');
     if (!existsSync(cfgPath)) throw new CheckpointError(`${cfgPath}: not found (not a Hugging Face model folder?)`);
     const config = readJsonObject(cfgPath);
-    if (config.vision_config !== undefined || config.text_config !== undefined)
-      throw new UnsupportedConfigError(cfgPath, 'architectures', config.architectures, 'vision-language models are not implemented yet (text-only LlamaForCausalLM and Qwen2ForCausalLM are)');
-    const spec = parseConfig(config, cfgPath);
+    let vlm: VlmSpec | null = null;
+    let weightLayout: WeightLayout | undefined;
+    let preprocessor: Record<string, unknown> | undefined;
+    let spec: DecoderSpec;
+    if (isVlmConfig(config)) {
+      const stored = storedTensorNames(dir);
+      vlm = parseVlmConfig(config, cfgPath, (name) => stored.has(name));
+      spec = vlm.text;
+      const v = vlm;
+      weightLayout = {
+        expected: expectedVlmTensors(v, expectedTensors(spec)), architecture: v.architecture,
+        embedName: textName(v.names, 'model.embed_tokens.weight'), headName: v.names.head,
+        extra: (name) => v.vision.useHead && name.startsWith(`${v.names.vision}head.`),
+      };
+      const ppPath = join(dir, 'preprocessor_config.json');
+      if (existsSync(ppPath)) preprocessor = readJsonObject(ppPath);
+    } else spec = parseConfig(config, cfgPath);
     const genPath = join(dir, 'generation_config.json');
     const generationConfig = existsSync(genPath) ? readJsonObject(genPath) : undefined;
     const tokenizer = existsSync(join(dir, 'tokenizer.json')) ? PretrainedTokenizer.load(dir) : undefined;
@@ -155,20 +197,23 @@ export class PretrainedModel {
       if (tokenizer.config.additional_special_tokens !== undefined) specials.additional_special_tokens = tokenizer.config.additional_special_tokens;
       template = ChatTemplate.load(dir, tokenizer.config, specials);
     }
-    const w = readWeights(dir, spec);
+    const w = readWeights(dir, spec, weightLayout);
     if (tokenizer && tokenizer.vocabSize > spec.vocab)
       throw new CheckpointError(`${join(dir, 'tokenizer.json')}: the tokenizer has ${tokenizer.vocabSize} ids but config.json vocab_size is ${spec.vocab}`);
     const base = new Map<string, Param>();
+    const embedName = weightLayout?.embedName ?? 'model.embed_tokens.weight';
     for (const [name, t] of w.tensors) {
       base.set(name, {
-        name, shape: t.shape, value: tensor(t.data, t.shape), trainable: true,
-        decay: t.shape.length === 2 && name !== 'model.embed_tokens.weight', storedDtype: t.dtype, touched: false,
+        name, shape: t.shape, value: tensor(t.data, t.shape),
+        // The vision tower starts frozen (setVisionTrainable(true) trains it too).
+        trainable: !(vlm && name.startsWith(vlm.names.vision)),
+        decay: t.shape.length === 2 && name !== embedName, storedDtype: t.dtype, touched: false,
       });
     }
     const model = new PretrainedModel({
       config, spec, dir: resolve(dir), generationConfig, tokenizer, template, base,
       layout: { sourceDir: resolve(dir), files: w.files, index: w.index, otherFiles: snapshotOtherFiles(dir) },
-      extras: w.extras,
+      extras: w.extras, vlm, preprocessor,
     });
     if (o.adapter !== undefined) await model.loadAdapter(o.adapter as string);
     return model;
@@ -335,7 +380,23 @@ export class PretrainedModel {
     if (!this.#lora) throw new Error(`${fn}: the model has no LoRA adapters (addLora() or loadAdapter() first)`);
     mergeInto(dec);
     this.#lora = null;
-    for (const p of this.#base.values()) p.trainable = true;
+    for (const p of this.#base.values()) p.trainable = this.#visionTrainable || !this.#isVisionParam(p.name);
+    this.#clearOptimizer();
+  }
+
+  /**
+   * Trains the vision tower too (true) or keeps it frozen (false, the default
+   * after loading). No effect on the base weights while LoRA adapters are attached
+   * (they alone train then); takes effect again after mergeLora().
+   */
+  setVisionTrainable(on: boolean): void {
+    const fn = 'PretrainedModel.setVisionTrainable';
+    this.#alive(fn);
+    this.#trainable(fn);
+    if (typeof on !== 'boolean') throw typeError(fn, 'on', 'true or false', describe(on));
+    if (!this.vlm) throw new Error(`${fn}: ${this.architecture} has no vision tower`);
+    this.#visionTrainable = on;
+    if (!this.#lora) for (const p of this.#base.values()) if (this.#isVisionParam(p.name)) p.trainable = on;
     this.#clearOptimizer();
   }
 
@@ -374,12 +435,31 @@ export class PretrainedModel {
   async logits(ids: Int32Array | number[], opts: LogitsOptions = {}): Promise<Tensor> {
     const fn = 'PretrainedModel.logits';
     const dec = this.#alive(fn);
-    this.#noVision(fn, opts);
+    if (!this.vlm) this.#noVision(fn, opts);
     const x = this.#checkIds(fn, 'ids', ids);
     if (x.length === 0) throw rangeError(fn, 'ids.length', '>= 1', '0');
     const positions = Int32Array.from(x, (_, i) => i);
-    const { hN } = dec.forward(x, positions, Int32Array.of(0, x.length));
+    const visual = this.vlm ? this.#visualInput(fn, x, opts) : null;
+    const { hN } = dec.forward(x, positions, Int32Array.of(0, x.length), visual ? { inputEmbeds: visual.embeds, replaced: visual.replaced } : {});
     return dec.logits(hN);
+  }
+
+  /** The visual rows of `logits` options ({ pixelValues } or { images } / { video } through the processor). */
+  #visualInput(fn: string, ids: Int32Array, opts: unknown): VisualInput | null {
+    const o = checkOptions(fn, opts);
+    const vlm = this.vlm!;
+    const given = ['pixelValues', 'images', 'video'].filter((k) => o[k] !== undefined && o[k] !== null);
+    if (given.length > 1) throw typeError(fn, `opts.${given[1]}`, `absent when opts.${given[0]} is given (one visual input per call)`, 'both');
+    if (given.length === 0) {
+      let n = 0;
+      for (const t of ids) if (t === vlm.imageTokenId) n++;
+      if (n > 0) throw rangeError(fn, 'ids', `no image token (id ${vlm.imageTokenId}) without pixelValues, images or video`, `${n} of them`);
+      return null;
+    }
+    if (given[0] !== 'pixelValues') throw typeError(fn, `opts.${given[0]}`, 'opts.pixelValues (processed images; video input goes through logits(ids, { video }) once implemented)', describe(o[given[0]]));
+    const px = checkPixelValues(fn, 'opts.pixelValues', o.pixelValues, vlm);
+    const { features } = this.#bridge!.forward(px.data, px.n, px.H, px.W, false);
+    return mergeVisual(fn, ids, vlm, features, this.spec.hidden);
   }
 
   // ------------------------------------------------------------------ packed batches (the trainer's interface)
@@ -623,6 +703,7 @@ export class PretrainedModel {
     const copy = new PretrainedModel({
       config: { ...this.config }, spec: this.spec, dir: this.dir, generationConfig: this.generationConfig ? { ...this.generationConfig } : undefined,
       tokenizer: this.#tokenizer, template: this.#template, base, layout: this.#layout, extras: this.#extras,
+      vlm: this.vlm, preprocessor: this.preprocessor ? { ...this.preprocessor } : undefined,
     });
     const cd = copy.#dec!;
     const mine = [...dec.linears()];
@@ -681,9 +762,9 @@ export class PretrainedModel {
   #tensorToSave(name: string, merged: Map<string, Float32Array> | null): { f32: Float32Array; dtype: StDType; shape: number[] } | StTensor {
     const p = this.#base.get(name);
     if (p) return { f32: merged?.get(name) ?? (p.value.data as Float32Array), dtype: p.storedDtype, shape: p.shape };
-    if (name === 'lm_head.weight' && this.spec.tied) {
+    if (name === (this.vlm ? this.vlm.names.head : 'lm_head.weight') && this.spec.tied) {
       // A tied checkpoint that also stored the head: write the (possibly trained) embedding under it.
-      const e = this.#base.get('model.embed_tokens.weight')!;
+      const e = this.#base.get(this.#embedName)!;
       return { f32: e.value.data as Float32Array, dtype: this.#extras.get(name)!.dtype, shape: e.shape };
     }
     return this.#extras.get(name)!;
