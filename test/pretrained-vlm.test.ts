@@ -209,3 +209,42 @@ test('NaViT position ids follow torch.arange / bucketize in float32', (t) => {
   t.is(a.length, 10);
   t.is(a[3], Math.fround(0.1 * 3));
 });
+
+test('gradients through the connector and the vision tower match finite differences of the loss', async (t) => {
+  for (const o of [{ kind: 'smolvlm', seed: 15 }, { kind: 'llava-clip', layout: 'new', seed: 16, featureLayer: [-2, -1] }] as TinyVlmOptions[]) {
+    const { dir, m } = folder(o);
+    const model = await vp.loadPretrained(dir);
+    model.setVisionTrainable(true);
+    const per = o.kind === 'smolvlm' ? 4 : 16;
+    const ids = Int32Array.from(idsWithImages(2, per, 9));
+    const batch = { text: ids, sequences: [[{ text: [0, ids.length] as [number, number] }]], pixelValues: pixels(2, 21) };
+    await model.forward(batch);
+    await model.backward();
+    const grads = model.gradients();
+    const P = m.names.vision;
+    const names = [
+      `${P}embeddings.patch_embedding.weight`, `${P}embeddings.position_embedding.weight`, `${P}encoder.layers.0.mlp.fc1.weight`,
+      `${P}encoder.layers.0.self_attn.q_proj.weight`, `${P}encoder.layers.0.layer_norm1.weight`, `${P}encoder.layers.1.layer_norm2.bias`,
+      ...(o.kind === 'smolvlm' ? [`${P}post_layernorm.weight`, 'model.connector.modality_projection.proj.weight'] : [`${P}pre_layrnorm.weight`, `${P}embeddings.class_embedding`, `${m.names.connector}linear_1.weight`]),
+    ];
+    const base = model.parameters();
+    for (const name of names) {
+      const g = grads[name];
+      t.truthy(g, name);
+      const u = randomFloats(g.length, name.length, -1, 1);
+      const norm = Math.sqrt(u.reduce((s, x) => s + x * x, 0));
+      for (let i = 0; i < u.length; i++) u[i] /= norm;
+      const h = 1e-2;
+      const lossAt = async (sgn: number) => {
+        model.setParameters({ [name]: base[name].map((x, i) => x + sgn * h * u[i]) });
+        return (await model.forward(batch, { forBackward: false })).loss;
+      };
+      const fd = ((await lossAt(1)) - (await lossAt(-1))) / (2 * h);
+      model.setParameters({ [name]: base[name] });
+      const an = g.reduce((s, x, i) => s + x * u[i], 0);
+      t.true(Math.abs(an) > 1e-3, `${name}: a directional derivative this small tests nothing (${an})`);
+      t.true(Math.abs(fd - an) <= 0.03 * Math.abs(an) + 2e-4, `${o.kind} ${name}: backward ${an}, finite difference ${fd}`);
+    }
+    model.dispose();
+  }
+});

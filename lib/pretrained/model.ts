@@ -21,7 +21,7 @@ import { ChatTemplate, type ChatMessage, type ChatTemplateOptions } from './chat
 import { readWeights, storedTensorNames, type WeightLayout } from './checkpoint.js';
 import { expectedTensors, parseConfig, readJsonObject, type Architecture, type DecoderSpec } from './config.js';
 import { checkPixelValues, mergeVisual, type VisualInput } from './vlm-input.js';
-import { VisionLanguageBridge } from './vision.js';
+import { VisionLanguageBridge, type ConnectorSaved } from './vision.js';
 import { expectedVlmTensors, isVlmConfig, parseVlmConfig, textName, type VlmArchitecture, type VlmSpec } from './vlm-config.js';
 import { Decoder, type HeadState, type Param, type Saved } from './decoder.js';
 import { generateTokens, type TextGenerateOptions } from './generate.js';
@@ -47,6 +47,11 @@ export type PretrainedSegment = { text: [number, number] };
  */
 export interface PretrainedBatch {
   text: Int32Array;
+  /**
+   * Vision-language models: the images [nImages, C, H, W] (float32, processed)
+   * whose visual tokens fill the image-token rows of the packed batch, in row order.
+   */
+  pixelValues?: Tensor;
   /** Target per text token (-1: none). Default: the next token inside each text segment. */
   targets?: Int32Array;
   sequences: PretrainedSegment[][];
@@ -80,6 +85,8 @@ interface LastForward {
   count: number;
   nText: number;
   tapCount: number;
+  /** The visual side of the pass (vision-language models with pixel values). */
+  visual: { saved: ConnectorSaved; rows: Int32Array } | null;
 }
 
 const OPTIMIZER_FILE = 'optimizer.safetensors';
@@ -468,7 +475,9 @@ export class PretrainedModel {
     if (b === null || typeof b !== 'object' || Array.isArray(b)) throw typeError(fn, 'batch', 'an object { text, targets?, sequences }', describe(b));
     const batch = b as Record<string, unknown>;
     if (batch.videos !== undefined && batch.videos !== null && !(ArrayBuffer.isView(batch.videos) && (batch.videos as Uint8Array).length === 0))
-      throw typeError(fn, 'batch.videos', `absent: ${this.architecture} is a text-only model`, describe(batch.videos));
+      throw typeError(fn, 'batch.videos', `absent: ${this.architecture} takes ${this.vlm ? 'processed frames as batch.pixelValues' : 'no video (a text-only model)'}`, describe(batch.videos));
+    if (batch.pixelValues !== undefined && batch.pixelValues !== null && !this.vlm)
+      throw typeError(fn, 'batch.pixelValues', `absent: ${this.architecture} is a text-only model`, describe(batch.pixelValues));
     if (!(batch.text instanceof Int32Array)) throw typeError(fn, 'batch.text', 'an Int32Array of token ids', describe(batch.text));
     const text = this.#checkIds(fn, 'batch.text', batch.text);
     let targets: Int32Array;
@@ -535,8 +544,20 @@ export class PretrainedModel {
     const forBackward = checkBoolean(fn, 'opts.forBackward', o.forBackward, true);
     if (forBackward) this.#trainable(fn);
     const ids = Int32Array.from(rowText, (t) => text[t]);
+    let visual: LastForward['visual'] = null;
+    let vis: VisualInput | null = null;
+    const px = (batch as PretrainedBatch).pixelValues;
+    if (this.vlm && px !== undefined && px !== null) {
+      const p = checkPixelValues(fn, 'batch.pixelValues', px, this.vlm);
+      const bridge = this.#bridge!;
+      const grads = forBackward && (bridge.towerTrainable() || bridge.connectorParams().some((q) => q.trainable));
+      const r = bridge.forward(p.data, p.n, p.H, p.W, grads);
+      vis = mergeVisual(fn, ids, this.vlm, r.features, this.spec.hidden);
+      if (r.saved) visual = { saved: r.saved, rows: vis.rows };
+    } else if (this.vlm) this.#visualInput(fn, ids, {});
     const { hN, saved, tap } = dec.forward(ids, layout.positions, layout.cuSeqlens, {
       train: forBackward, tapLayer, tapRows, dropoutSeed: (this.#step * 1_000_003 + this.#forwards++) >>> 0,
+      ...(vis ? { inputEmbeds: vis.embeds, replaced: vis.replaced } : {}),
     });
     const sel: number[] = [];
     const selT: number[] = [];
@@ -555,7 +576,7 @@ export class PretrainedModel {
     const tokenLogprobs = new Float32Array(wantLp ? text.length : 0);
     if (wantLp) textOf.forEach((t, i) => (tokenLogprobs[t] = logprobs[i]));
     this.#last = forBackward
-      ? { saved, head: state, T: layout.rows, textOf: Int32Array.from(textOf), count, nText: text.length, tapCount: tapRows?.length ?? 0 }
+      ? { saved, head: state, T: layout.rows, textOf: Int32Array.from(textOf), count, nText: text.length, tapCount: tapRows?.length ?? 0, visual }
       : null;
     return { loss: count ? -sum / count : 0, count, tap, tokenLogprobs, layout };
   }
@@ -578,7 +599,15 @@ export class PretrainedModel {
     const lm = n > 0 ? -gradLoss / n : 0;
     for (let i = 0; i < n; i++) d[i] = lm + (dLp ? dLp[last.textOf[i]] : 0);
     const dHN = dec.headBackward(last.head, d, last.T);
-    dec.backward(last.saved, dHN, dTap);
+    const dIn = dec.backward(last.saved, dHN, dTap, last.visual !== null);
+    if (last.visual && dIn) {
+      const h = this.spec.hidden;
+      const g = dIn.data as Float32Array;
+      const rows = last.visual.rows;
+      const dF = new Float32Array(rows.length * h);
+      rows.forEach((r, i) => dF.set(g.subarray(r * h, (r + 1) * h), i * h));
+      this.#bridge!.backward(last.visual.saved, tensor(dF, [rows.length, h]));
+    }
     this.#last = null;
   }
 
