@@ -27,6 +27,7 @@ import { Decoder, type HeadState, type Param, type Saved } from './decoder.js';
 import { generateTokens, type TextGenerateOptions } from './generate.js';
 import { attachLoaded, attachLora, checkLoraOptions, mergedWeight, mergeInto, readAdapter, writeAdapter, type LoraOptions, type LoraState } from './lora.js';
 import { snapshotOtherFiles, writeHfFolder, type SaveLayout } from './save.js';
+import { processVideo, videoPromptText, type ProcessedVideo, type VideoOptions } from './video.js';
 import { PretrainedTokenizer } from './tokenizer.js';
 
 export interface LoadPretrainedOptions {
@@ -70,9 +71,19 @@ export type PretrainedBackwardOptions = BackwardOptions;
 export type PretrainedStepOptions = StepOptions;
 
 export interface LogitsOptions {
-  /** Vision inputs: refused by a text-only model. */
+  /**
+   * Vision-language models: uint8 RGB frames [F, H, W, 3] ({ data, shape } as
+   * vp.readNpy returns, or vp.decodeVideo's result), processed as the family's
+   * processor does (lib/pretrained/video.ts). `ids` hold either the expanded
+   * image tokens already (processVideo().prompt tokenized) or one image token,
+   * which is expanded in place. Refused by a text-only model.
+   */
   video?: unknown;
+  /** Frame rate of `video` (default: decodeVideo's, else 1). */
+  fps?: number;
+  /** Not implemented (use pixelValues or video). */
   images?: unknown;
+  /** Processed images [nImages, C, H, W] float32 (transformers' pixel_values). */
   pixelValues?: unknown;
 }
 
@@ -445,10 +456,54 @@ export class PretrainedModel {
     if (!this.vlm) this.#noVision(fn, opts);
     const x = this.#checkIds(fn, 'ids', ids);
     if (x.length === 0) throw rangeError(fn, 'ids.length', '>= 1', '0');
-    const positions = Int32Array.from(x, (_, i) => i);
-    const visual = this.vlm ? this.#visualInput(fn, x, opts) : null;
-    const { hN } = dec.forward(x, positions, Int32Array.of(0, x.length), visual ? { inputEmbeds: visual.embeds, replaced: visual.replaced } : {});
+    let ids2 = x;
+    let o: Record<string, unknown> = checkOptions(fn, opts);
+    if (this.vlm && o.video !== undefined && o.video !== null) {
+      const v = this.processVideo(o.video, o.fps === undefined ? {} : { fps: o.fps as number });
+      ids2 = this.#expandVideoIds(fn, x, v);
+      const { video: _v, fps: _f, ...rest } = o;
+      o = { ...rest, pixelValues: v.pixelValues };
+    }
+    const positions = Int32Array.from(ids2, (_, i) => i);
+    const visual = this.vlm ? this.#visualInput(fn, ids2, o) : null;
+    const { hN } = dec.forward(ids2, positions, Int32Array.of(0, ids2.length), visual ? { inputEmbeds: visual.embeds, replaced: visual.replaced } : {});
     return dec.logits(hN);
+  }
+
+  /**
+   * A video processed as the family's processor does: pixel values of the
+   * sampled frames and the prompt text that stands for them (SmolVLM's
+   * per-frame timestamps and image tokens, LLaVA's "<image>" per frame expanded
+   * to its visual tokens), to put where the video goes in the chat.
+   */
+  processVideo(video: unknown, opts: VideoOptions = {}): ProcessedVideo & { prompt: string; tokensPerFrame: number } {
+    const fn = 'PretrainedModel.processVideo';
+    this.#alive(fn);
+    if (!this.vlm) throw new Error(`${fn}: ${this.architecture} is a text-only model`);
+    const o = checkOptions(fn, opts);
+    const v = processVideo(fn, this.vlm, this.preprocessor as Record<string, unknown> | undefined, video, o.fps === undefined ? {} : { fps: o.fps as number });
+    const side = v.pixelValues.shape[2];
+    const k = this.#bridge!.tokensPer(side, side);
+    let prompt = videoPromptText(this.vlm, v, k);
+    if (this.vlm.family === 'llava') prompt = prompt.replaceAll('<image>', '<image>'.repeat(k));
+    return { ...v, prompt, tokensPerFrame: k };
+  }
+
+  /** ids with the video's image tokens: as given when they already match, else the one image token expanded. */
+  #expandVideoIds(fn: string, ids: Int32Array, v: ProcessedVideo & { prompt: string; tokensPerFrame: number }): Int32Array {
+    const img = this.vlm!.imageTokenId;
+    const at: number[] = [];
+    ids.forEach((t, i) => t === img && at.push(i));
+    const need = v.indices.length * v.tokensPerFrame;
+    if (at.length === need) return ids;
+    if (at.length !== 1)
+      throw rangeError(fn, 'ids', `one image token (id ${img}) where the video goes, or the ${need} of its expanded prompt (processVideo().prompt)`, `${at.length}`);
+    const mid = this.tokenizer.encode(v.prompt, { addSpecialTokens: false });
+    const out = new Int32Array(ids.length - 1 + mid.length);
+    out.set(ids.subarray(0, at[0]));
+    out.set(mid, at[0]);
+    out.set(ids.subarray(at[0] + 1), at[0] + mid.length);
+    return out;
   }
 
   /** The visual rows of `logits` options ({ pixelValues } or { images } / { video } through the processor). */
@@ -463,7 +518,7 @@ export class PretrainedModel {
       if (n > 0) throw rangeError(fn, 'ids', `no image token (id ${vlm.imageTokenId}) without pixelValues, images or video`, `${n} of them`);
       return null;
     }
-    if (given[0] !== 'pixelValues') throw typeError(fn, `opts.${given[0]}`, 'opts.pixelValues (processed images; video input goes through logits(ids, { video }) once implemented)', describe(o[given[0]]));
+    if (given[0] !== 'pixelValues') throw typeError(fn, `opts.${given[0]}`, 'opts.pixelValues or opts.video (raw images are not processed yet: pass them as pixelValues, or as the frames of a video)', describe(o[given[0]]));
     const px = checkPixelValues(fn, 'opts.pixelValues', o.pixelValues, vlm);
     const { features } = this.#bridge!.forward(px.data, px.n, px.H, px.W, false);
     return mergeVisual(fn, ids, vlm, features, this.spec.hidden);
