@@ -204,6 +204,28 @@ async function generate(a: ParsedArgs): Promise<number> {
   if (videoArg !== undefined) inputFile('--video', videoArg, 'a clip (.npy or a video file)');
   const model = await loadModelDir(modelDir, (a.str('device') ?? 'cpu') as vp.VideoLMDevice);
   const gen = { maxTokens: a.num('max-tokens', 32), temperature: a.num('temperature', 0), topP: a.num('top-p', 1), seed: a.num('seed', 0) };
+  if (model instanceof vp.PretrainedModel && model.vlm) {
+    // A vision-language model: the clip decoded as its processor samples it, the prompt as a user turn.
+    const video = inputFile('--video', a.required('video', 'generate', 'FILE'), 'a clip (.npy or a video file)');
+    const prompt = a.str('prompt') ?? 'Describe this video.';
+    let clip: { data: Uint8Array; shape: number[] } | vp.DecodedVideo;
+    let fps: number | undefined;
+    if (video.toLowerCase().endsWith('.npy')) {
+      const arr = vp.readNpy(video);
+      if (arr.dtype !== 'uint8' || arr.shape.length !== 4 || arr.shape[3] !== 3) throw new TypeError(`--video: ${video} must hold uint8 [F, H, W, 3], got ${arr.dtype} [${arr.shape.join(', ')}]`);
+      clip = { data: arr.data as Uint8Array, shape: arr.shape };
+      fps = a.num('fps', 1);
+    } else {
+      const vs = (model.preprocessor?.video_sampling ?? {}) as { fps?: number; max_frames?: number };
+      fps = model.vlm.family === 'idefics3' ? a.num('fps', vs.fps ?? 1) : undefined;
+      clip = fps !== undefined ? vp.decodeVideo(video, { fps, maxFrames: a.num('frames', vs.max_frames ?? 64) }) : vp.decodeVideo(video, { frames: a.num('frames', 8) });
+    }
+    const text = await model.generate(clip, model.chatTemplate !== undefined ? [{ role: 'user', content: prompt }] : prompt, { ...gen, ...(fps !== undefined ? { fps } : {}) });
+    if (a.flag('json')) console.log(JSON.stringify({ video, prompt, text }));
+    else console.log(text);
+    model.dispose();
+    return 0;
+  }
   if (model instanceof vp.PretrainedModel) {
     // A text model: the prompt as a user turn through the chat template when the folder has one.
     if (a.has('video')) {
@@ -373,9 +395,10 @@ const commands: Record<string, Command> = {
   },
   generate: {
     summary: 'generate text for a video (.npy uint8 [F, H, W, 3] or a video file decoded by ffmpeg) with a saved model',
-    usage: 'videoperceiver generate --model DIR (--video FILE | a Hugging Face text model) [--prompt "describe the clip :"] [--max-tokens 32] [--temperature 0] [--top-p 1] [--seed 0] [--device cpu|cuda] [--json]',
+    usage: 'videoperceiver generate --model DIR (--video FILE | a Hugging Face text model) [--prompt "describe the clip :"] [--max-tokens 32] [--temperature 0] [--top-p 1] [--seed 0] [--fps F] [--frames N] [--device cpu|cuda] [--json]',
     flags: {
       model: PATH, video: PATH, prompt: PATH, 'max-tokens': { kind: 'int', min: 0, max: 1 << 24 }, temperature: { kind: 'number', min: 0, max: 1e4 },
+      fps: { kind: 'number', gt: 0, max: 1000 }, frames: { kind: 'int', min: 1, max: 4096 },
       'top-p': { kind: 'number', gt: 0, max: 1 }, seed: { kind: 'int', min: 0, max: Number.MAX_SAFE_INTEGER }, device: DEVICE, json: JSON_FLAG,
     },
     run: generate,

@@ -122,3 +122,34 @@ print(worst)
   t.is(r.status, 0, r.stderr);
   t.true(Number(r.stdout.trim()) <= 1, `largest difference ${r.stdout}`);
 });
+
+test('generate(video, prompt) continues from the video tokens (greedy = argmax of logits), through the API and the CLI', async (t) => {
+  const dir = join(work, 'smolgen');
+  writeTinyVlm(dir, { kind: 'smolvlm', seed: 33 });
+  const m = await vp.loadPretrained(dir);
+  const v = video(2, 12, 12);
+  const out = (await m.generate(v, Int32Array.from([IMAGE_ID, 5]), { maxTokens: 1, eosId: -1 })) as Int32Array;
+  const p = m.processVideo(v);
+  const ids = Int32Array.from([...m.tokenizer.encode(p.prompt, { addSpecialTokens: false }), 5]);
+  const lg = (await m.logits(ids, { pixelValues: p.pixelValues })).data as Float32Array;
+  const row = lg.subarray((ids.length - 1) * 288, ids.length * 288);
+  t.is(out[0], row.indexOf(Math.max(...row)));
+  const text = await m.generate(v, [{ role: 'user', content: '<video>hello' }], { maxTokens: 3 });
+  t.is(typeof text, 'string');
+  m.dispose();
+  const npy = join(work, 'clip.npy');
+  vp.writeNpy(npy, { dtype: 'uint8', shape: v.shape, data: v.data });
+  const r = spawnSync(process.execPath, ['--import=tsx', join(import.meta.dirname, '..', 'lib', 'cli.ts'), 'generate', '--model', dir, '--video', npy, '--prompt', 'hello', '--max-tokens', '2', '--json'], { encoding: 'utf8', timeout: 120_000 });
+  t.is(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout.trim().split('\n').pop()!);
+  t.is(j.prompt, 'hello');
+  t.is(typeof j.text, 'string');
+});
+
+test('vp.Trainer refuses a vision-language model with a clear error (not silently text-only)', async (t) => {
+  const dir = join(work, 'smoltrain');
+  writeTinyVlm(dir, { kind: 'smolvlm', seed: 34 });
+  const m = await vp.loadPretrained(dir);
+  t.throws(() => new vp.Trainer(m), { instanceOf: TypeError, message: /vision-language PretrainedModel.*not implemented/ });
+  m.dispose();
+});

@@ -39,6 +39,7 @@ export function generateTokens(
   dec: Decoder,
   prompts: readonly Int32Array[],
   o: { maxTokens: number; temperature: number; topP: number; seed: number; eos: ReadonlySet<number> },
+  prefill?: { inputEmbeds: Tensor; replaced: Uint8Array },
 ): Int32Array[] {
   const s = dec.spec;
   const B = prompts.length;
@@ -59,6 +60,7 @@ export function generateTokens(
     for (let i = 0; i < p.length; i++) positions[cu[b] + i] = i;
   });
   const { hN } = dec.forward(ids, positions, cu, {
+    ...(prefill ?? {}),
     onKV: (l, k, v) => {
       for (let b = 0; b < B; b++) {
         const n = cu[b + 1] - cu[b];

@@ -749,7 +749,15 @@ export class PretrainedModel {
       list.push(ids);
     }
     this.#last = null;
-    return generateTokens(dec, list, g);
+    let prefill: { inputEmbeds: Tensor; replaced: Uint8Array } | undefined;
+    if (this.vlm) {
+      // The prompts' image tokens, in packed order, take the visual tokens of batch.pixelValues.
+      const all = Int32Array.from(rowText, (t) => text[t]);
+      const px = (prompts as PretrainedBatch).pixelValues;
+      const v = this.#visualInput(fn, all, px === undefined ? {} : { pixelValues: px });
+      if (v) prefill = { inputEmbeds: v.embeds, replaced: v.replaced };
+    }
+    return generateTokens(dec, list, g, prefill);
   }
 
   /**
@@ -759,20 +767,31 @@ export class PretrainedModel {
    * prompt. Strings and messages return the decoded text (special tokens
    * skipped); token ids return ids.
    */
-  async generate(video: unknown, prompt: string | Int32Array | number[] | readonly ChatMessage[], opts: TextGenerateOptions = {}): Promise<string | Int32Array> {
+  async generate(video: unknown, prompt: string | Int32Array | number[] | readonly ChatMessage[], opts: TextGenerateOptions & { fps?: number } = {}): Promise<string | Int32Array> {
     const fn = 'PretrainedModel.generate';
-    if (video !== null && video !== undefined) throw typeError(fn, 'video', `null: ${this.architecture} is a text-only model`, describe(video));
+    if (video !== null && video !== undefined && !this.vlm) throw typeError(fn, 'video', `null: ${this.architecture} is a text-only model`, describe(video));
+    // A vision-language model: the video's prompt text goes where "<video>" (or a lone "<image>") is, else before the prompt.
+    const v = video !== null && video !== undefined ? this.processVideo(video, (opts as { fps?: number }).fps === undefined ? {} : { fps: (opts as { fps?: number }).fps }) : null;
+    const place = (s: string): string => {
+      if (!v) return s;
+      if (s.includes('<video>')) return s.replace('<video>', v.prompt);
+      if (this.vlm!.family === 'llava' && s.split('<image>').length === 2) return s.replace('<image>', v.prompt);
+      return v.prompt + s;
+    };
     let ids: Int32Array;
     let asText = true;
-    if (typeof prompt === 'string') ids = this.tokenizer.encode(prompt);
+    if (typeof prompt === 'string') ids = this.tokenizer.encode(place(prompt));
     else if (Array.isArray(prompt) && prompt.length > 0 && typeof prompt[0] === 'object') {
-      ids = this.tokenizer.encode(this.applyChatTemplate(prompt as unknown as ChatMessage[], { addGenerationPrompt: true }), { addSpecialTokens: false });
+      const msgs = (prompt as unknown as ChatMessage[]).map((m, i) => (v && i === prompt.length - 1 && typeof m.content === 'string' && m.role === 'user' ? { ...m, content: place(m.content) } : m));
+      ids = this.tokenizer.encode(this.applyChatTemplate(msgs, { addGenerationPrompt: true }), { addSpecialTokens: false });
     } else {
       ids = this.#checkIds(fn, 'prompt', prompt);
+      if (v) ids = this.#expandVideoIds(fn, ids, v);
       asText = false;
     }
     if (ids.length === 0) throw rangeError(fn, 'prompt', 'at least one token', 'an empty prompt');
-    const [out] = await this.generateBatch({ text: ids, sequences: [[{ text: [0, ids.length] }]] }, opts);
+    const { fps: _fps, ...gen } = opts as TextGenerateOptions & { fps?: number };
+    const [out] = await this.generateBatch({ text: ids, sequences: [[{ text: [0, ids.length] }]], ...(v ? { pixelValues: v.pixelValues } : {}) }, gen);
     return asText ? this.tokenizer.decode(out, { skipSpecialTokens: true }) : out;
   }
 

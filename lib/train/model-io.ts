@@ -146,6 +146,8 @@ function textIO(model: PretrainedModel, fn: string): ModelIO {
 
 /** The batch and token conventions of a model the trainer accepts. */
 export function modelIO(model: TrainableModel, fn = 'Trainer'): ModelIO {
+  if (model instanceof PretrainedModel && model.vlm)
+    throw new TypeError(`${fn}: training a vision-language PretrainedModel (${model.architecture}) with vp.Trainer is not implemented yet; train it with model.trainStep on batches with pixelValues (docs/pretrained.md)`);
   return model instanceof PretrainedModel ? textIO(model, fn) : videoIO(model, fn);
 }
 
