@@ -22,6 +22,7 @@ export {
   readNpy, writeNpy, type NpyArray, type NpyDType,
   decodeVideo, findFfmpeg, type DecodeOptions, type DecodedVideo,
   synthClip, synthDataset, makeRng, type SynthClip, type SynthOptions, type SynthDatasetOptions, type EventKind,
+  readConversations, DataFormatError, type ConversationRecord, type ConversationTurn,
 } from './data/index.js';
 export * from './model/index.js';
 export {

@@ -6,3 +6,4 @@ export { readNpy, writeNpy, parseNpy, encodeNpy, type NpyArray, type NpyDType } 
 export { decodeVideo, findFfmpeg, type DecodeOptions, type DecodedVideo } from './video.js';
 export { synthClip, synthDataset, makeRng, SHAPES, COLORS, MOTIONS, EVENTS, NOTHING, type SynthClip, type SynthOptions, type SynthDatasetOptions, type EventKind } from './synth.js';
 export { encodePng, decodePng, frameStrip } from './png.js';
+export { readConversations, DataFormatError, type ConversationRecord, type ConversationTurn } from './sharegpt.js';

@@ -6,3 +6,6 @@ export { ChatTemplate, type ChatMessage, type ChatTemplateOptions } from './chat
 export { parseConfig, ropeInvFreq, UnsupportedConfigError, ARCHITECTURES, type Architecture, type DecoderSpec, type RopeScaling } from './config.js';
 export { type LoraOptions, type LoraState } from './lora.js';
 export { type TextGenerateOptions } from './generate.js';
+export { vlmTrainBatch, substituteFrames, type VlmSample } from './vlm-train.js';
+export { VLM_ARCHITECTURES, type VlmArchitecture, type VlmSpec, type VisionSpec } from './vlm-config.js';
+export { type ProcessedVideo, type VideoOptions } from './video.js';
