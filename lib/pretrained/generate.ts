@@ -40,6 +40,8 @@ export function generateTokens(
   prompts: readonly Int32Array[],
   o: { maxTokens: number; temperature: number; topP: number; seed: number; eos: ReadonlySet<number> },
   prefill?: { inputEmbeds: Tensor; replaced: Uint8Array },
+  /** Ids never sampled (a vision-language model's image token: its rows are visual features only). */
+  banned: readonly number[] = [],
 ): Int32Array[] {
   const s = dec.spec;
   const B = prompts.length;
@@ -78,6 +80,10 @@ export function generateTokens(
   const attScale = 1 / Math.sqrt(s.headDim);
   for (let step = 0; step < o.maxTokens && active.length > 0; step++) {
     const logits = dec.logits(h);
+    if (banned.length) {
+      const lg = f32(logits);
+      for (let r = 0; r < logits.shape[0]; r++) for (const id of banned) lg[r * s.vocab + id] = -1e30; // sampleTokens takes finite logits only
+    }
     const toks = sampleTokens(logits, {
       temperature: o.temperature, topP: o.topP, seed: o.seed, step, streams: active,
     });

@@ -757,7 +757,7 @@ export class PretrainedModel {
       const v = this.#visualInput(fn, all, px === undefined ? {} : { pixelValues: px });
       if (v) prefill = { inputEmbeds: v.embeds, replaced: v.replaced };
     }
-    return generateTokens(dec, list, g, prefill);
+    return generateTokens(dec, list, g, prefill, this.vlm ? [this.vlm.imageTokenId] : []);
   }
 
   /**

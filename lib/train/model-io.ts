@@ -9,9 +9,21 @@
 //    prompt) when it has one, else the text with the tokenizer's own special
 //    tokens; the response ends with the tokenizer's end-of-sequence token.
 //    No video, so no KIM variants and no contrastive term.
+//  - a vision-language PretrainedModel (SmolVLM, Idefics3, LLaVA): the same
+//    chat sequences with the clip in the user turn. A prompt is tokenized with
+//    one image token where the video goes; each batch expands it into the
+//    processor's prompt for the clip (lib/pretrained/video.ts) and carries the
+//    processed frames as pixelValues. KIM variants are built at the frame
+//    level (frameMap → the clip with its key frames replaced, before the vision
+//    tower); there is no contrastive term yet.
 //
 // Cost: tokenization and copying, linear in the batch's tokens.
 import { PretrainedModel, type PretrainedBatch } from '../pretrained/model.js';
+import { substituteFrames } from '../pretrained/vlm-train.js';
+import { locateKeyFrames } from '../kim/keyframes.js';
+import { planSubstitution, type SubstitutionPolicy } from '../kim/substitution.js';
+import { detectTransientFrames } from '../kim/transient.js';
+import { tensor } from '../tensor.js';
 import { EOS_ID, type Tokenizer } from '../model/tokenizer.js';
 import { VideoLM, type VideoLMBatch } from '../model/videolm.js';
 import { generationBatch, KimPlans, planSftBatch, scoringBatch, type PromptItem, type SftBatchPlanOptions, type TrainClip, type TrainerSftBatch } from './batch.js';
@@ -23,6 +35,12 @@ export type TrainableModel = VideoLM | PretrainedModel;
 export interface ModelIO {
   /** No vision input: sequences are text alone. */
   readonly textOnly: boolean;
+  /** false: the model has no contrastive term (a vision-language PretrainedModel). */
+  readonly contrastive?: boolean;
+  /** The frame count and square size clips are fitted to (default: the VideoLM's config). */
+  readonly clipShape?: { frames: number; size: number };
+  /** A clip's KIM frame map (key frames from its events, else the transient locator), or undefined without key frames. */
+  kimFrameMap?(clip: TrainClip, substitution: SubstitutionPolicy, locator: 'transient' | 'none'): Int32Array | undefined;
   /** Hidden width (the contrastive tap's) and decoder layers. */
   readonly width: number;
   readonly layers: number;
@@ -144,11 +162,109 @@ function textIO(model: PretrainedModel, fn: string): ModelIO {
   };
 }
 
+function vlmIO(model: PretrainedModel, fn: string): ModelIO {
+  const text = textIO(model, fn);
+  const vlm = model.vlm!;
+  const tok = model.tokenizer;
+  const pp = (model.preprocessor ?? {}) as { video_sampling?: { max_frames?: number }; max_image_size?: { longest_edge?: number } };
+  const frames = Math.min(pp.video_sampling?.max_frames ?? 8, 8);
+  const size = vlm.family === 'idefics3' ? pp.max_image_size?.longest_edge ?? vlm.vision.imageSize : vlm.vision.imageSize;
+  const MARK = '\u0000video\u0000';
+  const template = model.chatTemplate !== undefined;
+  /** The task prompt as a user turn whose video goes at one image token. */
+  const prompt = (t: string): Int32Array => {
+    const rendered = template ? model.applyChatTemplate([{ role: 'user', content: MARK + t }], { addGenerationPrompt: true }) : MARK + t;
+    const [pre, post] = rendered.split(MARK);
+    return Int32Array.from([...tok.encode(pre, { addSpecialTokens: !template }), vlm.imageTokenId, ...tok.encode(post, { addSpecialTokens: false })]);
+  };
+  /** The prompt with its image token expanded for the clip (or its KIM variant), and the clip's pixel values. */
+  const expand = (promptIds: Int32Array, clipFrames: Uint8Array, frameMap?: Int32Array): { ids: number[]; px: Float32Array; shape: readonly number[] } => {
+    const video = { data: clipFrames, shape: [clipFrames.length / (size * size * 3), size, size, 3] };
+    const v = model.processVideo(frameMap ? substituteFrames(video, frameMap, fn, 'clip') : video);
+    const at = promptIds.indexOf(vlm.imageTokenId);
+    const mid = tok.encode(v.prompt, { addSpecialTokens: false });
+    return { ids: [...promptIds.subarray(0, at), ...mid, ...promptIds.subarray(at + 1)], px: v.pixelValues.data as Float32Array, shape: v.pixelValues.shape };
+  };
+  const withPixels = (b: PretrainedBatch, px: Float32Array[], shape: readonly number[] | null): PretrainedBatch => {
+    if (!shape) return b;
+    const n = px.reduce((a, p) => a + p.length, 0);
+    const all = new Float32Array(n);
+    let o = 0;
+    for (const p of px) {
+      all.set(p, o);
+      o += p.length;
+    }
+    const per = shape[1] * shape[2] * shape[3];
+    return { ...b, pixelValues: tensor(all, [n / per, shape[1], shape[2], shape[3]]) };
+  };
+  return {
+    ...text,
+    textOnly: false,
+    contrastive: false,
+    clipShape: { frames, size },
+    prompt,
+    kimFrameMap(clip, substitution, locator) {
+      const F = clip.frames.length / (size * size * 3);
+      const events = clip.annotation.events ?? [];
+      let key = events.length ? locateKeyFrames(clip.frameTimes, events) : [];
+      if (!key.length && locator === 'transient') key = detectTransientFrames({ data: clip.frames, shape: [F, size, size, 3] });
+      if (!key.length || key.length >= F) return undefined;
+      return planSubstitution(F, key, substitution);
+    },
+    sftBatch(clips, o) {
+      const b = new TextBatchBuilder();
+      const px: Float32Array[] = [];
+      let shape: readonly number[] | null = null;
+      for (const clip of clips) {
+        let tasks = clipTasks(clip.annotation, o.questions !== false);
+        if (o.questions === 'one' && tasks.length > 2) {
+          const k = ((o.round ?? 0) + (clip.index ?? 0)) % (tasks.length - 1);
+          tasks = [tasks[0], tasks[1 + k]];
+        }
+        for (const t of tasks) {
+          const e = expand(prompt(t.prompt), clip.frames);
+          b.add(e.ids, text.response(t.response, true));
+          px.push(e.px);
+          shape = e.shape;
+        }
+      }
+      const batch = withPixels(b.build(), px, shape);
+      let targets = 0;
+      for (const x of batch.targets!) if (x >= 0) targets++;
+      return { batch, groups: [], kimSequences: 0, skipped: [], rows: batch.text.length, targets };
+    },
+    generationBatch(items) {
+      const b = new TextBatchBuilder();
+      const px: Float32Array[] = [];
+      let shape: readonly number[] | null = null;
+      for (const it of items) {
+        const e = expand(it.promptIds, it.frames, it.frameMap);
+        b.add(e.ids, []);
+        px.push(e.px);
+        shape = e.shape;
+      }
+      return withPixels(b.build(), px, shape);
+    },
+    scoringBatch(items, responses) {
+      const b = new TextBatchBuilder();
+      const px: Float32Array[] = [];
+      let shape: readonly number[] | null = null;
+      const at: number[] = [];
+      items.forEach((it, i) => {
+        const e = expand(it.promptIds, it.frames, it.frameMap);
+        at.push(b.add(e.ids, responses[i]) + e.ids.length - 1);
+        px.push(e.px);
+        shape = e.shape;
+      });
+      return { batch: withPixels(b.build(), px, shape), at, lengths: responses.map((r) => r.length) };
+    },
+  };
+}
+
 /** The batch and token conventions of a model the trainer accepts. */
 export function modelIO(model: TrainableModel, fn = 'Trainer'): ModelIO {
-  if (model instanceof PretrainedModel && model.vlm)
-    throw new TypeError(`${fn}: training a vision-language PretrainedModel (${model.architecture}) with vp.Trainer is not implemented yet; train it with model.trainStep on batches with pixelValues (docs/pretrained.md)`);
-  return model instanceof PretrainedModel ? textIO(model, fn) : videoIO(model, fn);
+  if (model instanceof PretrainedModel) return model.vlm ? vlmIO(model, fn) : textIO(model, fn);
+  return videoIO(model, fn);
 }
 
 /** True for a model the trainer accepts. */

@@ -256,8 +256,8 @@ export class Trainer {
       throw typeError(fn, `data[${i}]`, 'a VideoSample ({ frames: Uint8Array, shape, frameTimes, caption, ... })', describe(s));
     const { frames: _f, shape: _s, frameTimes: _t, videoPath: _p, ...annotation } = s;
     if (this.#io.textOnly) return { frames: new Uint8Array(0), frameTimes: [], annotation, index: i };
-    const c = (this.model as VideoLM).config;
-    const clip: TrainClip = { ...fitClip(s, c.frames, c.imageSize), annotation, index: i };
+    const c = this.#io.clipShape ?? { frames: (this.model as VideoLM).config.frames, size: (this.model as VideoLM).config.imageSize };
+    const clip: TrainClip = { ...fitClip(s, c.frames, c.size), annotation, index: i };
     // Cache up to ~256 MB of fitted clips (they are re-read every epoch).
     if (key && this.#cache.size * clip.frames.length < 256 * 2 ** 20) this.#cache.set(key, clip);
     return clip;
@@ -501,7 +501,8 @@ export class Trainer {
     const weightDecay = checkNumber(fn, 'opts.weightDecay', o.weightDecay, 0.1, { min: 0 });
     const maxGradNorm = checkNumber(fn, 'opts.maxGradNorm', o.maxGradNorm, 1);
     const kim = checkBoolean(fn, 'opts.kim', o.kim, !io.textOnly);
-    const contrastive = checkBoolean(fn, 'opts.contrastive', o.contrastive, !io.textOnly);
+    const contrastive = checkBoolean(fn, 'opts.contrastive', o.contrastive, !io.textOnly && io.contrastive !== false);
+    if (contrastive && io.contrastive === false) throw rangeError(fn, 'opts.contrastive', 'false: the contrastive term is not implemented for this model', 'true');
     if (io.textOnly && (kim || contrastive))
       throw rangeError(fn, kim ? 'opts.kim' : 'opts.contrastive', 'false for a text-only model (KIM variants and the contrastive term need video)', 'true');
     const lambda = checkNumber(fn, 'opts.lambda', o.lambda, 0.5, { min: 0 });
@@ -520,11 +521,11 @@ export class Trainer {
     const keyInfo: KeyInfoSource = ki;
     const plan = { kim, contrastive, questions, substitution: substitution as SftOptions['substitution'], kimFramePosition, keyInfo, locator: locator as SftOptions['locator'] };
     // One micro-batch packs each clip's video, its KIM variant and text: refuse a size that cannot fit before allocating it.
-    if (!io.textOnly) {
-      const cfg = (this.model as VideoLM).config;
+    if (this.model instanceof VideoLM) {
+      const cfg = this.model.config;
       checkStepMemory(fn, 'opts.batchSize', batchSize, cfg, batchSize * clipTokens(cfg) * (kim ? 2 : 1), this.#memory(), `${batchSize} clips of ${clipTokens(cfg)} visual tokens`);
     }
-    const kimPlans = io.textOnly ? undefined : new KimPlans((this.model as VideoLM).config, this.tokenizer as Tokenizer, { substitution: plan.substitution!, locator: plan.locator!, keyInfo });
+    const kimPlans = !(this.model instanceof VideoLM) ? undefined : new KimPlans(this.model.config, this.tokenizer as Tokenizer, { substitution: plan.substitution!, locator: plan.locator!, keyInfo });
     const t0 = Date.now();
     const args = { steps: total, batchSize, gradAccum, lr, minLr, warmupSteps: warmup, weightDecay, maxGradNorm, kim, contrastive, lambda, tapLayer, temperature, questions, substitution, kimFramePosition, keyInfo, locator };
     const diverged = (s: number, what: string) => new DivergenceError(fn, 'sft', s + 1, what);
@@ -601,8 +602,8 @@ export class Trainer {
     const fn = 'Trainer.rl';
     const data = this.#checkData(fn, dataset);
     const s = parseRlOptions(fn, opts, this.#count(data));
-    if (!this.#io.textOnly) {
-      const cfg = (this.model as VideoLM).config;
+    if (this.model instanceof VideoLM) {
+      const cfg = this.model.config;
       // A rollout packs P·G original and as many KIM sequences (video, prompt and response).
       const seqs = s.promptsPerStep * s.groupSize * (s.mode === 'none' ? 1 : 2);
       checkStepMemory(fn, 'opts.promptsPerStep', s.promptsPerStep, cfg, seqs * (clipTokens(cfg) + s.maxTokens), this.#memory(), `${seqs} sequences of ${clipTokens(cfg)} visual tokens`);
@@ -621,7 +622,7 @@ export class Trainer {
       if (s.reference) this.#setReference(s.reference, false);
       else if (!this.#reference) this.#setReference(await this.model.clone(), true);
     }
-    const kimPlans = this.#io.textOnly ? undefined : new KimPlans((this.model as VideoLM).config as VideoLMConfig, this.tokenizer as Tokenizer, { substitution: s.substitution, locator: s.locator, keyInfo: s.keyInfo });
+    const kimPlans = !(this.model instanceof VideoLM) ? undefined : new KimPlans(this.model.config as VideoLMConfig, this.tokenizer as Tokenizer, { substitution: s.substitution, locator: s.locator, keyInfo: s.keyInfo });
     const vocabulary = eventVocabulary(data);
     const t0 = Date.now();
     return this.#stage('rl', s.total, s.signal, args, async (step) => {
@@ -668,7 +669,7 @@ export class Trainer {
       const pool = s.tasks === 'questions' ? all.filter((t) => t.kind === 'question') : s.tasks === 'caption' ? all.slice(0, 1) : all;
       const task = (pool.length ? pool : all)[Math.floor(pick() * (pool.length || all.length))];
       const plan = s.mode === 'none' || !kimPlans ? undefined : kimPlans.get(clip).plan;
-      const frameMap = plan && plan.keyFrames.length > 0 ? plan.substitution : undefined;
+      const frameMap = plan && plan.keyFrames.length > 0 ? plan.substitution : s.mode === 'none' ? undefined : this.#io.kimFrameMap?.(clip, s.substitution, s.locator);
       return { clip, task, promptIds: this.#io.prompt(task.prompt), frameMap };
     });
   }
