@@ -8,7 +8,7 @@
 // first, then the prompt) and the assistant's response as the only targets.
 // Cost: the processor's (lib/pretrained/video.ts) plus tokenization.
 import { rangeError, typeError, describe } from '../errors.js';
-import { tensor } from '../tensor.js';
+import { tensor, type Tensor } from '../tensor.js';
 import { checkVideo } from './video.js';
 import type { PretrainedBatch, PretrainedModel } from './model.js';
 
@@ -68,6 +68,11 @@ export function vlmTrainBatch(model: PretrainedModel, samples: readonly VlmSampl
     });
     sequences.push([{ text: [start, ids.length] }]);
   });
+  return { text: Int32Array.from(text), targets: Int32Array.from(targets), sequences, pixelValues: concatPixels(pixels, shape!) };
+}
+
+/** Processed frames of several clips, [n, C, H, W] each of the same C, H, W (`shape`), as one tensor. */
+export function concatPixels(pixels: readonly Float32Array[], shape: readonly number[]): Tensor {
   const n = pixels.reduce((a, p) => a + p.length, 0);
   const all = new Float32Array(n);
   let o = 0;
@@ -75,6 +80,6 @@ export function vlmTrainBatch(model: PretrainedModel, samples: readonly VlmSampl
     all.set(p, o);
     o += p.length;
   }
-  const [, C, H, W] = shape!;
-  return { text: Int32Array.from(text), targets: Int32Array.from(targets), sequences, pixelValues: tensor(all, [n / (C * H * W), C, H, W]) };
+  const [, C, H, W] = shape;
+  return tensor(all, [n / (C * H * W), C, H, W]);
 }

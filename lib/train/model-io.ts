@@ -19,11 +19,10 @@
 //
 // Cost: tokenization and copying, linear in the batch's tokens.
 import { PretrainedModel, type PretrainedBatch } from '../pretrained/model.js';
-import { substituteFrames } from '../pretrained/vlm-train.js';
+import { concatPixels, substituteFrames } from '../pretrained/vlm-train.js';
 import { locateKeyFrames } from '../kim/keyframes.js';
 import { planSubstitution, type SubstitutionPolicy } from '../kim/substitution.js';
 import { detectTransientFrames } from '../kim/transient.js';
-import { tensor } from '../tensor.js';
 import { EOS_ID, type Tokenizer } from '../model/tokenizer.js';
 import { VideoLM, type VideoLMBatch } from '../model/videolm.js';
 import { generationBatch, KimPlans, planSftBatch, scoringBatch, type PromptItem, type SftBatchPlanOptions, type TrainClip, type TrainerSftBatch } from './batch.js';
@@ -186,16 +185,7 @@ function vlmIO(model: PretrainedModel, fn: string): ModelIO {
     return { ids: [...promptIds.subarray(0, at), ...mid, ...promptIds.subarray(at + 1)], px: v.pixelValues.data as Float32Array, shape: v.pixelValues.shape };
   };
   const withPixels = (b: PretrainedBatch, px: Float32Array[], shape: readonly number[] | null): PretrainedBatch => {
-    if (!shape) return b;
-    const n = px.reduce((a, p) => a + p.length, 0);
-    const all = new Float32Array(n);
-    let o = 0;
-    for (const p of px) {
-      all.set(p, o);
-      o += p.length;
-    }
-    const per = shape[1] * shape[2] * shape[3];
-    return { ...b, pixelValues: tensor(all, [n / per, shape[1], shape[2], shape[3]]) };
+    return shape ? { ...b, pixelValues: concatPixels(px, shape) } : b;
   };
   return {
     ...text,
