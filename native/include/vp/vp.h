@@ -13,6 +13,7 @@
 #include "vp/layers.h"
 #include "vp/logprobs.h"
 #include "vp/model_kernels.h"
+#include "vp/norm_act.h"
 #include "vp/optim.h"
 #include "vp/pack.h"
 #include "vp/rng.h"
