@@ -5,7 +5,7 @@
 // A bench module exports `run(ctx: BenchContext): Promise<void>` and reports each
 // case with ctx.report(). Ratios are always ours vs the peer from the same run.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -129,12 +129,14 @@ export function machineInfo(): Record<string, unknown> {
   const info = vp.backendInfo();
   let torch = 'missing';
   let blas = 'unknown';
+  let blasPath: string | null = null;
   const r = spawnSync(PYTHON, [join(benchDir, 'peers', 'torch_info.py')], { encoding: 'utf8' });
   if (r.status === 0) {
     try {
       const j = JSON.parse(r.stdout.trim().split('\n').pop()!);
       torch = j.torch;
       blas = j.blas;
+      blasPath = j.blasPath ?? null;
     } catch { /* keep defaults */ }
   }
   let model = cpus()[0]?.model ?? 'unknown';
@@ -144,7 +146,7 @@ export function machineInfo(): Record<string, unknown> {
   } catch { /* not Linux */ }
   machineCache = {
     cpu: model, cores: cpus().length, memGB: Math.round(totalmem() / 2 ** 30), isa: info.cpu.isa,
-    threads: info.cpu.threads, node: process.version, torch, blas,
+    threads: info.cpu.threads, node: process.version, torch, blas, blasPath,
     gpu: info.cuda ? info.cuda.device : null,
   };
   return machineCache;
@@ -162,6 +164,26 @@ export interface CaseReport {
   extra?: Record<string, number | string | null>;
   peer?: string;
   peerMissing?: string;
+  /**
+   * Our work per call, for the fraction of the machine's ceiling that report()
+   * adds to every row: `flops` (compute-bound: GFLOP/s over the FMA peak and over
+   * our SGEMM rate) or `bytes` moved (memory-bound: GB/s over the all-cores bandwidth).
+   */
+  flops?: number;
+  bytes?: number;
+}
+
+/** The machine's limits, measured natively on every core (native/bench/bench_ceilings.cpp). */
+export interface Ceilings {
+  fmaGflops: number | null;
+  bandwidthGBs: number | null;
+  copyGBs: number | null;
+  triadGBs: number | null;
+  threads?: number;
+  isa?: string;
+  /** Why the native measure is missing (then bandwidthGBs falls back to one JS thread's copy). */
+  missing?: string;
+  source: string;
 }
 
 export interface BenchContext {
@@ -171,11 +193,59 @@ export interface BenchContext {
   /** Our SGEMM's GFLOP/s on 1024² (measured once per process): the compute ceiling. */
   sgemmGflops(): Promise<number>;
   /**
-   * The machine's copy bandwidth in GB/s, bytes read + written (Float32Array.set of
-   * 64 MiB into a reused buffer, measured once per process): the ceiling of memory-bound kernels.
+   * The machine's all-cores memory bandwidth in GB/s (the larger of a threaded copy
+   * and triad, bytes read + written, measured once per process by vp_bench_ceilings):
+   * the ceiling of memory-bound kernels.
    */
   copyGBs(): Promise<number>;
+  /** The FMA peak and the bandwidth (measured once per process; see Ceilings). */
+  ceilings(): Ceilings;
   results: CaseReport[];
+}
+
+/** A native executable of the build (build-native/<name>), or undefined when it was not built. */
+export function nativeExe(name: string): string | undefined {
+  for (const dir of [process.env.VP_BENCH_BIN, join(benchDir, '..', 'build-native'), join(benchDir, '..', 'build-native', 'Release')]) {
+    if (dir && existsSync(join(dir, name))) return join(dir, name);
+  }
+  return undefined;
+}
+
+/** Runs a native bench executable; its JSON lines (others ignored), or why it could not run. */
+export function runNative(name: string, args: string[] = [], env: Record<string, string> = {}): { ok: true; lines: Record<string, unknown>[] } | { ok: false; missing: string } {
+  const exe = nativeExe(name);
+  if (!exe) return { ok: false, missing: `build-native/${name} is not built (npm run build:native)` };
+  const r = spawnSync(exe, args, { encoding: 'utf8', maxBuffer: 1 << 24, env: { ...process.env, ...env } });
+  if (r.error || r.status !== 0) {
+    return { ok: false, missing: `${name} failed (${r.error?.message ?? `exit ${r.status}`}): ${(r.stderr ?? '').trim().split('\n').slice(-2).join(' | ')}` };
+  }
+  const lines: Record<string, unknown>[] = [];
+  for (const l of (r.stdout ?? '').split('\n')) {
+    if (!l.startsWith('{')) continue;
+    try { lines.push(JSON.parse(l) as Record<string, unknown>); } catch { /* not a result line */ }
+  }
+  const err = lines.find((l) => typeof l.error === 'string');
+  if (err) return { ok: false, missing: `${name}: ${String(err.error)}` };
+  return { ok: true, lines };
+}
+
+let ceilingsCache: Ceilings | undefined;
+
+/** Measures the ceilings (once per process): vp_bench_ceilings on every core of the pool. */
+export function measureCeilings(quick: boolean): Ceilings {
+  if (ceilingsCache) return ceilingsCache;
+  const r = runNative('vp_bench_ceilings', quick ? ['--quick'] : []);
+  const line = r.ok ? r.lines.find((l) => l.bench === 'ceilings') : undefined;
+  if (!line) {
+    ceilingsCache = { fmaGflops: null, bandwidthGBs: null, copyGBs: null, triadGBs: null, missing: r.ok ? 'vp_bench_ceilings printed no result' : r.missing, source: 'none' };
+  } else {
+    ceilingsCache = {
+      fmaGflops: line.fmaGflops as number, bandwidthGBs: line.bandwidthGBs as number,
+      copyGBs: line.copyGBs as number, triadGBs: line.triadGBs as number,
+      threads: line.threads as number, isa: line.isa as string, source: 'vp_bench_ceilings',
+    };
+  }
+  return ceilingsCache;
 }
 
 let sgemmCache: number | undefined;
@@ -183,11 +253,26 @@ let copyCache: number | undefined;
 
 export function makeContext(opts: { quick: boolean; json: boolean }): BenchContext {
   const results: CaseReport[] = [];
+  const ceil = measureCeilings(opts.quick);
   return {
     quick: opts.quick,
     threads: vp.backendInfo().cpu.threads,
     results,
+    ceilings: () => ceil,
     report(r) {
+      // The fraction of the relevant ceiling, on every row that states its work.
+      const x: Record<string, number | string | null> = {};
+      if (r.flops !== undefined) {
+        const g = r.flops / (r.oursMs * 1e6);
+        x.fracOfFmaPeak = ceil.fmaGflops ? g / ceil.fmaGflops : null;
+        if (sgemmCache !== undefined) x.fracOfSgemm = g / sgemmCache;
+      }
+      if (r.bytes !== undefined) {
+        const bw = ceil.bandwidthGBs ?? copyCache ?? null;
+        x.fracOfBandwidth = bw ? r.bytes / (r.oursMs * 1e6) / bw : null;
+      }
+      if (r.flops === undefined && r.bytes === undefined) x.ceiling = 'none stated';
+      r = { ...r, extra: { ...(r.extra ?? {}), ...x } };
       results.push(r);
       const ratio = r.ratio === null ? `peer missing: ${r.peerMissing}` : `${r.ratio.toFixed(2)}x`;
       const extra = Object.entries(r.extra ?? {}).map(([k, v]) => `${k}=${typeof v === 'number' ? +v.toFixed(2) : v}`).join(' ');
@@ -205,6 +290,8 @@ export function makeContext(opts: { quick: boolean; json: boolean }): BenchConte
       return sgemmCache;
     },
     async copyGBs() {
+      if (ceil.bandwidthGBs) return ceil.bandwidthGBs;
+      // Fallback without the native executable: one JS thread's copy (a lower bound).
       if (copyCache !== undefined) return copyCache;
       const n = 16 << 20;  // 64 MiB of float32, far beyond the caches
       const src = randomFloats(n, 99);

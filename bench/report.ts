@@ -18,7 +18,7 @@ export interface RunRecord {
   command: string;
   machine: Record<string, unknown>;
   /** The machine's ceilings measured in the run (absent in runs saved before they were recorded). */
-  ceilings?: { sgemmGflops?: number; copyGBs?: number };
+  ceilings?: { sgemmGflops?: number; copyGBs?: number; fmaGflops?: number | null; bandwidthGBs?: number | null; triadGBs?: number | null; threads?: number; isa?: string; missing?: string; source?: string };
   results: CaseReport[];
   /** The benchmarks of a partial run (`npm run bench -- <names> --save`); absent for a full run. */
   partial?: string[];
@@ -63,10 +63,21 @@ export function renderMarkdown(run: RunRecord, jsonName: string, supplements: Sa
   if (run.loadAverage) lines.push(`Load average (1/5/15 min): ${run.loadAverage.start.join(' / ')} at the start, ${run.loadAverage.end.join(' / ')} at the end.`, '');
   if (run.ceilings) {
     const c = run.ceilings;
-    lines.push(`Ceilings measured in the same run: our SGEMM ${c.sgemmGflops ? c.sgemmGflops.toFixed(1) : 'n/a'} GFLOP/s ` +
-      `(1024², the \`fracOfSgemm\` / \`fractionOfSgemm\` columns of compute-bound kernels), copy ` +
-      `${c.copyGBs ? c.copyGBs.toFixed(1) : 'n/a'} GB/s read + written (one thread's \`Float32Array.set\` of 64 MiB, ` +
-      'the `fracOfCopy` column of memory-bound kernels; a threaded kernel can exceed it).', '');
+    if (c.source === 'vp_bench_ceilings') {
+      lines.push(`Ceilings measured in the same run on every core (${c.threads} threads of the core's pool, ${c.isa}; ` +
+        '`native/bench/bench_ceilings.cpp`): the FP32 FMA peak ' +
+        `${c.fmaGflops?.toFixed(1)} GFLOP/s (independent FMA chains in registers: the \`fracOfFmaPeak\` column of ` +
+        `compute-bound rows), the memory bandwidth ${c.bandwidthGBs?.toFixed(1)} GB/s (the larger of a threaded copy, ` +
+        `${c.copyGBs?.toFixed(1)} GB/s, and triad, ${c.triadGBs?.toFixed(1)} GB/s, over 64 MiB arrays, bytes read + written: ` +
+        'the `fracOfBandwidth` column of memory-bound rows), and our SGEMM ' +
+        `${c.sgemmGflops ? c.sgemmGflops.toFixed(1) : 'n/a'} GFLOP/s (1024², \`fracOfSgemm\`).`, '');
+    } else {
+      lines.push(`Ceilings measured in the same run: our SGEMM ${c.sgemmGflops ? c.sgemmGflops.toFixed(1) : 'n/a'} GFLOP/s ` +
+        `(1024², the \`fracOfSgemm\` / \`fractionOfSgemm\` columns of compute-bound kernels), copy ` +
+        `${c.copyGBs ? c.copyGBs.toFixed(1) : 'n/a'} GB/s read + written (one thread's \`Float32Array.set\` of 64 MiB, ` +
+        'the `fracOfCopy` column of memory-bound kernels; a threaded kernel can exceed it)' +
+        (c.missing ? `; the native ceilings were not measured: ${c.missing}` : '') + '.', '');
+    }
   }
   lines.push('Run it with `npm run bench -- [name...] [--filter name] [--quick] [--json] [--save]` (or ' +
     '`videoperceiver bench …` in a checkout): every `bench/<name>.ts` against its peer in the same run (PyTorch ' +

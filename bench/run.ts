@@ -4,7 +4,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { benchDir, machineInfo, makeContext } from './harness.js';
+import { benchDir, machineInfo, makeContext, PYTHON } from './harness.js';
 import { saveRun } from './report.js';
 
 const args = process.argv.slice(2);
@@ -29,8 +29,25 @@ if (!selected.length) {
   process.exit(2);
 }
 const loadAtStart = loadavg();
+// PyTorch on the reference BLAS (a fresh Debian machine without libopenblas0-pthread:
+// update-alternatives then points libblas.so.3 at it) is several times slower than
+// it need be, and every ratio against it would be inflated: refuse to run.
+const mi = machineInfo();
+if (mi.blas === 'reference-blas') {
+  console.error(`PyTorch (${PYTHON}) runs its matmuls on the reference BLAS (${String(mi.blasPath)}), ` +
+    'which no user would benchmark against: install OpenBLAS (apt-get install libopenblas0-pthread; ' +
+    'update-alternatives then selects it) and run the bench again.');
+  process.exit(3);
+}
 const ctx = makeContext({ quick, json });
-if (!json) console.log(`machine: ${JSON.stringify(machineInfo())}`);
+if (!json) {
+  console.log(`machine: ${JSON.stringify(mi)}`);
+  const c = ctx.ceilings();
+  console.log(c.missing
+    ? `ceilings: not measured (${c.missing}); memory-bound rows fall back to one JS thread's copy`
+    : `ceilings (every core, ${c.threads} threads, ${c.isa}): FMA peak ${c.fmaGflops} GFLOP/s, ` +
+      `bandwidth ${c.bandwidthGBs} GB/s (copy ${c.copyGBs}, triad ${c.triadGBs})`);
+}
 for (const name of selected) {
   const path = join(benchDir, `${name}.ts`);
   if (!existsSync(path)) continue;
@@ -52,7 +69,7 @@ if (save) {
     date: new Date().toISOString(),
     command: `npm run bench -- ${args.join(' ')}`.trim(),
     machine: machineInfo(),
-    ceilings: { sgemmGflops: await ctx.sgemmGflops(), copyGBs: await ctx.copyGBs() },
+    ceilings: { sgemmGflops: await ctx.sgemmGflops(), copyGBs: await ctx.copyGBs(), ...ctx.ceilings() },
     results: ctx.results,
     // The 1/5/15-minute load averages: a shared machine's load shows in every number.
     loadAverage: { start: loadAtStart.map((x) => +x.toFixed(2)), end: loadavg().map((x) => +x.toFixed(2)) },
