@@ -290,6 +290,7 @@ export async function run(ctx?: BenchContext): Promise<void> {
         ratio: peerMs === null ? null : peerMs / oursMs,
         peer: 'torch',
         peerMissing: torch.why,
+        flops: projections * proj,
         extra: {
           oursMinMs: Math.min(...ours),
           peerMinMs: peer ? Math.min(...theirs) : null,
@@ -346,6 +347,7 @@ export async function run(ctx?: BenchContext): Promise<void> {
     ratio: bigPeer && big ? bigPeer.ms / big.ms : null,
     peer: 'torch (one call)',
     peerMissing: bigPeer ? undefined : bigMissing,
+    flops: 4 * 2 * BN * BD * BV,  // the four projections of the forward and backward
     extra: {
       oursPeakMB: big ? big.extraMB : null,
       peerPeakMB: bigPeer ? bigPeer.extraMB : null,

@@ -157,6 +157,7 @@ export async function run(ctx: BenchContext): Promise<void> {
       oursMs: t.medianMs, peerMs: peerT ? peerT.medianMs : null,
       ratio: peerT ? peerT.medianMs / t.medianMs : null,
       peer: 'torch', peerMissing: peer.missing,
+      flops: products * product,
       extra: {
         target: `>=${target}x`,
         oursMinMs: t.minMs, peerMinMs: peerT ? peerT.minMs : null, samples: `${t.reps} + ${peerT?.reps ?? 0}`,
@@ -191,6 +192,7 @@ export async function run(ctx: BenchContext): Promise<void> {
     oursMs: oursBigMs, peerMs: peerBigMs,
     ratio: peerBigMs === null || !Number.isFinite(oursBigMs) ? null : peerBigMs / oursBigMs,
     peer: 'torch (one step)', peerMissing: bigPeer.missing,
+    flops: 3 * 2 * big * big * d,  // infoNceWithGrad: three N×M×D products
     extra: typeof bigMem === 'string' ? { memory: bigMem } : {
       budgetMB: 64,
       withGradBeyondInputsOutputsMB: beyond(bigMem.withGrad, bigMem.outputsMB),

@@ -2,9 +2,11 @@
 // stack) vs PyTorch CPU autograd on the same inputs in the same run. Shapes are
 // one layer of the planned `small` preset on a packed batch of 4096 tokens
 // (d=512, 8 heads of 64, SwiGLU hidden 1408), the LM loss over 1024 target rows
-// of an 8192-word vocabulary, and one AdamW step over 8M parameters.
+// of an 8192-word vocabulary, and one AdamW step over 8M parameters; then the
+// RMSNorm forward alone against onnxruntime-node's fused CPU kernels.
 import * as vp from '../lib/index.js';
 import { PeerInputs, randomFloats, runPeer, timeIt, type BenchContext } from './harness.js';
+import { loadOrt, onnxModel, ortSession } from './peers/onnx.js';
 
 export async function run(ctx: BenchContext): Promise<void> {
   const N = ctx.quick ? 1024 : 4096, D = 512, H = 8, HD = 64, F = 1408, V = 8192, NT = ctx.quick ? 256 : 1024;
@@ -88,8 +90,7 @@ export async function run(ctx: BenchContext): Promise<void> {
     });
   }
 
-  // Memory-bound kernels: their bandwidth as a fraction of the machine's copy bandwidth.
-  const copy = await ctx.copyGBs();
+  // Memory-bound kernels: the harness adds their bandwidth as a fraction of the machine's.
   for (const c of cases) {
     const ours = await timeIt(c.ours, { warmup: 2, reps: 7 });
     const peer = runPeer('torch_layers.py', { case: c.name, inputs: c.inputs.specs, reps: 7 }, ctx.threads);
@@ -99,7 +100,46 @@ export async function run(ctx: BenchContext): Promise<void> {
       oursMs: ours.medianMs, peerMs: peer.ok ? peer.medianMs! : null,
       ratio: peer.ok ? peer.medianMs! / ours.medianMs : null,
       peer: 'torch', peerMissing: peer.missing,
-      extra: { oursGBps: c.bytes / (ours.medianMs * 1e6), copyGBps: copy, fracOfCopy: c.bytes / (ours.medianMs * 1e6) / copy },
+      bytes: c.bytes,
+      extra: { oursGBps: c.bytes / (ours.medianMs * 1e6), peerGBps: peer.ok ? c.bytes / (peer.medianMs! * 1e6) : null },
+    });
+  }
+
+  // RMSNorm forward alone against onnxruntime's CPU kernels (it has no backward):
+  // SimplifiedLayerNormalization (its fused RMSNorm) and ONNX opset-23 RMSNormalization,
+  // each a one-node model on the same x and gain; the fastest is the row's peer.
+  {
+    const x = randomFloats(N * D, 1), g = randomFloats(D, 2, 0.5, 1.5);
+    const tx = vp.tensor(x, [N, D]), tg = vp.tensor(g, [D]);
+    const ours = await timeIt(() => vp.rmsNorm(tx, tg).y.dispose(), { warmup: 2, reps: 7 });
+    const ref = vp.rmsNorm(tx, tg).y.data as Float32Array;
+    const { ort, missing } = loadOrt();
+    const timings: [string, number, number][] = [];
+    const errors: string[] = [];
+    if (ort) {
+      const feeds = { x: new ort.Tensor('float32', x, [N, D]), g: new ort.Tensor('float32', g, [D]) };
+      for (const [name, op, opset] of [['ort SimplifiedLayerNormalization', 'SimplifiedLayerNormalization', 21], ['ort RMSNormalization-23', 'RMSNormalization', 23]] as const) {
+        try {
+          const s = await ortSession(ort, onnxModel([{ op, inputs: ['x', 'g'], outputs: ['y'], attrs: { axis: -1, epsilon: { float: 1e-5 } } }],
+            [{ name: 'x', shape: [N, D] }, { name: 'g', shape: [D] }], [{ name: 'y', shape: [N, D] }], opset), ctx.threads);
+          const y = (await s.run(feeds)).y.data;
+          let diff = 0;
+          for (let i = 0; i < y.length; i++) diff = Math.max(diff, Math.abs(y[i] - ref[i]));
+          timings.push([name, (await timeIt(() => s.run(feeds), { warmup: 2, reps: 7 })).medianMs, diff]);
+          await s.release?.();
+        } catch (e) {
+          errors.push(`${name}: ${(e as Error).message.split('\n')[0].slice(0, 160)}`);
+        }
+      }
+    }
+    const best = timings.sort((a, b) => a[1] - b[1])[0];
+    const bytes = 4 * N * D * 2;
+    ctx.report({
+      bench: 'layers', case: 'rmsnorm fwd', shape: { N, D },
+      oursMs: ours.medianMs, peerMs: best ? best[1] : null, ratio: best ? best[1] / ours.medianMs : null,
+      peer: best ? best[0] : 'onnxruntime', peerMissing: best ? undefined : (missing ?? errors.join('; ')),
+      bytes,
+      extra: { oursGBps: bytes / (ours.medianMs * 1e6), peerGBps: best ? bytes / (best[1] * 1e6) : null, peerMaxAbsDiff: best ? best[2] : null },
     });
   }
 }

@@ -108,6 +108,9 @@ export async function run(ctx: BenchContext): Promise<void> {
         bench: 'pretrained', case: `smollm2-135m ${c}`, shape: { B, T, tokens, params: 134515008, trainable: ours.trainable, rank: c === 'lora' ? 8 : null },
         oursMs: ours.medianMs, peerMs: peer.ok ? peer.medianMs! : null, ratio: peer.ok ? peer.medianMs! / ours.medianMs : null,
         peer: 'torch', peerMissing: peer.missing,
+        // 6 flops per parameter per token for full fine-tuning (forward 2, backward 4);
+        // LoRA skips the weight gradients of the frozen matrices: about 4.
+        flops: (c === 'lora' ? 4 : 6) * 134515008 * tokens,
         extra: {
           oursTokPerS: Math.round(tokens / (ours.medianMs / 1000)),
           peerTokPerS: peer.ok ? Math.round(tokens / (peer.medianMs! / 1000)) : null,

@@ -52,6 +52,9 @@ export async function run(ctx: BenchContext): Promise<void> {
       oursMs: ours.medianMs, peerMs: peer.ok ? peer.medianMs! : null,
       ratio: peer.ok ? peer.medianMs! / ours.medianMs : null,
       peer: 'torch', peerMissing: peer.missing,
+      // The usual estimate of a training step's work: 6 flops per parameter per token
+      // (forward 2, backward 4), attention's T² terms left out.
+      flops: 6 * model.numParams * tokens,
       extra: {
         oursTokPerS: Math.round(tokens / (ours.medianMs / 1000)),
         peerTokPerS: peer.ok ? Math.round(tokens / (peer.medianMs! / 1000)) : null,

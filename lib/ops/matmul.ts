@@ -1,7 +1,7 @@
 // vp.matmul: the first op through the whole stack (TS validation → addon → core SGEMM or CUDA).
 import { checkOptions, checkBoolean, checkSameDevice, checkSameDType, checkTensor } from '../validate.js';
 import { rangeError } from '../errors.js';
-import { emptyLike, type Tensor } from '../tensor.js';
+import { emptyLike, Tensor, type DType } from '../tensor.js';
 import { native } from '../native.js';
 
 export interface MatmulOptions {
@@ -11,11 +11,15 @@ export interface MatmulOptions {
   transB?: boolean;
 }
 
+// CPU: float32, or bfloat16 (float32 accumulation, a bfloat16 result: AVX512-BF16
+// where the CPU has it, else widened to float32; vp/gemm_bf16.h).
+const CPU_MATMUL: readonly DType[] = ['float32', 'bfloat16'];
+
 /** `op(a)[M, K] · op(b)[K, N] → [M, N]`, on the device of the inputs. */
 export function matmul(a: Tensor, b: Tensor, opts?: MatmulOptions): Tensor {
   const fn = 'matmul';
-  checkTensor(fn, 'a', a, { ndim: 2 });
-  checkTensor(fn, 'b', b, { ndim: 2 });
+  checkTensor(fn, 'a', a, { ndim: 2, ...(a instanceof Tensor && a.device === 'cpu' ? { dtypes: CPU_MATMUL } : {}) });
+  checkTensor(fn, 'b', b, { ndim: 2, ...(b instanceof Tensor && b.device === 'cpu' ? { dtypes: CPU_MATMUL } : {}) });
   const o = checkOptions(fn, opts);
   const transA = checkBoolean(fn, 'opts.transA', o.transA, false);
   const transB = checkBoolean(fn, 'opts.transB', o.transB, false);

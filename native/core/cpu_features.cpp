@@ -90,6 +90,19 @@ bool set_active_isa(Isa isa) {
   return true;
 }
 
+bool has_avx512_bf16() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool cpu = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") != 0 && __builtin_cpu_supports("avx512bw") != 0 &&
+           __builtin_cpu_supports("avx512vl") != 0;
+  }();
+  return cpu && active_isa() == Isa::kAvx512;
+#else
+  return false;
+#endif
+}
+
 std::string isa_reason() {
   active_isa();
   std::lock_guard<std::mutex> lk(g_mu);

@@ -26,4 +26,8 @@ bool set_active_isa(Isa isa);
 // Why the active ISA was chosen, e.g. "cpuid: avx512f" or "VP_ISA=avx2".
 std::string isa_reason();
 
+// Extensions beside the ISA ladder: true when CPUID (and the OS) report the
+// extension and the active ISA is AVX-512 (so VP_ISA=avx2|generic turns them off too).
+bool has_avx512_bf16();  // vdpbf16ps, vcvtneps2bf16 (vp/gemm_bf16.h)
+
 }  // namespace vp

@@ -3,6 +3,7 @@
 
 #include "vp/cuda.h"
 #include "vp/gemm.h"
+#include "vp/gemm_bf16.h"
 
 namespace vp {
 
@@ -27,20 +28,24 @@ Status matmul(const TensorView& a, const TensorView& b, bool trans_a, bool trans
     return Status::Invalid(std::string("matmul: dtypes differ (a: ") + dtype_name(a.dtype) +
                            ", b: " + dtype_name(b.dtype) + ", out: " + dtype_name(out.dtype) + ")");
   if (a.device == Device::kCUDA) return cuda::matmul(a, b, trans_a, trans_b, out);
-  if (a.dtype != DType::kFloat32)
-    return Status::Invalid(std::string("matmul: CPU computes in float32, got ") + dtype_name(a.dtype));
+  if (a.dtype != DType::kFloat32 && a.dtype != DType::kBFloat16)
+    return Status::Invalid(std::string("matmul: CPU computes in float32 or bfloat16, got ") + dtype_name(a.dtype));
+  // The fields the float32 and bfloat16 GEMMs share; C = out, row-major [m, n].
+  auto common = [&](auto& g) {
+    g.trans_a = trans_a, g.trans_b = trans_b;
+    g.m = m, g.n = n, g.k = ka;
+    g.lda = a.shape[1], g.ldb = b.shape[1], g.ldc = n;
+  };
+  if (a.dtype == DType::kBFloat16) {  // bf16 inputs and output, float32 accumulation (vp/gemm_bf16.h)
+    GemmBf16Args g;
+    common(g);
+    g.a = static_cast<const uint16_t*>(a.data), g.b = static_cast<const uint16_t*>(b.data);
+    g.c16 = static_cast<uint16_t*>(out.data);
+    return gemm_bf16(g);
+  }
   GemmArgs g;
-  g.trans_a = trans_a;
-  g.trans_b = trans_b;
-  g.m = m;
-  g.n = n;
-  g.k = ka;
-  g.a = a.as<float>();
-  g.lda = a.shape[1];
-  g.b = b.as<float>();
-  g.ldb = b.shape[1];
-  g.c = out.as<float>();
-  g.ldc = n;
+  common(g);
+  g.a = a.as<float>(), g.b = b.as<float>(), g.c = out.as<float>();
   return sgemm(g);
 }
 
