@@ -3,9 +3,10 @@
 // one layer of the planned `small` preset on a packed batch of 4096 tokens
 // (d=512, 8 heads of 64, SwiGLU hidden 1408), the LM loss over 1024 target rows
 // of an 8192-word vocabulary, and one AdamW step over 8M parameters; then the
-// RMSNorm forward alone against onnxruntime-node's fused CPU kernels.
+// RMSNorm forward alone against onnxruntime-node's fused CPU kernels. Each row also
+// gives the kernels' own bandwidth (vp_bench_layers, preallocated outputs, same shapes).
 import * as vp from '../lib/index.js';
-import { PeerInputs, randomFloats, runPeer, timeIt, type BenchContext } from './harness.js';
+import { PeerInputs, randomFloats, runNative, runPeer, timeIt, type BenchContext } from './harness.js';
 import { loadOrt, onnxModel, ortSession } from './peers/onnx.js';
 
 export async function run(ctx: BenchContext): Promise<void> {
@@ -90,6 +91,19 @@ export async function run(ctx: BenchContext): Promise<void> {
     });
   }
 
+  // The kernels alone: vp_bench_layers (native/bench/bench_layers.cpp) calls them on
+  // preallocated buffers at the same shapes, so their fraction of the bandwidth is the
+  // kernel's, without the fresh output tensors (page faults) of the whole-stack rows.
+  const native = runNative('vp_bench_layers', ctx.quick ? ['--quick'] : [], { VP_NUM_THREADS: String(ctx.threads) });
+  const kernel = (name: string): { ms: number; bytes: number } | null => {
+    if (!native.ok) return null;
+    const parts = native.lines.filter((l) => typeof l.case === 'string' && (l.case === name || (l.case as string).startsWith(`${name}_`)) && typeof l.gbps === 'number');
+    if (!parts.length) return null;
+    const ms = parts.reduce((s, l) => s + (l.ms as number), 0);
+    const bytes = parts.reduce((s, l) => s + (l.gbps as number) * (l.ms as number) * 1e6, 0);
+    return { ms, bytes };
+  };
+  const bw = ctx.ceilings().bandwidthGBs ?? await ctx.copyGBs();
   // Memory-bound kernels: the harness adds their bandwidth as a fraction of the machine's.
   for (const c of cases) {
     const ours = await timeIt(c.ours, { warmup: 2, reps: 7 });
@@ -101,7 +115,15 @@ export async function run(ctx: BenchContext): Promise<void> {
       ratio: peer.ok ? peer.medianMs! / ours.medianMs : null,
       peer: 'torch', peerMissing: peer.missing,
       bytes: c.bytes,
-      extra: { oursGBps: c.bytes / (ours.medianMs * 1e6), peerGBps: peer.ok ? c.bytes / (peer.medianMs! * 1e6) : null },
+      extra: {
+        oursGBps: c.bytes / (ours.medianMs * 1e6), peerGBps: peer.ok ? c.bytes / (peer.medianMs! * 1e6) : null,
+        ...(() => {
+          const k = kernel(c.name);
+          return k
+            ? { kernelMs: k.ms, kernelGBps: k.bytes / (k.ms * 1e6), kernelFracOfBandwidth: k.bytes / (k.ms * 1e6) / bw }
+            : { kernelMs: null, kernelGBps: null, kernelFracOfBandwidth: null, kernel: native.ok ? 'no native case' : native.missing };
+        })(),
+      },
     });
   }
 

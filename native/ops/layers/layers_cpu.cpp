@@ -208,15 +208,30 @@ Status rope_apply(const float* x, const int32_t* positions, int64_t tokens, int6
   if (table) {
     tab_c.resize(static_cast<size_t>((max_pos + 1) * half));
     tab_s.resize(tab_c.size());
-    parallel_for(max_pos + 1, std::max<int64_t>(1, 2048 / half), [&](int64_t p0, int64_t p1, int) {
-      for (int64_t p = p0; p < p1; ++p)
+    // Blocks of kAnchor positions: exact cos/sin (double) at the block's first
+    // position, then the angle-addition recurrence (cos, sin of (p+1)·f from those
+    // of p·f and of f) in double: kAnchor − 1 steps add at most ~kAnchor double
+    // roundings (~1e-14), far below float's, at four multiplies instead of two
+    // library calls per entry (the calls were most of this op's time).
+    constexpr int64_t kAnchor = 32;
+    const int64_t blocks = (max_pos + kAnchor) / kAnchor;
+    parallel_for(blocks, std::max<int64_t>(1, 64 / half), [&](int64_t b0, int64_t b1, int) {
+      for (int64_t b = b0; b < b1; ++b)
         for (int64_t i = 0; i < half; ++i) {
-          const double a = static_cast<double>(p) * inv_freq[i];
-          tab_c[p * half + i] = static_cast<float>(std::cos(a));
-          tab_s[p * half + i] = static_cast<float>(inverse ? -std::sin(a) : std::sin(a));
+          const double f = inv_freq[i], cf = std::cos(f), sf = std::sin(f);
+          const int64_t p0 = b * kAnchor, p1 = std::min<int64_t>(max_pos + 1, p0 + kAnchor);
+          double c = std::cos(static_cast<double>(p0) * f), s = std::sin(static_cast<double>(p0) * f);
+          for (int64_t p = p0; p < p1; ++p) {
+            tab_c[p * half + i] = static_cast<float>(c);
+            tab_s[p * half + i] = static_cast<float>(inverse ? -s : s);
+            const double cn = c * cf - s * sf;
+            s = s * cf + c * sf;
+            c = cn;
+          }
         }
     });
   }
+  const auto& k = layer_kernels();
   parallel_for(tokens, row_grain(row), [&](int64_t t0, int64_t t1, int) {
     std::vector<float> own_c(table ? 0 : half), own_s(table ? 0 : half);
     for (int64_t t = t0; t < t1; ++t) {
@@ -235,15 +250,7 @@ Status rope_apply(const float* x, const int32_t* positions, int64_t tokens, int6
         cs = own_c.data();
         sn = own_s.data();
       }
-      for (int64_t h = 0; h < heads; ++h) {
-        const float* xi = x + t * row + h * head_dim;
-        float* o = out + t * row + h * head_dim;
-        for (int64_t i = 0; i < half; ++i) {
-          const float x1 = xi[i], x2 = xi[i + half];
-          o[i] = x1 * cs[i] - x2 * sn[i];
-          o[i + half] = x2 * cs[i] + x1 * sn[i];
-        }
-      }
+      k.rope_row(x + t * row, cs, sn, heads, half, out + t * row);
     }
   });
   return Status::Ok();
@@ -273,7 +280,12 @@ Status embedding_forward(const float* table, int64_t vocab, int64_t dim, const i
   VP_RETURN_IF_ERROR(need(out, fn, "out"));
   VP_RETURN_IF_ERROR(check_ids(fn, ids, n, vocab));
   parallel_for(n, row_grain(dim), [&](int64_t a, int64_t b, int) {
-    for (int64_t i = a; i < b; ++i) std::memcpy(out + i * dim, table + static_cast<int64_t>(ids[i]) * dim, dim * sizeof(float));
+    for (int64_t i = a; i < b; ++i) {
+      // Start fetching the next gathered row (rows are scattered over the table,
+      // so the hardware prefetcher cannot guess it) while this one is copied.
+      if (i + 1 < b) __builtin_prefetch(table + static_cast<int64_t>(ids[i + 1]) * dim);
+      std::memcpy(out + i * dim, table + static_cast<int64_t>(ids[i]) * dim, dim * sizeof(float));
+    }
   });
   return Status::Ok();
 }

@@ -37,6 +37,9 @@ struct LayerKernels {
   double (*sumsq)(const float* x, int64_t n);
   void (*add)(float* y, const float* x, int64_t n);
   void (*scale)(float* y, int64_t n, float s);
+  // out = rotate(x) for `heads` heads of `head_dim` (= 2·half) floats:
+  // out[i] = x[i]·c[i] − x[i+half]·s[i], out[i+half] = x[i+half]·c[i] + x[i]·s[i].
+  void (*rope_row)(const float* x, const float* c, const float* s, int64_t heads, int64_t half, float* out);
   float (*exp_one)(float x);   // simd::exp of one value, for tests
   float (*exp2_one)(float x);  // simd::exp2 of one value, for tests
 };

@@ -97,9 +97,21 @@ float k_row_max(const float* x, int64_t n) {
   return Vec::hmax(Vec::max(m0, m1));
 }
 
+// Also prefetches the kPrefetchAhead floats after x[n) (a row's next chunk, row_lse.cpp):
+// this pass is compute-bound on exp from L1 and the next chunk's max pass would
+// otherwise wait on memory alone; the prefetch overlaps the two. (A prefetch past
+// the end of the buffer is harmless: it never faults.)
+constexpr int64_t kPrefetchAhead = 2048;
 float k_row_sum_exp(const float* x, int64_t n, float scale, float m) {
   const VT vs = Vec::set1(scale), vm = Vec::set1(-m);
+  const int64_t stride = 64 / sizeof(float);  // one prefetch per cache line
+  const int64_t per_lane = stride > Vec::W ? stride / Vec::W : 1;
+  int64_t next = 0;
   return static_cast<float>(simd::sum(n, [&](int64_t j, auto l) {
+    if (next < kPrefetchAhead && j % (Vec::W * per_lane) == 0) {
+      __builtin_prefetch(x + n + next);
+      next += stride;
+    }
     return simd::keep(simd::exp<simd::kNonPositive>(Vec::fma(simd::load(x + j, l), vs, vm)), l);
   }));
 }
@@ -138,9 +150,22 @@ void k_scale(float* y, int64_t n, float s) {
   simd::for_lanes(n, [&](int64_t j, auto l) { simd::store(y + j, Vec::mul(simd::load(y + j, l), vs), l); });
 }
 
+void k_rope_row(const float* x, const float* c, const float* s, int64_t heads, int64_t half, float* out) {
+  for (int64_t h = 0; h < heads; ++h) {
+    const float* xi = x + h * 2 * half;
+    float* o = out + h * 2 * half;
+    simd::for_lanes(half, [&](int64_t i, auto l) {
+      const VT x1 = simd::load(xi + i, l), x2 = simd::load(xi + half + i, l);
+      const VT vc = simd::load(c + i, l), vs = simd::load(s + i, l);
+      simd::store(o + i, Vec::fnma(x2, vs, Vec::mul(x1, vc)), l);
+      simd::store(o + half + i, Vec::fma(x1, vs, Vec::mul(x2, vc)), l);
+    });
+  }
+}
+
 const LayerKernels kTable = {k_rmsnorm_fwd_row, k_rmsnorm_bwd_row, k_swiglu_fwd, k_swiglu_bwd, k_row_max,
                              k_row_sum_exp,     k_row_scaled_exp,  k_adamw,      k_sumsq,      k_add,
-                             k_scale,           k_exp_one,         k_exp2_one};
+                             k_scale,           k_rope_row,        k_exp_one,    k_exp2_one};
 
 }  // namespace
 
