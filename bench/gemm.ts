@@ -5,15 +5,19 @@
 //    build-native/vp_peer_dnnl (native/bench/peer_dnnl.cpp) next to our vp::sgemm
 //    in the same process on the same buffers (the fairest ratio: `vsDnnlNative`).
 // The row's peer is the fastest of them; its ratio is that peer's time over ours.
+// A last row multiplies bfloat16 matrices (float32 accumulation) against oneDNN's
+// bf16 matmul and against our own float32 SGEMM (vsOurSgemm).
 // GFLOP/s of each; the harness adds the fraction of the FMA peak.
 import * as vp from '../lib/index.js';
 import { PeerInputs, randomFloats, runNative, runPeer, timeIt, type BenchContext } from './harness.js';
 
 export async function run(ctx: BenchContext): Promise<void> {
   const sizes = ctx.quick ? [256, 1024] : [256, 512, 1024, 2048];
-  // oneDNN threads: OpenMP, one per pool thread (as PyTorch's peers get).
-  const dnnl = runNative('vp_peer_dnnl', ['--sizes', sizes.join(','), ...(ctx.quick ? ['--quick'] : [])],
-    { OMP_NUM_THREADS: String(ctx.threads) });
+  const bf16Size = ctx.quick ? 1024 : 2048;
+  // oneDNN threads: OpenMP, one per pool thread (as PyTorch's peers get), sleeping when
+  // idle (PASSIVE): spinning OpenMP threads would steal the cores from our pool's calls.
+  const dnnl = runNative('vp_peer_dnnl', ['--sizes', sizes.join(','), '--bf16-sizes', String(bf16Size), ...(ctx.quick ? ['--quick'] : [])],
+    { OMP_NUM_THREADS: String(ctx.threads), OMP_WAIT_POLICY: 'PASSIVE' });
   const dnnlMissing = dnnl.ok ? undefined : `${dnnl.missing} (oneDNN peer: apt-get install libdnnl-dev, then npm run build:native)`;
   for (const n of sizes) {
     const a = randomFloats(n * n, n);
@@ -48,6 +52,32 @@ export async function run(ctx: BenchContext): Promise<void> {
         // Same process, same buffers: oneDNN's best over our vp::sgemm (> 1: we are faster).
         vsDnnlNative: d && dnnlBest ? dnnlBest / (d.oursMs as number) : null,
         dnnl: d ? String(d.dnnl) : (dnnlMissing ?? null),
+      },
+    });
+  }
+
+  // bfloat16 inputs and result, float32 accumulation (vp/gemm_bf16.h): ours through the whole
+  // stack against oneDNN's bf16 matmul; `vsOurSgemm` is our float32 SGEMM's time over our
+  // bf16 GEMM's on the same values in the same process (the bf16 path's speed-up).
+  {
+    const n = bf16Size;
+    const ta = vp.tensor(randomFloats(n * n, 5), [n, n]).to('cpu', 'bfloat16');
+    const tb = vp.tensor(randomFloats(n * n, 6), [n, n]).to('cpu', 'bfloat16');
+    const ours = await timeIt(() => vp.matmul(ta, tb), { warmup: 1, reps: 5 });
+    const d = dnnl.ok ? dnnl.lines.find((l) => l.bench === 'gemm_bf16' && l.n === n) : undefined;
+    const flops = 2 * n ** 3;
+    ctx.report({
+      bench: 'gemm', case: `bf16 ${n}x${n}x${n}`, shape: { m: n, n, k: n, dtype: 'bfloat16' },
+      oursMs: ours.medianMs, peerMs: d ? (d.dnnlBf16Ms as number) : null,
+      ratio: d ? (d.dnnlBf16Ms as number) / ours.medianMs : null,
+      peer: 'onednn bf16 matmul', peerMissing: d ? undefined : dnnlMissing ?? 'vp_peer_dnnl printed no bf16 line',
+      flops,
+      extra: {
+        oursGflops: flops / (ours.medianMs * 1e6),
+        path: d ? String(d.path) : null,
+        vsOurSgemm: d ? (d.oursSgemmMs as number) / (d.oursBf16Ms as number) : null,
+        sgemmGflops: d ? flops / ((d.oursSgemmMs as number) * 1e6) : null,
+        relErrVsSgemm: d ? (d.relErrVsSgemm as number) : null,
       },
     });
   }

@@ -80,11 +80,12 @@ export function renderMarkdown(run: RunRecord, jsonName: string, supplements: Sa
     }
   }
   lines.push('Run it with `npm run bench -- [name...] [--filter name] [--quick] [--json] [--save]` (or ' +
-    '`videoperceiver bench …` in a checkout): every `bench/<name>.ts` against its peer in the same run (PyTorch ' +
-    'CPU through `/usr/bin/python3`, or `VP_BENCH_PYTHON`; a copy for packing), warm-up, several repetitions, ' +
+    '`videoperceiver bench …` in a checkout): every `bench/<name>.ts` against its peers in the same run (oneDNN, ' +
+    'onnxruntime-node, PyTorch CPU through `/usr/bin/python3` or `VP_BENCH_PYTHON`; a copy for packing), warm-up, several repetitions, ' +
     'the median; `--quick` takes smaller shapes and fewer rounds, `--save` writes `bench/results/<date>-<machine>.json` ' +
     'and regenerates this page and its charts; `node --import=tsx bench/report.ts <run.json>` re-renders them ' +
     'from a saved run.', '');
+  lines.push(...peersSection(run));
   lines.push('Rows named `memory …` run one call of each side in a fresh process at the size of a memory bound: the ' +
     'ratio is the time of that call, and the extra columns give each side\'s peak memory beyond inputs and outputs. ' +
     'A peer that could not run says why in the ratio column.', '');
@@ -111,6 +112,41 @@ export function renderMarkdown(run: RunRecord, jsonName: string, supplements: Sa
   lines.push(...distributedSection());
   lines.push(...gpuSection());
   return lines.join('\n');
+}
+
+/**
+ * The peers: each row's peer is the fastest of those that ran (its name is in the peer column),
+ * and why each was chosen. A run saved before the native ceilings and the oneDNN /
+ * onnxruntime peers existed says so, so that the page never passes old ratios off as new.
+ */
+function peersSection(run: RunRecord): string[] {
+  const out = ['## Peers and ceilings', '',
+    'Each row is compared with the strongest tool a user could pick instead, in the same run; the peer column ' +
+    'names the fastest one that ran, and a peer that could not run says why.', '',
+    '| rows | peers (the row takes the fastest) | why this peer |',
+    '| --- | --- | --- |',
+    '| gemm | oneDNN `dnnl_sgemm` and its matmul primitive (`build-native/vp_peer_dnnl`, which also times our `vp::sgemm` in the same process: the `vsDnnlNative` column); PyTorch `a @ b` | oneDNN (Debian `libdnnl-dev`, 2.6) is Intel\'s CPU primitive library with JIT kernels for each ISA, the fastest SGEMM installable here; PyTorch runs on OpenBLAS, which the bench checks |',
+    '| gemm `bf16` | oneDNN\'s bf16 matmul primitive; our own float32 SGEMM on the same values (the speed-up the bf16 path must give) | the same library\'s AVX512-BF16 kernels |',
+    '| attention forward | onnxruntime-node: `com.microsoft` MultiHeadAttention (`unidirectional` for causal) and ONNX opset-23 Attention (`is_causal`), each a one-node model built by `bench/peers/onnx.ts`; PyTorch\'s composite | onnxruntime\'s CPU attention (MLAS) is the fused attention a Node.js user would reach for; its output is checked against ours (`ortMaxAbsDiff`) |',
+    '| attention forward+backward, layers fwd+bwd, InfoNCE, GRPO, training steps | PyTorch CPU (eager, autograd) | no other runtime here has these backward passes |',
+    '| `rmsnorm fwd` | onnxruntime-node SimplifiedLayerNormalization and opset-23 RMSNormalization | its fused RMSNorm kernels |',
+    '', 'Why these dependencies: `onnxruntime-node` is a devDependency (the bench only; npm ships its CPU ' +
+    'binaries for linux-x64, and `.npmrc` sets `onnxruntime-node-install=skip` so its install script never ' +
+    'downloads the CUDA provider); `libdnnl-dev` is optional at build time (CMake builds `vp_peer_dnnl` only ' +
+    'where it finds oneDNN; without it the gemm rows say the peer is missing and everything else builds); ' +
+    'PyTorch must run on OpenBLAS (`libopenblas0-pthread`): on Debian\'s reference BLAS `npm run bench` stops ' +
+    'with that message instead of reporting inflated ratios (the machine line gives `blas` and `blasPath`).', '',
+    'Ceilings: `fracOfFmaPeak` = a compute-bound row\'s GFLOP/s over the FMA peak, `fracOfSgemm` over our ' +
+    'SGEMM at 1024², `fracOfBandwidth` = a memory-bound row\'s bytes moved (read + written, counted once) per ' +
+    'second over the all-cores bandwidth; the layers rows add `kernelFracOfBandwidth`, the kernels alone on ' +
+    'preallocated buffers (`vp_bench_layers`), where the whole-stack row also pays for fresh output tensors. ' +
+    'Training-step rows count 6 flops per parameter per token (4 for LoRA), an estimate.', ''];
+  if (run.ceilings?.source !== 'vp_bench_ceilings') {
+    out.push('**The tables below come from a run saved before these peers and ceilings existed: their ratios are ' +
+      'against PyTorch only and their ceilings are one JS thread\'s copy. `npm run bench -- --save` on a quiet ' +
+      'machine replaces them.**', '');
+  }
+  return out;
 }
 
 /** Data-parallel training (bench/distributed.ts): the latest committed run, its own machine and load. */

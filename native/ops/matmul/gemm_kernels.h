@@ -1,10 +1,12 @@
 // Internal: the GEMM micro-kernels, one set per ISA, and their tile shape.
 // gemm_kernels_impl.h writes them once over simd::Vec (core/simd.h);
 // gemm_kernel_<isa>.cpp compiles it with that ISA's tile:
-//  - AVX-512, 12 x 32: 24 zmm accumulators (12 rows x 2 vectors) + 2 for the B
-//    row + 1 broadcast = 27 of the 32 registers; 24 independent FMA chains hide
+//  - AVX-512, 8 x 48: 24 zmm accumulators (8 rows x 3 vectors) + 3 for the B
+//    row + 1 broadcast = 28 of the 32 registers; 24 independent FMA chains hide
 //    the FMA latency on every current core (Zen 4 runs 512-bit FMAs as two
-//    256-bit halves), and each k step loads 2 vectors of B for 24 FMAs.
+//    256-bit halves), and each k step loads 3 vectors of B and broadcasts 8
+//    values of A for 24 FMAs (11 loads; 12 x 32 needs 14, and measured 3-6 %
+//    slower against oneDNN's SGEMM at 1024-2048 on Zen 4, single thread).
 //  - AVX2, 6 x 16: 12 ymm accumulators + 2 for B + 1 broadcast = 15 of the 16
 //    registers; 12 FMA chains cover the latency (4 cycles) times two ports.
 //  - portable, 4 x 8: 8 four-wide SSE2 accumulators (after auto-vectorization)

@@ -17,8 +17,8 @@ using VT = simd::T;
 using VM = simd::M;
 
 // The tile of each ISA (why: gemm_kernels.h).
-constexpr int MR = VP_SIMD_ISA == 512 ? 12 : VP_SIMD_ISA == 2 ? 6 : 4;
-constexpr int NV = VP_SIMD_ISA == 0 ? 1 : 2;
+constexpr int MR = VP_SIMD_ISA == 512 ? 8 : VP_SIMD_ISA == 2 ? 6 : 4;
+constexpr int NV = VP_SIMD_ISA == 512 ? 3 : VP_SIMD_ISA == 0 ? 1 : 2;
 constexpr int NR = NV * Vec::W;
 
 // C[i, j] = alpha · Σ_k A(k, i)·B(k, j) + beta · C[i, j] for i < mr, j < nr
