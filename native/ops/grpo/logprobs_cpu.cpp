@@ -120,8 +120,12 @@ Plan make_plan(const LpKernels& K, int64_t n, int64_t d, int64_t v, int threads,
   int64_t s = env_int("VP_LP_S");
   if (s <= 0) {
     // Backward keeps a super-block's logits (S × V) from P1 to P2: about
-    // 8 MiB of them (two such buffers); forward only one tile per thread.
-    s = backward ? (int64_t{1} << 21) / (p.nchunks * p.ldt) : 240;
+    // 32 MiB of them (two such buffers); forward only one tile per thread.
+    // Each super-block adds its S rows into the whole dweight (V × d) with one
+    // GEMM of depth S, so a larger S reads and writes dweight fewer times: at
+    // N 8192, d 512, V 32768, S 240 instead of 56 ran the backward about 19 %
+    // faster (single thread, CPU time, AMD EPYC Zen 4).
+    s = backward ? (int64_t{1} << 23) / (p.nchunks * p.ldt) : 240;
     s = std::clamp<int64_t>(s, 2 * p.mr, 240);
   }
   s = std::max<int64_t>(p.mr, s / p.mr * p.mr);
