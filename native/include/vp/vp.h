@@ -8,6 +8,7 @@
 #include "vp/cuda.h"
 #include "vp/dist.h"
 #include "vp/gemm.h"
+#include "vp/gemm_bf16.h"
 #include "vp/grpo.h"
 #include "vp/infonce.h"
 #include "vp/layers.h"
