@@ -109,7 +109,10 @@ VP_SIMD_INLINE void packed_rows(int64_t kc, const float* ap, const float* bp, fl
 
 void packed_kernel(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta,
                    int mr, int nr) {
+  // A ragged last panel runs only the vectors it needs (a 32-column edge of the
+  // AVX-512 8 × 48 tile: 2 vectors, not 3 with one of zero padding).
   if (NV > 1 && nr <= Vec::W) packed_rows<MR, 1>(kc, ap, bp, c, ldc, alpha, beta, mr, nr);
+  else if (NV > 2 && nr <= 2 * Vec::W) packed_rows<MR, 2>(kc, ap, bp, c, ldc, alpha, beta, mr, nr);
   else packed_rows<MR, NV>(kc, ap, bp, c, ldc, alpha, beta, mr, nr);
 }
 
