@@ -371,20 +371,19 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     mkdirSync(runs, { recursive: true });
     const create = () => VideoLM.create({ ...plan.model, tokenizer, seed: seed + 1 });
     const dirOf = (arm: DemoArm) => join(runs, arm);
-    // (a), (b0): SFT from the shared initialization.
-    for (const arm of ['a', 'b0'] as const) {
+    /** Trains and evaluates one arm (a model from `model()`), or reads it back when it is done. */
+    const runArm = async (arm: DemoArm, model: () => Promise<VideoLM>, trainedBefore = 0) => {
       const prev = done(dirOf(arm));
-      if (prev) {
-        record(seed, prev.result, prev.samples, curveOf(join(dirOf(arm), 'train')));
-        continue;
-      }
-      const m = await create();
+      if (prev) return record(seed, prev.result, prev.samples, curveOf(join(dirOf(arm), 'train')));
+      const m = await model();
       const tr = await trainArm(seed, arm, m, join(dirOf(arm), 'train'));
       unitsRun++;
-      const r = await evaluateArm(seed, arm, m, tr.secs, dirOf(arm));
+      const r = await evaluateArm(seed, arm, m, trainedBefore + tr.secs, dirOf(arm));
       m.dispose();
       record(seed, r, done(dirOf(arm))!.samples, tr.curve);
-    }
+    };
+    // (a), (b0): SFT from the shared initialization.
+    for (const arm of ['a', 'b0'] as const) await runArm(arm, create);
     // (b), then (c) and (c0) from (b)'s model.
     const bModel = join(dirOf('b'), 'model');
     let b: VideoLM;
@@ -404,20 +403,13 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
       const r = await evaluateArm(seed, 'b', b, tr.secs, dirOf('b'));
       record(seed, r, done(dirOf('b'))!.samples, tr.curve);
     }
-    for (const arm of ['c', 'c0'] as const) {
-      const prev = done(dirOf(arm));
-      if (prev) {
-        record(seed, prev.result, prev.samples, curveOf(join(dirOf(arm), 'train')));
-        continue;
-      }
+    // A trainable copy of (b) for each (clone() gives a frozen one).
+    const copyOfB = async () => {
       const m = await create();
-      await m.copyStateFrom(b); // a trainable copy of (b) (clone() gives a frozen one)
-      const tr = await trainArm(seed, arm, m, join(dirOf(arm), 'train'));
-      unitsRun++;
-      const r = await evaluateArm(seed, arm, m, bSecs + tr.secs, dirOf(arm));
-      m.dispose();
-      record(seed, r, done(dirOf(arm))!.samples, tr.curve);
-    }
+      await m.copyStateFrom(b);
+      return m;
+    };
+    for (const arm of ['c', 'c0'] as const) await runArm(arm, copyOfB, bSecs);
     b.dispose();
   }
 
@@ -441,7 +433,6 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   const seconds = (Date.now() - t0) / 1000;
   const reportRuns: ReportRun[] = DEMO_RUNS.map((n) => ({ name: n, curve: curves.get(n) ?? [] }));
   const report = join(out, 'report.html');
-  const pct = (v: number) => (Number.isFinite(v) ? `${v >= 0 ? '+' : ''}${(v * 100).toFixed(1)}` : 'n/a');
   const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
   const cmpTable = ['<table><thead><tr><th>metric</th><th>comparison</th><th>mean difference (points)</th><th>95% CI</th><th>p (sign-flip)</th><th>seeds</th></tr></thead><tbody>',
     ...comparisons.map((c) => `<tr><td>${esc(c.metric)}</td><td>${esc(c.comparison)}${c.metric === DEMO_PRIMARY.metric && c.comparison === DEMO_PRIMARY.comparison ? ' (primary)' : ''}</td><td>${pct(c.mean)}</td><td>[${pct(c.ci[0])}, ${pct(c.ci[1])}]</td><td>${Number.isFinite(c.p) ? c.p.toFixed(3) : 'n/a'}</td><td>${c.seeds}</td></tr>`),
@@ -475,6 +466,11 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   return result;
 }
 
+/** A difference in points, signed (n/a when not finite). */
+function pct(v: number): string {
+  return Number.isFinite(v) ? `${v >= 0 ? '+' : ''}${(v * 100).toFixed(1)}` : 'n/a';
+}
+
 /** The results table as fixed-width text. */
 export function formatDemoTable(table: ReportRow[]): string {
   const cols = Object.values(DEMO_METRICS) as string[];
@@ -487,7 +483,6 @@ export function formatDemoTable(table: ReportRow[]): string {
 
 /** The paired comparisons of one metric as fixed-width text. */
 export function formatDemoComparisons(comparisons: DemoComparison[], metric: string = DEMO_PRIMARY.metric): string {
-  const pct = (v: number) => (Number.isFinite(v) ? `${v >= 0 ? '+' : ''}${(v * 100).toFixed(1)}` : 'n/a');
   const rows = comparisons.filter((c) => c.metric === metric);
   return [`${metric}, paired over ${rows[0]?.seeds ?? 0} seed(s) (points; 95% bootstrap CI; sign-flip p):`,
     ...rows.map((c) => `  ${c.comparison.padEnd(11)} ${pct(c.mean).padStart(6)}  [${pct(c.ci[0])}, ${pct(c.ci[1])}]  p = ${Number.isFinite(c.p) ? c.p.toFixed(3) : 'n/a'}`)].join('\n');
