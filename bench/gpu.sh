@@ -11,7 +11,8 @@
 #      the drivers native/bench/bench_{gemm,attention,infonce,grpo,pack,train_step}.cpp
 #   2. native tests: only the CUDA test cases (every one has "cuda" in its name:
 #      vp_tests -tc='*cuda*'), with VP_TEST_REQUIRE_CUDA=1 so that a case that
-#      finds no GPU fails instead of skipping
+#      finds no GPU fails instead of skipping; among them the 1-rank NCCL
+#      all-reduce smoke, with the loader's libnccl.so.2 or else PyTorch's
 #   3. our kernels and training steps, timed by the drivers (CUDA events or the
 #      host clock; warm-up, repetitions, the median): bfloat16 and float32 (--quick:
 #      bfloat16 only) for the kernels; the VideoLM's SFT and RL steps in float32
@@ -233,6 +234,17 @@ echo "== native tests (the CUDA cases: vp_tests -tc='*cuda*')"
 S0=$(date +%s)
 CAP=$(allow $CAP_TESTS)
 TEST_ENV=(); [ "$DEVICE" = cuda ] && TEST_ENV=(VP_TEST_REQUIRE_CUDA=1)
+# The 1-rank NCCL smoke (a "cuda" case) needs libnccl.so.2: the loader's, else the
+# one PyTorch ships (torch/lib or the nvidia-nccl wheel beside it).
+if [ "$DEVICE" = cuda ] && [ -z "${VP_NCCL_LIBRARY:-}" ] && ! ldconfig -p 2>/dev/null | grep -q 'libnccl.so.2 '; then
+  NCCL_LIB=$(python3 -c 'import glob, os, torch
+d = os.path.dirname(torch.__file__)
+c = glob.glob(d + "/lib/libnccl.so.2*") + glob.glob(d + "/../nvidia/nccl/lib/libnccl.so.2*")
+print(os.path.realpath(c[0]) if c else "")' 2>/dev/null | tail -1)
+  [ -n "$NCCL_LIB" ] && TEST_ENV+=(VP_NCCL_LIBRARY="$NCCL_LIB")
+fi
+NCCL_SHOWN=${NCCL_LIB:-${VP_NCCL_LIBRARY:-}}
+echo "nccl: ${NCCL_SHOWN:-libnccl.so.2 from the loader path, if any} (the 1-rank NCCL smoke skips without it)"
 if [ "$CAP" -le 0 ]; then
   TEST_RC=124; echo "not run: the time budget is spent" > "$BASE.tests.txt"
 else

@@ -188,11 +188,8 @@ TEST_CASE("dist: a rank whose rank 0 never comes gives up in bounded time, namin
   CHECK(vp::dist::exchange_id("127.0.0.1", 80, 2, 2, 1.0, id, sizeof id).code() == vp::StatusCode::kOutOfRange);
 }
 
-TEST_CASE("dist: 1-rank NCCL all-reduce and broadcast of a device buffer (GPU + libnccl.so.2)") {
-  if (!vp::cuda::available()) {
-    MESSAGE("skipped: CUDA is unavailable: " << vp::cuda::unavailable_reason());
-    return;
-  }
+TEST_CASE("dist: 1-rank NCCL all-reduce and broadcast of a cuda device buffer (GPU + libnccl.so.2)") {
+  if (vptest::skip_without_cuda()) return;
   vp::dist::Probe p = vp::dist::probe_nccl();
   if (!p.found) {
     MESSAGE("skipped: " << p.reason);
