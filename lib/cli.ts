@@ -241,11 +241,15 @@ async function generate(a: ParsedArgs): Promise<number> {
   }
   const video = inputFile('--video', a.required('video', 'generate', 'FILE'), 'a clip (.npy or a video file)');
   const c = model.config;
+  // A VideoLM reads exactly config.frames frames, sampled uniformly over the clip.
+  for (const flag of ['fps', 'frames']) {
+    if (a.str(flag) !== undefined) throw new RangeError(`--${flag}: applies to Hugging Face video models; this VideoLM samples its own ${c.frames} frames uniformly over the clip (leave --${flag} out)`);
+  }
   let sample: { frames: Uint8Array; shape: [number, number, number, 3]; frameTimes: number[]; id: string };
   if (video.toLowerCase().endsWith('.npy')) {
     const arr = vp.readNpy(video);
     if (arr.dtype !== 'uint8' || arr.shape.length !== 4 || arr.shape[3] !== 3) throw new TypeError(`--video: ${video} must hold uint8 [F, H, W, 3], got ${arr.dtype} [${arr.shape.join(', ')}]`);
-    sample = { frames: arr.data as Uint8Array, shape: arr.shape as [number, number, number, 3], frameTimes: arr.shape.map((_, i) => i), id: video };
+    sample = { frames: arr.data as Uint8Array, shape: arr.shape as [number, number, number, 3], frameTimes: Array.from({ length: arr.shape[0] }, (_, i) => i), id: video };
   } else {
     const d = vp.decodeVideo(video, { frames: c.frames, size: [c.imageSize, c.imageSize] });
     sample = { frames: d.frames, shape: d.shape, frameTimes: d.frameTimes, id: video };
@@ -395,7 +399,7 @@ const commands: Record<string, Command> = {
   },
   generate: {
     summary: 'generate text for a video (.npy uint8 [F, H, W, 3] or a video file decoded by ffmpeg) with a saved model',
-    usage: 'videoperceiver generate --model DIR (--video FILE | a Hugging Face text model) [--prompt "describe the clip :"] [--max-tokens 32] [--temperature 0] [--top-p 1] [--seed 0] [--fps F] [--frames N] [--device cpu|cuda] [--json]',
+    usage: 'videoperceiver generate --model DIR (--video FILE | a Hugging Face text model) [--prompt "describe the clip :"] [--max-tokens 32] [--temperature 0] [--top-p 1] [--seed 0] [--fps F] [--frames N] (Hugging Face video models) [--device cpu|cuda] [--json]',
     flags: {
       model: PATH, video: PATH, prompt: PATH, 'max-tokens': { kind: 'int', min: 0, max: 1 << 24 }, temperature: { kind: 'number', min: 0, max: 1e4 },
       fps: { kind: 'number', gt: 0, max: 1000 }, frames: { kind: 'int', min: 1, max: 4096 },

@@ -128,3 +128,25 @@ test('file arguments: errors name the flag and the path (folder vs file, missing
     }
   });
 });
+
+test('generate on a saved VideoLM: a .npy clip of any length is sampled to the model frames; --fps/--frames are refused', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vp-cli-gen-'));
+  try {
+    const tok = vp.Tokenizer.train(['a red ball falls', 'a blue cube spins'], { vocabSize: 30 });
+    const m = await vp.VideoLM.create({ imageSize: 8, patchSize: 4, frames: 2, width: 32, layers: 1, heads: 4, kvHeads: 2, ffn: 64, maxSeq: 32, tokenizer: tok, seed: 3 });
+    await m.save(join(dir, 'model'));
+    m.dispose();
+    const frames = new Uint8Array(5 * 8 * 8 * 3).map((_, i) => (i * 37) % 256);
+    vp.writeNpy(join(dir, 'clip.npy'), { data: frames, shape: [5, 8, 8, 3], dtype: 'uint8' });
+    const ok = cli('generate', '--model', join(dir, 'model'), '--video', join(dir, 'clip.npy'), '--max-tokens', '3', '--json');
+    t.is(ok.status, 0, ok.stderr);
+    t.is(typeof JSON.parse(ok.stdout.trim().split('\n').pop() ?? '').text, 'string');
+    for (const flag of ['--fps', '--frames']) {
+      const r = cli('generate', '--model', join(dir, 'model'), '--video', join(dir, 'clip.npy'), flag, '2');
+      t.not(r.status, 0);
+      t.regex(r.stderr, new RegExp(`${flag}: applies to Hugging Face video models; this VideoLM samples its own 2 frames`));
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
