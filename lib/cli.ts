@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, UsageError, type FlagSpec, type FlagSpecs, type ParsedArgs } from './cli-args.js';
 import * as vp from './index.js';
-import { formatDemoComparisons, formatDemoTable, runDemo } from './demo.js';
+import { DemoInterrupted, formatDemoComparisons, formatDemoTable, runDemo, type DemoResult } from './demo.js';
 import { distributedSummary } from './distributed.js';
 import { cudaDriverPresent, loadAddon, packageRoot } from './native.js';
 import { inputDir, inputFile, outputDir } from './paths.js';
@@ -272,11 +272,18 @@ async function demo(a: ParsedArgs): Promise<number> {
   const quick = a.flag('quick');
   const full = a.flag('full');
   if (quick && full) throw new UsageError('demo: give --quick or --full, not both');
-  const r = await runDemo({
-    quick, full, seeds, out, progress: !json,
-    plan: defined({ sftSteps: a.num('sft-steps'), rlSteps: a.num('rl-steps'), trainClips: a.num('train-clips'), testClips: a.num('test-clips') }),
-    log: json ? () => {} : undefined,
-  });
+  let r: DemoResult;
+  try {
+    r = await runDemo({
+      quick, full, seeds, out, progress: !json,
+      plan: defined({ sftSteps: a.num('sft-steps'), rlSteps: a.num('rl-steps'), trainClips: a.num('train-clips'), testClips: a.num('test-clips') }),
+      log: json ? () => {} : undefined,
+    });
+  } catch (e) {
+    if (!(e instanceof DemoInterrupted)) throw e;
+    console.error(e.message);
+    return e.signal === 'SIGTERM' ? 143 : 130;
+  }
   if (json) {
     console.log(JSON.stringify({ table: r.table, comparisons: r.comparisons, extraction: r.extraction, runs: r.runs.map(({ perClip: _p, ...x }) => x), report: r.report, seconds: r.seconds, seeds: r.seeds, smokeRun: quick },
       (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v)));

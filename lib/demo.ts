@@ -17,7 +17,9 @@
 // control). Paired comparisons over seeds: a sign-flip permutation test and a
 // bootstrap 95 % interval over seeds and clips (report/stats.ts).
 // Each (seed, arm) result is written when it is done (runs/seed-N/<arm>/result.json;
-// (b)'s model too), so an interrupted run resumes where it stopped.
+// (b)'s model too), so an interrupted run resumes where it stopped: an arm that
+// Ctrl-C stopped mid-training (its stage checkpointed, DemoInterrupted thrown,
+// nothing recorded) continues from that checkpoint on the same trajectory.
 // Cost: per seed three SFT runs, two RL runs and five evaluations; the default
 // (one seed) takes about 6 minutes on 2 cores, --full about an hour and a half.
 import { execFileSync } from 'node:child_process';
@@ -39,7 +41,7 @@ import type { EvaluationResult } from './train/eval.js';
 import type { MetricEvent } from './train/metrics.js';
 import { keywordF1 } from './train/rewards.js';
 import { annotatedKeywords, tokenizerForDataset } from './train/tasks.js';
-import { Trainer, type RlOptions, type SftOptions } from './train/trainer.js';
+import { Trainer, type RlOptions, type SftOptions, type StageResult } from './train/trainer.js';
 
 /** The demo's sizes: the default (npm start), --quick (a smoke run) and --full (the powered ablation). */
 export interface DemoPlan {
@@ -149,6 +151,33 @@ export interface ExtractionQuality {
 export interface DemoComparison extends PairedComparison {
   metric: string;
   comparison: string;
+}
+
+/**
+ * Thrown by runDemo when a signal (Ctrl-C, SIGTERM) stopped an arm's training:
+ * the arm's checkpoint is on disk and the same command resumes from it.
+ */
+export class DemoInterrupted extends Error {
+  readonly signal: 'SIGINT' | 'SIGTERM' | undefined;
+  constructor(readonly seed: number, readonly arm: DemoArm, readonly stage: StageResult, out: string) {
+    super(`demo: seed ${seed} (${arm}) stopped at ${stage.stage} step ${stage.steps}${stage.checkpoint ? ` (checkpoint ${stage.checkpoint})` : ''}; ` +
+      `run the same command again (same --out ${out}) to resume from there`);
+    this.name = 'DemoInterrupted';
+    this.signal = stage.signal;
+  }
+}
+
+/** Seconds of training in a run folder's metrics.jsonl (the sum of its steps' elapsedMs). */
+function stepSeconds(runDir: string): number {
+  const p = join(runDir, 'metrics.jsonl');
+  if (!existsSync(p)) return 0;
+  let ms = 0;
+  for (const line of readFileSync(p, 'utf8').split('\n')) {
+    if (!line) continue;
+    const e = JSON.parse(line) as { type?: string; elapsedMs?: number };
+    if (e.type === 'step' && typeof e.elapsedMs === 'number') ms += e.elapsedMs;
+  }
+  return ms / 1000;
 }
 
 export interface DemoResult {
@@ -312,18 +341,32 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
       if (e.stage === 'sft') bar?.update(e.step, `lm ${e.lm.toFixed(3)}${e.contrastSamples ? ` nce ${e.nce.toFixed(3)}` : ''}`);
       else bar?.update(e.step, `reward ${e.reward.toFixed(3)}${Number.isFinite(e.rewardDegraded) ? ` (KIM ${e.rewardDegraded.toFixed(3)})` : ''}`);
     };
-    rmSync(runDir, { recursive: true, force: true });
+    // An arm stopped by a signal left a checkpoint: go on from it (the same
+    // trajectory); its earlier steps' time is read back from metrics.jsonl.
+    const resuming = existsSync(join(runDir, 'checkpoints', 'latest.json'));
+    if (!resuming) rmSync(runDir, { recursive: true, force: true });
     const trainer = new Trainer(model, { seed, runDir, onStep, handleSigint: true });
-    const ts = Date.now();
-    if (stage === 'sft') {
-      const method = arm !== 'a';
-      await trainer.sft(train, { ...plan.sft, steps: plan.sftSteps, batchSize: plan.batchSize, kim: arm === 'b', contrastive: method, keyInfo: 'extracted' });
-    } else {
-      await trainer.rl(train, { ...plan.rl, steps: plan.rlSteps, keyInfo: 'extracted', comparative: arm === 'c' ? 'baseline' : 'none' });
+    let earlierSecs = 0;
+    if (resuming) {
+      const r = await trainer.resume(runDir);
+      earlierSecs = stepSeconds(runDir);
+      log(`  seed ${seed} (${arm}): resuming ${r.stage} from its checkpoint at step ${r.step}`);
     }
-    const secs = (Date.now() - ts) / 1000;
-    trainer.dispose();
-    return { curve, secs };
+    const ts = Date.now();
+    let res: StageResult;
+    try {
+      if (stage === 'sft') {
+        const method = arm !== 'a';
+        res = await trainer.sft(train, { ...plan.sft, steps: plan.sftSteps, batchSize: plan.batchSize, kim: arm === 'b', contrastive: method, keyInfo: 'extracted' });
+      } else {
+        res = await trainer.rl(train, { ...plan.rl, steps: plan.rlSteps, keyInfo: 'extracted', comparative: arm === 'c' ? 'baseline' : 'none' });
+      }
+    } finally {
+      trainer.dispose();
+    }
+    if (res.status !== 'done') throw new DemoInterrupted(seed, arm, res, out);
+    const secs = earlierSecs + (Date.now() - ts) / 1000;
+    return { curve: earlierSecs > 0 ? curveOf(runDir) ?? curve : curve, secs };
   };
 
   const evaluateArm = async (seed: number, arm: DemoArm, model: VideoLM, trainSeconds: number, dir: string): Promise<DemoRunResult> => {

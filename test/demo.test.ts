@@ -2,9 +2,10 @@
 // test's size): it trains the five arms, prints the five-row table and the
 // paired comparisons, writes results.json (per-clip scores, comparisons,
 // extraction quality) and a report.html that renders in headless Chromium; a
-// second run with the same --out resumes instead of training again.
+// second run with the same --out resumes instead of training again; an arm
+// stopped by Ctrl-C goes on from its checkpoint and ends as an uninterrupted run.
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -58,6 +59,42 @@ test('demo --quick trains (a), (b), (b0), (c), (c0), prints the table and compar
     t.true(shot.dark > 5000, `rendered content (${shot.dark} non-white pixels)`);
     t.true(shot.chartBlue > 200, `charts drawn (${shot.chartBlue} chart-blue pixels)`);
   } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
+test('demo: Ctrl-C in an arm stops with its checkpoint (status 130); the same command resumes that arm and ends as an uninterrupted run', async (t) => {
+  const args = ['--import=tsx', join(ROOT, 'lib', 'cli.ts'), 'demo', '--quick', '--sft-steps', '60'];
+  const ref = mkdtempSync(join(tmpdir(), 'vp-demo-ref-'));
+  const out = mkdtempSync(join(tmpdir(), 'vp-demo-int-'));
+  try {
+    const whole = spawnSync(process.execPath, [...args, '--out', ref], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 });
+    t.is(whole.status, 0, whole.stderr.slice(-2000));
+    // Interrupt arm (b0) (the second to train) once it has logged a step.
+    const child = spawn(process.execPath, [...args, '--out', out], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const metrics = join(out, 'runs', 'seed-0', 'b0', 'train', 'metrics.jsonl');
+    const poll = setInterval(() => {
+      if (existsSync(metrics) && readFileSync(metrics, 'utf8').includes('"step"')) {
+        clearInterval(poll);
+        child.kill('SIGINT');
+      }
+    }, 10);
+    const status = await new Promise<number | null>((res) => child.on('close', (code) => res(code)));
+    clearInterval(poll);
+    t.is(status, 130, stderr.slice(-2000));
+    t.regex(stderr, /demo: seed 0 \(b0\) stopped at sft step \d+ \(checkpoint .*\); run the same command again \(same --out .*\) to resume from there/);
+    t.true(existsSync(join(out, 'runs', 'seed-0', 'b0', 'train', 'checkpoints', 'latest.json')));
+    t.false(existsSync(join(out, 'runs', 'seed-0', 'b0', 'result.json')), 'an interrupted arm is not recorded as done');
+    const again = spawnSync(process.execPath, [...args, '--out', out], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 });
+    t.is(again.status, 0, again.stderr.slice(-2000));
+    const step = Number(/seed 0 \(b0\): resuming sft from its checkpoint at step (\d+)/.exec(again.stderr)?.[1]);
+    t.true(step >= 1 && step < 60, again.stderr.slice(-2000));
+    const runs = (dir: string) => (JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')).runs as { arm: string; metrics: unknown }[]).map((r) => [r.arm, r.metrics]);
+    t.deepEqual(runs(out), runs(ref));
+  } finally {
+    rmSync(ref, { recursive: true, force: true });
     rmSync(out, { recursive: true, force: true });
   }
 });
