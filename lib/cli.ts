@@ -384,7 +384,7 @@ const commands: Record<string, Command> = {
       'The trained model is saved to RUN_DIR/model; checkpoints to RUN_DIR/checkpoints (--save-total-limit N keeps the N newest, and always the best and the last); ' +
       'metrics to RUN_DIR/metrics.jsonl; the resolved hyper-parameters to RUN_DIR/training_args.json. ' +
       'Ctrl-C or SIGTERM writes a checkpoint; --resume continues from it (a changed hyper-parameter is refused unless --override). ' +
-      '--model DIR takes a saved VideoLM or a Hugging Face folder (LlamaForCausalLM, Qwen2ForCausalLM: the text side, prompt + response without video; SmolVLM, Idefics3, LLaVA: the clip in the user turn, KIM at the frame level, no contrastive term yet; docs/pretrained.md); with --lora-rank only LoRA adapters train, and RUN_DIR/adapter gets them in PEFT layout. ' +
+      '--model DIR takes a saved VideoLM or a Hugging Face folder (LlamaForCausalLM, Qwen2ForCausalLM: the text side, prompt + response without video; SmolVLM, Idefics3, LLaVA: the clip in the user turn, KIM at the frame level, the contrastive term over the visual tokens of the key frames at the middle decoder layer (sft.tapLayer in --config); docs/pretrained.md); with --lora-rank only LoRA adapters train, and RUN_DIR/adapter gets them in PEFT layout. ' +
       'Data parallel (a VideoLM): mpirun -np N videoperceiver train ... (docs/distributed.md); --batch-size is the global batch, split across the ranks.',
     flags: {
       data: PATH, out: PATH, stage: { kind: 'string', choices: ['sft', 'rl', 'both'] }, config: PATH, model: PATH,

@@ -146,7 +146,7 @@ test('generate(video, prompt) continues from the video tokens (greedy = argmax o
   t.is(typeof j.text, 'string');
 });
 
-test('vp.Trainer trains a vision-language model: LoRA SFT (vision tower frozen) and one comparative RL step with KIM at the frame level', async (t) => {
+test('vp.Trainer trains a vision-language model: LoRA SFT with KIM and the contrastive term (vision tower frozen) and one comparative RL step with KIM at the frame level', async (t) => {
   const dir = join(work, 'smoltrain');
   writeTinyVlm(dir, { kind: 'smolvlm', seed: 34 });
   const data = join(work, 'synth');
@@ -157,9 +157,10 @@ test('vp.Trainer trains a vision-language model: LoRA SFT (vision tower frozen) 
   const before = m.parameters();
   const events: { stage: string; loss: number; rewardDegraded?: number }[] = [];
   const trainer = new vp.Trainer(m, { seed: 1, onStep: (e) => e.type === 'step' && events.push(e as never) });
-  await t.throwsAsync(trainer.sft(ds, { steps: 1, contrastive: true }), { instanceOf: RangeError, message: /opts\.contrastive/ });
   const sft = await trainer.sft(ds, { steps: 2, batchSize: 2, questions: false, lr: 1e-2 });
   t.is(sft.steps, 2);
+  // The method's defaults: KIM sequences and the contrastive term (lib/train/vlm-sft.ts; test/pretrained-vlm-contrast.test.ts).
+  t.true(events.slice(0, 2).some((e) => (e as unknown as vp.SftStepEvent).contrastSamples > 0 && (e as unknown as vp.SftStepEvent).kimSequences > 0));
   const rl = await trainer.rl(ds, { steps: 1, promptsPerStep: 2, groupSize: 2, maxTokens: 3, tasks: 'caption' });
   t.is(rl.steps, 1);
   t.deepEqual(events.map((e) => e.stage), ['sft', 'sft', 'rl']);

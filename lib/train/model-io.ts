@@ -15,11 +15,12 @@
 //    processor's prompt for the clip (lib/pretrained/video.ts) and carries the
 //    processed frames as pixelValues. KIM variants are built at the frame
 //    level (frameMap → the clip with its key frames replaced, before the vision
-//    tower); there is no contrastive term yet.
+//    tower); stage 1's batch and its contrastive groups: lib/train/vlm-sft.ts.
 //
 // Cost: tokenization and copying, linear in the batch's tokens.
 import { PretrainedModel, type PretrainedBatch } from '../pretrained/model.js';
 import { concatPixels, substituteFrames } from '../pretrained/vlm-train.js';
+import { TextBatchBuilder, vlmKimPlans, vlmSftBatch, type ExpandedPrompt, type VlmSftHooks } from './vlm-sft.js';
 import { locateKeyFrames } from '../kim/keyframes.js';
 import { planSubstitution, type SubstitutionPolicy } from '../kim/substitution.js';
 import { detectTransientFrames } from '../kim/transient.js';
@@ -34,12 +35,12 @@ export type TrainableModel = VideoLM | PretrainedModel;
 export interface ModelIO {
   /** No vision input: sequences are text alone. */
   readonly textOnly: boolean;
-  /** false: the model has no contrastive term (a vision-language PretrainedModel). */
-  readonly contrastive?: boolean;
   /** The frame count and square size clips are fitted to (default: the VideoLM's config). */
   readonly clipShape?: { frames: number; size: number };
   /** A clip's KIM frame map (key frames from its events, else the transient locator), or undefined without key frames. */
   kimFrameMap?(clip: TrainClip, substitution: SubstitutionPolicy, locator: 'transient' | 'none'): Int32Array | undefined;
+  /** A cache of the clips' KIM plans for one training call (a vision-language PretrainedModel's). */
+  kimPlans?(o: Pick<SftBatchPlanOptions, 'substitution' | 'locator' | 'keyInfo'>): KimPlans;
   /** Hidden width (the contrastive tap's) and decoder layers. */
   readonly width: number;
   readonly layers: number;
@@ -82,30 +83,6 @@ function videoIO(model: VideoLM, fn: string): ModelIO {
     generate: (batch, o) => model.generateBatch(batch, { ...o, eosId: EOS_ID }),
     scoringBatch: (items, responses) => scoringBatch(items, responses, cfg),
   };
-}
-
-/** Packs text sequences (each a list of id runs with their targets) into a PretrainedBatch. */
-class TextBatchBuilder {
-  readonly #text: number[] = [];
-  readonly #targets: number[] = [];
-  readonly sequences: { text: [number, number] }[][] = [];
-
-  /** Adds one sequence `prompt response`, targets on the response; returns where the prompt starts in `text`. */
-  add(prompt: ArrayLike<number>, response: ArrayLike<number>): number {
-    const start = this.#text.length;
-    const ids = [...Array.from(prompt), ...Array.from(response)];
-    const first = prompt.length - 1; // the last prompt token predicts the first response token
-    ids.forEach((id, t) => {
-      this.#text.push(id);
-      this.#targets.push(t >= first && t + 1 < ids.length ? ids[t + 1] : -1);
-    });
-    this.sequences.push([{ text: [start, ids.length] }]);
-    return start;
-  }
-
-  build(): PretrainedBatch {
-    return { text: Int32Array.from(this.#text), targets: Int32Array.from(this.#targets), sequences: this.sequences };
-  }
 }
 
 function textIO(model: PretrainedModel, fn: string): ModelIO {
@@ -177,20 +154,23 @@ function vlmIO(model: PretrainedModel, fn: string): ModelIO {
     return Int32Array.from([...tok.encode(pre, { addSpecialTokens: !template }), vlm.imageTokenId, ...tok.encode(post, { addSpecialTokens: false })]);
   };
   /** The prompt with its image token expanded for the clip (or its KIM variant), and the clip's pixel values. */
-  const expand = (promptIds: Int32Array, clipFrames: Uint8Array, frameMap?: Int32Array): { ids: number[]; px: Float32Array; shape: readonly number[] } => {
+  const expand = (promptIds: Int32Array, clipFrames: Uint8Array, frameMap?: Int32Array): ExpandedPrompt => {
     const video = { data: clipFrames, shape: [clipFrames.length / (size * size * 3), size, size, 3] };
     const v = model.processVideo(frameMap ? substituteFrames(video, frameMap, fn, 'clip') : video);
     const at = promptIds.indexOf(vlm.imageTokenId);
     const mid = tok.encode(v.prompt, { addSpecialTokens: false });
-    return { ids: [...promptIds.subarray(0, at), ...mid, ...promptIds.subarray(at + 1)], px: v.pixelValues.data as Float32Array, shape: v.pixelValues.shape };
+    return {
+      ids: [...promptIds.subarray(0, at), ...mid, ...promptIds.subarray(at + 1)], px: v.pixelValues.data as Float32Array, shape: v.pixelValues.shape,
+      indices: v.indices, tokensPerFrame: v.tokensPerFrame,
+    };
   };
+  const hooks: VlmSftHooks = { model, frames, size, prompt, response: text.response, expand };
   const withPixels = (b: PretrainedBatch, px: Float32Array[], shape: readonly number[] | null): PretrainedBatch => {
     return shape ? { ...b, pixelValues: concatPixels(px, shape) } : b;
   };
   return {
     ...text,
     textOnly: false,
-    contrastive: false,
     clipShape: { frames, size },
     prompt,
     kimFrameMap(clip, substitution, locator) {
@@ -201,28 +181,8 @@ function vlmIO(model: PretrainedModel, fn: string): ModelIO {
       if (!key.length || key.length >= F) return undefined;
       return planSubstitution(F, key, substitution);
     },
-    sftBatch(clips, o) {
-      const b = new TextBatchBuilder();
-      const px: Float32Array[] = [];
-      let shape: readonly number[] | null = null;
-      for (const clip of clips) {
-        let tasks = clipTasks(clip.annotation, o.questions !== false);
-        if (o.questions === 'one' && tasks.length > 2) {
-          const k = ((o.round ?? 0) + (clip.index ?? 0)) % (tasks.length - 1);
-          tasks = [tasks[0], tasks[1 + k]];
-        }
-        for (const t of tasks) {
-          const e = expand(prompt(t.prompt), clip.frames);
-          b.add(e.ids, text.response(t.response, true));
-          px.push(e.px);
-          shape = e.shape;
-        }
-      }
-      const batch = withPixels(b.build(), px, shape);
-      let targets = 0;
-      for (const x of batch.targets!) if (x >= 0) targets++;
-      return { batch, groups: [], kimSequences: 0, skipped: [], rows: batch.text.length, targets };
-    },
+    kimPlans: (o) => vlmKimPlans(hooks, o),
+    sftBatch: (clips, o, kimPlans) => vlmSftBatch(hooks, clips, o, kimPlans),
     generationBatch(items) {
       const b = new TextBatchBuilder();
       const px: Float32Array[] = [];

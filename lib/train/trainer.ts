@@ -164,7 +164,9 @@ export function scheduledLr(s: number, total: number, lr: number, minLr: number,
  * Trains a VideoLM with the two-stage VideoPerceiver method; a text-only
  * PretrainedModel (a Hugging Face folder) trains on the text side of both
  * stages: prompt + response without video, so no KIM variants and no
- * contrastive term (lib/train/model-io.ts).
+ * contrastive term (lib/train/model-io.ts); a vision-language one trains with
+ * the whole method, its KIM variants substituted at the frame level and the
+ * contrastive term tapped at the decoder layer `tapLayer` (lib/train/vlm-sft.ts).
  */
 export class Trainer {
   readonly model: TrainableModel;
@@ -501,8 +503,7 @@ export class Trainer {
     const weightDecay = checkNumber(fn, 'opts.weightDecay', o.weightDecay, 0.1, { min: 0 });
     const maxGradNorm = checkNumber(fn, 'opts.maxGradNorm', o.maxGradNorm, 1);
     const kim = checkBoolean(fn, 'opts.kim', o.kim, !io.textOnly);
-    const contrastive = checkBoolean(fn, 'opts.contrastive', o.contrastive, !io.textOnly && io.contrastive !== false);
-    if (contrastive && io.contrastive === false) throw rangeError(fn, 'opts.contrastive', 'false: the contrastive term is not implemented for this model', 'true');
+    const contrastive = checkBoolean(fn, 'opts.contrastive', o.contrastive, !io.textOnly);
     if (io.textOnly && (kim || contrastive))
       throw rangeError(fn, kim ? 'opts.kim' : 'opts.contrastive', 'false for a text-only model (KIM variants and the contrastive term need video)', 'true');
     const lambda = checkNumber(fn, 'opts.lambda', o.lambda, 0.5, { min: 0 });
@@ -525,7 +526,8 @@ export class Trainer {
       const cfg = this.model.config;
       checkStepMemory(fn, 'opts.batchSize', batchSize, cfg, batchSize * clipTokens(cfg) * (kim ? 2 : 1), this.#memory(), `${batchSize} clips of ${clipTokens(cfg)} visual tokens`);
     }
-    const kimPlans = !(this.model instanceof VideoLM) ? undefined : new KimPlans(this.model.config, this.tokenizer as Tokenizer, { substitution: plan.substitution!, locator: plan.locator!, keyInfo });
+    const planOpts = { substitution: plan.substitution!, locator: plan.locator!, keyInfo };
+    const kimPlans = this.model instanceof VideoLM ? new KimPlans(this.model.config, this.tokenizer as Tokenizer, planOpts) : io.kimPlans?.(planOpts);
     const t0 = Date.now();
     const args = { steps: total, batchSize, gradAccum, lr, minLr, warmupSteps: warmup, weightDecay, maxGradNorm, kim, contrastive, lambda, tapLayer, temperature, questions, substitution, kimFramePosition, keyInfo, locator };
     const diverged = (s: number, what: string) => new DivergenceError(fn, 'sft', s + 1, what);
