@@ -19,5 +19,5 @@ export {
   type PretrainedBackwardOptions, type PretrainedStepOptions, type PretrainedLayout, type LogitsOptions, type PretrainedEncodeOptions,
   type PretrainedDecodeOptions, type ChatMessage, type ChatTemplateOptions, type Architecture, type DecoderSpec, type RopeScaling,
   type LoraOptions, type LoraState, type TextGenerateOptions,
-  vlmTrainBatch, substituteFrames, VLM_ARCHITECTURES, type VlmSample, type VlmArchitecture, type VlmSpec, type VisionSpec, type ProcessedVideo, type VideoOptions,
+  vlmTrainBatch, substituteFrames, VLM_ARCHITECTURES, type VlmSample, type VlmArchitecture, type VlmSpec, type VisionSpec, type ProcessedVideo, type VideoOptions, type ProcessedImages,
 } from '../pretrained/index.js';

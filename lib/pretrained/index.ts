@@ -9,3 +9,4 @@ export { type TextGenerateOptions } from './generate.js';
 export { vlmTrainBatch, substituteFrames, type VlmSample } from './vlm-train.js';
 export { VLM_ARCHITECTURES, type VlmArchitecture, type VlmSpec, type VisionSpec } from './vlm-config.js';
 export { type ProcessedVideo, type VideoOptions } from './video.js';
+export { type ProcessedImages } from './images.js';

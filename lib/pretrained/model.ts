@@ -28,6 +28,7 @@ import { generateTokens, type TextGenerateOptions } from './generate.js';
 import { attachLoaded, attachLora, checkLoraOptions, mergedWeight, mergeInto, readAdapter, writeAdapter, type LoraOptions, type LoraState } from './lora.js';
 import { snapshotOtherFiles, writeHfFolder, type SaveLayout } from './save.js';
 import { processVideo, videoPromptText, type ProcessedVideo, type VideoOptions } from './video.js';
+import { processImages, type ProcessedImages } from './images.js';
 import { PretrainedTokenizer } from './tokenizer.js';
 
 export interface LoadPretrainedOptions {
@@ -81,7 +82,13 @@ export interface LogitsOptions {
   video?: unknown;
   /** Frame rate of `video` (default: decodeVideo's, else 1). */
   fps?: number;
-  /** Not implemented (use pixelValues or video). */
+  /**
+   * Vision-language models: uint8 RGB images [nImages, H, W, 3] ({ data, shape },
+   * as vp.readNpy returns), processed as the family's image processor does
+   * (lib/pretrained/images.ts). `ids` hold either every image's expanded prompt
+   * already (processImages().prompts tokenized) or one image token per image,
+   * each expanded in place.
+   */
   images?: unknown;
   /** Processed images [nImages, C, H, W] float32 (transformers' pixel_values). */
   pixelValues?: unknown;
@@ -463,6 +470,12 @@ export class PretrainedModel {
       ids2 = this.#expandVideoIds(fn, x, v);
       const { video: _v, fps: _f, ...rest } = o;
       o = { ...rest, pixelValues: v.pixelValues };
+    } else if (this.vlm && o.images !== undefined && o.images !== null) {
+      if (o.pixelValues !== undefined && o.pixelValues !== null) throw typeError(fn, 'opts.pixelValues', 'absent when opts.images is given (one visual input per call)', 'both');
+      const p = this.processImages(o.images);
+      ids2 = this.#expandImageIds(fn, x, p);
+      const { images: _i, ...rest } = o;
+      o = { ...rest, pixelValues: p.pixelValues };
     }
     const positions = Int32Array.from(ids2, (_, i) => i);
     const visual = this.vlm ? this.#visualInput(fn, ids2, o) : null;
@@ -487,6 +500,38 @@ export class PretrainedModel {
     let prompt = videoPromptText(this.vlm, v, k);
     if (this.vlm.family === 'llava') prompt = prompt.replaceAll('<image>', '<image>'.repeat(k));
     return { ...v, prompt, tokensPerFrame: k };
+  }
+
+  /**
+   * Still images processed as the family's image processor does: pixel values
+   * of every image's tiles (SmolVLM's split tiles and global image, LLaVA's one
+   * crop) and the prompt text that stands for each image, its image tokens expanded.
+   */
+  processImages(images: unknown): ProcessedImages {
+    const fn = 'PretrainedModel.processImages';
+    this.#alive(fn);
+    if (!this.vlm) throw new Error(`${fn}: ${this.architecture} is a text-only model`);
+    return processImages(fn, this.vlm, this.preprocessor as Record<string, unknown> | undefined, images, (side) => this.#bridge!.tokensPer(side, side));
+  }
+
+  /** ids with the images' prompts: as given when their image tokens already match, else each image's one image token expanded. */
+  #expandImageIds(fn: string, ids: Int32Array, p: ProcessedImages): Int32Array {
+    const img = this.vlm!.imageTokenId;
+    const at: number[] = [];
+    ids.forEach((t, i) => t === img && at.push(i));
+    const mids = p.prompts.map((s) => this.tokenizer.encode(s, { addSpecialTokens: false }));
+    const need = mids.reduce((a, m) => a + m.filter((t) => t === img).length, 0);
+    if (at.length === need) return ids;
+    if (at.length !== p.prompts.length)
+      throw rangeError(fn, 'ids', `one image token (id ${img}) per image (${p.prompts.length}), or the ${need} of their expanded prompts (processImages().prompts)`, `${at.length}`);
+    const out: number[] = [];
+    let from = 0;
+    at.forEach((pos, i) => {
+      out.push(...ids.subarray(from, pos), ...mids[i]);
+      from = pos + 1;
+    });
+    out.push(...ids.subarray(from));
+    return Int32Array.from(out);
   }
 
   /** ids with the video's image tokens: as given when they already match, else the one image token expanded. */
@@ -518,7 +563,7 @@ export class PretrainedModel {
       if (n > 0) throw rangeError(fn, 'ids', `no image token (id ${vlm.imageTokenId}) without pixelValues, images or video`, `${n} of them`);
       return null;
     }
-    if (given[0] !== 'pixelValues') throw typeError(fn, `opts.${given[0]}`, 'opts.pixelValues or opts.video (raw images are not processed yet: pass them as pixelValues, or as the frames of a video)', describe(o[given[0]]));
+    if (given[0] !== 'pixelValues') throw typeError(fn, `opts.${given[0]}`, 'opts.pixelValues here (images and videos are processed by logits())', describe(o[given[0]]));
     const px = checkPixelValues(fn, 'opts.pixelValues', o.pixelValues, vlm);
     const { features } = this.#bridge!.forward(px.data, px.n, px.H, px.W, false);
     return mergeVisual(fn, ids, vlm, features, this.spec.hidden);

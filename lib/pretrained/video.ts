@@ -191,17 +191,92 @@ export function checkVideo(fn: string, arg: string, v: unknown): { data: Uint8Ar
   return { data, F, H, W, fps };
 }
 
+/** How a family's processor rescales and normalizes (preprocessor_config.json), and its resampling filter. */
+export interface PixelSettings {
+  kind: 'bicubic' | 'bilinear';
+  /** Per channel: value = (fround(u8 · scale) − mean) / std. */
+  scale: number;
+  mean: number[];
+  std: number[];
+}
+
+/** The rescale / normalize settings of a folder's processor (defaults: each family's). */
+export function pixelSettings(vlm: VlmSpec, pp: Json): PixelSettings {
+  const kind = resampleKind(pp);
+  const doRescale = pp.do_rescale ?? true, doNormalize = pp.do_normalize ?? true;
+  const factor = num(pp, 'rescale_factor', 1 / 255);
+  const mean = triple(pp, 'image_mean', vlm.family === 'llava' ? [0.48145466, 0.4578275, 0.40821073] : [0.5, 0.5, 0.5]);
+  const std = triple(pp, 'image_std', vlm.family === 'llava' ? [0.26862954, 0.26130258, 0.27577711] : [0.5, 0.5, 0.5]);
+  return { kind, scale: doRescale ? factor : 1, mean: doNormalize ? mean : [0, 0, 0], std: doNormalize ? std : [1, 1, 1] };
+}
+
+/** uint8 HWC images of side × side as pixel values [n, 3, side, side] (rescaled, normalized). */
+export function toPixelValues(images: readonly Uint8Array[], side: number, st: PixelSettings): Tensor {
+  const px = new Float32Array(images.length * 3 * side * side);
+  images.forEach((fr, k) => {
+    for (let c = 0; c < 3; c++) {
+      const m = st.mean[c], s = st.std[c];
+      const o = (k * 3 + c) * side * side;
+      for (let i = 0; i < side * side; i++) px[o + i] = (Math.fround(fr[i * 3 + c] * st.scale) - m) / s;
+    }
+  });
+  return tensor(px, [images.length, 3, side, side]);
+}
+
+/** The size an Idefics3 / SmolVLM processor resizes H × W to so that its longest edge is `longest` (the short edge rounded up to even). */
+export function longestEdgeSize(H: number, W: number, longest: number): [number, number] {
+  let h1: number, w1: number;
+  const ar = W / H;
+  if (W >= H) {
+    w1 = longest;
+    h1 = Math.trunc(w1 / ar);
+    if (h1 % 2) h1++;
+  } else {
+    h1 = longest;
+    w1 = Math.trunc(h1 * ar);
+    if (w1 % 2) w1++;
+  }
+  return [Math.max(h1, 1), Math.max(w1, 1)];
+}
+
+/** The square side of an Idefics3 / SmolVLM tile (max_image_size.longest_edge), checked against the tower. */
+export function idefics3Side(vlm: VlmSpec, pp: Json): number {
+  const side = num(pp, 'max_image_size.longest_edge', vlm.vision.imageSize);
+  if (side % (vlm.vision.patch * vlm.scaleFactor) !== 0)
+    throw new UnsupportedConfigError('preprocessor_config.json', 'max_image_size.longest_edge', side, `must be a multiple of patch_size × scale_factor = ${vlm.vision.patch * vlm.scaleFactor}`);
+  return side;
+}
+
+/** LLaVA's (CLIPImageProcessor's) image of an H × W frame: shortest edge to size.shortest_edge, center crop to the tower's image_size. */
+export function llavaImagePlan(vlm: VlmSpec, pp: Json, H: number, W: number, kind: PixelSettings['kind']): (frame: Uint8Array) => Uint8Array {
+  if (pp.image_grid_pinpoints !== undefined) throw new UnsupportedConfigError('preprocessor_config.json', 'image_grid_pinpoints', pp.image_grid_pinpoints, 'LLaVA-NeXT any-resolution tiling is not implemented');
+  const S = vlm.vision.imageSize;
+  const shortest = num(pp, 'size.shortest_edge', S);
+  const doCrop = pp.do_center_crop ?? true;
+  const ch = num(pp, 'crop_size.height', S), cw = num(pp, 'crop_size.width', S);
+  if (!doCrop || ch !== S || cw !== S) throw new UnsupportedConfigError('preprocessor_config.json', 'crop_size', pp.crop_size, `frames must come out at vision_config.image_size = ${S} (center crop to ${S} × ${S})`);
+  // Shortest edge to `shortest` (the long edge as int(long·shortest/short)), then a center crop.
+  const short = Math.min(H, W), long = Math.max(H, W);
+  const newLong = Math.trunc((long * shortest) / short);
+  const [h1, w1] = H <= W ? [shortest, newLong] : [newLong, shortest];
+  if (h1 < S || w1 < S) throw new UnsupportedConfigError('preprocessor_config.json', 'size.shortest_edge', shortest, `must be at least the crop size ${S}`);
+  const top = Math.trunc((h1 - S) / 2), left = Math.trunc((w1 - S) / 2);
+  return (fr) => {
+    const r = resizeU8(fr, H, W, 3, h1, w1, kind);
+    const out = new Uint8Array(S * S * 3);
+    for (let y = 0; y < S; y++) out.set(r.subarray(((top + y) * w1 + left) * 3, ((top + y) * w1 + left + S) * 3), y * S * 3);
+    return out;
+  };
+}
+
 /** Processes a video as the family's processor does (see the file comment). */
 export function processVideo(fn: string, vlm: VlmSpec, pp: Json | undefined, video: unknown, opts: VideoOptions = {}): ProcessedVideo {
   if (!pp) throw new Error(`${fn}: the folder has no preprocessor_config.json, which says how to resize and normalize frames`);
   const { data, F, H, W, fps: ownFps } = checkVideo(fn, 'opts.video', video);
   const fps = opts.fps ?? ownFps ?? 1;
   if (!(typeof fps === 'number' && fps > 0 && Number.isFinite(fps))) throw rangeError(fn, 'opts.fps', 'a positive frame rate', describe(fps));
-  const kind = resampleKind(pp);
-  const doRescale = pp.do_rescale ?? true, doNormalize = pp.do_normalize ?? true;
-  const factor = num(pp, 'rescale_factor', 1 / 255);
-  const mean = triple(pp, 'image_mean', vlm.family === 'llava' ? [0.48145466, 0.4578275, 0.40821073] : [0.5, 0.5, 0.5]);
-  const std = triple(pp, 'image_std', vlm.family === 'llava' ? [0.26862954, 0.26130258, 0.27577711] : [0.5, 0.5, 0.5]);
+  const st = pixelSettings(vlm, pp);
+  const kind = st.kind;
   const S = vlm.vision.imageSize;
   let indices: number[];
   let plan: (frame: Uint8Array) => Uint8Array;
@@ -213,60 +288,20 @@ export function processVideo(fn: string, vlm: VlmSpec, pp: Json | undefined, vid
     const sample = pp.do_sample_frames === true || F > maxFrames;
     indices = sample ? smolvlmFrameIndices(F, fps, targetFps, maxFrames) : Array.from({ length: F }, (_, i) => i);
     const longest = num(vs, 'video_size.longest_edge', num(pp, 'size.longest_edge', 4 * S));
-    side = num(pp, 'max_image_size.longest_edge', S);
-    if (side % (vlm.vision.patch * vlm.scaleFactor) !== 0)
-      throw new UnsupportedConfigError('preprocessor_config.json', 'max_image_size.longest_edge', side, `must be a multiple of patch_size × scale_factor = ${vlm.vision.patch * vlm.scaleFactor}`);
+    side = idefics3Side(vlm, pp);
     const doResize = pp.do_resize ?? true;
     if (!doResize && (H !== side || W !== side)) throw rangeError(fn, 'opts.video.shape', `${side} × ${side} frames (do_resize is false)`, `${H} × ${W}`);
     // The longest edge to `longest` (short edge rounded up to even), then the square.
-    let h1: number, w1: number;
-    const ar = W / H;
-    if (W >= H) {
-      w1 = longest;
-      h1 = Math.trunc(w1 / ar);
-      if (h1 % 2) h1++;
-    } else {
-      h1 = longest;
-      w1 = Math.trunc(h1 * ar);
-      if (w1 % 2) w1++;
-    }
-    h1 = Math.max(h1, 1);
-    w1 = Math.max(w1, 1);
+    const [h1, w1] = longestEdgeSize(H, W, longest);
     plan = (fr) => (doResize ? resizeU8(resizeU8(fr, H, W, 3, h1, w1, kind), h1, w1, 3, side, side, kind) : fr);
   } else {
-    if (pp.image_grid_pinpoints !== undefined) throw new UnsupportedConfigError('preprocessor_config.json', 'image_grid_pinpoints', pp.image_grid_pinpoints, 'LLaVA-NeXT any-resolution tiling is not implemented');
     indices = Array.from({ length: F }, (_, i) => i);
-    const shortest = num(pp, 'size.shortest_edge', S);
-    const doCrop = pp.do_center_crop ?? true;
-    const ch = num(pp, 'crop_size.height', S), cw = num(pp, 'crop_size.width', S);
-    if (!doCrop || ch !== S || cw !== S) throw new UnsupportedConfigError('preprocessor_config.json', 'crop_size', pp.crop_size, `frames must come out at vision_config.image_size = ${S} (center crop to ${S} × ${S})`);
     side = S;
-    // Shortest edge to `shortest` (the long edge as int(long·shortest/short)), then a center crop.
-    const short = Math.min(H, W), long = Math.max(H, W);
-    const newLong = Math.trunc((long * shortest) / short);
-    const [h1, w1] = H <= W ? [shortest, newLong] : [newLong, shortest];
-    if (h1 < S || w1 < S) throw new UnsupportedConfigError('preprocessor_config.json', 'size.shortest_edge', shortest, `must be at least the crop size ${S}`);
-    const top = Math.trunc((h1 - S) / 2), left = Math.trunc((w1 - S) / 2);
-    plan = (fr) => {
-      const r = resizeU8(fr, H, W, 3, h1, w1, kind);
-      const out = new Uint8Array(S * S * 3);
-      for (let y = 0; y < S; y++) out.set(r.subarray(((top + y) * w1 + left) * 3, ((top + y) * w1 + left + S) * 3), y * S * 3);
-      return out;
-    };
+    plan = llavaImagePlan(vlm, pp, H, W, kind);
   }
-  const n = indices.length;
-  const px = new Float32Array(n * 3 * side * side);
   const frameSize = H * W * 3;
-  indices.forEach((fi, k) => {
-    const fr = plan(data.subarray(fi * frameSize, (fi + 1) * frameSize));
-    for (let c = 0; c < 3; c++) {
-      const sc = doRescale ? factor : 1;
-      const m = doNormalize ? mean[c] : 0, s = doNormalize ? std[c] : 1;
-      const o = (k * 3 + c) * side * side;
-      for (let i = 0; i < side * side; i++) px[o + i] = (Math.fround(fr[i * 3 + c] * sc) - m) / s;
-    }
-  });
-  return { pixelValues: tensor(px, [n, 3, side, side]), indices, timestamps: indices.map((i) => i / fps), duration: F / fps };
+  const frames = indices.map((fi) => plan(data.subarray(fi * frameSize, (fi + 1) * frameSize)));
+  return { pixelValues: toPixelValues(frames, side, st), indices, timestamps: indices.map((i) => i / fps), duration: F / fps };
 }
 
 /** The text that stands for a processed video in the prompt (see the file comment), given the visual tokens per frame. */
