@@ -167,7 +167,7 @@ try {
   const child = spawn(process.execPath, ['--import=tsx', script], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   child.stderr.on('data', (d) => (err += d));
-  const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+  const exited = new Promise<number | null>((res) => child.on('close', (code) => res(code)));
   await new Promise<void>((res) => child.stdout.on('data', (d) => String(d).includes('checkpoint 2') && res()));
   const before = hashes(join(run, 'checkpoints'));
   if (tmpfs) {

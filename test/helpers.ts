@@ -105,6 +105,6 @@ export function runAndSignal(args: string[], cwd: string, when: (e: { type: stri
         }
       }
     });
-    child.on('exit', (code, signal) => res({ code, signal, err, sentAfter }));
+    child.on('close', (code, signal) => res({ code, signal, err, sentAfter }));
   });
 }

@@ -197,7 +197,7 @@ function runCli(args: string[]): Promise<{ code: number | null; signal: string |
     let err = '';
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (err += d));
-    child.on('exit', (code, signal) => res({ code, signal, out, err }));
+    child.on('close', (code, signal) => res({ code, signal, out, err }));
   });
 }
 
