@@ -9,6 +9,8 @@
 // Each side runs in its own process so that its peak resident memory (VmHWM,
 // reset after the weights are loaded) is that case's alone; the table reports
 // the memory with the weights loaded and the peak over the steps.
+// The random-folder writer, the child runner and the memory probes are shared
+// with bench/vlm.ts (the SmolVLM2-256M-shaped video LLM).
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,7 +18,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as vp from '../lib/index.js';
 import { fromFloat32 } from '../lib/pretrained/checkpoint.js';
-import { runPeer, timeIt, type BenchContext } from './harness.js';
+import { runPeer, timeIt, type BenchContext, type PeerResult } from './harness.js';
 
 const SMOLLM2_135M = {
   architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 49152, hidden_size: 576, intermediate_size: 1536,
@@ -25,24 +27,43 @@ const SMOLLM2_135M = {
   torch_dtype: 'bfloat16', bos_token_id: 1, eos_token_id: 2,
 };
 
-/** Writes the SmolLM2-135M-shaped folder: N(0, 0.02) matrices, unit norm gains, bf16. */
-function writeModel(dir: string): void {
-  const c = SMOLLM2_135M;
-  const d = c.hidden_size, f = c.intermediate_size, hd = d / c.num_attention_heads, kv = c.num_key_value_heads * hd;
-  const shapes: [string, number[]][] = [['model.embed_tokens.weight', [c.vocab_size, d]], ['model.norm.weight', [d]]];
+/** The tensors of a Llama text model in Hugging Face naming under `prefix` ('model.'), head excluded. */
+export function llamaShapes(c: { hidden_size: number; intermediate_size: number; num_attention_heads: number; num_key_value_heads: number; num_hidden_layers: number; vocab_size: number; head_dim?: number }, prefix = 'model.'): [string, number[]][] {
+  const d = c.hidden_size, f = c.intermediate_size, hd = c.head_dim ?? d / c.num_attention_heads;
+  const q = c.num_attention_heads * hd, kv = c.num_key_value_heads * hd;
+  const shapes: [string, number[]][] = [[`${prefix}embed_tokens.weight`, [c.vocab_size, d]], [`${prefix}norm.weight`, [d]]];
   for (let l = 0; l < c.num_hidden_layers; l++) {
-    const p = `model.layers.${l}.`;
+    const p = `${prefix}layers.${l}.`;
     shapes.push([`${p}input_layernorm.weight`, [d]], [`${p}post_attention_layernorm.weight`, [d]],
-      [`${p}self_attn.q_proj.weight`, [d, d]], [`${p}self_attn.k_proj.weight`, [kv, d]], [`${p}self_attn.v_proj.weight`, [kv, d]],
-      [`${p}self_attn.o_proj.weight`, [d, d]], [`${p}mlp.gate_proj.weight`, [f, d]], [`${p}mlp.up_proj.weight`, [f, d]], [`${p}mlp.down_proj.weight`, [d, f]]);
+      [`${p}self_attn.q_proj.weight`, [q, d]], [`${p}self_attn.k_proj.weight`, [kv, d]], [`${p}self_attn.v_proj.weight`, [kv, d]],
+      [`${p}self_attn.o_proj.weight`, [d, q]], [`${p}mlp.gate_proj.weight`, [f, d]], [`${p}mlp.up_proj.weight`, [f, d]], [`${p}mlp.down_proj.weight`, [d, f]]);
   }
+  return shapes;
+}
+
+/**
+ * Writes random weights of real shapes as one bf16 model.safetensors (the real
+ * checkpoints' dtype), tensors sorted by name as transformers writes them:
+ * N(0, 0.02) for every tensor of two or more dimensions, 1 for a vector
+ * (norm gains) unless `zero(name)` says it is a bias (0). Returns the parameter count.
+ */
+export function writeRandomBf16(dir: string, shapes: [string, number[]][], seed: number, zero: (name: string) => boolean = () => false): number {
   const tensors: Record<string, vp.StTensor> = {};
-  shapes.sort(([a], [b]) => (a < b ? -1 : 1)).forEach(([name, shape], i) => {
-    const x = shape.length === 1 ? new Float32Array(shape[0]).fill(1) : (vp.randn(shape, { seed: 20, stream: i, std: 0.02 }).data as Float32Array);
+  let count = 0;
+  [...shapes].sort(([a], [b]) => (a < b ? -1 : 1)).forEach(([name, shape], i) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    count += n;
+    const x = shape.length === 1 ? new Float32Array(n).fill(zero(name) ? 0 : 1) : (vp.randn(shape, { seed, stream: i, std: 0.02 }).data as Float32Array);
     tensors[name] = { dtype: 'BF16', shape, data: fromFloat32(x, 'BF16') as Uint16Array };
   });
   vp.writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(c, null, 2));
+  return count;
+}
+
+/** Writes the SmolLM2-135M-shaped folder: N(0, 0.02) matrices, unit norm gains, bf16. */
+function writeModel(dir: string): void {
+  writeRandomBf16(dir, llamaShapes(SMOLLM2_135M), 20);
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(SMOLLM2_135M, null, 2));
 }
 
 interface CaseSpec {
@@ -56,9 +77,45 @@ interface CaseSpec {
   reps: number;
 }
 
-function statusMB(key: string): number {
+/** A /proc/self/status field (VmRSS, VmHWM) in MB. */
+export function statusMB(key: string): number {
   const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync('/proc/self/status', 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/** Restarts the process's peak resident memory (VmHWM) from its current size; false where /proc cannot. */
+export function resetPeak(): boolean {
+  try {
+    writeFileSync('/proc/self/clear_refs', '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Runs a bench file's child mode (`flag` + the JSON spec) in a fresh Node process, so that its
+ * peak resident memory is that case's alone; returns the child's last stdout line, parsed.
+ */
+export function runChild<T>(file: string, flag: string, spec: unknown, threads: number, what: string): T {
+  const r = spawnSync(process.execPath, ['--expose-gc', '--import=tsx', file, flag, JSON.stringify(spec)], {
+    encoding: 'utf8', maxBuffer: 1 << 26, env: { ...process.env, VP_NUM_THREADS: String(threads) },
+  });
+  const line = (r.stdout ?? '').trim().split('\n').pop() ?? '';
+  if (r.status !== 0 || !line.startsWith('{')) throw new Error(`${file} child (${what}) failed: ${(r.stderr ?? '').slice(-1000)}`);
+  return JSON.parse(line) as T;
+}
+
+/** The columns of a training-step row: tokens/s, peak memory and over the weights, the first loss, both sides. */
+export function trainColumns(tokens: number, ours: { medianMs: number; peakMB: number; weightsMB: number; loss0: number }, peer: PeerResult): Record<string, number | null> {
+  return {
+    oursTokPerS: Math.round(tokens / (ours.medianMs / 1000)),
+    peerTokPerS: peer.ok ? Math.round(tokens / (peer.medianMs! / 1000)) : null,
+    oursPeakMB: Math.round(ours.peakMB), peerPeakMB: peer.ok ? Math.round(peer.peakMB as number) : null,
+    oursOverWeightsMB: Math.round(ours.peakMB - ours.weightsMB),
+    peerOverWeightsMB: peer.ok ? Math.round((peer.peakMB as number) - (peer.weightsMB as number)) : null,
+    oursLoss0: Number(ours.loss0.toFixed(5)), peerLoss0: peer.ok ? Number((peer.loss0 as number).toFixed(5)) : null,
+  };
 }
 
 /** One case in this (child) process: load, the same measurements as the peer's. */
@@ -69,12 +126,7 @@ async function child(spec: CaseSpec): Promise<void> {
   const batch = { text, sequences: Array.from({ length: spec.B }, (_, b) => [{ text: [b * spec.T, spec.T] as [number, number] }]) };
   (globalThis as { gc?: () => void }).gc?.(); // the file's raw bytes, converted, are garbage now
   const weightsMB = statusMB('VmRSS');
-  let resetOk = true;
-  try {
-    writeFileSync('/proc/self/clear_refs', '5');
-  } catch {
-    resetOk = false;
-  }
+  const resetOk = resetPeak();
   let loss0 = NaN;
   const step = async () => {
     const r = await m.forward(batch);
@@ -95,13 +147,8 @@ export async function run(ctx: BenchContext): Promise<void> {
     for (let i = 0; i < B * T; i++) ids.push((i * 7919 + 13) % SMOLLM2_135M.vocab_size);
     for (const c of ['full', 'lora'] as const) {
       const spec: CaseSpec = { dir, case: c, B, T, ids, rank: 8, alpha: 16, reps };
-      const self = fileURLToPath(import.meta.url);
-      const r = spawnSync(process.execPath, ['--expose-gc', '--import=tsx', self, '--pretrained-child', JSON.stringify(spec)], {
-        encoding: 'utf8', maxBuffer: 1 << 26, env: { ...process.env, VP_NUM_THREADS: String(ctx.threads) },
-      });
-      const line = (r.stdout ?? '').trim().split('\n').pop() ?? '';
-      if (r.status !== 0 || !line.startsWith('{')) throw new Error(`bench/pretrained.ts child (${c}) failed: ${(r.stderr ?? '').slice(-1000)}`);
-      const ours = JSON.parse(line) as { medianMs: number; loss0: number; weightsMB: number; peakMB: number; trainable: number };
+      const ours = runChild<{ medianMs: number; loss0: number; weightsMB: number; peakMB: number; trainable: number }>(
+        fileURLToPath(import.meta.url), '--pretrained-child', spec, ctx.threads, c);
       const peer = runPeer('torch_pretrained.py', { ...spec }, ctx.threads);
       const tokens = B * T;
       ctx.report({
@@ -111,14 +158,7 @@ export async function run(ctx: BenchContext): Promise<void> {
         // 6 flops per parameter per token for full fine-tuning (forward 2, backward 4);
         // LoRA skips the weight gradients of the frozen matrices: about 4.
         flops: (c === 'lora' ? 4 : 6) * 134515008 * tokens,
-        extra: {
-          oursTokPerS: Math.round(tokens / (ours.medianMs / 1000)),
-          peerTokPerS: peer.ok ? Math.round(tokens / (peer.medianMs! / 1000)) : null,
-          oursPeakMB: Math.round(ours.peakMB), peerPeakMB: peer.ok ? Math.round(peer.peakMB as number) : null,
-          oursOverWeightsMB: Math.round(ours.peakMB - ours.weightsMB),
-          peerOverWeightsMB: peer.ok ? Math.round((peer.peakMB as number) - (peer.weightsMB as number)) : null,
-          oursLoss0: Number(ours.loss0.toFixed(5)), peerLoss0: peer.ok ? Number((peer.loss0 as number).toFixed(5)) : null,
-        },
+        extra: trainColumns(tokens, ours, peer),
       });
     }
   } finally {

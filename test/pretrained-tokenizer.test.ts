@@ -89,6 +89,18 @@ test('chat templates from tokenizer_config.json, chat_template.json and chat_tem
   t.throws(() => jinja.applyChatTemplate([{ role: 3 } as never]), { instanceOf: TypeError, message: /messages\[0\]\.role/ });
 });
 
+test("a template written for message parts (SmolVLM's) takes string contents as one text part each", (t) => {
+  // transformers' processing_smolvlm.py DEFAULT_CHAT_TEMPLATE: it iterates message['content'].
+  const smol = new vp.ChatTemplate("<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}");
+  const want = '<|im_start|>User: hello<end_of_utterance>\nAssistant: hi<end_of_utterance>\nAssistant:';
+  t.is(smol.render([{ role: 'user', content: 'hello' }, { role: 'assistant', content: 'hi' }], { addGenerationPrompt: true }), want);
+  t.is(smol.render([{ role: 'user', content: [{ type: 'text', text: 'hello' }] }, { role: 'assistant', content: [{ type: 'text', text: 'hi' }] }], { addGenerationPrompt: true }), want);
+  t.is(smol.render([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: 'what?' }] }]), '<|im_start|>User:<image>what?<end_of_utterance>\n');
+  // A template that fails either way still reports its own error.
+  const bad = new vp.ChatTemplate("{% for m in messages %}{{ raise_exception('no') }}{% endfor %}");
+  t.throws(() => bad.render([{ role: 'user', content: 'x' }]), { message: /the chat template failed: .*no/ });
+});
+
 test('generate() takes a string or chat messages and returns text; ids return ids', async (t) => {
   const m = await vp.loadPretrained(fixture('qwen2-tied-f16'));
   const text = await m.generate(null, 'hello world', { maxTokens: 4, eosId: -1 });

@@ -245,6 +245,15 @@ test('gradients through the connector and the vision tower match finite differen
       t.true(Math.abs(an) > 1e-3, `${name}: a directional derivative this small tests nothing (${an})`);
       t.true(Math.abs(fd - an) <= 0.03 * Math.abs(an) + 2e-4, `${o.kind} ${name}: backward ${an}, finite difference ${fd}`);
     }
+    // Frozen again, the tower keeps no activations and gets no gradient; the connector's is the same.
+    model.setVisionTrainable(false);
+    await model.forward(batch);
+    await model.backward();
+    const frozen = model.gradients();
+    t.false(`${P}encoder.layers.0.mlp.fc1.weight` in frozen);
+    const conn = names[names.length - 1];
+    const scale = grads[conn].reduce((a, x) => Math.max(a, Math.abs(x)), 0);
+    t.true(scale > 0 && frozen[conn].every((x, i) => Math.abs(x - grads[conn][i]) <= 1e-6 * scale), `${o.kind} ${conn}: the frozen tower's connector gradient differs`);
     model.dispose();
   }
 });

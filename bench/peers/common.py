@@ -46,6 +46,11 @@ def _status_kb(key):
     return None
 
 
+def status_mb(key):
+    """A /proc/self/status field ("VmRSS:", "VmHWM:") in MB."""
+    return _status_kb(key) / 1024.0
+
+
 def call_peak_mb(fn):
     """Runs fn() once and returns (its result, the peak resident memory while it
     ran above what was resident before, in MB; None where /proc cannot tell)."""
@@ -62,3 +67,16 @@ def call_peak_mb(fn):
 
 def emit(obj):
     print(json.dumps(obj), flush=True)
+
+
+def emit_train_steps(step, reps, trainable):
+    """The pretrained-model peers' measurement, as their TypeScript side takes it: the resident
+    memory with the weights loaded, the peak (VmHWM) restarted from there, one warm-up call of
+    step() (which returns the loss: the first one is compared with ours), `reps` timed calls."""
+    weights_mb = status_mb("VmRSS:")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    loss0 = step()
+    r = time_it(step, warmup=0, reps=reps, min_ms=0)
+    r.update(loss0=loss0, weightsMB=weights_mb, peakMB=status_mb("VmHWM:"), trainable=trainable)
+    emit(r)

@@ -5,8 +5,9 @@ import numpy as np
 
 DT = {"F32": "<f4", "F16": "<f2", "BF16": "<u2", "I32": "<i4", "U8": "u1", "I64": "<i8", "F64": "<f8"}
 
-def read_arrays(path):
-    """{name: float64 NumPy array} of a file's floating-point tensors (BF16 widened exactly)."""
+def read_arrays(path, dtype=np.float64):
+    """{name: NumPy array of `dtype`} of a file's floating-point tensors (BF16 widened exactly;
+    the peers ask for float32, which skips a float64 copy of every weight)."""
     with open(path, "rb") as f:
         buf = f.read()
     (n,) = struct.unpack("<Q", buf[:8])
@@ -19,7 +20,7 @@ def read_arrays(path):
         a = np.frombuffer(buf, dtype=dt, count=(end - b) // dt.itemsize, offset=8 + n + b)
         if e["dtype"] == "BF16":
             a = (a.astype(np.uint32) << 16).view(np.float32)
-        out[name] = a.astype(np.float64).reshape(e["shape"])
+        out[name] = a.astype(dtype).reshape(e["shape"])
     return out
 
 

@@ -7,8 +7,12 @@
 // {name, template} whose "default" entry is used). The render context is
 // transformers' apply_chat_template context: messages, add_generation_prompt,
 // the special tokens by name (bos_token, eos_token, ...), and any extra
-// variables the caller passes (tools, documents, ...). Cost: one parse per
-// folder, one render (linear in the conversation) per call.
+// variables the caller passes (tools, documents, ...). A template written for
+// message parts (SmolVLM's and Idefics3's iterate `message['content']` and read
+// each part's 'type') cannot take a string content: when it fails on one, the
+// render is retried with every string content as one text part,
+// `[{ type: 'text', text }]`. Cost: one parse per folder, one render (linear in
+// the conversation) per call, two when that retry happens.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
@@ -91,14 +95,21 @@ export class ChatTemplate {
     const o = checkOptions(fn, opts);
     const addGenerationPrompt = checkBoolean(fn, 'opts.addGenerationPrompt', o.addGenerationPrompt, false);
     if (o.variables !== undefined && (o.variables === null || typeof o.variables !== 'object')) throw typeError(fn, 'opts.variables', 'an object', describe(o.variables));
+    const render = (msgs: readonly ChatMessage[]) => this.#template.render({
+      ...this.#specials,
+      ...(o.variables as Record<string, unknown> | undefined),
+      messages: msgs,
+      add_generation_prompt: addGenerationPrompt,
+    });
     try {
-      return this.#template.render({
-        ...this.#specials,
-        ...(o.variables as Record<string, unknown> | undefined),
-        messages,
-        add_generation_prompt: addGenerationPrompt,
-      });
+      return render(messages);
     } catch (e) {
+      // A template for message parts, given string contents: retry with each as one text part.
+      if (messages.some((m) => typeof m.content === 'string')) {
+        try {
+          return render(messages.map((m) => (typeof m.content === 'string' ? { ...m, content: [{ type: 'text', text: m.content }] } : m)));
+        } catch { /* report the first failure */ }
+      }
       throw new Error(`${fn}: the chat template failed: ${(e as Error).message}`);
     }
   }

@@ -20,7 +20,8 @@
 // computes them (8-wide vector blocks), which can repeat an id for some grid
 // sizes; transformers does the same. Cost per image: ≈ 2·S·(4D² + 2DF) + 2·S²·D
 // multiply-adds forward per layer (S tokens), twice that backward; activations
-// kept for backward ≈ (8D + 2F)·S floats per layer.
+// kept for backward ≈ (8D + 2F)·S floats per layer, only when the tower trains
+// (a frozen tower keeps nothing; the connector keeps its input).
 import { attention, attentionBackward } from '../ops/attention.js';
 import { embedding, linear } from '../ops/layers.js';
 import { matmul } from '../ops/matmul.js';
@@ -344,7 +345,8 @@ export function pixelShuffle(x: Float32Array, n: number, S: number, D: number, s
 
 /** What the connector's training forward keeps. */
 export interface ConnectorSaved {
-  tower: VisionSaved;
+  /** The tower's activations; null when no tower parameter trains (backward stops at the connector). */
+  tower: VisionSaved | null;
   /** Connector input [rows, in]. */
   x: Tensor;
   /** LLaVA: linear_1 output and the activation. */
@@ -381,22 +383,27 @@ export class VisionLanguageBridge {
     return this.tower.seqLen(H, W) - (sp.projector.strategy === 'default' ? 1 : 0);
   }
 
-  /** Features [n · tokensPer, textHidden] of pixels [n, C, H, W] (checked by the caller). */
+  /**
+   * Features [n · tokensPer, textHidden] of pixels [n, C, H, W] (checked by the caller). With
+   * `train`, keeps what backward() needs: the connector's input, and the tower's activations
+   * only when some tower parameter trains (a frozen tower's would be gigabytes for nothing).
+   */
   forward(pixels: Float32Array, n: number, H: number, W: number, train: boolean): { features: Tensor; saved: ConnectorSaved | null } {
     const sp = this.spec;
+    const towerTrain = train && this.towerTrainable();
     const D = sp.vision.hidden;
     const C = sp.names.connector;
     if (sp.family === 'idefics3') {
-      const r = this.tower.forward(pixels, n, H, W, { upTo: sp.vision.layers, post: true, train });
+      const r = this.tower.forward(pixels, n, H, W, { upTo: sp.vision.layers, post: true, train: towerTrain });
       const S = this.tower.seqLen(H, W);
       const s = sp.scaleFactor;
       const x = tensor(pixelShuffle(f32(r.post!), n, S, D, s), [(n * S) / (s * s), D * s * s]);
       const features = linear(x, this.#get(`${C}modality_projection.proj.weight`).value);
-      return { features, saved: train ? { tower: r.saved!, x, H, W } : null };
+      return { features, saved: train ? { tower: r.saved, x, H, W } : null };
     }
     const pr = sp.projector;
     const upTo = Math.max(...pr.featureLayers);
-    const r = this.tower.forward(pixels, n, H, W, { upTo, post: false, train });
+    const r = this.tower.forward(pixels, n, H, W, { upTo, post: false, train: towerTrain });
     const S = this.tower.seqLen(H, W);
     const drop = pr.strategy === 'default' ? 1 : 0;
     const K = pr.featureLayers.length;
@@ -411,7 +418,7 @@ export class VisionLanguageBridge {
     const h1 = linear(x, this.#get(`${C}linear_1.weight`).value, pr.bias ? this.#get(`${C}linear_1.bias`).value : undefined);
     const a1 = this.#act(h1);
     const features = linear(a1, this.#get(`${C}linear_2.weight`).value, pr.bias ? this.#get(`${C}linear_2.bias`).value : undefined);
-    return { features, saved: train ? { tower: r.saved!, x, h1, a1, H, W } : null };
+    return { features, saved: train ? { tower: r.saved, x, h1, a1, H, W } : null };
   }
 
   #act(h: Tensor): Tensor {
@@ -449,14 +456,14 @@ export class VisionLanguageBridge {
     const sp = this.spec;
     const C = sp.names.connector;
     const D = sp.vision.hidden;
-    const needTower = this.towerTrainable();
-    const n = saved.tower.n;
-    const S = saved.tower.seq;
+    // The tower's activations are there only when it trained in forward().
+    const tower = this.towerTrainable() ? saved.tower : null;
+    const needTower = tower !== null;
     if (sp.family === 'idefics3') {
       const dx = linBwd(dFeatures, saved.x, { w: this.#get(`${C}modality_projection.proj.weight`) }, needTower);
-      if (!dx) return;
-      const dPost = tensor(pixelShuffle(f32(dx), n, S, D, sp.scaleFactor, true), [n * S, D]);
-      this.tower.backward(saved.tower, [], dPost);
+      if (!dx || !tower) return;
+      const dPost = tensor(pixelShuffle(f32(dx), tower.n, tower.seq, D, sp.scaleFactor, true), [tower.n * tower.seq, D]);
+      this.tower.backward(tower, [], dPost);
       return;
     }
     const pr = sp.projector;
@@ -465,7 +472,9 @@ export class VisionLanguageBridge {
     const da1 = linBwd(dFeatures, saved.a1!, l2, true)!;
     const dh1 = this.#actBackward(da1, saved.h1!);
     const dx = linBwd(dh1, saved.x, l1, needTower);
-    if (!dx) return;
+    if (!dx || !tower) return;
+    const n = tower.n;
+    const S = tower.seq;
     const drop = pr.strategy === 'default' ? 1 : 0;
     const K = pr.featureLayers.length;
     const rowsPer = S - drop;
@@ -481,6 +490,6 @@ export class VisionLanguageBridge {
         }
       dHidden[l] = dh;
     });
-    this.tower.backward(saved.tower, dHidden, null);
+    this.tower.backward(tower, dHidden, null);
   }
 }
