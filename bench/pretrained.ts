@@ -106,9 +106,23 @@ export function runChild<T>(file: string, flag: string, spec: unknown, threads: 
   return JSON.parse(line) as T;
 }
 
+/** `reps` timed calls of a step: the median wall time, and the process's CPU time (every thread) per call. */
+export async function timeSteps(step: () => Promise<void>, reps: number): Promise<Awaited<ReturnType<typeof timeIt>> & { cpuMs: number }> {
+  const c0 = process.cpuUsage();
+  const t = await timeIt(step, { warmup: 0, reps, minMs: 0 });
+  const c = process.cpuUsage(c0);
+  return { ...t, cpuMs: (c.user + c.system) / 1000 / t.reps };
+}
+
 /** The columns of a training-step row: tokens/s, peak memory and over the weights, the first loss, both sides. */
-export function trainColumns(tokens: number, ours: { medianMs: number; peakMB: number; weightsMB: number; loss0: number }, peer: PeerResult): Record<string, number | null> {
+export function trainColumns(tokens: number, ours: { medianMs: number; peakMB: number; weightsMB: number; loss0: number; cpuMs?: number }, peer: PeerResult): Record<string, number | null> {
+  // CPU seconds of all threads per step (spin-waiting included): a cross-check of the wall-time
+  // ratio that a shared machine's load disturbs less.
+  const cpu: Record<string, number | null> = ours.cpuMs !== undefined
+    ? { oursCpuS: +(ours.cpuMs / 1000).toFixed(1), peerCpuS: peer.ok && typeof peer.cpuMs === 'number' ? +(peer.cpuMs / 1000).toFixed(1) : null, cpuRatio: peer.ok && typeof peer.cpuMs === 'number' ? +(peer.cpuMs / ours.cpuMs).toFixed(2) : null }
+    : {};
   return {
+    ...cpu,
     oursTokPerS: Math.round(tokens / (ours.medianMs / 1000)),
     peerTokPerS: peer.ok ? Math.round(tokens / (peer.medianMs! / 1000)) : null,
     oursPeakMB: Math.round(ours.peakMB), peerPeakMB: peer.ok ? Math.round(peer.peakMB as number) : null,
@@ -134,8 +148,8 @@ async function child(spec: CaseSpec): Promise<void> {
     await m.backward();
   };
   await step();
-  const t = await timeIt(step, { warmup: 0, reps: spec.reps, minMs: 0 });
-  console.log(JSON.stringify({ ...t, loss0, weightsMB, peakMB: resetOk ? statusMB('VmHWM') : NaN, trainable: m.numTrainable }));
+  const { cpuMs, ...t } = await timeSteps(step, spec.reps);
+  console.log(JSON.stringify({ ...t, cpuMs, loss0, weightsMB, peakMB: resetOk ? statusMB('VmHWM') : NaN, trainable: m.numTrainable }));
 }
 
 export async function run(ctx: BenchContext): Promise<void> {

@@ -32,15 +32,15 @@
 // attention, 4·S²·D per image and layer), the connector (forward, and its
 // weight gradient in 'full'), and 6 flops per text parameter per token in
 // 'full', 4 in 'lora' (the embedding lookup not counted, the head counted).
-// Cost of the bench: two steps of warm-up and timing per side and case of
-// about 10-40 s each on 2 cores.
+// Cost of the bench: a warm-up step and three timed ones (one with --quick)
+// per side and case, about 20-60 s each on 2 quiet cores.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as vp from '../lib/index.js';
-import { runPeer, timeIt, type BenchContext } from './harness.js';
-import { llamaShapes, resetPeak, runChild, statusMB, trainColumns, writeRandomBf16 } from './pretrained.js';
+import { runPeer, type BenchContext } from './harness.js';
+import { llamaShapes, resetPeak, runChild, statusMB, timeSteps, trainColumns, writeRandomBf16 } from './pretrained.js';
 
 const TEXT = {
   architectures: ['VLlama3ForCausalLM'], model_type: 'llama', vocab_size: 49280, hidden_size: 576, intermediate_size: 1536,
@@ -161,6 +161,7 @@ interface ChildResult {
   medianMs: number;
   minMs: number;
   reps: number;
+  cpuMs: number;
   loss0: number;
   weightsMB: number;
   peakMB: number;
@@ -195,7 +196,7 @@ async function child(spec: CaseSpec): Promise<void> {
     if (Number.isNaN(loss0)) loss0 = r.loss;
   };
   await step(); // warm-up (and the first loss, compared with the peer's)
-  const t = await timeIt(step, { warmup: 0, reps: spec.reps, minMs: 0 });
+  const t = await timeSteps(step, spec.reps);
   const out: ChildResult = {
     ...t, loss0, weightsMB, peakMB: resetOk ? statusMB('VmHWM') : NaN, trainable: m.numTrainable, params: m.numParams,
     T: batch.text.length, answerTokens: targets.filter((x) => x >= 0).length, imageTokens: batch.text.filter((x) => x === CONFIG.image_token_id).length,
@@ -221,7 +222,7 @@ export async function run(ctx: BenchContext): Promise<void> {
   const inputsDir = mkdtempSync(join(tmpdir(), 'vp-bench-smolvlm2-in-'));
   try {
     const params = writeSmolVlm2(dir);
-    const reps = ctx.quick ? 1 : 2;
+    const reps = ctx.quick ? 1 : 3;
     for (const c of ['full', 'lora'] as const) {
       const spec: CaseSpec = { dir, case: c, rank: 8, alpha: 16, reps, lr: 1e-5, inputsDir };
       const ours = runChild<ChildResult>(fileURLToPath(import.meta.url), '--vlm-child', spec, ctx.threads, c);

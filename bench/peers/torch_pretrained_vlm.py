@@ -132,4 +132,4 @@ def step():
     return loss.item()
 
 
-emit_train_steps(step, spec.get("reps", 2), sum(p.numel() for _, p in trained))
+emit_train_steps(step, spec.get("reps", 3), sum(p.numel() for _, p in trained))
