@@ -98,7 +98,10 @@ export function renderMarkdown(run: RunRecord, jsonName: string, supplements: Sa
     if (sup) {
       lines.push(`From a separate run: \`${sup.run.command}\` on ${sup.run.date} ([\`bench/results/${sup.jsonName}\`](../bench/results/${sup.jsonName})); ` +
         'machine: ' + Object.entries(sup.run.machine).map(([k, v]) => `${k} \`${v}\``).join(', ') + '.' +
-        (sup.run.loadAverage ? ` Load average (1/5/15 min) ${sup.run.loadAverage.start.join(' / ')} at the start, ${sup.run.loadAverage.end.join(' / ')} at the end.` : ''), '');
+        (sup.run.loadAverage ? ` Load average (1/5/15 min) ${sup.run.loadAverage.start.join(' / ')} at the start, ${sup.run.loadAverage.end.join(' / ')} at the end.` : '') +
+        // Its fracOf… columns are against its own ceilings, not the ones above.
+        (sup.run.ceilings?.fmaGflops ? ` Ceilings measured in that run (its \`fracOf…\` columns): FMA peak ${sup.run.ceilings.fmaGflops.toFixed(1)} GFLOP/s, ` +
+          `bandwidth ${sup.run.ceilings.bandwidthGBs?.toFixed(1)} GB/s, our SGEMM ${sup.run.ceilings.sgemmGflops?.toFixed(1)} GFLOP/s.` : ''), '');
     }
     const extras = [...new Set(rows.flatMap((r) => Object.keys(r.extra ?? {})))];
     lines.push(`| case | ours (ms) | peer | peer (ms) | ratio | ${extras.join(' | ')} |`);
