@@ -69,11 +69,13 @@ test('demo: Ctrl-C in an arm stops with its checkpoint (status 130); the same co
   const out = mkdtempSync(join(tmpdir(), 'vp-demo-int-'));
   try {
     const whole = spawnSync(process.execPath, [...args, '--out', ref], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 });
-    t.is(whole.status, 0, whole.stderr.slice(-2000));
+    t.is(whole.status, 0, `status ${whole.status} signal ${whole.signal}\nstdout: ${whole.stdout.slice(-1500)}\nstderr: ${whole.stderr.slice(-3000)}`);
     // Interrupt arm (b0) (the second to train) once it has logged a step.
     const child = spawn(process.execPath, [...args, '--out', out], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
+    let stdout = '';
     child.stderr.on('data', (d) => (stderr += d));
+    child.stdout.on('data', (d) => (stdout += d));
     const metrics = join(out, 'runs', 'seed-0', 'b0', 'train', 'metrics.jsonl');
     const poll = setInterval(() => {
       if (existsSync(metrics) && readFileSync(metrics, 'utf8').includes('"step"')) {
@@ -83,12 +85,12 @@ test('demo: Ctrl-C in an arm stops with its checkpoint (status 130); the same co
     }, 10);
     const status = await new Promise<number | null>((res) => child.on('close', (code) => res(code)));
     clearInterval(poll);
-    t.is(status, 130, stderr.slice(-2000));
+    t.is(status, 130, `stdout: ${stdout.slice(-1500)}\nstderr: ${stderr.slice(-3000)}`);
     t.regex(stderr, /demo: seed 0 \(b0\) stopped at sft step \d+ \(checkpoint .*\); run the same command again \(same --out .*\) to resume from there/);
     t.true(existsSync(join(out, 'runs', 'seed-0', 'b0', 'train', 'checkpoints', 'latest.json')));
     t.false(existsSync(join(out, 'runs', 'seed-0', 'b0', 'result.json')), 'an interrupted arm is not recorded as done');
     const again = spawnSync(process.execPath, [...args, '--out', out], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 });
-    t.is(again.status, 0, again.stderr.slice(-2000));
+    t.is(again.status, 0, `status ${again.status} signal ${again.signal}\nstdout: ${again.stdout.slice(-1500)}\nstderr: ${again.stderr.slice(-3000)}`);
     const step = Number(/seed 0 \(b0\): resuming sft from its checkpoint at step (\d+)/.exec(again.stderr)?.[1]);
     t.true(step >= 1 && step < 60, again.stderr.slice(-2000));
     const runs = (dir: string) => (JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')).runs as { arm: string; metrics: unknown }[]).map((r) => [r.arm, r.metrics]);
