@@ -492,6 +492,10 @@ export interface Addon {
   readonly abiVersion: number;
   readonly limits: AddonLimits;
 
+  // host memory (native/addon/host_memory.cpp)
+  /** madvise(MADV_HUGEPAGE) over the array's 2 MB-aligned interior; true when advised. */
+  adviseHugePages(a: Float32Array | Int32Array | Uint16Array): boolean;
+
   // backend (native/addon/backend.cpp)
   backendInfo(): AddonBackendInfo;
   setNumThreads(n: number): void;

@@ -6,7 +6,7 @@
 // assemble their own layers. CPU only for now: CUDA tensors are refused with a
 // TypeError until the CUDA layer kernels exist.
 import { describe, rangeError, typeError } from '../errors.js';
-import { emptyLike, Tensor, numel } from '../tensor.js';
+import { emptyLike, overwrittenLike, Tensor, numel } from '../tensor.js';
 import { checkBoolean, checkNumber, checkOptions, checkTensor, float32Vector, int32Vector } from '../validate.js';
 import { native } from '../native.js';
 
@@ -78,7 +78,7 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
   cpuF32(fn, 'up', up);
   sameShape(fn, 'up', up, gate.shape);
   const [rows, f] = lastDim(fn, 'gate', gate);
-  const h = emptyLike(gate.shape, 'float32', 'cpu');
+  const h = overwrittenLike(gate.shape);
   if (gate.size > 0) native().swigluForward(f32(gate), f32(up), rows, f, f32(h));
   return h;
 }
@@ -92,8 +92,8 @@ export function swigluBackward(dh: Tensor, gate: Tensor, up: Tensor): { dGate: T
   sameShape(fn, 'up', up, gate.shape);
   sameShape(fn, 'dh', dh, gate.shape);
   const [rows, f] = lastDim(fn, 'gate', gate);
-  const dGate = emptyLike(gate.shape, 'float32', 'cpu');
-  const dUp = emptyLike(gate.shape, 'float32', 'cpu');
+  const dGate = overwrittenLike(gate.shape);
+  const dUp = overwrittenLike(gate.shape);
   if (gate.size > 0) native().swigluBackward({ dh: f32(dh), gate: f32(gate), up: f32(up), rows, ffn: f, dGate: f32(dGate), dUp: f32(dUp) });
   return { dGate, dUp };
 }
@@ -127,7 +127,7 @@ export function embedding(table: Tensor, ids: Int32Array | Tensor): Tensor {
   const [v, d] = table.shape;
   for (let i = 0; i < idx.length; i++) if (idx[i] < 0 || idx[i] >= v) throw rangeError(fn, `ids[${i}]`, `in [0, ${v})`, `${idx[i]}`);
   if (d === 0) throw rangeError(fn, 'table.shape[1]', '> 0', '0');
-  const out = emptyLike([idx.length, d], 'float32', 'cpu');
+  const out = overwrittenLike([idx.length, d]);
   native().embeddingForward(f32(table), v, d, idx, f32(out));
   return out;
 }
@@ -143,7 +143,7 @@ export function embeddingBackward(dOut: Tensor, ids: Int32Array | Tensor, vocab:
   for (let i = 0; i < idx.length; i++) if (idx[i] < 0 || idx[i] >= v) throw rangeError(fn, `ids[${i}]`, `in [0, ${v})`, `${idx[i]}`);
   const o = checkOptions(fn, opts);
   const acc = o.dTable !== undefined;
-  const dTable = acc ? cpuF32(fn, 'opts.dTable', o.dTable, 2) : emptyLike([v, d], 'float32', 'cpu');
+  const dTable = acc ? cpuF32(fn, 'opts.dTable', o.dTable, 2) : overwrittenLike([v, d]);
   sameShape(fn, 'opts.dTable', dTable, [v, d]);
   native().embeddingBackward(f32(dOut), idx, v, d, f32(dTable), acc);
   return dTable;
@@ -216,7 +216,7 @@ export function crossEntropyBackward(logits: Tensor, targets: Int32Array | Tenso
     if (lse.length !== n) throw rangeError(fn, 'lse.length', `${n}`, `${lse.length}`);
   }
   const gradLoss = checkNumber(fn, 'opts.gradLoss', checkOptions(fn, opts).gradLoss, 1);
-  const d = emptyLike([n, v], 'float32', 'cpu');
+  const d = overwrittenLike([n, v]);
   native().crossEntropyBackward({ logits: f32(logits), targets: t, lse: lse ?? null, n, vocab: v, gradLoss, dLogits: f32(d) });
   return d;
 }

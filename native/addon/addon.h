@@ -54,5 +54,6 @@ void InitPack(Napi::Env env, Napi::Object exports);
 void InitGrpo(Napi::Env env, Napi::Object exports);
 void InitInfoNce(Napi::Env env, Napi::Object exports);
 void InitDist(Napi::Env env, Napi::Object exports);
+void InitHostMemory(Napi::Env env, Napi::Object exports);
 
 }  // namespace vpaddon

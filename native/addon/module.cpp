@@ -16,6 +16,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitGrpo(env, exports);
   InitInfoNce(env, exports);
   InitDist(env, exports);
+  InitHostMemory(env, exports);
   // The seam's version: lib/native.ts refuses a binary whose version differs from
   // its ADDON_ABI_VERSION. 2: bindings of more than six values take one object.
   exports.Set("abiVersion", Napi::Number::New(env, 2));

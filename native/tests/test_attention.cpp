@@ -255,6 +255,22 @@ TEST_CASE("attention: long sequence with head dim 256 and 80") {
   }
 }
 
+TEST_CASE("attention: the forward's head-major K/V copy, in two groups of KV heads, on a grouped-query batch") {
+  // K and V of 1233 keys x 2 KV heads x D 256 are 5 MB: over the 2 MB from which the
+  // forward copies them head-major, and 2.5 MB a head, so the 4 MB copy holds one
+  // head at a time (two groups).
+  uint64_t seed = 2800;
+  for (bool causal : {false, true}) {
+    Case c;
+    c.lq = {500, 700, 0, 33};
+    c.H = 4;
+    c.Hkv = 2;
+    c.D = 256;
+    c.causal = causal;
+    check_case(c, seed += 10, false, causal ? 1 : 2);
+  }
+}
+
 TEST_CASE("attention: grouped-query heads H/Hkv = 1, 2, 4, 8") {
   uint64_t seed = 3000;
   for (int64_t G : {1, 2, 4, 8})

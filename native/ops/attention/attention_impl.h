@@ -165,7 +165,7 @@ size_t fwd_scratch(int64_t d) {
 void fwd_item(const AttnFwdArgs& a, int64_t s, int64_t h, int64_t qb, float* scratch) {
   const AttentionProblem& p = *a.p;
   const int64_t D = p.head_dim, H = p.heads, G = p.heads / p.kv_heads, hk = h / G;
-  const int64_t ldq = H * D, ldk = p.kv_heads * D;
+  const int64_t ldq = H * D, ldk = a.ldk;
   const int64_t qbeg = p.cu_q[s], Tq = p.cu_q[s + 1] - qbeg;
   const int64_t kbeg = p.cu_k[s], Tk = p.cu_k[s + 1] - kbeg;
   const int64_t i0 = qb * FBQ, nq = imin(FBQ, Tq - i0);
@@ -202,8 +202,8 @@ void fwd_item(const AttnFwdArgs& a, int64_t s, int64_t h, int64_t qb, float* scr
 
   for (int64_t k0 = 0; k0 < kend; k0 += FBK) {
     const int64_t nk = imin(FBK, kend - k0);
-    const float* kp = a.k + (kbeg + k0) * ldk + hk * D;
-    const float* vp = a.v + (kbeg + k0) * ldk + hk * D;
+    const float* kp = a.k + (hk - a.kv_h0) * a.kv_hstride + (kbeg + k0) * ldk;
+    const float* vp = a.v + (hk - a.kv_h0) * a.kv_hstride + (kbeg + k0) * ldk;
     // S^T = K_blk · Q^T (already scaled to log2 units)
     small_gemm(nk, FBQ, D, kp, ldk, 1, QT, FBQ, ST, FBQ, 0);
     if (p.causal && k0 + nk - 1 > i0 + off) {

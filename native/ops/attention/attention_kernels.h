@@ -21,6 +21,10 @@ struct AttnFwdArgs {
   const float* v;
   float* out;
   float* lse;
+  // Where key j of KV head hk is: k + (hk - kv_h0)·kv_hstride + j·ldk (v alike).
+  // The caller's [T, Hkv, D] rows: ldk = Hkv·D, kv_hstride = D, kv_h0 = 0; the
+  // driver's head-major copy of heads kv_h0...: ldk = D, kv_hstride = totalK·D.
+  int64_t ldk, kv_hstride, kv_h0;
 };
 
 struct AttnBwdArgs {
