@@ -87,6 +87,18 @@ export interface MatmulArgs {
   dtype: AddonDType;
 }
 
+/** vp::gemm_f32_bf16: out[m, n] = bf16(a)[m, k] · op(b) (+ bias), b bfloat16 bits ([n, k] with transB, else [k, n]). */
+export interface MatmulF32Bf16Args {
+  a: Float32Array;
+  b: Uint16Array;
+  bias: Float32Array | null;
+  out: Float32Array;
+  m: number;
+  n: number;
+  k: number;
+  transB: boolean;
+}
+
 /** The sequence layout and mask of attention (both directions). */
 export interface AttentionLayoutArgs {
   qShape: Shape;
@@ -513,6 +525,7 @@ export interface Addon {
 
   // native/ops/matmul
   matmul(args: MatmulArgs): void;
+  matmulF32Bf16(args: MatmulF32Bf16Args): void;
 
   // native/ops/attention
   attention(args: AttentionArgs): void;

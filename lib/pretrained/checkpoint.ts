@@ -4,7 +4,9 @@
 // header, dtypes, offsets and size), then checked against the names and
 // shapes the config implies (expectedTensors): a missing, misshapen, unknown
 // or doubly-stored tensor is a CheckpointError naming the tensor and the file.
-// Stored F32 / F16 / BF16 (and F64) weights become float32; the file layout
+// Stored F32 / F16 / BF16 (and F64) weights become float32 (with `bf16Matrices`,
+// tensors of 2 or more dimensions become bfloat16 bits instead: a stored BF16
+// tensor's own bytes, others rounded to nearest even); the file layout
 // (which tensor in which file, in which order, each file's metadata) is kept
 // so that save() can write the folder back the same way. One shard is held
 // in memory at a time besides the float32 weights. Cost: O(bytes on disk).
@@ -24,8 +26,8 @@ export interface WeightFile {
 
 /** The folder's weights as float32, with the layout they were stored in. */
 export interface LoadedWeights {
-  /** Model tensors (float32) with their stored dtype. */
-  tensors: Map<string, { data: Float32Array; shape: number[]; dtype: StDType }>;
+  /** Model tensors (float32, or bfloat16 bits for matrices with `bf16Matrices`) with their stored dtype. */
+  tensors: Map<string, { data: Float32Array | Uint16Array; shape: number[]; dtype: StDType }>;
   /** Tensors the model does not use but the files hold (rotary inv_freq buffers, a tied lm_head copy): written back as they were. */
   extras: Map<string, StTensor>;
   files: WeightFile[];
@@ -131,8 +133,11 @@ export function storedTensorNames(dir: string): Set<string> {
   }
 }
 
-/** Reads and checks the weights of `dir` for `spec` (see the file comment); `layout` for a vision-language model. */
-export function readWeights(dir: string, spec: DecoderSpec, layout?: WeightLayout): LoadedWeights {
+/**
+ * Reads and checks the weights of `dir` for `spec` (see the file comment); `layout` for a vision-language model;
+ * `bf16Matrices`: tensors of 2+ dimensions as bfloat16 bits.
+ */
+export function readWeights(dir: string, spec: DecoderSpec, layout?: WeightLayout, bf16Matrices = false): LoadedWeights {
   const expected = new Map((layout?.expected ?? expectedTensors(spec)).map((e) => [e.name, e.shape]));
   const archName = layout?.architecture ?? spec.architecture;
   const embedName = layout?.embedName ?? 'model.embed_tokens.weight';
@@ -180,7 +185,9 @@ export function readWeights(dir: string, spec: DecoderSpec, layout?: WeightLayou
       if (!WEIGHT_DTYPES.includes(t.dtype)) throw new CheckpointError(`${where}: dtype ${t.dtype} is not a floating-point weight dtype (expected ${WEIGHT_DTYPES.join(', ')})`);
       if (t.shape.length !== shape.length || t.shape.some((x, i) => x !== shape[i]))
         throw new CheckpointError(`${where}: shape [${t.shape.join(', ')}] does not match config.json, which implies [${shape.join(', ')}]`);
-      tensors.set(name, { data: toFloat32(t), shape, dtype: t.dtype });
+      const bits = bf16Matrices && shape.length >= 2;
+      const data = !bits ? toFloat32(t) : t.dtype === 'BF16' ? (t.data as Uint16Array) : (fromFloat32(toFloat32(t), 'BF16') as Uint16Array);
+      tensors.set(name, { data, shape, dtype: t.dtype });
     }
   }
   if (index) {
@@ -190,8 +197,11 @@ export function readWeights(dir: string, spec: DecoderSpec, layout?: WeightLayou
   for (const name of expected.keys())
     if (!tensors.has(name)) throw new CheckpointError(`${dir}: tensor '${name}' is missing (needed by ${archName} with this config.json; searched ${shardNames.join(', ')})`);
   if (tiedCopy) {
-    const a = toFloat32(tiedCopy);
-    const b = tensors.get(embedName)!.data;
+    // bfloat16 matrices: the stored head compared rounded, as the embedding was.
+    const e = tensors.get(embedName)!.data;
+    const b = e instanceof Uint16Array ? toFloat32({ dtype: 'BF16', shape: [e.length], data: e }) : e;
+    let a = toFloat32(tiedCopy);
+    if (e instanceof Uint16Array && tiedCopy.dtype !== 'BF16') a = toFloat32({ dtype: 'BF16', shape: [a.length], data: fromFloat32(a, 'BF16') as Uint16Array });
     const same = a.length === b.length && a.every((x, i) => Object.is(x, b[i]) || x === b[i]);
     if (!same) throw new CheckpointError(`${dir}: tie_word_embeddings is true but ${headName} differs from ${embedName}`);
   }

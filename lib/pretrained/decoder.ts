@@ -11,7 +11,9 @@
 //   logits = RMSNorm(h)·γ·Wheadᵀ   (Whead = embed when tied)
 //
 // LoRA (PEFT's formula): a targeted linear adds s·(drop(x)·Aᵀ)·Bᵀ, A [r, in],
-// B [out, r], s = alpha / r. Every parameter is a float32 tensor; gradients
+// B [out, r], s = alpha / r. Every parameter is a float32 tensor (or, frozen
+// under loadPretrained's dtype 'bfloat16', a bfloat16 matrix multiplied through
+// lib/pretrained/bf16.ts); gradients
 // are kept only for the trainable ones (adapters alone under LoRA). Packed
 // batches: several sequences in one row set, delimited by cuSeqlens, with
 // positions restarting at 0 in each (they never attend to each other).
@@ -22,10 +24,11 @@
 // runs over target rows only, in row chunks (its logits are kept for the
 // backward pass when they fit `headCacheBytes`, else recomputed).
 import { attention, attentionBackward } from '../ops/attention.js';
-import { embedding, embeddingBackward, linear, rmsNorm, rmsNormBackward, rope as ropeOp, swiglu, swigluBackward } from '../ops/layers.js';
+import { embeddingBackward, rmsNorm, rmsNormBackward, rope as ropeOp, swiglu, swigluBackward } from '../ops/layers.js';
 import { tokenLogprobs, tokenLogprobsBackward } from '../ops/logprobs.js';
 import { matmul } from '../ops/matmul.js';
 import { seededRandom } from '../random.js';
+import { embeddingW, linearW, matmulW } from './bf16.js';
 import type { StDType } from '../model/safetensors.js';
 import { Tensor, tensor } from '../tensor.js';
 import { ropeInvFreq, type DecoderSpec } from './config.js';
@@ -266,7 +269,7 @@ export class Decoder {
 
   /** A linear layer with its adapter (saves: what backward needs, when training). */
   linFwd(x: Tensor, L: Linear, saves: Map<Linear, LoraSave> | null = null, rnd: (() => number) | null = null): Tensor {
-    const y = linear(x, L.weight.value, L.bias?.value);
+    const y = linearW(x, L.weight.value, L.bias?.value);
     const lo = L.lora;
     if (!lo) return y;
     let xd: Tensor | null = null;
@@ -291,7 +294,7 @@ export class Decoder {
 
   /** dx of a linear (null when not needed), accumulating its trainable parameters' gradients. */
   #linBwd(dy: Tensor, x: Tensor, L: Linear, save: LoraSave | undefined, needDx: boolean): Tensor | null {
-    const dx = needDx ? matmul(dy, L.weight.value) : null;
+    const dx = needDx ? matmulW(dy, L.weight.value) : null;
     if (L.weight.trainable) addGrad(L.weight, matmul(dy, x, { transA: true }));
     if (L.bias?.trainable) addGrad(L.bias, colSum(dy));
     const lo = L.lora;
@@ -334,7 +337,7 @@ export class Decoder {
     };
     const rnd = train && opts.dropoutSeed !== undefined ? seededRandom(opts.dropoutSeed) : null;
     const attOpts = { cuSeqlensQ: cu, causal: true };
-    let x = embedding(this.embed.value, ids);
+    let x = embeddingW(this.embed.value, ids);
     if (opts.inputEmbeds && opts.replaced) {
       const xs = f32(x), src = f32(opts.inputEmbeds);
       for (let t = 0; t < T; t++) if (opts.replaced[t]) xs.set(src.subarray(t * d, (t + 1) * d), t * d);
@@ -369,7 +372,7 @@ export class Decoder {
 
   /** Logits [rows, V] of hidden states [rows, d]. */
   logits(h: Tensor): Tensor {
-    return matmul(h, this.head.value, { transB: true });
+    return matmulW(h, this.head.value, { transB: true });
   }
 
   /** Rows per chunk of the LM head so that one chunk's logits stay near 64 MiB. */
@@ -414,7 +417,7 @@ export class Decoder {
       const hc = tensor(sel.subarray(i0 * d, i1 * d), [i1 - i0, d]);
       const lg = state.kept ? state.kept[c] : this.logits(hc);
       const dl = tokenLogprobsBackward(dLogprobs.subarray(i0, i1), lg, targets.subarray(i0, i1));
-      const dhc = f32(matmul(dl, W));
+      const dhc = f32(matmulW(dl, W));
       for (let i = i0; i < i1; i++) addInto(dH.subarray(rows[i] * d, (rows[i] + 1) * d), dhc.subarray((i - i0) * d, (i - i0 + 1) * d));
       if (this.head.trainable) addGrad(this.head, matmul(dl, hc, { transA: true }));
     }

@@ -16,8 +16,9 @@
 // O(layers · H · D · context) for attention; cache memory
 // 2 · layers · Hkv · D · Σ(prompt + maxTokens) floats.
 import { attention } from '../ops/attention.js';
-import { embedding, rmsNorm, sampleTokens, swiglu } from '../ops/layers.js';
+import { rmsNorm, sampleTokens, swiglu } from '../ops/layers.js';
 import { tensor, type Tensor } from '../tensor.js';
+import { embeddingW } from './bf16.js';
 import type { Decoder } from './decoder.js';
 
 export interface TextGenerateOptions {
@@ -101,7 +102,7 @@ export function generateTokens(
     if (A === 0) break;
     // One decoder step over the active rows.
     const pos = Int32Array.from(active, (b) => lens[b]);
-    let x = embedding(dec.embed.value, Int32Array.from(nextToks));
+    let x = embeddingW(dec.embed.value, Int32Array.from(nextToks));
     for (let l = 0; l < s.layers; l++) {
       const L = dec.layers[l];
       const { y: n1 } = rmsNorm(x, L.ln1.value, { eps: s.rmsNormEps });

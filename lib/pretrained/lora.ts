@@ -21,6 +21,7 @@ import { randu } from '../ops/layers.js';
 import { CheckpointError, readSafetensors, writeSafetensors, type StTensor } from '../model/safetensors.js';
 import { tensor } from '../tensor.js';
 import { checkBoolean, checkNumber, checkOptions } from '../validate.js';
+import { paramF32, setParamF32 } from './bf16.js';
 import { toFloat32 } from './checkpoint.js';
 import { readJsonObject } from './config.js';
 import { LINEAR_KINDS, type Decoder, type Linear, type LinearKind, type Param } from './decoder.js';
@@ -135,18 +136,18 @@ export function attachLoaded(dec: Decoder, st: LoraState, tensors: Map<string, {
 export function mergedWeight(L: Linear): Float32Array {
   const lo = L.lora!;
   const ba = matmul(lo.b.value, lo.a.value).data as Float32Array;
-  const w = L.weight.value.data as Float32Array;
+  const w = paramF32(L.weight);
   const out = new Float32Array(w.length);
   for (let i = 0; i < w.length; i++) out[i] = w[i] + lo.scale * ba[i];
   return out;
 }
 
-/** Folds every adapter into its base weight and removes the adapters. */
+/** Folds every adapter into its base weight and removes the adapters (a bfloat16 base weight is re-rounded). */
 export function mergeInto(dec: Decoder): number {
   let n = 0;
   for (const L of dec.linears()) {
     if (!L.lora) continue;
-    (L.weight.value.data as Float32Array).set(mergedWeight(L));
+    setParamF32(L.weight, mergedWeight(L));
     L.weight.touched = true;
     L.lora = undefined;
     n++;

@@ -8,7 +8,9 @@
 // generateBatch, sequenceLogprobs, clone, copyStateFrom), restricted to text:
 // a batch's sequences hold text segments only. Everything runs on the CPU in
 // float32 through the package's fused ops (lib/pretrained/decoder.ts), on the
-// calling thread. Cost: see decoder.ts and generate.ts.
+// calling thread; with dtype 'bfloat16' the frozen weight matrices are held in
+// bfloat16 and multiplied by the bf16 GEMM (lib/pretrained/bf16.ts). Cost: see
+// decoder.ts and generate.ts.
 import { existsSync, realpathSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, rangeError, typeError } from '../errors.js';
@@ -23,6 +25,7 @@ import { expectedTensors, parseConfig, readJsonObject, type Architecture, type D
 import { checkPixelValues, mergeVisual, type VisualInput } from './vlm-input.js';
 import { VisionLanguageBridge, type ConnectorSaved } from './vision.js';
 import { expectedVlmTensors, isVlmConfig, parseVlmConfig, textName, type VlmArchitecture, type VlmSpec } from './vlm-config.js';
+import { bf16Tensor, copyValue, isBf16, paramF32, setParamF32, toBf16, toF32 } from './bf16.js';
 import { Decoder, type HeadState, type Param, type Saved } from './decoder.js';
 import { generateTokens, type TextGenerateOptions } from './generate.js';
 import { attachLoaded, attachLora, checkLoraOptions, mergedWeight, mergeInto, readAdapter, writeAdapter, type LoraOptions, type LoraState } from './lora.js';
@@ -34,8 +37,13 @@ import { PretrainedTokenizer } from './tokenizer.js';
 export interface LoadPretrainedOptions {
   /** 'cpu' (default). CUDA is not implemented for pretrained models yet. */
   device?: 'cpu' | 'cuda';
-  /** Compute dtype: 'float32' (default; the CPU computes in float32 whatever the stored dtype). */
-  dtype?: 'float32' | 'auto';
+  /**
+   * 'float32' (default; also 'auto'): every weight is a float32 tensor, whatever the stored dtype.
+   * 'bfloat16': every weight matrix that is not being trained is held in bfloat16 (half the bytes)
+   * and multiplied by the bf16 GEMM with float32 accumulation; trained weights are float32
+   * masters (docs/pretrained.md, "bfloat16 weights").
+   */
+  dtype?: 'float32' | 'auto' | 'bfloat16';
   /** A PEFT LoRA adapter folder to attach after loading. */
   adapter?: string;
 }
@@ -128,6 +136,8 @@ export class PretrainedModel {
   /** The folder it was loaded from. */
   readonly dir: string;
   readonly device: 'cpu' = 'cpu';
+  /** 'bfloat16': weight matrices not being trained are held in bfloat16 (loadPretrained's opts.dtype); else 'float32'. */
+  readonly dtype: 'float32' | 'bfloat16';
   /** generation_config.json, when the folder has one. */
   readonly generationConfig: Readonly<Record<string, unknown>> | undefined;
   #tokenizer: PretrainedTokenizer | undefined;
@@ -149,8 +159,9 @@ export class PretrainedModel {
   private constructor(init: {
     config: Record<string, unknown>; spec: DecoderSpec; dir: string; generationConfig?: Record<string, unknown>;
     tokenizer?: PretrainedTokenizer; template?: ChatTemplate; base: Map<string, Param>; layout: SaveLayout;
-    extras: Map<string, StTensor>; vlm?: VlmSpec | null; preprocessor?: Record<string, unknown>;
+    extras: Map<string, StTensor>; vlm?: VlmSpec | null; preprocessor?: Record<string, unknown>; bf16?: boolean;
   }) {
+    this.dtype = init.bf16 ? 'bfloat16' : 'float32';
     this.config = Object.freeze(init.config);
     this.spec = init.spec;
     this.vlm = init.vlm ?? null;
@@ -190,8 +201,9 @@ export class PretrainedModel {
     const o = checkOptions(fn, opts);
     if (o.device !== undefined && o.device !== 'cpu' && o.device !== 'cuda') throw typeError(fn, 'opts.device', "'cpu' or 'cuda'", describe(o.device));
     if (o.device === 'cuda') throw new Error(`${fn}: opts.device 'cuda' is not implemented for pretrained models yet; load on 'cpu' (docs/pretrained.md)`);
-    if (o.dtype !== undefined && o.dtype !== 'float32' && o.dtype !== 'auto')
-      throw typeError(fn, 'opts.dtype', "'float32' or 'auto' (the CPU computes in float32; bf16/f16 weights are widened)", describe(o.dtype));
+    if (o.dtype !== undefined && o.dtype !== 'float32' && o.dtype !== 'auto' && o.dtype !== 'bfloat16')
+      throw typeError(fn, 'opts.dtype', "'float32', 'auto' (float32 weights, bf16/f16 widened) or 'bfloat16' (frozen matrices held in bfloat16)", describe(o.dtype));
+    const bf16 = o.dtype === 'bfloat16';
     if (o.adapter !== undefined && (typeof o.adapter !== 'string' || !o.adapter)) throw typeError(fn, 'opts.adapter', 'a PEFT adapter folder path', describe(o.adapter));
     const cfgPath = join(dir, 'config.json');
     if (!existsSync(cfgPath)) throw new CheckpointError(`${cfgPath}: not found (not a Hugging Face model folder?)`);
@@ -222,14 +234,14 @@ export class PretrainedModel {
       if (tokenizer.config.additional_special_tokens !== undefined) specials.additional_special_tokens = tokenizer.config.additional_special_tokens;
       template = ChatTemplate.load(dir, tokenizer.config, specials);
     }
-    const w = readWeights(dir, spec, weightLayout);
+    const w = readWeights(dir, spec, weightLayout, bf16);
     if (tokenizer && tokenizer.vocabSize > spec.vocab)
       throw new CheckpointError(`${join(dir, 'tokenizer.json')}: the tokenizer has ${tokenizer.vocabSize} ids but config.json vocab_size is ${spec.vocab}`);
     const base = new Map<string, Param>();
     const embedName = weightLayout?.embedName ?? 'model.embed_tokens.weight';
     for (const [name, t] of w.tensors) {
       base.set(name, {
-        name, shape: t.shape, value: tensor(t.data, t.shape),
+        name, shape: t.shape, value: t.data instanceof Uint16Array ? bf16Tensor(t.data, t.shape) : tensor(t.data, t.shape),
         // The vision tower starts frozen (setVisionTrainable(true) trains it too).
         trainable: !(vlm && name.startsWith(vlm.names.vision)),
         decay: t.shape.length === 2 && name !== embedName, storedDtype: t.dtype, touched: false,
@@ -238,7 +250,7 @@ export class PretrainedModel {
     const model = new PretrainedModel({
       config, spec, dir: resolve(dir), generationConfig, tokenizer, template, base,
       layout: { sourceDir: resolve(dir), files: w.files, index: w.index, otherFiles: snapshotOtherFiles(dir) },
-      extras: w.extras, vlm, preprocessor,
+      extras: w.extras, vlm, preprocessor, bf16,
     });
     if (o.adapter !== undefined) await model.loadAdapter(o.adapter as string);
     return model;
@@ -317,8 +329,15 @@ export class PretrainedModel {
   /** Copies of the parameters by Hugging Face name (adapters as <module>.lora_A.weight / lora_B.weight). */
   parameters(): Record<string, Float32Array> {
     const out: Record<string, Float32Array> = {};
-    for (const p of this.#allParams()) out[p.name] = (p.value.data as Float32Array).slice();
+    for (const p of this.#allParams()) out[p.name] = paramF32(p).slice();
     return out;
+  }
+
+  /** Bytes held by the parameters' values (not gradients or optimizer state): 2 per bfloat16 weight, 4 per float32 one. */
+  get parameterBytes(): number {
+    let n = 0;
+    for (const p of this.#allParams()) n += p.value.data.byteLength;
+    return n;
   }
 
   /** Copies of the accumulated gradients of the trained parameters (zeros where backward() gave none). */
@@ -341,7 +360,8 @@ export class PretrainedModel {
     }
     for (const [name, v] of Object.entries(values)) {
       const p = all.get(name)!;
-      (p.value.data as Float32Array).set(v);
+      if (p.trainable) toF32(p);
+      setParamF32(p, v);
       p.touched = true;
     }
     this.#last = null;
@@ -428,8 +448,15 @@ export class PretrainedModel {
   #clearOptimizer(): void {
     for (const p of this.#allParams()) {
       p.grad = p.m = p.v = undefined;
+      // dtype 'bfloat16': a matrix no longer trained goes back to bfloat16 (rounded to nearest even).
+      if (this.dtype === 'bfloat16' && !p.trainable && p.shape.length >= 2) toBf16(p);
     }
     this.#last = null;
+  }
+
+  /** Trained parameters held in bfloat16 get their float32 masters (exact widening). */
+  #ensureMasters(): void {
+    for (const p of this.#allParams()) if (p.trainable && isBf16(p.value)) toF32(p);
   }
 
   // ------------------------------------------------------------------ inference
@@ -642,7 +669,10 @@ export class PretrainedModel {
     }
     const wantLp = checkBoolean(fn, 'opts.logprobs', o.logprobs, false);
     const forBackward = checkBoolean(fn, 'opts.forBackward', o.forBackward, true);
-    if (forBackward) this.#trainable(fn);
+    if (forBackward) {
+      this.#trainable(fn);
+      this.#ensureMasters();
+    }
     const ids = Int32Array.from(rowText, (t) => text[t]);
     let visual: LastForward['visual'] = null;
     let vis: VisualInput | null = null;
@@ -727,6 +757,7 @@ export class PretrainedModel {
     const weightDecay = checkNumber(fn, 'opts.weightDecay', o.weightDecay, 0.1, { min: 0 });
     const maxGradNorm = checkNumber(fn, 'opts.maxGradNorm', o.maxGradNorm, 1);
     const gradScale = checkNumber(fn, 'opts.gradScale', o.gradScale, 1, { gt: 0 });
+    this.#ensureMasters();
     const params = [...this.#allParams()].filter((p) => p.trainable);
     for (const p of params) if (!p.grad) p.grad = tensor(new Float32Array(p.value.size), [...p.shape]);
     const norm = clipGradNorm(params.map((p) => p.grad!), 0) * gradScale;
@@ -847,11 +878,11 @@ export class PretrainedModel {
     const fn = 'PretrainedModel.clone';
     const dec = this.#alive(fn);
     const base = new Map<string, Param>();
-    for (const [name, p] of this.#base) base.set(name, { ...p, value: tensor((p.value.data as Float32Array).slice(), [...p.shape]), grad: undefined, m: undefined, v: undefined, trainable: false });
+    for (const [name, p] of this.#base) base.set(name, { ...p, value: copyValue(p), grad: undefined, m: undefined, v: undefined, trainable: false });
     const copy = new PretrainedModel({
       config: { ...this.config }, spec: this.spec, dir: this.dir, generationConfig: this.generationConfig ? { ...this.generationConfig } : undefined,
       tokenizer: this.#tokenizer, template: this.#template, base, layout: this.#layout, extras: this.#extras,
-      vlm: this.vlm, preprocessor: this.preprocessor ? { ...this.preprocessor } : undefined,
+      vlm: this.vlm, preprocessor: this.preprocessor ? { ...this.preprocessor } : undefined, bf16: this.dtype === 'bfloat16',
     });
     const cd = copy.#dec!;
     const mine = [...dec.linears()];
@@ -881,7 +912,7 @@ export class PretrainedModel {
     }
     for (const p of mine) {
       const q = theirs.get(p.name)!;
-      (p.value.data as Float32Array).set(q.value.data as Float32Array);
+      setParamF32(p, paramF32(q));
       p.m = q.m ? tensor((q.m.data as Float32Array).slice(), [...p.shape]) : undefined;
       p.v = q.v ? tensor((q.v.data as Float32Array).slice(), [...p.shape]) : undefined;
       p.touched = p.touched || q.touched;
@@ -909,11 +940,14 @@ export class PretrainedModel {
   /** What save() writes under a tensor name of the source layout (merged: weights with their adapters folded in). */
   #tensorToSave(name: string, merged: Map<string, Float32Array> | null): { f32: Float32Array; dtype: StDType; shape: number[] } | StTensor {
     const p = this.#base.get(name);
-    if (p) return { f32: merged?.get(name) ?? (p.value.data as Float32Array), dtype: p.storedDtype, shape: p.shape };
+    const m = merged?.get(name);
+    // An unmerged bfloat16 weight stored as BF16: its own bytes.
+    if (p && !m && isBf16(p.value) && p.storedDtype === 'BF16') return { dtype: 'BF16', shape: [...p.shape], data: p.value.data as Uint16Array };
+    if (p) return { f32: m ?? paramF32(p), dtype: p.storedDtype, shape: p.shape };
     if (name === (this.vlm ? this.vlm.names.head : 'lm_head.weight') && this.spec.tied) {
       // A tied checkpoint that also stored the head: write the (possibly trained) embedding under it.
       const e = this.#base.get(this.#embedName)!;
-      return { f32: e.value.data as Float32Array, dtype: this.#extras.get(name)!.dtype, shape: e.shape };
+      return { f32: paramF32(e), dtype: this.#extras.get(name)!.dtype, shape: e.shape };
     }
     return this.#extras.get(name)!;
   }

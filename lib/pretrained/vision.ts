@@ -23,10 +23,10 @@
 // kept for backward ≈ (8D + 2F)·S floats per layer, only when the tower trains
 // (a frozen tower keeps nothing; the connector keeps its input).
 import { attention, attentionBackward } from '../ops/attention.js';
-import { embedding, linear } from '../ops/layers.js';
 import { matmul } from '../ops/matmul.js';
 import { gelu, geluBackward, layerNorm, layerNormBackward } from '../ops/norm-act.js';
 import { Tensor, tensor } from '../tensor.js';
+import { bf16Tensor, embeddingW, isBf16, linearW, matmulW } from './bf16.js';
 import { addGrad, colSum, type Param } from './decoder.js';
 import type { VisionSpec, VlmSpec } from './vlm-config.js';
 
@@ -84,14 +84,14 @@ function addInto(dst: Float32Array, src: Float32Array): void {
 }
 
 function linFwd(x: Tensor, L: Lin): Tensor {
-  return linear(x, L.w.value, L.b?.value);
+  return linearW(x, L.w.value, L.b?.value);
 }
 
 /** dx (or null) of y = x·Wᵀ + b, accumulating the trainable parameters' gradients. */
 function linBwd(dy: Tensor, x: Tensor, L: Lin, needDx: boolean): Tensor | null {
   if (L.w.trainable) addGrad(L.w, matmul(dy, x, { transA: true }));
   if (L.b?.trainable) addGrad(L.b, colSum(dy));
-  return needDx ? matmul(dy, L.w.value) : null;
+  return needDx ? matmulW(dy, L.w.value) : null;
 }
 
 /** torch.arange(start, end, step) in float32 as torch's CPU kernel computes it (doubles, 8-wide vector blocks). */
@@ -193,9 +193,10 @@ export class VisionTower {
             }
         }
     const patches = tensor(pt, [n * np, F]);
-    const emb = f32(linear(patches, tensor(f32(this.patchW.value), [D, F]), this.patchB?.value));
+    const pw = this.patchW.value;
+    const emb = f32(linearW(patches, isBf16(pw) ? bf16Tensor(pw.data as Uint16Array, [D, F]) : tensor(f32(pw), [D, F]), this.patchB?.value));
     const posIds = s.kind === 'navit' ? navitPositionIds(hp, wp, s.imageSize / p) : Int32Array.from({ length: S }, (_, i) => i);
-    const pe = f32(embedding(this.pos.value, posIds));
+    const pe = f32(embeddingW(this.pos.value, posIds));
     const x0 = new Float32Array(n * S * D);
     const off = s.kind === 'clip' ? 1 : 0;
     for (let i = 0; i < n; i++) {
@@ -398,7 +399,7 @@ export class VisionLanguageBridge {
       const S = this.tower.seqLen(H, W);
       const s = sp.scaleFactor;
       const x = tensor(pixelShuffle(f32(r.post!), n, S, D, s), [(n * S) / (s * s), D * s * s]);
-      const features = linear(x, this.#get(`${C}modality_projection.proj.weight`).value);
+      const features = linearW(x, this.#get(`${C}modality_projection.proj.weight`).value);
       return { features, saved: train ? { tower: r.saved, x, H, W } : null };
     }
     const pr = sp.projector;
@@ -415,9 +416,9 @@ export class VisionLanguageBridge {
         for (let t = 0; t < rowsPer; t++) xin.set(h.subarray((i * S + t + drop) * D, (i * S + t + drop + 1) * D), ((i * rowsPer + t) * K + c) * D);
     });
     const x = tensor(xin, [n * rowsPer, K * D]);
-    const h1 = linear(x, this.#get(`${C}linear_1.weight`).value, pr.bias ? this.#get(`${C}linear_1.bias`).value : undefined);
+    const h1 = linearW(x, this.#get(`${C}linear_1.weight`).value, pr.bias ? this.#get(`${C}linear_1.bias`).value : undefined);
     const a1 = this.#act(h1);
-    const features = linear(a1, this.#get(`${C}linear_2.weight`).value, pr.bias ? this.#get(`${C}linear_2.bias`).value : undefined);
+    const features = linearW(a1, this.#get(`${C}linear_2.weight`).value, pr.bias ? this.#get(`${C}linear_2.bias`).value : undefined);
     return { features, saved: train ? { tower: r.saved, x, h1, a1, H, W } : null };
   }
 

@@ -8,6 +8,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitLimits(env, exports);
   InitDeviceBuffer(env, exports);
   InitMatmul(env, exports);
+  InitMatmulF32Bf16(env, exports);
   InitAttention(env, exports);
   InitLayers(env, exports);
   InitNormAct(env, exports);

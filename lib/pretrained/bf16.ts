@@ -1,0 +1,106 @@
+// bfloat16 weights for pretrained models (loadPretrained(dir, { dtype: 'bfloat16' })):
+// a frozen weight matrix is held as bfloat16 bits (a CPU 'bfloat16' tensor over a
+// Uint16Array, half the bytes of float32) and its products run through
+// vp::gemm_f32_bf16 (native/ops/matmul/gemm_f32_bf16.cpp): the float32 activation
+// rounded to bfloat16 (nearest even), float32 accumulation, a float32 result —
+// AVX512-BF16 where CPUID has it, else widened to float32 and the SGEMM (the same
+// values; only the order of float32 sums differs). A trained weight is a float32
+// master (widened exactly from bfloat16 when training starts).
+//
+// The helpers take either dtype: a float32 weight goes through exactly the call it
+// went through before (vp.linear, vp.matmul, vp.embedding), so float32 models are
+// unchanged bit for bit.
+// Cost: a bf16 product is 2·M·N·K flops plus M·K roundings; an embedding lookup
+// widens the selected rows (T·d); rounding or widening a parameter is O(size).
+import { embedding, linear } from '../ops/layers.js';
+import { matmul } from '../ops/matmul.js';
+import { native } from '../native.js';
+import { Tensor, tensor } from '../tensor.js';
+import { fromFloat32, toFloat32 } from './checkpoint.js';
+import type { Param } from './decoder.js';
+
+const f32 = (t: Tensor) => t.data as Float32Array;
+
+/** A CPU bfloat16 tensor over `bits` (no copy). */
+export function bf16Tensor(bits: Uint16Array, shape: readonly number[]): Tensor {
+  return new Tensor([...shape], 'bfloat16', 'cpu', bits);
+}
+
+export function isBf16(t: Tensor): boolean {
+  return t.dtype === 'bfloat16';
+}
+
+/** float32 values rounded to bfloat16 bits (nearest even, NaN kept). */
+export function roundBf16(x: Float32Array): Uint16Array {
+  return fromFloat32(x, 'BF16') as Uint16Array;
+}
+
+/** bfloat16 bits widened to float32 (exact). */
+export function widenBf16(bits: Uint16Array): Float32Array {
+  return toFloat32({ dtype: 'BF16', shape: [bits.length], data: bits });
+}
+
+/** out[m, n] = bf16(a)[m, k] · (transB ? Wᵀ : W) (+ bias), W bfloat16 ([n, k] with transB, else [k, n]). */
+function mixed(a: Tensor, w: Tensor, transB: boolean, bias?: Tensor): Tensor {
+  if (a.dtype !== 'float32' || a.device !== 'cpu' || a.shape.length !== 2) throw new TypeError(`bf16 matmul: a must be a 2-D CPU float32 tensor, got ${a.dtype} [${a.shape.join(', ')}]`);
+  const [m, k] = a.shape;
+  const [r, c] = w.shape;
+  const n = transB ? r : c;
+  if ((transB ? c : r) !== k) throw new RangeError(`bf16 matmul: weight [${w.shape.join(', ')}] does not match an input of width ${k}`);
+  if (bias && bias.size !== n) throw new RangeError(`bf16 matmul: bias of ${bias.size} values, expected ${n}`);
+  const out = new Float32Array(m * n);
+  native().matmulF32Bf16({ a: f32(a), b: w.data as Uint16Array, bias: bias ? f32(bias) : null, out, m, n, k, transB });
+  return tensor(out, [m, n]);
+}
+
+/** y = x·Wᵀ (+ b): vp.linear for a float32 W, the bf16 GEMM for a bfloat16 one. */
+export function linearW(x: Tensor, w: Tensor, b?: Tensor): Tensor {
+  return isBf16(w) ? mixed(x, w, true, b) : linear(x, w, b);
+}
+
+/** a·Wᵀ with transB (the LM head), else a·W (dx of a linear): vp.matmul for a float32 W. */
+export function matmulW(a: Tensor, w: Tensor, opts: { transB?: boolean } = {}): Tensor {
+  const transB = opts.transB ?? false;
+  return isBf16(w) ? mixed(a, w, transB) : matmul(a, w, opts.transB === undefined ? undefined : { transB });
+}
+
+/** Rows `ids` of an embedding table [V, d] as float32 (vp.embedding for a float32 table). */
+export function embeddingW(table: Tensor, ids: Int32Array): Tensor {
+  if (!isBf16(table)) return embedding(table, ids);
+  const [V, d] = table.shape;
+  const src = table.data as Uint16Array;
+  const out = new Uint32Array(ids.length * d);
+  for (let t = 0; t < ids.length; t++) {
+    const id = ids[t];
+    if (!(id >= 0 && id < V)) throw new RangeError(`embedding: ids[${t}] must be in [0, ${V}), got ${id}`);
+    const o = t * d, s = id * d;
+    for (let j = 0; j < d; j++) out[o + j] = src[s + j] << 16;
+  }
+  return tensor(new Float32Array(out.buffer), [ids.length, d]);
+}
+
+/** A parameter's values as float32 (its own array when float32, else a widened copy). */
+export function paramF32(p: Param): Float32Array {
+  return isBf16(p.value) ? widenBf16(p.value.data as Uint16Array) : f32(p.value);
+}
+
+/** Overwrites a parameter's values (rounded to bfloat16 when it is held in bfloat16). */
+export function setParamF32(p: Param, v: Float32Array): void {
+  if (isBf16(p.value)) (p.value.data as Uint16Array).set(roundBf16(v));
+  else f32(p.value).set(v);
+}
+
+/** Holds a parameter in bfloat16 (rounded to nearest even; exact for values that came from bfloat16). */
+export function toBf16(p: Param): void {
+  if (!isBf16(p.value)) p.value = bf16Tensor(roundBf16(f32(p.value)), p.shape);
+}
+
+/** Gives a parameter a float32 master (widened exactly from bfloat16). */
+export function toF32(p: Param): void {
+  if (isBf16(p.value)) p.value = tensor(widenBf16(p.value.data as Uint16Array), [...p.shape]);
+}
+
+/** A copy of a parameter's value tensor in the same dtype. */
+export function copyValue(p: Param): Tensor {
+  return isBf16(p.value) ? bf16Tensor((p.value.data as Uint16Array).slice(), p.shape) : tensor(f32(p.value).slice(), [...p.shape]);
+}

@@ -1,0 +1,55 @@
+// matmulF32Bf16({ a, b, bias, out, m, n, k, transB }): vp::gemm_f32_bf16 for
+// lib/pretrained/bf16.ts. a, bias, out: Float32Arrays; b: a Uint16Array of
+// bfloat16 bits. The TypeScript side validates shapes first; every length that
+// memory safety depends on is checked again here.
+#include <string>
+
+#include "addon/addon.h"
+#include "vp/gemm_f32_bf16.h"
+
+namespace vpaddon {
+namespace {
+
+int64_t Dim(const Napi::Value& v, const char* name) {
+  Napi::Env env = v.Env();
+  if (!v.IsNumber()) throw Napi::TypeError::New(env, std::string("matmulF32Bf16: ") + name + ": expected a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= 4294967295.0) || d != static_cast<double>(static_cast<int64_t>(d)))
+    throw Napi::RangeError::New(env, std::string("matmulF32Bf16: ") + name + ": expected a non-negative integer");
+  return static_cast<int64_t>(d);
+}
+
+template <typename T>
+T* Typed(const Napi::Value& v, napi_typedarray_type type, int64_t len, const char* name, bool nullable = false) {
+  Napi::Env env = v.Env();
+  if (nullable && (v.IsNull() || v.IsUndefined())) return nullptr;
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
+    throw Napi::TypeError::New(env, std::string("matmulF32Bf16: ") + name +
+                                        (type == napi_float32_array ? ": expected a Float32Array" : ": expected a Uint16Array of bfloat16 bits"));
+  Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  if (static_cast<int64_t>(ta.ElementLength()) != len)
+    throw Napi::RangeError::New(env, std::string("matmulF32Bf16: ") + name + ": holds " + std::to_string(ta.ElementLength()) +
+                                         " values, expected " + std::to_string(len));
+  return reinterpret_cast<T*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+}
+
+Napi::Value MatmulF32Bf16(const Napi::CallbackInfo& info) {
+  const Napi::Object a = ArgsObject(info, "matmulF32Bf16");
+  vp::GemmF32Bf16Args g;
+  g.m = Dim(a.Get("m"), "m"), g.n = Dim(a.Get("n"), "n"), g.k = Dim(a.Get("k"), "k");
+  g.trans_b = a.Get("transB").ToBoolean();
+  g.a = Typed<float>(a.Get("a"), napi_float32_array, g.m * g.k, "a");
+  g.b = Typed<uint16_t>(a.Get("b"), napi_uint16_array, g.k * g.n, "b");
+  g.bias = Typed<float>(a.Get("bias"), napi_float32_array, g.n, "bias", true);
+  g.c = Typed<float>(a.Get("out"), napi_float32_array, g.m * g.n, "out");
+  ThrowIfError(info.Env(), vp::gemm_f32_bf16(g));
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void InitMatmulF32Bf16(Napi::Env env, Napi::Object exports) {
+  exports.Set("matmulF32Bf16", Napi::Function::New(env, MatmulF32Bf16));
+}
+
+}  // namespace vpaddon
