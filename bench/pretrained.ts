@@ -2,9 +2,12 @@
 // layers, 9 heads, 3 KV heads, intermediate 1536, vocab 49152, tied head;
 // random weights stored in bf16 as the real checkpoint is) through
 // vp.loadPretrained: one forward+backward (LM loss on B sequences of T tokens)
-// with every parameter trained ('full') and with rank-8 LoRA on q/k/v/o
-// ('lora'), tokens per second and peak memory, ours vs PyTorch eager reading
-// the same folder (bench/peers/torch_pretrained.py), in the same run.
+// with every parameter trained ('full'), with rank-8 LoRA on q/k/v/o
+// ('lora'), and with that LoRA over a frozen base held in bfloat16
+// ('lora bf16': loadPretrained's dtype 'bfloat16', the bf16 GEMM; the peer keeps
+// the frozen weights in torch.bfloat16 and casts the activations to them), tokens
+// per second and peak memory, ours vs PyTorch eager reading the same folder
+// (bench/peers/torch_pretrained.py), in the same run.
 //
 // Each side runs in its own process so that its peak resident memory (VmHWM,
 // reset after the weights are loaded) is that case's alone; the table reports
@@ -69,6 +72,8 @@ function writeModel(dir: string): void {
 interface CaseSpec {
   dir: string;
   case: 'full' | 'lora';
+  /** 'bfloat16': the frozen base held in bfloat16. */
+  dtype: 'float32' | 'bfloat16';
   B: number;
   T: number;
   ids: number[];
@@ -134,7 +139,7 @@ export function trainColumns(tokens: number, ours: { medianMs: number; peakMB: n
 
 /** One case in this (child) process: load, the same measurements as the peer's. */
 async function child(spec: CaseSpec): Promise<void> {
-  const m = await vp.loadPretrained(spec.dir);
+  const m = await vp.loadPretrained(spec.dir, { dtype: spec.dtype });
   if (spec.case === 'lora') m.addLora({ rank: spec.rank, alpha: spec.alpha });
   const text = Int32Array.from(spec.ids);
   const batch = { text, sequences: Array.from({ length: spec.B }, (_, b) => [{ text: [b * spec.T, spec.T] as [number, number] }]) };
@@ -149,7 +154,7 @@ async function child(spec: CaseSpec): Promise<void> {
   };
   await step();
   const { cpuMs, ...t } = await timeSteps(step, spec.reps);
-  console.log(JSON.stringify({ ...t, cpuMs, loss0, weightsMB, peakMB: resetOk ? statusMB('VmHWM') : NaN, trainable: m.numTrainable }));
+  console.log(JSON.stringify({ ...t, cpuMs, loss0, weightsMB, peakMB: resetOk ? statusMB('VmHWM') : NaN, trainable: m.numTrainable, paramMB: m.parameterBytes / 2 ** 20 }));
 }
 
 export async function run(ctx: BenchContext): Promise<void> {
@@ -159,20 +164,21 @@ export async function run(ctx: BenchContext): Promise<void> {
     const B = ctx.quick ? 1 : 4, T = 128, reps = ctx.quick ? 1 : 3;
     const ids: number[] = [];
     for (let i = 0; i < B * T; i++) ids.push((i * 7919 + 13) % SMOLLM2_135M.vocab_size);
-    for (const c of ['full', 'lora'] as const) {
-      const spec: CaseSpec = { dir, case: c, B, T, ids, rank: 8, alpha: 16, reps };
-      const ours = runChild<{ medianMs: number; loss0: number; weightsMB: number; peakMB: number; trainable: number }>(
-        fileURLToPath(import.meta.url), '--pretrained-child', spec, ctx.threads, c);
+    for (const name of ['full', 'lora', 'lora bf16'] as const) {
+      const c = name === 'full' ? 'full' : 'lora';
+      const spec: CaseSpec = { dir, case: c, dtype: name === 'lora bf16' ? 'bfloat16' : 'float32', B, T, ids, rank: 8, alpha: 16, reps };
+      const ours = runChild<{ medianMs: number; loss0: number; weightsMB: number; peakMB: number; trainable: number; paramMB: number }>(
+        fileURLToPath(import.meta.url), '--pretrained-child', spec, ctx.threads, name);
       const peer = runPeer('torch_pretrained.py', { ...spec }, ctx.threads);
       const tokens = B * T;
       ctx.report({
-        bench: 'pretrained', case: `smollm2-135m ${c}`, shape: { B, T, tokens, params: 134515008, trainable: ours.trainable, rank: c === 'lora' ? 8 : null },
+        bench: 'pretrained', case: `smollm2-135m ${name}`, shape: { B, T, tokens, params: 134515008, trainable: ours.trainable, rank: c === 'lora' ? 8 : null },
         oursMs: ours.medianMs, peerMs: peer.ok ? peer.medianMs! : null, ratio: peer.ok ? peer.medianMs! / ours.medianMs : null,
         peer: 'torch', peerMissing: peer.missing,
         // 6 flops per parameter per token for full fine-tuning (forward 2, backward 4);
         // LoRA skips the weight gradients of the frozen matrices: about 4.
         flops: (c === 'lora' ? 4 : 6) * 134515008 * tokens,
-        extra: trainColumns(tokens, ours, peer),
+        extra: { oursParamMB: Math.round(ours.paramMB), ...trainColumns(tokens, ours, peer) },
       });
     }
   } finally {

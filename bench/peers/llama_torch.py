@@ -53,14 +53,15 @@ class LlamaTorch:
         return x * self.cos + torch.cat([-x[..., h:], x[..., :h]], -1) * self.sin
 
     def lin(self, x, name):
-        y = F.linear(x, self.params[name + ".weight"])
+        w = self.params[name + ".weight"]
+        y = F.linear(x.to(w.dtype), w).float()  # a bf16 weight: bf16 product, float32 result (no-ops in float32)
         if name in self.adapters:
             a, b = self.adapters[name]
             y = y + self.scale * F.linear(F.linear(x, a), b)
         return y
 
     def embed(self, ids):
-        return F.embedding(ids, self.params[self.prefix + "embed_tokens.weight"])
+        return F.embedding(ids, self.params[self.prefix + "embed_tokens.weight"]).float()
 
     def decode(self, x):
         """The decoder layers and the final norm over input embeddings x [B, T, d]."""

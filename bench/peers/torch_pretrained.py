@@ -3,6 +3,10 @@ LlamaForCausalLM read from the same folder (the formulas of transformers'
 modeling_llama.py, written as a PyTorch user would: llama_torch.py's decoder,
 tied head, F.cross_entropy), eager mode, float32. 'full': every parameter
 trains; 'lora': the base is frozen and rank-r adapters on q/k/v/o train.
+dtype 'bfloat16' (LoRA): the frozen matrices are held as torch.bfloat16 and each
+product casts its activation to bf16 and the bf16 result back to float32
+(PyTorch 1.13's CPU bf16 matmul); norms, softmax, residuals, loss and adapters
+stay float32.
 Reports the median time, the first loss, the resident memory with the weights
 loaded and its peak over the steps."""
 import json
@@ -26,7 +30,9 @@ ids = torch.tensor(spec["ids"], dtype=torch.long).view(B, T)
 targets = torch.cat([ids[:, 1:], torch.full((B, 1), -100, dtype=torch.long)], 1)
 
 lora = spec["case"] == "lora"
-params = {k: torch.nn.Parameter(v, requires_grad=not lora) for k, v in W.items()}
+bf16 = lora and spec.get("dtype") == "bfloat16"
+params = {k: torch.nn.Parameter(v.to(torch.bfloat16) if bf16 and v.dim() == 2 else v, requires_grad=not lora) for k, v in W.items()}
+del W  # the float32 copies of bf16 weights
 model = LlamaTorch(cfg, params, T)
 adapters = model.add_lora(spec["rank"], spec["alpha"]) if lora else []
 
@@ -34,7 +40,7 @@ adapters = model.add_lora(spec["rank"], spec["alpha"]) if lora else []
 def forward():
     x = model.decode(model.embed(ids))
     head = params["lm_head.weight"] if "lm_head.weight" in params else params["model.embed_tokens.weight"]
-    return F.cross_entropy((x @ head.t()).view(B * T, -1), targets.view(B * T), ignore_index=-100)
+    return F.cross_entropy((x.to(head.dtype) @ head.t()).float().view(B * T, -1), targets.view(B * T), ignore_index=-100)
 
 
 def step():
