@@ -17,8 +17,9 @@ import * as vp from '../lib/index.js';
 import { linearW, matmulW, bf16Tensor, roundBf16, widenBf16 } from '../lib/pretrained/bf16.js';
 import { readSafetensors } from '../lib/model/safetensors.js';
 import { seededRandom } from '../lib/random.js';
-import { relError } from './helpers.js';
+import { randomFloats, relError } from './helpers.js';
 import { FIXTURES, haveNumpy, PY, randomIds, runReference, writeTinyModel } from './pretrained-fixtures.js';
+import { IMAGE_ID, VISION, writeTinyVlm, type TinyVlmOptions } from './vlm-fixtures.js';
 
 const NUMPY = haveNumpy();
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -223,3 +224,39 @@ test('opts.dtype: an unknown value is a TypeError naming it; float32 stays the d
   t.is(m.dtype, 'float32');
   t.is(m.parameterBytes, 4 * m.numParams);
 });
+
+// Vision-language models: the frozen vision tower (and, under LoRA, the connector and
+// the text model) in bfloat16. The bound follows the one above: about 30 rounded
+// products chain from the pixels to a logit (patch embedding, 2 tower layers, the
+// connector, 2 text layers, the head), each operand off by at most 2^-9, both the
+// activation and the float32-stored weight rounded: 2·30·2^-9 ≈ 0.12.
+for (const [name, o, perImage] of [['SmolVLM', { kind: 'smolvlm', seed: 3 }, 4], ['LLaVA + CLIP', { kind: 'llava-clip', layout: 'old', seed: 5 }, 16]] as [string, TinyVlmOptions, number][]) {
+  test(`${name}: bfloat16 tower and text model give the float32 logits within bf16 rounding; LoRA trains with the tower in bf16`, async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'vp-bf16-vlm-'));
+    writeTinyVlm(dir, o);
+    const f = await vp.loadPretrained(dir);
+    const h = await vp.loadPretrained(dir, { dtype: 'bfloat16' });
+    const { channels: C, image } = VISION;
+    const px = vp.tensor(randomFloats(2 * C * image * image, 40, -1, 1), [2, C, image, image]);
+    const ids: number[] = [5];
+    for (let i = 0; i < 2; i++) ids.push(17 + i, ...new Array(perImage).fill(IMAGE_ID));
+    ids.push(9, 33, 71);
+    const want = (await f.logits(ids, { pixelValues: px })).data as Float32Array;
+    const err = relError((await h.logits(ids, { pixelValues: px })).data as Float32Array, want);
+    t.log(`relative error against float32: ${err.toExponential(2)}`);
+    t.true(err <= 2 * 30 * 2 ** -9 && err > 1e-6, `relative error ${err}`);
+    const { matrix, vector } = split(f.parameters());
+    t.is(h.parameterBytes, 2 * matrix + 4 * vector);
+    // LoRA SFT over the bf16 base and tower: the loss falls, nothing but adapters widen.
+    h.addLora({ rank: 2 });
+    const bytes = h.parameterBytes;
+    const text = Int32Array.from(ids);
+    const targets = Int32Array.from(ids, (x, i) => (i + 1 < ids.length && ids[i + 1] !== IMAGE_ID && x !== IMAGE_ID ? ids[i + 1] : -1));
+    const batch = { text, targets, pixelValues: px, sequences: [[{ text: [0, ids.length] as [number, number] }]] };
+    const first = await h.trainStep(batch, { lr: 1e-2, weightDecay: 0 });
+    for (let s = 0; s < 3; s++) await h.trainStep(batch, { lr: 1e-2, weightDecay: 0 });
+    const after = (await h.forward(batch, { forBackward: false })).loss;
+    t.true(after < first.loss, `loss ${first.loss} → ${after}`);
+    t.is(h.parameterBytes, bytes);
+  });
+}
