@@ -44,7 +44,7 @@ function torchBf16Logits(dir: string, sequences: number[][]): number[][] {
 function split(p: Record<string, Float32Array>): { matrix: number; vector: number } {
   let matrix = 0, vector = 0;
   for (const [n, v] of Object.entries(p)) {
-    if (/norm\.weight$|\.bias$/.test(n)) vector += v.length;
+    if (/norm\d?\.weight$|layrnorm\.weight$|\.bias$|class_embedding$/.test(n)) vector += v.length;
     else matrix += v.length;
   }
   return { matrix, vector };
