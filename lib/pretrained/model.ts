@@ -912,6 +912,7 @@ export class PretrainedModel {
     }
     for (const p of mine) {
       const q = theirs.get(p.name)!;
+      if (p.trainable && !isBf16(q.value)) toF32(p); // a trained master's values are copied whole
       setParamF32(p, paramF32(q));
       p.m = q.m ? tensor((q.m.data as Float32Array).slice(), [...p.shape]) : undefined;
       p.v = q.v ? tensor((q.v.data as Float32Array).slice(), [...p.shape]) : undefined;

@@ -9,6 +9,7 @@
 #include "vp/dist.h"
 #include "vp/gemm.h"
 #include "vp/gemm_bf16.h"
+#include "vp/gemm_f32_bf16.h"
 #include "vp/grpo.h"
 #include "vp/infonce.h"
 #include "vp/layers.h"
