@@ -3,8 +3,9 @@
 // ratio and the extra columns each bench reports), plus the machine.
 // A run of some benchmarks only (`--save` with a filter) is saved as a
 // partial run; the page then comes from the latest full run, with each
-// benchmark that run lacks taken from the latest partial run that has it
-// (its section says which run, when and on what machine).
+// benchmark that run lacks, or that a newer partial run measured again, taken
+// from the latest partial run that has it (its section says which run, when
+// and on what machine, with that run's own ceilings).
 //
 //   node --import=tsx bench/report.ts bench/results/<run>.json
 // re-renders docs/benchmarks.md and the charts from a saved run (no measuring).
@@ -45,9 +46,13 @@ function sections(run: RunRecord, supplements: SavedRun[]): Map<string, { rows: 
     if (!out.has(r.bench)) out.set(r.bench, { rows: [] });
     out.get(r.bench)!.rows.push(r);
   }
+  // Supplements come newest first: a bench takes the newest partial run that has it when that
+  // run is newer than the main one (a rerun of some families), else the main run's rows.
   for (const sup of supplements) {
-    for (const b of new Set(sup.run.results.map((r) => r.bench)))
-      if (!out.has(b)) out.set(b, { rows: sup.run.results.filter((r) => r.bench === b), from: sup });
+    for (const b of new Set(sup.run.results.map((r) => r.bench))) {
+      const cur = out.get(b);
+      if (!cur || (!cur.from && sup.run.date > run.date)) out.set(b, { rows: sup.run.results.filter((r) => r.bench === b), from: sup });
+    }
   }
   return out;
 }
