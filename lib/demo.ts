@@ -167,17 +167,16 @@ export class DemoInterrupted extends Error {
   }
 }
 
-/** Seconds of training in a run folder's metrics.jsonl (the sum of its steps' elapsedMs). */
-function stepSeconds(runDir: string): number {
+/** The events of a run folder's metrics.jsonl (null numbers read back as NaN); undefined without one. */
+function metricEvents(runDir: string): MetricEvent[] | undefined {
   const p = join(runDir, 'metrics.jsonl');
-  if (!existsSync(p)) return 0;
-  let ms = 0;
-  for (const line of readFileSync(p, 'utf8').split('\n')) {
-    if (!line) continue;
-    const e = JSON.parse(line) as { type?: string; elapsedMs?: number };
-    if (e.type === 'step' && typeof e.elapsedMs === 'number') ms += e.elapsedMs;
-  }
-  return ms / 1000;
+  if (!existsSync(p)) return undefined;
+  return readFileSync(p, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l, (_k, v) => (v === null ? NaN : v)) as MetricEvent);
+}
+
+/** Seconds of training in a run's events (the sum of its steps' elapsedMs). */
+function stepSeconds(events: MetricEvent[]): number {
+  return events.reduce((ms, e) => ms + (e.type === 'step' ? e.elapsedMs : 0), 0) / 1000;
 }
 
 export interface DemoResult {
@@ -321,14 +320,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     return { step: e.step, 'RL reward (original video)': e.reward, ...(Number.isFinite(e.rewardDegraded) ? { 'RL reward (KIM video)': e.rewardDegraded } : {}) };
   };
   /** The curve of a finished arm, from its run's metrics.jsonl (resumed runs). */
-  const curveOf = (runDir: string): Record<string, number>[] | undefined => {
-    const p = join(runDir, 'metrics.jsonl');
-    if (!existsSync(p)) return undefined;
-    return readFileSync(p, 'utf8').split('\n').filter(Boolean).map((l) => {
-      const e = JSON.parse(l, (_k, v) => (v === null ? NaN : v)) as MetricEvent;
-      return curvePoint(e);
-    }).filter((x): x is Record<string, number> => x !== undefined);
-  };
+  const curveOf = (events: MetricEvent[] | undefined): Record<string, number>[] | undefined =>
+    events?.map(curvePoint).filter((x): x is Record<string, number> => x !== undefined);
 
   const trainArm = async (seed: number, arm: DemoArm, model: VideoLM, runDir: string) => {
     const stage = arm === 'c' || arm === 'c0' ? 'rl' : 'sft';
@@ -349,7 +342,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     let earlierSecs = 0;
     if (resuming) {
       const r = await trainer.resume(runDir);
-      earlierSecs = stepSeconds(runDir);
+      earlierSecs = stepSeconds(metricEvents(runDir) ?? []);
       log(`  seed ${seed} (${arm}): resuming ${r.stage} from its checkpoint at step ${r.step}`);
     }
     const ts = Date.now();
@@ -366,7 +359,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     }
     if (res.status !== 'done') throw new DemoInterrupted(seed, arm, res, out);
     const secs = earlierSecs + (Date.now() - ts) / 1000;
-    return { curve: earlierSecs > 0 ? curveOf(runDir) ?? curve : curve, secs };
+    return { curve: earlierSecs > 0 ? curveOf(metricEvents(runDir)) ?? curve : curve, secs };
   };
 
   const evaluateArm = async (seed: number, arm: DemoArm, model: VideoLM, trainSeconds: number, dir: string): Promise<DemoRunResult> => {
@@ -417,7 +410,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     /** Trains and evaluates one arm (a model from `model()`), or reads it back when it is done. */
     const runArm = async (arm: DemoArm, model: () => Promise<VideoLM>, trainedBefore = 0) => {
       const prev = done(dirOf(arm));
-      if (prev) return record(seed, prev.result, prev.samples, curveOf(join(dirOf(arm), 'train')));
+      if (prev) return record(seed, prev.result, prev.samples, curveOf(metricEvents(join(dirOf(arm), 'train'))));
       const m = await model();
       const tr = await trainArm(seed, arm, m, join(dirOf(arm), 'train'));
       unitsRun++;
@@ -435,7 +428,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     if (prevB && existsSync(join(bModel, 'config.json'))) {
       b = await VideoLM.load(bModel);
       bSecs = prevB.result.trainSeconds;
-      record(seed, prevB.result, prevB.samples, curveOf(join(dirOf('b'), 'train')));
+      record(seed, prevB.result, prevB.samples, curveOf(metricEvents(join(dirOf('b'), 'train'))));
     } else {
       b = await create();
       const tr = await trainArm(seed, 'b', b, join(dirOf('b'), 'train'));
