@@ -1,6 +1,7 @@
 // GRPO core vs PyTorch CPU, on the same inputs in the same run:
 //
-//   linearTokenLogprobs forward + backward   vs  hidden @ weight.T → log_softmax → gather, autograd
+//   linearTokenLogprobsBackward (the log-probs and both gradients, one pass)
+//                                            vs  hidden @ weight.T → log_softmax → gather, autograd
 //   linearGrpoLoss                           vs  the same → TRL's GRPO loss ('dapo'), autograd
 //
 // at N = 4096 tokens, d = 256, V = 8192 (2 threads each: vp.setNumThreads and
@@ -85,11 +86,11 @@ function makeProblem(n: number, d: number, v: number, withPolicy: boolean): Prob
   return { n, d, v, hidden, weight, targets, dlogp, old, ref, advantages, cuSeqlens };
 }
 
-function runCase(p: Problem, name: 'lp' | 'grpo'): { dHidden: vp.Tensor; dWeight: vp.Tensor; loss?: number } {
-  if (name === 'lp') {
-    vp.linearTokenLogprobs(p.hidden, p.weight, p.targets);
-    return vp.linearTokenLogprobsBackward(p.dlogp, p.hidden, p.weight, p.targets);
-  }
+// 'lp': the forward values and gradients of Σ dlogp·logp. dlogp does not depend on
+// the log-probs (an SFT loss), so the backward call alone computes both (three
+// projections), as PyTorch's forward + autograd does in its one step.
+function runCase(p: Problem, name: 'lp' | 'grpo'): { dHidden: vp.Tensor; dWeight: vp.Tensor; loss?: number; logprobs?: Float32Array } {
+  if (name === 'lp') return vp.linearTokenLogprobsBackward(p.dlogp, p.hidden, p.weight, p.targets);
   const r = vp.linearGrpoLoss(
     { hidden: p.hidden, weight: p.weight, targets: p.targets, oldLogprobs: p.old, refLogprobs: p.ref, advantages: p.advantages, cuSeqlens: p.cuSeqlens },
     GRPO_OPTS,
@@ -243,7 +244,7 @@ export async function run(ctx?: BenchContext): Promise<void> {
   const reps = quick ? 3 : 7;
   try {
     for (const [name, projections, title] of [
-      ['lp', 4, 'linearTokenLogprobs fwd+bwd'],
+      ['lp', 3, 'linearTokenLogprobs fwd+bwd'],
       ['grpo', 3, 'linearGrpoLoss (fwd+bwd fused)'],
     ] as const) {
       // warm-up, then alternate ours and the peer
@@ -266,7 +267,9 @@ export async function run(ctx?: BenchContext): Promise<void> {
         const mine = runCase(p, name);
         const th = new Float32Array(readFileSync(join(dir, 'dHidden.bin')).buffer.slice(0));
         const tw = new Float32Array(readFileSync(join(dir, 'dWeight.bin')).buffer.slice(0));
+        const tl = new Float32Array(readFileSync(join(dir, 'logp.bin')).buffer.slice(0));
         agree = { dHiddenRelErr: relError(mine.dHidden.data, th), dWeightRelErr: relError(mine.dWeight.data, tw) };
+        if (mine.logprobs) agree.logprobsRelErr = relError(mine.logprobs, tl);
         if (name === 'grpo') agree.lossRelErr = Math.abs((mine.loss as number) - chk.loss) / Math.abs(chk.loss);
       }
       const oursMs = median(ours), peerMs = peer ? median(theirs) : null;
@@ -347,7 +350,7 @@ export async function run(ctx?: BenchContext): Promise<void> {
     ratio: bigPeer && big ? bigPeer.ms / big.ms : null,
     peer: 'torch (one call)',
     peerMissing: bigPeer ? undefined : bigMissing,
-    flops: 4 * 2 * BN * BD * BV,  // the four projections of the forward and backward
+    flops: 3 * 2 * BN * BD * BV,  // the three projections of the fused forward and backward
     extra: {
       oursPeakMB: big ? big.extraMB : null,
       peerPeakMB: bigPeer ? bigPeer.extraMB : null,

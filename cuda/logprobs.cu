@@ -499,11 +499,12 @@ Status linear_token_logprobs(const TensorView& hidden, const TensorView& weight,
 
 Status linear_token_logprobs_backward(const TensorView& dlogprobs, const TensorView& hidden, const TensorView& weight,
                                       const TensorView& targets, const TensorView& dhidden, const TensorView& dweight,
-                                      const LogprobsOptions& opts) {
+                                      const LogprobsOptions& opts, float* logprobs) {
   const auto p = linear_problem(hidden, weight, targets, opts.temperature, "linearTokenLogprobsBackward");
   DeviceScratch buf;
   VP_RETURN_IF_ERROR(buf.alloc(static_cast<size_t>(2 * p.n) * sizeof(float)));
-  VP_RETURN_IF_ERROR(detail::linear_forward(p, buf.as<float>(), buf.as<float>() + p.n));
+  // The forward's log-probs go to the caller's buffer when given, else to scratch.
+  VP_RETURN_IF_ERROR(detail::linear_forward(p, logprobs ? logprobs : buf.as<float>(), buf.as<float>() + p.n));
   return detail::linear_backward(p, dlogprobs.as<float>(), buf.as<float>() + p.n, dhidden.data, dweight.data);
 }
 

@@ -205,6 +205,8 @@ export interface LinearTokenLogprobsBackwardArgs extends LinearLogprobsArgs {
   dHidden: NativeTensor;
   dWeight: NativeTensor;
   temperature: number;
+  /** Receives the log-probs of the same pass (float32 [N], host memory). */
+  logprobs?: Float32Array;
 }
 
 export interface ComparativeRewardsArgs {

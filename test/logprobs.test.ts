@@ -101,7 +101,10 @@ test('linearTokenLogprobs and its backward match float64 on odd shapes', (t) => 
             dw[j * d + k] += g * h[i * d + k];
           }
         }
-      const { dHidden, dWeight } = vp.linearTokenLogprobsBackward(dl, vp.tensor(h, [n, d]), vp.tensor(w, [v, d]), tg, { temperature: temp });
+      const { dHidden, dWeight, logprobs } = vp.linearTokenLogprobsBackward(dl, vp.tensor(h, [n, d]), vp.tensor(w, [v, d]), tg, { temperature: temp });
+      // the same pass returns the forward's log-probs
+      t.true(relError(logprobs, refLogprobs(z, tg, n, v)) <= 1e-5, `backward's logprobs ${n}x${d}x${v}`);
+      t.true(relError(logprobs, lp) <= 1e-6, `backward's logprobs vs forward ${n}x${d}x${v}`);
       t.deepEqual(dHidden.shape, [n, d]);
       t.deepEqual(dWeight.shape, [v, d]);
       t.true(relError(dHidden.data, dh) <= 1e-5, `dHidden ${n}x${d}x${v}`);
@@ -210,6 +213,7 @@ const cuda = vp.backendInfo().cuda;
     const g = vp.linearTokenLogprobsBackward(dl, hc, wc, tg);
     t.true(relError(g.dHidden.to('cpu', 'float32').data, wantB.dHidden.data) <= tol, `${dtype} dHidden`);
     t.true(relError(g.dWeight.to('cpu', 'float32').data, wantB.dWeight.data) <= tol, `${dtype} dWeight`);
+    t.true(relError(g.logprobs, want) <= tol, `${dtype} backward's logprobs`);
     const logits = vp.matmul(hr, wr, { transB: true });
     const lc = logits.to('cuda', dtype);
     t.true(relError(vp.tokenLogprobs(lc, tg), vp.tokenLogprobs(lc.to('cpu', 'float32'), tg)) <= tol, `${dtype} tokenLogprobs`);

@@ -8,7 +8,7 @@ What a PyTorch user writes for these steps, with autograd:
 Protocol: the first stdin line is a JSON spec {inputs, threads, epsLow, epsHigh,
 beta}; then one JSON command per line, each answered by one JSON line:
   {"op": "time", "case": "lp"|"grpo"}   -> {"ms": wall milliseconds of one call}
-  {"op": "check", "case": ..., "out": dir} -> writes dHidden.bin/dWeight.bin, {"loss": ...}
+  {"op": "check", "case": ..., "out": dir} -> writes dHidden.bin/dWeight.bin/logp.bin, {"loss": ...}
   {"op": "memory", "case": ...}          -> {"peakMB": peak RSS growth of one call, "outputMB": ..., "ms": its time}
   {"op": "quit"}
 """
@@ -45,7 +45,7 @@ def main():
         lp = torch.log_softmax(logits, dim=-1).gather(1, targets[:, None]).squeeze(1)
         if case == "lp":
             lp.backward(dlogp)
-            return None, h.grad, w.grad
+            return None, h.grad, w.grad, lp.detach()
         coef_1 = torch.exp(lp - old)
         coef_2 = torch.clamp(coef_1, 1 - eps_low, 1 + eps_high)
         per_token = -torch.min(coef_1 * adv, coef_2 * adv)
@@ -54,7 +54,7 @@ def main():
             per_token = per_token + beta * (torch.exp(d) - d - 1)
         loss = per_token.sum() / max(per_token.numel(), 1)
         loss.backward()
-        return float(loss), h.grad, w.grad
+        return float(loss), h.grad, w.grad, lp.detach()
 
     def status_mb(field):
         try:
@@ -84,15 +84,16 @@ def main():
             step(cmd["case"])
             out = {"ms": (time.perf_counter() - t0) * 1e3}
         elif op == "check":
-            loss, gh, gw = step(cmd["case"])
+            loss, gh, gw, lp = step(cmd["case"])
             gh.numpy().tofile(os.path.join(cmd["out"], "dHidden.bin"))
             gw.numpy().tofile(os.path.join(cmd["out"], "dWeight.bin"))
+            lp.numpy().tofile(os.path.join(cmd["out"], "logp.bin"))
             out = {"loss": loss}
         elif op == "memory":
             exact = reset_peak()
             base = status_mb("VmRSS") or 0.0
             t0 = time.perf_counter()
-            _, gh, gw = step(cmd["case"])
+            _, gh, gw, _ = step(cmd["case"])
             ms = (time.perf_counter() - t0) * 1e3
             peak = (status_mb("VmHWM") if exact else None) or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
             out = {"peakMB": peak - base, "outputMB": (gh.numel() + gw.numel()) * 4 / 2**20, "ms": ms}

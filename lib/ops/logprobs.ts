@@ -10,7 +10,7 @@
 import type { LinearLogprobsArgs } from '../addon-types.js';
 import { describe, rangeError } from '../errors.js';
 import { native } from '../native.js';
-import { emptyLike, Tensor } from '../tensor.js';
+import { emptyLike, overwrittenLike, Tensor } from '../tensor.js';
 import { checkNumber, checkOptions, checkSameDevice, checkSameDType, checkTensor, float32Vector, int32Vector } from '../validate.js';
 
 export interface LogprobsOptions {
@@ -116,7 +116,11 @@ export function linearTokenLogprobs(hidden: Tensor, weight: Tensor, targets: Int
 
 /**
  * Gradients of Σ dLogprobs[i]·logprob[i] for hidden and weight, without an
- * N×V buffer (recomputes the logits: three projections in all).
+ * N×V buffer (recomputes the logits: three projections in all), and the
+ * log-probs themselves from the same pass (equal to what
+ * {@link linearTokenLogprobs} returns): when dLogprobs is known before the
+ * forward values are (an SFT loss: −1/count per target row), this one call is
+ * the whole forward and backward step.
  */
 export function linearTokenLogprobsBackward(
   dLogprobs: Float32Array | Tensor,
@@ -124,7 +128,7 @@ export function linearTokenLogprobsBackward(
   weight: Tensor,
   targets: Int32Array | Tensor,
   opts?: LogprobsOptions,
-): { dHidden: Tensor; dWeight: Tensor } {
+): { dHidden: Tensor; dWeight: Tensor; logprobs: Float32Array } {
   const fn = 'linearTokenLogprobsBackward';
   const [h, w] = checkLinearArgs(fn, hidden, weight);
   const n = h.shape[0];
@@ -133,10 +137,13 @@ export function linearTokenLogprobsBackward(
   const temperature = temperatureOf(fn, opts);
   checkTargets(fn, t, w.shape[0]);
   checkFinite(fn, 'dLogprobs', dl);
-  const dHidden = emptyLike(h.shape, h.dtype, h.device);
-  const dWeight = emptyLike(w.shape, w.dtype, w.device);
-  native().linearTokenLogprobsBackward({ ...linearArgs(h, w, t), dLogprobs: dl, dHidden: dHidden.nativeArg, dWeight: dWeight.nativeArg, temperature });
-  return { dHidden, dWeight };
+  // The kernel writes every element of both gradients (CPU outputs need no zero fill).
+  const cpuF32 = h.device === 'cpu' && h.dtype === 'float32';
+  const dHidden = cpuF32 ? overwrittenLike(h.shape) : emptyLike(h.shape, h.dtype, h.device);
+  const dWeight = cpuF32 ? overwrittenLike(w.shape) : emptyLike(w.shape, w.dtype, w.device);
+  const logprobs = new Float32Array(n);
+  native().linearTokenLogprobsBackward({ ...linearArgs(h, w, t), dLogprobs: dl, dHidden: dHidden.nativeArg, dWeight: dWeight.nativeArg, temperature, logprobs });
+  return { dHidden, dWeight, logprobs };
 }
 
 /**

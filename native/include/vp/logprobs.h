@@ -45,11 +45,14 @@ Status linear_token_logprobs(const TensorView& hidden, const TensorView& weight,
 
 // dhidden = dlogits · weight, dweight = dlogitsᵀ · hidden, with dlogits as
 // above, without materializing dlogits. Recomputes the logits (one projection)
-// and the log-sum-exp; costs three projections in all.
+// and the log-sum-exp; costs three projections in all. When `logprobs` has
+// data (float32 [N], the device of hidden) it receives the log-probs too, as
+// linear_token_logprobs computes them: one call then gives the forward's
+// values and the gradients (three projections instead of four).
 Status linear_token_logprobs_backward(const TensorView& dlogprobs, const TensorView& hidden,
                                       const TensorView& weight, const TensorView& targets,
                                       const TensorView& dhidden, const TensorView& dweight,
-                                      const LogprobsOptions& opts = {});
+                                      const LogprobsOptions& opts = {}, const TensorView& logprobs = {});
 
 // Bytes of scratch memory the CPU linear kernels allocate beyond their inputs
 // and outputs for a problem of this size on `threads` threads (an upper bound;
@@ -69,7 +72,7 @@ Status linear_token_logprobs(const TensorView& hidden, const TensorView& weight,
 Status linear_token_logprobs_backward(const TensorView& dlogprobs, const TensorView& hidden,
                                       const TensorView& weight, const TensorView& targets,
                                       const TensorView& dhidden, const TensorView& dweight,
-                                      const LogprobsOptions& opts);
+                                      const LogprobsOptions& opts, float* logprobs);
 }  // namespace cuda
 
 }  // namespace vp

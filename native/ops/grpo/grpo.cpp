@@ -301,7 +301,7 @@ Status linear_token_logprobs(const TensorView& hidden, const TensorView& weight,
 Status linear_token_logprobs_backward(const TensorView& dlogprobs, const TensorView& hidden,
                                       const TensorView& weight, const TensorView& targets,
                                       const TensorView& dhidden, const TensorView& dweight,
-                                      const LogprobsOptions& opts) {
+                                      const LogprobsOptions& opts, const TensorView& logprobs) {
   const char* fn = "linearTokenLogprobsBackward";
   VP_RETURN_IF_ERROR(check_linear_call(fn, hidden, weight, targets));
   VP_RETURN_IF_ERROR(check_vector(fn, "dLogprobs", dlogprobs, DType::kFloat32, hidden.shape[0]));
@@ -310,8 +310,13 @@ Status linear_token_logprobs_backward(const TensorView& dlogprobs, const TensorV
   VP_RETURN_IF_ERROR(check_same(fn, "dWeight", dweight, weight, "weight"));
   VP_RETURN_IF_ERROR(check_temperature(fn, opts.temperature));
   VP_RETURN_IF_ERROR(check_finite(fn, "dLogprobs", dlogprobs));
+  if (logprobs.data) {
+    VP_RETURN_IF_ERROR(check_vector(fn, "logprobs", logprobs, DType::kFloat32, hidden.shape[0]));
+    VP_RETURN_IF_ERROR(check_device(fn, "logprobs", logprobs, hidden.device, "hidden"));
+  }
   if (hidden.device == Device::kCUDA)
-    return cuda::linear_token_logprobs_backward(dlogprobs, hidden, weight, targets, dhidden, dweight, opts);
+    return cuda::linear_token_logprobs_backward(dlogprobs, hidden, weight, targets, dhidden, dweight, opts,
+                                                logprobs.as<float>());
   const float* dl = dlogprobs.as<float>();
   cpu::RowGradFn grad = [dl](int64_t r0, int64_t count, const float*, float* g) {
     for (int64_t i = 0; i < count; ++i) g[i] = dl[r0 + i];
@@ -321,6 +326,7 @@ Status linear_token_logprobs_backward(const TensorView& dlogprobs, const TensorV
   p.grad = &grad;
   p.dhidden = dhidden.as<float>();
   p.dweight = dweight.as<float>();
+  p.logprobs = logprobs.as<float>();
   return cpu::linear_logprobs(p);
 }
 

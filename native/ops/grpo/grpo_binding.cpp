@@ -155,7 +155,7 @@ Napi::Value LinearTokenLogprobs(const Napi::CallbackInfo& info) {
 }
 
 // linearTokenLogprobsBackward({ dLogprobs, hidden, hiddenShape, weight, weightShape, dtype, targets,
-//                               dHidden, dWeight, temperature })
+//                               dHidden, dWeight, temperature, logprobs? })   logprobs: float32 [N] out
 Napi::Value LinearTokenLogprobsBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Napi::Object a = ArgsObject(info, "linearTokenLogprobsBackward");
@@ -168,9 +168,14 @@ Napi::Value LinearTokenLogprobsBackward(const Napi::CallbackInfo& info) {
   Temps temps;
   vp::TensorView dl = Vec(a.Get("dLogprobs"), n, vp::DType::kFloat32, hidden.device, "dLogprobs", temps);
   vp::TensorView targets = Vec(a.Get("targets"), n, vp::DType::kInt32, hidden.device, "targets", temps);
+  std::vector<Download> downs;
+  vp::TensorView logprobs;
+  if (a.Has("logprobs") && !a.Get("logprobs").IsUndefined())
+    logprobs = Vec(a.Get("logprobs"), n, vp::DType::kFloat32, hidden.device, "logprobs", temps, &downs);
   vp::LogprobsOptions o;
   o.temperature = a.Get("temperature").As<Napi::Number>().FloatValue();
-  ThrowIfError(env, vp::linear_token_logprobs_backward(dl, hidden, weight, targets, dhidden, dweight, o));
+  ThrowIfError(env, vp::linear_token_logprobs_backward(dl, hidden, weight, targets, dhidden, dweight, o, logprobs));
+  FinishDownloads(env, downs);
   return env.Undefined();
 }
 

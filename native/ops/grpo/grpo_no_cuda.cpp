@@ -26,7 +26,7 @@ Status linear_token_logprobs(const TensorView&, const TensorView&, const TensorV
 }
 Status linear_token_logprobs_backward(const TensorView&, const TensorView&, const TensorView&,
                                       const TensorView&, const TensorView&, const TensorView&,
-                                      const LogprobsOptions&) {
+                                      const LogprobsOptions&, float*) {
   return unavailable();
 }
 Status comparative_rewards(const TensorView&, const TensorView&, int64_t, const ComparativeOptions&,

@@ -5,13 +5,16 @@
 // rows (S a multiple of the micro-kernel's MR) and vocabulary chunks of VC
 // columns; threads take (super-block, chunk) items dynamically.
 //
-//   once per call: pack weight for the logits GEMM (WB1) and, for backward,
-//   for the dhidden GEMM (WB2); pack hidden for the logits GEMM (HA) and the
-//   dweight GEMM (HB). Each is the size of its input, never N×V.
+//   once per call: pack weight for the logits GEMM (WB1) and hidden for the
+//   logits GEMM (HA), each the size of its input, never N×V. The backward's
+//   dhidden and dweight GEMMs read weight and hidden in place (row stride d:
+//   packing them measured no faster and cost another V×d + N×d floats).
 //
 //   P1(k, c): L_k[:, c] = HA[k] · WB1[c]ᵀ     one S×VC tile of logits
 //             per row: online max / sum-exp over the chunk, the target's logit
-//   combine(k): the per-thread partial sums → lse, logp (double);
+//   combine(k): the per-thread partial sums → lse, logp (double; also
+//             returned to the caller when asked, so one backward call gives
+//             the forward's values too);
 //             g = ∂loss/∂logp (the caller's grad function: given dlogp, or GRPO)
 //   P2(k, c): T = g · (onehot − exp(L_k[:, c] − lse))     in place
 //             dweight[c] (+)= Tᵀ · hidden[k]   (the item owns these rows of dweight)
@@ -137,9 +140,9 @@ Plan make_plan(const LpKernels& K, int64_t n, int64_t d, int64_t v, int threads,
 }
 
 struct Sizes {
-  size_t wb1, wb2, ha, hb, l, rows, per_task;
+  size_t wb1, ha, l, rows, per_task;
   size_t total(int tasks) const {
-    return wb1 + wb2 + ha + hb + l + rows + per_task * static_cast<size_t>(tasks);
+    return wb1 + ha + l + rows + per_task * static_cast<size_t>(tasks);
   }
 };
 
@@ -149,8 +152,6 @@ Sizes plan_sizes(const Plan& p, int64_t n, int64_t d, int64_t v) {
   z.wb1 = static_cast<size_t>(p.v_panels * p.nr * d);
   z.ha = static_cast<size_t>(p.n_pad * d);
   if (p.backward) {
-    z.wb2 = static_cast<size_t>(p.d_panels * p.nr * v);
-    z.hb = static_cast<size_t>(p.d_panels * p.nr * n);
     z.l = static_cast<size_t>(2 * p.nchunks * p.s * p.ldt);  // two super-blocks in flight
     z.rows = static_cast<size_t>(2 * 4 * p.s);                // tl, lse, logp, g per buffer
     z.per_task = static_cast<size_t>(2 * 2 * p.s + p.s * d);  // stats per buffer, dH partial
@@ -180,22 +181,6 @@ void pack_weight_vk(const float* w, int64_t v, int64_t d, int64_t nr, int64_t pa
           }
         }
       }
-    }
-  });
-}
-
-// x [rows, d] → NR-column panels over d, k over the rows: panel q is
-// rows × NR (x[:, q·NR..] as is), zero-padded past d. (the B operand of the
-// dhidden GEMM (x = weight) and of the dweight GEMM (x = hidden))
-void pack_cols(const float* x, int64_t rows, int64_t d, int64_t nr, float* out) {
-  const int64_t panels = (d + nr - 1) / nr;
-  parallel_for(panels * rows, 4096, [&](int64_t i0, int64_t i1, int) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t q = i / rows, r = i % rows;
-      const int64_t cols = std::min<int64_t>(nr, d - q * nr);
-      float* dst = out + (q * rows + r) * nr;
-      std::memcpy(dst, x + r * d + q * nr, sizeof(float) * static_cast<size_t>(cols));
-      if (cols < nr) std::memset(dst + cols, 0, sizeof(float) * static_cast<size_t>(nr - cols));
     }
   });
 }
@@ -357,10 +342,9 @@ Status linear_logprobs(const LinearLogprobsProblem& pr) {
   const float alpha = pr.inv_temperature;
   const Sizes Z = plan_sizes(P, n, d, v);
 
-  Buffer wb1 = alloc_floats(Z.wb1), wb2 = alloc_floats(Z.wb2), ha = alloc_floats(Z.ha),
-         hb = alloc_floats(Z.hb), lbuf = alloc_floats(Z.l), rowbuf = alloc_floats(Z.rows),
+  Buffer wb1 = alloc_floats(Z.wb1), ha = alloc_floats(Z.ha), lbuf = alloc_floats(Z.l), rowbuf = alloc_floats(Z.rows),
          taskbuf = alloc_floats(Z.per_task * static_cast<size_t>(P.tasks));
-  if (!wb1 || !wb2 || !ha || !hb || !lbuf || !rowbuf || !taskbuf)
+  if (!wb1 || !ha || !lbuf || !rowbuf || !taskbuf)
     return Status::Internal(std::string(pr.fn) + ": out of memory for the workspace");
 
   pack_weight_vk(pr.weight, v, d, NR, P.v_panels, wb1.get());
@@ -404,17 +388,6 @@ Status linear_logprobs(const LinearLogprobsProblem& pr) {
   }
 
   // ---- backward: regions { P2(k−1, ·), P1(k, ·) } ---------------------------------------------
-  parallel_for(P.d_panels, 1, [&](int64_t q0, int64_t q1, int) {
-    for (int64_t q = q0; q < q1; ++q) {  // WB2 panel q: weight[:, q·NR..] for all v, V × NR
-      const int64_t cols = std::min<int64_t>(NR, d - q * NR);
-      float* dst = wb2.get() + q * v * NR;
-      for (int64_t r = 0; r < v; ++r) {
-        std::memcpy(dst + r * NR, pr.weight + r * d + q * NR, sizeof(float) * static_cast<size_t>(cols));
-        if (cols < NR) std::memset(dst + r * NR + cols, 0, sizeof(float) * static_cast<size_t>(NR - cols));
-      }
-    }
-  });
-  pack_cols(pr.hidden, n, d, NR, hb.get());
   // Tile rows past a short last block are read (never stored) by the dhidden GEMM: keep them finite.
   std::memset(lbuf.get(), 0, Z.l * sizeof(float));
 
@@ -472,10 +445,10 @@ Status linear_logprobs(const LinearLogprobsProblem& pr) {
       }
       for (int64_t jp = 0; jp < P.d_panels; ++jp) {  // dweight[chunk] (+)= Tᵀ · hidden[block]
         const int nr = static_cast<int>(std::min<int64_t>(NR, d - jp * NR));
-        const float* bp = hb.get() + (jp * n + r0_2) * NR;
+        const float* bp = pr.hidden + r0_2 * d + jp * NR;  // read in place (ldb = d)
         for (int64_t ip = 0; ip * MR < vcur; ++ip) {
           const int mr = static_cast<int>(std::min<int64_t>(MR, vcur - ip * MR));
-          K.strided(rows_2, T + ip * MR, LDT, bp, NR, pr.dweight + (v0 + ip * MR) * d + jp * NR, d, 1.0f, beta_dw,
+          K.strided(rows_2, T + ip * MR, LDT, bp, d, pr.dweight + (v0 + ip * MR) * d + jp * NR, d, 1.0f, beta_dw,
                  mr, nr);
         }
       }
@@ -483,10 +456,10 @@ Status linear_logprobs(const LinearLogprobsProblem& pr) {
       const float beta_dh = has_dh[t] ? 1.0f : 0.0f;
       for (int64_t jp = 0; jp < P.d_panels; ++jp) {
         const int nr = static_cast<int>(std::min<int64_t>(NR, d - jp * NR));
-        const float* bp = wb2.get() + (jp * v + v0) * NR;
+        const float* bp = pr.weight + v0 * d + jp * NR;  // read in place (ldb = d)
         for (int64_t ip = 0; ip < row_panels; ++ip) {
           const int mr = static_cast<int>(std::min<int64_t>(MR, rows_2 - ip * MR));
-          K.strided_at(vcur, T + ip * MR * LDT, LDT, bp, NR, dh + ip * MR * d + jp * NR, d, 1.0f, beta_dh, mr, nr);
+          K.strided_at(vcur, T + ip * MR * LDT, LDT, bp, d, dh + ip * MR * d + jp * NR, d, 1.0f, beta_dh, mr, nr);
         }
       }
       has_dh[t] = 1;
