@@ -41,7 +41,7 @@ export function rmsNorm(x: Tensor, gain: Tensor, opts?: { eps?: number }): { y: 
   const [rows, dim] = lastDim(fn, 'x', x);
   if (dim === 0) throw rangeError(fn, 'x.shape', 'a last dimension > 0', `[${x.shape.join(', ')}]`);
   sameShape(fn, 'gain', gain, [dim]);
-  const y = emptyLike(x.shape, 'float32', 'cpu');
+  const y = overwrittenLike(x.shape);
   const rstd = new Float32Array(rows);
   native().rmsnormForward({ x: f32(x), gain: f32(gain), rows, dim, eps, y: f32(y), rstd });
   return { y, rstd };
@@ -66,7 +66,7 @@ export function rmsNormBackward(dy: Tensor, x: Tensor, gain: Tensor, rstd?: Floa
   const acc = o.dGain !== undefined;
   const dGain = acc ? cpuF32(fn, 'opts.dGain', o.dGain, 1) : emptyLike([dim], 'float32', 'cpu');
   sameShape(fn, 'opts.dGain', dGain, [dim]);
-  const dx = emptyLike(x.shape, 'float32', 'cpu');
+  const dx = overwrittenLike(x.shape);
   native().rmsnormBackward({ dy: f32(dy), x: f32(x), gain: f32(gain), rstd: r, rows, dim, eps, dx: f32(dx), dGain: f32(dGain), accumulate: acc });
   return { dx, dGain };
 }
@@ -114,7 +114,7 @@ export function rope(x: Tensor, positions: Int32Array | Tensor, opts?: { theta?:
   if (d % 2 !== 0 || d === 0) throw rangeError(fn, 'x.shape[2]', 'an even head dimension > 0', `${d}`);
   if (h === 0) throw rangeError(fn, 'x.shape[1]', 'at least 1 head', '0');
   for (let i = 0; i < t; i++) if (pos[i] < 0) throw rangeError(fn, `positions[${i}]`, '>= 0', `${pos[i]}`);
-  const out = emptyLike(x.shape, 'float32', 'cpu');
+  const out = overwrittenLike(x.shape);
   native().ropeApply({ x: f32(x), positions: pos, tokens: t, heads: h, headDim: d, theta, inverse, out: f32(out) });
   return out;
 }
@@ -159,7 +159,7 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
   if (weight.shape[1] !== inD) throw rangeError(fn, 'weight.shape', `[out, ${inD}] to match x`, `[${weight.shape.join(', ')}]`);
   if (inD === 0 || outD === 0) throw rangeError(fn, 'weight.shape', 'non-zero dimensions', `[${weight.shape.join(', ')}]`);
   if (bias !== undefined) sameShape(fn, 'bias', cpuF32(fn, 'bias', bias, 1), [outD]);
-  const y = emptyLike([n, outD], 'float32', 'cpu');
+  const y = overwrittenLike([n, outD]);
   native().linearForward({ x: f32(x), weight: f32(weight), bias: bias ? f32(bias) : null, n, inFeatures: inD, outFeatures: outD, y: f32(y) });
   return y;
 }
@@ -176,8 +176,8 @@ export function linearBackward(dy: Tensor, x: Tensor, weight: Tensor, opts?: { b
   if (inD === 0 || outD === 0) throw rangeError(fn, 'weight.shape', 'non-zero dimensions', `[${weight.shape.join(', ')}]`);
   sameShape(fn, 'dy', dy, [n, outD]);
   const withBias = checkBoolean(fn, 'opts.bias', checkOptions(fn, opts).bias, false);
-  const dx = emptyLike([n, inD], 'float32', 'cpu');
-  const dWeight = emptyLike([outD, inD], 'float32', 'cpu');
+  const dx = overwrittenLike([n, inD]);
+  const dWeight = overwrittenLike([outD, inD]);
   const dBias = withBias ? emptyLike([outD], 'float32', 'cpu') : undefined;
   native().linearBackward({
     dy: f32(dy), x: f32(x), weight: f32(weight), n, inFeatures: inD, outFeatures: outD,
@@ -330,7 +330,7 @@ function fill(fn: string, kind: 'normal' | 'uniform', shape: number[], opts: unk
   if (kind === 'normal' && b < 0) throw rangeError(fn, 'opts.std', '>= 0', `${b}`);
   if (kind === 'uniform' && b < a) throw rangeError(fn, 'opts.high', `>= opts.low (${a})`, `${b}`);
   if (numel(shape) > 2 ** 31 - 1) throw rangeError(fn, 'shape', 'at most 2^31-1 elements', `${numel(shape)}`);
-  const out = emptyLike(shape, 'float32', 'cpu');
+  const out = overwrittenLike(shape);
   native().rngFill(kind, seed, stream, a, b, f32(out));
   return out;
 }
