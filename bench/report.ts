@@ -93,7 +93,9 @@ export function renderMarkdown(run: RunRecord, jsonName: string, supplements: Sa
   lines.push(...peersSection(run));
   lines.push('Rows named `memory …` run one call of each side in a fresh process at the size of a memory bound: the ' +
     'ratio is the time of that call, and the extra columns give each side\'s peak memory beyond inputs and outputs. ' +
-    'A peer that could not run says why in the ratio column.', '');
+    'A peer that could not run says why in the ratio column. The `linearTokenLogprobs fwd+bwd` rows are one ' +
+    '`vp.linearTokenLogprobsBackward` call, which returns the log-probs of its pass with both gradients (three ' +
+    'projections, as PyTorch\'s forward + autograd step); the separate forward of `vp.linearTokenLogprobs` is a fourth.', '');
   const missing = allRows.filter((r) => r.ratio === null);
   lines.push(missing.length
     ? `**${missing.length} of ${allRows.length} cases have no peer ratio**: ${missing.map((r) => `${r.bench} / ${r.case}`).join('; ')}.`
