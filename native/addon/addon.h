@@ -50,6 +50,7 @@ void InitMatmulF32Bf16(Napi::Env env, Napi::Object exports);
 void InitAttention(Napi::Env env, Napi::Object exports);
 void InitLayers(Napi::Env env, Napi::Object exports);
 void InitNormAct(Napi::Env env, Napi::Object exports);
+void InitPretrainedDevice(Napi::Env env, Napi::Object exports);
 void InitVideoLM(Napi::Env env, Napi::Object exports);
 void InitPack(Napi::Env env, Napi::Object exports);
 void InitGrpo(Napi::Env env, Napi::Object exports);

@@ -12,6 +12,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitAttention(env, exports);
   InitLayers(env, exports);
   InitNormAct(env, exports);
+  InitPretrainedDevice(env, exports);
   InitVideoLM(env, exports);
   InitPack(env, exports);
   InitGrpo(env, exports);

@@ -29,4 +29,12 @@ struct GemmF32Bf16Args {
 
 Status gemm_f32_bf16(const GemmF32Bf16Args& args);
 
+namespace cuda {
+// The same product on DEVICE pointers (cuda/gemm_f32_bf16.cu): A rounded to
+// bfloat16 as it is staged in shared memory, tensor cores (WMMA 16x16x16, float32
+// accumulation), bias added to the float32 result. A CPU-only build's stand-in
+// returns Status::Unavailable.
+Status gemm_f32_bf16(const GemmF32Bf16Args& args);
+}  // namespace cuda
+
 }  // namespace vp

@@ -1,5 +1,5 @@
 // vp/norm_act.h — LayerNorm (with bias) and GELU, the layers of ViT-style
-// vision towers (SigLIP, CLIP), forward and backward, CPU, float32.
+// vision towers (SigLIP, CLIP), forward and backward, CPU and CUDA, float32.
 //
 // Conventions as in vp/layers.h: rows are tokens, dim the feature width;
 // activation gradients are overwritten, parameter gradients accumulated when
@@ -37,5 +37,19 @@ enum class GeluKind : int32_t { kErf = 0, kTanh = 1, kQuick = 2 };
 Status gelu_forward(const float* x, int64_t n, GeluKind kind, float* y);
 // dx[i] = dy[i] · gelu'(x[i]). dx may equal dy.
 Status gelu_backward(const float* dy, const float* x, int64_t n, GeluKind kind, float* dx);
+
+// ---- CUDA versions (cuda/norm_act.cu): the same semantics on DEVICE pointers
+// (mean, rstd, dgamma, dbeta included). Row statistics in double; dgamma/dbeta
+// are column sums over the rows in increasing order, one thread per column
+// (deterministic). A CPU-only build's stand-ins return Status::Unavailable.
+namespace cuda {
+Status layernorm_forward(const float* x, const float* gamma, const float* beta, int64_t rows,
+                         int64_t dim, float eps, float* y, float* mean, float* rstd);
+Status layernorm_backward(const float* dy, const float* x, const float* gamma, const float* mean,
+                          const float* rstd, int64_t rows, int64_t dim, float eps, float* dx,
+                          float* dgamma, float* dbeta, bool accumulate);
+Status gelu_forward(const float* x, int64_t n, GeluKind kind, float* y);
+Status gelu_backward(const float* dy, const float* x, int64_t n, GeluKind kind, float* dx);
+}  // namespace cuda
 
 }  // namespace vp
