@@ -13,6 +13,9 @@
 #      vp_tests -tc='*cuda*'), with VP_TEST_REQUIRE_CUDA=1 so that a case that
 #      finds no GPU fails instead of skipping; among them the 1-rank NCCL
 #      all-reduce smoke, with the loader's libnccl.so.2 or else PyTorch's
+#   2b. where Node.js and node_modules are present: the addon built with CUDA and
+#      test/pretrained-cuda.test.ts (pretrained models on CUDA against the CPU);
+#      elsewhere a line saying it did not run
 #   3. our kernels and training steps, timed by the drivers (CUDA events or the
 #      host clock; warm-up, repetitions, the median): bfloat16 and float32 (--quick:
 #      bfloat16 only) for the kernels; the VideoLM's SFT and RL steps in float32
@@ -262,6 +265,31 @@ elif [ -z "$CASES" ] || [ "$CASES" -lt 1 ]; then
   fail "no native test case ran"
 elif [ "$DEVICE" = cuda ] && grep -q "skipped (no usable GPU)" "$BASE.tests.txt"; then
   fail "CUDA test cases skipped for want of a GPU"
+fi
+
+echo "== pretrained models on CUDA (test/pretrained-cuda.test.ts; needs Node.js and node_modules)"
+# The TypeScript composition of the pretrained decoders and vision towers on the
+# GPU (lib/pretrained/device.ts) is tested by ava, which needs Node.js and the
+# addon built with CUDA (cmake-js). A machine without Node.js (the usual GPU
+# machine) skips this step and says so; the native CUDA cases above cover the
+# kernels it calls (test_pretrained_cuda.cpp).
+if [ "$DEVICE" = cuda ] && command -v node > /dev/null 2>&1 && [ -d node_modules/cmake-js ] && [ -d node_modules/ava ]; then
+  S0=$(date +%s)
+  CAP=$(allow $CAP_TESTS)
+  if [ "$CAP" -le 0 ]; then
+    fail "test/pretrained-cuda.test.ts not run (time budget spent)"
+  elif ! VP_CUDA=on timeout "$CAP" npm run build:native > "$BASE.pretrained.txt" 2>&1 ||
+       ! timeout "$CAP" npx ava test/pretrained-cuda.test.ts >> "$BASE.pretrained.txt" 2>&1; then
+    tail -30 "$BASE.pretrained.txt"
+    fail "test/pretrained-cuda.test.ts failed (log $BASE.pretrained.txt)"
+  elif grep -q "skipped: no usable GPU" "$BASE.pretrained.txt"; then
+    fail "test/pretrained-cuda.test.ts skipped for want of a GPU"
+  else
+    grep -E "✔|✘|passed|failed" "$BASE.pretrained.txt" | tail -12
+  fi
+  echo "pretrained on CUDA: $(( $(date +%s) - S0 )) s"
+else
+  echo "not run: $([ "$DEVICE" = cuda ] && echo "no Node.js or node_modules on this machine" || echo "--cpu") (the native CUDA cases above test the kernels)"
 fi
 
 echo "== benchmarks: our kernels and training steps ($DEVICE)"

@@ -560,6 +560,46 @@ export interface Addon {
   grpoLoss(args: GrpoLossArgs, opts: AddonGrpoOptions): GrpoStats;
   linearGrpoLoss(args: LinearGrpoLossArgs, opts: AddonGrpoOptions): GrpoStats;
 
+  // native/ops/pretrained: the pretrained models' CUDA building blocks (lib/pretrained/device.ts);
+  // device tensors as CudaBuffer handles, indices as host Int32Arrays.
+  devAxpy(args: { y: CudaBuffer; x: CudaBuffer; alpha: number; n: number }): void;
+  devScale(args: { x: CudaBuffer; alpha: number; n: number }): void;
+  devMul(args: { y: CudaBuffer; x: CudaBuffer; n: number }): void;
+  devAddBias(args: { y: CudaBuffer; b: CudaBuffer; rows: number; cols: number }): void;
+  devGatherRows(args: { src: CudaBuffer; srcRows: number; rows: Int32Array; d: number; out: CudaBuffer }): void;
+  devScatterAddRows(args: { src: CudaBuffer; rows: Int32Array; d: number; dst: CudaBuffer; dstRows: number }): void;
+  devEmbedding(args: { table: CudaBuffer; bf16: boolean; vocab: number; d: number; ids: Int32Array; out: CudaBuffer }): void;
+  devEmbeddingBackward(args: { dOut: CudaBuffer; ids: Int32Array; vocab: number; d: number; dTable: CudaBuffer; accumulate: boolean }): void;
+  devRope(args: {
+    x: CudaBuffer; positions: Int32Array; heads: number; headDim: number; theta: number; inverse: boolean; out: CudaBuffer;
+    cos: Float32Array | null; sin: Float32Array | null; tablePositions: number;
+  }): void;
+  devRmsnormForward(args: { x: CudaBuffer; gain: CudaBuffer; rows: number; dim: number; eps: number; y: CudaBuffer; rstd: CudaBuffer }): void;
+  devRmsnormBackward(args: {
+    dy: CudaBuffer; x: CudaBuffer; gain: CudaBuffer; rstd: CudaBuffer; rows: number; dim: number; eps: number; dx: CudaBuffer; dGain: CudaBuffer; accumulate: boolean;
+  }): void;
+  devSwigluForward(args: { gate: CudaBuffer; up: CudaBuffer; rows: number; ffn: number; h: CudaBuffer }): void;
+  devSwigluBackward(args: { dh: CudaBuffer; gate: CudaBuffer; up: CudaBuffer; rows: number; ffn: number; dGate: CudaBuffer; dUp: CudaBuffer }): void;
+  devLayernormForward(args: {
+    x: CudaBuffer; gamma: CudaBuffer; beta: CudaBuffer | null; rows: number; dim: number; eps: number; y: CudaBuffer; mean: CudaBuffer; rstd: CudaBuffer;
+  }): void;
+  devLayernormBackward(args: {
+    dy: CudaBuffer; x: CudaBuffer; gamma: CudaBuffer; mean: CudaBuffer; rstd: CudaBuffer; rows: number; dim: number; eps: number;
+    dx: CudaBuffer; dGamma: CudaBuffer | null; dBeta: CudaBuffer | null; accumulate: boolean;
+  }): void;
+  devGeluForward(args: { x: CudaBuffer; n: number; kind: number; y: CudaBuffer }): void;
+  devGeluBackward(args: { dy: CudaBuffer; x: CudaBuffer; n: number; kind: number; dx: CudaBuffer }): void;
+  devMatmulF32Bf16(args: { a: CudaBuffer; b: CudaBuffer; bias: CudaBuffer | null; out: CudaBuffer; m: number; n: number; k: number; transB: boolean }): void;
+  devAdamw(args: {
+    param: CudaBuffer; grad: CudaBuffer; m: CudaBuffer; v: CudaBuffer; n: number;
+    lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; gradScale: number;
+  }): void;
+  devSumSquares(args: { x: CudaBuffer; n: number }): number;
+  devDecodeAttention(args: {
+    q: CudaBuffer; kcache: CudaBuffer; vcache: CudaBuffer; cacheRows: number; base: Int32Array; nkeys: Int32Array;
+    heads: number; kvHeads: number; headDim: number; scale: number; out: CudaBuffer;
+  }): void;
+
   // native/ops/layers: CPU float32 layers, optimizer, RNG, sampling
   rmsnormForward(args: RmsnormForwardArgs): void;
   rmsnormBackward(args: RmsnormBackwardArgs): void;

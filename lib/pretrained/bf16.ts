@@ -10,6 +10,10 @@
 // The helpers take either dtype: a float32 weight goes through exactly the call it
 // went through before (vp.linear, vp.matmul, vp.embedding), so float32 models are
 // unchanged bit for bit.
+// On CUDA (loadPretrained's device 'cuda') a parameter's value is a device tensor
+// of the same dtype; the helpers below that read or write values copy through the
+// host, and toBf16 / toF32 convert on the device (lib/pretrained/device.ts runs
+// the products there).
 // Cost: a bf16 product is 2·M·N·K flops plus M·K roundings; an embedding lookup
 // widens the selected rows (T·d); rounding or widening a parameter is O(size).
 import { embedding, linear } from '../ops/layers.js';
@@ -79,28 +83,52 @@ export function embeddingW(table: Tensor, ids: Int32Array): Tensor {
   return tensor(new Float32Array(out.buffer), [ids.length, d]);
 }
 
-/** A parameter's values as float32 (its own array when float32, else a widened copy). */
+/** A parameter's value on the host, same dtype (the tensor itself on the CPU; a download from CUDA). */
+export function hostValue(p: Param): Tensor {
+  return p.value.device === 'cuda' ? p.value.to('cpu') : p.value;
+}
+
+/** A parameter's values as float32 (its own array when a float32 CPU tensor, else a widened or downloaded copy). */
 export function paramF32(p: Param): Float32Array {
-  return isBf16(p.value) ? widenBf16(p.value.data as Uint16Array) : f32(p.value);
+  const v = hostValue(p);
+  return isBf16(v) ? widenBf16(v.data as Uint16Array) : f32(v);
 }
 
 /** Overwrites a parameter's values (rounded to bfloat16 when it is held in bfloat16). */
 export function setParamF32(p: Param, v: Float32Array): void {
+  if (p.value.device === 'cuda') {
+    const host = isBf16(p.value) ? bf16Tensor(roundBf16(v), p.shape) : tensor(Float32Array.from(v), [...p.shape]);
+    const old = p.value;
+    p.value = host.to('cuda');
+    old.dispose();
+    return;
+  }
   if (isBf16(p.value)) (p.value.data as Uint16Array).set(roundBf16(v));
   else f32(p.value).set(v);
 }
 
 /** Holds a parameter in bfloat16 (rounded to nearest even; exact for values that came from bfloat16). */
 export function toBf16(p: Param): void {
-  if (!isBf16(p.value)) p.value = bf16Tensor(roundBf16(f32(p.value)), p.shape);
+  if (isBf16(p.value)) return;
+  if (p.value.device === 'cuda') {
+    const old = p.value;
+    p.value = old.to('cuda', 'bfloat16');
+    old.dispose();
+  } else p.value = bf16Tensor(roundBf16(f32(p.value)), p.shape);
 }
 
 /** Gives a parameter a float32 master (widened exactly from bfloat16). */
 export function toF32(p: Param): void {
-  if (isBf16(p.value)) p.value = tensor(widenBf16(p.value.data as Uint16Array), [...p.shape]);
+  if (!isBf16(p.value)) return;
+  if (p.value.device === 'cuda') {
+    const old = p.value;
+    p.value = old.to('cuda', 'float32');
+    old.dispose();
+  } else p.value = tensor(widenBf16(p.value.data as Uint16Array), [...p.shape]);
 }
 
-/** A copy of a parameter's value tensor in the same dtype. */
+/** A copy of a parameter's value tensor in the same dtype (on the same device). */
 export function copyValue(p: Param): Tensor {
+  if (p.value.device === 'cuda') return p.value.to('cuda');
   return isBf16(p.value) ? bf16Tensor((p.value.data as Uint16Array).slice(), p.shape) : tensor(f32(p.value).slice(), [...p.shape]);
 }

@@ -1,8 +1,10 @@
 // The Llama / Qwen2 decoder (transformers' modeling_llama.py and
 // modeling_qwen2.py), forward and backward, composed of the package's fused
-// CPU ops: vp.embedding, vp.rmsNorm, vp.linear / vp.matmul (the core SGEMM),
+// ops: vp.embedding, vp.rmsNorm, vp.linear / vp.matmul (the core SGEMM),
 // vp.rope, vp.attention (causal, varlen, grouped-query, never T×T),
-// vp.swiglu, vp.tokenLogprobs and their backward passes.
+// vp.swiglu, vp.tokenLogprobs and their backward passes — on the device of the
+// parameters (lib/pretrained/device.ts dispatches each primitive: the CPU calls
+// above, or their CUDA kernels when the model was loaded with device 'cuda').
 //
 //   h₀ = embed[ids]
 //   per layer:  a = RMSNorm(h)·γ₁;  q,k,v = a·W{q,k,v}ᵀ (+b);  q,k = RoPE(q,k)
@@ -24,14 +26,16 @@
 // runs over target rows only, in row chunks (its logits are kept for the
 // backward pass when they fit `headCacheBytes`, else recomputed).
 import { attention, attentionBackward } from '../ops/attention.js';
-import { embeddingBackward, rmsNorm, rmsNormBackward, rope as ropeOp, swiglu, swigluBackward } from '../ops/layers.js';
 import { tokenLogprobs, tokenLogprobsBackward } from '../ops/logprobs.js';
 import { matmul } from '../ops/matmul.js';
 import { seededRandom } from '../random.js';
-import { embeddingW, linearW, matmulW } from './bf16.js';
 import type { StDType } from '../model/safetensors.js';
 import { Tensor, tensor } from '../tensor.js';
 import { ropeInvFreq, type DecoderSpec } from './config.js';
+import {
+  addInto, colSum, embed, embedGrad, gatherRows, hostF32, linear, matmulWeight, mulMask, onDevice, rmsNormBackwardD, rmsNormD,
+  ropeTableCuda, ropeTheta, scaleInPlace, scatterAddRows, swigluBackwardD, swigluD, view, zerosOn, type Stats,
+} from './device.js';
 
 /** One parameter: an HF-named float32 tensor, its gradient and AdamW state when trained. */
 export interface Param {
@@ -97,7 +101,7 @@ interface LoraSave {
 interface LayerSave {
   x: Tensor;
   n1: Tensor;
-  rstd1: Float32Array;
+  rstd1: Stats;
   q: Tensor;
   k: Tensor;
   v: Tensor;
@@ -105,7 +109,7 @@ interface LayerSave {
   lse: Tensor;
   x2: Tensor;
   n2: Tensor;
-  rstd2: Float32Array;
+  rstd2: Stats;
   g: Tensor;
   u: Tensor;
   h: Tensor;
@@ -120,7 +124,7 @@ export interface Saved {
   layers: LayerSave[];
   /** Input of the final norm, its rstd, and the normed hidden states. */
   xL: Tensor;
-  rstdL: Float32Array;
+  rstdL: Stats;
   hN: Tensor;
   tapLayer: number;
   tapRows: Int32Array | null;
@@ -144,34 +148,15 @@ export interface ForwardPassOptions {
 }
 
 const f32 = (t: Tensor) => t.data as Float32Array;
-const view = (t: Tensor, shape: number[]) => tensor(f32(t), shape);
 
-function addInto(dst: Float32Array, src: Float32Array, scale = 1): void {
-  if (scale === 1) for (let i = 0; i < dst.length; i++) dst[i] += src[i];
-  else for (let i = 0; i < dst.length; i++) dst[i] += scale * src[i];
-}
-
-function scaleInPlace(x: Float32Array, s: number): void {
-  if (s !== 1) for (let i = 0; i < x.length; i++) x[i] *= s;
-}
-
-export function colSum(dy: Tensor): Tensor {
-  const [n, m] = dy.shape;
-  const d = f32(dy);
-  const out = new Float64Array(m);
-  for (let i = 0; i < n; i++) {
-    const row = i * m;
-    for (let j = 0; j < m; j++) out[j] += d[row + j];
-  }
-  return tensor(Float32Array.from(out), [m]);
-}
+export { colSum };
 
 /** Adds a fresh gradient tensor into a parameter's gradient (takes ownership when there is none yet). */
 export function addGrad(p: Param, g: Tensor, scale = 1): void {
   if (!p.grad) {
-    scaleInPlace(f32(g), scale);
+    scaleInPlace(g, scale);
     p.grad = g;
-  } else addInto(f32(p.grad), f32(g), scale);
+  } else addInto(p.grad, g, scale);
 }
 
 /** The decoder: parameters, forward, backward, logits. */
@@ -231,7 +216,7 @@ export class Decoder {
 
   /** RoPE of x [T, heads, D] (also used by generation). */
   rope(x: Tensor, positions: Int32Array, inverse: boolean): Tensor {
-    if (!this.#invFreq) return ropeOp(x, positions, { theta: this.spec.ropeTheta, inverse });
+    if (!this.#invFreq) return ropeTheta(x, positions, this.spec.ropeTheta, inverse);
     const [T, H, D] = x.shape;
     const half = D / 2;
     let maxPos = 0;
@@ -249,6 +234,7 @@ export class Decoder {
         }
       c.positions = P;
     }
+    if (x.device === 'cuda') return ropeTableCuda(x, positions, c.cos, c.sin, c.positions, inverse);
     const src = f32(x);
     const out = new Float32Array(src.length);
     const sgn = inverse ? -1 : 1;
@@ -269,32 +255,38 @@ export class Decoder {
 
   /** A linear layer with its adapter (saves: what backward needs, when training). */
   linFwd(x: Tensor, L: Linear, saves: Map<Linear, LoraSave> | null = null, rnd: (() => number) | null = null): Tensor {
-    const y = linearW(x, L.weight.value, L.bias?.value);
+    const y = linear(x, L.weight.value, L.bias?.value);
     const lo = L.lora;
     if (!lo) return y;
     let xd: Tensor | null = null;
     let mask: Float32Array | null = null;
     if (lo.dropout > 0 && saves && rnd) {
       const keep = 1 / (1 - lo.dropout);
-      const xs = f32(x);
-      mask = new Float32Array(xs.length);
-      const out = new Float32Array(xs.length);
-      for (let i = 0; i < xs.length; i++) {
-        mask[i] = rnd() >= lo.dropout ? keep : 0;
-        out[i] = xs[i] * mask[i];
+      mask = new Float32Array(x.size);
+      if (x.device === 'cuda') {
+        for (let i = 0; i < mask.length; i++) mask[i] = rnd() >= lo.dropout ? keep : 0;
+        xd = x.to('cuda');
+        mulMask(xd, mask);
+      } else {
+        const xs = f32(x);
+        const out = new Float32Array(xs.length);
+        for (let i = 0; i < xs.length; i++) {
+          mask[i] = rnd() >= lo.dropout ? keep : 0;
+          out[i] = xs[i] * mask[i];
+        }
+        xd = tensor(out, [...x.shape]);
       }
-      xd = tensor(out, [...x.shape]);
     }
     const u = matmul(xd ?? x, lo.a.value, { transB: true });
     const yb = matmul(u, lo.b.value, { transB: true });
-    addInto(f32(y), f32(yb), lo.scale);
+    addInto(y, yb, lo.scale);
     if (saves) saves.set(L, { xd, mask, u });
     return y;
   }
 
   /** dx of a linear (null when not needed), accumulating its trainable parameters' gradients. */
   #linBwd(dy: Tensor, x: Tensor, L: Linear, save: LoraSave | undefined, needDx: boolean): Tensor | null {
-    const dx = needDx ? matmulW(dy, L.weight.value) : null;
+    const dx = needDx ? matmulWeight(dy, L.weight.value) : null;
     if (L.weight.trainable) addGrad(L.weight, matmul(dy, x, { transA: true }));
     if (L.bias?.trainable) addGrad(L.bias, colSum(dy));
     const lo = L.lora;
@@ -303,12 +295,12 @@ export class Decoder {
       if (lo.b.trainable) addGrad(lo.b, matmul(dy, save.u, { transA: true }), s);
       if (lo.a.trainable || dx) {
         const du = matmul(dy, lo.b.value);
-        scaleInPlace(f32(du), s);
+        scaleInPlace(du, s);
         if (lo.a.trainable) addGrad(lo.a, matmul(du, save.xd ?? x, { transA: true }));
         if (dx) {
-          const dxd = f32(matmul(du, lo.a.value));
-          if (save.mask) for (let i = 0; i < dxd.length; i++) dxd[i] *= save.mask[i];
-          addInto(f32(dx), dxd);
+          const dxd = matmul(du, lo.a.value);
+          if (save.mask) mulMask(dxd, save.mask);
+          addInto(dx, dxd);
         }
       }
     }
@@ -332,13 +324,26 @@ export class Decoder {
     const tap = new Float32Array((tapRows?.length ?? 0) * d);
     const takeTap = (x: Tensor) => {
       if (!tapRows) return;
+      if (x.device === 'cuda') {
+        tap.set(hostF32(gatherRows(x, tapRows)));
+        return;
+      }
       const xs = f32(x);
       tapRows.forEach((r, i) => tap.set(xs.subarray(r * d, (r + 1) * d), i * d));
     };
     const rnd = train && opts.dropoutSeed !== undefined ? seededRandom(opts.dropoutSeed) : null;
     const attOpts = { cuSeqlensQ: cu, causal: true };
-    let x = embeddingW(this.embed.value, ids);
-    if (opts.inputEmbeds && opts.replaced) {
+    let x = embed(this.embed.value, ids);
+    if (opts.inputEmbeds && opts.replaced && x.device === 'cuda') {
+      // Rows of the embedding where not replaced, of inputEmbeds where replaced (copied by adding to zeros).
+      const rep = opts.replaced;
+      const keep = Int32Array.from({ length: T }, (_, t) => t).filter((t) => !rep[t]);
+      const put = Int32Array.from({ length: T }, (_, t) => t).filter((t) => rep[t]);
+      const x0 = zerosOn([T, d], 'cuda');
+      scatterAddRows(x0, gatherRows(x, keep), keep);
+      scatterAddRows(x0, gatherRows(opts.inputEmbeds, put), put);
+      x = x0;
+    } else if (opts.inputEmbeds && opts.replaced) {
       const xs = f32(x), src = f32(opts.inputEmbeds);
       for (let t = 0; t < T; t++) if (opts.replaced[t]) xs.set(src.subarray(t * d, (t + 1) * d), t * d);
     }
@@ -347,32 +352,32 @@ export class Decoder {
       if (l === tapLayer) takeTap(x);
       const L = this.layers[l];
       const loraSaves = train ? new Map<Linear, LoraSave>() : null;
-      const { y: n1, rstd: rstd1 } = rmsNorm(x, L.ln1.value, { eps: s.rmsNormEps });
+      const { y: n1, rstd: rstd1 } = rmsNormD(x, L.ln1.value, s.rmsNormEps);
       const q = this.rope(view(this.linFwd(n1, L.q, loraSaves, rnd), [T, s.heads, s.headDim]), positions, false);
       const k = this.rope(view(this.linFwd(n1, L.k, loraSaves, rnd), [T, s.kvHeads, s.headDim]), positions, false);
       const v = view(this.linFwd(n1, L.v, loraSaves, rnd), [T, s.kvHeads, s.headDim]);
       opts.onKV?.(l, k, v);
       const { out: att, lse } = attention(q, k, v, attOpts);
       const x2 = this.linFwd(view(att, [T, s.heads * s.headDim]), L.o, loraSaves, rnd);
-      addInto(f32(x2), f32(x));
-      const { y: n2, rstd: rstd2 } = rmsNorm(x2, L.ln2.value, { eps: s.rmsNormEps });
+      addInto(x2, x);
+      const { y: n2, rstd: rstd2 } = rmsNormD(x2, L.ln2.value, s.rmsNormEps);
       const g = this.linFwd(n2, L.gate, loraSaves, rnd);
       const u = this.linFwd(n2, L.up, loraSaves, rnd);
-      const h = swiglu(g, u);
+      const h = swigluD(g, u);
       const x3 = this.linFwd(h, L.down, loraSaves, rnd);
-      addInto(f32(x3), f32(x2));
+      addInto(x3, x2);
       if (train) saves.push({ x, n1, rstd1, q, k, v, att, lse, x2, n2, rstd2, g, u, h, lora: loraSaves! });
       x = x3;
     }
     if (tapLayer === s.layers) takeTap(x);
-    const { y: hN, rstd: rstdL } = rmsNorm(x, this.norm.value, { eps: s.rmsNormEps });
+    const { y: hN, rstd: rstdL } = rmsNormD(x, this.norm.value, s.rmsNormEps);
     const saved: Saved | null = train ? { ids, positions, cu, layers: saves, xL: x, rstdL, hN, tapLayer, tapRows, replaced: opts.replaced ?? null } : null;
     return { hN, saved, tap };
   }
 
   /** Logits [rows, V] of hidden states [rows, d]. */
   logits(h: Tensor): Tensor {
-    return matmulW(h, this.head.value, { transB: true });
+    return matmulWeight(h, this.head.value, { transB: true });
   }
 
   /** Rows per chunk of the LM head so that one chunk's logits stay near 64 MiB. */
@@ -387,16 +392,20 @@ export class Decoder {
   headLogprobs(hN: Tensor, rows: Int32Array, targets: Int32Array, keep: boolean): { logprobs: Float32Array; state: HeadState } {
     const d = this.spec.hidden;
     const n = rows.length;
-    const hs = f32(hN);
-    const sel = new Float32Array(n * d);
-    for (let i = 0; i < n; i++) sel.set(hs.subarray(rows[i] * d, (rows[i] + 1) * d), i * d);
+    let sel: Float32Array | Tensor;
+    if (hN.device === 'cuda') sel = gatherRows(hN, rows);
+    else {
+      const hs = f32(hN);
+      sel = new Float32Array(n * d);
+      for (let i = 0; i < n; i++) sel.set(hs.subarray(rows[i] * d, (rows[i] + 1) * d), i * d);
+    }
     const logprobs = new Float32Array(n);
     const chunk = this.#headChunk();
     const cache = keep && n * this.spec.vocab * 4 <= this.headCacheBytes;
     const kept: Tensor[] = [];
     for (let i0 = 0; i0 < n; i0 += chunk) {
       const i1 = Math.min(n, i0 + chunk);
-      const hc = tensor(sel.subarray(i0 * d, i1 * d), [i1 - i0, d]);
+      const hc = selRows(sel, i0, i1, n, d);
       const lg = this.logits(hc);
       logprobs.set(tokenLogprobs(lg, targets.subarray(i0, i1)), i0);
       if (cache) kept.push(lg);
@@ -409,20 +418,28 @@ export class Decoder {
     const d = this.spec.hidden;
     const { sel, rows, targets } = state;
     const n = rows.length;
-    const dH = new Float32Array(T * d);
+    const onCuda = sel instanceof Tensor;
+    const dHt = zerosOn([T, d], onCuda ? 'cuda' : 'cpu');
+    const dH = onCuda ? null : f32(dHt);
     const chunk = this.#headChunk();
     const W = this.head.value;
     for (let c = 0, i0 = 0; i0 < n; c++, i0 += chunk) {
       const i1 = Math.min(n, i0 + chunk);
-      const hc = tensor(sel.subarray(i0 * d, i1 * d), [i1 - i0, d]);
+      const hc = selRows(sel, i0, i1, n, d);
       const lg = state.kept ? state.kept[c] : this.logits(hc);
       const dl = tokenLogprobsBackward(dLogprobs.subarray(i0, i1), lg, targets.subarray(i0, i1));
-      const dhc = f32(matmulW(dl, W));
-      for (let i = i0; i < i1; i++) addInto(dH.subarray(rows[i] * d, (rows[i] + 1) * d), dhc.subarray((i - i0) * d, (i - i0 + 1) * d));
+      const dhcT = matmulWeight(dl, W);
+      if (dH) {
+        const dhc = f32(dhcT);
+        for (let i = i0; i < i1; i++) {
+          const o = rows[i] * d, p = (i - i0) * d;
+          for (let j = 0; j < d; j++) dH[o + j] += dhc[p + j];
+        }
+      } else scatterAddRows(dHt, dhcT, rows.subarray(i0, i1));
       if (this.head.trainable) addGrad(this.head, matmul(dl, hc, { transA: true }));
     }
     state.kept = null;
-    return tensor(dH, [T, d]);
+    return dHt;
   }
 
   // ------------------------------------------------------------------ backward
@@ -437,13 +454,20 @@ export class Decoder {
     const T = saved.ids.length;
     const d = s.hidden;
     const attOpts = { cuSeqlensQ: saved.cu, causal: true };
-    const { dx: dxL, dGain: dNorm } = rmsNormBackward(dHN, saved.xL, this.norm.value, saved.rstdL, { eps: s.rmsNormEps });
+    const { dx: dxL, dGain: dNorm } = rmsNormBackwardD(dHN, saved.xL, this.norm.value, saved.rstdL, s.rmsNormEps);
     if (this.norm.trainable) addGrad(this.norm, dNorm);
     let dx = dxL;
     const addTap = (l: number) => {
       if (!dTap || !saved.tapRows || saved.tapLayer !== l) return;
+      if (dx.device === 'cuda') {
+        scatterAddRows(dx, onDevice(dTap, [saved.tapRows.length, d], 'cuda'), saved.tapRows);
+        return;
+      }
       const g = f32(dx);
-      saved.tapRows.forEach((r, i) => addInto(g.subarray(r * d, (r + 1) * d), dTap.subarray(i * d, (i + 1) * d)));
+      saved.tapRows.forEach((r, i) => {
+        const o = r * d, p = i * d;
+        for (let j = 0; j < d; j++) g[o + j] += dTap[p + j];
+      });
     };
     addTap(s.layers);
     const needEmbedGrad = this.embed.trainable;
@@ -452,13 +476,13 @@ export class Decoder {
       const S = saved.layers[l];
       // MLP
       const dh = this.#linBwd(dx, S.h, L.down, S.lora.get(L.down), true)!;
-      const { dGate, dUp } = swigluBackward(dh, S.g, S.u);
+      const { dGate, dUp } = swigluBackwardD(dh, S.g, S.u);
       const dn2 = this.#linBwd(dGate, S.n2, L.gate, S.lora.get(L.gate), true)!;
-      addInto(f32(dn2), f32(this.#linBwd(dUp, S.n2, L.up, S.lora.get(L.up), true)!));
-      const r2 = rmsNormBackward(dn2, S.x2, L.ln2.value, S.rstd2, { eps: s.rmsNormEps });
+      addInto(dn2, this.#linBwd(dUp, S.n2, L.up, S.lora.get(L.up), true)!);
+      const r2 = rmsNormBackwardD(dn2, S.x2, L.ln2.value, S.rstd2, s.rmsNormEps);
       if (L.ln2.trainable) addGrad(L.ln2, r2.dGain);
       const dx2 = r2.dx;
-      addInto(f32(dx2), f32(dx));
+      addInto(dx2, dx);
       // Attention
       const attFlat = view(S.att, [T, s.heads * s.headDim]);
       const dAtt = this.#linBwd(dx2, attFlat, L.o, S.lora.get(L.o), true)!;
@@ -471,16 +495,23 @@ export class Decoder {
       const dk1 = this.#linBwd(flat(dk, s.kvHeads), S.n1, L.k, S.lora.get(L.k), needDx);
       const dv1 = this.#linBwd(flat(g.dv, s.kvHeads), S.n1, L.v, S.lora.get(L.v), needDx);
       if (dn1 && dk1 && dv1) {
-        addInto(f32(dn1), f32(dk1));
-        addInto(f32(dn1), f32(dv1));
-        const r1 = rmsNormBackward(dn1, S.x, L.ln1.value, S.rstd1, { eps: s.rmsNormEps });
+        addInto(dn1, dk1);
+        addInto(dn1, dv1);
+        const r1 = rmsNormBackwardD(dn1, S.x, L.ln1.value, S.rstd1, s.rmsNormEps);
         if (L.ln1.trainable) addGrad(L.ln1, r1.dGain);
-        addInto(f32(r1.dx), f32(dx2));
+        addInto(r1.dx, dx2);
         dx = r1.dx;
       } else dx = dx2; // layer 0 with nothing trainable below it: dx is not used
       addTap(l);
     }
-    if (needEmbedGrad) {
+    if (needEmbedGrad && dx.device === 'cuda') {
+      this.embed.grad ??= zerosOn([s.vocab, d], 'cuda');
+      const rep = saved.replaced;
+      if (rep) {
+        const keep = Int32Array.from({ length: T }, (_, t) => t).filter((t) => !rep[t]);
+        embedGrad(gatherRows(dx, keep), Int32Array.from(keep, (t) => saved.ids[t]), s.vocab, this.embed.grad);
+      } else embedGrad(dx, saved.ids, s.vocab, this.embed.grad);
+    } else if (needEmbedGrad) {
       if (!this.embed.grad) this.embed.grad = tensor(new Float32Array(s.vocab * d), [s.vocab, d]);
       let dEmb = dx;
       if (saved.replaced) {
@@ -488,7 +519,7 @@ export class Decoder {
         for (let t = 0; t < T; t++) if (saved.replaced[t]) g.fill(0, t * d, (t + 1) * d);
         dEmb = tensor(g, [T, d]);
       }
-      embeddingBackward(dEmb, saved.ids, s.vocab, { dTable: this.embed.grad });
+      embedGrad(dEmb, saved.ids, s.vocab, this.embed.grad);
     }
     return needInputGrad ? dx : null;
   }
@@ -496,8 +527,16 @@ export class Decoder {
 
 /** What headLogprobs keeps for headBackward. */
 export interface HeadState {
-  sel: Float32Array;
+  /** The selected rows of hN [n, d]: host values, or a device tensor on CUDA. */
+  sel: Float32Array | Tensor;
   rows: Int32Array;
   targets: Int32Array;
   kept: Tensor[] | null;
+}
+
+/** Rows [i0, i1) of the selected hidden states as a [i1 - i0, d] tensor (a view on the CPU). */
+function selRows(sel: Float32Array | Tensor, i0: number, i1: number, n: number, d: number): Tensor {
+  if (!(sel instanceof Tensor)) return tensor(sel.subarray(i0 * d, i1 * d), [i1 - i0, d]);
+  if (i0 === 0 && i1 === n) return sel;
+  return gatherRows(sel, Int32Array.from({ length: i1 - i0 }, (_, i) => i0 + i));
 }

@@ -12,14 +12,48 @@
 // or in a batch. A sequence stops after an end-of-sequence id (kept in its
 // output) or maxTokens tokens.
 //
+// On CUDA (a model loaded with device 'cuda') the cache is a device buffer per
+// layer, rows written by scatter-add into zeros, and each step's attention is
+// one decode-attention kernel over every active sequence's cache rows
+// (vp::cuda::decode_attention); only each step's logits [active, V] come back
+// to the host for sampling.
 // Cost per generated token: 2·P multiply-adds (P = the decoder's matrices) plus
 // O(layers · H · D · context) for attention; cache memory
 // 2 · layers · Hkv · D · Σ(prompt + maxTokens) floats.
+import { native } from '../native.js';
 import { attention } from '../ops/attention.js';
 import { rmsNorm, sampleTokens, swiglu } from '../ops/layers.js';
-import { tensor, type Tensor } from '../tensor.js';
+import { emptyLike, tensor, type Tensor } from '../tensor.js';
 import { embeddingW } from './bf16.js';
 import type { Decoder } from './decoder.js';
+import { addInto, embed, gatherRows, rmsNormD, scatterAddRows, swigluD, view, zerosOn } from './device.js';
+
+type GenOptions = { maxTokens: number; temperature: number; topP: number; seed: number; eos: ReadonlySet<number> };
+
+/**
+ * One sampling step: the next token of every active sequence from its logits
+ * [active, V] (host), appended to its output; returns the sequences that go on
+ * and their new tokens.
+ */
+function sampleStep(logits: Tensor, vocab: number, banned: readonly number[], o: GenOptions, step: number, active: number[], out: number[][]): { next: number[]; nextToks: number[] } {
+  if (banned.length) {
+    const lg = f32(logits);
+    for (let r = 0; r < logits.shape[0]; r++) for (const id of banned) lg[r * vocab + id] = -1e30; // sampleTokens takes finite logits only
+  }
+  const toks = sampleTokens(logits, {
+    temperature: o.temperature, topP: o.topP, seed: o.seed, step, streams: active,
+  });
+  const next: number[] = [];
+  const nextToks: number[] = [];
+  active.forEach((b, i) => {
+    out[b].push(toks[i]);
+    if (!o.eos.has(toks[i]) && step + 1 < o.maxTokens) {
+      next.push(b);
+      nextToks.push(toks[i]);
+    }
+  });
+  return { next, nextToks };
+}
 
 export interface TextGenerateOptions {
   /** New tokens per sequence at most (default 32). */
@@ -39,7 +73,7 @@ const f32 = (t: Tensor) => t.data as Float32Array;
 export function generateTokens(
   dec: Decoder,
   prompts: readonly Int32Array[],
-  o: { maxTokens: number; temperature: number; topP: number; seed: number; eos: ReadonlySet<number> },
+  o: GenOptions,
   prefill?: { inputEmbeds: Tensor; replaced: Uint8Array },
   /** Ids never sampled (a vision-language model's image token: its rows are visual features only). */
   banned: readonly number[] = [],
@@ -48,6 +82,7 @@ export function generateTokens(
   const B = prompts.length;
   const out: number[][] = prompts.map(() => []);
   if (B === 0 || o.maxTokens === 0) return out.map((x) => Int32Array.from(x));
+  if (dec.embed.value.device === 'cuda') return generateCuda(dec, prompts, o, out, prefill, banned);
   const kvd = s.kvHeads * s.headDim;
   const base = new Int32Array(B + 1);
   prompts.forEach((p, b) => (base[b + 1] = base[b] + p.length + o.maxTokens));
@@ -80,23 +115,7 @@ export function generateTokens(
   let h = tensor(last, [B, d]);
   const attScale = 1 / Math.sqrt(s.headDim);
   for (let step = 0; step < o.maxTokens && active.length > 0; step++) {
-    const logits = dec.logits(h);
-    if (banned.length) {
-      const lg = f32(logits);
-      for (let r = 0; r < logits.shape[0]; r++) for (const id of banned) lg[r * s.vocab + id] = -1e30; // sampleTokens takes finite logits only
-    }
-    const toks = sampleTokens(logits, {
-      temperature: o.temperature, topP: o.topP, seed: o.seed, step, streams: active,
-    });
-    const next: number[] = [];
-    const nextToks: number[] = [];
-    active.forEach((b, i) => {
-      out[b].push(toks[i]);
-      if (!o.eos.has(toks[i]) && step + 1 < o.maxTokens) {
-        next.push(b);
-        nextToks.push(toks[i]);
-      }
-    });
+    const { next, nextToks } = sampleStep(dec.logits(h), s.vocab, banned, o, step, active, out);
     active = next;
     const A = active.length;
     if (A === 0) break;
@@ -133,5 +152,79 @@ export function generateTokens(
     for (const b of active) lens[b]++;
     h = rmsNorm(x, dec.norm.value, { eps: s.rmsNormEps }).y;
   }
+  return out.map((x) => Int32Array.from(x));
+}
+
+/** generateTokens on CUDA: the same steps with the cache and every layer on the device (see the file comment). */
+function generateCuda(
+  dec: Decoder, prompts: readonly Int32Array[], o: GenOptions, out: number[][],
+  prefill: { inputEmbeds: Tensor; replaced: Uint8Array } | undefined, banned: readonly number[],
+): Int32Array[] {
+  const s = dec.spec;
+  const B = prompts.length;
+  const kvd = s.kvHeads * s.headDim;
+  const base = new Int32Array(B + 1);
+  prompts.forEach((p, b) => (base[b + 1] = base[b] + p.length + o.maxTokens));
+  const rowsCache = base[B];
+  const cacheK = Array.from({ length: s.layers }, () => zerosOn([rowsCache, kvd], 'cuda'));
+  const cacheV = Array.from({ length: s.layers }, () => zerosOn([rowsCache, kvd], 'cuda'));
+  const cu = new Int32Array(B + 1);
+  prompts.forEach((p, b) => (cu[b + 1] = cu[b] + p.length));
+  const ids = new Int32Array(cu[B]);
+  const positions = new Int32Array(cu[B]);
+  const cacheRow = new Int32Array(cu[B]);
+  prompts.forEach((p, b) => {
+    ids.set(p, cu[b]);
+    for (let i = 0; i < p.length; i++) {
+      positions[cu[b] + i] = i;
+      cacheRow[cu[b] + i] = base[b] + i;
+    }
+  });
+  const { hN } = dec.forward(ids, positions, cu, {
+    ...(prefill ?? {}),
+    onKV: (l, k, v) => {
+      scatterAddRows(cacheK[l], view(k, [cu[B], kvd]), cacheRow);
+      scatterAddRows(cacheV[l], view(v, [cu[B], kvd]), cacheRow);
+    },
+  });
+  const lens = prompts.map((p) => p.length);
+  let active = Array.from({ length: B }, (_, b) => b);
+  let h = gatherRows(hN, Int32Array.from({ length: B }, (_, b) => cu[b + 1] - 1));
+  const attScale = 1 / Math.sqrt(s.headDim);
+  const hd = s.heads * s.headDim;
+  for (let step = 0; step < o.maxTokens && active.length > 0; step++) {
+    const { next, nextToks } = sampleStep(dec.logits(h).to('cpu'), s.vocab, banned, o, step, active, out);
+    active = next;
+    const A = active.length;
+    if (A === 0) break;
+    const pos = Int32Array.from(active, (b) => lens[b]);
+    const rowNew = Int32Array.from(active, (b) => base[b] + lens[b]);
+    const rowBase = Int32Array.from(active, (b) => base[b]);
+    const nkeys = Int32Array.from(active, (b) => lens[b] + 1);
+    let x = embed(dec.embed.value, Int32Array.from(nextToks));
+    for (let l = 0; l < s.layers; l++) {
+      const L = dec.layers[l];
+      const { y: n1 } = rmsNormD(x, L.ln1.value, s.rmsNormEps);
+      const q = dec.rope(view(dec.linFwd(n1, L.q), [A, s.heads, s.headDim]), pos, false);
+      const k = dec.rope(view(dec.linFwd(n1, L.k), [A, s.kvHeads, s.headDim]), pos, false);
+      const v = dec.linFwd(n1, L.v);
+      scatterAddRows(cacheK[l], view(k, [A, kvd]), rowNew);
+      scatterAddRows(cacheV[l], v, rowNew);
+      const att = emptyLike([A, hd], 'float32', 'cuda');
+      native().devDecodeAttention({
+        q: q.handle, kcache: cacheK[l].handle, vcache: cacheV[l].handle, cacheRows: rowsCache, base: rowBase, nkeys,
+        heads: s.heads, kvHeads: s.kvHeads, headDim: s.headDim, scale: attScale, out: att.handle,
+      });
+      const x2 = dec.linFwd(att, L.o);
+      addInto(x2, x);
+      const { y: n2 } = rmsNormD(x2, L.ln2.value, s.rmsNormEps);
+      const x3 = dec.linFwd(swigluD(dec.linFwd(n2, L.gate), dec.linFwd(n2, L.up)), L.down);
+      addInto(x3, x2);
+      x = x3;
+    }
+    for (const b of active) lens[b]++;
+    h = rmsNormD(x, dec.norm.value, s.rmsNormEps).y;
+  }
+  for (const c of [...cacheK, ...cacheV]) c.dispose();
   return out.map((x) => Int32Array.from(x));
 }

@@ -21,7 +21,7 @@ import { randu } from '../ops/layers.js';
 import { CheckpointError, readSafetensors, writeSafetensors, type StTensor } from '../model/safetensors.js';
 import { tensor } from '../tensor.js';
 import { checkBoolean, checkNumber, checkOptions } from '../validate.js';
-import { paramF32, setParamF32 } from './bf16.js';
+import { hostValue, paramF32, setParamF32 } from './bf16.js';
 import { toFloat32 } from './checkpoint.js';
 import { readJsonObject } from './config.js';
 import { LINEAR_KINDS, type Decoder, type Linear, type LinearKind, type Param } from './decoder.js';
@@ -135,7 +135,7 @@ export function attachLoaded(dec: Decoder, st: LoraState, tensors: Map<string, {
 /** W + s·B·A of a linear with an adapter (a new array; W itself unchanged). */
 export function mergedWeight(L: Linear): Float32Array {
   const lo = L.lora!;
-  const ba = matmul(lo.b.value, lo.a.value).data as Float32Array;
+  const ba = matmul(hostValue(lo.b), hostValue(lo.a)).data as Float32Array;
   const w = paramF32(L.weight);
   const out = new Float32Array(w.length);
   for (let i = 0; i < w.length; i++) out[i] = w[i] + lo.scale * ba[i];
@@ -160,7 +160,7 @@ export function adapterTensors(dec: Decoder): Record<string, StTensor> {
   const out: Record<string, StTensor> = {};
   for (const L of dec.linears()) {
     if (!L.lora) continue;
-    for (const p of [L.lora.a, L.lora.b]) out[PEFT_PREFIX + p.name] = { dtype: 'F32', shape: [...p.shape], data: p.value.data as Float32Array };
+    for (const p of [L.lora.a, L.lora.b]) out[PEFT_PREFIX + p.name] = { dtype: 'F32', shape: [...p.shape], data: paramF32(p) };
   }
   return out;
 }

@@ -6,18 +6,22 @@
 // The model also speaks the training interface of vp.VideoLM (forward over a
 // packed batch, backward with gradLoss / dTap / dLogprobs, stepOptimizer,
 // generateBatch, sequenceLogprobs, clone, copyStateFrom), restricted to text:
-// a batch's sequences hold text segments only. Everything runs on the CPU in
-// float32 through the package's fused ops (lib/pretrained/decoder.ts), on the
-// calling thread; with dtype 'bfloat16' the frozen weight matrices are held in
-// bfloat16 and multiplied by the bf16 GEMM (lib/pretrained/bf16.ts). Cost: see
-// decoder.ts and generate.ts.
+// a batch's sequences hold text segments only. Everything runs in float32
+// through the package's fused ops (lib/pretrained/decoder.ts), on the calling
+// thread, on the CPU or — loaded with device 'cuda' — on the GPU, where the
+// parameters, gradients and AdamW state live (lib/pretrained/device.ts; token
+// ids, row indices and the per-token log-probs stay on the host). With dtype
+// 'bfloat16' (and, on CUDA by default, for matrices stored as BF16) the frozen
+// weight matrices are held in bfloat16 and multiplied with float32 accumulation
+// (lib/pretrained/bf16.ts). Cost: see decoder.ts and generate.ts.
 import { existsSync, realpathSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, rangeError, typeError } from '../errors.js';
-import { clipGradNorm, adamwStep, lrAt } from '../ops/layers.js';
+import { lrAt } from '../ops/layers.js';
 import { CheckpointError, readSafetensors, writeSafetensors, type StDType, type StTensor } from '../model/safetensors.js';
 import type { BackwardOptions, ForwardOptions, ForwardResult, StepOptions, VideoLMBatch, VideoLMLayout } from '../model/videolm.js';
-import { Tensor, tensor } from '../tensor.js';
+import { Tensor, tensor, bytesPerElement } from '../tensor.js';
+import { backendInfo } from '../backend.js';
 import { checkBoolean, checkNumber, checkOptions, float32Vector, int32Vector } from '../validate.js';
 import { ChatTemplate, type ChatMessage, type ChatTemplateOptions } from './chat-template.js';
 import { readWeights, storedTensorNames, type WeightLayout } from './checkpoint.js';
@@ -25,7 +29,8 @@ import { expectedTensors, parseConfig, readJsonObject, type Architecture, type D
 import { checkPixelValues, mergeVisual, type VisualInput } from './vlm-input.js';
 import { VisionLanguageBridge, type ConnectorSaved } from './vision.js';
 import { expectedVlmTensors, isVlmConfig, parseVlmConfig, textName, type VlmArchitecture, type VlmSpec } from './vlm-config.js';
-import { bf16Tensor, copyValue, isBf16, paramF32, setParamF32, toBf16, toF32 } from './bf16.js';
+import { bf16Tensor, copyValue, hostValue, isBf16, paramF32, setParamF32, toBf16, toF32 } from './bf16.js';
+import { adamw, gatherRows, gradNorm, hostF32, zerosOn } from './device.js';
 import { Decoder, type HeadState, type Param, type Saved } from './decoder.js';
 import { generateTokens, type TextGenerateOptions } from './generate.js';
 import { attachLoaded, attachLora, checkLoraOptions, mergedWeight, mergeInto, readAdapter, writeAdapter, type LoraOptions, type LoraState } from './lora.js';
@@ -35,10 +40,15 @@ import { processImages, type ProcessedImages } from './images.js';
 import { PretrainedTokenizer } from './tokenizer.js';
 
 export interface LoadPretrainedOptions {
-  /** 'cpu' (default). CUDA is not implemented for pretrained models yet. */
+  /**
+   * 'cpu' (default) or 'cuda': parameters, gradients and optimizer state on the GPU, every
+   * layer on its CUDA kernels (docs/pretrained.md, "On a GPU"; not yet run on a GPU).
+   */
   device?: 'cpu' | 'cuda';
   /**
-   * 'float32' (default; also 'auto'): every weight is a float32 tensor, whatever the stored dtype.
+   * 'float32' (the CPU default): every weight is a float32 tensor, whatever the stored dtype.
+   * 'auto': on the CPU as 'float32'; on CUDA (its default) each frozen weight matrix stored
+   * as BF16 stays bfloat16, the rest float32.
    * 'bfloat16': every weight matrix that is not being trained is held in bfloat16 (half the bytes)
    * and multiplied by the bf16 GEMM with float32 accumulation; trained weights are float32
    * masters (docs/pretrained.md, "bfloat16 weights").
@@ -135,9 +145,13 @@ export class PretrainedModel {
   readonly vlm: VlmSpec | null;
   /** The folder it was loaded from. */
   readonly dir: string;
-  readonly device: 'cpu' = 'cpu';
-  /** 'bfloat16': weight matrices not being trained are held in bfloat16 (loadPretrained's opts.dtype); else 'float32'. */
-  readonly dtype: 'float32' | 'bfloat16';
+  /** Where the parameters live and the layers run (loadPretrained's opts.device). */
+  readonly device: 'cpu' | 'cuda';
+  /**
+   * 'bfloat16': weight matrices not being trained are held in bfloat16 (loadPretrained's opts.dtype);
+   * 'auto' (CUDA only): those stored as BF16 are; else 'float32'.
+   */
+  readonly dtype: 'float32' | 'bfloat16' | 'auto';
   /** generation_config.json, when the folder has one. */
   readonly generationConfig: Readonly<Record<string, unknown>> | undefined;
   #tokenizer: PretrainedTokenizer | undefined;
@@ -160,8 +174,10 @@ export class PretrainedModel {
     config: Record<string, unknown>; spec: DecoderSpec; dir: string; generationConfig?: Record<string, unknown>;
     tokenizer?: PretrainedTokenizer; template?: ChatTemplate; base: Map<string, Param>; layout: SaveLayout;
     extras: Map<string, StTensor>; vlm?: VlmSpec | null; preprocessor?: Record<string, unknown>; bf16?: boolean;
+    device?: 'cpu' | 'cuda'; dtype?: 'float32' | 'bfloat16' | 'auto';
   }) {
-    this.dtype = init.bf16 ? 'bfloat16' : 'float32';
+    this.device = init.device ?? 'cpu';
+    this.dtype = init.dtype ?? (init.bf16 ? 'bfloat16' : 'float32');
     this.config = Object.freeze(init.config);
     this.spec = init.spec;
     this.vlm = init.vlm ?? null;
@@ -200,10 +216,13 @@ export class PretrainedModel {
     if (typeof dir !== 'string' || dir.length === 0) throw typeError(fn, 'dir', 'a folder path', describe(dir));
     const o = checkOptions(fn, opts);
     if (o.device !== undefined && o.device !== 'cpu' && o.device !== 'cuda') throw typeError(fn, 'opts.device', "'cpu' or 'cuda'", describe(o.device));
-    if (o.device === 'cuda') throw new Error(`${fn}: opts.device 'cuda' is not implemented for pretrained models yet; load on 'cpu' (docs/pretrained.md)`);
     if (o.dtype !== undefined && o.dtype !== 'float32' && o.dtype !== 'auto' && o.dtype !== 'bfloat16')
-      throw typeError(fn, 'opts.dtype', "'float32', 'auto' (float32 weights, bf16/f16 widened) or 'bfloat16' (frozen matrices held in bfloat16)", describe(o.dtype));
+      throw typeError(fn, 'opts.dtype', "'float32', 'auto' (float32 weights, bf16/f16 widened; on CUDA frozen BF16 matrices kept) or 'bfloat16' (frozen matrices held in bfloat16)", describe(o.dtype));
+    const device: 'cpu' | 'cuda' = o.device === 'cuda' ? 'cuda' : 'cpu';
+    if (device === 'cuda' && !backendInfo().cuda)
+      throw new Error(`${fn}: opts.device 'cuda': no usable GPU (${backendInfo().cudaReason ?? 'CUDA is unavailable'}); load on 'cpu'`);
     const bf16 = o.dtype === 'bfloat16';
+    const dtype: 'float32' | 'bfloat16' | 'auto' = bf16 ? 'bfloat16' : device === 'cuda' && o.dtype !== 'float32' ? 'auto' : 'float32';
     if (o.adapter !== undefined && (typeof o.adapter !== 'string' || !o.adapter)) throw typeError(fn, 'opts.adapter', 'a PEFT adapter folder path', describe(o.adapter));
     const cfgPath = join(dir, 'config.json');
     if (!existsSync(cfgPath)) throw new CheckpointError(`${cfgPath}: not found (not a Hugging Face model folder?)`);
@@ -250,8 +269,9 @@ export class PretrainedModel {
     const model = new PretrainedModel({
       config, spec, dir: resolve(dir), generationConfig, tokenizer, template, base,
       layout: { sourceDir: resolve(dir), files: w.files, index: w.index, otherFiles: snapshotOtherFiles(dir) },
-      extras: w.extras, vlm, preprocessor, bf16,
+      extras: w.extras, vlm, preprocessor, bf16, device, dtype,
     });
+    if (device === 'cuda') model.#placeOnDevice();
     if (o.adapter !== undefined) await model.loadAdapter(o.adapter as string);
     return model;
   }
@@ -336,14 +356,14 @@ export class PretrainedModel {
   /** Bytes held by the parameters' values (not gradients or optimizer state): 2 per bfloat16 weight, 4 per float32 one. */
   get parameterBytes(): number {
     let n = 0;
-    for (const p of this.#allParams()) n += p.value.data.byteLength;
+    for (const p of this.#allParams()) n += p.value.size * bytesPerElement(p.value.dtype);
     return n;
   }
 
   /** Copies of the accumulated gradients of the trained parameters (zeros where backward() gave none). */
   gradients(): Record<string, Float32Array> {
     const out: Record<string, Float32Array> = {};
-    for (const p of this.#allParams()) if (p.trainable) out[p.name] = p.grad ? (p.grad.data as Float32Array).slice() : new Float32Array(p.value.size);
+    for (const p of this.#allParams()) if (p.trainable) out[p.name] = p.grad ? hostF32(p.grad).slice() : new Float32Array(p.value.size);
     return out;
   }
 
@@ -401,6 +421,7 @@ export class PretrainedModel {
     const { seed, ...state } = st;
     const got = attachLora(dec, state, seed, this.#base.values());
     this.#lora = state;
+    this.#placeOnDevice();
     this.#clearOptimizer();
     return { targets: got.map((L) => L.path), trainableParams: this.numTrainable };
   }
@@ -414,6 +435,7 @@ export class PretrainedModel {
     const { state, tensors } = readAdapter(dir, dec);
     attachLoaded(dec, state, tensors, this.#base.values());
     this.#lora = state;
+    this.#placeOnDevice();
     this.#clearOptimizer();
   }
 
@@ -449,9 +471,25 @@ export class PretrainedModel {
     for (const p of this.#allParams()) {
       p.grad = p.m = p.v = undefined;
       // dtype 'bfloat16': a matrix no longer trained goes back to bfloat16 (rounded to nearest even).
-      if (this.dtype === 'bfloat16' && !p.trainable && p.shape.length >= 2) toBf16(p);
+      if (this.#holdsBf16(p)) toBf16(p);
     }
     this.#last = null;
+  }
+
+  /** A frozen matrix held in bfloat16: every one under dtype 'bfloat16', those stored as BF16 under 'auto' (CUDA). */
+  #holdsBf16(p: Param): boolean {
+    if (p.trainable || p.shape.length < 2) return false;
+    return this.dtype === 'bfloat16' || (this.dtype === 'auto' && p.storedDtype === 'BF16');
+  }
+
+  /** device 'cuda': every parameter (adapters included) not yet on the GPU goes there, in the dtype it is held in. */
+  #placeOnDevice(): void {
+    if (this.device !== 'cuda') return;
+    for (const p of this.#allParams()) {
+      if (p.value.device === 'cuda') continue;
+      if (this.#holdsBf16(p)) toBf16(p);
+      p.value = p.value.to('cuda');
+    }
   }
 
   /** Trained parameters held in bfloat16 get their float32 masters (exact widening). */
@@ -507,7 +545,8 @@ export class PretrainedModel {
     const positions = Int32Array.from(ids2, (_, i) => i);
     const visual = this.vlm ? this.#visualInput(fn, ids2, o) : null;
     const { hN } = dec.forward(ids2, positions, Int32Array.of(0, ids2.length), visual ? { inputEmbeds: visual.embeds, replaced: visual.replaced } : {});
-    return dec.logits(hN);
+    const lg = dec.logits(hN);
+    return lg.device === 'cuda' ? lg.to('cpu') : lg;
   }
 
   /**
@@ -732,11 +771,14 @@ export class PretrainedModel {
     const dIn = dec.backward(last.saved, dHN, dTap, last.visual !== null);
     if (last.visual && dIn) {
       const h = this.spec.hidden;
-      const g = dIn.data as Float32Array;
       const rows = last.visual.rows;
-      const dF = new Float32Array(rows.length * h);
-      rows.forEach((r, i) => dF.set(g.subarray(r * h, (r + 1) * h), i * h));
-      this.#bridge!.backward(last.visual.saved, tensor(dF, [rows.length, h]));
+      if (dIn.device === 'cuda') this.#bridge!.backward(last.visual.saved, gatherRows(dIn, rows));
+      else {
+        const g = dIn.data as Float32Array;
+        const dF = new Float32Array(rows.length * h);
+        rows.forEach((r, i) => dF.set(g.subarray(r * h, (r + 1) * h), i * h));
+        this.#bridge!.backward(last.visual.saved, tensor(dF, [rows.length, h]));
+      }
     }
     this.#last = null;
   }
@@ -759,14 +801,14 @@ export class PretrainedModel {
     const gradScale = checkNumber(fn, 'opts.gradScale', o.gradScale, 1, { gt: 0 });
     this.#ensureMasters();
     const params = [...this.#allParams()].filter((p) => p.trainable);
-    for (const p of params) if (!p.grad) p.grad = tensor(new Float32Array(p.value.size), [...p.shape]);
-    const norm = clipGradNorm(params.map((p) => p.grad!), 0) * gradScale;
+    for (const p of params) if (!p.grad) p.grad = zerosOn([...p.shape], this.device);
+    const norm = gradNorm(params.map((p) => p.grad!)) * gradScale;
     const clip = maxGradNorm > 0 && norm > maxGradNorm ? maxGradNorm / (norm + 1e-6) : 1;
     const stepLr = totalSteps > 0 ? lrAt({ baseLr: lr, minLr, warmupSteps, totalSteps }, this.#step) : lr;
     for (const p of params) {
-      p.m ??= tensor(new Float32Array(p.value.size), [...p.shape]);
-      p.v ??= tensor(new Float32Array(p.value.size), [...p.shape]);
-      adamwStep(p.value, p.grad!, p.m, p.v, {
+      p.m ??= zerosOn([...p.shape], this.device);
+      p.v ??= zerosOn([...p.shape], this.device);
+      adamw(p.value, p.grad!, p.m, p.v, {
         lr: stepLr, beta1, beta2, eps, weightDecay: p.decay ? weightDecay : 0, step: this.#step + 1, gradScale: gradScale * clip,
       });
       p.touched = true;
@@ -883,13 +925,14 @@ export class PretrainedModel {
       config: { ...this.config }, spec: this.spec, dir: this.dir, generationConfig: this.generationConfig ? { ...this.generationConfig } : undefined,
       tokenizer: this.#tokenizer, template: this.#template, base, layout: this.#layout, extras: this.#extras,
       vlm: this.vlm, preprocessor: this.preprocessor ? { ...this.preprocessor } : undefined, bf16: this.dtype === 'bfloat16',
+      device: this.device, dtype: this.dtype,
     });
     const cd = copy.#dec!;
     const mine = [...dec.linears()];
     [...cd.linears()].forEach((L, i) => {
       const lo = mine[i].lora;
       if (!lo) return;
-      const cp = (p: Param): Param => ({ ...p, value: tensor((p.value.data as Float32Array).slice(), [...p.shape]), grad: undefined, m: undefined, v: undefined, trainable: false });
+      const cp = (p: Param): Param => ({ ...p, value: copyValue(p), grad: undefined, m: undefined, v: undefined, trainable: false });
       L.lora = { ...lo, a: cp(lo.a), b: cp(lo.b) };
     });
     copy.#lora = this.#lora ? { ...this.#lora } : null;
@@ -903,6 +946,7 @@ export class PretrainedModel {
     if (!(other instanceof PretrainedModel)) throw typeError(fn, 'other', 'a PretrainedModel', describe(other));
     this.#alive(fn);
     other.#alive(fn);
+    if (other.device !== this.device) throw typeError(fn, 'other', `a model on ${this.device} like this one`, `a model on ${other.device}`);
     const mine = [...this.#allParams()];
     const theirs = new Map([...other.#allParams()].map((p) => [p.name, p]));
     if (mine.length !== theirs.size) throw rangeError(fn, 'other', `a model with ${mine.length} parameter tensors (same adapters)`, `${theirs.size}`);
@@ -914,8 +958,9 @@ export class PretrainedModel {
       const q = theirs.get(p.name)!;
       if (p.trainable && !isBf16(q.value)) toF32(p); // a trained master's values are copied whole
       setParamF32(p, paramF32(q));
-      p.m = q.m ? tensor((q.m.data as Float32Array).slice(), [...p.shape]) : undefined;
-      p.v = q.v ? tensor((q.v.data as Float32Array).slice(), [...p.shape]) : undefined;
+      const dup = (t: Tensor) => (t.device === 'cuda' ? t.to('cuda') : tensor((t.data as Float32Array).slice(), [...p.shape]));
+      p.m = q.m ? dup(q.m) : undefined;
+      p.v = q.v ? dup(q.v) : undefined;
       p.touched = p.touched || q.touched;
     }
     this.#step = other.#step;
@@ -943,7 +988,7 @@ export class PretrainedModel {
     const p = this.#base.get(name);
     const m = merged?.get(name);
     // An unmerged bfloat16 weight stored as BF16: its own bytes.
-    if (p && !m && isBf16(p.value) && p.storedDtype === 'BF16') return { dtype: 'BF16', shape: [...p.shape], data: p.value.data as Uint16Array };
+    if (p && !m && isBf16(p.value) && p.storedDtype === 'BF16') return { dtype: 'BF16', shape: [...p.shape], data: hostValue(p).data as Uint16Array };
     if (p) return { f32: m ?? paramF32(p), dtype: p.storedDtype, shape: p.shape };
     if (name === (this.vlm ? this.vlm.names.head : 'lm_head.weight') && this.spec.tied) {
       // A tied checkpoint that also stored the head: write the (possibly trained) embedding under it.
@@ -985,16 +1030,17 @@ export class PretrainedModel {
     const st: Record<string, StTensor> = {};
     for (const p of this.#allParams()) {
       if (!p.m || !p.v) continue;
-      st[`m.${p.name}`] = { dtype: 'F32', shape: [...p.shape], data: p.m.data as Float32Array };
-      st[`v.${p.name}`] = { dtype: 'F32', shape: [...p.shape], data: p.v.data as Float32Array };
+      st[`m.${p.name}`] = { dtype: 'F32', shape: [...p.shape], data: hostF32(p.m) };
+      st[`v.${p.name}`] = { dtype: 'F32', shape: [...p.shape], data: hostF32(p.v) };
     }
     writeSafetensors(join(dir, OPTIMIZER_FILE), st, { step: String(this.#step) });
   }
 
-  /** Loads a folder written by saveCheckpoint (weights, adapters, optimizer state, step). */
-  static async loadCheckpoint(dir: string): Promise<PretrainedModel> {
+  /** Loads a folder written by saveCheckpoint (weights, adapters, optimizer state, step), on `opts.device` in `opts.dtype`. */
+  static async loadCheckpoint(dir: string, opts: Pick<LoadPretrainedOptions, 'device' | 'dtype'> = {}): Promise<PretrainedModel> {
     const adapter = join(dir, 'adapter');
-    const m = await PretrainedModel.load(dir, existsSync(join(adapter, 'adapter_config.json')) ? { adapter } : {});
+    const place = { ...(opts.device ? { device: opts.device } : {}), ...(opts.dtype ? { dtype: opts.dtype } : {}) };
+    const m = await PretrainedModel.load(dir, existsSync(join(adapter, 'adapter_config.json')) ? { adapter, ...place } : place);
     const path = join(dir, OPTIMIZER_FILE);
     if (!existsSync(path)) return m;
     const params = new Map([...m.#allParams()].map((p) => [p.name, p]));
@@ -1008,7 +1054,8 @@ export class PretrainedModel {
     const st = readSafetensors(path, { expect });
     for (const [name, t] of Object.entries(st.tensors)) {
       const p = params.get(name.slice(2))!;
-      const v = tensor(Float32Array.from(t.data as Float32Array), [...p.shape]);
+      const host = tensor(Float32Array.from(t.data as Float32Array), [...p.shape]);
+      const v = m.device === 'cuda' ? host.to('cuda') : host;
       if (name[0] === 'm') p.m = v;
       else p.v = v;
     }
@@ -1020,6 +1067,7 @@ export class PretrainedModel {
 
   /** Frees the weights; the model cannot be used afterwards. */
   dispose(): void {
+    if (this.device === 'cuda') for (const p of this.#allParams()) for (const t of [p.value, p.grad, p.m, p.v]) t?.dispose();
     this.#dec = undefined;
     this.#base = new Map();
     this.#last = null;

@@ -1,5 +1,6 @@
 // The vision side of a Hugging Face vision-language model, forward and
-// backward, on the package's CPU ops: the ViT towers of transformers'
+// backward, on the package's ops (on the CPU, or on CUDA through
+// lib/pretrained/device.ts when the model was loaded there): the ViT towers of transformers'
 // modeling_siglip.py, modeling_clip.py and modeling_idefics3.py /
 // modeling_smolvlm.py, and the connectors (Idefics3/SmolVLM pixel shuffle +
 // modality_projection, LLaVA's multi_modal_projector).
@@ -24,10 +25,13 @@
 // (a frozen tower keeps nothing; the connector keeps its input).
 import { attention, attentionBackward } from '../ops/attention.js';
 import { matmul } from '../ops/matmul.js';
-import { gelu, geluBackward, layerNorm, layerNormBackward } from '../ops/norm-act.js';
 import { Tensor, tensor } from '../tensor.js';
-import { bf16Tensor, embeddingW, isBf16, linearW, matmulW } from './bf16.js';
-import { addGrad, colSum, type Param } from './decoder.js';
+import { bf16Tensor, embeddingW, isBf16, linearW } from './bf16.js';
+import { addGrad, type Param } from './decoder.js';
+import {
+  addInto, colSum, embed, embedGrad, gatherRows, geluBackwardD, geluD, layerNormBackwardD, layerNormD, linear, matmulWeight,
+  scatterAddRows, view, zerosOn, type Stats,
+} from './device.js';
 import type { VisionSpec, VlmSpec } from './vlm-config.js';
 
 const f32 = (t: Tensor) => t.data as Float32Array;
@@ -53,8 +57,8 @@ interface VLayer {
 interface VLayerSave {
   x: Tensor;
   n1: Tensor;
-  m1: Float32Array;
-  r1: Float32Array;
+  m1: Stats;
+  r1: Stats;
   q: Tensor;
   k: Tensor;
   v: Tensor;
@@ -62,8 +66,8 @@ interface VLayerSave {
   lse: Tensor;
   x2: Tensor;
   n2: Tensor;
-  m2: Float32Array;
-  r2: Float32Array;
+  m2: Stats;
+  r2: Stats;
   f1: Tensor;
   a: Tensor;
 }
@@ -74,24 +78,20 @@ export interface VisionSaved {
   seq: number;
   patches: Tensor;
   posIds: Int32Array;
-  pre: { x: Tensor; m: Float32Array; r: Float32Array } | null;
+  pre: { x: Tensor; m: Stats; r: Stats } | null;
   layers: VLayerSave[];
-  post: { x: Tensor; m: Float32Array; r: Float32Array } | null;
-}
-
-function addInto(dst: Float32Array, src: Float32Array): void {
-  for (let i = 0; i < dst.length; i++) dst[i] += src[i];
+  post: { x: Tensor; m: Stats; r: Stats } | null;
 }
 
 function linFwd(x: Tensor, L: Lin): Tensor {
-  return linearW(x, L.w.value, L.b?.value);
+  return linear(x, L.w.value, L.b?.value);
 }
 
 /** dx (or null) of y = x·Wᵀ + b, accumulating the trainable parameters' gradients. */
 function linBwd(dy: Tensor, x: Tensor, L: Lin, needDx: boolean): Tensor | null {
   if (L.w.trainable) addGrad(L.w, matmul(dy, x, { transA: true }));
   if (L.b?.trainable) addGrad(L.b, colSum(dy));
-  return needDx ? matmulW(dy, L.w.value) : null;
+  return needDx ? matmulWeight(dy, L.w.value) : null;
 }
 
 /** torch.arange(start, end, step) in float32 as torch's CPU kernel computes it (doubles, 8-wide vector blocks). */
@@ -192,44 +192,55 @@ export class VisionTower {
               pt.set(pixels.subarray(src, src + p), o + (c * p + ky) * p);
             }
         }
-    const patches = tensor(pt, [n * np, F]);
     const pw = this.patchW.value;
-    const emb = f32(linearW(patches, isBf16(pw) ? bf16Tensor(pw.data as Uint16Array, [D, F]) : tensor(f32(pw), [D, F]), this.patchB?.value));
     const posIds = s.kind === 'navit' ? navitPositionIds(hp, wp, s.imageSize / p) : Int32Array.from({ length: S }, (_, i) => i);
-    const pe = f32(embeddingW(this.pos.value, posIds));
-    const x0 = new Float32Array(n * S * D);
     const off = s.kind === 'clip' ? 1 : 0;
-    for (let i = 0; i < n; i++) {
-      if (this.cls) x0.set(f32(this.cls.value), i * S * D);
-      x0.set(emb.subarray(i * np * D, (i + 1) * np * D), (i * S + off) * D);
-      const row = x0.subarray(i * S * D, (i + 1) * S * D);
-      for (let j = 0; j < S * D; j++) row[j] += pe[j];
+    let patches: Tensor;
+    let x: Tensor;
+    if (pw.device === 'cuda') {
+      // [cls;] patch embeddings scattered into their rows of zeros, then + the position rows.
+      patches = tensor(pt, [n * np, F]).to('cuda');
+      const emb = linear(patches, view(pw, [D, F]), this.patchB?.value);
+      x = zerosOn([n * S, D], 'cuda');
+      scatterAddRows(x, emb, Int32Array.from({ length: n * np }, (_, r) => Math.floor(r / np) * S + off + (r % np)));
+      if (this.cls) scatterAddRows(x, gatherRows(view(this.cls.value, [1, D]), new Int32Array(n)), Int32Array.from({ length: n }, (_, i) => i * S));
+      addInto(x, embed(this.pos.value, tiledIds(posIds, n)));
+    } else {
+      patches = tensor(pt, [n * np, F]);
+      const emb = f32(linearW(patches, isBf16(pw) ? bf16Tensor(pw.data as Uint16Array, [D, F]) : tensor(f32(pw), [D, F]), this.patchB?.value));
+      const pe = f32(embeddingW(this.pos.value, posIds));
+      const x0 = new Float32Array(n * S * D);
+      for (let i = 0; i < n; i++) {
+        if (this.cls) x0.set(f32(this.cls.value), i * S * D);
+        x0.set(emb.subarray(i * np * D, (i + 1) * np * D), (i * S + off) * D);
+        const row = x0.subarray(i * S * D, (i + 1) * S * D);
+        for (let j = 0; j < S * D; j++) row[j] += pe[j];
+      }
+      x = tensor(x0, [n * S, D]);
     }
-    let x = tensor(x0, [n * S, D]);
     let pre: VisionSaved['pre'] = null;
     if (this.preG) {
-      const r = layerNorm(x, this.preG.value, this.preB!.value, { eps: s.eps });
+      const r = layerNormD(x, this.preG.value, this.preB!.value, s.eps);
       if (opts.train) pre = { x, m: r.mean, r: r.rstd };
       x = r.y;
     }
     const hidden: Tensor[] = [x];
     const cu = Int32Array.from({ length: n + 1 }, (_, i) => i * S);
     const saves: VLayerSave[] = [];
-    const view = (t: Tensor, shape: number[]) => tensor(f32(t), shape);
     for (let l = 0; l < opts.upTo; l++) {
       const L = this.layers[l];
-      const a1 = layerNorm(x, L.ln1g.value, L.ln1b.value, { eps: s.eps });
+      const a1 = layerNormD(x, L.ln1g.value, L.ln1b.value, s.eps);
       const q = view(linFwd(a1.y, L.q), [n * S, s.heads, s.headDim]);
       const k = view(linFwd(a1.y, L.k), [n * S, s.heads, s.headDim]);
       const v = view(linFwd(a1.y, L.v), [n * S, s.heads, s.headDim]);
       const { out: att, lse } = attention(q, k, v, { cuSeqlensQ: cu, causal: false });
       const x2 = linFwd(view(att, [n * S, D]), L.o);
-      addInto(f32(x2), f32(x));
-      const a2 = layerNorm(x2, L.ln2g.value, L.ln2b.value, { eps: s.eps });
+      addInto(x2, x);
+      const a2 = layerNormD(x2, L.ln2g.value, L.ln2b.value, s.eps);
       const f1 = linFwd(a2.y, L.fc1);
-      const a = gelu(f1, { approximate: s.act });
+      const a = geluD(f1, s.act);
       const x3 = linFwd(a, L.fc2);
-      addInto(f32(x3), f32(x2));
+      addInto(x3, x2);
       if (opts.train) saves.push({ x, n1: a1.y, m1: a1.mean, r1: a1.rstd, q, k, v, att, lse, x2, n2: a2.y, m2: a2.mean, r2: a2.rstd, f1, a });
       x = x3;
       hidden.push(x);
@@ -237,7 +248,7 @@ export class VisionTower {
     let postOut: Tensor | null = null;
     let post: VisionSaved['post'] = null;
     if (opts.post) {
-      const r = layerNorm(x, this.postG.value, this.postB.value, { eps: s.eps });
+      const r = layerNormD(x, this.postG.value, this.postB.value, s.eps);
       postOut = r.y;
       if (opts.train) post = { x, m: r.mean, r: r.rstd };
     }
@@ -256,51 +267,65 @@ export class VisionTower {
     const { n, seq: S } = saved;
     const rows = n * S;
     const cu = Int32Array.from({ length: n + 1 }, (_, i) => i * S);
-    const view = (t: Tensor, shape: number[]) => tensor(f32(t), shape);
     const top = saved.layers.length;
-    let dx: Tensor = tensor(new Float32Array(rows * D), [rows, D]);
+    const device = saved.patches.device;
+    let dx: Tensor = zerosOn([rows, D], device);
     if (dPost && saved.post) {
-      const r = layerNormBackward(dPost, saved.post.x, this.postG.value, saved.post.m, saved.post.r, { eps: s.eps });
+      const r = layerNormBackwardD(dPost, saved.post.x, this.postG.value, saved.post.m, saved.post.r, s.eps);
       if (this.postG.trainable) addGrad(this.postG, r.dGamma);
       if (this.postB.trainable) addGrad(this.postB, r.dBeta);
       dx = r.dx;
     }
-    if (dHidden[top]) addInto(f32(dx), f32(dHidden[top]!));
+    if (dHidden[top]) addInto(dx, dHidden[top]!);
     for (let l = top - 1; l >= 0; l--) {
       const L = this.layers[l];
       const S_ = saved.layers[l];
       // MLP
       const da = linBwd(dx, S_.a, L.fc2, true)!;
-      const df1 = geluBackward(da, S_.f1, { approximate: s.act, inPlace: true });
+      const df1 = geluBackwardD(da, S_.f1, s.act, true);
       const dn2 = linBwd(df1, S_.n2, L.fc1, true)!;
-      const r2 = layerNormBackward(dn2, S_.x2, L.ln2g.value, S_.m2, S_.r2, { eps: s.eps });
+      const r2 = layerNormBackwardD(dn2, S_.x2, L.ln2g.value, S_.m2, S_.r2, s.eps);
       if (L.ln2g.trainable) addGrad(L.ln2g, r2.dGamma);
       if (L.ln2b.trainable) addGrad(L.ln2b, r2.dBeta);
       const dx2 = r2.dx;
-      addInto(f32(dx2), f32(dx));
+      addInto(dx2, dx);
       // Attention
       const dAtt = linBwd(dx2, view(S_.att, [rows, D]), L.o, true)!;
       const g = attentionBackward(view(dAtt, [rows, s.heads, s.headDim]), S_.q, S_.k, S_.v, S_.att, S_.lse, { cuSeqlensQ: cu, causal: false });
       const dn1 = linBwd(view(g.dq, [rows, D]), S_.n1, L.q, true)!;
-      addInto(f32(dn1), f32(linBwd(view(g.dk, [rows, D]), S_.n1, L.k, true)!));
-      addInto(f32(dn1), f32(linBwd(view(g.dv, [rows, D]), S_.n1, L.v, true)!));
-      const r1 = layerNormBackward(dn1, S_.x, L.ln1g.value, S_.m1, S_.r1, { eps: s.eps });
+      addInto(dn1, linBwd(view(g.dk, [rows, D]), S_.n1, L.k, true)!);
+      addInto(dn1, linBwd(view(g.dv, [rows, D]), S_.n1, L.v, true)!);
+      const r1 = layerNormBackwardD(dn1, S_.x, L.ln1g.value, S_.m1, S_.r1, s.eps);
       if (L.ln1g.trainable) addGrad(L.ln1g, r1.dGamma);
       if (L.ln1b.trainable) addGrad(L.ln1b, r1.dBeta);
-      addInto(f32(r1.dx), f32(dx2));
+      addInto(r1.dx, dx2);
       dx = r1.dx;
-      if (dHidden[l]) addInto(f32(dx), f32(dHidden[l]!));
+      if (dHidden[l]) addInto(dx, dHidden[l]!);
     }
     if (saved.pre) {
-      const r = layerNormBackward(dx, saved.pre.x, this.preG!.value, saved.pre.m, saved.pre.r, { eps: s.eps });
+      const r = layerNormBackwardD(dx, saved.pre.x, this.preG!.value, saved.pre.m, saved.pre.r, s.eps);
       if (this.preG!.trainable) addGrad(this.preG!, r.dGamma);
       if (this.preB!.trainable) addGrad(this.preB!, r.dBeta);
       dx = r.dx;
     }
     // Embeddings: positions, class token, the patch convolution.
-    const g = f32(dx);
     const off = s.kind === 'clip' ? 1 : 0;
     const np = S - off;
+    if (device === 'cuda') {
+      if (this.pos.trainable) {
+        const dPos = zerosOn([...this.pos.shape], 'cuda');
+        embedGrad(dx, tiledIds(saved.posIds, n), this.pos.shape[0], dPos);
+        addGrad(this.pos, dPos);
+      }
+      if (this.cls?.trainable) addGrad(this.cls, colSum(gatherRows(dx, Int32Array.from({ length: n }, (_, i) => i * S))));
+      if (this.patchW.trainable || this.patchB?.trainable) {
+        const de = gatherRows(dx, Int32Array.from({ length: n * np }, (_, r) => Math.floor(r / np) * S + off + (r % np)));
+        if (this.patchW.trainable) addGrad(this.patchW, view(matmul(de, saved.patches, { transA: true }), [...this.patchW.shape]));
+        if (this.patchB?.trainable) addGrad(this.patchB, colSum(de));
+      }
+      return;
+    }
+    const g = f32(dx);
     if (this.pos.trainable) {
       const dPos = new Float32Array(this.pos.value.size);
       for (let i = 0; i < n; i++)
@@ -398,8 +423,10 @@ export class VisionLanguageBridge {
       const r = this.tower.forward(pixels, n, H, W, { upTo: sp.vision.layers, post: true, train: towerTrain });
       const S = this.tower.seqLen(H, W);
       const s = sp.scaleFactor;
-      const x = tensor(pixelShuffle(f32(r.post!), n, S, D, s), [(n * S) / (s * s), D * s * s]);
-      const features = linearW(x, this.#get(`${C}modality_projection.proj.weight`).value);
+      const x = r.post!.device === 'cuda'
+        ? view(gatherRows(r.post!, pixelShufflePerm(n, S, s)), [(n * S) / (s * s), D * s * s])
+        : tensor(pixelShuffle(f32(r.post!), n, S, D, s), [(n * S) / (s * s), D * s * s]);
+      const features = linear(x, this.#get(`${C}modality_projection.proj.weight`).value);
       return { features, saved: train ? { tower: r.saved, x, H, W } : null };
     }
     const pr = sp.projector;
@@ -409,22 +436,34 @@ export class VisionLanguageBridge {
     const drop = pr.strategy === 'default' ? 1 : 0;
     const K = pr.featureLayers.length;
     const rowsPer = S - drop;
-    const xin = new Float32Array(n * rowsPer * K * D);
-    pr.featureLayers.forEach((l, c) => {
-      const h = f32(r.hidden[l]);
-      for (let i = 0; i < n; i++)
-        for (let t = 0; t < rowsPer; t++) xin.set(h.subarray((i * S + t + drop) * D, (i * S + t + drop + 1) * D), ((i * rowsPer + t) * K + c) * D);
-    });
-    const x = tensor(xin, [n * rowsPer, K * D]);
-    const h1 = linearW(x, this.#get(`${C}linear_1.weight`).value, pr.bias ? this.#get(`${C}linear_1.bias`).value : undefined);
+    let x: Tensor;
+    if (r.hidden[0].device === 'cuda') {
+      // Row (i·rowsPer + t)·K + c of [n·rowsPer·K, D] holds hidden[featureLayers[c]] row i·S + t + drop.
+      const xr = zerosOn([n * rowsPer * K, D], 'cuda');
+      pr.featureLayers.forEach((l, c) => {
+        const { src, dst } = featureRows(n, S, drop, K, c);
+        scatterAddRows(xr, gatherRows(r.hidden[l], src), dst);
+      });
+      x = view(xr, [n * rowsPer, K * D]);
+    } else {
+      const xin = new Float32Array(n * rowsPer * K * D);
+      pr.featureLayers.forEach((l, c) => {
+        const h = f32(r.hidden[l]);
+        for (let i = 0; i < n; i++)
+          for (let t = 0; t < rowsPer; t++) xin.set(h.subarray((i * S + t + drop) * D, (i * S + t + drop + 1) * D), ((i * rowsPer + t) * K + c) * D);
+      });
+      x = tensor(xin, [n * rowsPer, K * D]);
+    }
+    const h1 = linear(x, this.#get(`${C}linear_1.weight`).value, pr.bias ? this.#get(`${C}linear_1.bias`).value : undefined);
     const a1 = this.#act(h1);
-    const features = linearW(a1, this.#get(`${C}linear_2.weight`).value, pr.bias ? this.#get(`${C}linear_2.bias`).value : undefined);
+    const features = linear(a1, this.#get(`${C}linear_2.weight`).value, pr.bias ? this.#get(`${C}linear_2.bias`).value : undefined);
     return { features, saved: train ? { tower: r.saved, x, h1, a1, H, W } : null };
   }
 
   #act(h: Tensor): Tensor {
     const a = this.spec.projector.act;
-    if (a === 'erf' || a === 'tanh' || a === 'quick') return gelu(h, { approximate: a });
+    if (a === 'erf' || a === 'tanh' || a === 'quick') return geluD(h, a);
+    if (h.device === 'cuda') throw new Error(`multi_modal_projector: projector_hidden_act '${a}' is not supported on CUDA (gelu variants are); load the model on 'cpu'`);
     const x = f32(h);
     const y = new Float32Array(x.length);
     if (a === 'relu') for (let i = 0; i < x.length; i++) y[i] = x[i] > 0 ? x[i] : 0;
@@ -434,7 +473,7 @@ export class VisionLanguageBridge {
 
   #actBackward(d: Tensor, h: Tensor): Tensor {
     const a = this.spec.projector.act;
-    if (a === 'erf' || a === 'tanh' || a === 'quick') return geluBackward(d, h, { approximate: a });
+    if (a === 'erf' || a === 'tanh' || a === 'quick') return geluBackwardD(d, h, a);
     const x = f32(h), g = f32(d);
     const out = new Float32Array(x.length);
     if (a === 'relu') for (let i = 0; i < x.length; i++) out[i] = x[i] > 0 ? g[i] : 0;
@@ -463,7 +502,9 @@ export class VisionLanguageBridge {
     if (sp.family === 'idefics3') {
       const dx = linBwd(dFeatures, saved.x, { w: this.#get(`${C}modality_projection.proj.weight`) }, needTower);
       if (!dx || !tower) return;
-      const dPost = tensor(pixelShuffle(f32(dx), tower.n, tower.seq, D, sp.scaleFactor, true), [tower.n * tower.seq, D]);
+      const dPost = dx.device === 'cuda'
+        ? gatherRows(view(dx, [tower.n * tower.seq, D]), inversePerm(pixelShufflePerm(tower.n, tower.seq, sp.scaleFactor)))
+        : tensor(pixelShuffle(f32(dx), tower.n, tower.seq, D, sp.scaleFactor, true), [tower.n * tower.seq, D]);
       this.tower.backward(tower, [], dPost);
       return;
     }
@@ -479,8 +520,19 @@ export class VisionLanguageBridge {
     const drop = pr.strategy === 'default' ? 1 : 0;
     const K = pr.featureLayers.length;
     const rowsPer = S - drop;
-    const g = f32(dx);
     const dHidden: (Tensor | null)[] = [];
+    if (dx.device === 'cuda') {
+      const dxr = view(dx, [n * rowsPer * K, D]);
+      pr.featureLayers.forEach((l, c) => {
+        const dh = dHidden[l] ?? zerosOn([n * S, D], 'cuda');
+        const { src, dst } = featureRows(n, S, drop, K, c);
+        scatterAddRows(dh, gatherRows(dxr, dst), src);
+        dHidden[l] = dh;
+      });
+      this.tower.backward(tower, dHidden, null);
+      return;
+    }
+    const g = f32(dx);
     pr.featureLayers.forEach((l, c) => {
       const dh = dHidden[l] ?? tensor(new Float32Array(n * S * D), [n * S, D]);
       const t = f32(dh);
@@ -493,4 +545,45 @@ export class VisionLanguageBridge {
     });
     this.tower.backward(tower, dHidden, null);
   }
+}
+
+/** ids repeated for n images: [ids; ids; ...] (the position ids of every image's rows). */
+function tiledIds(ids: Int32Array, n: number): Int32Array {
+  const out = new Int32Array(n * ids.length);
+  for (let i = 0; i < n; i++) out.set(ids, i * ids.length);
+  return out;
+}
+
+/**
+ * pixelShuffle as a row permutation: row k of the output viewed as [n·S, D] (D-wide chunks
+ * of the [n·S/s², D·s²] rows) is row perm[k] of the input [n·S, D].
+ */
+export function pixelShufflePerm(n: number, S: number, s: number): Int32Array {
+  const side = Math.round(Math.sqrt(S));
+  const o = side / s;
+  const perm = new Int32Array(n * S);
+  for (let i = 0; i < n; i++)
+    for (let h2 = 0; h2 < o; h2++)
+      for (let w2 = 0; w2 < o; w2++)
+        for (let a = 0; a < s; a++)
+          for (let b = 0; b < s; b++) perm[(i * o * o + h2 * o + w2) * s * s + a * s + b] = i * S + (h2 * s + a) * side + (w2 * s + b);
+  return perm;
+}
+
+function inversePerm(p: Int32Array): Int32Array {
+  const inv = new Int32Array(p.length);
+  p.forEach((v, k) => (inv[v] = k));
+  return inv;
+}
+
+/** LLaVA's feature rows of layer slot c: hidden rows `src` go to rows `dst` of the [n·rowsPer·K, D] projector input. */
+function featureRows(n: number, S: number, drop: number, K: number, c: number): { src: Int32Array; dst: Int32Array } {
+  const rowsPer = S - drop;
+  const src = new Int32Array(n * rowsPer), dst = new Int32Array(n * rowsPer);
+  for (let i = 0; i < n; i++)
+    for (let t = 0; t < rowsPer; t++) {
+      src[i * rowsPer + t] = i * S + t + drop;
+      dst[i * rowsPer + t] = (i * rowsPer + t) * K + c;
+    }
+  return { src, dst };
 }

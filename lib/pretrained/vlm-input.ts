@@ -7,6 +7,7 @@
 import { describe, rangeError, typeError } from '../errors.js';
 import { Tensor, tensor } from '../tensor.js';
 import type { VlmSpec } from './vlm-config.js';
+import { scatterAddRows, zerosOn } from './device.js';
 
 export interface VisualInput {
   /** [T, d]: the visual features at the replaced rows (other rows unused). */
@@ -59,8 +60,16 @@ export function mergeVisual(fn: string, ids: Int32Array, vlm: VlmSpec, features:
   if (rows.length !== nFeat)
     throw rangeError(fn, 'ids', `${nFeat} image tokens (id ${vlm.imageTokenId}), one per visual feature of the pixel values`, `${rows.length}`);
   const T = ids.length;
-  const embeds = new Float32Array(T * d);
   const replaced = new Uint8Array(T);
+  if (features.device === 'cuda') {
+    // On CUDA the features stay there: scattered into a zero [T, d] (the decoder reads only the replaced rows).
+    const at = Int32Array.from(rows);
+    const embeds = zerosOn([T, d], 'cuda');
+    scatterAddRows(embeds, features, at);
+    for (const t of rows) replaced[t] = 1;
+    return { embeds, replaced, rows: at };
+  }
+  const embeds = new Float32Array(T * d);
   const f = features.data as Float32Array;
   rows.forEach((t, i) => {
     embeds.set(f.subarray(i * d, (i + 1) * d), t * d);

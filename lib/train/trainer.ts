@@ -810,7 +810,7 @@ export class Trainer {
 
   /** A checkpoint folder's model, of the kind `like` is. */
   static async #loadModel(like: TrainableModel, dir: string): Promise<TrainableModel> {
-    return like instanceof PretrainedModel ? PretrainedModel.loadCheckpoint(dir) : VideoLM.load(dir);
+    return like instanceof PretrainedModel ? PretrainedModel.loadCheckpoint(dir, { device: like.device, dtype: like.dtype }) : VideoLM.load(dir);
   }
 
   /** Frees the reference model the trainer made (the trained model stays the caller's). */
