@@ -4,16 +4,15 @@
 // same model on the CPU — logits (float32 weights, and bfloat16 against the CPU's
 // bfloat16 path), a LoRA training step (loss, gradients, adapters after AdamW),
 // a full fine-tuning step of a vision-language model with its tower trained,
-// greedy generation, and save() read back on the CPU. Tiny folders as the other
-// pretrained tests write them (test/pretrained-fixtures.ts, test/vlm-fixtures.ts).
+// greedy generation, and save() read back on the CPU (test/pretrained-cuda-cases.ts;
+// test/pretrained-cuda-emulated.test.ts runs the same cases without a GPU).
 import test from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as vp from '../lib/index.js';
-import { randomFloats, relError } from './helpers.js';
-import { randomIds, writeTinyModel, type TinyOptions } from './pretrained-fixtures.js';
-import { IMAGE_ID, VISION, writeTinyVlm, type TinyVlmOptions } from './vlm-fixtures.js';
+import { registerCudaCases } from './pretrained-cuda-cases.js';
+import { writeTinyModel, type TinyOptions } from './pretrained-fixtures.js';
 
 const cuda = vp.backendInfo().cuda;
 const work = mkdtempSync(join(tmpdir(), 'vp-pretrained-cuda-'));
@@ -25,21 +24,6 @@ function textFolder(o: TinyOptions): string {
   writeTinyModel(dir, o);
   return dir;
 }
-function vlmFolder(o: TinyVlmOptions): string {
-  const dir = join(work, `v${count++}`);
-  writeTinyVlm(dir, o);
-  return dir;
-}
-
-/** Skips a GPU-only test cleanly (logged) when no GPU is usable. */
-function noGpu(t: { log: (s: string) => void; pass: () => void }): boolean {
-  if (cuda) return false;
-  t.log(`skipped: no usable GPU (${vp.backendInfo().cudaReason})`);
-  t.pass();
-  return true;
-}
-
-const f32 = (x: vp.Tensor) => x.data as Float32Array;
 
 test('device cuda without a usable GPU is a clear Error naming opts.device; an unknown device a TypeError', async (t) => {
   const dir = textFolder({ arch: 'LlamaForCausalLM', tied: true, dtype: 'F32', tokenizer: 'none', template: 'none' });
@@ -53,141 +37,10 @@ test('device cuda without a usable GPU is a clear Error naming opts.device; an u
   t.true(e!.message.includes(vp.backendInfo().cudaReason));
 });
 
-const TEXT: [string, TinyOptions][] = [
-  ['Llama, tied, F32', { arch: 'LlamaForCausalLM', tied: true, dtype: 'F32', tokenizer: 'none', template: 'none', seed: 3 }],
-  ['Qwen2, untied, BF16, llama3 rope scaling', {
-    arch: 'Qwen2ForCausalLM', tied: false, dtype: 'BF16', tokenizer: 'none', template: 'none', seed: 4,
-    ropeScaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 },
-  }],
-];
-
-for (const [name, o] of TEXT) {
-  test(`${name}: CUDA logits match the CPU (float32, and bfloat16 against the CPU's bfloat16 path)`, async (t) => {
-    if (noGpu(t)) return;
-    const dir = textFolder(o);
-    const ids = randomIds(23, 7);
-    const cpu = await vp.loadPretrained(dir);
-    const gpu = await vp.loadPretrained(dir, { device: 'cuda', dtype: 'float32' });
-    t.is(gpu.device, 'cuda');
-    const lc = await cpu.logits(ids), lg = await gpu.logits(ids);
-    t.is(lg.device, 'cpu');
-    t.deepEqual([...lg.shape], [...lc.shape]);
-    t.true(relError(f32(lg), f32(lc)) < 1e-4, `float32: rel error ${relError(f32(lg), f32(lc))}`);
-    const cpu16 = await vp.loadPretrained(dir, { dtype: 'bfloat16' });
-    const gpu16 = await vp.loadPretrained(dir, { device: 'cuda', dtype: 'bfloat16' });
-    t.is(gpu16.parameterBytes, cpu16.parameterBytes);
-    const e16 = relError(f32(await gpu16.logits(ids)), f32(await cpu16.logits(ids)));
-    t.true(e16 < 2e-3, `bfloat16: rel error ${e16}`);
-    if (o.dtype === 'BF16') {
-      // The CUDA default ('auto') keeps the stored BF16 matrices that are frozen in bfloat16.
-      const auto = await vp.loadPretrained(dir, { device: 'cuda' });
-      t.is(auto.dtype, 'auto');
-      auto.addLora({ rank: 2 });
-      t.true(auto.parameterBytes < gpu.parameterBytes);
-      auto.dispose();
-    }
-    for (const m of [cpu, gpu, cpu16, gpu16]) m.dispose();
-  });
-
-  test(`${name}: one LoRA step on CUDA matches the CPU (loss, gradients, adapters), greedy generation and save()`, async (t) => {
-    if (noGpu(t)) return;
-    const dir = textFolder(o);
-    const cpu = await vp.loadPretrained(dir);
-    const gpu = await vp.loadPretrained(dir, { device: 'cuda', dtype: 'float32' });
-    const lora = { rank: 4, alpha: 8, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'], seed: 11 };
-    cpu.addLora(lora);
-    gpu.addLora(lora);
-    // Greedy generation first (B = 0: the base model), before the step moves the two apart.
-    const prompt = Int32Array.from(randomIds(6, 12));
-    const genC = await cpu.generate(null, prompt, { maxTokens: 5, eosId: -1 });
-    const genG = await gpu.generate(null, prompt, { maxTokens: 5, eosId: -1 });
-    t.deepEqual(Array.from(genG as Int32Array), Array.from(genC as Int32Array));
-    const text = Int32Array.from(randomIds(30, 9));
-    const batch = { text, sequences: [[{ text: [0, 17] as [number, number] }], [{ text: [17, 13] as [number, number] }]] };
-    const tapRows = new Int32Array([1, 5, 20]);
-    const fc = await cpu.forward(batch, { tapRows, logprobs: true });
-    const fg = await gpu.forward(batch, { tapRows, logprobs: true });
-    t.true(Math.abs(fg.loss - fc.loss) <= 1e-5 * Math.abs(fc.loss), `loss cpu ${fc.loss} cuda ${fg.loss}`);
-    t.true(relError(fg.tap, fc.tap) < 1e-5);
-    t.true(relError(fg.tokenLogprobs, fc.tokenLogprobs) < 1e-5);
-    const dTap = new Float32Array(fc.tap.length).map((_, i) => 0.01 * Math.sin(i));
-    await cpu.backward({ dTap });
-    await gpu.backward({ dTap });
-    const gc = cpu.gradients(), gg = gpu.gradients();
-    t.deepEqual(Object.keys(gg).sort(), Object.keys(gc).sort());
-    for (const k of Object.keys(gc)) {
-      const n = Math.hypot(...gc[k]);
-      if (n === 0) t.true(Math.hypot(...gg[k]) < 1e-7, `${k}: zero on the CPU`);
-      else t.true(relError(gg[k], gc[k]) < 1e-4, `gradient of ${k}: rel error ${relError(gg[k], gc[k])}`);
-    }
-    // The device AdamW step against vp.adamwStep on the host from the CUDA model's own
-    // gradients and parameters (a first Adam step is sign-like, so the CPU model's step could
-    // differ by ±lr wherever a gradient is within rounding of zero).
-    const before = gpu.parameters();
-    const norm = Math.sqrt(Object.values(gg).reduce((a, g) => a + g.reduce((b, x) => b + x * x, 0), 0));
-    const sc = await cpu.stepOptimizer({ lr: 1e-2 }), sg = await gpu.stepOptimizer({ lr: 1e-2 });
-    t.true(Math.abs(sg.gradNorm - sc.gradNorm) <= 1e-4 * sc.gradNorm);
-    t.true(Math.abs(sg.gradNorm - norm) <= 1e-5 * norm);
-    const clip = norm > 1 ? 1 / (norm + 1e-6) : 1;
-    const after = gpu.parameters();
-    for (const k of gpu.trainableParameters()) {
-      const p = vp.tensor(before[k].slice(), [before[k].length]);
-      const z = () => vp.tensor(new Float32Array(before[k].length), [before[k].length]);
-      vp.adamwStep(p, vp.tensor(gg[k].slice(), [gg[k].length]), z(), z(), { lr: 1e-2, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 1, gradScale: clip });
-      t.true(relError(after[k], f32(p)) < 1e-5, `${k} after the step: rel error ${relError(after[k], f32(p))}`);
-    }
-    const out = join(work, `saved${count++}`);
-    await gpu.save(out);
-    const back = await vp.loadPretrained(out);
-    t.true(relError(f32(await back.logits(text)), f32(await gpu.logits(text))) < 1e-4, 'save() from CUDA, read on the CPU');
-    for (const m of [cpu, gpu, back]) m.dispose();
-  });
-}
-
-const VLM: [string, TinyVlmOptions, number][] = [
-  ['SmolVLM (SigLIP, pixel shuffle)', { kind: 'smolvlm', seed: 3 }, 4],
-  ['LLaVA + CLIP (class token, pre-LayerNorm, quick GELU, feature layers [-1, 0])', { kind: 'llava-clip', layout: 'new', seed: 6, strategy: 'full', featureLayer: [-1, 0] }, 17],
-];
-
-for (const [name, o, perImage] of VLM) {
-  test(`${name}: CUDA logits and a full fine-tuning step with the tower trained match the CPU`, async (t) => {
-    if (noGpu(t)) return;
-    const dir = vlmFolder(o);
-    const { channels: C, image } = VISION;
-    const px = vp.tensor(randomFloats(2 * C * image * image, 21, -1, 1), [2, C, image, image]);
-    const ids: number[] = [5, 9];
-    for (let i = 0; i < 2; i++) {
-      ids.push(10 + i);
-      for (let k = 0; k < perImage; k++) ids.push(IMAGE_ID);
-    }
-    ids.push(40, 41, 42);
-    const cpu = await vp.loadPretrained(dir);
-    const gpu = await vp.loadPretrained(dir, { device: 'cuda', dtype: 'float32' });
-    const lc = await cpu.logits(ids, { pixelValues: px }), lg = await gpu.logits(ids, { pixelValues: px });
-    t.true(relError(f32(lg), f32(lc)) < 1e-4, `logits: rel error ${relError(f32(lg), f32(lc))}`);
-    cpu.setVisionTrainable(true);
-    gpu.setVisionTrainable(true);
-    const batch = { text: Int32Array.from(ids), pixelValues: px, sequences: [[{ text: [0, ids.length] as [number, number] }]] };
-    const fc = await cpu.forward(batch), fg = await gpu.forward(batch);
-    t.true(Math.abs(fg.loss - fc.loss) <= 1e-5 * Math.abs(fc.loss));
-    await cpu.backward();
-    await gpu.backward();
-    const gc = cpu.gradients(), gg = gpu.gradients();
-    for (const k of Object.keys(gc)) {
-      const n = Math.hypot(...gc[k]);
-      if (n === 0) t.true(Math.hypot(...gg[k]) < 1e-7, `${k}: zero on the CPU`);
-      else t.true(relError(gg[k], gc[k]) < 1e-3, `gradient of ${k}: rel error ${relError(gg[k], gc[k])}`);
-    }
-    // The step runs on the device: every trained tensor moves, and stays finite.
-    const before = gpu.parameters();
-    const st = await gpu.stepOptimizer({ lr: 1e-3 });
-    t.true(Number.isFinite(st.gradNorm) && st.step === 1);
-    const after = gpu.parameters();
-    for (const k of gpu.trainableParameters()) {
-      t.true(after[k].every(Number.isFinite), `${k} finite`);
-      if (Math.hypot(...gg[k]) > 0) t.notDeepEqual(Array.from(after[k]), Array.from(before[k]), `${k} moved`);
-    }
-    cpu.dispose();
-    gpu.dispose();
-  });
-}
+// The model-level cases on the GPU; skipped cleanly (logged) without one.
+registerCudaCases('', (t) => {
+  if (cuda) return false;
+  t.log(`skipped: no usable GPU (${vp.backendInfo().cudaReason})`);
+  t.pass();
+  return true;
+});

@@ -149,8 +149,6 @@ export interface ForwardPassOptions {
 
 const f32 = (t: Tensor) => t.data as Float32Array;
 
-export { colSum };
-
 /** Adds a fresh gradient tensor into a parameter's gradient (takes ownership when there is none yet). */
 export function addGrad(p: Param, g: Tensor, scale = 1): void {
   if (!p.grad) {

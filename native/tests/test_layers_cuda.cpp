@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "cuda_dev.h"
 #include "test_util.h"
 #include "vp/cuda.h"
 #include "vp/layers.h"
@@ -12,24 +13,7 @@
 
 namespace {
 
-template <typename T>
-struct Dev {
-  T* p = nullptr;
-  size_t n = 0;
-  explicit Dev(const std::vector<T>& h) : n(h.size()) {
-    void* d = nullptr;
-    REQUIRE(vp::cuda::malloc_device(&d, std::max<size_t>(1, n) * sizeof(T)).ok());
-    p = static_cast<T*>(d);
-    if (n) REQUIRE(vp::cuda::copy_to_device(p, h.data(), n * sizeof(T)).ok());
-  }
-  std::vector<T> get() const {
-    std::vector<T> h(n);
-    REQUIRE(vp::cuda::synchronize().ok());
-    if (n) REQUIRE(vp::cuda::copy_to_host(h.data(), p, n * sizeof(T)).ok());
-    return h;
-  }
-  ~Dev() { vp::cuda::free_device(p); }
-};
+using vptest::Dev;
 
 bool skip() { return vptest::skip_without_cuda(); }
 

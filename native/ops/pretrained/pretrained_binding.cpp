@@ -23,9 +23,17 @@ namespace {
 int64_t Count(const Napi::Value& v, const char* name) {
   if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string(name) + ": expected a number");
   const double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= 0 && d <= 4294967295.0) || d != static_cast<double>(static_cast<int64_t>(d)))
-    throw Napi::RangeError::New(v.Env(), std::string(name) + ": expected a non-negative integer");
+  // At most 2^31 - 1 (a tensor's element limit), so products of two counts never overflow.
+  if (!(d >= 0 && d <= 2147483647.0) || d != static_cast<double>(static_cast<int64_t>(d)))
+    throw Napi::RangeError::New(v.Env(), std::string(name) + ": expected an integer in [0, 2^31)");
   return static_cast<int64_t>(d);
+}
+
+// a·b·c elements (each factor a Count), refused past 2^40 so no product overflows.
+int64_t Elems(Napi::Env env, int64_t a, int64_t b, int64_t c, const char* name) {
+  const double p = static_cast<double>(a) * static_cast<double>(b) * static_cast<double>(c);
+  if (p > 1099511627776.0) throw Napi::RangeError::New(env, std::string(name) + ": too many elements");
+  return a * b * c;
 }
 
 float Num(const Napi::Value& v, const char* name) {
@@ -54,6 +62,13 @@ const int32_t* HostI32(const Napi::Value& v, int64_t len, const char* name) {
     throw Napi::RangeError::New(v.Env(), std::string(name) + ": holds " + std::to_string(ta.ElementLength()) +
                                              " values, expected " + std::to_string(len));
   return reinterpret_cast<const int32_t*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+}
+
+// A host Int32Array of any length: its values and (in *n) its length.
+const int32_t* HostI32(const Napi::Value& v, const char* name, int64_t* n) {
+  if (!v.IsTypedArray()) throw Napi::TypeError::New(v.Env(), std::string(name) + ": expected an Int32Array");
+  *n = static_cast<int64_t>(v.As<Napi::TypedArray>().ElementLength());
+  return HostI32(v, *n, name);
 }
 
 // A host Float32Array of exactly `len` values.
@@ -109,10 +124,9 @@ Napi::Value AddBias(const Napi::CallbackInfo& info) {
 Napi::Value GatherRows(const Napi::CallbackInfo& info) {
   const Napi::Object a = ArgsObject(info, "devGatherRows");
   const int64_t srcRows = Count(a.Get("srcRows"), "srcRows"), d = Count(a.Get("d"), "d");
-  Napi::Value rv = a.Get("rows");
-  if (!rv.IsTypedArray()) throw Napi::TypeError::New(info.Env(), "rows: expected an Int32Array");
-  const int64_t n = static_cast<int64_t>(rv.As<Napi::TypedArray>().ElementLength());
-  ThrowIfError(info.Env(), vp::cuda::gather_rows(F32(a.Get("src"), srcRows * d, "src"), srcRows, HostI32(rv, n, "rows"), n, d,
+  int64_t n = 0;
+  const int32_t* rows = HostI32(a.Get("rows"), "rows", &n);
+  ThrowIfError(info.Env(), vp::cuda::gather_rows(F32(a.Get("src"), srcRows * d, "src"), srcRows, rows, n, d,
                                           F32(a.Get("out"), n * d, "out")));
   return info.Env().Undefined();
 }
@@ -121,10 +135,9 @@ Napi::Value GatherRows(const Napi::CallbackInfo& info) {
 Napi::Value ScatterAddRows(const Napi::CallbackInfo& info) {
   const Napi::Object a = ArgsObject(info, "devScatterAddRows");
   const int64_t dstRows = Count(a.Get("dstRows"), "dstRows"), d = Count(a.Get("d"), "d");
-  Napi::Value rv = a.Get("rows");
-  if (!rv.IsTypedArray()) throw Napi::TypeError::New(info.Env(), "rows: expected an Int32Array");
-  const int64_t n = static_cast<int64_t>(rv.As<Napi::TypedArray>().ElementLength());
-  ThrowIfError(info.Env(), vp::cuda::scatter_add_rows(F32(a.Get("src"), n * d, "src"), HostI32(rv, n, "rows"), n, d,
+  int64_t n = 0;
+  const int32_t* rows = HostI32(a.Get("rows"), "rows", &n);
+  ThrowIfError(info.Env(), vp::cuda::scatter_add_rows(F32(a.Get("src"), n * d, "src"), rows, n, d,
                                                F32(a.Get("dst"), dstRows * d, "dst"), dstRows));
   return info.Env().Undefined();
 }
@@ -134,12 +147,11 @@ Napi::Value Embedding(const Napi::CallbackInfo& info) {
   const Napi::Object a = ArgsObject(info, "devEmbedding");
   const int64_t vocab = Count(a.Get("vocab"), "vocab"), d = Count(a.Get("d"), "d");
   const bool bf16 = Flag(a.Get("bf16"));
-  Napi::Value iv = a.Get("ids");
-  if (!iv.IsTypedArray()) throw Napi::TypeError::New(info.Env(), "ids: expected an Int32Array");
-  const int64_t n = static_cast<int64_t>(iv.As<Napi::TypedArray>().ElementLength());
+  int64_t n = 0;
+  const int32_t* ids = HostI32(a.Get("ids"), "ids", &n);
   const void* table = bf16 ? static_cast<const void*>(Bf16(a.Get("table"), vocab * d, "table"))
                            : static_cast<const void*>(F32(a.Get("table"), vocab * d, "table"));
-  ThrowIfError(info.Env(), vp::cuda::embedding_lookup(table, bf16, vocab, d, HostI32(iv, n, "ids"), n,
+  ThrowIfError(info.Env(), vp::cuda::embedding_lookup(table, bf16, vocab, d, ids, n,
                                                F32(a.Get("out"), n * d, "out")));
   return info.Env().Undefined();
 }
@@ -148,10 +160,9 @@ Napi::Value Embedding(const Napi::CallbackInfo& info) {
 Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   const Napi::Object a = ArgsObject(info, "devEmbeddingBackward");
   const int64_t vocab = Count(a.Get("vocab"), "vocab"), d = Count(a.Get("d"), "d");
-  Napi::Value iv = a.Get("ids");
-  if (!iv.IsTypedArray()) throw Napi::TypeError::New(info.Env(), "ids: expected an Int32Array");
-  const int64_t n = static_cast<int64_t>(iv.As<Napi::TypedArray>().ElementLength());
-  ThrowIfError(info.Env(), vp::cuda::embedding_grad(F32(a.Get("dOut"), n * d, "dOut"), HostI32(iv, n, "ids"), n, vocab, d,
+  int64_t n = 0;
+  const int32_t* ids = HostI32(a.Get("ids"), "ids", &n);
+  ThrowIfError(info.Env(), vp::cuda::embedding_grad(F32(a.Get("dOut"), n * d, "dOut"), ids, n, vocab, d,
                                              F32(a.Get("dTable"), vocab * d, "dTable"), Flag(a.Get("accumulate"))));
   return info.Env().Undefined();
 }
@@ -161,12 +172,11 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
 Napi::Value Rope(const Napi::CallbackInfo& info) {
   const Napi::Object a = ArgsObject(info, "devRope");
   const int64_t heads = Count(a.Get("heads"), "heads"), hd = Count(a.Get("headDim"), "headDim");
-  Napi::Value pv = a.Get("positions");
-  if (!pv.IsTypedArray()) throw Napi::TypeError::New(info.Env(), "positions: expected an Int32Array");
-  const int64_t t = static_cast<int64_t>(pv.As<Napi::TypedArray>().ElementLength());
-  const int32_t* pos = HostI32(pv, t, "positions");
-  const float* x = F32(a.Get("x"), t * heads * hd, "x");
-  float* out = F32(a.Get("out"), t * heads * hd, "out");
+  int64_t t = 0;
+  const int32_t* pos = HostI32(a.Get("positions"), "positions", &t);
+  const int64_t size = Elems(info.Env(), t, heads, hd, "x");
+  const float* x = F32(a.Get("x"), size, "x");
+  float* out = F32(a.Get("out"), size, "out");
   const bool inverse = Flag(a.Get("inverse"));
   if (a.Get("cos").IsUndefined() || a.Get("cos").IsNull()) {
     ThrowIfError(info.Env(), vp::cuda::rope_theta(x, pos, t, heads, hd, Num(a.Get("theta"), "theta"), inverse, out));
@@ -300,14 +310,14 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
   const Napi::Object a = ArgsObject(info, "devDecodeAttention");
   const int64_t rows = Count(a.Get("cacheRows"), "cacheRows"), H = Count(a.Get("heads"), "heads"),
                 Hkv = Count(a.Get("kvHeads"), "kvHeads"), D = Count(a.Get("headDim"), "headDim");
-  Napi::Value bv = a.Get("base");
-  if (!bv.IsTypedArray()) throw Napi::TypeError::New(info.Env(), "base: expected an Int32Array");
-  const int64_t n = static_cast<int64_t>(bv.As<Napi::TypedArray>().ElementLength());
+  int64_t n = 0;
+  const int32_t* base = HostI32(a.Get("base"), "base", &n);
+  const int64_t qn = Elems(info.Env(), n, H, D, "q"), cn = Elems(info.Env(), rows, Hkv, D, "kcache");
   ThrowIfError(info.Env(), vp::cuda::decode_attention_rows(
-                        F32(a.Get("q"), n * H * D, "q"), F32(a.Get("kcache"), rows * Hkv * D, "kcache"),
-                        F32(a.Get("vcache"), rows * Hkv * D, "vcache"), rows, HostI32(bv, n, "base"),
+                        F32(a.Get("q"), qn, "q"), F32(a.Get("kcache"), cn, "kcache"),
+                        F32(a.Get("vcache"), cn, "vcache"), rows, base,
                         HostI32(a.Get("nkeys"), n, "nkeys"), n, H, Hkv, D, Num(a.Get("scale"), "scale"),
-                        F32(a.Get("out"), n * H * D, "out")));
+                        F32(a.Get("out"), qn, "out")));
   return info.Env().Undefined();
 }
 
