@@ -5,14 +5,15 @@
 // bfloat16 against the CPU's bfloat16 path), a LoRA training step with dropout (loss, tap,
 // log-probs, gradients, the AdamW step), a full fine-tuning step of a
 // vision-language model with its tower trained, greedy generation with the
-// device KV cache, and save() read back on the CPU.
+// device KV cache, save() read back on the CPU, and the Trainer (SFT with a
+// checkpoint resumed on CUDA, an RL step).
 import test, { type ExecutionContext } from 'ava';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as vp from '../lib/index.js';
 import { randomFloats, relError } from './helpers.js';
-import { randomIds, writeTinyModel, type TinyOptions } from './pretrained-fixtures.js';
+import { FIXTURES, randomIds, writeTinyModel, type TinyOptions } from './pretrained-fixtures.js';
 import { IMAGE_ID, VISION, writeTinyVlm, type TinyVlmOptions } from './vlm-fixtures.js';
 
 const f32 = (x: vp.Tensor) => x.data as Float32Array;
@@ -194,4 +195,42 @@ export function registerCudaCases(label: string, skip: (t: ExecutionContext) => 
       gpu.dispose();
     });
   }
+
+  test(`${label}the Trainer on a CUDA model: LoRA SFT follows the CPU's losses, a CUDA checkpoint resumes on CUDA, an RL step runs`, async (t) => {
+    if (noGpu(t)) return;
+    const dir = textFolder(FIXTURES['llama-tied-bf16-sharded-llama3']);
+    const data = join(work, `data${count++}`);
+    vp.synthDataset(data, { count: 6, seed: 3, frames: 4, size: 16, fps: 4 });
+    const ds = vp.openDataset(data);
+    const losses = async (device: 'cpu' | 'cuda', runDir?: string) => {
+      const m = await vp.loadPretrained(dir, { device });
+      m.addLora({ rank: 2 });
+      const seen: number[] = [];
+      const tr = new vp.Trainer(m, { seed: 4, handleSigint: false, ...(runDir ? { runDir, checkpointEvery: 2 } : {}), onStep: (e) => e.type === 'step' && e.stage === 'sft' && seen.push(e.lm) });
+      await tr.sft(ds, { steps: 4, batchSize: 2, lr: 1e-2 });
+      return { m, seen };
+    };
+    const run = join(work, `run${count++}`);
+    const c = await losses('cpu'), g = await losses('cuda', run);
+    t.is(g.m.device, 'cuda');
+    t.is(g.seen.length, 4);
+    g.seen.forEach((l, i) => t.true(Math.abs(l - c.seen[i]) <= 1e-3 * Math.abs(c.seen[i]), `step ${i + 1}: cpu ${c.seen[i]} cuda ${l}`));
+    // Resume the CUDA run from its step-2 checkpoint into a fresh CUDA model: steps 3-4 again.
+    const b = await vp.loadPretrained(dir, { device: 'cuda' });
+    b.addLora({ rank: 2, seed: 99 });
+    const tb = new vp.Trainer(b, { seed: 4, handleSigint: false });
+    const resumed = await tb.resume(join(run, 'checkpoints', 'sft-000002'));
+    t.is(resumed.step, 2);
+    await tb.sft(ds, { steps: 4, batchSize: 2, lr: 1e-2 });
+    const pa = g.m.parameters(), pb = b.parameters();
+    for (const n of g.m.trainableParameters()) t.true(relError(pb[n], pa[n]) < 1e-5, `${n} after resuming: rel error ${relError(pb[n], pa[n])}`);
+    // One RL step on the device (rollouts with the device KV cache, GRPO update of the adapters).
+    const before = g.m.parameters();
+    const tr = new vp.Trainer(g.m, { seed: 2, handleSigint: false });
+    const r = await tr.rl(ds, { steps: 1, promptsPerStep: 2, groupSize: 2, maxTokens: 4, lr: 1e-2, reward: (x) => x.response.length / 10 });
+    t.is(r.status, 'done');
+    const after = g.m.parameters();
+    t.true(g.m.trainableParameters().some((n) => !after[n].every((v, i) => v === before[n][i])), 'the adapters moved');
+    for (const m of [c.m, g.m, b]) m.dispose();
+  });
 }

@@ -17,8 +17,15 @@ struct DeviceBuffer {
   ~DeviceBuffer() { release(); }
 };
 
+// The device bytes a live buffer holds are reported to V8 as external memory, so
+// that the garbage collector runs sooner when JavaScript holds much device memory
+// through handles it no longer uses (a handle object itself is a few bytes).
 Napi::Value Wrap(Napi::Env env, DeviceBuffer* buf) {
-  return Napi::External<DeviceBuffer>::New(env, buf, [](Napi::Env, DeviceBuffer* b) { delete b; });
+  Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(buf->bytes));
+  return Napi::External<DeviceBuffer>::New(env, buf, [](Napi::Env e, DeviceBuffer* b) {
+    if (b->ptr) Napi::MemoryManagement::AdjustExternalMemory(e, -static_cast<int64_t>(b->bytes));
+    delete b;
+  });
 }
 
 DeviceBuffer* Unwrap(const Napi::Value& v, const char* name) {
@@ -84,7 +91,11 @@ Napi::Value Clone(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Free(const Napi::CallbackInfo& info) {
-  if (info[0].IsExternal()) info[0].As<Napi::External<DeviceBuffer>>().Data()->release();
+  if (info[0].IsExternal()) {
+    DeviceBuffer* b = info[0].As<Napi::External<DeviceBuffer>>().Data();
+    if (b->ptr) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -static_cast<int64_t>(b->bytes));
+    b->release();
+  }
   return info.Env().Undefined();
 }
 
