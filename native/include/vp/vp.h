@@ -18,6 +18,7 @@
 #include "vp/norm_act.h"
 #include "vp/optim.h"
 #include "vp/pack.h"
+#include "vp/pretrained_kernels.h"
 #include "vp/rng.h"
 #include "vp/sample.h"
 #include "vp/status.h"
