@@ -17,11 +17,14 @@
 
 #include "vp/cuda.h"
 #include "vp/gemm.h"
+#include "wmma_tile.cuh"
 
 namespace vp::cuda {
 namespace {
 
-constexpr int BM = 64, BN = 64, BK = 32;
+using wmma_tile::BK;
+using wmma_tile::BM;
+using wmma_tile::BN;
 
 template <typename T>
 __device__ __forceinline__ T load_a(const T* a, int64_t lda, bool ta, int64_t i, int64_t k, int64_t m,
@@ -42,16 +45,14 @@ __global__ void __launch_bounds__(128) gemm_wmma_kernel(const T* __restrict__ a,
                                                         T* __restrict__ c, int64_t m, int64_t n,
                                                         int64_t k, int64_t lda, int64_t ldb, bool ta,
                                                         bool tb) {
-  using namespace nvcuda;
   __shared__ __align__(32) T as[BM][BK + 8];
   __shared__ __align__(32) T bs[BK][BN + 8];
   __shared__ __align__(32) float cs[BM][BN + 4];
   const int64_t row0 = static_cast<int64_t>(blockIdx.y) * BM, col0 = static_cast<int64_t>(blockIdx.x) * BN;
   const int warp = threadIdx.x / 32;
   const int wr = (warp / 2) * 32, wc = (warp % 2) * 32;
-  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
-  for (int i = 0; i < 2; ++i)
-    for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+  wmma_tile::Acc acc;
+  acc.zero();
 
   for (int64_t k0 = 0; k0 < k; k0 += BK) {
     for (int idx = threadIdx.x; idx < BM * BK; idx += blockDim.x) {
@@ -63,19 +64,10 @@ __global__ void __launch_bounds__(128) gemm_wmma_kernel(const T* __restrict__ a,
       bs[kk][cc] = load_b(b, ldb, tb, k0 + kk, col0 + cc, k, n);
     }
     __syncthreads();
-    for (int kk = 0; kk < BK; kk += 16) {
-      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa[2];
-      wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb[2];
-      for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(fa[i], &as[wr + 16 * i][kk], BK + 8);
-      for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(fb[j], &bs[kk][wc + 16 * j], BN + 8);
-      for (int i = 0; i < 2; ++i)
-        for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
-    }
+    wmma_tile::mma<T>(as, bs, acc, wr, wc);
     __syncthreads();
   }
-  for (int i = 0; i < 2; ++i)
-    for (int j = 0; j < 2; ++j)
-      wmma::store_matrix_sync(&cs[wr + 16 * i][wc + 16 * j], acc[i][j], BN + 4, wmma::mem_row_major);
+  wmma_tile::store(cs, acc, wr, wc);
   __syncthreads();
   for (int idx = threadIdx.x; idx < BM * BN; idx += blockDim.x) {
     int r = idx / BN, cc = idx % BN;

@@ -1,8 +1,8 @@
 // vp::cuda::gemm_f32_bf16 (vp/gemm_f32_bf16.h): C[M,N] = bf16(A)[M,K] · op(B) (+ bias)
 // on device pointers, A and C float32, B bfloat16 (a frozen pretrained weight).
 //
-// Algorithm: cuda/gemm.cu's tensor-core tiling — a 64x64 C tile per block of 4
-// warps (each a 32x32 quarter of 2x2 WMMA 16x16x16 fragments), the K loop
+// Algorithm: cuda/gemm.cu's tensor-core tiling (cuda/wmma_tile.cuh) — a 64x64 C
+// tile per block of 4 warps (each a 32x32 quarter of 2x2 WMMA 16x16x16 fragments), the K loop
 // staging a 64x32 tile of A and a 32x64 tile of op(B) in shared memory as
 // bfloat16 — except that A's float32 values are rounded to bfloat16 (nearest
 // even, __float2bfloat16_rn) while they are staged, and B is read transposed
@@ -22,25 +22,26 @@
 #include "kernel_util.cuh"
 #include "vp/cuda.h"
 #include "vp/gemm_f32_bf16.h"
+#include "wmma_tile.cuh"
 
 namespace vp::cuda {
 namespace {
 
-constexpr int BM = 64, BN = 64, BK = 32;
+using wmma_tile::BK;
+using wmma_tile::BM;
+using wmma_tile::BN;
 
 __global__ void __launch_bounds__(128) k_gemm_f32_bf16(const float* __restrict__ a, const __nv_bfloat16* __restrict__ b,
                                                        const float* __restrict__ bias, float* __restrict__ c,
                                                        int64_t m, int64_t n, int64_t k, bool tb) {
-  using namespace nvcuda;
   __shared__ __align__(32) __nv_bfloat16 as[BM][BK + 8];
   __shared__ __align__(32) __nv_bfloat16 bs[BK][BN + 8];
   __shared__ __align__(32) float cs[BM][BN + 4];
   const int64_t row0 = static_cast<int64_t>(blockIdx.y) * BM, col0 = static_cast<int64_t>(blockIdx.x) * BN;
   const int warp = threadIdx.x / 32;
   const int wr = (warp / 2) * 32, wc = (warp % 2) * 32;
-  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
-  for (int i = 0; i < 2; ++i)
-    for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+  wmma_tile::Acc acc;
+  acc.zero();
   const __nv_bfloat16 zero = __float2bfloat16_rn(0.0f);
   for (int64_t k0 = 0; k0 < k; k0 += BK) {
     for (int idx = threadIdx.x; idx < BM * BK; idx += blockDim.x) {
@@ -55,19 +56,10 @@ __global__ void __launch_bounds__(128) k_gemm_f32_bf16(const float* __restrict__
       bs[kk][cc] = (gk < k && gj < n) ? (tb ? b[gj * k + gk] : b[gk * n + gj]) : zero;
     }
     __syncthreads();
-    for (int kk = 0; kk < BK; kk += 16) {
-      wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa[2];
-      wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> fb[2];
-      for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(fa[i], &as[wr + 16 * i][kk], BK + 8);
-      for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(fb[j], &bs[kk][wc + 16 * j], BN + 8);
-      for (int i = 0; i < 2; ++i)
-        for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
-    }
+    wmma_tile::mma<__nv_bfloat16>(as, bs, acc, wr, wc);
     __syncthreads();
   }
-  for (int i = 0; i < 2; ++i)
-    for (int j = 0; j < 2; ++j)
-      wmma::store_matrix_sync(&cs[wr + 16 * i][wc + 16 * j], acc[i][j], BN + 4, wmma::mem_row_major);
+  wmma_tile::store(cs, acc, wr, wc);
   __syncthreads();
   for (int idx = threadIdx.x; idx < BM * BN; idx += blockDim.x) {
     const int r = idx / BN, cc = idx % BN;
