@@ -7,16 +7,23 @@
 //
 // Batch: B sequences of [video (frames × patches tokens), caption of T tokens];
 // the LM loss is next-token prediction inside the caption.
+//
+// The `small bf16` case runs the small preset with setComputeDtype('bfloat16')
+// (mixed precision: bf16 GEMM operands, float32 master weights) against the peer
+// under torch.autocast('cpu', bfloat16); `vsFloat32` is our float32 small step's
+// time over this one (both from this run).
 import * as vp from '../lib/index.js';
 import { seededRandom } from '../lib/random.js';
 import { PeerInputs, runPeer, timeIt, type BenchContext } from './harness.js';
 
 export async function run(ctx: BenchContext): Promise<void> {
-  const cases: { preset: vp.VideoLMPreset; B: number; T: number }[] = ctx.quick
-    ? [{ preset: 'tiny', B: 2, T: 32 }, { preset: 'small', B: 1, T: 32 }]
-    : [{ preset: 'tiny', B: 8, T: 32 }, { preset: 'small', B: 1, T: 64 }];
+  const cases: { preset: vp.VideoLMPreset; B: number; T: number; bf16?: boolean }[] = ctx.quick
+    ? [{ preset: 'tiny', B: 2, T: 32 }, { preset: 'small', B: 1, T: 32 }, { preset: 'small', B: 1, T: 32, bf16: true }]
+    : [{ preset: 'tiny', B: 8, T: 32 }, { preset: 'small', B: 1, T: 64 }, { preset: 'small', B: 1, T: 64, bf16: true }];
+  let smallF32Ms: number | null = null;
   for (const c of cases) {
     const model = await vp.VideoLM.create({ preset: c.preset, seed: 1 });
+    if (c.bf16) await model.setComputeDtype('bfloat16');
     const cfg = model.config;
     const r = seededRandom(7);
     const per = cfg.frames * cfg.imageSize * cfg.imageSize * 3;
@@ -42,16 +49,17 @@ export async function run(ctx: BenchContext): Promise<void> {
     const reps = c.preset === 'small' ? 3 : 5;
     const ours = await timeIt(() => model.trainStep(batch, opts), { warmup: 0, reps, minMs: 0 });
     const peer = runPeer('torch_train_step.py', {
-      inputs: inputs.specs, config: cfg, B: c.B, T: c.T, opt: opts, reps,
+      inputs: inputs.specs, config: cfg, B: c.B, T: c.T, opt: opts, reps, autocast: c.bf16 ?? false,
       params: model.paramInfo.map((p) => ({ name: p.name, decay: p.decay })),
     }, ctx.threads);
     inputs.dispose();
     model.dispose();
+    if (c.preset === 'small' && !c.bf16) smallF32Ms = ours.medianMs;
     ctx.report({
-      bench: 'train-step', case: c.preset, shape: { B: c.B, T: c.T, tokens, params: model.numParams, width: cfg.width, layers: cfg.layers },
+      bench: 'train-step', case: c.bf16 ? `${c.preset} bf16` : c.preset, shape: { B: c.B, T: c.T, tokens, params: model.numParams, width: cfg.width, layers: cfg.layers },
       oursMs: ours.medianMs, peerMs: peer.ok ? peer.medianMs! : null,
       ratio: peer.ok ? peer.medianMs! / ours.medianMs : null,
-      peer: 'torch', peerMissing: peer.missing,
+      peer: c.bf16 ? 'torch autocast bf16' : 'torch', peerMissing: peer.missing,
       // The usual estimate of a training step's work: 6 flops per parameter per token
       // (forward 2, backward 4), attention's T² terms left out.
       flops: 6 * model.numParams * tokens,
@@ -60,6 +68,7 @@ export async function run(ctx: BenchContext): Promise<void> {
         peerTokPerS: peer.ok ? Math.round(tokens / (peer.medianMs! / 1000)) : null,
         oursLoss0: Number(first.loss.toFixed(5)),
         peerLoss0: peer.ok ? Number((peer.loss0 as number).toFixed(5)) : null,
+        ...(c.bf16 ? { computeDtype: 'bfloat16', vsFloat32: smallF32Ms === null ? null : smallF32Ms / ours.medianMs } : {}),
       },
     });
   }

@@ -437,6 +437,8 @@ export type VideoLMBufferName = 'params' | 'grads' | 'm' | 'v';
 export interface VideoLMNative {
   config(): Required<VideoLMConfig>;
   device(): AddonDevice;
+  computeDtype(): 'float32' | 'bfloat16';
+  setComputeDtype(dtype: 'float32' | 'bfloat16'): void;
   paramInfo(): ParamInfo[];
   /** A copy of a flat buffer (numParams floats). */
   getBuffer(which: VideoLMBufferName): Float32Array;

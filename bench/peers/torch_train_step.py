@@ -2,7 +2,13 @@
 (bench/peers/videolm_torch.py: nn.Parameters, autograd, torch.optim.AdamW,
 clip_grad_norm_), from the same initial parameters and on the same batch.
 Attention: PyTorch 1.13 has no fused/varlen attention on CPU, so per-sequence
-batched softmax(QK^T)V with a causal mask; all sequences have the same length."""
+batched softmax(QK^T)V with a causal mask; all sequences have the same length.
+With "autocast": true in the spec, the forward runs under
+torch.autocast("cpu", dtype=torch.bfloat16) (PyTorch's CPU mixed precision: its
+matrix products in bf16, float32 master weights), the peer of our
+setComputeDtype('bfloat16')."""
+import contextlib
+
 import torch
 from common import emit, load, read_spec, time_it
 from videolm_torch import VideoLMTorch
@@ -22,8 +28,12 @@ targets = torch.cat([text[:, 1:], torch.full((B, 1), -1, dtype=torch.long)], 1) 
 state = {"loss0": None}
 
 
+autocast = spec.get("autocast", False)
+
+
 def step():
-    loss = model.sft_step(opt, patches, text, targets, o["maxGradNorm"])
+    ctx = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+    loss = model.sft_step(opt, patches, text, targets, o["maxGradNorm"], ctx)
     if state["loss0"] is None:
         state["loss0"] = loss.item()
 

@@ -109,10 +109,15 @@ class VideoLMTorch:
         logits = (self._rms(xt[keep], self.W["final_norm"]) @ self._head().t()).float()
         return logits.gather(-1, tg[keep][:, None]).squeeze(-1) - self.torch.logsumexp(logits, -1)
 
-    def sft_step(self, opt, patches, text, targets, max_grad_norm):
-        """One SFT step: zero_grad, the loss, backward, clip_grad_norm_, the optimizer; returns the loss."""
+    def sft_step(self, opt, patches, text, targets, max_grad_norm, ctx=None):
+        """One SFT step: zero_grad, the loss (inside `ctx`, e.g. an autocast region), backward,
+        clip_grad_norm_, the optimizer; returns the loss."""
         opt.zero_grad(set_to_none=True)
-        loss = self.loss(patches, text, targets)
+        if ctx is None:
+            loss = self.loss(patches, text, targets)
+        else:
+            with ctx:
+                loss = self.loss(patches, text, targets)
         loss.backward()
         self.torch.nn.utils.clip_grad_norm_(self.parameters(), max_grad_norm)
         opt.step()

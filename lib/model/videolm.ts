@@ -310,6 +310,33 @@ export class VideoLM {
     return this.#alive('VideoLM.step').getStep();
   }
 
+  /**
+   * The precision of the model's matrix products: 'float32' (the default) or
+   * 'bfloat16' — mixed precision on the CPU: both operands of every GEMM (patch
+   * embedding, attention and MLP projections, LM head, and their input and weight
+   * gradients) rounded to bfloat16 with float32 accumulation and result, as
+   * PyTorch's CPU autocast does; parameters, gradients, attention, norms, losses
+   * and AdamW stay float32 (float32 master weights). AVX512-BF16 CPUs (Zen 4,
+   * Sapphire Rapids) run it on the bf16 GEMM; elsewhere the same values are
+   * widened to float32 (no speed-up). See {@link setComputeDtype}.
+   */
+  get computeDtype(): 'float32' | 'bfloat16' {
+    return this.#alive('VideoLM.computeDtype').computeDtype();
+  }
+
+  /**
+   * Sets {@link computeDtype}, after the work already queued on the model. CUDA
+   * models keep float32 products ('bfloat16' is an Error there: on a GPU the
+   * reduced precisions are the tensors' dtypes). A clone() keeps the setting.
+   */
+  setComputeDtype(dtype: 'float32' | 'bfloat16'): Promise<void> {
+    const fn = 'VideoLM.setComputeDtype';
+    if (dtype !== 'float32' && dtype !== 'bfloat16') throw rangeError(fn, 'dtype', "'float32' or 'bfloat16'", describe(dtype));
+    if (dtype === 'bfloat16' && this.#device === 'cuda') throw new Error(`${fn}: 'bfloat16' compute is a CPU mode; a CUDA model keeps float32 products`);
+    const native = this.#alive(fn);
+    return this.#run(async () => native.setComputeDtype(dtype));
+  }
+
   /** True for a frozen copy (see clone()): backward and step are refused. */
   get frozen(): boolean {
     return this.#frozen;
@@ -671,6 +698,7 @@ export class VideoLM {
     const { binding } = loadAddon();
     const copy = new VideoLM(new binding.VideoLMNative(this.#config, 0, this.#device), this.tokenizer);
     copy.#alive(fn).setBuffer('params', native.getBuffer('params'));
+    copy.#alive(fn).setComputeDtype(native.computeDtype());
     copy.#frozen = true;
     return copy;
   }

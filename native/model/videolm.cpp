@@ -180,6 +180,17 @@ Status VideoLM::init(uint64_t seed) {
 
 Device VideoLM::device() const { return impl_->ops.device(); }
 
+Status VideoLM::set_compute_dtype(DType dtype) {
+  if (dtype != DType::kFloat32 && dtype != DType::kBFloat16)
+    return Status::Invalid("setComputeDtype: dtype must be 'float32' or 'bfloat16'");
+  if (dtype == DType::kBFloat16 && impl_->ops.cuda())
+    return Status::Invalid("setComputeDtype: 'bfloat16' compute is a CPU mode; a CUDA model keeps float32 products");
+  impl_->ops.set_bf16_products(dtype == DType::kBFloat16);
+  return Status::Ok();
+}
+
+DType VideoLM::compute_dtype() const { return impl_->ops.bf16_products() ? DType::kBFloat16 : DType::kFloat32; }
+
 Status VideoLM::Impl::state(detail::Buf<float>& b, int64_t n, float** out) {
   if (b.size() != n) VP_RETURN_IF_ERROR(ops.zeros(b, n));
   *out = b.data();
@@ -240,6 +251,7 @@ Status VideoLM::clone(std::unique_ptr<VideoLM>* out) const {
   m->params_ = params_;
   m->num_params_ = num_params_;
   m->impl_ = std::make_unique<Impl>(impl_->ops.device());
+  m->impl_->ops.set_bf16_products(impl_->ops.bf16_products());
   VP_RETURN_IF_ERROR(m->impl_->ops.alloc(m->impl_->w, num_params_));
   VP_RETURN_IF_ERROR(m->impl_->ops.copy(m->impl_->w.data(), impl_->w.data(), num_params_));
   m->impl_->index(*m);

@@ -18,6 +18,7 @@
 #include "vp/attention.h"
 #include "vp/cuda.h"
 #include "vp/gemm.h"
+#include "vp/gemm_bf16.h"
 #include "vp/layers.h"
 #include "vp/model_kernels.h"
 #include "vp/optim.h"
@@ -103,6 +104,9 @@ class ModelOps {
   explicit ModelOps(Device dev = Device::kCPU) : dev_(dev) {}
   Device device() const { return dev_; }
   bool cuda() const { return dev_ == Device::kCUDA; }
+  // Mixed precision on the CPU: every product through vp::gemm_f32_via_bf16.
+  void set_bf16_products(bool on) { bf16_ = on; }
+  bool bf16_products() const { return bf16_; }
 
   template <typename T>
   Status alloc(Buf<T>& b, int64_t n) const { return b.resize(dev_, n); }
@@ -232,7 +236,8 @@ class ModelOps {
  private:
   Status gemm(const GemmArgs& g) const {
     if (g.m == 0 || g.n == 0) return Status::Ok();
-    return cuda() ? cuda::sgemm(g) : sgemm(g);
+    if (cuda()) return cuda::sgemm(g);
+    return bf16_ ? gemm_f32_via_bf16(g) : sgemm(g);
   }
   TensorView view(const float* p, std::initializer_list<int64_t> dims) const {
     return TensorView(const_cast<float*>(p), dims, DType::kFloat32, dev_);
@@ -245,6 +250,7 @@ class ModelOps {
     return ao;
   }
   Device dev_;
+  bool bf16_ = false;
 };
 
 #undef VP_MODEL_OP

@@ -226,6 +226,8 @@ class VideoLMNative : public Napi::ObjectWrap<VideoLMNative> {
                        {
                            InstanceMethod("config", &VideoLMNative::Config),
                            InstanceMethod("device", &VideoLMNative::Device),
+                           InstanceMethod("computeDtype", &VideoLMNative::ComputeDtype),
+                           InstanceMethod("setComputeDtype", &VideoLMNative::SetComputeDtype),
                            InstanceMethod("paramInfo", &VideoLMNative::ParamInfo),
                            InstanceMethod("getBuffer", &VideoLMNative::GetBuffer),
                            InstanceMethod("setBuffer", &VideoLMNative::SetBuffer),
@@ -330,6 +332,17 @@ class VideoLMNative : public Napi::ObjectWrap<VideoLMNative> {
   }
   Napi::Value Device(const Napi::CallbackInfo& info) {
     return Napi::String::New(info.Env(), vp::device_name(M(info.Env()).device()));
+  }
+  // computeDtype() → 'float32' | 'bfloat16'; setComputeDtype('float32' | 'bfloat16') (validated in lib/model).
+  Napi::Value ComputeDtype(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), M(info.Env()).compute_dtype() == vp::DType::kBFloat16 ? "bfloat16" : "float32");
+  }
+  Napi::Value SetComputeDtype(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const std::string d = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+    const vp::DType dt = d == "bfloat16" ? vp::DType::kBFloat16 : d == "float32" ? vp::DType::kFloat32 : vp::DType::kInt32;
+    ThrowIfError(env, M(env).set_compute_dtype(dt));
+    return env.Undefined();
   }
   Napi::Value GetStep(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(M(info.Env()).step())); }
   Napi::Value SetStep(const Napi::CallbackInfo& info) {

@@ -1,5 +1,5 @@
 // vp::gemm_bf16 against a float64 reference of the same bfloat16 inputs: odd shapes
-// (odd K, K past one 1024 block, ragged 12 × 32 tiles), every transpose, float32 and
+// (odd K, K past one 2048 block, ragged 12 × 32 tiles), every transpose, float32 and
 // bfloat16 outputs (poisoned with NaN first), 1 and 2 threads; the AVX512-BF16 path
 // where the CPU has it (skipped, saying so, elsewhere) and the widened float32 path
 // on every CPU; the bf16 rounding; and the argument checks.

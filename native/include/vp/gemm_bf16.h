@@ -33,9 +33,20 @@ struct GemmBf16Args {
   uint16_t* c16 = nullptr;  // bfloat16 C (exactly one of the two)
   int64_t ldc = 0;
   int threads = 0;          // 0 = the pool's size
+  float beta = 0.0f;        // float32 C only: C = A·B + beta·C (0: C is not read)
 };
 
 Status gemm_bf16(const GemmBf16Args& args);
+
+// Mixed precision with float32 operands (what autocast does): vp::sgemm's
+// arguments and result, C = bf16(op(A)) · bf16(op(B)) + beta·C, both operands
+// rounded to bfloat16 (nearest even) into temporary buffers, the product on
+// gemm_bf16 with float32 accumulation. alpha must be 1. The VideoLM's training
+// step runs its products through this when its compute dtype is bfloat16
+// (float32 master weights, gradients and optimizer state).
+// Cost: gemm_bf16's, plus M·K + K·N roundings and as many bf16 values of workspace.
+struct GemmArgs;
+Status gemm_f32_via_bf16(const GemmArgs& args);
 
 // Which path gemm_bf16 takes on this CPU: "avx512_bf16" or "float32 (widened)".
 const char* gemm_bf16_path();

@@ -195,6 +195,17 @@ class VideoLM {
   const std::vector<VideoLMParam>& params() const { return params_; }
   int64_t num_params() const { return num_params_; }
   Device device() const;
+  // The precision of the projections in forward and backward: kFloat32 (the
+  // default) or kBFloat16, mixed precision on the CPU: both operands of every
+  // GEMM of the model (the patch embedding, attention and MLP projections, the
+  // LM head, and their input and weight gradients) rounded to bfloat16, float32
+  // accumulation and result (vp::gemm_f32_via_bf16; AVX512-BF16 where CPUID has
+  // it, else the same values widened to float32). Parameters, gradients,
+  // activations, attention, norms, softmax, losses and AdamW stay float32. A
+  // clone keeps it. Other dtypes, or kBFloat16 on a CUDA model, are
+  // Status::Invalid.
+  Status set_compute_dtype(DType dtype);
+  DType compute_dtype() const;
   // Host pointers to the flat buffers of a CPU model (null for a CUDA model:
   // use get_buffer/set_buffer). Gradients and AdamW m, v are allocated (zeroed)
   // on first use.

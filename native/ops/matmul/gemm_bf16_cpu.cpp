@@ -133,7 +133,7 @@ Status widened(const GemmBf16Args& g) {
   s.trans_a = g.trans_a, s.trans_b = g.trans_b, s.m = g.m, s.n = g.n, s.k = g.k;
   s.a = a.data(), s.lda = ac, s.b = b.data(), s.ldb = bc, s.threads = g.threads;
   if (g.c) {
-    s.c = g.c, s.ldc = g.ldc;
+    s.c = g.c, s.ldc = g.ldc, s.beta = g.beta;
   } else {
     tmp.resize(static_cast<size_t>(g.m * g.n));
     s.c = tmp.data(), s.ldc = g.n;
@@ -152,6 +152,7 @@ const char* gemm_bf16_path() { return has_avx512_bf16() ? "avx512_bf16" : "float
 Status gemm_bf16(const GemmBf16Args& g) {
   if (g.m < 0 || g.n < 0 || g.k < 0) return Status::Invalid("gemm_bf16: negative dimension");
   if ((g.c == nullptr) == (g.c16 == nullptr)) return Status::Invalid("gemm_bf16: give exactly one of c and c16");
+  if (g.c16 && g.beta != 0.0f) return Status::Invalid("gemm_bf16: beta must be 0 with a bfloat16 C");
   if (g.m == 0 || g.n == 0) return Status::Ok();
   if (g.ldc < g.n) return Status::Invalid("gemm_bf16: ldc < n");
   if (g.k > 0) {
@@ -159,14 +160,22 @@ Status gemm_bf16(const GemmBf16Args& g) {
     if (g.lda < (g.trans_a ? g.m : g.k)) return Status::Invalid("gemm_bf16: lda too small");
     if (g.ldb < (g.trans_b ? g.k : g.n)) return Status::Invalid("gemm_bf16: ldb too small");
   }
-  if (g.k == 0) {  // an empty sum: C = 0
+  if (g.k == 0) {  // an empty sum: C = beta·C
     for (int64_t i = 0; i < g.m; ++i) {
-      if (g.c) std::memset(g.c + i * g.ldc, 0, g.n * sizeof(float));
-      else std::memset(g.c16 + i * g.ldc, 0, g.n * sizeof(uint16_t));
+      if (g.c16) std::memset(g.c16 + i * g.ldc, 0, g.n * sizeof(uint16_t));
+      else if (g.beta == 0.0f) std::memset(g.c + i * g.ldc, 0, g.n * sizeof(float));
+      else
+        for (int64_t j = 0; j < g.n; ++j) g.c[i * g.ldc + j] *= g.beta;
     }
     return Status::Ok();
   }
   if (!has_avx512_bf16()) return widened(g);
+  if (g.c && g.beta != 0.0f && g.beta != 1.0f) {  // C = beta·C, then accumulate into it
+    parallel_for(g.m, std::max<int64_t>(1, 16384 / g.n), [&](int64_t r0, int64_t r1, int) {
+      for (int64_t i = r0; i < r1; ++i)
+        for (int64_t j = 0; j < g.n; ++j) g.c[i * g.ldc + j] *= g.beta;
+    });
+  }
 
   // Threads: parallel_for runs on the whole pool (g.threads == 1: the caller's thread only).
   const int threads = g.threads == 1 ? 1 : num_threads();
@@ -221,7 +230,7 @@ Status gemm_bf16(const GemmBf16Args& g) {
         for (int64_t p = p0; p < p1; ++p)
           pack_b_panel(g, pc, kc, jc + p * kBf16NR, std::min<int64_t>(kBf16NR, nc - p * kBf16NR), bpack.get() + p * kBf16NR * kp);
       };
-      const bool accumulate = pc > 0;
+      const bool accumulate = pc > 0 || (g.c && g.beta != 0.0f);
       auto run = [&](int64_t t0, int64_t t1, int thread) {
         uint32_t* ap = apacks[static_cast<size_t>(thread)].get();
         for (int64_t t = t0; t < t1; ++t) {

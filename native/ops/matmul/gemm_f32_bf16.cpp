@@ -1,5 +1,6 @@
 // vp::gemm_f32_bf16 (vp/gemm_f32_bf16.h): a float32 activation rounded to
-// bfloat16, times a bfloat16 weight, float32 accumulation and result.
+// bfloat16, times a bfloat16 weight, float32 accumulation and result; and
+// vp::gemm_f32_via_bf16 (vp/gemm_bf16.h): both float32 operands rounded so.
 //
 // Algorithm: A's rows are rounded to bf16 (nearest even, NaN kept) in parallel
 // into an M·K workspace; vp::gemm_bf16 then forms C in float32 (its AVX512-BF16
@@ -11,10 +12,49 @@
 #include <algorithm>
 #include <vector>
 
+#include "vp/gemm.h"
 #include "vp/gemm_bf16.h"
 #include "vp/thread_pool.h"
 
 namespace vp {
+namespace {
+
+// rows × cols of a float32 matrix (row stride ld) rounded into dst (row stride cols).
+void round_rows(const float* src, int64_t rows, int64_t cols, int64_t ld, uint16_t* dst) {
+  parallel_for(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)), [&](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* s = src + r * ld;
+      uint16_t* d = dst + r * cols;
+      for (int64_t j = 0; j < cols; ++j) d[j] = float_to_bf16(s[j]);
+    }
+  });
+}
+
+}  // namespace
+
+Status gemm_f32_via_bf16(const GemmArgs& g) {
+  if (g.m < 0 || g.n < 0 || g.k < 0) return Status::Invalid("gemm_f32_via_bf16: negative dimension");
+  if (g.alpha != 1.0f) return Status::Invalid("gemm_f32_via_bf16: alpha must be 1");
+  if (g.m == 0 || g.n == 0) return Status::Ok();
+  if (!g.c) return Status::Invalid("gemm_f32_via_bf16: C is null");
+  const int64_t ar = g.trans_a ? g.k : g.m, ac = g.trans_a ? g.m : g.k;
+  const int64_t br = g.trans_b ? g.n : g.k, bc = g.trans_b ? g.k : g.n;
+  if (g.k > 0) {
+    if (!g.a || !g.b) return Status::Invalid("gemm_f32_via_bf16: A or B is null");
+    if (g.lda < ac || g.ldb < bc) return Status::Invalid("gemm_f32_via_bf16: lda or ldb too small");
+  }
+  if (g.ldc < g.n) return Status::Invalid("gemm_f32_via_bf16: ldc < n");
+  std::vector<uint16_t> a16(static_cast<size_t>(ar * ac)), b16(static_cast<size_t>(br * bc));
+  if (g.k > 0) {
+    round_rows(g.a, ar, ac, g.lda, a16.data());
+    round_rows(g.b, br, bc, g.ldb, b16.data());
+  }
+  GemmBf16Args b;
+  b.trans_a = g.trans_a, b.trans_b = g.trans_b, b.m = g.m, b.n = g.n, b.k = g.k;
+  b.a = a16.data(), b.lda = std::max<int64_t>(ac, 1), b.b = b16.data(), b.ldb = std::max<int64_t>(bc, 1);
+  b.c = g.c, b.ldc = g.ldc, b.beta = g.beta, b.threads = g.threads;
+  return gemm_bf16(b);
+}
 
 Status gemm_f32_bf16(const GemmF32Bf16Args& g) {
   if (g.m < 0 || g.n < 0 || g.k < 0) return Status::Invalid("gemm_f32_bf16: negative dimension");
