@@ -6,6 +6,9 @@
 // the loss, parameters stay float32, clone() keeps the mode, switching back gives
 // the float32 numbers bit for bit, and bad arguments are clear errors.
 import test from 'ava';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as vp from '../lib/index.js';
 import { relError, rng } from './helpers.js';
 
@@ -74,6 +77,24 @@ test('bfloat16 compute trains: the loss of a fixed batch falls; clone() keeps th
   t.is(x.loss, y.loss);
   c.dispose();
   m.dispose();
+});
+
+test('create/load take computeDtype; bad values are clear errors', async (t) => {
+  const m = await vp.VideoLM.create({ ...CFG, seed: 4, computeDtype: 'bfloat16' });
+  t.is(m.computeDtype, 'bfloat16');
+  const dir = mkdtempSync(join(tmpdir(), 'vp-bf16-'));
+  await m.save(dir);
+  const batch = batchOf(2, 5, 9);
+  const x = await m.forward(batch, { forBackward: false });
+  const f32 = await vp.VideoLM.load(dir);
+  t.is(f32.computeDtype, 'float32');
+  const bf = await vp.VideoLM.load(dir, { computeDtype: 'bfloat16' });
+  t.is(bf.computeDtype, 'bfloat16');
+  t.is((await bf.forward(batch, { forBackward: false })).loss, x.loss);
+  t.not((await f32.forward(batch, { forBackward: false })).loss, x.loss);
+  await t.throwsAsync(() => vp.VideoLM.create({ ...CFG, computeDtype: 'half' as never }), { instanceOf: RangeError, message: /opts\.computeDtype/ });
+  await t.throwsAsync(() => vp.VideoLM.load(dir, { computeDtype: 1 as never }), { instanceOf: RangeError, message: /opts\.computeDtype/ });
+  for (const x of [m, f32, bf]) x.dispose();
 });
 
 test('setComputeDtype validates its argument', async (t) => {

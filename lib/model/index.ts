@@ -8,7 +8,7 @@ export {
 } from './safetensors.js';
 export {
   VideoLM, VIDEOLM_PRESETS,
-  type VideoLMConfig, type VideoLMPreset, type VideoLMDevice, type VideoLMCreateOptions, type VideoLMSegment, type VideoLMBatch, type VideoLMLayout,
+  type VideoLMConfig, type VideoLMPreset, type VideoLMDevice, type VideoLMComputeDtype, type VideoLMCreateOptions, type VideoLMSegment, type VideoLMBatch, type VideoLMLayout,
   type ForwardOptions as VideoLMForwardOptions, type ForwardResult as VideoLMForwardResult,
   type BackwardOptions as VideoLMBackwardOptions, type StepOptions as VideoLMStepOptions, type StepResult as VideoLMStepResult,
   type GenerateOptions as VideoLMGenerateOptions, type ParamInfo as VideoLMParamInfo,

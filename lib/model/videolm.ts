@@ -64,6 +64,8 @@ export type VideoLMCreateOptions = Partial<VideoLMConfig> & {
    * without a usable GPU throws an Error that gives the reason.
    */
   device?: VideoLMDevice;
+  /** The precision of the model's matrix products (default 'float32'; see VideoLM.setComputeDtype). */
+  computeDtype?: VideoLMComputeDtype;
   /** Seed of the parameter initialization (default 0). */
   seed?: number;
   /** Saved with the model; sets vocab when vocab is not given. */
@@ -188,7 +190,17 @@ export interface ParamInfo {
 
 const CONFIG_KEYS = ['imageSize', 'patchSize', 'frames', 'width', 'layers', 'heads', 'kvHeads', 'mlpRatio', 'ffn', 'vocab', 'maxSeq', 'tied', 'ropeTheta', 'normEps'] as const;
 /** Every key VideoLM.create accepts (any other is refused: a typo would otherwise be ignored). */
-export const VIDEOLM_CREATE_KEYS = [...CONFIG_KEYS, 'preset', 'tokenizer', 'seed', 'device'] as const;
+export const VIDEOLM_CREATE_KEYS = [...CONFIG_KEYS, 'preset', 'tokenizer', 'seed', 'device', 'computeDtype'] as const;
+
+export type VideoLMComputeDtype = 'float32' | 'bfloat16';
+
+/** Validates opts.computeDtype for a model on `device` (undefined: 'float32'). */
+function checkComputeDtype(fn: string, dtype: unknown, device: VideoLMDevice, arg = 'opts.computeDtype'): VideoLMComputeDtype {
+  if (dtype === undefined && arg === 'opts.computeDtype') return 'float32';
+  if (dtype !== 'float32' && dtype !== 'bfloat16') throw rangeError(fn, arg, "'float32' or 'bfloat16'", describe(dtype));
+  if (dtype === 'bfloat16' && device === 'cuda') throw new Error(`${fn}: ${arg} 'bfloat16' is a CPU mode; a CUDA model keeps float32 products`);
+  return dtype;
+}
 
 /** Validates opts.device; 'cuda' must be usable on this machine. */
 function checkDevice(fn: string, device: unknown): VideoLMDevice {
@@ -276,6 +288,7 @@ export class VideoLM {
     if (tok && tok.vocabSize > cfg.vocab) throw rangeError(fn, 'config.vocab', `>= the tokenizer's ${tok.vocabSize} ids`, `${cfg.vocab}`);
     const seed = checkNumber(fn, 'opts.seed', o.seed, 0, { integer: true, min: 0, max: Number.MAX_SAFE_INTEGER });
     const device = checkDevice(fn, o.device);
+    const computeDtype = checkComputeDtype(fn, o.computeDtype, device);
     // The parameters alone (a lower bound of what the model allocates) must fit: refuse before allocating.
     const d = cfg.width, kvd = (d / cfg.heads) * cfg.kvHeads, ffn = cfg.ffn ?? Math.ceil(cfg.mlpRatio * d);
     const paramBytes = 4 * (cfg.vocab * d + cfg.layers * (2 * d * d + 2 * d * kvd + 3 * d * ffn));
@@ -283,7 +296,9 @@ export class VideoLM {
     if (paramBytes > limit)
       throw rangeError(fn, 'config', `a model whose parameters fit in memory (this one needs at least ${bytesText(paramBytes)}; this machine has ${bytesText(limit)})`, JSON.stringify(cfg));
     const { binding } = loadAddon();
-    return new VideoLM(new binding.VideoLMNative(cfg, seed, device), tok as Tokenizer | undefined);
+    const native = new binding.VideoLMNative(cfg, seed, device);
+    if (computeDtype !== 'float32') native.setComputeDtype(computeDtype);
+    return new VideoLM(native, tok as Tokenizer | undefined);
   }
 
   /** 'cpu' or 'cuda': where the model computes (see VideoLMCreateOptions.device). */
@@ -331,8 +346,7 @@ export class VideoLM {
    */
   setComputeDtype(dtype: 'float32' | 'bfloat16'): Promise<void> {
     const fn = 'VideoLM.setComputeDtype';
-    if (dtype !== 'float32' && dtype !== 'bfloat16') throw rangeError(fn, 'dtype', "'float32' or 'bfloat16'", describe(dtype));
-    if (dtype === 'bfloat16' && this.#device === 'cuda') throw new Error(`${fn}: 'bfloat16' compute is a CPU mode; a CUDA model keeps float32 products`);
+    checkComputeDtype(fn, dtype, this.#device, 'dtype');
     const native = this.#alive(fn);
     return this.#run(async () => native.setComputeDtype(dtype));
   }
@@ -731,11 +745,15 @@ export class VideoLM {
   /**
    * Loads a directory written by save() (on either device) onto `opts.device`
    * (default 'cpu'); names, shapes, sizes and the config are checked (CheckpointError).
+   * `opts.computeDtype` sets the precision of its products (a run-time mode, not
+   * saved in the folder; default 'float32').
    */
-  static async load(dir: string, opts: { device?: VideoLMDevice } = {}): Promise<VideoLM> {
+  static async load(dir: string, opts: { device?: VideoLMDevice; computeDtype?: VideoLMComputeDtype } = {}): Promise<VideoLM> {
     const fn = 'VideoLM.load';
     if (typeof dir !== 'string' || dir.length === 0) throw typeError(fn, 'dir', 'a directory path', describe(dir));
-    const device = checkDevice(fn, checkOptions(fn, opts).device);
+    const o = checkOptions(fn, opts);
+    const device = checkDevice(fn, o.device);
+    const computeDtype = checkComputeDtype(fn, o.computeDtype, device);
     try {
       inputDir(`${fn}: dir`, dir, 'a saved model folder');
     } catch (e) {
@@ -760,7 +778,9 @@ export class VideoLM {
     const tokPath = join(dir, 'tokenizer.json');
     const tokenizer = existsSync(tokPath) ? Tokenizer.load(tokPath) : undefined;
     const { binding } = loadAddon();
-    const model = new VideoLM(new binding.VideoLMNative(cfg, 0, device), tokenizer);
+    const loadedNative = new binding.VideoLMNative(cfg, 0, device);
+    if (computeDtype !== 'float32') loadedNative.setComputeDtype(computeDtype);
+    const model = new VideoLM(loadedNative, tokenizer);
     const expect = (prefix: string) => {
       const e: Record<string, { dtype: 'F32'; shape: number[] }> = {};
       for (const p of model.#params) e[prefix + p.name] = { dtype: 'F32', shape: p.shape };
