@@ -15,6 +15,7 @@ import { cudaDriverPresent, loadAddon, packageRoot } from './native.js';
 import { inputDir, inputFile, outputDir } from './paths.js';
 import { ProgressBar } from './progress.js';
 import { didYouMean } from './suggest.js';
+import { readTrainingArgs } from './train/checkpoints.js';
 import { CONFIG_FILE_KEYS, MAX_STEPS } from './train/options.js';
 import { fitClip } from './train/tasks.js';
 
@@ -33,6 +34,7 @@ const STEPS: FlagSpec = { kind: 'int', min: 1, max: MAX_STEPS };
 const DEVICE: FlagSpec = { kind: 'string', choices: ['cpu', 'cuda'] };
 const JSON_FLAG: FlagSpec = { kind: 'bool' };
 const PATH: FlagSpec = { kind: 'string' };
+const DTYPE: FlagSpec = { kind: 'string', choices: ['float32', 'bfloat16', 'auto'] };
 
 /** A JSON config file: { model?: {...}, sft?: {...}, rl?: {...} }, every key checked. */
 function readConfig(path: string | undefined): { model?: Record<string, unknown>; sft?: Record<string, unknown>; rl?: Record<string, unknown> } {
@@ -67,18 +69,49 @@ function stopped(r: vp.StageResult): number {
   return r.signal === 'SIGTERM' ? 143 : 130;
 }
 
-/** A model folder: a saved VideoLM (config.json format videoperceiver.VideoLM) or a Hugging Face folder. */
-async function loadModelDir(dir: string, device: 'cpu' | 'cuda'): Promise<vp.VideoLM | vp.PretrainedModel> {
+/** True when --model DIR holds a saved VideoLM (config.json format videoperceiver.VideoLM), false for a Hugging Face folder. */
+function isVideoLMDir(dir: string): boolean {
   inputDir('--model', dir, 'a saved VideoLM or a Hugging Face model folder');
   const cfgPath = join(dir, 'config.json');
   if (!existsSync(cfgPath)) throw new Error(`--model: ${cfgPath} not found (a saved VideoLM or a Hugging Face model folder)`);
-  let format: unknown;
   try {
-    format = (JSON.parse(readFileSync(cfgPath, 'utf8')) as { format?: unknown }).format;
+    return (JSON.parse(readFileSync(cfgPath, 'utf8')) as { format?: unknown }).format === 'videoperceiver.VideoLM';
   } catch (e) {
     throw new Error(`--model: ${cfgPath}: ${(e as Error).message}`);
   }
-  return format === 'videoperceiver.VideoLM' ? vp.VideoLM.load(dir, { device }) : vp.loadPretrained(dir, { device });
+}
+
+/** A model folder: a saved VideoLM or a Hugging Face folder (held in `dtype`, --dtype's value). */
+async function loadModelDir(dir: string, device: 'cpu' | 'cuda', dtype?: string): Promise<vp.VideoLM | vp.PretrainedModel> {
+  if (!isVideoLMDir(dir)) return vp.loadPretrained(dir, { device, ...(dtype ? { dtype: dtype as vp.LoadPretrainedOptions['dtype'] } : {}) });
+  if (dtype) throw new UsageError(`--dtype: applies to a Hugging Face model folder; ${dir} is a saved VideoLM, which runs in float32 (leave --dtype out)`);
+  return vp.VideoLM.load(dir, { device });
+}
+
+/**
+ * --dtype for `train`: the flag's value, or on --resume the dtype the run was
+ * trained with (its latest checkpoint's training_args.json); a --dtype that
+ * differs from the run's is refused unless --override.
+ */
+function trainDtype(a: ParsedArgs, runDir: string, hfModel: boolean): string | undefined {
+  const given = a.str('dtype');
+  if (given && !hfModel) throw new UsageError('train: --dtype applies to a Hugging Face model folder (--model DIR); the built-in VideoLM trains in float32 (leave --dtype out)');
+  if (!a.flag('resume') || !hfModel) return given;
+  let ck: string;
+  try {
+    ck = vp.Trainer.checkpointPath(runDir);
+  } catch {
+    return given; // nothing to resume: trainer.resume says so
+  }
+  const file = join(ck, 'training_args.json');
+  const saved = readTrainingArgs(file)?.dtype;
+  if (!saved) return given;
+  // The model's dtype: 'auto' is float32 on the CPU (on CUDA it keeps BF16-stored frozen matrices in bf16).
+  const norm = given === 'auto' && a.str('device') !== 'cuda' ? 'float32' : given;
+  if (given && norm !== saved && !a.flag('override'))
+    throw new UsageError(`train: --dtype ${given}: the run being resumed was trained with --dtype ${saved} (${file}); changing it breaks its trajectory: ` +
+      `leave --dtype out (the run's is used) or add --override to go on in ${norm}`);
+  return given ?? saved;
 }
 
 /** --lora-rank N [--lora-alpha A] [--lora-targets q_proj,v_proj|all-linear] [--lora-dropout P]: LoRA options, or undefined. */
@@ -105,6 +138,7 @@ async function train(a: ParsedArgs): Promise<number> {
   if (a.flag('override') && !a.flag('resume')) throw new UsageError('train: --override only applies with --resume');
   const lora = loraOptions(a);
   if (lora && !from) throw new UsageError('train: --lora-rank needs --model DIR (a Hugging Face model folder)');
+  const dtype = trainDtype(a, outPath, from !== undefined && !isVideoLMDir(from));
   const data = vp.openDataset(dataDir);
   const out = outputDir('--out', outPath);
   const stage = a.str('stage') ?? 'both';
@@ -113,7 +147,7 @@ async function train(a: ParsedArgs): Promise<number> {
   const device = (a.str('device') ?? 'cpu') as vp.VideoLMDevice;
   let model: vp.VideoLM | vp.PretrainedModel;
   if (from) {
-    model = await loadModelDir(from, device);
+    model = await loadModelDir(from, device, dtype);
     if (lora) {
       if (!(model instanceof vp.PretrainedModel)) throw new UsageError('train: --lora-rank: LoRA applies to a Hugging Face model folder (--model DIR), not to a VideoLM');
       const r = model.addLora({ ...lora, seed });
@@ -138,7 +172,7 @@ async function train(a: ParsedArgs): Promise<number> {
   });
   if (a.flag('resume')) {
     const r = await trainer.resume(out, { override: a.flag('override') });
-    if (main) process.stderr.write(`resumed ${r.path} (${r.stage} step ${r.step})\n`);
+    if (main) process.stderr.write(`resumed ${r.path} (${r.stage} step ${r.step}${model instanceof vp.PretrainedModel ? `, dtype ${model.dtype}` : ''})\n`);
   }
   const sftOpts: vp.SftOptions = {
     ...(cfg.sft ?? {}),
@@ -179,7 +213,7 @@ async function evalCommand(a: ParsedArgs): Promise<number> {
   const modelDir = a.required('model', 'eval', 'DIR');
   const dataDir = inputDir('--data', a.required('data', 'eval', 'DIR'), 'a dataset folder');
   const data = vp.openDataset(dataDir);
-  const model = await loadModelDir(modelDir, (a.str('device') ?? 'cpu') as vp.VideoLMDevice);
+  const model = await loadModelDir(modelDir, (a.str('device') ?? 'cpu') as vp.VideoLMDevice, a.str('dtype'));
   const json = a.flag('json');
   const bar = json ? undefined : new ProgressBar('eval', data.length * 2);
   let base = 0;
@@ -202,7 +236,7 @@ async function generate(a: ParsedArgs): Promise<number> {
   // --video is checked before the model loads (a text model refuses it below).
   const videoArg = a.str('video');
   if (videoArg !== undefined) inputFile('--video', videoArg, 'a clip (.npy or a video file)');
-  const model = await loadModelDir(modelDir, (a.str('device') ?? 'cpu') as vp.VideoLMDevice);
+  const model = await loadModelDir(modelDir, (a.str('device') ?? 'cpu') as vp.VideoLMDevice, a.str('dtype'));
   const gen = { maxTokens: a.num('max-tokens', 32), temperature: a.num('temperature', 0), topP: a.num('top-p', 1), seed: a.num('seed', 0) };
   if (model instanceof vp.PretrainedModel && model.vlm) {
     // A vision-language model: the clip decoded as its processor samples it, the prompt as a user turn.
@@ -379,12 +413,13 @@ const commands: Record<string, Command> = {
   },
   train: {
     summary: 'train a VideoLM on a dataset folder: stage 1 (SFT with KIM + contrastive), stage 2 (comparative GRPO), or both',
-    usage: 'videoperceiver train --data DIR --out RUN_DIR [--stage sft|rl|both] [--config FILE.json] [--model DIR [--lora-rank R] [--lora-alpha A] [--lora-targets q_proj,v_proj|all-linear] [--lora-dropout P] | --preset tiny|small] [--steps N] [--epochs N] [--batch-size 8] [--lr 1e-3] [--lambda 0.5] [--no-kim] [--no-contrastive] [--rl-steps N] [--rl-lr 1e-4] [--group-size 4] [--comparative baseline|pairwise|threshold|none] [--seed 0] [--checkpoint-every N] [--save-total-limit N] [--resume [--override]] [--device cpu|cuda] [--json]\n\n' +
+    usage: 'videoperceiver train --data DIR --out RUN_DIR [--stage sft|rl|both] [--config FILE.json] [--model DIR [--lora-rank R] [--lora-alpha A] [--lora-targets q_proj,v_proj|all-linear] [--lora-dropout P] [--dtype float32|bfloat16|auto] | --preset tiny|small] [--steps N] [--epochs N] [--batch-size 8] [--lr 1e-3] [--lambda 0.5] [--no-kim] [--no-contrastive] [--rl-steps N] [--rl-lr 1e-4] [--group-size 4] [--comparative baseline|pairwise|threshold|none] [--seed 0] [--checkpoint-every N] [--save-total-limit N] [--resume [--override]] [--device cpu|cuda] [--json]\n\n' +
       'config file: { "model": { VideoLM config }, "sft": { SftOptions }, "rl": { RlOptions } } (every key: docs/training.md); flags override it. ' +
       'The trained model is saved to RUN_DIR/model; checkpoints to RUN_DIR/checkpoints (--save-total-limit N keeps the N newest, and always the best and the last); ' +
       'metrics to RUN_DIR/metrics.jsonl; the resolved hyper-parameters to RUN_DIR/training_args.json. ' +
       'Ctrl-C or SIGTERM writes a checkpoint; --resume continues from it (a changed hyper-parameter is refused unless --override). ' +
-      '--model DIR takes a saved VideoLM or a Hugging Face folder (LlamaForCausalLM, Qwen2ForCausalLM: the text side, prompt + response without video; SmolVLM, Idefics3, LLaVA: the clip in the user turn, KIM at the frame level, the contrastive term over the visual tokens of the key frames at the middle decoder layer (sft.tapLayer in --config); docs/pretrained.md); with --lora-rank only LoRA adapters train, and RUN_DIR/adapter gets them in PEFT layout. ' +
+      '--model DIR takes a saved VideoLM or a Hugging Face folder (LlamaForCausalLM, Qwen2ForCausalLM: the text side, prompt + response without video; SmolVLM, Idefics3, LLaVA: the clip in the user turn, KIM at the frame level, the contrastive term over the visual tokens of the key frames at the middle decoder layer (sft.tapLayer in --config); docs/pretrained.md); with --lora-rank only LoRA adapters train, and RUN_DIR/adapter gets them in PEFT layout; ' +
+      '--dtype bfloat16 holds its frozen weight matrices in bfloat16 (half the bytes; float32 is the default, auto the same), is saved in training_args.json, and --resume loads the run\'s dtype again (another --dtype is refused unless --override). ' +
       'Data parallel (a VideoLM): mpirun -np N videoperceiver train ... (docs/distributed.md); --batch-size is the global batch, split across the ranks.',
     flags: {
       data: PATH, out: PATH, stage: { kind: 'string', choices: ['sft', 'rl', 'both'] }, config: PATH, model: PATH,
@@ -395,22 +430,23 @@ const commands: Record<string, Command> = {
       seed: SEED, 'checkpoint-every': { kind: 'int', min: 0, max: MAX_STEPS }, 'save-total-limit': { kind: 'int', min: 1, max: 1_000_000 },
       resume: { kind: 'bool' }, override: { kind: 'bool' }, device: DEVICE, json: JSON_FLAG,
       'lora-rank': { kind: 'int', min: 1, max: 65536 }, 'lora-alpha': { kind: 'number', gt: 0 }, 'lora-targets': { kind: 'string' }, 'lora-dropout': { kind: 'number', min: 0, max: 1 },
+      dtype: DTYPE,
     },
     run: train,
   },
   eval: {
     summary: 'evaluate a saved model on a dataset: multiple-choice accuracy by option likelihood, keyword recall of generated captions',
-    usage: 'videoperceiver eval --model DIR --data DIR [--max-tokens 32] [--device cpu|cuda] [--json]',
-    flags: { model: PATH, data: PATH, 'max-tokens': { kind: 'int', min: 1, max: 1 << 24 }, device: DEVICE, json: JSON_FLAG },
+    usage: 'videoperceiver eval --model DIR --data DIR [--max-tokens 32] [--dtype float32|bfloat16|auto] (Hugging Face folders) [--device cpu|cuda] [--json]',
+    flags: { model: PATH, data: PATH, 'max-tokens': { kind: 'int', min: 1, max: 1 << 24 }, dtype: DTYPE, device: DEVICE, json: JSON_FLAG },
     run: evalCommand,
   },
   generate: {
     summary: 'generate text for a video (.npy uint8 [F, H, W, 3] or a video file decoded by ffmpeg) with a saved model',
-    usage: 'videoperceiver generate --model DIR (--video FILE | a Hugging Face text model) [--prompt "describe the clip :"] [--max-tokens 32] [--temperature 0] [--top-p 1] [--seed 0] [--fps F] [--frames N] (Hugging Face video models) [--device cpu|cuda] [--json]',
+    usage: 'videoperceiver generate --model DIR (--video FILE | a Hugging Face text model) [--prompt "describe the clip :"] [--max-tokens 32] [--temperature 0] [--top-p 1] [--seed 0] [--fps F] [--frames N] (Hugging Face video models) [--dtype float32|bfloat16|auto] (Hugging Face folders) [--device cpu|cuda] [--json]',
     flags: {
       model: PATH, video: PATH, prompt: PATH, 'max-tokens': { kind: 'int', min: 0, max: 1 << 24 }, temperature: { kind: 'number', min: 0, max: 1e4 },
       fps: { kind: 'number', gt: 0, max: 1000 }, frames: { kind: 'int', min: 1, max: 4096 },
-      'top-p': { kind: 'number', gt: 0, max: 1 }, seed: { kind: 'int', min: 0, max: Number.MAX_SAFE_INTEGER }, device: DEVICE, json: JSON_FLAG,
+      'top-p': { kind: 'number', gt: 0, max: 1 }, seed: { kind: 'int', min: 0, max: Number.MAX_SAFE_INTEGER }, dtype: DTYPE, device: DEVICE, json: JSON_FLAG,
     },
     run: generate,
   },

@@ -22,9 +22,9 @@ import { CheckpointError, readSafetensors, writeSafetensors, type StDType, type 
 import type { BackwardOptions, ForwardOptions, ForwardResult, StepOptions, VideoLMBatch, VideoLMLayout } from '../model/videolm.js';
 import { Tensor, tensor, bytesPerElement } from '../tensor.js';
 import { backendInfo } from '../backend.js';
-import { checkBoolean, checkNumber, checkOptions, float32Vector, int32Vector } from '../validate.js';
+import { checkBoolean, checkKnownKeys, checkNumber, checkOptions, float32Vector, int32Vector } from '../validate.js';
 import { ChatTemplate, type ChatMessage, type ChatTemplateOptions } from './chat-template.js';
-import { readWeights, storedTensorNames, type WeightLayout } from './checkpoint.js';
+import { fromFloat32, readWeights, storedTensorNames, toFloat32, type WeightLayout } from './checkpoint.js';
 import { expectedTensors, parseConfig, readJsonObject, type Architecture, type DecoderSpec } from './config.js';
 import { checkPixelValues, mergeVisual, type VisualInput } from './vlm-input.js';
 import { VisionLanguageBridge, type ConnectorSaved } from './vision.js';
@@ -1018,8 +1018,12 @@ export class PretrainedModel {
   /**
    * A training checkpoint (what vp.Trainer writes): the base weights in the
    * Hugging Face layout (not merged), the adapters in `adapter/` (PEFT layout)
-   * when attached, and optimizer.safetensors (AdamW m and v of the trained
-   * parameters, the step). PretrainedModel.loadCheckpoint reads it back.
+   * when attached, and optimizer.safetensors: AdamW m and v of the trained
+   * parameters, the float32 value of every base weight the Hugging Face files
+   * cannot give back as it is held (a trained weight whose stored dtype is
+   * bf16/f16; a float32 master of a matrix loading would hold in bfloat16),
+   * and in its metadata the step, the dtype and whether the vision tower trains.
+   * PretrainedModel.loadCheckpoint reads it back as it was.
    */
   async saveCheckpoint(dir: string): Promise<void> {
     const fn = 'PretrainedModel.saveCheckpoint';
@@ -1033,30 +1037,59 @@ export class PretrainedModel {
       st[`m.${p.name}`] = { dtype: 'F32', shape: [...p.shape], data: hostF32(p.m) };
       st[`v.${p.name}`] = { dtype: 'F32', shape: [...p.shape], data: hostF32(p.v) };
     }
-    writeSafetensors(join(dir, OPTIMIZER_FILE), st, { step: String(this.#step) });
+    for (const p of this.#base.values()) {
+      if (isBf16(p.value)) continue;
+      // A float32 master of a matrix that loading would hold in bfloat16, or values its stored dtype would round.
+      const roundedAtLoad = p.shape.length >= 2 && (this.dtype === 'bfloat16' || (this.dtype === 'auto' && p.storedDtype === 'BF16'));
+      const x = hostF32(p.value);
+      if (roundedAtLoad || !reloadsExactly(x, p.storedDtype)) st[`w.${p.name}`] = { dtype: 'F32', shape: [...p.shape], data: x };
+    }
+    writeSafetensors(join(dir, OPTIMIZER_FILE), st, { step: String(this.#step), dtype: this.dtype, ...(this.#visionTrainable ? { vision_trainable: 'true' } : {}) });
   }
 
-  /** Loads a folder written by saveCheckpoint (weights, adapters, optimizer state, step), on `opts.device` in `opts.dtype`. */
+  /**
+   * Loads a folder written by saveCheckpoint (weights, adapters, float32
+   * masters, optimizer state, step) on `opts.device`, in the dtype it was saved
+   * from unless `opts.dtype` says otherwise.
+   */
   static async loadCheckpoint(dir: string, opts: Pick<LoadPretrainedOptions, 'device' | 'dtype'> = {}): Promise<PretrainedModel> {
-    const adapter = join(dir, 'adapter');
-    const place = { ...(opts.device ? { device: opts.device } : {}), ...(opts.dtype ? { dtype: opts.dtype } : {}) };
-    const m = await PretrainedModel.load(dir, existsSync(join(adapter, 'adapter_config.json')) ? { adapter, ...place } : place);
+    const fn = 'PretrainedModel.loadCheckpoint';
+    if (typeof dir !== 'string' || !dir) throw typeError(fn, 'dir', 'a checkpoint folder path', describe(dir));
+    const o = checkOptions(fn, opts);
+    checkKnownKeys(fn, 'opts', o, ['device', 'dtype']);
     const path = join(dir, OPTIMIZER_FILE);
-    if (!existsSync(path)) return m;
-    const params = new Map([...m.#allParams()].map((p) => [p.name, p]));
-    const expect: Record<string, { dtype: 'F32'; shape: number[] }> = {};
-    const st0 = readSafetensors(path);
-    for (const name of st0.order) {
-      const p = params.get(name.slice(2));
-      if (!/^[mv]\./.test(name) || !p || !p.trainable) throw new CheckpointError(`${path}: tensor '${name}' is not the optimizer state of a trained parameter of this model`);
-      expect[name] = { dtype: 'F32', shape: p.shape };
+    const st = existsSync(path) ? readSafetensors(path) : undefined;
+    const saved = st?.metadata.dtype;
+    if (saved !== undefined && saved !== 'float32' && saved !== 'bfloat16' && saved !== 'auto')
+      throw new CheckpointError(`${path}: metadata dtype must be 'float32', 'bfloat16' or 'auto', got ${JSON.stringify(saved)}`);
+    const adapter = join(dir, 'adapter');
+    const dtype = (o.dtype as LoadPretrainedOptions['dtype']) ?? (saved as LoadPretrainedOptions['dtype']);
+    const m = await PretrainedModel.load(dir, {
+      ...(o.device ? { device: o.device as LoadPretrainedOptions['device'] } : {}), ...(dtype ? { dtype } : {}),
+      ...(existsSync(join(adapter, 'adapter_config.json')) ? { adapter } : {}),
+    });
+    if (!st) return m;
+    if (st.metadata.vision_trainable === 'true') {
+      if (!m.vlm) throw new CheckpointError(`${path}: metadata vision_trainable is set but ${m.architecture} has no vision tower`);
+      m.setVisionTrainable(true);
     }
-    const st = readSafetensors(path, { expect });
-    for (const [name, t] of Object.entries(st.tensors)) {
+    const params = new Map([...m.#allParams()].map((p) => [p.name, p]));
+    for (const name of st.order) {
+      const t = st.tensors[name];
+      const p = params.get(name.slice(2));
+      const ok = p && (name.startsWith('w.') ? m.#base.get(p.name) === p : /^[mv]\./.test(name) && p.trainable);
+      if (!ok) throw new CheckpointError(`${path}: tensor '${name}' is not the optimizer state (m., v.) of a trained parameter or the float32 value (w.) of a weight of this model`);
+      if (t.dtype !== 'F32' || t.shape.length !== p.shape.length || t.shape.some((d, i) => d !== p.shape[i]))
+        throw new CheckpointError(`${path}: tensor '${name}': ${t.dtype} [${t.shape.join(', ')}], expected F32 [${p.shape.join(', ')}]`);
+    }
+    for (const name of st.order) {
       const p = params.get(name.slice(2))!;
-      const host = tensor(Float32Array.from(t.data as Float32Array), [...p.shape]);
+      const host = tensor(Float32Array.from(st.tensors[name].data as Float32Array), [...p.shape]);
       const v = m.device === 'cuda' ? host.to('cuda') : host;
-      if (name[0] === 'm') p.m = v;
+      if (name[0] === 'w') {
+        if (p.value.device === 'cuda') p.value.dispose();
+        p.value = v;
+      } else if (name[0] === 'm') p.m = v;
       else p.v = v;
     }
     const step = Number(st.metadata.step ?? '0');
@@ -1072,6 +1105,17 @@ export class PretrainedModel {
     this.#base = new Map();
     this.#last = null;
   }
+}
+
+/** True when float32 values stored as `dtype` read back bit for bit. */
+function reloadsExactly(x: Float32Array, dtype: StDType): boolean {
+  if (dtype === 'F32' || dtype === 'F64') return true;
+  if (dtype !== 'BF16' && dtype !== 'F16') return false;
+  const back = toFloat32({ dtype, shape: [x.length], data: fromFloat32(x, dtype) });
+  const a = new Uint32Array(x.buffer, x.byteOffset, x.length);
+  const b = new Uint32Array(back.buffer, back.byteOffset, back.length);
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /**

@@ -186,6 +186,8 @@ export interface TrainingArgs {
   format: 'videoperceiver.TrainingArgs';
   seed: number;
   contrastDim: number;
+  /** A PretrainedModel's dtype ('bfloat16': frozen matrices held in bf16; 'auto' on CUDA); a resume loads the same one. */
+  dtype?: 'float32' | 'bfloat16' | 'auto';
   sft?: Record<string, unknown>;
   rl?: Record<string, unknown>;
   /** Changes accepted on a resume with override: true. */

@@ -221,7 +221,7 @@ export class Trainer {
     const keep = o.saveTotalLimit === undefined ? undefined : checkNumber(fn, 'options.saveTotalLimit', o.saveTotalLimit, 0, { integer: true, min: 1 });
     if (keep !== undefined && !this.runDir) throw rangeError(fn, 'options.saveTotalLimit', 'unset without a runDir', `${keep}`);
     this.head = new ContrastiveHead(this.#io.width, dim, this.seed);
-    this.#args = { format: 'videoperceiver.TrainingArgs', seed: this.seed, contrastDim: dim };
+    this.#args = { format: 'videoperceiver.TrainingArgs', seed: this.seed, contrastDim: dim, ...(model instanceof PretrainedModel ? { dtype: model.dtype } : {}) };
     if (this.runDir) {
       outputDir(`${fn}: options.runDir`, this.runDir);
       // Data parallel: rank 0 alone writes metrics.jsonl and checkpoints; every rank's onStep sees the events.
@@ -764,6 +764,13 @@ export class Trainer {
     const state = CheckpointStore.readState(path);
     const savedArgs = readTrainingArgs(join(path, 'training_args.json'));
     if (state.seed !== this.seed) throw rangeError(fn, 'options.seed', `the checkpoint's seed ${state.seed} (to continue its trajectory)`, `${this.seed}`);
+    // A pretrained model's dtype (loadPretrained's opts.dtype) is part of the trajectory: bf16 products round differently.
+    const dtype = this.model instanceof PretrainedModel ? this.model.dtype : undefined;
+    const dtypeChange = dtype !== undefined && savedArgs?.dtype !== undefined && savedArgs.dtype !== dtype ? { key: 'dtype', from: savedArgs.dtype, to: dtype } : undefined;
+    if (dtypeChange && !override)
+      throw new RangeError(`${fn}: the run being resumed was trained with dtype '${dtypeChange.from}' (from its training_args.json) but the model is loaded with dtype '${dtype}'; ` +
+        `changing it breaks its trajectory. Load the model with loadPretrained(dir, { dtype: '${dtypeChange.from}' }) (CLI: leave --dtype out or give --dtype ${dtypeChange.from}), ` +
+        `or pass { override: true } to trainer.resume (CLI: --override) to go on in ${dtype}`);
     const loaded = await Trainer.#loadModel(this.model, path);
     try {
       if (this.model instanceof PretrainedModel) await this.model.copyStateFrom(loaded as PretrainedModel);
@@ -796,7 +803,11 @@ export class Trainer {
     this.#resume = state;
     this.#resumeArgs = savedArgs;
     this.#override = override;
-    this.#args = { ...(savedArgs ?? this.#args), seed: this.seed, contrastDim: this.head.dim };
+    this.#args = { ...(savedArgs ?? this.#args), seed: this.seed, contrastDim: this.head.dim, ...(dtype ? { dtype } : {}) };
+    if (dtypeChange) {
+      process.stderr.write(`videoperceiver: resuming ${state.stage} at step ${state.step} with a changed dtype: ${dtypeChange.from} → ${dtype}\n`);
+      this.#args.overrides = [...(this.#args.overrides ?? []), { stage: state.stage, step: state.step, ...dtypeChange }];
+    }
     this.#lastCheckpoint = resolve(path);
     if (this.#bus.file) MetricBus.truncateAfter(this.#bus.file, state.stage, state.step);
     return { stage: state.stage, step: state.step, finished: state.finished, path };
@@ -808,7 +819,7 @@ export class Trainer {
     else await m.save(dir);
   }
 
-  /** A checkpoint folder's model, of the kind `like` is. */
+  /** A checkpoint folder's model, of the kind (and a pretrained model's dtype) `like` is. */
   static async #loadModel(like: TrainableModel, dir: string): Promise<TrainableModel> {
     return like instanceof PretrainedModel ? PretrainedModel.loadCheckpoint(dir, { device: like.device, dtype: like.dtype }) : VideoLM.load(dir);
   }
