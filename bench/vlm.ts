@@ -8,7 +8,10 @@
 // 'full': what the API trains in full fine-tuning (the text model, its
 // embeddings and head, and the connector; the vision tower stays frozen, the
 // default after loading); 'lora': rank-8 adapters on q/k/v/o of the text model
-// (vision and connector frozen). Ours against the same step written in PyTorch
+// (vision and connector frozen); 'full, tower trained': full fine-tuning with
+// setVisionTrainable(true), the SigLIP tower trained too (its backward pass and
+// AdamW over its 86M parameters), on a 2-frame clip to keep the bench's time in
+// bounds (a tower step costs about three times its forward pass). Ours against the same step written in PyTorch
 // eager (bench/peers/torch_pretrained_vlm.py), reading the same folder and the
 // same pixel values and token ids, in the same run; each side in its own
 // process, so that its peak resident memory (VmHWM, reset once the weights are
@@ -27,13 +30,14 @@
 // real ids (so the prompt's text is about twice as many tokens as the real
 // tokenizer makes of it); the chat template is SmolVLM's (message parts).
 //
-// Work per step (the fracOfFmaPeak estimate): the vision tower forward only
-// (frozen in both cases: 2 flops per weight per patch plus bidirectional
-// attention, 4·S²·D per image and layer), the connector (forward, and its
+// Work per step (the fracOfFmaPeak estimate): the vision tower forward (2 flops
+// per weight per patch plus bidirectional attention, 4·S²·D per image and layer;
+// three times that when the tower trains: the input and weight gradients), the connector (forward, and its
 // weight gradient in 'full'), and 6 flops per text parameter per token in
 // 'full', 4 in 'lora' (the embedding lookup not counted, the head counted).
 // Cost of the bench: a warm-up step and three timed ones (one with --quick)
-// per side and case, about 20-60 s each on 2 quiet cores.
+// per side and case, about 20-60 s each on 2 quiet cores (the 2-frame
+// tower-trained case about as long as the 8-frame frozen ones).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -132,23 +136,27 @@ export function writeSmolVlm2(dir: string): number {
   return n;
 }
 
-/** 8 frames of 360 × 640 RGB: a moving gradient with noise (deterministic). */
-function makeVideo(): { data: Uint8Array; shape: number[] } {
-  const data = new Uint8Array(FRAMES * FRAME_H * FRAME_W * 3);
+/** `frames` frames of 360 × 640 RGB: a moving gradient with noise (deterministic). */
+function makeVideo(frames: number): { data: Uint8Array; shape: number[] } {
+  const data = new Uint8Array(frames * FRAME_H * FRAME_W * 3);
   let s = 12345;
-  for (let f = 0, i = 0; f < FRAMES; f++)
+  for (let f = 0, i = 0; f < frames; f++)
     for (let y = 0; y < FRAME_H; y++)
       for (let x = 0; x < FRAME_W; x++)
         for (let c = 0; c < 3; c++, i++) {
           s = (s * 1103515245 + 12345) >>> 0;
           data[i] = ((x + 8 * f) * (c + 1) + y + (s >>> 27)) & 255;
         }
-  return { data, shape: [FRAMES, FRAME_H, FRAME_W, 3] };
+  return { data, shape: [frames, FRAME_H, FRAME_W, 3] };
 }
 
 interface CaseSpec {
   dir: string;
   case: 'full' | 'lora';
+  /** Train the vision tower too (setVisionTrainable(true); 'full' only). */
+  vision: boolean;
+  /** Frames of the clip (sampled at 1 fps: all of them). */
+  frames: number;
   rank: number;
   alpha: number;
   reps: number;
@@ -178,7 +186,8 @@ interface ChildResult {
 async function child(spec: CaseSpec): Promise<void> {
   const m = await vp.loadPretrained(spec.dir);
   if (spec.case === 'lora') m.addLora({ rank: spec.rank, alpha: spec.alpha });
-  const video = makeVideo();
+  if (spec.vision) m.setVisionTrainable(true);
+  const video = makeVideo(spec.frames);
   const t0 = performance.now();
   const batch = vp.vlmTrainBatch(m, [{ video, prompt: PROMPT, response: RESPONSE, fps: 1 }]);
   const processMs = performance.now() - t0;
@@ -206,10 +215,10 @@ async function child(spec: CaseSpec): Promise<void> {
 }
 
 /** The step's multiply-add work ×2 (see the file comment). */
-function stepFlops(c: 'full' | 'lora', T: number, frames: number): number {
+function stepFlops(c: 'full' | 'lora', T: number, frames: number, visionTrained: boolean): number {
   const D = VISION.hidden_size, F = VISION.intermediate_size, Lv = VISION.num_hidden_layers, p = VISION.patch_size;
   const S = (VISION.image_size / p) ** 2;
-  const vision = frames * S * (2 * Lv * (4 * D * D + 2 * D * F) + 2 * D * 3 * p * p) + 4 * frames * Lv * S * S * D;
+  const vision = (visionTrained ? 3 : 1) * (frames * S * (2 * Lv * (4 * D * D + 2 * D * F) + 2 * D * 3 * p * p) + 4 * frames * Lv * S * S * D);
   const tokens = (frames * S) / CONFIG.scale_factor ** 2;
   const conn = 2 * tokens * D * CONFIG.scale_factor ** 2 * TEXT.hidden_size * (c === 'full' ? 2 : 1);
   const d = TEXT.hidden_size, hd = TEXT.head_dim, q = TEXT.num_attention_heads * hd, kv = TEXT.num_key_value_heads * hd;
@@ -223,9 +232,14 @@ export async function run(ctx: BenchContext): Promise<void> {
   try {
     const params = writeSmolVlm2(dir);
     const reps = ctx.quick ? 1 : 3;
-    for (const c of ['full', 'lora'] as const) {
-      const spec: CaseSpec = { dir, case: c, rank: 8, alpha: 16, reps, lr: 1e-5, inputsDir };
-      const ours = runChild<ChildResult>(fileURLToPath(import.meta.url), '--vlm-child', spec, ctx.threads, c);
+    const cases = [
+      { c: 'full', vision: false, frames: FRAMES, name: 'full' },
+      { c: 'lora', vision: false, frames: FRAMES, name: 'lora' },
+      { c: 'full', vision: true, frames: 2, name: 'full, tower trained' },
+    ] as const;
+    for (const { c, vision, frames, name } of cases) {
+      const spec: CaseSpec = { dir, case: c, vision, frames, rank: 8, alpha: 16, reps, lr: 1e-5, inputsDir };
+      const ours = runChild<ChildResult>(fileURLToPath(import.meta.url), '--vlm-child', spec, ctx.threads, name);
       const inputs = {
         pixels: { path: join(inputsDir, 'pixels.bin'), dtype: 'float32', shape: ours.pixelShape },
         ids: { path: join(inputsDir, 'ids.bin'), dtype: 'int32', shape: [ours.T] },
@@ -234,11 +248,11 @@ export async function run(ctx: BenchContext): Promise<void> {
       const peer = runPeer('torch_pretrained_vlm.py', { ...spec, inputs }, ctx.threads);
       const tokens = ours.T;
       ctx.report({
-        bench: 'vlm', case: `smolvlm2-256m ${c}`,
-        shape: { frames: ours.pixelShape[0], image: ours.pixelShape[2], T: ours.T, imageTokens: ours.imageTokens, answerTokens: ours.answerTokens, params, trainable: ours.trainable, peerTrainable: peer.ok ? (peer.trainable as number) : null, rank: c === 'lora' ? 8 : null, visionTrained: false },
+        bench: 'vlm', case: `smolvlm2-256m ${name}`,
+        shape: { frames: ours.pixelShape[0], image: ours.pixelShape[2], T: ours.T, imageTokens: ours.imageTokens, answerTokens: ours.answerTokens, params, trainable: ours.trainable, peerTrainable: peer.ok ? (peer.trainable as number) : null, rank: c === 'lora' ? 8 : null, visionTrained: vision },
         oursMs: ours.medianMs, peerMs: peer.ok ? peer.medianMs! : null, ratio: peer.ok ? peer.medianMs! / ours.medianMs : null,
         peer: 'torch', peerMissing: peer.missing,
-        flops: stepFlops(c, tokens, ours.pixelShape[0]),
+        flops: stepFlops(c, tokens, ours.pixelShape[0], vision),
         extra: { ...trainColumns(tokens, ours, peer), oursProcessMs: Math.round(ours.processMs) },
       });
     }

@@ -19,7 +19,8 @@ composite of its modeling_smolvlm.py formulas, written as a PyTorch user would:
 
 'full' trains what the TypeScript API trains in full mode (the text model, its
 embeddings and head, the connector; the vision tower frozen, so autograd records
-nothing there); 'lora' freezes everything and trains rank-r adapters on q/k/v/o of
+nothing there, unless spec "vision" is true: then the tower trains too, as
+setVisionTrainable(true) does); 'lora' freezes everything and trains rank-r adapters on q/k/v/o of
 the text model. The optimizer is ours: AdamW (betas 0.9 / 0.95, eps 1e-8, weight
 decay 0.1 on the matrices but the token embedding) after clipping the global
 gradient norm to 1. Reports the median step time, the first loss, the resident
@@ -49,7 +50,8 @@ T = ids.shape[0]
 VP = "model.vision_model."
 TP = "model.text_model."
 lora = spec["case"] == "lora"
-params = {k: torch.nn.Parameter(v, requires_grad=not lora and not k.startswith(VP)) for k, v in W.items()}
+train_vision = bool(spec.get("vision", False))
+params = {k: torch.nn.Parameter(v, requires_grad=not lora and (train_vision or not k.startswith(VP))) for k, v in W.items()}
 text = LlamaTorch(tc, params, T, prefix=TP)
 adapters = text.add_lora(spec["rank"], spec["alpha"]) if lora else []
 
