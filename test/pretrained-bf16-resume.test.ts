@@ -152,7 +152,7 @@ test('a bf16 VLM whose vision tower trains (setVisionTrainable(true)) resumes ex
 const cli = (...args: string[]) => spawnSync(process.execPath, ['--import=tsx', join(ROOT, 'lib', 'cli.ts'), ...args], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
 const steps = (stdout: string) => stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).filter((e) => e.type === 'step');
 
-test('CLI --dtype: validated, refused for a VideoLM, recorded by train, read back on --resume (which continues bit for bit), a conflicting one refused', (t) => {
+test('CLI --dtype: validated, refused for a VideoLM, recorded by train, read back on --resume (which continues bit for bit), a conflicting one refused', async (t) => {
   const model = hf('llama-tied-bf16-sharded-llama3');
   const train = (out: string, ...more: string[]) =>
     cli('train', '--data', textData, '--out', out, '--model', model, '--lora-rank', '2', '--stage', 'sft', '--steps', '3', '--batch-size', '2', '--checkpoint-every', '1', '--json', ...more);
@@ -163,6 +163,13 @@ test('CLI --dtype: validated, refused for a VideoLM, recorded by train, read bac
   t.is(videolm.status, 2);
   t.regex(videolm.stderr, /--dtype applies to a Hugging Face model folder \(--model DIR\); the built-in VideoLM trains in float32/);
   t.false(existsSync(join(work, 'cli-videolm', 'checkpoints')));
+  const saved = join(work, 'videolm');
+  const v = await vp.VideoLM.create({ imageSize: 8, patchSize: 4, frames: 2, width: 32, layers: 1, heads: 4, kvHeads: 2, ffn: 64, maxSeq: 32, tokenizer: vp.Tokenizer.train(['a red ball falls'], { vocabSize: 30 }), seed: 3 });
+  await v.save(saved);
+  v.dispose();
+  const ev = cli('eval', '--model', saved, '--data', textData, '--dtype', 'bfloat16');
+  t.is(ev.status, 2);
+  t.regex(ev.stderr, /--dtype: applies to a Hugging Face model folder; .*videolm is a saved VideoLM, which runs in float32/);
 
   const full = join(work, 'cli-full');
   const u = train(full, '--dtype', 'bfloat16');
