@@ -161,7 +161,7 @@ test('CLI --dtype: validated, refused for a VideoLM, recorded by train, read bac
   t.regex(bad.stderr, /--dtype.*float32, bfloat16, auto/);
   const videolm = cli('train', '--data', textData, '--out', join(work, 'cli-videolm'), '--dtype', 'bfloat16', '--steps', '1');
   t.is(videolm.status, 2);
-  t.regex(videolm.stderr, /--dtype applies to a Hugging Face model folder \(--model DIR\); the built-in VideoLM trains in float32/);
+  t.regex(videolm.stderr, /--dtype applies to a Hugging Face model folder \(--model DIR\); the built-in VideoLM keeps float32 weights/);
   t.false(existsSync(join(work, 'cli-videolm', 'checkpoints')));
   const saved = join(work, 'videolm');
   const v = await vp.VideoLM.create({ imageSize: 8, patchSize: 4, frames: 2, width: 32, layers: 1, heads: 4, kvHeads: 2, ffn: 64, maxSeq: 32, tokenizer: vp.Tokenizer.train(['a red ball falls'], { vocabSize: 30 }), seed: 3 });
@@ -169,7 +169,7 @@ test('CLI --dtype: validated, refused for a VideoLM, recorded by train, read bac
   v.dispose();
   const ev = cli('eval', '--model', saved, '--data', textData, '--dtype', 'bfloat16');
   t.is(ev.status, 2);
-  t.regex(ev.stderr, /--dtype: applies to a Hugging Face model folder; .*videolm is a saved VideoLM, which runs in float32/);
+  t.regex(ev.stderr, /--dtype: applies to a Hugging Face model folder; .*videolm is a saved VideoLM, whose weights are float32/);
 
   const full = join(work, 'cli-full');
   const u = train(full, '--dtype', 'bfloat16');
