@@ -84,7 +84,7 @@ function isVideoLMDir(dir: string): boolean {
 /** A model folder: a saved VideoLM or a Hugging Face folder (held in `dtype`, --dtype's value). */
 async function loadModelDir(dir: string, device: 'cpu' | 'cuda', dtype?: string): Promise<vp.VideoLM | vp.PretrainedModel> {
   if (!isVideoLMDir(dir)) return vp.loadPretrained(dir, { device, ...(dtype ? { dtype: dtype as vp.LoadPretrainedOptions['dtype'] } : {}) });
-  if (dtype) throw new UsageError(`--dtype: applies to a Hugging Face model folder; ${dir} is a saved VideoLM, whose weights are float32 (leave --dtype out; its bf16 compute is VideoLM.setComputeDtype in the API, docs/model.md)`);
+  if (dtype) throw new UsageError(`--dtype: applies to a Hugging Face model folder; ${dir} is a saved VideoLM, whose weights are float32 (leave --dtype out; its bf16 compute is VideoLM's computeDtype option, docs/model.md)`);
   return vp.VideoLM.load(dir, { device });
 }
 
@@ -95,7 +95,7 @@ async function loadModelDir(dir: string, device: 'cpu' | 'cuda', dtype?: string)
  */
 function trainDtype(a: ParsedArgs, runDir: string, hfModel: boolean): string | undefined {
   const given = a.str('dtype');
-  if (given && !hfModel) throw new UsageError('train: --dtype applies to a Hugging Face model folder (--model DIR); the built-in VideoLM keeps float32 weights (leave --dtype out; its bf16 compute is VideoLM.setComputeDtype in the API, docs/model.md)');
+  if (given && !hfModel) throw new UsageError('train: --dtype applies to a Hugging Face model folder (--model DIR); the built-in VideoLM keeps float32 weights (leave --dtype out; for its bf16 compute put "model": { "computeDtype": "bfloat16" } in --config, docs/model.md)');
   if (!a.flag('resume') || !hfModel) return given;
   let ck: string;
   try {
