@@ -326,6 +326,9 @@ export class Trainer {
   ): Promise<StageResult> {
     const fn = `Trainer.${stage}`;
     if (this.#running) throw new Error(`${fn}: a stage is already running on this trainer`);
+    // A VideoLM's bf16 compute (VideoLM.computeDtype) is part of the stage's trajectory: recorded
+    // with its hyper-parameters (absent for float32, as in runs that predate it), checked on resume.
+    if (this.model instanceof VideoLM && this.model.computeDtype === 'bfloat16') args = { ...args, computeDtype: 'bfloat16' };
     let start = 0;
     let consumed = true;
     if (this.#resume) {
@@ -819,9 +822,11 @@ export class Trainer {
     else await m.save(dir);
   }
 
-  /** A checkpoint folder's model, of the kind (and a pretrained model's dtype) `like` is. */
+  /** A checkpoint folder's model, of the kind (and a pretrained model's dtype, a VideoLM's compute dtype) `like` is. */
   static async #loadModel(like: TrainableModel, dir: string): Promise<TrainableModel> {
-    return like instanceof PretrainedModel ? PretrainedModel.loadCheckpoint(dir, { device: like.device, dtype: like.dtype }) : VideoLM.load(dir);
+    return like instanceof PretrainedModel
+      ? PretrainedModel.loadCheckpoint(dir, { device: like.device, dtype: like.dtype })
+      : VideoLM.load(dir, { computeDtype: like.computeDtype });
   }
 
   /** Frees the reference model the trainer made (the trained model stays the caller's). */
