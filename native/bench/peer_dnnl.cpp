@@ -23,7 +23,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <chrono>
 #include <functional>
+#include <thread>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -50,10 +52,16 @@ dnnl::matmul square_matmul(const dnnl::engine& eng, int64_t n, dnnl::memory::dat
 }
 
 // Times each of fns over `rounds` alternating rounds; each keeps its best median.
+// A pause before each contender lets the previous one's idle threads go to sleep:
+// oneDNN's OpenMP workers spin-wait after a call (libgomp's default spin), and on
+// a 2-core machine a spinning worker takes half a core from the next contender
+// (measured: our 2048³ SGEMM right after oneDNN's ran 1.8x slower with
+// OMP_WAIT_POLICY=active).
 std::vector<vpbench::Timing> best_of_rounds(int rounds, int reps, double min_ms, const std::vector<std::function<void()>>& fns) {
   std::vector<vpbench::Timing> best(fns.size());
   for (int round = 0; round < rounds; ++round)
     for (size_t i = 0; i < fns.size(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
       const vpbench::Timing t = vpbench::time_it(fns[i], 1, reps, min_ms);
       if (round == 0 || t.median_ms < best[i].median_ms) best[i] = t;
     }
