@@ -54,9 +54,9 @@ dnnl::matmul square_matmul(const dnnl::engine& eng, int64_t n, dnnl::memory::dat
 // Times each of fns over `rounds` alternating rounds; each keeps its best median.
 // A pause before each contender lets the previous one's idle threads go to sleep:
 // oneDNN's OpenMP workers spin-wait after a call (libgomp's default spin), and on
-// a 2-core machine a spinning worker takes half a core from the next contender
-// (measured: our 2048³ SGEMM right after oneDNN's ran 1.8x slower with
-// OMP_WAIT_POLICY=active).
+// a 2-core machine a spinning worker takes a core's time from the next contender.
+// (bench/gemm.ts sets OMP_WAIT_POLICY=PASSIVE; with ACTIVE, whose workers never
+// sleep, our 2048³ SGEMM took 158 ms instead of 85 on the 2-core AMD EPYC.)
 std::vector<vpbench::Timing> best_of_rounds(int rounds, int reps, double min_ms, const std::vector<std::function<void()>>& fns) {
   std::vector<vpbench::Timing> best(fns.size());
   for (int round = 0; round < rounds; ++round)
