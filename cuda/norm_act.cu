@@ -14,6 +14,7 @@
 
 #include <string>
 
+#include "core/arg_checks.h"
 #include "kernel_util.cuh"
 #include "scratch_pool.h"
 #include "vp/model_kernels.h"
@@ -28,16 +29,7 @@ using kutil::kBlock;
 using kutil::launch_status;
 using kutil::warp_sum_d;
 
-Status check_rows(const char* fn, int64_t rows, int64_t dim) {
-  if (rows < 0) return Status::Invalid(std::string(fn) + ": rows must be >= 0, got " + std::to_string(rows));
-  if (dim <= 0) return Status::Invalid(std::string(fn) + ": dim must be > 0, got " + std::to_string(dim));
-  return Status::Ok();
-}
-
-Status need(const void* p, const char* fn, const char* arg) {
-  if (p == nullptr) return Status::Invalid(std::string(fn) + ": " + arg + " is null");
-  return Status::Ok();
-}
+using ::vp::detail::need;
 
 __device__ __forceinline__ double dsum(double v) { return warp_sum_d(v); }
 
@@ -174,7 +166,7 @@ Status check_kind(const char* fn, GeluKind kind) {
 Status layernorm_forward(const float* x, const float* gamma, const float* beta, int64_t rows, int64_t dim, float eps,
                          float* y, float* mean, float* rstd) {
   const char* fn = "layernorm_forward (CUDA)";
-  VP_RETURN_IF_ERROR(check_rows(fn, rows, dim));
+  VP_RETURN_IF_ERROR(::vp::detail::check_rows_dim(fn, rows, dim));
   if (!(eps >= 0.0f) || !std::isfinite(eps)) return Status::Invalid(std::string(fn) + ": eps must be a finite number >= 0");
   if (rows == 0) return Status::Ok();
   VP_RETURN_IF_ERROR(need(x, fn, "x"));
@@ -190,7 +182,7 @@ Status layernorm_backward(const float* dy, const float* x, const float* gamma, c
                           int64_t rows, int64_t dim, float eps, float* dx, float* dgamma, float* dbeta,
                           bool accumulate) {
   const char* fn = "layernorm_backward (CUDA)";
-  VP_RETURN_IF_ERROR(check_rows(fn, rows, dim));
+  VP_RETURN_IF_ERROR(::vp::detail::check_rows_dim(fn, rows, dim));
   if ((mean == nullptr) != (rstd == nullptr))
     return Status::Invalid(std::string(fn) + ": mean and rstd must be given together (or both null)");
   VP_RETURN_IF_ERROR(kutil::check_available(fn));

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <string>
 
+#include "core/arg_checks.h"
 #include "kernel_util.cuh"
 #include "scratch_pool.h"
 #include "vp/layers.h"
@@ -60,10 +61,7 @@ __global__ void k_rope_table(const float* x, const int32_t* __restrict__ pos, in
   }
 }
 
-Status need(const void* p, const char* fn, const char* arg) {
-  if (p == nullptr) return Status::Invalid(std::string(fn) + ": " + arg + " is null");
-  return Status::Ok();
-}
+using ::vp::detail::need;
 
 // Checks host indices v[0..n) against [0, bound) and copies them into scratch (*dev).
 Status upload_indices(Scratch& scratch, const char* fn, const char* arg, const int32_t* v, int64_t n, int64_t bound,

@@ -40,7 +40,7 @@ Status gemm_bf16(const GemmBf16Args& args);
 
 // Mixed precision with float32 operands (what autocast does): vp::sgemm's
 // arguments and result, C = bf16(op(A)) · bf16(op(B)) + beta·C, both operands
-// rounded to bfloat16 (nearest even) into temporary buffers, the product on
+// rounded to bfloat16 (nearest even) into per-thread buffers, the product on
 // gemm_bf16 with float32 accumulation. alpha must be 1. The VideoLM's training
 // step runs its products through this when its compute dtype is bfloat16
 // (float32 master weights, gradients and optimizer state).

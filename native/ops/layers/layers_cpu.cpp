@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/arg_checks.h"
 #include "layers_kernels.h"
 #include "row_lse.h"
 #include "vp/cpu_features.h"
@@ -32,10 +33,7 @@ using detail::layer_kernels;
 
 std::string str(int64_t v) { return std::to_string(v); }
 
-Status need(const void* p, const char* fn, const char* arg) {
-  if (p == nullptr) return Status::Invalid(std::string(fn) + ": " + arg + " is null");
-  return Status::Ok();
-}
+using detail::need;
 
 Status non_negative(int64_t v, const char* fn, const char* arg) {
   if (v < 0) return Status::Invalid(std::string(fn) + ": " + arg + " must be >= 0, got " + str(v));

@@ -6,7 +6,8 @@
 // into an M·K workspace; vp::gemm_bf16 then forms C in float32 (its AVX512-BF16
 // kernel or its widened float32 path); a bias, when given, is added per row.
 // Cost: M·K roundings + gemm_bf16's 2·M·N·K flops + M·N adds; M·K·2 bytes of
-// workspace.
+// workspace (gemm_f32_via_bf16: M·K + K·N roundings into per-thread buffers that
+// are kept for the next call).
 #include "vp/gemm_f32_bf16.h"
 
 #include <algorithm>
@@ -44,7 +45,12 @@ Status gemm_f32_via_bf16(const GemmArgs& g) {
     if (g.lda < ac || g.ldb < bc) return Status::Invalid("gemm_f32_via_bf16: lda or ldb too small");
   }
   if (g.ldc < g.n) return Status::Invalid("gemm_f32_via_bf16: ldc < n");
-  std::vector<uint16_t> a16(static_cast<size_t>(ar * ac)), b16(static_cast<size_t>(br * bc));
+  // The rounded operands live in this thread's buffers, kept between calls: a training
+  // step calls this for every projection, and fresh buffers would be page-faulted in
+  // each time. (They hold the largest operands seen, e.g. 2 bytes per LM-head weight.)
+  thread_local std::vector<uint16_t> a16, b16;
+  a16.resize(static_cast<size_t>(ar * ac));
+  b16.resize(static_cast<size_t>(br * bc));
   if (g.k > 0) {
     round_rows(g.a, ar, ac, g.lda, a16.data());
     round_rows(g.b, br, bc, g.ldb, b16.data());
@@ -62,13 +68,7 @@ Status gemm_f32_bf16(const GemmF32Bf16Args& g) {
   if (!g.c) return Status::Invalid("gemm_f32_bf16: C is null");
   if (g.k > 0 && (!g.a || !g.b)) return Status::Invalid("gemm_f32_bf16: A or B is null");
   std::vector<uint16_t> a16(static_cast<size_t>(g.m * g.k));
-  if (g.k > 0) {
-    parallel_for(g.m, std::max<int64_t>(1, 16384 / g.k), [&](int64_t r0, int64_t r1, int) {
-      const float* src = g.a + r0 * g.k;
-      uint16_t* dst = a16.data() + r0 * g.k;
-      for (int64_t i = 0, n = (r1 - r0) * g.k; i < n; ++i) dst[i] = float_to_bf16(src[i]);
-    });
-  }
+  if (g.k > 0) round_rows(g.a, g.m, g.k, g.k, a16.data());
   GemmBf16Args b;
   b.trans_a = false, b.trans_b = g.trans_b, b.m = g.m, b.n = g.n, b.k = g.k;
   b.a = a16.data(), b.lda = g.k, b.b = g.b, b.ldb = g.trans_b ? g.k : g.n;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/arg_checks.h"
 #include "vp/norm_act.h"
 #include "vp/thread_pool.h"
 
@@ -18,16 +19,7 @@ namespace {
 
 constexpr int64_t kRowBlock = 64;
 
-Status check_sizes(const char* fn, int64_t rows, int64_t dim) {
-  if (rows < 0) return Status::Invalid(std::string(fn) + ": rows must be >= 0, got " + std::to_string(rows));
-  if (dim <= 0) return Status::Invalid(std::string(fn) + ": dim must be > 0, got " + std::to_string(dim));
-  return Status::Ok();
-}
-
-Status need(const void* p, const char* fn, const char* arg) {
-  if (p == nullptr) return Status::Invalid(std::string(fn) + ": " + arg + " is null");
-  return Status::Ok();
-}
+using detail::need;
 
 int64_t row_grain(int64_t dim) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, dim)); }
 
@@ -84,7 +76,7 @@ Status check_kind(const char* fn, GeluKind k) {
 Status layernorm_forward(const float* x, const float* gamma, const float* beta, int64_t rows,
                          int64_t dim, float eps, float* y, float* mean, float* rstd) {
   const char* fn = "layernorm_forward";
-  VP_RETURN_IF_ERROR(check_sizes(fn, rows, dim));
+  VP_RETURN_IF_ERROR(detail::check_rows_dim(fn, rows, dim));
   if (!(eps >= 0.0f) || !std::isfinite(eps)) return Status::Invalid("layernorm_forward: eps must be a finite number >= 0");
   if (rows == 0) return Status::Ok();
   VP_RETURN_IF_ERROR(need(x, fn, "x"));
@@ -112,7 +104,7 @@ Status layernorm_backward(const float* dy, const float* x, const float* gamma, c
                           const float* rstd, int64_t rows, int64_t dim, float eps, float* dx,
                           float* dgamma, float* dbeta, bool accumulate) {
   const char* fn = "layernorm_backward";
-  VP_RETURN_IF_ERROR(check_sizes(fn, rows, dim));
+  VP_RETURN_IF_ERROR(detail::check_rows_dim(fn, rows, dim));
   if (!(eps >= 0.0f) || !std::isfinite(eps)) return Status::Invalid("layernorm_backward: eps must be a finite number >= 0");
   if ((mean == nullptr) != (rstd == nullptr)) return Status::Invalid("layernorm_backward: mean and rstd must both be given or both be null");
   if (rows > 0) {
