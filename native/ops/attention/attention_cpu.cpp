@@ -1,6 +1,7 @@
 // CPU attention driver: splits a validated problem into work items, schedules
 // them over the thread pool (largest first, taken from a shared counter so the
-// causal triangle's uneven items still balance) and owns every buffer.
+// causal triangle's uneven items still balance) and owns every buffer (its
+// workspaces are kept per calling thread between calls: core/scratch.h).
 //
 // Forward items: (sequence, query head, query block). Each writes its own rows
 // of out and lse.
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "attention_kernels.h"
+#include "core/scratch.h"
 #include "vp/attention.h"
 #include "vp/cpu_features.h"
 #include "vp/thread_pool.h"
@@ -127,9 +129,10 @@ Status forward_finite(const AttentionProblem& p, const float* q, const float* k,
   const int64_t group = copy ? kv_copy_heads(p) : p.kv_heads;
   const int pool = p.threads > 0 ? std::min(p.threads, num_threads()) : num_threads();
   const size_t per = K.fwd_scratch(D);
-  FloatBuf scratch = alloc_floats(per * static_cast<size_t>(pool));
-  FloatBuf kv = copy ? alloc_floats(static_cast<size_t>(group * Tk * D) * 2) : nullptr;
-  if (!scratch || (copy && !kv)) return Status::Internal("attention: out of memory for the CPU scratch");
+  // Workspaces kept per calling thread between calls (core/scratch.h).
+  ScratchLease scratch(ScratchSlot::kAttnFwd, sizeof(float) * per * static_cast<size_t>(pool));
+  ScratchLease kv(ScratchSlot::kAttnFwdKv, copy ? sizeof(float) * static_cast<size_t>(group * Tk * D) * 2 : 0);
+  if (!scratch.ok() || !kv.ok()) return Status::Internal("attention: out of memory for the CPU scratch");
   struct Item {
     int64_t s, h, qb, cost;
   };
@@ -150,7 +153,7 @@ Status forward_finite(const AttentionProblem& p, const float* q, const float* k,
     std::stable_sort(items.begin(), items.end(), [](const Item& a, const Item& b) { return a.cost > b.cost; });
     detail::AttnFwdArgs args{&p, q, k, v, out, lse, p.kv_heads * D, D, 0};
     if (copy) {
-      float* kc = kv.get();
+      float* kc = kv.as<float>();
       float* vc = kc + (g1 - g0) * Tk * D;
       auto body = [&](int64_t j0, int64_t j1, int) {
         for (int64_t hk = g0; hk < g1; ++hk)
@@ -166,7 +169,7 @@ Status forward_finite(const AttentionProblem& p, const float* q, const float* k,
     const int threads = threads_for(p, static_cast<int64_t>(items.size()));
     run_items(threads, static_cast<int64_t>(items.size()), [&](int64_t i, int t) {
       const Item& it = items[i];
-      K.fwd_item(args, it.s, it.h, it.qb, scratch.get() + per * t);
+      K.fwd_item(args, it.s, it.h, it.qb, scratch.as<float>() + per * t);
     });
   }
   return Status::Ok();
@@ -187,13 +190,14 @@ Status attention_backward(const AttentionProblem& p, const float* dout, const fl
   const int pool = p.threads > 0 ? std::min(p.threads, num_threads()) : num_threads();
 
   // delta = rowsum(dout * out), and dq = 0 (items accumulate into it).
-  FloatBuf delta = alloc_floats(static_cast<size_t>(H * p.total_q));
-  if (!delta) return Status::Internal("attention_backward: out of memory for delta");
+  ScratchLease delta_lease(ScratchSlot::kAttnBwdDelta, sizeof(float) * static_cast<size_t>(H * p.total_q));
+  if (!delta_lease.ok()) return Status::Internal("attention_backward: out of memory for delta");
+  float* const delta = delta_lease.as<float>();
   {
     const int64_t rows = p.total_q;
     const int64_t grain = std::max<int64_t>(16, 4096 / std::max<int64_t>(1, H * D));
     auto body = [&](int64_t r0, int64_t r1, int) {
-      K.delta_rows(p, dout, out, r0, r1, delta.get());
+      K.delta_rows(p, dout, out, r0, r1, delta);
       std::memset(dq + r0 * H * D, 0, sizeof(float) * static_cast<size_t>((r1 - r0) * H * D));
     };
     if (pool <= 1) body(0, rows, 0);
@@ -285,16 +289,16 @@ Status attention_backward(const AttentionProblem& p, const float* dout, const fl
 
   const int threads = threads_for(p, static_cast<int64_t>(items.size()));
   const size_t per = K.bwd_scratch(D);
-  FloatBuf scratch = alloc_floats(per * threads);
-  if (!scratch) return Status::Internal("attention_backward: out of memory for the CPU scratch");
-  detail::AttnBwdArgs args{&p, dout, q, k, v, lse, delta.get(), dk, dv};
+  ScratchLease scratch(ScratchSlot::kAttnBwd, sizeof(float) * per * threads);
+  if (!scratch.ok()) return Status::Internal("attention_backward: out of memory for the CPU scratch");
+  detail::AttnBwdArgs args{&p, dout, q, k, v, lse, delta, dk, dv};
   run_items(threads, static_cast<int64_t>(items.size()), [&](int64_t i, int t) {
     const Item& it = items[i];
     if (it.zero_first) {
       const int64_t tq = p.cu_q[it.s + 1] - p.cu_q[it.s];
       std::memset(it.dq_base, 0, sizeof(float) * static_cast<size_t>(tq * G * D));
     }
-    K.bwd_item(args, it.s, it.g, it.kb0, it.kb1, it.dq_base, it.dq_ld, scratch.get() + per * t);
+    K.bwd_item(args, it.s, it.g, it.kb0, it.kb1, it.dq_base, it.dq_ld, scratch.as<float>() + per * t);
   });
 
   // Sum the partial dq buffers into dq (rows split across threads).

@@ -36,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include "core/scratch.h"
 #include "infonce_rows.h"
 #include "vp/cpu_features.h"
 #include "vp/gemm.h"
@@ -83,10 +84,6 @@ void atomic_min(std::atomic<int64_t>& a, int64_t v) {
   while (v < cur && !a.compare_exchange_weak(cur, v)) {
   }
 }
-
-struct FreeDeleter {
-  void operator()(float* p) const { std::free(p); }
-};
 
 double dot_double(const float* x, const float* y, int64_t d) {
   double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -292,9 +289,9 @@ Status info_nce_cpu(const InfoNceArgs& a, InfoNceResult* result) {
   float* dk = a.backward ? a.d_keys.as<float>() : nullptr;
 
   const int64_t b = block_rows(n, m);
-  const size_t score_bytes = ((static_cast<size_t>(b * m) * sizeof(float) + 63) / 64) * 64;
-  std::unique_ptr<float, FreeDeleter> scores(static_cast<float*>(std::aligned_alloc(64, score_bytes)));
-  if (!scores) return Status::Internal(std::string(a.fn) + ": out of memory for the score block");
+  // The score block is kept per calling thread between calls (core/scratch.h).
+  ScratchLease scores(ScratchSlot::kInfonceScores, static_cast<size_t>(b * m) * sizeof(float));
+  if (!scores.ok()) return Status::Internal(std::string(a.fn) + ": out of memory for the score block");
   std::vector<double> row_loss(b), row_dlt(b);
   const RowPass pass{row_kernels(), &a, q, k, m, d, rq.data(), rk.data(), normalize ? rk_f.data() : nullptr,
                      inv_tau, gn};
@@ -304,7 +301,7 @@ Status info_nce_cpu(const InfoNceArgs& a, InfoNceResult* result) {
 
   for (int64_t i0 = 0; i0 < n; i0 += b) {
     const int64_t bb = std::min(b, n - i0);
-    float* s = scores.get();
+    float* s = scores.as<float>();
     GemmArgs p1;  // S = Q_blk · Kᵀ
     p1.trans_b = true;
     p1.m = bb, p1.n = m, p1.k = d;

@@ -21,11 +21,12 @@
 // Without AVX512-BF16: A and B widened to float32 (M·K + K·N floats) and vp::sgemm.
 // Cost: 2·M·N·K flops; packing M·K·(N/NC) + K·N values.
 #include <algorithm>
-#include <cstdlib>
+#include <atomic>
 #include <cstring>
-#include <memory>
+#include <optional>
 #include <vector>
 
+#include "core/scratch.h"
 #include "gemm_bf16_kernels.h"
 #include "vp/cpu_features.h"
 #include "vp/gemm.h"
@@ -41,18 +42,6 @@ using detail::kBf16NR;
 constexpr int64_t kKC = 2048;  // k per block (even)
 constexpr int64_t kMC = 96;    // rows of A per task
 constexpr int64_t kNC = 3072;  // columns of B per block
-
-struct FreeDeleter {
-  void operator()(void* p) const { std::free(p); }
-};
-template <typename T>
-using Owned = std::unique_ptr<T, FreeDeleter>;
-
-template <typename T>
-T* aligned_array(size_t count) {
-  const size_t bytes = ((count * sizeof(T) + 63) / 64) * 64;
-  return static_cast<T*>(std::aligned_alloc(64, bytes ? bytes : 64));
-}
 
 inline uint32_t pair(uint16_t lo, uint16_t hi) { return static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16); }
 
@@ -179,22 +168,24 @@ Status gemm_bf16(const GemmBf16Args& g) {
 
   // Threads: parallel_for runs on the whole pool (g.threads == 1: the caller's thread only).
   const int threads = g.threads == 1 ? 1 : num_threads();
-  Owned<float> work;
+  std::optional<ScratchLease> work;
   float* c = g.c;
   int64_t ldc = g.ldc;
   // A bfloat16 C summed in one k block: each micro-tile is computed into a float32
   // tile on the stack and rounded into C at once (no M × N float32 workspace).
   const bool direct16 = g.c16 && g.k <= kKC;
   if (!c && !direct16) {
-    work.reset(aligned_array<float>(static_cast<size_t>(g.m * g.n)));
-    if (!work) return Status::Internal("gemm_bf16: out of memory for the float32 accumulator");
-    c = work.get();
+    work.emplace(ScratchSlot::kGemmBf16Acc, sizeof(float) * static_cast<size_t>(g.m * g.n));
+    if (!work->ok()) return Status::Internal("gemm_bf16: out of memory for the float32 accumulator");
+    c = work->as<float>();
     ldc = g.n;
   }
   const int64_t kc_max = std::min(kKC, g.k), kp_max = (kc_max + 1) / 2;
   const int64_t nc_max = std::min(kNC, ((g.n + kBf16NR - 1) / kBf16NR) * kBf16NR);
-  Owned<uint32_t> bpack(aligned_array<uint32_t>(static_cast<size_t>(kp_max * nc_max)));
-  if (!bpack) return Status::Internal("gemm_bf16: out of memory for the packed B block");
+  // Packed blocks kept per thread between calls (core/scratch.h: no page faults per call).
+  ScratchLease b_lease(ScratchSlot::kGemmBf16PackB, sizeof(uint32_t) * static_cast<size_t>(kp_max * nc_max));
+  if (!b_lease.ok()) return Status::Internal("gemm_bf16: out of memory for the packed B block");
+  uint32_t* const bpack = b_lease.as<uint32_t>();
   int64_t m_blocks = (g.m + kMC - 1) / kMC;
   // Few row blocks for the threads: split the columns of each block as well.
   const int64_t n_split = m_blocks >= threads ? 1 : (threads + m_blocks - 1) / m_blocks;
@@ -215,11 +206,7 @@ Status gemm_bf16(const GemmBf16Args& g) {
   } else {
     for (int64_t b = 0; b <= m_blocks; ++b) row_start.push_back(std::min(g.m, b * kMC));
   }
-  std::vector<Owned<uint32_t>> apacks(static_cast<size_t>(std::max(threads, num_threads())));
-  for (auto& a : apacks) {
-    a.reset(aligned_array<uint32_t>(static_cast<size_t>(kMC * kp_max)));
-    if (!a) return Status::Internal("gemm_bf16: out of memory for a packed A block");
-  }
+  std::atomic<bool> a_oom{false};
 
   for (int64_t jc = 0; jc < g.n; jc += kNC) {
     const int64_t nc = std::min(kNC, g.n - jc);
@@ -228,11 +215,16 @@ Status gemm_bf16(const GemmBf16Args& g) {
       const int64_t kc = std::min(kKC, g.k - pc), kp = (kc + 1) / 2;
       auto pack_b = [&](int64_t p0, int64_t p1, int) {
         for (int64_t p = p0; p < p1; ++p)
-          pack_b_panel(g, pc, kc, jc + p * kBf16NR, std::min<int64_t>(kBf16NR, nc - p * kBf16NR), bpack.get() + p * kBf16NR * kp);
+          pack_b_panel(g, pc, kc, jc + p * kBf16NR, std::min<int64_t>(kBf16NR, nc - p * kBf16NR), bpack + p * kBf16NR * kp);
       };
       const bool accumulate = pc > 0 || (g.c && g.beta != 0.0f);
-      auto run = [&](int64_t t0, int64_t t1, int thread) {
-        uint32_t* ap = apacks[static_cast<size_t>(thread)].get();
+      auto run = [&](int64_t t0, int64_t t1, int) {
+        ScratchLease a_lease(ScratchSlot::kGemmBf16PackA, sizeof(uint32_t) * static_cast<size_t>(kMC * kp_max));
+        if (!a_lease.ok()) {
+          a_oom = true;
+          return;
+        }
+        uint32_t* const ap = a_lease.as<uint32_t>();
         for (int64_t t = t0; t < t1; ++t) {
           const int64_t bi = t / n_split, bj = t % n_split;
           const int64_t ic = row_start[bi], rows = row_start[bi + 1] - ic;
@@ -247,12 +239,12 @@ Status gemm_bf16(const GemmBf16Args& g) {
               const int mr = static_cast<int>(std::min<int64_t>(kBf16MR, rows - ir));
               if (direct16) {
                 alignas(64) float tile[kBf16MR * kBf16NR];
-                detail::bf16_micro_kernel(kp, ap + ir * kp, bpack.get() + jp * kBf16NR * kp, tile, kBf16NR, false,
+                detail::bf16_micro_kernel(kp, ap + ir * kp, bpack + jp * kBf16NR * kp, tile, kBf16NR, false,
                                           mr, nr);
                 detail::bf16_round_rows(tile, kBf16NR, mr, nr, g.c16 + (ic + ir) * g.ldc + jc + j, g.ldc);
                 continue;
               }
-              detail::bf16_micro_kernel(kp, ap + ir * kp, bpack.get() + jp * kBf16NR * kp,
+              detail::bf16_micro_kernel(kp, ap + ir * kp, bpack + jp * kBf16NR * kp,
                                         c + (ic + ir) * ldc + jc + j, ldc, accumulate, mr, nr);
             }
           }
@@ -265,6 +257,7 @@ Status gemm_bf16(const GemmBf16Args& g) {
         parallel_for(panels, 4, pack_b);
         parallel_for(m_blocks * n_split, 1, run);
       }
+      if (a_oom) return Status::Internal("gemm_bf16: out of memory for a packed A block");
     }
   }
   if (g.c16 && !direct16) {
