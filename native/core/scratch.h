@@ -4,7 +4,7 @@
 // blocks, a score block of the InfoNCE loss) used to be aligned_alloc'd on every
 // call and freed at its end. From 128 KB up glibc serves such a request with a
 // fresh mmap, so each call paid one page fault per 4 KB it touched: measured on
-// the 2-core KVM machine of docs/benchmarks.md, ~2.5 µs a fault, 0.6 ms for 1 MB,
+// the 2-core KVM machine of docs/benchmarks.md, 1.8-2.5 µs a fault, 0.5-0.6 ms a MB,
 // a third of a 512³ SGEMM. Kept between calls, the pages stay mapped.
 //
 // How: each thread holds one block per ScratchSlot (a use site). A ScratchLease
@@ -37,8 +37,10 @@ enum class ScratchSlot : int {
   kCount,
 };
 
-// Blocks larger than this are freed at the end of their lease, not kept.
-constexpr size_t kScratchKeepBytes = size_t{16} << 20;
+// Blocks larger than this are freed at the end of their lease, not kept: from 4 MB
+// a block is in 2 MB pages, whose faults are few (6 for 12 MB), so keeping it would
+// save little and hold much; what a thread keeps stays under 4 MB per slot.
+constexpr size_t kScratchKeepBytes = size_t{4} << 20;
 
 class ScratchLease {
  public:
