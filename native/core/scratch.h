@@ -3,9 +3,10 @@
 // Why: a kernel's workspace (a packed GEMM operand, attention's per-thread score
 // blocks, a score block of the InfoNCE loss) used to be aligned_alloc'd on every
 // call and freed at its end. From 128 KB up glibc serves such a request with a
-// fresh mmap, so each call paid one page fault per 4 KB it touched: measured on
-// the 2-core KVM machine of docs/benchmarks.md, 1.8-2.5 µs a fault, 0.5-0.6 ms a MB,
-// a third of a 512³ SGEMM. Kept between calls, the pages stay mapped.
+// fresh mmap (until its dynamic threshold has grown past that size), so a call
+// could pay one page fault per 4 KB it touched: measured on the 2-core KVM machine
+// of docs/benchmarks.md, 1.8-2.5 µs a fault, 0.5-0.6 ms a MB, a third of a 512³
+// SGEMM (the 1 MB packed B). Kept between calls, the pages stay mapped.
 //
 // How: each thread holds one block per ScratchSlot (a use site). A ScratchLease
 // takes its slot's block out for the length of one call (grown if too small) and
