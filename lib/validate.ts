@@ -119,3 +119,29 @@ export function checkCuSeqlens(fn: string, arg: string, v: unknown, total: numbe
   if (cu[cu.length - 1] !== total) throw rangeError(fn, `${arg}[${cu.length - 1}]`, `the total row count ${total}`, `${cu[cu.length - 1]}`);
   return cu;
 }
+
+/** A caller-provided output must not share memory with an input (CPU buffers are compared; a CUDA output must not be one of the inputs). */
+export function checkNoAlias(fn: string, arg: string, out: Tensor, inputs: Record<string, Tensor>): void {
+  if (out.size === 0) return;
+  if (out.device !== 'cpu') {
+    for (const [name, t] of Object.entries(inputs))
+      if (t === out) throw rangeError(fn, arg, `memory separate from ${name}`, `${name} itself`);
+    return;
+  }
+  const o = out.data;
+  for (const [name, t] of Object.entries(inputs)) {
+    if (t.device !== 'cpu' || t.size === 0) continue;
+    const x = t.data;
+    const overlap = o.buffer === x.buffer && o.byteOffset < x.byteOffset + x.byteLength && x.byteOffset < o.byteOffset + o.byteLength;
+    if (overlap) throw rangeError(fn, arg, `memory separate from ${name}`, 'a tensor that overlaps it');
+  }
+}
+
+/** A caller-provided output: a live tensor of the given shape, device and dtype. */
+export function checkOut(fn: string, arg: string, t: unknown, shape: readonly number[], device: string, dtype: string): Tensor {
+  if (!(t instanceof Tensor) || t.disposed) throw typeError(fn, arg, 'a live Tensor', describe(t));
+  if (t.device !== device || t.dtype !== dtype) throw typeError(fn, arg, `a ${device} ${dtype} tensor`, describe(t));
+  if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))
+    throw rangeError(fn, `${arg}.shape`, `[${shape.join(', ')}]`, `[${t.shape.join(', ')}]`);
+  return t;
+}

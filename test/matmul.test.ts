@@ -80,3 +80,45 @@ test('bfloat16 matmul refuses mixed dtypes and float16 on the CPU, naming the ar
   const h = vp.tensor(randomFloats(6, 3), [3, 2]).to('cpu', 'float16');
   t.throws(() => vp.matmul(h, h), { instanceOf: TypeError, message: /a\.dtype/ });
 });
+
+test('matmul into opts.out: the same tensor back, the same bits as a fresh output, old values never read', (t) => {
+  const m = 37, n = 70, k = 129;
+  const a = vp.tensor(randomFloats(m * k, 41), [m, k]);
+  const b = vp.tensor(randomFloats(k * n, 42), [k, n]);
+  const fresh = vp.matmul(a, b);
+  const out = vp.tensor(new Float32Array(m * n).fill(Number.NaN), [m, n]);
+  for (let rep = 0; rep < 2; rep++) {  // a second call reuses the same out
+    const r = vp.matmul(a, b, { out });
+    t.is(r, out);
+    t.deepEqual(Array.from(r.data), Array.from(fresh.data));
+  }
+  // K = 0 writes zeros over whatever out held.
+  const z = vp.tensor(new Float32Array(6).fill(Number.NaN), [2, 3]);
+  vp.matmul(vp.tensor(new Float32Array(0), [2, 0]), vp.tensor(new Float32Array(0), [0, 3]), { out: z });
+  t.deepEqual(Array.from(z.data), [0, 0, 0, 0, 0, 0]);
+  // bfloat16: the out is bfloat16 too.
+  const a16 = a.to('cpu', 'bfloat16'), b16 = b.to('cpu', 'bfloat16');
+  const out16 = vp.zeros([m, n]).to('cpu', 'bfloat16');
+  vp.matmul(a16, b16, { out: out16 });
+  t.deepEqual(Array.from(out16.data), Array.from(vp.matmul(a16, b16).data));
+});
+
+test('matmul opts.out: wrong shape, dtype, a disposed tensor or memory shared with an input is refused, naming opts.out', (t) => {
+  const a = vp.tensor(randomFloats(6, 1), [2, 3]);
+  const b = vp.tensor(randomFloats(12, 2), [3, 4]);
+  t.throws(() => vp.matmul(a, b, { out: vp.zeros([4, 2]) }), { instanceOf: RangeError, message: /matmul: opts\.out\.shape.*\[2, 4\]/ });
+  t.throws(() => vp.matmul(a, b, { out: vp.zeros([2, 4]).to('cpu', 'bfloat16') }), { instanceOf: TypeError, message: /matmul: opts\.out.*float32/ });
+  t.throws(() => vp.matmul(a, b, { out: new Float32Array(8) as unknown as vp.Tensor }), { instanceOf: TypeError, message: /matmul: opts\.out.*Tensor/ });
+  const gone = vp.zeros([2, 4]);
+  gone.dispose();
+  t.throws(() => vp.matmul(a, b, { out: gone }), { instanceOf: TypeError, message: /matmul: opts\.out/ });
+  // Sharing memory with an input: the product would read values it has overwritten.
+  const sq = vp.tensor(randomFloats(16, 3), [4, 4]);
+  t.throws(() => vp.matmul(sq, sq, { out: sq }), { instanceOf: RangeError, message: /matmul: opts\.out.*separate from a/ });
+  const backing = new Float32Array(40);
+  const left = vp.tensor(backing.subarray(0, 16), [4, 4]);
+  const overlapping = vp.tensor(backing.subarray(12, 28), [4, 4]);
+  const apart = vp.tensor(backing.subarray(16, 32), [4, 4]);
+  t.throws(() => vp.matmul(sq, left, { out: overlapping }), { instanceOf: RangeError, message: /separate from b/ });
+  t.notThrows(() => vp.matmul(sq, left, { out: apart }));
+});

@@ -11,7 +11,7 @@
 import { describe, rangeError, typeError } from '../errors.js';
 import { native } from '../native.js';
 import { emptyLike, Tensor } from '../tensor.js';
-import { checkSameDType, checkSameDevice, checkTensor } from '../validate.js';
+import { checkNoAlias, checkOut, checkSameDType, checkSameDevice, checkTensor } from '../validate.js';
 
 /** A video segment: every frame of `video`, or the frames `frames[j]` in that order. */
 export interface PackVideoSegment {
@@ -64,27 +64,6 @@ export interface PackBackwardOptions {
   /** Write the gradients into these tensors (shapes `packed.videoShape` / `packed.textShape`) instead of new ones. */
   dVideo?: Tensor;
   dText?: Tensor;
-}
-
-/** A caller-provided output must not share memory with an input (CPU buffers are compared). */
-function checkNoAlias(fn: string, arg: string, out: Tensor, inputs: Record<string, Tensor>): void {
-  if (out.device !== 'cpu' || out.size === 0) return;
-  const o = out.data;
-  for (const [name, t] of Object.entries(inputs)) {
-    if (t.device !== 'cpu' || t.size === 0) continue;
-    const x = t.data;
-    const overlap = o.buffer === x.buffer && o.byteOffset < x.byteOffset + x.byteLength && x.byteOffset < o.byteOffset + o.byteLength;
-    if (overlap) throw rangeError(fn, arg, `memory separate from ${name}`, 'a tensor that overlaps it');
-  }
-}
-
-/** A caller-provided output: a live tensor of the given shape, device and dtype. */
-function checkOut(fn: string, arg: string, t: unknown, shape: readonly number[], device: string, dtype: string): Tensor {
-  if (!(t instanceof Tensor) || t.disposed) throw typeError(fn, arg, 'a live Tensor', describe(t));
-  if (t.device !== device || t.dtype !== dtype) throw typeError(fn, arg, `a ${device} ${dtype} tensor`, describe(t));
-  if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))
-    throw rangeError(fn, `${arg}.shape`, `[${shape.join(', ')}]`, `[${t.shape.join(', ')}]`);
-  return t;
 }
 
 function checkIndex(fn: string, arg: string, v: unknown, limit: number, what: string): number {
