@@ -5,8 +5,11 @@
 // with every parameter trained ('full'), with rank-8 LoRA on q/k/v/o
 // ('lora'), and with that LoRA over a frozen base held in bfloat16
 // ('lora bf16': loadPretrained's dtype 'bfloat16', the bf16 GEMM; the peer keeps
-// the frozen weights in torch.bfloat16 and casts the activations to them), tokens
-// per second and peak memory, ours vs PyTorch eager reading the same folder
+// the frozen weights in torch.bfloat16 and casts the activations to them), and
+// 'full bf16 compute' (loadPretrained's computeDtype 'bfloat16': float32 weights
+// trained, their products through bf16 copies remade each step; the peer runs
+// 'full' under torch.autocast('cpu', bfloat16)), tokens per second and peak
+// memory, ours vs PyTorch eager reading the same folder
 // (bench/peers/torch_pretrained.py), in the same run.
 //
 // Each side runs in its own process so that its peak resident memory (VmHWM,
@@ -74,6 +77,8 @@ interface CaseSpec {
   case: 'full' | 'lora';
   /** 'bfloat16': the frozen base held in bfloat16. */
   dtype: 'float32' | 'bfloat16';
+  /** 'bfloat16': bf16 products of float32 weights (ours: computeDtype; the peer: CPU autocast). */
+  computeDtype: 'float32' | 'bfloat16';
   B: number;
   T: number;
   ids: number[];
@@ -139,7 +144,7 @@ export function trainColumns(tokens: number, ours: { medianMs: number; peakMB: n
 
 /** One case in this (child) process: load, the same measurements as the peer's. */
 async function child(spec: CaseSpec): Promise<void> {
-  const m = await vp.loadPretrained(spec.dir, { dtype: spec.dtype });
+  const m = await vp.loadPretrained(spec.dir, { dtype: spec.dtype, computeDtype: spec.computeDtype });
   if (spec.case === 'lora') m.addLora({ rank: spec.rank, alpha: spec.alpha });
   const text = Int32Array.from(spec.ids);
   const batch = { text, sequences: Array.from({ length: spec.B }, (_, b) => [{ text: [b * spec.T, spec.T] as [number, number] }]) };
@@ -148,6 +153,8 @@ async function child(spec: CaseSpec): Promise<void> {
   const resetOk = resetPeak();
   let loss0 = NaN;
   const step = async () => {
+    // A training step's optimizer update makes the bf16 copies anew: so does each timed step.
+    if (spec.computeDtype === 'bfloat16') m.setComputeDtype('bfloat16');
     const r = await m.forward(batch);
     if (Number.isNaN(loss0)) loss0 = r.loss;
     await m.backward();
@@ -164,9 +171,12 @@ export async function run(ctx: BenchContext): Promise<void> {
     const B = ctx.quick ? 1 : 4, T = 128, reps = ctx.quick ? 1 : 3;
     const ids: number[] = [];
     for (let i = 0; i < B * T; i++) ids.push((i * 7919 + 13) % SMOLLM2_135M.vocab_size);
-    for (const name of ['full', 'lora', 'lora bf16'] as const) {
-      const c = name === 'full' ? 'full' : 'lora';
-      const spec: CaseSpec = { dir, case: c, dtype: name === 'lora bf16' ? 'bfloat16' : 'float32', B, T, ids, rank: 8, alpha: 16, reps };
+    for (const name of ['full', 'lora', 'lora bf16', 'full bf16 compute'] as const) {
+      const c = name.startsWith('full') ? 'full' : 'lora';
+      const spec: CaseSpec = {
+        dir, case: c, dtype: name === 'lora bf16' ? 'bfloat16' : 'float32', computeDtype: name === 'full bf16 compute' ? 'bfloat16' : 'float32',
+        B, T, ids, rank: 8, alpha: 16, reps,
+      };
       const ours = runChild<{ medianMs: number; loss0: number; weightsMB: number; peakMB: number; trainable: number; paramMB: number }>(
         fileURLToPath(import.meta.url), '--pretrained-child', spec, ctx.threads, name);
       const peer = runPeer('torch_pretrained.py', { ...spec }, ctx.threads);
@@ -174,7 +184,7 @@ export async function run(ctx: BenchContext): Promise<void> {
       ctx.report({
         bench: 'pretrained', case: `smollm2-135m ${name}`, shape: { B, T, tokens, params: 134515008, trainable: ours.trainable, rank: c === 'lora' ? 8 : null },
         oursMs: ours.medianMs, peerMs: peer.ok ? peer.medianMs! : null, ratio: peer.ok ? peer.medianMs! / ours.medianMs : null,
-        peer: 'torch', peerMissing: peer.missing,
+        peer: spec.computeDtype === 'bfloat16' ? 'torch autocast bf16' : 'torch', peerMissing: peer.missing,
         // 6 flops per parameter per token for full fine-tuning (forward 2, backward 4);
         // LoRA skips the weight gradients of the frozen matrices: about 4.
         flops: (c === 'lora' ? 4 : 6) * 134515008 * tokens,

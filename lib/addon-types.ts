@@ -530,6 +530,10 @@ export interface Addon {
   // native/ops/matmul
   matmul(args: MatmulArgs): void;
   matmulF32Bf16(args: MatmulF32Bf16Args): void;
+  /** vp::gemm_f32_via_bf16: out[m, n] = bf16(op(a)) · bf16(op(b)), float32 accumulation (a [k, m] with transA, b [n, k] with transB). */
+  matmulViaBf16(args: { a: Float32Array; b: Float32Array; out: Float32Array; m: number; n: number; k: number; transA: boolean; transB: boolean }): void;
+  /** vp::round_to_bf16: dst = bfloat16(src) (nearest even, NaN kept), same lengths, on the thread pool. */
+  roundBf16(src: Float32Array, dst: Uint16Array): void;
 
   // native/ops/attention
   attention(args: AttentionArgs): void;

@@ -35,6 +35,7 @@ const DEVICE: FlagSpec = { kind: 'string', choices: ['cpu', 'cuda'] };
 const JSON_FLAG: FlagSpec = { kind: 'bool' };
 const PATH: FlagSpec = { kind: 'string' };
 const DTYPE: FlagSpec = { kind: 'string', choices: ['float32', 'bfloat16', 'auto'] };
+const COMPUTE_DTYPE: FlagSpec = { kind: 'string', choices: ['float32', 'bfloat16'] };
 
 /** A JSON config file: { model?: {...}, sft?: {...}, rl?: {...} }, every key checked. */
 function readConfig(path: string | undefined): { model?: Record<string, unknown>; sft?: Record<string, unknown>; rl?: Record<string, unknown> } {
@@ -81,11 +82,36 @@ function isVideoLMDir(dir: string): boolean {
   }
 }
 
-/** A model folder: a saved VideoLM or a Hugging Face folder (held in `dtype`, --dtype's value). */
-async function loadModelDir(dir: string, device: 'cpu' | 'cuda', dtype?: string): Promise<vp.VideoLM | vp.PretrainedModel> {
-  if (!isVideoLMDir(dir)) return vp.loadPretrained(dir, { device, ...(dtype ? { dtype: dtype as vp.LoadPretrainedOptions['dtype'] } : {}) });
-  if (dtype) throw new UsageError(`--dtype: applies to a Hugging Face model folder; ${dir} is a saved VideoLM, whose weights are float32 (leave --dtype out; its bf16 compute is VideoLM's computeDtype option, docs/model.md)`);
-  return vp.VideoLM.load(dir, { device });
+type ComputeDtype = 'float32' | 'bfloat16';
+
+/**
+ * A model folder: a saved VideoLM or a Hugging Face folder (held in `dtype`, --dtype's value),
+ * computing in `computeDtype` (--compute-dtype: bf16 products with float32 weights, either kind).
+ */
+async function loadModelDir(dir: string, device: 'cpu' | 'cuda', dtype?: string, computeDtype?: ComputeDtype): Promise<vp.VideoLM | vp.PretrainedModel> {
+  const compute = computeDtype ? { computeDtype } : {};
+  if (!isVideoLMDir(dir)) return vp.loadPretrained(dir, { device, ...(dtype ? { dtype: dtype as vp.LoadPretrainedOptions['dtype'] } : {}), ...compute });
+  if (dtype) throw new UsageError(`--dtype: applies to a Hugging Face model folder; ${dir} is a saved VideoLM, whose weights are float32 (leave --dtype out; for bf16 products give --compute-dtype bfloat16, docs/model.md)`);
+  return vp.VideoLM.load(dir, { device, ...compute });
+}
+
+/**
+ * --compute-dtype for `train`: the flag's value, or on --resume the compute dtype the run recorded
+ * (training_args.json); undefined leaves the model's own (float32, or a config file's
+ * model.computeDtype). A value that differs from the run's is refused by the trainer unless --override.
+ */
+function trainComputeDtype(a: ParsedArgs, runDir: string): ComputeDtype | undefined {
+  const given = a.str('compute-dtype') as ComputeDtype | undefined;
+  if (given || !a.flag('resume')) return given;
+  let ck: string;
+  try {
+    ck = vp.Trainer.checkpointPath(runDir);
+  } catch {
+    return undefined; // nothing to resume: trainer.resume says so
+  }
+  const args = readTrainingArgs(join(ck, 'training_args.json'));
+  const saved = args?.rl?.computeDtype ?? args?.sft?.computeDtype;
+  return saved === 'bfloat16' ? 'bfloat16' : undefined;
 }
 
 /**
@@ -139,6 +165,7 @@ async function train(a: ParsedArgs): Promise<number> {
   const lora = loraOptions(a);
   if (lora && !from) throw new UsageError('train: --lora-rank needs --model DIR (a Hugging Face model folder)');
   const dtype = trainDtype(a, outPath, from !== undefined && !isVideoLMDir(from));
+  const computeDtype = trainComputeDtype(a, outPath);
   const data = vp.openDataset(dataDir);
   const out = outputDir('--out', outPath);
   const stage = a.str('stage') ?? 'both';
@@ -147,7 +174,7 @@ async function train(a: ParsedArgs): Promise<number> {
   const device = (a.str('device') ?? 'cpu') as vp.VideoLMDevice;
   let model: vp.VideoLM | vp.PretrainedModel;
   if (from) {
-    model = await loadModelDir(from, device, dtype);
+    model = await loadModelDir(from, device, dtype, computeDtype);
     if (lora) {
       if (!(model instanceof vp.PretrainedModel)) throw new UsageError('train: --lora-rank: LoRA applies to a Hugging Face model folder (--model DIR), not to a VideoLM');
       const r = model.addLora({ ...lora, seed });
@@ -156,7 +183,7 @@ async function train(a: ParsedArgs): Promise<number> {
   } else {
     const preset = (a.str('preset') ?? 'tiny') as vp.VideoLMPreset;
     const tokenizer = vp.tokenizerForDataset(data.annotations);
-    model = await vp.VideoLM.create({ preset, ...(cfg.model ?? {}), tokenizer, seed, device } as vp.VideoLMCreateOptions);
+    model = await vp.VideoLM.create({ preset, ...(cfg.model ?? {}), tokenizer, seed, device, ...(computeDtype ? { computeDtype } : {}) } as vp.VideoLMCreateOptions);
   }
   let bar: ProgressBar | undefined;
   // Under mpirun / torchrun every rank runs this; rank 0 alone prints and saves (the trainer writes on rank 0 only).
@@ -172,7 +199,7 @@ async function train(a: ParsedArgs): Promise<number> {
   });
   if (a.flag('resume')) {
     const r = await trainer.resume(out, { override: a.flag('override') });
-    if (main) process.stderr.write(`resumed ${r.path} (${r.stage} step ${r.step}${model instanceof vp.PretrainedModel ? `, dtype ${model.dtype}` : ''})\n`);
+    if (main) process.stderr.write(`resumed ${r.path} (${r.stage} step ${r.step}${model instanceof vp.PretrainedModel ? `, dtype ${model.dtype}` : ''}${model.computeDtype === 'bfloat16' ? ', bf16 compute' : ''})\n`);
   }
   const sftOpts: vp.SftOptions = {
     ...(cfg.sft ?? {}),
@@ -213,7 +240,7 @@ async function evalCommand(a: ParsedArgs): Promise<number> {
   const modelDir = a.required('model', 'eval', 'DIR');
   const dataDir = inputDir('--data', a.required('data', 'eval', 'DIR'), 'a dataset folder');
   const data = vp.openDataset(dataDir);
-  const model = await loadModelDir(modelDir, (a.str('device') ?? 'cpu') as vp.VideoLMDevice, a.str('dtype'));
+  const model = await loadModelDir(modelDir, (a.str('device') ?? 'cpu') as vp.VideoLMDevice, a.str('dtype'), a.str('compute-dtype') as ComputeDtype | undefined);
   const json = a.flag('json');
   const bar = json ? undefined : new ProgressBar('eval', data.length * 2);
   let base = 0;
@@ -236,7 +263,7 @@ async function generate(a: ParsedArgs): Promise<number> {
   // --video is checked before the model loads (a text model refuses it below).
   const videoArg = a.str('video');
   if (videoArg !== undefined) inputFile('--video', videoArg, 'a clip (.npy or a video file)');
-  const model = await loadModelDir(modelDir, (a.str('device') ?? 'cpu') as vp.VideoLMDevice, a.str('dtype'));
+  const model = await loadModelDir(modelDir, (a.str('device') ?? 'cpu') as vp.VideoLMDevice, a.str('dtype'), a.str('compute-dtype') as ComputeDtype | undefined);
   const gen = { maxTokens: a.num('max-tokens', 32), temperature: a.num('temperature', 0), topP: a.num('top-p', 1), seed: a.num('seed', 0) };
   if (model instanceof vp.PretrainedModel && model.vlm) {
     // A vision-language model: the clip decoded as its processor samples it, the prompt as a user turn.
@@ -413,13 +440,14 @@ const commands: Record<string, Command> = {
   },
   train: {
     summary: 'train a VideoLM on a dataset folder: stage 1 (SFT with KIM + contrastive), stage 2 (comparative GRPO), or both',
-    usage: 'videoperceiver train --data DIR --out RUN_DIR [--stage sft|rl|both] [--config FILE.json] [--model DIR [--lora-rank R] [--lora-alpha A] [--lora-targets q_proj,v_proj|all-linear] [--lora-dropout P] [--dtype float32|bfloat16|auto] | --preset tiny|small] [--steps N] [--epochs N] [--batch-size 8] [--lr 1e-3] [--lambda 0.5] [--no-kim] [--no-contrastive] [--rl-steps N] [--rl-lr 1e-4] [--group-size 4] [--comparative baseline|pairwise|threshold|none] [--seed 0] [--checkpoint-every N] [--save-total-limit N] [--resume [--override]] [--device cpu|cuda] [--json]\n\n' +
+    usage: 'videoperceiver train --data DIR --out RUN_DIR [--stage sft|rl|both] [--config FILE.json] [--model DIR [--lora-rank R] [--lora-alpha A] [--lora-targets q_proj,v_proj|all-linear] [--lora-dropout P] [--dtype float32|bfloat16|auto] | --preset tiny|small] [--compute-dtype float32|bfloat16] [--steps N] [--epochs N] [--batch-size 8] [--lr 1e-3] [--lambda 0.5] [--no-kim] [--no-contrastive] [--rl-steps N] [--rl-lr 1e-4] [--group-size 4] [--comparative baseline|pairwise|threshold|none] [--seed 0] [--checkpoint-every N] [--save-total-limit N] [--resume [--override]] [--device cpu|cuda] [--json]\n\n' +
       'config file: { "model": { VideoLM config }, "sft": { SftOptions }, "rl": { RlOptions } } (every key: docs/training.md); flags override it. ' +
       'The trained model is saved to RUN_DIR/model; checkpoints to RUN_DIR/checkpoints (--save-total-limit N keeps the N newest, and always the best and the last); ' +
       'metrics to RUN_DIR/metrics.jsonl; the resolved hyper-parameters to RUN_DIR/training_args.json. ' +
       'Ctrl-C or SIGTERM writes a checkpoint; --resume continues from it (a changed hyper-parameter is refused unless --override). ' +
       '--model DIR takes a saved VideoLM or a Hugging Face folder (LlamaForCausalLM, Qwen2ForCausalLM: the text side, prompt + response without video; SmolVLM, Idefics3, LLaVA: the clip in the user turn, KIM at the frame level, the contrastive term over the visual tokens of the key frames at the middle decoder layer (sft.tapLayer in --config); docs/pretrained.md); with --lora-rank only LoRA adapters train, and RUN_DIR/adapter gets them in PEFT layout; ' +
       '--dtype bfloat16 holds its frozen weight matrices in bfloat16 (half the bytes; float32 is the default, auto the same), is saved in training_args.json, and --resume loads the run\'s dtype again (another --dtype is refused unless --override). ' +
+      '--compute-dtype bfloat16 (CPU; a VideoLM or a Hugging Face model) multiplies the weight matrices through bfloat16 copies with float32 accumulation while training float32 weights (mixed precision, docs/training.md); it is recorded with each stage\'s hyper-parameters and --resume uses the run\'s. ' +
       'Data parallel (a VideoLM): mpirun -np N videoperceiver train ... (docs/distributed.md); --batch-size is the global batch, split across the ranks.',
     flags: {
       data: PATH, out: PATH, stage: { kind: 'string', choices: ['sft', 'rl', 'both'] }, config: PATH, model: PATH,
@@ -430,23 +458,23 @@ const commands: Record<string, Command> = {
       seed: SEED, 'checkpoint-every': { kind: 'int', min: 0, max: MAX_STEPS }, 'save-total-limit': { kind: 'int', min: 1, max: 1_000_000 },
       resume: { kind: 'bool' }, override: { kind: 'bool' }, device: DEVICE, json: JSON_FLAG,
       'lora-rank': { kind: 'int', min: 1, max: 65536 }, 'lora-alpha': { kind: 'number', gt: 0 }, 'lora-targets': { kind: 'string' }, 'lora-dropout': { kind: 'number', min: 0, max: 1 },
-      dtype: DTYPE,
+      dtype: DTYPE, 'compute-dtype': COMPUTE_DTYPE,
     },
     run: train,
   },
   eval: {
     summary: 'evaluate a saved model on a dataset: multiple-choice accuracy by option likelihood, keyword recall of generated captions',
-    usage: 'videoperceiver eval --model DIR --data DIR [--max-tokens 32] [--dtype float32|bfloat16|auto] (Hugging Face folders) [--device cpu|cuda] [--json]',
-    flags: { model: PATH, data: PATH, 'max-tokens': { kind: 'int', min: 1, max: 1 << 24 }, dtype: DTYPE, device: DEVICE, json: JSON_FLAG },
+    usage: 'videoperceiver eval --model DIR --data DIR [--max-tokens 32] [--dtype float32|bfloat16|auto] (Hugging Face folders) [--compute-dtype float32|bfloat16] [--device cpu|cuda] [--json]',
+    flags: { model: PATH, data: PATH, 'max-tokens': { kind: 'int', min: 1, max: 1 << 24 }, dtype: DTYPE, 'compute-dtype': COMPUTE_DTYPE, device: DEVICE, json: JSON_FLAG },
     run: evalCommand,
   },
   generate: {
     summary: 'generate text for a video (.npy uint8 [F, H, W, 3] or a video file decoded by ffmpeg) with a saved model',
-    usage: 'videoperceiver generate --model DIR (--video FILE | a Hugging Face text model) [--prompt "describe the clip :"] [--max-tokens 32] [--temperature 0] [--top-p 1] [--seed 0] [--fps F] [--frames N] (Hugging Face video models) [--dtype float32|bfloat16|auto] (Hugging Face folders) [--device cpu|cuda] [--json]',
+    usage: 'videoperceiver generate --model DIR (--video FILE | a Hugging Face text model) [--prompt "describe the clip :"] [--max-tokens 32] [--temperature 0] [--top-p 1] [--seed 0] [--fps F] [--frames N] (Hugging Face video models) [--dtype float32|bfloat16|auto] (Hugging Face folders) [--compute-dtype float32|bfloat16] [--device cpu|cuda] [--json]',
     flags: {
       model: PATH, video: PATH, prompt: PATH, 'max-tokens': { kind: 'int', min: 0, max: 1 << 24 }, temperature: { kind: 'number', min: 0, max: 1e4 },
       fps: { kind: 'number', gt: 0, max: 1000 }, frames: { kind: 'int', min: 1, max: 4096 },
-      'top-p': { kind: 'number', gt: 0, max: 1 }, seed: { kind: 'int', min: 0, max: Number.MAX_SAFE_INTEGER }, dtype: DTYPE, device: DEVICE, json: JSON_FLAG,
+      'top-p': { kind: 'number', gt: 0, max: 1 }, seed: { kind: 'int', min: 0, max: Number.MAX_SAFE_INTEGER }, dtype: DTYPE, 'compute-dtype': COMPUTE_DTYPE, device: DEVICE, json: JSON_FLAG,
     },
     run: generate,
   },

@@ -6,7 +6,8 @@ trains; 'lora': the base is frozen and rank-r adapters on q/k/v/o train.
 dtype 'bfloat16' (LoRA): the frozen matrices are held as torch.bfloat16 and each
 product casts its activation to bf16 and the bf16 result back to float32
 (PyTorch 1.13's CPU bf16 matmul); norms, softmax, residuals, loss and adapters
-stay float32.
+stay float32. computeDtype 'bfloat16' ('full'): the step runs under
+torch.autocast('cpu', dtype=torch.bfloat16) (float32 weights, bf16 products).
 Reports the median time, the first loss, the resident memory with the weights
 loaded and its peak over the steps."""
 import json
@@ -43,10 +44,17 @@ def forward():
     return F.cross_entropy((x.to(head.dtype) @ head.t()).float().view(B * T, -1), targets.view(B * T), ignore_index=-100)
 
 
+autocast = spec.get("computeDtype") == "bfloat16"
+
+
 def step():
     for p in list(params.values()) + adapters:
         p.grad = None
-    loss = forward()
+    if autocast:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = forward()
+    else:
+        loss = forward()
     loss.backward()
     return loss.item()
 

@@ -20,7 +20,7 @@ import { embedding, linear } from '../ops/layers.js';
 import { matmul } from '../ops/matmul.js';
 import { native } from '../native.js';
 import { Tensor, tensor } from '../tensor.js';
-import { fromFloat32, toFloat32 } from './checkpoint.js';
+import { toFloat32 } from './checkpoint.js';
 import type { Param } from './decoder.js';
 
 const f32 = (t: Tensor) => t.data as Float32Array;
@@ -34,9 +34,11 @@ export function isBf16(t: Tensor): boolean {
   return t.dtype === 'bfloat16';
 }
 
-/** float32 values rounded to bfloat16 bits (nearest even, NaN kept). */
+/** float32 values rounded to bfloat16 bits (nearest even, NaN kept; vp::round_to_bf16). */
 export function roundBf16(x: Float32Array): Uint16Array {
-  return fromFloat32(x, 'BF16') as Uint16Array;
+  const out = new Uint16Array(x.length);
+  native().roundBf16(x, out);
+  return out;
 }
 
 /** bfloat16 bits widened to float32 (exact). */
@@ -54,6 +56,22 @@ function mixed(a: Tensor, w: Tensor, transB: boolean, bias?: Tensor): Tensor {
   if (bias && bias.size !== n) throw new RangeError(`bf16 matmul: bias of ${bias.size} values, expected ${n}`);
   const out = new Float32Array(m * n);
   native().matmulF32Bf16({ a: f32(a), b: w.data as Uint16Array, bias: bias ? f32(bias) : null, out, m, n, k, transB });
+  return tensor(out, [m, n]);
+}
+
+/**
+ * op(a) · op(b) of two 2-D CPU float32 tensors with both operands rounded to bfloat16 and
+ * float32 accumulation (vp::gemm_f32_via_bf16): a weight gradient under bf16 compute.
+ */
+export function matmulViaBf16(a: Tensor, b: Tensor, opts: { transA?: boolean; transB?: boolean } = {}): Tensor {
+  const transA = opts.transA ?? false, transB = opts.transB ?? false;
+  for (const [name, t] of [['a', a], ['b', b]] as const)
+    if (t.dtype !== 'float32' || t.device !== 'cpu' || t.shape.length !== 2) throw new TypeError(`bf16 matmul: ${name} must be a 2-D CPU float32 tensor, got ${t.dtype} [${t.shape.join(', ')}]`);
+  const [m, k] = transA ? [a.shape[1], a.shape[0]] : [a.shape[0], a.shape[1]];
+  const [kb, n] = transB ? [b.shape[1], b.shape[0]] : [b.shape[0], b.shape[1]];
+  if (kb !== k) throw new RangeError(`bf16 matmul: b [${b.shape.join(', ')}] does not match a's K = ${k}`);
+  const out = new Float32Array(m * n);
+  native().matmulViaBf16({ a: f32(a), b: f32(b), out, m, n, k, transA, transB });
   return tensor(out, [m, n]);
 }
 

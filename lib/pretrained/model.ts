@@ -54,6 +54,15 @@ export interface LoadPretrainedOptions {
    * masters (docs/pretrained.md, "bfloat16 weights").
    */
   dtype?: 'float32' | 'auto' | 'bfloat16';
+  /**
+   * 'bfloat16' (CPU): mixed precision. Every float32 weight matrix of the text model (its linear
+   * layers and LM head) multiplies through a bfloat16 copy of itself (bf16 GEMM, float32
+   * accumulation) in the forward pass and the input gradients, and their gradients are bf16
+   * products too (both operands rounded), while training updates float32 masters (what
+   * PyTorch's CPU autocast computes). The copies (2 bytes a weight) are remade after each
+   * optimizer step. Default 'float32' (docs/pretrained.md, "bfloat16 compute").
+   */
+  computeDtype?: 'float32' | 'bfloat16';
   /** A PEFT LoRA adapter folder to attach after loading. */
   adapter?: string;
 }
@@ -224,6 +233,7 @@ export class PretrainedModel {
     const bf16 = o.dtype === 'bfloat16';
     const dtype: 'float32' | 'bfloat16' | 'auto' = bf16 ? 'bfloat16' : device === 'cuda' && o.dtype !== 'float32' ? 'auto' : 'float32';
     if (o.adapter !== undefined && (typeof o.adapter !== 'string' || !o.adapter)) throw typeError(fn, 'opts.adapter', 'a PEFT adapter folder path', describe(o.adapter));
+    const computeDtype = checkComputeDtype(fn, 'opts.computeDtype', o.computeDtype, device);
     const cfgPath = join(dir, 'config.json');
     if (!existsSync(cfgPath)) throw new CheckpointError(`${cfgPath}: not found (not a Hugging Face model folder?)`);
     const config = readJsonObject(cfgPath);
@@ -273,6 +283,7 @@ export class PretrainedModel {
     });
     if (device === 'cuda') model.#placeOnDevice();
     if (o.adapter !== undefined) await model.loadAdapter(o.adapter as string);
+    model.#alive(fn).computeBf16 = computeDtype === 'bfloat16';
     return model;
   }
 
@@ -317,6 +328,26 @@ export class PretrainedModel {
     if (c.length) return c;
     const t = this.#tokenizer?.eosId;
     return t === undefined ? [] : [t];
+  }
+
+  // ------------------------------------------------------------------ compute dtype
+
+  /** 'bfloat16' when the weight matrices multiply through bfloat16 copies (loadPretrained's opts.computeDtype), else 'float32'. */
+  get computeDtype(): 'float32' | 'bfloat16' {
+    return this.#dec?.computeBf16 ? 'bfloat16' : 'float32';
+  }
+
+  /** Switches bf16 compute on ('bfloat16', CPU only) or off ('float32'); the weights themselves are unchanged. */
+  setComputeDtype(dtype: 'float32' | 'bfloat16'): void {
+    const fn = 'PretrainedModel.setComputeDtype';
+    const dec = this.#alive(fn);
+    dec.computeBf16 = checkComputeDtype(fn, 'dtype', dtype, this.device) === 'bfloat16';
+    this.#last = null;
+  }
+
+  /** Bytes held by the bfloat16 copies of bf16 compute (0 under float32 compute, or before the first forward pass). */
+  get computeCopyBytes(): number {
+    return this.#dec?.computeCopyBytes ?? 0;
   }
 
   // ------------------------------------------------------------------ parameters
@@ -384,6 +415,7 @@ export class PretrainedModel {
       setParamF32(p, v);
       p.touched = true;
     }
+    this.#dec!.weightsChanged();
     this.#last = null;
   }
 
@@ -446,6 +478,7 @@ export class PretrainedModel {
     this.#trainable(fn);
     if (!this.#lora) throw new Error(`${fn}: the model has no LoRA adapters (addLora() or loadAdapter() first)`);
     mergeInto(dec);
+    dec.weightsChanged();
     this.#lora = null;
     for (const p of this.#base.values()) p.trainable = this.#visionTrainable || !this.#isVisionParam(p.name);
     this.#clearOptimizer();
@@ -813,6 +846,7 @@ export class PretrainedModel {
       });
       p.touched = true;
     }
+    this.#dec?.weightsChanged(); // in place: the bf16 compute copies are stale
     this.#step++;
     this.#forwards = 0; // dropout masks depend on (step, forward index within the step): resumable
     return { gradNorm: norm, lr: stepLr, step: this.#step };
@@ -936,6 +970,7 @@ export class PretrainedModel {
       L.lora = { ...lo, a: cp(lo.a), b: cp(lo.b) };
     });
     copy.#lora = this.#lora ? { ...this.#lora } : null;
+    cd.computeBf16 = dec.computeBf16;
     copy.#frozen = true;
     return copy;
   }
@@ -963,6 +998,7 @@ export class PretrainedModel {
       p.v = q.v ? dup(q.v) : undefined;
       p.touched = p.touched || q.touched;
     }
+    this.#dec!.weightsChanged();
     this.#step = other.#step;
     this.#forwards = 0;
     this.#last = null;
@@ -1044,7 +1080,10 @@ export class PretrainedModel {
       const x = hostF32(p.value);
       if (roundedAtLoad || !reloadsExactly(x, p.storedDtype)) st[`w.${p.name}`] = { dtype: 'F32', shape: [...p.shape], data: x };
     }
-    writeSafetensors(join(dir, OPTIMIZER_FILE), st, { step: String(this.#step), dtype: this.dtype, ...(this.#visionTrainable ? { vision_trainable: 'true' } : {}) });
+    writeSafetensors(join(dir, OPTIMIZER_FILE), st, {
+      step: String(this.#step), dtype: this.dtype, ...(this.#visionTrainable ? { vision_trainable: 'true' } : {}),
+      ...(dec.computeBf16 ? { compute_dtype: 'bfloat16' } : {}),
+    });
   }
 
   /**
@@ -1052,11 +1091,11 @@ export class PretrainedModel {
    * masters, optimizer state, step) on `opts.device`, in the dtype it was saved
    * from unless `opts.dtype` says otherwise.
    */
-  static async loadCheckpoint(dir: string, opts: Pick<LoadPretrainedOptions, 'device' | 'dtype'> = {}): Promise<PretrainedModel> {
+  static async loadCheckpoint(dir: string, opts: Pick<LoadPretrainedOptions, 'device' | 'dtype' | 'computeDtype'> = {}): Promise<PretrainedModel> {
     const fn = 'PretrainedModel.loadCheckpoint';
     if (typeof dir !== 'string' || !dir) throw typeError(fn, 'dir', 'a checkpoint folder path', describe(dir));
     const o = checkOptions(fn, opts);
-    checkKnownKeys(fn, 'opts', o, ['device', 'dtype']);
+    checkKnownKeys(fn, 'opts', o, ['device', 'dtype', 'computeDtype']);
     const path = join(dir, OPTIMIZER_FILE);
     const st = existsSync(path) ? readSafetensors(path) : undefined;
     const saved = st?.metadata.dtype;
@@ -1064,8 +1103,13 @@ export class PretrainedModel {
       throw new CheckpointError(`${path}: metadata dtype must be 'float32', 'bfloat16' or 'auto', got ${JSON.stringify(saved)}`);
     const adapter = join(dir, 'adapter');
     const dtype = (o.dtype as LoadPretrainedOptions['dtype']) ?? (saved as LoadPretrainedOptions['dtype']);
+    const savedCompute = st?.metadata.compute_dtype;
+    if (savedCompute !== undefined && savedCompute !== 'bfloat16')
+      throw new CheckpointError(`${path}: metadata compute_dtype must be 'bfloat16' when present, got ${JSON.stringify(savedCompute)}`);
+    const computeDtype = (o.computeDtype as LoadPretrainedOptions['computeDtype']) ?? (savedCompute as LoadPretrainedOptions['computeDtype']);
     const m = await PretrainedModel.load(dir, {
       ...(o.device ? { device: o.device as LoadPretrainedOptions['device'] } : {}), ...(dtype ? { dtype } : {}),
+      ...(computeDtype ? { computeDtype } : {}),
       ...(existsSync(join(adapter, 'adapter_config.json')) ? { adapter } : {}),
     });
     if (!st) return m;
@@ -1124,4 +1168,13 @@ function reloadsExactly(x: Float32Array, dtype: StDType): boolean {
  */
 export function loadPretrained(dir: string, opts: LoadPretrainedOptions = {}): Promise<PretrainedModel> {
   return PretrainedModel.load(dir, opts);
+}
+
+/** opts.computeDtype: 'float32' (default) or 'bfloat16', the latter on the CPU only. */
+function checkComputeDtype(fn: string, arg: string, v: unknown, device: 'cpu' | 'cuda'): 'float32' | 'bfloat16' {
+  if (v === undefined || v === 'float32') return 'float32';
+  if (v !== 'bfloat16') throw typeError(fn, arg, "'float32' or 'bfloat16'", describe(v));
+  if (device === 'cuda')
+    throw typeError(fn, arg, "'float32' on CUDA (bf16 compute is a CPU option; on CUDA load with dtype 'auto' or 'bfloat16' to multiply frozen matrices in bfloat16)", "'bfloat16'");
+  return 'bfloat16';
 }

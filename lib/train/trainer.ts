@@ -326,9 +326,10 @@ export class Trainer {
   ): Promise<StageResult> {
     const fn = `Trainer.${stage}`;
     if (this.#running) throw new Error(`${fn}: a stage is already running on this trainer`);
-    // A VideoLM's bf16 compute (VideoLM.computeDtype) is part of the stage's trajectory: recorded
-    // with its hyper-parameters (absent for float32, as in runs that predate it), checked on resume.
-    if (this.model instanceof VideoLM && this.model.computeDtype === 'bfloat16') args = { ...args, computeDtype: 'bfloat16' };
+    // The model's bf16 compute (VideoLM's or PretrainedModel's computeDtype) is part of the stage's
+    // trajectory: recorded with its hyper-parameters (absent for float32, as in runs that predate
+    // it), checked on resume.
+    if (this.model.computeDtype === 'bfloat16') args = { ...args, computeDtype: 'bfloat16' };
     let start = 0;
     let consumed = true;
     if (this.#resume) {
@@ -822,10 +823,10 @@ export class Trainer {
     else await m.save(dir);
   }
 
-  /** A checkpoint folder's model, of the kind (and a pretrained model's dtype, a VideoLM's compute dtype) `like` is. */
+  /** A checkpoint folder's model, of the kind (and a pretrained model's dtype, the compute dtype) `like` is. */
   static async #loadModel(like: TrainableModel, dir: string): Promise<TrainableModel> {
     return like instanceof PretrainedModel
-      ? PretrainedModel.loadCheckpoint(dir, { device: like.device, dtype: like.dtype })
+      ? PretrainedModel.loadCheckpoint(dir, { device: like.device, dtype: like.dtype, computeDtype: like.computeDtype })
       : VideoLM.load(dir, { computeDtype: like.computeDtype });
   }
 

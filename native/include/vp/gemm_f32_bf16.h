@@ -29,6 +29,11 @@ struct GemmF32Bf16Args {
 
 Status gemm_f32_bf16(const GemmF32Bf16Args& args);
 
+// dst[i] = bfloat16(src[i]) for i < n (nearest even, NaN kept and made quiet: vp::float_to_bf16),
+// on the thread pool: a model's bfloat16 copy of a float32 weight (bf16 compute with float32
+// masters). Cost: n roundings, 6 bytes moved per value.
+void round_to_bf16(const float* src, int64_t n, uint16_t* dst);
+
 namespace cuda {
 // The same product on DEVICE pointers (cuda/gemm_f32_bf16.cu): A rounded to
 // bfloat16 as it is staged in shared memory, tensor cores (WMMA 16x16x16, float32

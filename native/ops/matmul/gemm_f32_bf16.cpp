@@ -1,6 +1,7 @@
 // vp::gemm_f32_bf16 (vp/gemm_f32_bf16.h): a float32 activation rounded to
 // bfloat16, times a bfloat16 weight, float32 accumulation and result; and
-// vp::gemm_f32_via_bf16 (vp/gemm_bf16.h): both float32 operands rounded so.
+// vp::gemm_f32_via_bf16 (vp/gemm_bf16.h): both float32 operands rounded so; and
+// vp::round_to_bf16, the rounding alone.
 //
 // Algorithm: A's rows are rounded to bf16 (nearest even, NaN kept) in parallel
 // into an M·K workspace; vp::gemm_bf16 then forms C in float32 (its AVX512-BF16
@@ -32,6 +33,12 @@ void round_rows(const float* src, int64_t rows, int64_t cols, int64_t ld, uint16
 }
 
 }  // namespace
+
+void round_to_bf16(const float* src, int64_t n, uint16_t* dst) {
+  parallel_for(n, 1 << 16, [&](int64_t i0, int64_t i1, int) {
+    for (int64_t i = i0; i < i1; ++i) dst[i] = float_to_bf16(src[i]);
+  });
+}
 
 Status gemm_f32_via_bf16(const GemmArgs& g) {
   if (g.m < 0 || g.n < 0 || g.k < 0) return Status::Invalid("gemm_f32_via_bf16: negative dimension");
