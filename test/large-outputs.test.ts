@@ -9,6 +9,7 @@ import { native } from '../lib/native.js';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { randomFloats } from './helpers.js';
+import { bf16Tensor, matmulViaBf16, matmulW, roundBf16 } from '../lib/pretrained/bf16.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -99,4 +100,26 @@ test('adviseHugePages: a boolean, never a throw, for any typed array', (t) => {
   t.false(native().adviseHugePages(new Float32Array(16))); // under 4 MB: nothing to advise
   t.is(typeof native().adviseHugePages(new Float32Array(3 << 20)), 'boolean');
   t.throws(() => (native().adviseHugePages as (x: unknown) => boolean)([1, 2]), { instanceOf: TypeError });
+});
+
+test('matmul and the bf16 products of pretrained models with outputs over 4 MB: every element written, K = 0 included', (t) => {
+  const m = 1100, n = 1000, k = 3;
+  const a = randomFloats(m * k, 21), b = randomFloats(k * n, 22);
+  poisonHeap(m * n * 4);
+  const c = vp.matmul(vp.tensor(a, [m, k]), vp.tensor(b, [k, n])).data as Float32Array;
+  const ref = new Float64Array(m * n);
+  for (let i = 0; i < m; i++)
+    for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) ref[i * n + j] += a[i * k + p] * b[p * n + j];
+  t.true(maxRelErr(c, ref) < 1e-5);
+  poisonHeap(m * n * 4);
+  const z = vp.matmul(vp.tensor(new Float32Array(0), [m, 0]), vp.tensor(new Float32Array(0), [0, n])).data as Float32Array;
+  t.true(z.every((x) => x === 0), 'K = 0: zeros, not garbage');
+  // The pretrained models' bf16 products (lib/pretrained/bf16.ts) skip the fill too.
+  const w = bf16Tensor(roundBf16(b), [k, n]);
+  poisonHeap(m * n * 4);
+  const y = matmulW(vp.tensor(a, [m, k]), w).data as Float32Array;
+  t.true(y.every(Number.isFinite));
+  poisonHeap(m * n * 4);
+  const g = matmulViaBf16(vp.tensor(a, [k, m]), vp.tensor(b, [k, n]), { transA: true }).data as Float32Array;
+  t.true(g.every(Number.isFinite));
 });

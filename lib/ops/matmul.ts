@@ -1,7 +1,7 @@
 // vp.matmul: the first op through the whole stack (TS validation → addon → core SGEMM or CUDA).
 import { checkOptions, checkBoolean, checkNoAlias, checkOut, checkSameDevice, checkSameDType, checkTensor } from '../validate.js';
 import { rangeError } from '../errors.js';
-import { emptyLike, Tensor, type DType } from '../tensor.js';
+import { emptyLike, overwrittenLike, Tensor, type DType } from '../tensor.js';
 import { native } from '../native.js';
 
 export interface MatmulOptions {
@@ -38,7 +38,8 @@ export function matmul(a: Tensor, b: Tensor, opts?: MatmulOptions): Tensor {
     throw rangeError(fn, `b.shape`, `${transB ? `[N, K=${ka}]` : `[K=${ka}, N]`} to match a (K=${ka})`, `[${b.shape.join(', ')}]`);
   let out: Tensor;
   if (o.out === undefined) {
-    out = emptyLike([m, n], dtype, device);
+    // Every element is written (K = 0: zeros), so a CPU float32 output need not be cleared first.
+    out = device === 'cpu' && dtype === 'float32' ? overwrittenLike([m, n]) : emptyLike([m, n], dtype, device);
   } else {
     out = checkOut(fn, 'opts.out', o.out, [m, n], device, dtype);
     checkNoAlias(fn, 'opts.out', out, { a, b });

@@ -19,7 +19,7 @@
 import { embedding, linear } from '../ops/layers.js';
 import { matmul } from '../ops/matmul.js';
 import { native } from '../native.js';
-import { Tensor, tensor } from '../tensor.js';
+import { overwrittenLike, Tensor, tensor } from '../tensor.js';
 import { toFloat32 } from './checkpoint.js';
 import type { Param } from './decoder.js';
 
@@ -54,9 +54,9 @@ function mixed(a: Tensor, w: Tensor, transB: boolean, bias?: Tensor): Tensor {
   const n = transB ? r : c;
   if ((transB ? c : r) !== k) throw new RangeError(`bf16 matmul: weight [${w.shape.join(', ')}] does not match an input of width ${k}`);
   if (bias && bias.size !== n) throw new RangeError(`bf16 matmul: bias of ${bias.size} values, expected ${n}`);
-  const out = new Float32Array(m * n);
-  native().matmulF32Bf16({ a: f32(a), b: w.data as Uint16Array, bias: bias ? f32(bias) : null, out, m, n, k, transB });
-  return tensor(out, [m, n]);
+  const out = overwrittenLike([m, n]); // every element is written (K = 0: zeros, plus the bias)
+  native().matmulF32Bf16({ a: f32(a), b: w.data as Uint16Array, bias: bias ? f32(bias) : null, out: f32(out), m, n, k, transB });
+  return out;
 }
 
 /**
@@ -70,9 +70,9 @@ export function matmulViaBf16(a: Tensor, b: Tensor, opts: { transA?: boolean; tr
   const [m, k] = transA ? [a.shape[1], a.shape[0]] : [a.shape[0], a.shape[1]];
   const [kb, n] = transB ? [b.shape[1], b.shape[0]] : [b.shape[0], b.shape[1]];
   if (kb !== k) throw new RangeError(`bf16 matmul: b [${b.shape.join(', ')}] does not match a's K = ${k}`);
-  const out = new Float32Array(m * n);
-  native().matmulViaBf16({ a: f32(a), b: f32(b), out, m, n, k, transA, transB });
-  return tensor(out, [m, n]);
+  const out = overwrittenLike([m, n]);
+  native().matmulViaBf16({ a: f32(a), b: f32(b), out: f32(out), m, n, k, transA, transB });
+  return out;
 }
 
 /** y = x·Wᵀ (+ b): vp.linear for a float32 W, the bf16 GEMM for a bfloat16 one. */

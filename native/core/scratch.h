@@ -35,6 +35,8 @@ enum class ScratchSlot : int {
   kAttnBwd,         // attention backward: per-thread blocks
   kAttnBwdDelta,    // attention backward: rowsum(dO ∘ O)
   kInfonceScores,   // InfoNCE: one block of scores
+  kBf16RoundA,      // gemm_f32_bf16 / gemm_f32_via_bf16: the bfloat16-rounded A
+  kBf16RoundB,      // gemm_f32_via_bf16: the bfloat16-rounded B
   kCount,
 };
 

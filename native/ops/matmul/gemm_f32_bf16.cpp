@@ -7,12 +7,13 @@
 // into an M·K workspace; vp::gemm_bf16 then forms C in float32 (its AVX512-BF16
 // kernel or its widened float32 path); a bias, when given, is added per row.
 // Cost: M·K roundings + gemm_bf16's 2·M·N·K flops + M·N adds; M·K·2 bytes of
-// workspace (gemm_f32_via_bf16: M·K + K·N roundings into per-thread buffers that
-// are kept for the next call).
+// workspace (gemm_f32_via_bf16: M·K + K·N roundings); the workspaces are per-thread
+// scratch kept for the next call (core/scratch.h).
 #include "vp/gemm_f32_bf16.h"
 
 #include <algorithm>
-#include <vector>
+
+#include "core/scratch.h"
 
 #include "vp/gemm.h"
 #include "vp/gemm_bf16.h"
@@ -52,19 +53,19 @@ Status gemm_f32_via_bf16(const GemmArgs& g) {
     if (g.lda < ac || g.ldb < bc) return Status::Invalid("gemm_f32_via_bf16: lda or ldb too small");
   }
   if (g.ldc < g.n) return Status::Invalid("gemm_f32_via_bf16: ldc < n");
-  // The rounded operands live in this thread's buffers, kept between calls: a training
-  // step calls this for every projection, and fresh buffers would be page-faulted in
-  // each time. (They hold the largest operands seen, e.g. 2 bytes per LM-head weight.)
-  thread_local std::vector<uint16_t> a16, b16;
-  a16.resize(static_cast<size_t>(ar * ac));
-  b16.resize(static_cast<size_t>(br * bc));
+  // The rounded operands live in this thread's scratch (core/scratch.h), kept between calls up
+  // to 4 MB each: a training step calls this for every projection, and fresh buffers would be
+  // page-faulted in each time.
+  ScratchLease a16(ScratchSlot::kBf16RoundA, sizeof(uint16_t) * static_cast<size_t>(ar * ac));
+  ScratchLease b16(ScratchSlot::kBf16RoundB, sizeof(uint16_t) * static_cast<size_t>(br * bc));
+  if (!a16.ok() || !b16.ok()) return Status::Internal("gemm_f32_via_bf16: out of memory for the rounded operands");
   if (g.k > 0) {
-    round_rows(g.a, ar, ac, g.lda, a16.data());
-    round_rows(g.b, br, bc, g.ldb, b16.data());
+    round_rows(g.a, ar, ac, g.lda, a16.as<uint16_t>());
+    round_rows(g.b, br, bc, g.ldb, b16.as<uint16_t>());
   }
   GemmBf16Args b;
   b.trans_a = g.trans_a, b.trans_b = g.trans_b, b.m = g.m, b.n = g.n, b.k = g.k;
-  b.a = a16.data(), b.lda = std::max<int64_t>(ac, 1), b.b = b16.data(), b.ldb = std::max<int64_t>(bc, 1);
+  b.a = a16.as<uint16_t>(), b.lda = std::max<int64_t>(ac, 1), b.b = b16.as<uint16_t>(), b.ldb = std::max<int64_t>(bc, 1);
   b.c = g.c, b.ldc = g.ldc, b.beta = g.beta, b.threads = g.threads;
   return gemm_bf16(b);
 }
@@ -74,11 +75,12 @@ Status gemm_f32_bf16(const GemmF32Bf16Args& g) {
   if (g.m == 0 || g.n == 0) return Status::Ok();
   if (!g.c) return Status::Invalid("gemm_f32_bf16: C is null");
   if (g.k > 0 && (!g.a || !g.b)) return Status::Invalid("gemm_f32_bf16: A or B is null");
-  std::vector<uint16_t> a16(static_cast<size_t>(g.m * g.k));
-  if (g.k > 0) round_rows(g.a, g.m, g.k, g.k, a16.data());
+  ScratchLease a16(ScratchSlot::kBf16RoundA, sizeof(uint16_t) * static_cast<size_t>(g.m * g.k));
+  if (!a16.ok()) return Status::Internal("gemm_f32_bf16: out of memory for the rounded activation");
+  if (g.k > 0) round_rows(g.a, g.m, g.k, g.k, a16.as<uint16_t>());
   GemmBf16Args b;
   b.trans_a = false, b.trans_b = g.trans_b, b.m = g.m, b.n = g.n, b.k = g.k;
-  b.a = a16.data(), b.lda = g.k, b.b = g.b, b.ldb = g.trans_b ? g.k : g.n;
+  b.a = a16.as<uint16_t>(), b.lda = g.k, b.b = g.b, b.ldb = g.trans_b ? g.k : g.n;
   b.c = g.c, b.ldc = g.n;
   if (g.k == 0) b.lda = 1, b.ldb = std::max<int64_t>(b.ldb, 1);
   VP_RETURN_IF_ERROR(gemm_bf16(b));
