@@ -11,7 +11,11 @@
 // (vision and connector frozen); 'full, tower trained': full fine-tuning with
 // setVisionTrainable(true), the SigLIP tower trained too (its backward pass and
 // AdamW over its 86M parameters), on a 2-frame clip to keep the bench's time in
-// bounds (a tower step costs about three times its forward pass). Ours against the same step written in PyTorch
+// bounds (a tower step costs about three times its forward pass); 'full bf16
+// compute': 'full' with loadPretrained's computeDtype 'bfloat16' (every linear
+// of the tower, connector and text model through bf16 copies of its float32
+// weights) against the peer's 'full' under torch.autocast('cpu', bfloat16).
+// Ours against the same step written in PyTorch
 // eager (bench/peers/torch_pretrained_vlm.py), reading the same folder and the
 // same pixel values and token ids, in the same run; each side in its own
 // process, so that its peak resident memory (VmHWM, reset once the weights are
@@ -156,6 +160,8 @@ interface CaseSpec {
   case: 'full' | 'lora';
   /** Train the vision tower too (setVisionTrainable(true); 'full' only). */
   vision: boolean;
+  /** 'bfloat16': bf16 products of the float32 weights (ours: computeDtype; the peer: CPU autocast). */
+  computeDtype: 'float32' | 'bfloat16';
   /** Frames of the clip (sampled at 1 fps: all of them). */
   frames: number;
   rank: number;
@@ -185,7 +191,7 @@ interface ChildResult {
 
 /** One case in this (child) process: load, process the video, then the steps. */
 async function child(spec: CaseSpec): Promise<void> {
-  const m = await vp.loadPretrained(spec.dir);
+  const m = await vp.loadPretrained(spec.dir, { computeDtype: spec.computeDtype });
   if (spec.case === 'lora') m.addLora({ rank: spec.rank, alpha: spec.alpha });
   if (spec.vision) m.setVisionTrainable(true);
   const video = makeVideo(spec.frames);
@@ -237,10 +243,13 @@ export async function run(ctx: BenchContext): Promise<void> {
       { c: 'full', vision: false, frames: FRAMES, name: 'full' },
       { c: 'lora', vision: false, frames: FRAMES, name: 'lora' },
       { c: 'full', vision: true, frames: 2, name: 'full, tower trained', reps: 1 },
+      { c: 'full', vision: false, frames: FRAMES, name: 'full bf16 compute', bf16: true },
     ] as const;
     for (const x of cases) {
       const { c, vision, frames, name } = x;
-      const spec: CaseSpec = { dir, case: c, vision, frames, rank: 8, alpha: 16, reps: 'reps' in x ? x.reps : reps, lr: 1e-5, inputsDir };
+      const spec: CaseSpec = {
+        dir, case: c, vision, frames, computeDtype: 'bf16' in x ? 'bfloat16' : 'float32', rank: 8, alpha: 16, reps: 'reps' in x ? x.reps : reps, lr: 1e-5, inputsDir,
+      };
       const ours = runChild<ChildResult>(fileURLToPath(import.meta.url), '--vlm-child', spec, ctx.threads, name);
       const inputs = {
         pixels: { path: join(inputsDir, 'pixels.bin'), dtype: 'float32', shape: ours.pixelShape },
@@ -253,7 +262,7 @@ export async function run(ctx: BenchContext): Promise<void> {
         bench: 'vlm', case: `smolvlm2-256m ${name}`,
         shape: { frames: ours.pixelShape[0], image: ours.pixelShape[2], T: ours.T, imageTokens: ours.imageTokens, answerTokens: ours.answerTokens, params, trainable: ours.trainable, peerTrainable: peer.ok ? (peer.trainable as number) : null, rank: c === 'lora' ? 8 : null, visionTrained: vision },
         oursMs: ours.medianMs, peerMs: peer.ok ? peer.medianMs! : null, ratio: peer.ok ? peer.medianMs! / ours.medianMs : null,
-        peer: 'torch', peerMissing: peer.missing,
+        peer: spec.computeDtype === 'bfloat16' ? 'torch autocast bf16' : 'torch', peerMissing: peer.missing,
         flops: stepFlops(c, tokens, ours.pixelShape[0], vision),
         extra: { ...trainColumns(tokens, ours, peer), oursProcessMs: Math.round(ours.processMs) },
       });

@@ -17,9 +17,9 @@ import * as vp from '../lib/index.js';
 import { linearW, matmulW, bf16Tensor, roundBf16, widenBf16 } from '../lib/pretrained/bf16.js';
 import { readSafetensors } from '../lib/model/safetensors.js';
 import { seededRandom } from '../lib/random.js';
-import { randomFloats, relError } from './helpers.js';
+import { relError } from './helpers.js';
 import { FIXTURES, haveNumpy, PY, randomIds, runReference, writeTinyModel } from './pretrained-fixtures.js';
-import { IMAGE_ID, VISION, writeTinyVlm, type TinyVlmOptions } from './vlm-fixtures.js';
+import { twoImageInput, writeTinyVlm, type TinyVlmOptions } from './vlm-fixtures.js';
 
 const NUMPY = haveNumpy();
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -236,11 +236,7 @@ for (const [name, o, perImage] of [['SmolVLM', { kind: 'smolvlm', seed: 3 }, 4],
     writeTinyVlm(dir, o);
     const f = await vp.loadPretrained(dir);
     const h = await vp.loadPretrained(dir, { dtype: 'bfloat16' });
-    const { channels: C, image } = VISION;
-    const px = vp.tensor(randomFloats(2 * C * image * image, 40, -1, 1), [2, C, image, image]);
-    const ids: number[] = [5];
-    for (let i = 0; i < 2; i++) ids.push(17 + i, ...new Array(perImage).fill(IMAGE_ID));
-    ids.push(9, 33, 71);
+    const { px, ids, batch } = twoImageInput(perImage);
     const want = (await f.logits(ids, { pixelValues: px })).data as Float32Array;
     const err = relError((await h.logits(ids, { pixelValues: px })).data as Float32Array, want);
     t.log(`relative error against float32: ${err.toExponential(2)}`);
@@ -250,9 +246,6 @@ for (const [name, o, perImage] of [['SmolVLM', { kind: 'smolvlm', seed: 3 }, 4],
     // LoRA SFT over the bf16 base and tower: the loss falls, nothing but adapters widen.
     h.addLora({ rank: 2 });
     const bytes = h.parameterBytes;
-    const text = Int32Array.from(ids);
-    const targets = Int32Array.from(ids, (x, i) => (i + 1 < ids.length && ids[i + 1] !== IMAGE_ID && x !== IMAGE_ID ? ids[i + 1] : -1));
-    const batch = { text, targets, pixelValues: px, sequences: [[{ text: [0, ids.length] as [number, number] }]] };
     const first = await h.trainStep(batch, { lr: 1e-2, weightDecay: 0 });
     for (let s = 0; s < 3; s++) await h.trainStep(batch, { lr: 1e-2, weightDecay: 0 });
     const after = (await h.forward(batch, { forBackward: false })).loss;

@@ -7,7 +7,8 @@
 // each step the logits equal those of a fresh model given the new weights); the mode
 // travels with checkpoints and the Trainer's hyper-parameters (a float32 resume is
 // refused unless overridden; the run resumes bit for bit), also through the CLI's
-// --compute-dtype; bad values name the argument.
+// --compute-dtype; in vision-language models the tower's and connector's linears are covered
+// too; bad values name the argument.
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -17,6 +18,7 @@ import * as vp from '../lib/index.js';
 import { matmulViaBf16, roundBf16, widenBf16 } from '../lib/pretrained/bf16.js';
 import { randomFloats, relError } from './helpers.js';
 import { FIXTURES, haveNumpy, randomIds, runReference, writeTinyModel } from './pretrained-fixtures.js';
+import { twoImageInput, VISION, writeTinyVlm, type TinyVlmOptions } from './vlm-fixtures.js';
 
 const NUMPY = haveNumpy();
 const ROOT = join(import.meta.dirname, '..');
@@ -214,3 +216,42 @@ test('CLI: train --compute-dtype bfloat16 records it; --resume goes on in it; a 
   t.not(bad.status, 0);
   t.regex(bad.stderr, /--compute-dtype/);
 });
+
+// Vision-language models: the tower's and the connector's linear layers multiply through bf16
+// copies too (the patch convolution and the position table stay float32). The bound is the
+// dtype-bfloat16 VLM test's: about 30 rounded products chain from the pixels to a logit.
+for (const [name, o, perImage] of [['SmolVLM', { kind: 'smolvlm', seed: 3 }, 4], ['LLaVA + CLIP', { kind: 'llava-clip', layout: 'old', seed: 5 }, 16]] as [string, TinyVlmOptions, number][]) {
+  test(`${name}: bf16 compute covers the tower and the connector; with the tower trained, no stale copy after a step`, async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'vp-cbf16-vlm-'));
+    writeTinyVlm(dir, o);
+    const f = await vp.loadPretrained(dir);
+    const c = await vp.loadPretrained(dir, { computeDtype: 'bfloat16' });
+    const { px, ids, batch } = twoImageInput(perImage);
+    const want = (await f.logits(ids, { pixelValues: px })).data as Float32Array;
+    const err = relError((await c.logits(ids, { pixelValues: px })).data as Float32Array, want);
+    t.true(err <= 2 * 30 * 2 ** -9 && err > 1e-6, `relative error ${err}`);
+    // Every linear weight matrix that ran (text, head, tower, connector) has its copy, and nothing
+    // else. LLaVA's tower runs up to its feature layer (hidden state l: layers 0..l-1).
+    const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+    const fl = cfg.vision_feature_layer as number | undefined;
+    const towerLayers = fl === undefined ? VISION.layers : fl < 0 ? VISION.layers + 1 + fl : fl;
+    const p = f.parameters();
+    const linear = /(\.(q_proj|k_proj|v_proj|o_proj|out_proj|gate_proj|up_proj|down_proj|fc1|fc2|proj|linear_1|linear_2)|lm_head)\.weight$/;
+    let want16 = 0;
+    for (const [n, v] of Object.entries(p)) {
+      const layer = /vision_model\.encoder\.layers\.(\d+)\./.exec(n);
+      if (layer && Number(layer[1]) >= towerLayers) continue;
+      if (linear.test(n) || (c.spec.tied && /embed_tokens\.weight$/.test(n))) want16 += 2 * v.length;
+    }
+    t.is(c.computeCopyBytes, want16);
+    // The tower trains too: after the steps, a fresh model given the weights computes the same logits.
+    c.setVisionTrainable(true);
+    const first = await c.trainStep(batch, { lr: 1e-2, weightDecay: 0 });
+    for (let s = 0; s < 3; s++) await c.trainStep(batch, { lr: 1e-2, weightDecay: 0 });
+    const after = (await c.forward(batch, { forBackward: false })).loss;
+    t.true(after < first.loss, `loss ${first.loss} → ${after}`);
+    const fresh = await vp.loadPretrained(dir, { computeDtype: 'bfloat16' });
+    fresh.setParameters(c.parameters());
+    t.true(same((await c.logits(ids, { pixelValues: px })).data as Float32Array, (await fresh.logits(ids, { pixelValues: px })).data as Float32Array));
+  });
+}

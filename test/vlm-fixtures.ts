@@ -10,7 +10,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeSafetensors, type StTensor } from '../lib/model/safetensors.js';
+import * as vp from '../lib/index.js';
 import { seededRandom } from '../lib/random.js';
+import { randomFloats } from './helpers.js';
 import { bytelevelTokenizer, CHATML, tinyConfig, tinyTensors } from './pretrained-fixtures.js';
 
 export type VlmKind = 'smolvlm' | 'idefics3' | 'llava-clip' | 'llava-siglip';
@@ -174,4 +176,22 @@ export function writeTinyVlm(dir: string, o: TinyVlmOptions): ReturnType<typeof 
   writeFileSync(join(dir, 'preprocessor_config.json'), JSON.stringify(pp, null, 2));
   writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: 266, transformers_version: '4.53.0' }, null, 2));
   return m;
+}
+
+/**
+ * Two random images (pixel values [2, C, H, W]) and a text of `perImage` image tokens after each
+ * of two markers, with a training batch whose targets are the next text tokens.
+ */
+export function twoImageInput(perImage: number): {
+  px: vp.Tensor; ids: number[];
+  batch: { text: Int32Array; targets: Int32Array; pixelValues: vp.Tensor; sequences: { text: [number, number] }[][] };
+} {
+  const { channels: C, image } = VISION;
+  const px = vp.tensor(randomFloats(2 * C * image * image, 40, -1, 1), [2, C, image, image]);
+  const ids: number[] = [5];
+  for (let i = 0; i < 2; i++) ids.push(17 + i, ...new Array(perImage).fill(IMAGE_ID));
+  ids.push(9, 33, 71);
+  const text = Int32Array.from(ids);
+  const targets = Int32Array.from(ids, (x, i) => (i + 1 < ids.length && ids[i + 1] !== IMAGE_ID && x !== IMAGE_ID ? ids[i + 1] : -1));
+  return { px, ids, batch: { text, targets, pixelValues: px, sequences: [[{ text: [0, ids.length] }]] } };
 }

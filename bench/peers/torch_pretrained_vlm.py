@@ -112,7 +112,8 @@ def pixel_shuffle(x, s):
 def forward():
     feats = F.linear(pixel_shuffle(vision(pixels), sf), params["model.connector.modality_projection.proj.weight"])
     emb = text.embed(ids[None])
-    x = emb.masked_scatter((ids == cfg["image_token_id"])[None, :, None], feats.reshape(-1, feats.shape[-1]))
+    # (.to: under autocast the features are bfloat16, the embedding rows float32, as transformers casts them)
+    x = emb.masked_scatter((ids == cfg["image_token_id"])[None, :, None], feats.reshape(-1, feats.shape[-1]).to(emb.dtype))
     logits = F.linear(text.decode(x), params["lm_head.weight"])
     return F.cross_entropy(logits.view(T, -1), targets, ignore_index=-100)
 
@@ -125,9 +126,16 @@ opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_d
                         lr=spec["lr"], betas=(0.9, 0.95), eps=1e-8)
 
 
+autocast = spec.get("computeDtype") == "bfloat16"  # bench/vlm.ts 'full bf16 compute'
+
+
 def step():
     opt.zero_grad(set_to_none=True)
-    loss = forward()
+    if autocast:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = forward()
+    else:
+        loss = forward()
     loss.backward()
     torch.nn.utils.clip_grad_norm_([p for _, p in trained], 1.0)
     opt.step()

@@ -150,3 +150,53 @@ export function copyValue(p: Param): Tensor {
   if (p.value.device === 'cuda') return p.value.to('cuda');
   return isBf16(p.value) ? bf16Tensor((p.value.data as Uint16Array).slice(), p.shape) : tensor(f32(p.value).slice(), [...p.shape]);
 }
+
+/**
+ * bfloat16 compute (PretrainedModel.computeDtype): the bfloat16 copies of float32 CPU weight
+ * matrices that the products multiply by, shared by the decoder, the vision tower and the
+ * connector. A copy is made on first use and kept until the weight changes: replaced (a new
+ * tensor: checked on every use) or written in place (changed(): after an optimizer step, a
+ * load, setParameters, copyStateFrom, mergeLora). Cost: one rounding of a weight per change;
+ * 2 bytes a weight held.
+ */
+export class Bf16Compute {
+  #on = false;
+  #copies = new Map<Param, { source: Tensor; copy: Tensor }>();
+
+  get on(): boolean {
+    return this.#on;
+  }
+
+  set on(v: boolean) {
+    this.#on = v;
+    this.#copies.clear();
+  }
+
+  /** The weights were written in place: the copies are stale. */
+  changed(): void {
+    this.#copies.clear();
+  }
+
+  /** Bytes held by the copies. */
+  get bytes(): number {
+    let n = 0;
+    for (const c of this.#copies.values()) n += c.copy.size * 2;
+    return n;
+  }
+
+  /** The matrix a product multiplies by: the weight itself, or (bf16 compute, a float32 CPU matrix) its bfloat16 copy. */
+  weight(p: Param): Tensor {
+    const v = p.value;
+    if (!this.#on || v.device !== 'cpu' || v.dtype !== 'float32' || v.shape.length !== 2) return v;
+    const kept = this.#copies.get(p);
+    if (kept && kept.source === v) return kept.copy;
+    const copy = bf16Tensor(roundBf16(v.data as Float32Array), v.shape);
+    this.#copies.set(p, { source: v, copy });
+    return copy;
+  }
+
+  /** dyᵀ·x, a weight's gradient: under bf16 compute (CPU) with both operands rounded to bfloat16. */
+  weightGrad(dy: Tensor, x: Tensor): Tensor {
+    return this.#on && dy.device === 'cpu' ? matmulViaBf16(dy, x, { transA: true }) : matmul(dy, x, { transA: true });
+  }
+}

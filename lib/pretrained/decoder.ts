@@ -31,7 +31,7 @@ import { matmul } from '../ops/matmul.js';
 import { seededRandom } from '../random.js';
 import type { StDType } from '../model/safetensors.js';
 import { Tensor, tensor } from '../tensor.js';
-import { bf16Tensor, matmulViaBf16, roundBf16 } from './bf16.js';
+import { Bf16Compute } from './bf16.js';
 import { ropeInvFreq, type DecoderSpec } from './config.js';
 import {
   addInto, colSum, embed, embedGrad, gatherRows, hostF32, linear, matmulWeight, mulMask, onDevice, rmsNormBackwardD, rmsNormD,
@@ -170,15 +170,8 @@ export class Decoder {
   headCacheBytes = 256 * 2 ** 20;
   readonly #invFreq: Float64Array | null;
   #ropeCache = { cos: new Float32Array(0), sin: new Float32Array(0), positions: 0 };
-  /**
-   * bfloat16 compute (PretrainedModel.computeDtype): each float32 CPU matrix of a linear layer
-   * and of the LM head multiplies through a bfloat16 copy of itself (nearest even; the bf16 GEMM,
-   * float32 accumulation) in the forward pass and in the input gradient; the weights' gradients
-   * are bf16 products too (dy and x rounded, float32 accumulation). A copy is made on first use and kept until the weight changes: replaced
-   * (a new tensor) or written in place (weightsChanged(), after an optimizer step or a load).
-   */
-  #computeBf16 = false;
-  #bf16Copies = new Map<Param, { source: Tensor; copy: Tensor }>();
+  /** bfloat16 compute's weight copies (lib/pretrained/bf16.ts), shared with a vision-language model's tower and connector. */
+  readonly compute = new Bf16Compute();
 
   /**
    * `names`: where the text model's tensors live (a vision-language checkpoint
@@ -213,44 +206,6 @@ export class Decoder {
     this.norm = get(`${names.prefix}norm.weight`);
     this.head = spec.tied ? this.embed : get(names.head);
     this.#invFreq = spec.ropeScaling.type === 'default' ? null : ropeInvFreq(spec);
-  }
-
-  /** Whether the weight matrices multiply through bfloat16 copies (see #computeBf16). */
-  get computeBf16(): boolean {
-    return this.#computeBf16;
-  }
-
-  set computeBf16(on: boolean) {
-    this.#computeBf16 = on;
-    this.#bf16Copies.clear();
-  }
-
-  /** The weights were written in place: the bfloat16 copies are stale. */
-  weightsChanged(): void {
-    this.#bf16Copies.clear();
-  }
-
-  /** Bytes held by the bfloat16 copies of the weights. */
-  get computeCopyBytes(): number {
-    let n = 0;
-    for (const c of this.#bf16Copies.values()) n += c.copy.size * 2;
-    return n;
-  }
-
-  /** The matrix a product multiplies by: the weight itself, or under bf16 compute its bfloat16 copy. */
-  #w(p: Param): Tensor {
-    const v = p.value;
-    if (!this.#computeBf16 || v.device !== 'cpu' || v.dtype !== 'float32' || v.shape.length !== 2) return v;
-    const kept = this.#bf16Copies.get(p);
-    if (kept && kept.source === v) return kept.copy;
-    const copy = bf16Tensor(roundBf16(v.data as Float32Array), v.shape);
-    this.#bf16Copies.set(p, { source: v, copy });
-    return copy;
-  }
-
-  /** dyᵀ·x, a weight's gradient: under bf16 compute (CPU) with both operands rounded to bfloat16. */
-  #weightGrad(dy: Tensor, x: Tensor): Tensor {
-    return this.#computeBf16 && dy.device === 'cpu' ? matmulViaBf16(dy, x, { transA: true }) : matmul(dy, x, { transA: true });
   }
 
   /** Every linear layer, in module order. */
@@ -301,7 +256,7 @@ export class Decoder {
 
   /** A linear layer with its adapter (saves: what backward needs, when training). */
   linFwd(x: Tensor, L: Linear, saves: Map<Linear, LoraSave> | null = null, rnd: (() => number) | null = null): Tensor {
-    const y = linear(x, this.#w(L.weight), L.bias?.value);
+    const y = linear(x, this.compute.weight(L.weight), L.bias?.value);
     const lo = L.lora;
     if (!lo) return y;
     let xd: Tensor | null = null;
@@ -332,8 +287,8 @@ export class Decoder {
 
   /** dx of a linear (null when not needed), accumulating its trainable parameters' gradients. */
   #linBwd(dy: Tensor, x: Tensor, L: Linear, save: LoraSave | undefined, needDx: boolean): Tensor | null {
-    const dx = needDx ? matmulWeight(dy, this.#w(L.weight)) : null;
-    if (L.weight.trainable) addGrad(L.weight, this.#weightGrad(dy, x));
+    const dx = needDx ? matmulWeight(dy, this.compute.weight(L.weight)) : null;
+    if (L.weight.trainable) addGrad(L.weight, this.compute.weightGrad(dy, x));
     if (L.bias?.trainable) addGrad(L.bias, colSum(dy));
     const lo = L.lora;
     if (lo && save) {
@@ -423,7 +378,7 @@ export class Decoder {
 
   /** Logits [rows, V] of hidden states [rows, d]. */
   logits(h: Tensor): Tensor {
-    return matmulWeight(h, this.#w(this.head), { transB: true });
+    return matmulWeight(h, this.compute.weight(this.head), { transB: true });
   }
 
   /** Rows per chunk of the LM head so that one chunk's logits stay near 64 MiB. */
@@ -468,7 +423,7 @@ export class Decoder {
     const dHt = zerosOn([T, d], onCuda ? 'cuda' : 'cpu');
     const dH = onCuda ? null : f32(dHt);
     const chunk = this.#headChunk();
-    const W = this.#w(this.head);
+    const W = this.compute.weight(this.head);
     for (let c = 0, i0 = 0; i0 < n; c++, i0 += chunk) {
       const i1 = Math.min(n, i0 + chunk);
       const hc = selRows(sel, i0, i1, n, d);
@@ -482,7 +437,7 @@ export class Decoder {
           for (let j = 0; j < d; j++) dH[o + j] += dhc[p + j];
         }
       } else scatterAddRows(dHt, dhcT, rows.subarray(i0, i1));
-      if (this.head.trainable) addGrad(this.head, this.#weightGrad(dl, hc));
+      if (this.head.trainable) addGrad(this.head, this.compute.weightGrad(dl, hc));
     }
     state.kept = null;
     return dHt;

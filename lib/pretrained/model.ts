@@ -55,8 +55,9 @@ export interface LoadPretrainedOptions {
    */
   dtype?: 'float32' | 'auto' | 'bfloat16';
   /**
-   * 'bfloat16' (CPU): mixed precision. Every float32 weight matrix of the text model (its linear
-   * layers and LM head) multiplies through a bfloat16 copy of itself (bf16 GEMM, float32
+   * 'bfloat16' (CPU): mixed precision. Every float32 weight matrix of a linear layer (the text
+   * model's, its LM head, a vision tower's and connector's) multiplies through a bfloat16 copy of
+   * itself (bf16 GEMM, float32
    * accumulation) in the forward pass and the input gradients, and their gradients are bf16
    * products too (both operands rounded), while training updates float32 masters (what
    * PyTorch's CPU autocast computes). The copies (2 bytes a weight) are remade after each
@@ -202,7 +203,7 @@ export class PretrainedModel {
     const v = this.vlm;
     this.#dec = new Decoder(init.spec, init.base, v ? { prefix: v.names.text, head: v.names.head } : undefined);
     if (v) {
-      this.#bridge = new VisionLanguageBridge(v, (name) => {
+      this.#bridge = new VisionLanguageBridge(v, this.#dec.compute, (name) => {
         const p = init.base.get(name);
         if (!p) throw new Error(`PretrainedModel: parameter '${name}' is missing`);
         return p;
@@ -283,7 +284,7 @@ export class PretrainedModel {
     });
     if (device === 'cuda') model.#placeOnDevice();
     if (o.adapter !== undefined) await model.loadAdapter(o.adapter as string);
-    model.#alive(fn).computeBf16 = computeDtype === 'bfloat16';
+    model.#alive(fn).compute.on = computeDtype === 'bfloat16';
     return model;
   }
 
@@ -334,20 +335,20 @@ export class PretrainedModel {
 
   /** 'bfloat16' when the weight matrices multiply through bfloat16 copies (loadPretrained's opts.computeDtype), else 'float32'. */
   get computeDtype(): 'float32' | 'bfloat16' {
-    return this.#dec?.computeBf16 ? 'bfloat16' : 'float32';
+    return this.#dec?.compute.on ? 'bfloat16' : 'float32';
   }
 
   /** Switches bf16 compute on ('bfloat16', CPU only) or off ('float32'); the weights themselves are unchanged. */
   setComputeDtype(dtype: 'float32' | 'bfloat16'): void {
     const fn = 'PretrainedModel.setComputeDtype';
     const dec = this.#alive(fn);
-    dec.computeBf16 = checkComputeDtype(fn, 'dtype', dtype, this.device) === 'bfloat16';
+    dec.compute.on = checkComputeDtype(fn, 'dtype', dtype, this.device) === 'bfloat16';
     this.#last = null;
   }
 
   /** Bytes held by the bfloat16 copies of bf16 compute (0 under float32 compute, or before the first forward pass). */
   get computeCopyBytes(): number {
-    return this.#dec?.computeCopyBytes ?? 0;
+    return this.#dec?.compute.bytes ?? 0;
   }
 
   // ------------------------------------------------------------------ parameters
@@ -415,7 +416,7 @@ export class PretrainedModel {
       setParamF32(p, v);
       p.touched = true;
     }
-    this.#dec!.weightsChanged();
+    this.#dec!.compute.changed();
     this.#last = null;
   }
 
@@ -478,7 +479,7 @@ export class PretrainedModel {
     this.#trainable(fn);
     if (!this.#lora) throw new Error(`${fn}: the model has no LoRA adapters (addLora() or loadAdapter() first)`);
     mergeInto(dec);
-    dec.weightsChanged();
+    dec.compute.changed();
     this.#lora = null;
     for (const p of this.#base.values()) p.trainable = this.#visionTrainable || !this.#isVisionParam(p.name);
     this.#clearOptimizer();
@@ -846,7 +847,7 @@ export class PretrainedModel {
       });
       p.touched = true;
     }
-    this.#dec?.weightsChanged(); // in place: the bf16 compute copies are stale
+    this.#dec?.compute.changed(); // in place: the bf16 compute copies are stale
     this.#step++;
     this.#forwards = 0; // dropout masks depend on (step, forward index within the step): resumable
     return { gradNorm: norm, lr: stepLr, step: this.#step };
@@ -970,7 +971,7 @@ export class PretrainedModel {
       L.lora = { ...lo, a: cp(lo.a), b: cp(lo.b) };
     });
     copy.#lora = this.#lora ? { ...this.#lora } : null;
-    cd.computeBf16 = dec.computeBf16;
+    cd.compute.on = dec.compute.on;
     copy.#frozen = true;
     return copy;
   }
@@ -998,7 +999,7 @@ export class PretrainedModel {
       p.v = q.v ? dup(q.v) : undefined;
       p.touched = p.touched || q.touched;
     }
-    this.#dec!.weightsChanged();
+    this.#dec!.compute.changed();
     this.#step = other.#step;
     this.#forwards = 0;
     this.#last = null;
@@ -1082,7 +1083,7 @@ export class PretrainedModel {
     }
     writeSafetensors(join(dir, OPTIMIZER_FILE), st, {
       step: String(this.#step), dtype: this.dtype, ...(this.#visionTrainable ? { vision_trainable: 'true' } : {}),
-      ...(dec.computeBf16 ? { compute_dtype: 'bfloat16' } : {}),
+      ...(dec.compute.on ? { compute_dtype: 'bfloat16' } : {}),
     });
   }
 

@@ -26,7 +26,7 @@
 import { attention, attentionBackward } from '../ops/attention.js';
 import { matmul } from '../ops/matmul.js';
 import { Tensor, tensor } from '../tensor.js';
-import { bf16Tensor, embeddingW, isBf16, linearW } from './bf16.js';
+import { Bf16Compute, bf16Tensor, embeddingW, isBf16, linearW } from './bf16.js';
 import { addGrad, type Param } from './decoder.js';
 import {
   addInto, colSum, embed, embedGrad, gatherRows, geluBackwardD, geluD, layerNormBackwardD, layerNormD, linear, matmulWeight,
@@ -83,15 +83,15 @@ export interface VisionSaved {
   post: { x: Tensor; m: Stats; r: Stats } | null;
 }
 
-function linFwd(x: Tensor, L: Lin): Tensor {
-  return linear(x, L.w.value, L.b?.value);
+function linFwd(x: Tensor, L: Lin, cw: Bf16Compute): Tensor {
+  return linear(x, cw.weight(L.w), L.b?.value);
 }
 
 /** dx (or null) of y = x·Wᵀ + b, accumulating the trainable parameters' gradients. */
-function linBwd(dy: Tensor, x: Tensor, L: Lin, needDx: boolean): Tensor | null {
-  if (L.w.trainable) addGrad(L.w, matmul(dy, x, { transA: true }));
+function linBwd(dy: Tensor, x: Tensor, L: Lin, needDx: boolean, cw: Bf16Compute): Tensor | null {
+  if (L.w.trainable) addGrad(L.w, cw.weightGrad(dy, x));
   if (L.b?.trainable) addGrad(L.b, colSum(dy));
-  return needDx ? matmulWeight(dy, L.w.value) : null;
+  return needDx ? matmulWeight(dy, cw.weight(L.w)) : null;
 }
 
 /** torch.arange(start, end, step) in float32 as torch's CPU kernel computes it (doubles, 8-wide vector blocks). */
@@ -139,8 +139,12 @@ export class VisionTower {
   readonly postG: Param;
   readonly postB: Param;
 
-  constructor(spec: VisionSpec, get: (name: string) => Param, prefix: string) {
+  /** bfloat16 compute's weight copies, shared with the decoder (lib/pretrained/bf16.ts). */
+  readonly compute: Bf16Compute;
+
+  constructor(spec: VisionSpec, get: (name: string) => Param, prefix: string, compute = new Bf16Compute()) {
     this.spec = spec;
+    this.compute = compute;
     const P = prefix;
     const lin = (path: string): Lin => ({ w: get(`${path}.weight`), b: get(`${path}.bias`) });
     this.patchW = get(`${P}embeddings.patch_embedding.weight`);
@@ -230,16 +234,16 @@ export class VisionTower {
     for (let l = 0; l < opts.upTo; l++) {
       const L = this.layers[l];
       const a1 = layerNormD(x, L.ln1g.value, L.ln1b.value, s.eps);
-      const q = view(linFwd(a1.y, L.q), [n * S, s.heads, s.headDim]);
-      const k = view(linFwd(a1.y, L.k), [n * S, s.heads, s.headDim]);
-      const v = view(linFwd(a1.y, L.v), [n * S, s.heads, s.headDim]);
+      const q = view(linFwd(a1.y, L.q, this.compute), [n * S, s.heads, s.headDim]);
+      const k = view(linFwd(a1.y, L.k, this.compute), [n * S, s.heads, s.headDim]);
+      const v = view(linFwd(a1.y, L.v, this.compute), [n * S, s.heads, s.headDim]);
       const { out: att, lse } = attention(q, k, v, { cuSeqlensQ: cu, causal: false });
-      const x2 = linFwd(view(att, [n * S, D]), L.o);
+      const x2 = linFwd(view(att, [n * S, D]), L.o, this.compute);
       addInto(x2, x);
       const a2 = layerNormD(x2, L.ln2g.value, L.ln2b.value, s.eps);
-      const f1 = linFwd(a2.y, L.fc1);
+      const f1 = linFwd(a2.y, L.fc1, this.compute);
       const a = geluD(f1, s.act);
-      const x3 = linFwd(a, L.fc2);
+      const x3 = linFwd(a, L.fc2, this.compute);
       addInto(x3, x2);
       if (opts.train) saves.push({ x, n1: a1.y, m1: a1.mean, r1: a1.rstd, q, k, v, att, lse, x2, n2: a2.y, m2: a2.mean, r2: a2.rstd, f1, a });
       x = x3;
@@ -281,20 +285,20 @@ export class VisionTower {
       const L = this.layers[l];
       const S_ = saved.layers[l];
       // MLP
-      const da = linBwd(dx, S_.a, L.fc2, true)!;
+      const da = linBwd(dx, S_.a, L.fc2, true, this.compute)!;
       const df1 = geluBackwardD(da, S_.f1, s.act, true);
-      const dn2 = linBwd(df1, S_.n2, L.fc1, true)!;
+      const dn2 = linBwd(df1, S_.n2, L.fc1, true, this.compute)!;
       const r2 = layerNormBackwardD(dn2, S_.x2, L.ln2g.value, S_.m2, S_.r2, s.eps);
       if (L.ln2g.trainable) addGrad(L.ln2g, r2.dGamma);
       if (L.ln2b.trainable) addGrad(L.ln2b, r2.dBeta);
       const dx2 = r2.dx;
       addInto(dx2, dx);
       // Attention
-      const dAtt = linBwd(dx2, view(S_.att, [rows, D]), L.o, true)!;
+      const dAtt = linBwd(dx2, view(S_.att, [rows, D]), L.o, true, this.compute)!;
       const g = attentionBackward(view(dAtt, [rows, s.heads, s.headDim]), S_.q, S_.k, S_.v, S_.att, S_.lse, { cuSeqlensQ: cu, causal: false });
-      const dn1 = linBwd(view(g.dq, [rows, D]), S_.n1, L.q, true)!;
-      addInto(dn1, linBwd(view(g.dk, [rows, D]), S_.n1, L.k, true)!);
-      addInto(dn1, linBwd(view(g.dv, [rows, D]), S_.n1, L.v, true)!);
+      const dn1 = linBwd(view(g.dq, [rows, D]), S_.n1, L.q, true, this.compute)!;
+      addInto(dn1, linBwd(view(g.dk, [rows, D]), S_.n1, L.k, true, this.compute)!);
+      addInto(dn1, linBwd(view(g.dv, [rows, D]), S_.n1, L.v, true, this.compute)!);
       const r1 = layerNormBackwardD(dn1, S_.x, L.ln1g.value, S_.m1, S_.r1, s.eps);
       if (L.ln1g.trainable) addGrad(L.ln1g, r1.dGamma);
       if (L.ln1b.trainable) addGrad(L.ln1b, r1.dBeta);
@@ -387,11 +391,13 @@ export class VisionLanguageBridge {
   readonly spec: VlmSpec;
   readonly tower: VisionTower;
   readonly #get: (name: string) => Param;
+  readonly #compute: Bf16Compute;
 
-  constructor(spec: VlmSpec, get: (name: string) => Param) {
+  constructor(spec: VlmSpec, compute: Bf16Compute, get: (name: string) => Param) {
     this.spec = spec;
     this.#get = get;
-    this.tower = new VisionTower(spec.vision, get, spec.names.vision);
+    this.#compute = compute;
+    this.tower = new VisionTower(spec.vision, get, spec.names.vision, compute);
   }
 
   /** The connector's parameters. */
@@ -426,7 +432,7 @@ export class VisionLanguageBridge {
       const x = r.post!.device === 'cuda'
         ? view(gatherRows(r.post!, pixelShufflePerm(n, S, s)), [(n * S) / (s * s), D * s * s])
         : tensor(pixelShuffle(f32(r.post!), n, S, D, s), [(n * S) / (s * s), D * s * s]);
-      const features = linear(x, this.#get(`${C}modality_projection.proj.weight`).value);
+      const features = linear(x, this.#compute.weight(this.#get(`${C}modality_projection.proj.weight`)));
       return { features, saved: train ? { tower: r.saved, x, H, W } : null };
     }
     const pr = sp.projector;
@@ -454,9 +460,9 @@ export class VisionLanguageBridge {
       });
       x = tensor(xin, [n * rowsPer, K * D]);
     }
-    const h1 = linear(x, this.#get(`${C}linear_1.weight`).value, pr.bias ? this.#get(`${C}linear_1.bias`).value : undefined);
+    const h1 = linear(x, this.#compute.weight(this.#get(`${C}linear_1.weight`)), pr.bias ? this.#get(`${C}linear_1.bias`).value : undefined);
     const a1 = this.#act(h1);
-    const features = linear(a1, this.#get(`${C}linear_2.weight`).value, pr.bias ? this.#get(`${C}linear_2.bias`).value : undefined);
+    const features = linear(a1, this.#compute.weight(this.#get(`${C}linear_2.weight`)), pr.bias ? this.#get(`${C}linear_2.bias`).value : undefined);
     return { features, saved: train ? { tower: r.saved, x, h1, a1, H, W } : null };
   }
 
@@ -500,7 +506,7 @@ export class VisionLanguageBridge {
     const tower = this.towerTrainable() ? saved.tower : null;
     const needTower = tower !== null;
     if (sp.family === 'idefics3') {
-      const dx = linBwd(dFeatures, saved.x, { w: this.#get(`${C}modality_projection.proj.weight`) }, needTower);
+      const dx = linBwd(dFeatures, saved.x, { w: this.#get(`${C}modality_projection.proj.weight`) }, needTower, this.#compute);
       if (!dx || !tower) return;
       const dPost = dx.device === 'cuda'
         ? gatherRows(view(dx, [tower.n * tower.seq, D]), inversePerm(pixelShufflePerm(tower.n, tower.seq, sp.scaleFactor)))
@@ -511,9 +517,9 @@ export class VisionLanguageBridge {
     const pr = sp.projector;
     const l1: Lin = { w: this.#get(`${C}linear_1.weight`), b: pr.bias ? this.#get(`${C}linear_1.bias`) : undefined };
     const l2: Lin = { w: this.#get(`${C}linear_2.weight`), b: pr.bias ? this.#get(`${C}linear_2.bias`) : undefined };
-    const da1 = linBwd(dFeatures, saved.a1!, l2, true)!;
+    const da1 = linBwd(dFeatures, saved.a1!, l2, true, this.#compute)!;
     const dh1 = this.#actBackward(da1, saved.h1!);
-    const dx = linBwd(dh1, saved.x, l1, needTower);
+    const dx = linBwd(dh1, saved.x, l1, needTower, this.#compute);
     if (!dx || !tower) return;
     const n = tower.n;
     const S = tower.seq;
