@@ -103,15 +103,21 @@ async function loadModelDir(dir: string, device: 'cpu' | 'cuda', dtype?: string,
 function trainComputeDtype(a: ParsedArgs, runDir: string): ComputeDtype | undefined {
   const given = a.str('compute-dtype') as ComputeDtype | undefined;
   if (given || !a.flag('resume')) return given;
+  const args = resumedArgs(runDir)?.args;
+  const saved = args?.rl?.computeDtype ?? args?.sft?.computeDtype;
+  return saved === 'bfloat16' ? 'bfloat16' : undefined;
+}
+
+/** The training_args.json of the checkpoint `--resume` would continue from (undefined: none yet; trainer.resume says so). */
+function resumedArgs(runDir: string): { file: string; args: ReturnType<typeof readTrainingArgs> } | undefined {
   let ck: string;
   try {
     ck = vp.Trainer.checkpointPath(runDir);
   } catch {
-    return undefined; // nothing to resume: trainer.resume says so
+    return undefined;
   }
-  const args = readTrainingArgs(join(ck, 'training_args.json'));
-  const saved = args?.rl?.computeDtype ?? args?.sft?.computeDtype;
-  return saved === 'bfloat16' ? 'bfloat16' : undefined;
+  const file = join(ck, 'training_args.json');
+  return { file, args: readTrainingArgs(file) };
 }
 
 /**
@@ -123,14 +129,10 @@ function trainDtype(a: ParsedArgs, runDir: string, hfModel: boolean): string | u
   const given = a.str('dtype');
   if (given && !hfModel) throw new UsageError('train: --dtype applies to a Hugging Face model folder (--model DIR); the built-in VideoLM keeps float32 weights (leave --dtype out; for its bf16 compute put "model": { "computeDtype": "bfloat16" } in --config, docs/model.md)');
   if (!a.flag('resume') || !hfModel) return given;
-  let ck: string;
-  try {
-    ck = vp.Trainer.checkpointPath(runDir);
-  } catch {
-    return given; // nothing to resume: trainer.resume says so
-  }
-  const file = join(ck, 'training_args.json');
-  const saved = readTrainingArgs(file)?.dtype;
+  const resumed = resumedArgs(runDir);
+  if (!resumed) return given;
+  const { file } = resumed;
+  const saved = resumed.args?.dtype;
   if (!saved) return given;
   // The model's dtype: 'auto' is float32 on the CPU (on CUDA it keeps BF16-stored frozen matrices in bf16).
   const norm = given === 'auto' && a.str('device') !== 'cuda' ? 'float32' : given;

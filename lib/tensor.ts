@@ -236,13 +236,6 @@ export function overwrittenLike(shape: readonly number[]): Tensor {
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
-function f32ToBf16(x: number): number {
-  f32[0] = x;
-  const u = u32[0];
-  if ((u & 0x7f800000) === 0x7f800000 && (u & 0x7fffff)) return (u >>> 16) | 0x40; // NaN stays NaN
-  return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
-}
-
 function bf16ToF32(h: number): number {
   u32[0] = h << 16;
   return f32[0];
@@ -285,6 +278,12 @@ function f16ToF32(h: number): number {
 export function convertHost(src: TypedData, from: DType, to: DType): TypedData {
   const n = src.length;
   if (from === to) return src.slice();
+  if (to === 'bfloat16' && from === 'float32') {
+    // vp::round_to_bf16 (nearest even, NaN kept and made quiet), on the thread pool.
+    const out = new Uint16Array(n);
+    native().roundBf16(src as Float32Array, out);
+    return out;
+  }
   const asFloat = new Float32Array(n);
   if (from === 'float32') asFloat.set(src);
   else if (from === 'bfloat16') for (let i = 0; i < n; i++) asFloat[i] = bf16ToF32(src[i]);
@@ -292,7 +291,7 @@ export function convertHost(src: TypedData, from: DType, to: DType): TypedData {
   else throw new TypeError(`convert: cannot convert ${from}`);
   if (to === 'float32') return asFloat;
   const out = new Uint16Array(n);
-  if (to === 'bfloat16') for (let i = 0; i < n; i++) out[i] = f32ToBf16(asFloat[i]);
+  if (to === 'bfloat16') native().roundBf16(asFloat, out);
   else if (to === 'float16') for (let i = 0; i < n; i++) out[i] = f32ToF16(asFloat[i]);
   else throw new TypeError(`convert: cannot convert to ${to}`);
   return out;

@@ -20,7 +20,7 @@ import { embedding, linear } from '../ops/layers.js';
 import { matmul } from '../ops/matmul.js';
 import { native } from '../native.js';
 import { overwrittenLike, Tensor, tensor } from '../tensor.js';
-import { toFloat32 } from './checkpoint.js';
+import { fromFloat32, toFloat32 } from './checkpoint.js';
 import type { Param } from './decoder.js';
 
 const f32 = (t: Tensor) => t.data as Float32Array;
@@ -36,9 +36,7 @@ export function isBf16(t: Tensor): boolean {
 
 /** float32 values rounded to bfloat16 bits (nearest even, NaN kept; vp::round_to_bf16). */
 export function roundBf16(x: Float32Array): Uint16Array {
-  const out = new Uint16Array(x.length);
-  native().roundBf16(x, out);
-  return out;
+  return fromFloat32(x, 'BF16') as Uint16Array;
 }
 
 /** bfloat16 bits widened to float32 (exact). */

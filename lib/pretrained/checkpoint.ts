@@ -67,17 +67,8 @@ export function fromFloat32(x: Float32Array, dtype: StDType): Float32Array | Uin
   switch (dtype) {
     case 'F32':
       return x;
-    case 'BF16': {
-      const u = new Uint32Array(x.buffer, x.byteOffset, x.length);
-      const out = new Uint16Array(x.length);
-      for (let i = 0; i < x.length; i++) {
-        const b = u[i];
-        if ((b & 0xffff) === 0) out[i] = b >>> 16;
-        else if ((b & 0x7f800000) === 0x7f800000 && (b & 0x7fffff) !== 0) out[i] = (b >>> 16) | 0x40;
-        else out[i] = ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
-      }
-      return out;
-    }
+    case 'BF16':
+      return convertHost(x, 'float32', 'bfloat16') as Uint16Array;
     case 'F16':
       return convertHost(x, 'float32', 'float16') as Uint16Array;
     case 'F64':

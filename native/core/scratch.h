@@ -1,7 +1,7 @@
 // Per-thread scratch memory that the CPU kernels reuse from one call to the next.
 //
 // Why: a kernel's workspace (a packed GEMM operand, attention's per-thread score
-// blocks, a score block of the InfoNCE loss) used to be aligned_alloc'd on every
+// blocks, a score block of the InfoNCE loss, the log-probs family's packed operands) used to be aligned_alloc'd on every
 // call and freed at its end. From 128 KB up glibc serves such a request with a
 // fresh mmap (until its dynamic threshold has grown past that size), so a call
 // could pay one page fault per 4 KB it touched: measured on the 2-core KVM machine
@@ -37,6 +37,11 @@ enum class ScratchSlot : int {
   kInfonceScores,   // InfoNCE: one block of scores
   kBf16RoundA,      // gemm_f32_bf16 / gemm_f32_via_bf16: the bfloat16-rounded A
   kBf16RoundB,      // gemm_f32_via_bf16: the bfloat16-rounded B
+  kLogprobsWeight,  // the linear log-probs family: the packed output projection
+  kLogprobsHidden,  //   the packed hidden rows
+  kLogprobsLogits,  //   the backward's logits blocks
+  kLogprobsRows,    //   per-row target logits
+  kLogprobsTasks,   //   per-task log-sum-exp states and tiles
   kCount,
 };
 

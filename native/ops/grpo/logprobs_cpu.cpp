@@ -43,8 +43,7 @@
 #include <string>
 #include <vector>
 
-#include <sys/mman.h>
-
+#include "core/scratch.h"
 #include "grpo_cpu.h"
 #include "ops/matmul/gemm_kernels.h"
 #include "ops/layers/row_lse.h"
@@ -60,29 +59,6 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 constexpr int64_t kKC = 256;         // k-block of the logits GEMM
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-
-struct FreeDeleter {
-  void operator()(float* p) const { std::free(p); }
-};
-using Buffer = std::unique_ptr<float, FreeDeleter>;
-
-// Workspace buffers. Large ones are 2 MiB-aligned and asked to be backed by
-// transparent huge pages (fewer page faults on first touch, fewer TLB misses
-// in the tile loops); where THP is off this is an ordinary allocation.
-Buffer alloc_floats(size_t n) {
-  constexpr size_t kHuge = size_t{2} << 20;
-  const size_t want = n * sizeof(float);
-  if (want >= 2 * kHuge) {
-    const size_t bytes = (want + kHuge - 1) / kHuge * kHuge;
-    void* p = std::aligned_alloc(kHuge, bytes);
-#ifdef MADV_HUGEPAGE
-    if (p) madvise(p, bytes, MADV_HUGEPAGE);
-#endif
-    return Buffer(static_cast<float*>(p));
-  }
-  const size_t bytes = std::max<size_t>(64, (want + 63) / 64 * 64);
-  return Buffer(static_cast<float*>(std::aligned_alloc(64, bytes)));
-}
 
 std::string bad_row_message(const char* fn, int64_t row, const char* what) {
   return std::string(fn) + ": the log-sum-exp of row " + std::to_string(row) +
@@ -342,20 +318,29 @@ Status linear_logprobs(const LinearLogprobsProblem& pr) {
   const float alpha = pr.inv_temperature;
   const Sizes Z = plan_sizes(P, n, d, v);
 
-  Buffer wb1 = alloc_floats(Z.wb1), ha = alloc_floats(Z.ha), lbuf = alloc_floats(Z.l), rowbuf = alloc_floats(Z.rows),
-         taskbuf = alloc_floats(Z.per_task * static_cast<size_t>(P.tasks));
+  // Workspaces from this thread's scratch (core/scratch.h: kept between calls up to 4 MB each,
+  // larger ones on 2 MB pages: fewer first-touch faults and TLB misses in the tile loops).
+  const auto floats = [](size_t n) { return n * sizeof(float); };
+  ScratchLease wb1_l(ScratchSlot::kLogprobsWeight, floats(Z.wb1)), ha_l(ScratchSlot::kLogprobsHidden, floats(Z.ha)),
+      l_l(ScratchSlot::kLogprobsLogits, floats(Z.l)), rows_l(ScratchSlot::kLogprobsRows, floats(Z.rows)),
+      task_l(ScratchSlot::kLogprobsTasks, floats(Z.per_task * static_cast<size_t>(P.tasks)));
+  float* const wb1 = wb1_l.as<float>();
+  float* const ha = ha_l.as<float>();
+  float* const lbuf = l_l.as<float>();
+  float* const rowbuf = rows_l.as<float>();
+  float* const taskbuf = task_l.as<float>();
   if (!wb1 || !ha || !lbuf || !rowbuf || !taskbuf)
     return Status::Internal(std::string(pr.fn) + ": out of memory for the workspace");
 
-  pack_weight_vk(pr.weight, v, d, NR, P.v_panels, wb1.get());
-  pack_rows(pr.hidden, n, P.n_pad, d, MR, ha.get());
+  pack_weight_vk(pr.weight, v, d, NR, P.v_panels, wb1);
+  pack_rows(pr.hidden, n, P.n_pad, d, MR, ha);
 
   // ---- forward only: one region of (super-block, chunk) items -------------------------------
   if (!backward) {
-    float* tl = rowbuf.get();
+    float* tl = rowbuf;
     std::vector<const RowLse*> sts(P.tasks);
     for (int t = 0; t < P.tasks; ++t) {
-      RowLse* st = task_lse(taskbuf.get() + Z.per_task * t);
+      RowLse* st = task_lse(taskbuf + Z.per_task * t);
       std::fill(st, st + n, RowLse{});
       sts[t] = st;
     }
@@ -363,9 +348,9 @@ Status linear_logprobs(const LinearLogprobsProblem& pr) {
       const int64_t k = i / C, c = i % C;
       const int64_t r0 = k * S, rows = std::min(S, n - r0);
       const int64_t v0 = c * P.vc, vcur = std::min(P.vc, v - v0);
-      float* base = taskbuf.get() + Z.per_task * t;
+      float* base = taskbuf + Z.per_task * t;
       float* tile = base + 2 * n;
-      logits_tile(K, P, ha.get(), wb1.get(), r0, rows, d, v0, vcur, alpha, tile, LDT);
+      logits_tile(K, P, ha, wb1, r0, rows, d, v0, vcur, alpha, tile, LDT);
       tile_stats(tile, LDT, rows, vcur, v0, pr.targets + r0, task_lse(base) + r0, tl + r0);
     });
     std::atomic<int64_t> bad{n};
@@ -389,21 +374,21 @@ Status linear_logprobs(const LinearLogprobsProblem& pr) {
 
   // ---- backward: regions { P2(k−1, ·), P1(k, ·) } ---------------------------------------------
   // Tile rows past a short last block are read (never stored) by the dhidden GEMM: keep them finite.
-  std::memset(lbuf.get(), 0, Z.l * sizeof(float));
+  std::memset(lbuf, 0, Z.l * sizeof(float));
 
   struct Slot {
     float *l, *tl, *lse, *logp, *g;
   };
   Slot slot[2];
   for (int b = 0; b < 2; ++b) {
-    slot[b].l = lbuf.get() + static_cast<size_t>(b) * static_cast<size_t>(C * S * LDT);
-    slot[b].tl = rowbuf.get() + b * 4 * S;
+    slot[b].l = lbuf + static_cast<size_t>(b) * static_cast<size_t>(C * S * LDT);
+    slot[b].tl = rowbuf + b * 4 * S;
     slot[b].lse = slot[b].tl + S;
     slot[b].logp = slot[b].lse + S;
     slot[b].g = slot[b].logp + S;
   }
-  auto task_st = [&](int t, int b) { return task_lse(taskbuf.get() + Z.per_task * t + b * 2 * S); };
-  auto task_dh = [&](int t) { return taskbuf.get() + Z.per_task * t + 4 * S; };
+  auto task_st = [&](int t, int b) { return task_lse(taskbuf + Z.per_task * t + b * 2 * S); };
+  auto task_dh = [&](int t) { return taskbuf + Z.per_task * t + 4 * S; };
   std::vector<char> has_dh(P.tasks);
 
   for (int64_t k = 0; k <= P.blocks; ++k) {
@@ -422,7 +407,7 @@ Status linear_logprobs(const LinearLogprobsProblem& pr) {
         const int64_t c = i - n2;
         const int64_t v0 = c * P.vc, vcur = std::min(P.vc, v - v0);
         float* tile = slot[b1].l + c * S * LDT;
-        logits_tile(K, P, ha.get(), wb1.get(), r0_1, rows_1, d, v0, vcur, alpha, tile, LDT);
+        logits_tile(K, P, ha, wb1, r0_1, rows_1, d, v0, vcur, alpha, tile, LDT);
         tile_stats(tile, LDT, rows_1, vcur, v0, pr.targets + r0_1, task_st(t, b1), slot[b1].tl);
         return;
       }
