@@ -4,6 +4,7 @@
 // path on every CPU; and the argument checks.
 #include <doctest/doctest.h>
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -91,4 +92,35 @@ TEST_CASE("gemm_f32_bf16 rounds A to bfloat16 (not truncates) and checks its arg
   g.m = 1, g.k = 0, g.bias = &bias, c = -1.0f;
   REQUIRE(vp::gemm_f32_bf16(g).ok());
   CHECK(c == 2.5f);
+}
+
+TEST_CASE("round_to_bf16 gives vp::float_to_bf16's bits for every kind of value, every length and thread count") {
+  vptest::ThreadScope ts;
+  // Random bit patterns (every exponent: subnormals, infinities, NaNs) and the edge cases:
+  // ties to even both ways, the largest finite value rounding to infinity, negative zero.
+  std::vector<uint32_t> bits;
+  uint64_t s = 0x9e3779b97f4a7c15ull;
+  for (int i = 0; i < 100000; ++i) {
+    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+    bits.push_back(static_cast<uint32_t>(s >> 11));
+  }
+  for (uint32_t b : {0x00000000u, 0x80000000u, 0x00000001u, 0x807fffffu, 0x3f808000u, 0x3f818000u, 0x3f80ffffu,
+                     0x7f7fffffu, 0xff7fffffu, 0x7f800000u, 0xff800000u, 0x7f800001u, 0xffc00000u, 0x7fffffffu,
+                     0x00008000u, 0x00018000u})
+    bits.push_back(b);
+  std::vector<float> x(bits.size());
+  std::memcpy(x.data(), bits.data(), bits.size() * 4);
+  for (int threads : {1, 2}) {
+    vp::set_num_threads(threads);
+    for (size_t n : {bits.size(), size_t{17}, size_t{15}, size_t{1}}) {
+      CAPTURE(threads);
+      CAPTURE(n);
+      std::vector<uint16_t> got(n + 1, 0xABCD);
+      vp::round_to_bf16(x.data() + (bits.size() - n), static_cast<int64_t>(n), got.data());
+      int64_t wrong = 0;
+      for (size_t i = 0; i < n; ++i) wrong += got[i] != vp::float_to_bf16(x[bits.size() - n + i]);
+      CHECK(wrong == 0);
+      CHECK(got[n] == 0xABCD);  // nothing written past the end
+    }
+  }
 }

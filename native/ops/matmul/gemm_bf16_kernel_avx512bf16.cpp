@@ -74,6 +74,25 @@ void bf16_micro_kernel(int64_t kp, const uint32_t* ap, const uint32_t* bp, float
   else tile<4, 2>(kp, ap, bp, c, ldc, accumulate, mr, nr);
 }
 
+void bf16_round_exact(const float* src, int64_t n, uint16_t* dst) {
+  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+  const __m512i one = _mm512_set1_epi32(1), half = _mm512_set1_epi32(0x7fff), quiet = _mm512_set1_epi32(0x40);
+  for (int64_t j = 0; j < n; j += 16) {
+    const int cols = static_cast<int>(n - j < 16 ? n - j : 16);
+    const __mmask16 m = cols == 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << cols) - 1u);
+    const __m512i u = _mm512_castps_si512(_mm512_maskz_loadu_ps(m, src + j));
+    // (The zero-masked shifts and narrowing compute what _mm512_srli_epi32 and
+    // _mm512_cvtepi32_epi16 do, without GCC 12's false "may be used uninitialized"
+    // warning about those intrinsics' undefined source operand.)
+    const __m512i hi = _mm512_maskz_srli_epi32(0xFFFF, u, 16);
+    // u + 0x7fff + (bit 16 of u), then the high half: round to nearest, ties to even.
+    __m512i r = _mm512_maskz_srli_epi32(0xFFFF, _mm512_add_epi32(u, _mm512_add_epi32(half, _mm512_and_si512(hi, one))), 16);
+    const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, abs_mask), inf);
+    r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, quiet));
+    _mm256_mask_storeu_epi16(dst + j, m, _mm512_maskz_cvtepi32_epi16(0xFFFF, r));
+  }
+}
+
 void bf16_round_rows(const float* c, int64_t ldc, int64_t rows, int64_t n, uint16_t* c16, int64_t ldc16) {
   for (int64_t i = 0; i < rows; ++i) {
     const float* s = c + i * ldc;

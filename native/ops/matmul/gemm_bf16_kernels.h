@@ -17,6 +17,11 @@ constexpr int kBf16MR = 12, kBf16NR = 32;
 void bf16_micro_kernel(int64_t kp, const uint32_t* ap, const uint32_t* bp, float* c, int64_t ldc,
                        bool accumulate, int mr, int nr);
 
+// dst[i] = vp::float_to_bf16(src[i]) for i < n, bit for bit (nearest even, subnormals
+// kept, NaN made quiet), 16 at a time in integer arithmetic (vcvtneps2bf16 would
+// flush subnormals).
+void bf16_round_exact(const float* src, int64_t n, uint16_t* dst);
+
 // c16[i, j] = round(c[i, j]) for `rows` rows of n (bf16 round to nearest even).
 void bf16_round_rows(const float* c, int64_t ldc, int64_t rows, int64_t n, uint16_t* c16, int64_t ldc16);
 

@@ -3,7 +3,8 @@
 // vp::gemm_f32_via_bf16 (vp/gemm_bf16.h): both float32 operands rounded so; and
 // vp::round_to_bf16, the rounding alone.
 //
-// Algorithm: A's rows are rounded to bf16 (nearest even, NaN kept) in parallel
+// Algorithm: A's rows are rounded to bf16 (nearest even, NaN kept; 16 lanes at a
+// time in integer arithmetic where the CPU has AVX512-BF16) in parallel
 // into an M·K workspace; vp::gemm_bf16 then forms C in float32 (its AVX512-BF16
 // kernel or its widened float32 path); a bias, when given, is added per row.
 // Cost: M·K roundings + gemm_bf16's 2·M·N·K flops + M·N adds; M·K·2 bytes of
@@ -14,6 +15,8 @@
 #include <algorithm>
 
 #include "core/scratch.h"
+#include "gemm_bf16_kernels.h"
+#include "vp/cpu_features.h"
 
 #include "vp/gemm.h"
 #include "vp/gemm_bf16.h"
@@ -22,23 +25,24 @@
 namespace vp {
 namespace {
 
+// n values rounded: 16 at a time where the CPU has AVX512-BF16 (its kernel file is
+// compiled for AVX-512), else one by one; the same bits either way.
+void round_span(const float* src, int64_t n, uint16_t* dst) {
+  if (has_avx512_bf16()) return detail::bf16_round_exact(src, n, dst);
+  for (int64_t i = 0; i < n; ++i) dst[i] = float_to_bf16(src[i]);
+}
+
 // rows × cols of a float32 matrix (row stride ld) rounded into dst (row stride cols).
 void round_rows(const float* src, int64_t rows, int64_t cols, int64_t ld, uint16_t* dst) {
   parallel_for(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)), [&](int64_t r0, int64_t r1, int) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const float* s = src + r * ld;
-      uint16_t* d = dst + r * cols;
-      for (int64_t j = 0; j < cols; ++j) d[j] = float_to_bf16(s[j]);
-    }
+    for (int64_t r = r0; r < r1; ++r) round_span(src + r * ld, cols, dst + r * cols);
   });
 }
 
 }  // namespace
 
 void round_to_bf16(const float* src, int64_t n, uint16_t* dst) {
-  parallel_for(n, 1 << 16, [&](int64_t i0, int64_t i1, int) {
-    for (int64_t i = i0; i < i1; ++i) dst[i] = float_to_bf16(src[i]);
-  });
+  parallel_for(n, 1 << 16, [&](int64_t i0, int64_t i1, int) { round_span(src + i0, i1 - i0, dst + i0); });
 }
 
 Status gemm_f32_via_bf16(const GemmArgs& g) {
