@@ -624,6 +624,8 @@ export interface Addon {
   crossEntropyForward(logits: Float32Array, targets: Int32Array, n: number, vocab: number, lse: Float32Array): [number, number];
   crossEntropyBackward(args: CrossEntropyBackwardArgs): void;
   adamwStep(args: AdamwStepArgs): void;
+  /** y += alpha·x in place, each sum in double rounded once (the JavaScript loop's bits), on the pool. */
+  axpyF32(args: { y: Float32Array; x: Float32Array; alpha: number }): void;
   /** Returns the global norm before clipping. */
   clipGradNorm(grads: Float32Array[], maxNorm: number): number;
   lrAt(baseLr: number, minLr: number, warmupSteps: number, totalSteps: number, step: number): number;

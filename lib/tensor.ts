@@ -8,6 +8,7 @@
 import { describe, rangeError, typeError } from './errors.js';
 import type { CudaBuffer, NativeTensor } from './addon-types.js';
 import { limits, native } from './native.js';
+import { giveBack, takeBuffer } from './output-pool.js';
 
 export type DType = 'float32' | 'int32' | 'bfloat16' | 'float16';
 export type Device = 'cpu' | 'cuda';
@@ -201,13 +202,49 @@ export function zeros(shape: number[], dtype: DType = 'float32', device: Device 
 /** Outputs of at least this many bytes are advised onto huge pages. */
 const HUGE_PAGE_MIN_BYTES = 4 << 20;
 
-/** @internal a fresh output tensor like the ops allocate. */
+/**
+ * From this many bytes up a float32 CPU output comes from the pool of recycled buffers or skips
+ * calloc (VP_POOL_MIN_BYTES overrides it: the tests pool every size so that tiny models exercise
+ * the recycling).
+ */
+const POOLED_MIN_BYTES = process.env.VP_POOL_MIN_BYTES ? Math.max(1, Number(process.env.VP_POOL_MIN_BYTES) || 1) : 16 << 10;
+
+/** The tensor that owns each pooled-size output buffer: only it can give the buffer back. */
+const owners = new WeakMap<ArrayBufferLike, Tensor>();
+
+/**
+ * A float32 CPU output of `shape` from 16 KB up: a recycled buffer of the same byte length
+ * (lib/output-pool.ts) or a new one, zero-filled when `zero` (a new one then comes from calloc,
+ * else from malloc without clearing: Buffer.allocUnsafeSlow); from 4 MB up a new one is advised
+ * onto huge pages.
+ */
+function pooledF32(shape: readonly number[], n: number, zero: boolean): Tensor {
+  const recycled = takeBuffer(n * 4);
+  let host: Float32Array;
+  if (recycled) {
+    host = new Float32Array(recycled);
+    if (zero) host.fill(0);
+  } else {
+    if (zero) host = new Float32Array(n);
+    else {
+      const buf = Buffer.allocUnsafeSlow(n * 4);
+      host = new Float32Array(buf.buffer, buf.byteOffset, n);
+    }
+    // 2 MB pages make the first write fault 512x less often (native/addon/host_memory.cpp);
+    // measured 3-6x faster first touch of 32 MB.
+    if (host.byteLength >= HUGE_PAGE_MIN_BYTES) native().adviseHugePages(host);
+  }
+  const t = new Tensor(shape, 'float32', 'cpu', host);
+  if (host.byteOffset === 0 && host.buffer.byteLength === n * 4) owners.set(host.buffer, t);
+  return t;
+}
+
+/** @internal a fresh output tensor like the ops allocate (zero-filled on the CPU). */
 export function emptyLike(shape: readonly number[], dtype: DType, device: Device): Tensor {
   const n = numel(shape);
   if (device === 'cpu') {
+    if (dtype === 'float32' && n * 4 >= POOLED_MIN_BYTES) return pooledF32(shape, n, true);
     const host = dtype === 'float32' ? new Float32Array(n) : dtype === 'int32' ? new Int32Array(n) : new Uint16Array(n);
-    // An op's fresh output: 2 MB pages make its first write fault 512x less often
-    // (native/addon/host_memory.cpp); measured 3-6x faster first touch of 32 MB.
     if (host.byteLength >= HUGE_PAGE_MIN_BYTES) native().adviseHugePages(host);
     return new Tensor(shape, dtype, 'cpu', host);
   }
@@ -216,19 +253,34 @@ export function emptyLike(shape: readonly number[], dtype: DType, device: Device
 
 /**
  * @internal a fresh float32 CPU output that the op overwrites entirely before
- * returning it: like {@link emptyLike}, but from 4 MB up its bytes are not zeroed
- * first (Buffer.allocUnsafeSlow: malloc instead of calloc, so memory that the
- * allocator reuses is not cleared only to be overwritten), and they are advised
- * onto huge pages. Only for ops whose kernel writes every element (or throws, and
- * the tensor is dropped unseen).
+ * returning it: like {@link emptyLike}, but from 16 KB up its bytes are not
+ * zeroed first (a recycled buffer as it was, or malloc instead of calloc; a
+ * training step of a 135M-parameter model cleared about 150 ms of such outputs
+ * a step on one thread). Only for ops whose kernel writes every element (or
+ * throws, and the tensor is dropped unseen).
  */
 export function overwrittenLike(shape: readonly number[]): Tensor {
   const n = numel(shape);
-  if (n * 4 < HUGE_PAGE_MIN_BYTES) return emptyLike(shape, 'float32', 'cpu');
-  const buf = Buffer.allocUnsafeSlow(n * 4);
-  const host = new Float32Array(buf.buffer, buf.byteOffset, n);
-  native().adviseHugePages(host);
-  return new Tensor(shape, 'float32', 'cpu', host);
+  if (n * 4 < POOLED_MIN_BYTES) return emptyLike(shape, 'float32', 'cpu');
+  return pooledF32(shape, n, false);
+}
+
+/**
+ * @internal hands outputs that nothing will read again back to the pool
+ * (lib/output-pool.ts), for the next output of the same size. Only a tensor that
+ * overwrittenLike / emptyLike made (the owner of its buffer, not a view) is taken,
+ * and it is disposed; anything else (null, a view, a CUDA or small tensor) is
+ * left alone. The caller must hold no view or typed array of it afterwards.
+ */
+export function recycleOutput(...ts: (Tensor | null | undefined)[]): void {
+  for (const t of ts) {
+    if (!t || t.disposed || t.device !== 'cpu') continue;
+    const buf = t.data.buffer;
+    if (owners.get(buf) !== t) continue;
+    owners.delete(buf);
+    t.dispose();
+    giveBack(buf as ArrayBuffer);
+  }
 }
 
 // ---- host-side bfloat16 / float16 conversion (round to nearest even) --------

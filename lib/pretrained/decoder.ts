@@ -30,7 +30,7 @@ import { tokenLogprobs, tokenLogprobsBackward } from '../ops/logprobs.js';
 import { matmul } from '../ops/matmul.js';
 import { seededRandom } from '../random.js';
 import type { StDType } from '../model/safetensors.js';
-import { Tensor, tensor } from '../tensor.js';
+import { recycleOutput, Tensor, tensor } from '../tensor.js';
 import { Bf16Compute } from './bf16.js';
 import { ropeInvFreq, type DecoderSpec } from './config.js';
 import {
@@ -106,6 +106,8 @@ interface LayerSave {
   q: Tensor;
   k: Tensor;
   v: Tensor;
+  /** The v projection's output that `v` views. */
+  vLin: Tensor;
   att: Tensor;
   lse: Tensor;
   x2: Tensor;
@@ -155,7 +157,10 @@ export function addGrad(p: Param, g: Tensor, scale = 1): void {
   if (!p.grad) {
     scaleInPlace(g, scale);
     p.grad = g;
-  } else addInto(p.grad, g, scale);
+  } else {
+    addInto(p.grad, g, scale);
+    recycleOutput(g);
+  }
 }
 
 /** The decoder: parameters, forward, backward, logits. */
@@ -354,9 +359,13 @@ export class Decoder {
       const L = this.layers[l];
       const loraSaves = train ? new Map<Linear, LoraSave>() : null;
       const { y: n1, rstd: rstd1 } = rmsNormD(x, L.ln1.value, s.rmsNormEps);
-      const q = this.rope(view(this.linFwd(n1, L.q, loraSaves, rnd), [T, s.heads, s.headDim]), positions, false);
-      const k = this.rope(view(this.linFwd(n1, L.k, loraSaves, rnd), [T, s.kvHeads, s.headDim]), positions, false);
-      const v = view(this.linFwd(n1, L.v, loraSaves, rnd), [T, s.kvHeads, s.headDim]);
+      const qLin = this.linFwd(n1, L.q, loraSaves, rnd);
+      const q = this.rope(view(qLin, [T, s.heads, s.headDim]), positions, false);
+      const kLin = this.linFwd(n1, L.k, loraSaves, rnd);
+      const k = this.rope(view(kLin, [T, s.kvHeads, s.headDim]), positions, false);
+      recycleOutput(qLin, kLin); // rotated into q and k
+      const vLin = this.linFwd(n1, L.v, loraSaves, rnd);
+      const v = view(vLin, [T, s.kvHeads, s.headDim]);
       opts.onKV?.(l, k, v);
       const { out: att, lse } = attention(q, k, v, attOpts);
       const x2 = this.linFwd(view(att, [T, s.heads * s.headDim]), L.o, loraSaves, rnd);
@@ -367,7 +376,13 @@ export class Decoder {
       const h = swigluD(g, u);
       const x3 = this.linFwd(h, L.down, loraSaves, rnd);
       addInto(x3, x2);
-      if (train) saves.push({ x, n1, rstd1, q, k, v, att, lse, x2, n2, rstd2, g, u, h, lora: loraSaves! });
+      if (train) saves.push({ x, n1, rstd1, q, k, v, vLin, att, lse, x2, n2, rstd2, g, u, h, lora: loraSaves! });
+      else {
+        // Inference: this layer's outputs are dead once x3 is formed (the KV cache's k and v
+        // belong to onKV's receiver; the LoRA products, when there are any, to their saves).
+        recycleOutput(x, n1, att, lse, x2, n2, g, u, h);
+        if (!opts.onKV) recycleOutput(q, k, vLin);
+      }
       x = x3;
     }
     if (tapLayer === s.layers) takeTap(x);
@@ -410,6 +425,7 @@ export class Decoder {
       const lg = this.logits(hc);
       logprobs.set(tokenLogprobs(lg, targets.subarray(i0, i1)), i0);
       if (cache) kept.push(lg);
+      else recycleOutput(lg);
     }
     return { logprobs, state: { sel, rows, targets, kept: cache ? kept : null } };
   }
@@ -438,6 +454,7 @@ export class Decoder {
         }
       } else scatterAddRows(dHt, dhcT, rows.subarray(i0, i1));
       if (this.head.trainable) addGrad(this.head, this.compute.weightGrad(dl, hc));
+      recycleOutput(lg, dl, dhcT);
     }
     state.kept = null;
     return dHt;
@@ -476,33 +493,44 @@ export class Decoder {
       const L = this.layers[l];
       const S = saved.layers[l];
       // MLP
+      // Each intermediate goes back to the output pool once used (recycleOutput), and so does
+      // what the layer's forward saved once its backward is done: the next layer's backward
+      // and the next forward take the same sizes again.
       const dh = this.#linBwd(dx, S.h, L.down, S.lora.get(L.down), true)!;
       const { dGate, dUp } = swigluBackwardD(dh, S.g, S.u);
       const dn2 = this.#linBwd(dGate, S.n2, L.gate, S.lora.get(L.gate), true)!;
-      addInto(dn2, this.#linBwd(dUp, S.n2, L.up, S.lora.get(L.up), true)!);
+      const dn2Up = this.#linBwd(dUp, S.n2, L.up, S.lora.get(L.up), true)!;
+      addInto(dn2, dn2Up);
+      recycleOutput(dh, dGate, dUp, dn2Up);
       const r2 = rmsNormBackwardD(dn2, S.x2, L.ln2.value, S.rstd2, s.rmsNormEps);
       if (L.ln2.trainable) addGrad(L.ln2, r2.dGain);
       const dx2 = r2.dx;
       addInto(dx2, dx);
+      recycleOutput(dn2, dx);
       // Attention
       const attFlat = view(S.att, [T, s.heads * s.headDim]);
       const dAtt = this.#linBwd(dx2, attFlat, L.o, S.lora.get(L.o), true)!;
       const g = attentionBackward(view(dAtt, [T, s.heads, s.headDim]), S.q, S.k, S.v, S.att, S.lse, attOpts);
       const dq = this.rope(g.dq, saved.positions, true);
       const dk = this.rope(g.dk, saved.positions, true);
+      recycleOutput(dAtt, g.dq, g.dk);
       const needDx = l > 0 || needEmbedGrad || L.ln1.trainable || needInputGrad;
       const flat = (t: Tensor, h: number) => view(t, [T, h * s.headDim]);
       const dn1 = this.#linBwd(flat(dq, s.heads), S.n1, L.q, S.lora.get(L.q), needDx);
       const dk1 = this.#linBwd(flat(dk, s.kvHeads), S.n1, L.k, S.lora.get(L.k), needDx);
       const dv1 = this.#linBwd(flat(g.dv, s.kvHeads), S.n1, L.v, S.lora.get(L.v), needDx);
+      recycleOutput(dq, dk, g.dv);
       if (dn1 && dk1 && dv1) {
         addInto(dn1, dk1);
         addInto(dn1, dv1);
         const r1 = rmsNormBackwardD(dn1, S.x, L.ln1.value, S.rstd1, s.rmsNormEps);
         if (L.ln1.trainable) addGrad(L.ln1, r1.dGain);
         addInto(r1.dx, dx2);
+        recycleOutput(dn1, dk1, dv1, dx2);
         dx = r1.dx;
       } else dx = dx2; // layer 0 with nothing trainable below it: dx is not used
+      // S.x is the layer below's output (or the embedding rows): read by nothing after this.
+      recycleOutput(S.x, S.n1, S.q, S.k, S.vLin, S.att, S.lse, S.x2, S.n2, S.g, S.u, S.h);
       addTap(l);
     }
     if (needEmbedGrad && dx.device === 'cuda') {

@@ -48,11 +48,15 @@ export function hostF32(t: Tensor): Float32Array {
   return cuda(t) ? (t.to('cpu').data as Float32Array) : f32(t);
 }
 
-/** dst += scale · src (same size, same device). */
+/** Below this many values a CPU addInto stays a JavaScript loop (a native call costs more). */
+const NATIVE_AXPY_MIN = 1 << 15;
+
+/** dst += scale · src (same size, same device); on the CPU the same bits either way. */
 export function addInto(dst: Tensor, src: Tensor, scale = 1): void {
   if (!cuda(dst)) {
     const d = f32(dst), s = f32(src);
-    if (scale === 1) for (let i = 0; i < d.length; i++) d[i] += s[i];
+    if (d.length >= NATIVE_AXPY_MIN) native().axpyF32({ y: d, x: s, alpha: scale });
+    else if (scale === 1) for (let i = 0; i < d.length; i++) d[i] += s[i];
     else for (let i = 0; i < d.length; i++) d[i] += scale * s[i];
     return;
   }

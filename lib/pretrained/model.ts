@@ -20,7 +20,7 @@ import { describe, rangeError, typeError } from '../errors.js';
 import { lrAt } from '../ops/layers.js';
 import { CheckpointError, readSafetensors, writeSafetensors, type StDType, type StTensor } from '../model/safetensors.js';
 import type { BackwardOptions, ForwardOptions, ForwardResult, StepOptions, VideoLMBatch, VideoLMLayout } from '../model/videolm.js';
-import { Tensor, tensor, bytesPerElement } from '../tensor.js';
+import { recycleOutput, Tensor, tensor, bytesPerElement } from '../tensor.js';
 import { backendInfo } from '../backend.js';
 import { checkBoolean, checkKnownKeys, checkNumber, checkOptions, float32Vector, int32Vector } from '../validate.js';
 import { ChatTemplate, type ChatMessage, type ChatTemplateOptions } from './chat-template.js';
@@ -796,7 +796,14 @@ export class PretrainedModel {
     if (!last || !last.saved) throw new Error(`${fn}: call forward() (with forBackward) first`);
     const dTap = o.dTap === undefined ? undefined : float32Vector(fn, 'opts.dTap', o.dTap, last.tapCount * this.spec.hidden);
     const dLp = o.dLogprobs === undefined ? undefined : float32Vector(fn, 'opts.dLogprobs', o.dLogprobs, last.nText);
-    if (!accumulate) for (const p of this.#allParams()) p.grad = undefined;
+    // The last forward's saved activations go back to the output pool as backward uses them:
+    // consumed now, so that a second call (or one after a throw) cannot read them.
+    this.#last = null;
+    if (!accumulate)
+      for (const p of this.#allParams()) {
+        recycleOutput(p.grad);
+        p.grad = undefined;
+      }
     const n = last.count;
     const d = new Float32Array(n);
     const lm = n > 0 ? -gradLoss / n : 0;
@@ -814,7 +821,6 @@ export class PretrainedModel {
         this.#bridge!.backward(last.visual.saved, tensor(dF, [rows.length, h]));
       }
     }
-    this.#last = null;
   }
 
   /** One AdamW step (global-norm clipping, optional warmup + cosine schedule) on the accumulated gradients. */

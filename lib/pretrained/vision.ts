@@ -25,7 +25,7 @@
 // (a frozen tower keeps nothing; the connector keeps its input).
 import { attention, attentionBackward } from '../ops/attention.js';
 import { matmul } from '../ops/matmul.js';
-import { Tensor, tensor } from '../tensor.js';
+import { recycleOutput, Tensor, tensor } from '../tensor.js';
 import { Bf16Compute, bf16Tensor, embeddingW, isBf16, linearW } from './bf16.js';
 import { addGrad, type Param } from './decoder.js';
 import {
@@ -62,6 +62,8 @@ interface VLayerSave {
   q: Tensor;
   k: Tensor;
   v: Tensor;
+  /** The q, k, v projections' outputs that q, k, v view. */
+  qkv: Tensor[];
   att: Tensor;
   lse: Tensor;
   x2: Tensor;
@@ -234,9 +236,8 @@ export class VisionTower {
     for (let l = 0; l < opts.upTo; l++) {
       const L = this.layers[l];
       const a1 = layerNormD(x, L.ln1g.value, L.ln1b.value, s.eps);
-      const q = view(linFwd(a1.y, L.q, this.compute), [n * S, s.heads, s.headDim]);
-      const k = view(linFwd(a1.y, L.k, this.compute), [n * S, s.heads, s.headDim]);
-      const v = view(linFwd(a1.y, L.v, this.compute), [n * S, s.heads, s.headDim]);
+      const qkv = [L.q, L.k, L.v].map((P) => linFwd(a1.y, P, this.compute));
+      const [q, k, v] = qkv.map((t) => view(t, [n * S, s.heads, s.headDim]));
       const { out: att, lse } = attention(q, k, v, { cuSeqlensQ: cu, causal: false });
       const x2 = linFwd(view(att, [n * S, D]), L.o, this.compute);
       addInto(x2, x);
@@ -245,7 +246,10 @@ export class VisionTower {
       const a = geluD(f1, s.act);
       const x3 = linFwd(a, L.fc2, this.compute);
       addInto(x3, x2);
-      if (opts.train) saves.push({ x, n1: a1.y, m1: a1.mean, r1: a1.rstd, q, k, v, att, lse, x2, n2: a2.y, m2: a2.mean, r2: a2.rstd, f1, a });
+      if (opts.train) saves.push({ x, n1: a1.y, m1: a1.mean, r1: a1.rstd, q, k, v, qkv, att, lse, x2, n2: a2.y, m2: a2.mean, r2: a2.rstd, f1, a });
+      // Without training the layer's intermediates are dead once x3 is formed: back to the
+      // output pool (the hidden states themselves are returned).
+      else recycleOutput(a1.y, ...qkv, att, lse, x2, a2.y, f1, a);
       x = x3;
       hidden.push(x);
     }
@@ -285,24 +289,32 @@ export class VisionTower {
       const L = this.layers[l];
       const S_ = saved.layers[l];
       // MLP
+      // Intermediates go back to the output pool once used, and so does what the layer's
+      // forward saved (except its input: a hidden state the caller was given).
       const da = linBwd(dx, S_.a, L.fc2, true, this.compute)!;
       const df1 = geluBackwardD(da, S_.f1, s.act, true);
       const dn2 = linBwd(df1, S_.n2, L.fc1, true, this.compute)!;
+      recycleOutput(da, df1);
       const r2 = layerNormBackwardD(dn2, S_.x2, L.ln2g.value, S_.m2, S_.r2, s.eps);
       if (L.ln2g.trainable) addGrad(L.ln2g, r2.dGamma);
       if (L.ln2b.trainable) addGrad(L.ln2b, r2.dBeta);
       const dx2 = r2.dx;
       addInto(dx2, dx);
+      recycleOutput(dn2, dx);
       // Attention
       const dAtt = linBwd(dx2, view(S_.att, [rows, D]), L.o, true, this.compute)!;
       const g = attentionBackward(view(dAtt, [rows, s.heads, s.headDim]), S_.q, S_.k, S_.v, S_.att, S_.lse, { cuSeqlensQ: cu, causal: false });
       const dn1 = linBwd(view(g.dq, [rows, D]), S_.n1, L.q, true, this.compute)!;
-      addInto(dn1, linBwd(view(g.dk, [rows, D]), S_.n1, L.k, true, this.compute)!);
-      addInto(dn1, linBwd(view(g.dv, [rows, D]), S_.n1, L.v, true, this.compute)!);
+      const dk1 = linBwd(view(g.dk, [rows, D]), S_.n1, L.k, true, this.compute)!;
+      const dv1 = linBwd(view(g.dv, [rows, D]), S_.n1, L.v, true, this.compute)!;
+      addInto(dn1, dk1);
+      addInto(dn1, dv1);
+      recycleOutput(dAtt, g.dq, g.dk, g.dv, dk1, dv1);
       const r1 = layerNormBackwardD(dn1, S_.x, L.ln1g.value, S_.m1, S_.r1, s.eps);
       if (L.ln1g.trainable) addGrad(L.ln1g, r1.dGamma);
       if (L.ln1b.trainable) addGrad(L.ln1b, r1.dBeta);
       addInto(r1.dx, dx2);
+      recycleOutput(dn1, dx2, S_.n1, ...S_.qkv, S_.att, S_.lse, S_.x2, S_.n2, S_.f1, S_.a);
       dx = r1.dx;
       if (dHidden[l]) addInto(dx, dHidden[l]!);
     }

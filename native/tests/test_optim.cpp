@@ -1,4 +1,4 @@
-// AdamW, global-norm clipping, the LR schedule (vp/optim.h) and the Philox
+// AdamW, global-norm clipping, the LR schedule, axpy (vp/optim.h) and the Philox
 // initializer (vp/rng.h) against plain double-precision reference code.
 #include <doctest/doctest.h>
 
@@ -104,6 +104,33 @@ TEST_CASE("optim: global gradient norm and clipping, thread-count independent") 
   // a NaN gradient is reported
   gs[1][0] = NAN;
   CHECK(vp::clip_grad_norm(mptrs.data(), sizes.data(), 4, 1.0, &nrm).message().find("not finite") != std::string::npos);
+}
+
+TEST_CASE("optim: axpy is the double-rounded-once sum, every thread count, in place and aliased") {
+  vptest::ThreadScope ts;
+  const int64_t n = 200003;  // several blocks of the pool and a tail
+  const std::vector<float> x = vptest::random_floats(n, 7, -3.0f, 3.0f);
+  for (double alpha : {1.0, 1.0 / 3.0, -0.25}) {
+    for (int threads : {1, 2}) {
+      vp::set_num_threads(threads);
+      CAPTURE(alpha);
+      CAPTURE(threads);
+      std::vector<float> y = vptest::random_floats(n, 8);
+      const std::vector<float> y0 = y;
+      REQUIRE(vp::axpy(y.data(), x.data(), alpha, n).ok());
+      int64_t wrong = 0;
+      for (int64_t i = 0; i < n; ++i)
+        wrong += y[i] != static_cast<float>(static_cast<double>(y0[i]) + alpha * static_cast<double>(x[i]));
+      CHECK(wrong == 0);
+    }
+  }
+  std::vector<float> z = vptest::random_floats(1000, 9);
+  const std::vector<float> z0 = z;
+  REQUIRE(vp::axpy(z.data(), z.data(), 1.0, 1000).ok());  // x and y the same array: doubles it exactly
+  for (int64_t i = 0; i < 1000; ++i) CHECK(z[i] == 2.0f * z0[i]);
+  CHECK(vp::axpy(z.data(), z.data(), 1.0, 0).ok());
+  CHECK(vp::axpy(nullptr, z.data(), 1.0, 5).code() == vp::StatusCode::kInvalidArgument);
+  CHECK(vp::axpy(z.data(), z.data(), 1.0, -1).code() == vp::StatusCode::kInvalidArgument);
 }
 
 TEST_CASE("optim: warmup + cosine schedule") {

@@ -13,6 +13,9 @@
 //    (double, over fixed blocks summed in order: the same bits for every
 //    thread count) and the factor min(1, max_norm / (norm + 1e-6)).
 //  * lr_at: linear warmup then cosine decay to min_lr.
+//  * axpy: y += alpha·x over n floats (gradient accumulation, residual sums),
+//    each sum formed in double and rounded once (what the same loop in
+//    JavaScript gives, bit for bit); memory-bound, split over the pool.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +33,9 @@ struct AdamWConfig {
   int64_t step = 1;          // 1-based: the step being taken (bias correction uses it)
   float grad_scale = 1.0f;   // multiply gradients by this first
 };
+
+// y[i] = float(double(y[i]) + alpha · double(x[i])) for i < n; x and y may be the same array.
+Status axpy(float* y, const float* x, double alpha, int64_t n);
 
 // One AdamW update of n parameters in place (param, m, v updated; grad read).
 Status adamw_step(float* param, const float* grad, float* m, float* v, int64_t n,

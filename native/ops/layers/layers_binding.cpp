@@ -182,6 +182,15 @@ Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// axpyF32({ y, x, alpha }): y += alpha·x in place (vp::axpy); x and y of the same length.
+Napi::Value AxpyF32(const Napi::CallbackInfo& info) {
+  const Napi::Object a = ArgsObject(info, "axpyF32");
+  const Napi::Value y = a.Get("y");
+  const int64_t n = y.IsTypedArray() ? static_cast<int64_t>(y.As<Napi::TypedArray>().ElementLength()) : 0;
+  ThrowIfError(info.Env(), vp::axpy(F32(y, n, "y"), F32(a.Get("x"), n, "x"), Num(a.Get("alpha"), "alpha"), n));
+  return info.Env().Undefined();
+}
+
 // clipGradNorm(grads: Float32Array[], maxNorm) → norm before clipping
 Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -273,6 +282,7 @@ void InitLayers(Napi::Env env, Napi::Object exports) {
   exports.Set("crossEntropyForward", Napi::Function::New(env, CrossEntropyForward));
   exports.Set("crossEntropyBackward", Napi::Function::New(env, CrossEntropyBackward));
   exports.Set("adamwStep", Napi::Function::New(env, AdamwStep));
+  exports.Set("axpyF32", Napi::Function::New(env, AxpyF32));
   exports.Set("clipGradNorm", Napi::Function::New(env, ClipGradNorm));
   exports.Set("lrAt", Napi::Function::New(env, LrAt));
   exports.Set("rngFill", Napi::Function::New(env, RngFill));

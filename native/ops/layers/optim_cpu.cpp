@@ -1,4 +1,6 @@
-// AdamW, global-norm clipping and the LR schedule (vp/optim.h) on the CPU.
+// AdamW, global-norm clipping, the LR schedule and axpy (vp/optim.h) on the CPU.
+// Cost: each pass is one read (axpy, the norm) or read-modify-write (AdamW) of
+// its buffers, memory-bound, split over the thread pool in fixed blocks.
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -10,6 +12,19 @@
 #include "vp/thread_pool.h"
 
 namespace vp {
+
+Status axpy(float* y, const float* x, double alpha, int64_t n) {
+  if (n < 0) return Status::Invalid("axpy: n must be >= 0, got " + std::to_string(n));
+  if (n == 0) return Status::Ok();
+  if (!y || !x) return Status::Invalid("axpy: x and y must not be null");
+  parallel_for(n, 1 << 16, [&](int64_t a, int64_t b, int) {
+    if (alpha == 1.0)
+      for (int64_t i = a; i < b; ++i) y[i] = static_cast<float>(static_cast<double>(y[i]) + static_cast<double>(x[i]));
+    else
+      for (int64_t i = a; i < b; ++i) y[i] = static_cast<float>(static_cast<double>(y[i]) + alpha * static_cast<double>(x[i]));
+  });
+  return Status::Ok();
+}
 
 Status adamw_step(float* param, const float* grad, float* m, float* v, int64_t n,
                   const AdamWConfig& c) {
