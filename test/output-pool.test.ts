@@ -65,6 +65,14 @@ test.serial('the pool lets its buffers go after a second without use', async (t)
   t.is(pooledBytes(), 0);
 });
 
+test.serial('a size not reused for a second is let go even while the process is busy (no timer runs)', (t) => {
+  releasePool();
+  recycleOutput(overwrittenLike([1024, 16])); // 64 KB, then never asked for again
+  const t0 = performance.now();
+  while (performance.now() - t0 < 1600) recycleOutput(overwrittenLike([1024, 8])); // 32 KB, reused on and on
+  t.is(pooledBytes(), 32768, 'only the 32 KB buffer in use is kept');
+});
+
 test('training a pretrained model: the same losses, weights and logits with the pool on (poisoned) and off', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'vp-pool-'));
   try {
