@@ -337,6 +337,8 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
     process.exit(2);
   }
   const run = JSON.parse(readFileSync(file, 'utf8')) as RunRecord;
-  renderDocs(run, basename(file));
-  console.log(`rendered docs/benchmarks.md and docs/charts from ${file}`);
+  // A partial run supplements the latest full run, as when it was saved.
+  const base = run.partial ? savedRuns().filter((x) => !x.run.partial).pop() ?? { run, jsonName: basename(file) } : { run, jsonName: basename(file) };
+  renderDocs(base.run, base.jsonName);
+  console.log(`rendered docs/benchmarks.md and docs/charts from ${base.jsonName}${base.jsonName === basename(file) ? '' : ` with ${file}`}`);
 }

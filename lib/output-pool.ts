@@ -20,7 +20,7 @@
 // idle process returns to its own size. Fewer fresh buffers also means fewer
 // collections, so garbage that is not recycled can live a little longer: the
 // SmolVLM2-256M bench step peaked 0.4 GB higher (4.5 GB against 4.1) while
-// running 15 % faster. Cost: O(1) a take or a
+// running 12-15 % faster (docs/pretrained.md). Cost: O(1) a take or a
 // give-back, O(sizes) a sweep every RELEASE_MS / 2 while anything is held.
 //
 // VP_POOL_POISON=1 fills every buffer given back with NaN: a use after recycling
