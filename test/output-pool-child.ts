@@ -1,6 +1,7 @@
 // Child of test/output-pool.test.ts: trains a small Llama folder (argv[2]) three
-// steps in each of three ways (full float32, LoRA, full with bf16 compute) and a
-// tiny SmolVLM folder (argv[3]) with its vision tower trained, and prints the
+// steps in each of three ways (full float32, LoRA, full with bf16 compute), a tiny
+// SmolVLM folder (argv[3]) with its vision tower trained and frozen, and a tiny
+// LLaVA folder (argv[4]) with its tower frozen, and prints the
 // losses, an FNV-1a hash of every parameter's bytes and the logits after, and the
 // most bytes the output pool held after a backward pass, as one JSON line. The
 // test runs it with the pool off (VP_OUTPUT_POOL=off) and on with poisoned
@@ -43,12 +44,12 @@ for (const mode of ['full', 'lora', 'bf16 compute'] as const) {
   out[mode] = { losses, hash: hashModel(m, await m.logits(ids.subarray(0, T))) };
   m.dispose();
 }
-{
-  const m = await vp.loadPretrained(process.argv[3]);
-  m.setVisionTrainable(true);
-  const { px, ids: vids, batch: vb } = twoImageInput(4);
+for (const [name, dir, towerTrained, perImage] of [['vlm', process.argv[3], true, 4], ['vlm frozen tower', process.argv[3], false, 4], ['llava frozen tower', process.argv[4], false, 15]] as const) {
+  const m = await vp.loadPretrained(dir);
+  if (towerTrained) m.setVisionTrainable(true);
+  const { px, ids: vids, batch: vb } = twoImageInput(perImage);
   const losses = await train(m, vb, 1e-2);
-  out.vlm = { losses, hash: hashModel(m, await m.logits(vids, { pixelValues: px })) };
+  out[name] = { losses, hash: hashModel(m, await m.logits(vids, { pixelValues: px })) };
   m.dispose();
 }
 console.log(JSON.stringify({ ...out, pooledAfterBackward }));

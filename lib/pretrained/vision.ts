@@ -444,6 +444,8 @@ export class VisionLanguageBridge {
       const x = r.post!.device === 'cuda'
         ? view(gatherRows(r.post!, pixelShufflePerm(n, S, s)), [(n * S) / (s * s), D * s * s])
         : tensor(pixelShuffle(f32(r.post!), n, S, D, s), [(n * S) / (s * s), D * s * s]);
+      // A frozen tower keeps nothing for backward: its outputs are dead once shuffled into x.
+      if (!towerTrain) recycleOutput(...r.hidden, r.post);
       const features = linear(x, this.#compute.weight(this.#get(`${C}modality_projection.proj.weight`)));
       return { features, saved: train ? { tower: r.saved, x, H, W } : null };
     }
@@ -472,6 +474,7 @@ export class VisionLanguageBridge {
       });
       x = tensor(xin, [n * rowsPer, K * D]);
     }
+    if (!towerTrain) recycleOutput(...r.hidden); // copied into x; a frozen tower keeps nothing for backward
     const h1 = linear(x, this.#compute.weight(this.#get(`${C}linear_1.weight`)), pr.bias ? this.#get(`${C}linear_1.bias`).value : undefined);
     const a1 = this.#act(h1);
     const features = linear(a1, this.#compute.weight(this.#get(`${C}linear_2.weight`)), pr.bias ? this.#get(`${C}linear_2.bias`).value : undefined);
