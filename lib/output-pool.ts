@@ -41,7 +41,7 @@ interface SizeClass {
 }
 const classes = new Map<number, SizeClass>();
 /** Buffers now in the free lists (a buffer given back twice is taken once). */
-const pooled = new WeakSet<ArrayBuffer>();
+const pooled = new Set<ArrayBuffer>(); // every entry leaves when taken or let go: a plain Set holds nothing longer
 let heldBytes = 0;
 let timer: ReturnType<typeof setTimeout> | null = null;
 const poison = process.env.VP_POOL_POISON === '1';
