@@ -344,20 +344,16 @@ function f16ToF32(h: number): number {
 export function convertHost(src: TypedData, from: DType, to: DType): TypedData {
   const n = src.length;
   if (from === to) return src.slice();
-  if (to === 'bfloat16' && from === 'float32') {
-    // vp::round_to_bf16 (nearest even, NaN kept and made quiet), on the thread pool.
-    const out = new Uint16Array(n);
-    native().roundBf16(src as Float32Array, out);
-    return out;
-  }
-  const asFloat = new Float32Array(n);
-  if (from === 'float32') asFloat.set(src);
-  else if (from === 'bfloat16') for (let i = 0; i < n; i++) asFloat[i] = bf16ToF32(src[i]);
-  else if (from === 'float16') for (let i = 0; i < n; i++) asFloat[i] = f16ToF32(src[i]);
-  else throw new TypeError(`convert: cannot convert ${from}`);
+  let asFloat: Float32Array;
+  if (from === 'float32') asFloat = src as Float32Array; // read in place (from !== to: never returned itself)
+  else if (from === 'bfloat16' || from === 'float16') {
+    const widen = from === 'bfloat16' ? bf16ToF32 : f16ToF32;
+    asFloat = new Float32Array(n);
+    for (let i = 0; i < n; i++) asFloat[i] = widen(src[i]);
+  } else throw new TypeError(`convert: cannot convert ${from}`);
   if (to === 'float32') return asFloat;
   const out = new Uint16Array(n);
-  if (to === 'bfloat16') native().roundBf16(asFloat, out);
+  if (to === 'bfloat16') native().roundBf16(asFloat, out); // vp::round_to_bf16: nearest even, NaN kept, on the pool
   else if (to === 'float16') for (let i = 0; i < n; i++) out[i] = f32ToF16(asFloat[i]);
   else throw new TypeError(`convert: cannot convert to ${to}`);
   return out;

@@ -19,7 +19,7 @@ import { readSafetensors } from '../lib/model/safetensors.js';
 import { seededRandom } from '../lib/random.js';
 import { relError } from './helpers.js';
 import { FIXTURES, haveNumpy, PY, randomIds, runReference, writeTinyModel } from './pretrained-fixtures.js';
-import { twoImageInput, writeTinyVlm, type TinyVlmOptions } from './vlm-fixtures.js';
+import { againstFloat32, BF16_VLM_CASES } from './vlm-fixtures.js';
 
 const NUMPY = haveNumpy();
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -230,15 +230,9 @@ test('opts.dtype: an unknown value is a TypeError naming it; float32 stays the d
 // products chain from the pixels to a logit (patch embedding, 2 tower layers, the
 // connector, 2 text layers, the head), each operand off by at most 2^-9, both the
 // activation and the float32-stored weight rounded: 2·30·2^-9 ≈ 0.12.
-for (const [name, o, perImage] of [['SmolVLM', { kind: 'smolvlm', seed: 3 }, 4], ['LLaVA + CLIP', { kind: 'llava-clip', layout: 'old', seed: 5 }, 16]] as [string, TinyVlmOptions, number][]) {
+for (const [name, o, perImage] of BF16_VLM_CASES) {
   test(`${name}: bfloat16 tower and text model give the float32 logits within bf16 rounding; LoRA trains with the tower in bf16`, async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'vp-bf16-vlm-'));
-    writeTinyVlm(dir, o);
-    const f = await vp.loadPretrained(dir);
-    const h = await vp.loadPretrained(dir, { dtype: 'bfloat16' });
-    const { px, ids, batch } = twoImageInput(perImage);
-    const want = (await f.logits(ids, { pixelValues: px })).data as Float32Array;
-    const err = relError((await h.logits(ids, { pixelValues: px })).data as Float32Array, want);
+    const { f, m: h, err, batch } = await againstFloat32('vp-bf16-vlm-', o, perImage, { dtype: 'bfloat16' });
     t.log(`relative error against float32: ${err.toExponential(2)}`);
     t.true(err <= 2 * 30 * 2 ** -9 && err > 1e-6, `relative error ${err}`);
     const { matrix, vector } = split(f.parameters());

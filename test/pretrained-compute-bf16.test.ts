@@ -18,7 +18,7 @@ import * as vp from '../lib/index.js';
 import { matmulViaBf16, roundBf16, widenBf16 } from '../lib/pretrained/bf16.js';
 import { randomFloats, relError } from './helpers.js';
 import { FIXTURES, haveNumpy, randomIds, runReference, writeTinyModel } from './pretrained-fixtures.js';
-import { twoImageInput, VISION, writeTinyVlm, type TinyVlmOptions } from './vlm-fixtures.js';
+import { againstFloat32, BF16_VLM_CASES, VISION } from './vlm-fixtures.js';
 
 const NUMPY = haveNumpy();
 const ROOT = join(import.meta.dirname, '..');
@@ -220,15 +220,9 @@ test('CLI: train --compute-dtype bfloat16 records it; --resume goes on in it; a 
 // Vision-language models: the tower's and the connector's linear layers multiply through bf16
 // copies too (the patch convolution and the position table stay float32). The bound is the
 // dtype-bfloat16 VLM test's: about 30 rounded products chain from the pixels to a logit.
-for (const [name, o, perImage] of [['SmolVLM', { kind: 'smolvlm', seed: 3 }, 4], ['LLaVA + CLIP', { kind: 'llava-clip', layout: 'old', seed: 5 }, 16]] as [string, TinyVlmOptions, number][]) {
+for (const [name, o, perImage] of BF16_VLM_CASES) {
   test(`${name}: bf16 compute covers the tower and the connector; with the tower trained, no stale copy after a step`, async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'vp-cbf16-vlm-'));
-    writeTinyVlm(dir, o);
-    const f = await vp.loadPretrained(dir);
-    const c = await vp.loadPretrained(dir, { computeDtype: 'bfloat16' });
-    const { px, ids, batch } = twoImageInput(perImage);
-    const want = (await f.logits(ids, { pixelValues: px })).data as Float32Array;
-    const err = relError((await c.logits(ids, { pixelValues: px })).data as Float32Array, want);
+    const { dir, f, m: c, err, px, ids, batch } = await againstFloat32('vp-cbf16-vlm-', o, perImage, { computeDtype: 'bfloat16' });
     t.true(err <= 2 * 30 * 2 ** -9 && err > 1e-6, `relative error ${err}`);
     // Every linear weight matrix that ran (text, head, tower, connector) has its copy, and nothing
     // else. LLaVA's tower runs up to its feature layer (hidden state l: layers 0..l-1).

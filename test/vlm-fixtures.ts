@@ -7,12 +7,13 @@
 // model.language_model.*, lm_head.weight), config.json with vision_config and
 // text_config, a byte-level tokenizer with the image tokens added, a chat
 // template, and preprocessor_config.json.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeSafetensors, type StTensor } from '../lib/model/safetensors.js';
 import * as vp from '../lib/index.js';
 import { seededRandom } from '../lib/random.js';
-import { randomFloats } from './helpers.js';
+import { randomFloats, relError } from './helpers.js';
 import { bytelevelTokenizer, CHATML, tinyConfig, tinyTensors } from './pretrained-fixtures.js';
 
 export type VlmKind = 'smolvlm' | 'idefics3' | 'llava-clip' | 'llava-siglip';
@@ -194,4 +195,28 @@ export function twoImageInput(perImage: number): {
   const text = Int32Array.from(ids);
   const targets = Int32Array.from(ids, (x, i) => (i + 1 < ids.length && ids[i + 1] !== IMAGE_ID && x !== IMAGE_ID ? ids[i + 1] : -1));
   return { px, ids, batch: { text, targets, pixelValues: px, sequences: [[{ text: [0, ids.length] }]] } };
+}
+
+/** The tiny video LLMs the reduced-precision tests run (name, folder options, image tokens per image). */
+export const BF16_VLM_CASES: [string, TinyVlmOptions, number][] = [
+  ['SmolVLM', { kind: 'smolvlm', seed: 3 }, 4],
+  ['LLaVA + CLIP', { kind: 'llava-clip', layout: 'old', seed: 5 }, 16],
+];
+
+/**
+ * A tiny video LLM written to a fresh folder (`prefix` names it), loaded in float32 and with
+ * `opts`: the second model, its two-image input, and the relative error of its logits against
+ * the float32 model's.
+ */
+export async function againstFloat32(prefix: string, o: TinyVlmOptions, perImage: number, opts: vp.LoadPretrainedOptions): Promise<{
+  dir: string; f: vp.PretrainedModel; m: vp.PretrainedModel; err: number; want: Float32Array;
+} & ReturnType<typeof twoImageInput>> {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  writeTinyVlm(dir, o);
+  const f = await vp.loadPretrained(dir);
+  const m = await vp.loadPretrained(dir, opts);
+  const input = twoImageInput(perImage);
+  const want = (await f.logits(input.ids, { pixelValues: input.px })).data as Float32Array;
+  const err = relError((await m.logits(input.ids, { pixelValues: input.px })).data as Float32Array, want);
+  return { dir, f, m, err, want, ...input };
 }
