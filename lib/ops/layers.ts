@@ -31,9 +31,8 @@ function lastDim(fn: string, arg: string, t: Tensor): [number, number] {
 
 const f32 = (t: Tensor) => t.data as Float32Array;
 
-/** RMSNorm over the last dimension: `y = x · rstd · gain`, `rstd = 1/sqrt(mean(x²) + eps)`. */
-export function rmsNorm(x: Tensor, gain: Tensor, opts?: { eps?: number }): { y: Tensor; rstd: Float32Array } {
-  const fn = 'rmsNorm';
+/** The checks {@link rmsNorm} and its backward share: `x` and `gain [dim]` on the CPU in float32, `opts.eps`. */
+function rmsNormArgs<O extends { eps?: number }>(fn: string, x: Tensor, gain: Tensor, opts: O | undefined) {
   cpuF32(fn, 'x', x);
   cpuF32(fn, 'gain', gain, 1);
   const o = checkOptions(fn, opts);
@@ -41,6 +40,12 @@ export function rmsNorm(x: Tensor, gain: Tensor, opts?: { eps?: number }): { y: 
   const [rows, dim] = lastDim(fn, 'x', x);
   if (dim === 0) throw rangeError(fn, 'x.shape', 'a last dimension > 0', `[${x.shape.join(', ')}]`);
   sameShape(fn, 'gain', gain, [dim]);
+  return { o, eps, rows, dim };
+}
+
+/** RMSNorm over the last dimension: `y = x · rstd · gain`, `rstd = 1/sqrt(mean(x²) + eps)`. */
+export function rmsNorm(x: Tensor, gain: Tensor, opts?: { eps?: number }): { y: Tensor; rstd: Float32Array } {
+  const { eps, rows, dim } = rmsNormArgs('rmsNorm', x, gain, opts);
   const y = overwrittenLike(x.shape);
   const rstd = new Float32Array(rows);
   native().rmsnormForward({ x: f32(x), gain: f32(gain), rows, dim, eps, y: f32(y), rstd });
@@ -54,14 +59,8 @@ export function rmsNorm(x: Tensor, gain: Tensor, opts?: { eps?: number }): { y: 
 export function rmsNormBackward(dy: Tensor, x: Tensor, gain: Tensor, rstd?: Float32Array | Tensor, opts?: { eps?: number; dGain?: Tensor }): { dx: Tensor; dGain: Tensor } {
   const fn = 'rmsNormBackward';
   cpuF32(fn, 'dy', dy);
-  cpuF32(fn, 'x', x);
-  cpuF32(fn, 'gain', gain, 1);
-  const o = checkOptions(fn, opts);
-  const eps = checkNumber(fn, 'opts.eps', o.eps, 1e-5, { min: 0 });
-  const [rows, dim] = lastDim(fn, 'x', x);
-  if (dim === 0) throw rangeError(fn, 'x.shape', 'a last dimension > 0', `[${x.shape.join(', ')}]`);
+  const { o, eps, rows, dim } = rmsNormArgs(fn, x, gain, opts);
   sameShape(fn, 'dy', dy, x.shape);
-  sameShape(fn, 'gain', gain, [dim]);
   const r = rstd === undefined ? null : float32Vector(fn, 'rstd', rstd, rows);
   const acc = o.dGain !== undefined;
   const dGain = acc ? cpuF32(fn, 'opts.dGain', o.dGain, 1) : emptyLike([dim], 'float32', 'cpu');
@@ -149,15 +148,21 @@ export function embeddingBackward(dOut: Tensor, ids: Int32Array | Tensor, vocab:
   return dTable;
 }
 
-/** `y = x · weightᵀ + bias`: `x [N, in]`, `weight [out, in]`, `bias [out]`. */
-export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
-  const fn = 'linear';
+/** The checks {@link linear} and its backward share: `x [N, in]` and `weight [out, in]` on the CPU in float32 → `[N, in, out]`. */
+function linearArgs(fn: string, x: Tensor, weight: Tensor): [number, number, number] {
   cpuF32(fn, 'x', x, 2);
   cpuF32(fn, 'weight', weight, 2);
   const [n, inD] = x.shape;
   const outD = weight.shape[0];
   if (weight.shape[1] !== inD) throw rangeError(fn, 'weight.shape', `[out, ${inD}] to match x`, `[${weight.shape.join(', ')}]`);
   if (inD === 0 || outD === 0) throw rangeError(fn, 'weight.shape', 'non-zero dimensions', `[${weight.shape.join(', ')}]`);
+  return [n, inD, outD];
+}
+
+/** `y = x · weightᵀ + bias`: `x [N, in]`, `weight [out, in]`, `bias [out]`. */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
+  const fn = 'linear';
+  const [n, inD, outD] = linearArgs(fn, x, weight);
   if (bias !== undefined) sameShape(fn, 'bias', cpuF32(fn, 'bias', bias, 1), [outD]);
   const y = overwrittenLike([n, outD]);
   native().linearForward({ x: f32(x), weight: f32(weight), bias: bias ? f32(bias) : null, n, inFeatures: inD, outFeatures: outD, y: f32(y) });
@@ -168,12 +173,7 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
 export function linearBackward(dy: Tensor, x: Tensor, weight: Tensor, opts?: { bias?: boolean }): { dx: Tensor; dWeight: Tensor; dBias?: Tensor } {
   const fn = 'linearBackward';
   cpuF32(fn, 'dy', dy, 2);
-  cpuF32(fn, 'x', x, 2);
-  cpuF32(fn, 'weight', weight, 2);
-  const [n, inD] = x.shape;
-  const outD = weight.shape[0];
-  if (weight.shape[1] !== inD) throw rangeError(fn, 'weight.shape', `[out, ${inD}] to match x`, `[${weight.shape.join(', ')}]`);
-  if (inD === 0 || outD === 0) throw rangeError(fn, 'weight.shape', 'non-zero dimensions', `[${weight.shape.join(', ')}]`);
+  const [n, inD, outD] = linearArgs(fn, x, weight);
   sameShape(fn, 'dy', dy, [n, outD]);
   const withBias = checkBoolean(fn, 'opts.bias', checkOptions(fn, opts).bias, false);
   const dx = overwrittenLike([n, inD]);
