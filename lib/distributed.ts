@@ -1,5 +1,5 @@
 // vp.distributedInfo() and the collectives of data-parallel training
-// (design §3.7, docs/distributed.md).
+// (docs/distributed.md).
 //
 // A process started by mpirun (or srun with PMIx, or a torchrun-style
 // launcher) is one rank. The first call of distributedInfo() brings the
@@ -115,7 +115,7 @@ function ensure(): State {
 }
 
 /**
- * Where this process stands in a distributed launch (design §3.7). Outside a
+ * Where this process stands in a distributed launch (docs/distributed.md). Outside a
  * launch: `{ rank: 0, worldSize: 1, localRank: 0, backend: null, reason }`.
  * The first call inside a launch brings the engines up (collective: every
  * rank calls it, as the Trainer does when it is constructed).

@@ -1,4 +1,4 @@
-// Data-parallel training (design §3.7): launch detection, the engines found at
+// Data-parallel training (docs/distributed.md): launch detection, the engines found at
 // run time (nothing linked, nothing loaded outside a launch), `doctor` without
 // MPI, and, under `mpirun --allow-run-as-root --oversubscribe -np 2`: the
 // collectives against float64 references; 2-rank training of a tiny model

@@ -14,6 +14,7 @@
 // (the frequency remapping of modeling_rope_utils._compute_llama3_parameters).
 import { readFileSync } from 'node:fs';
 import { CheckpointError } from '../model/safetensors.js';
+import { limits } from '../native.js';
 
 /** A config.json value this package cannot run. */
 export class UnsupportedConfigError extends Error {
@@ -114,7 +115,8 @@ export function parseConfig(raw: unknown, file = 'config.json'): DecoderSpec {
   if (heads % kvHeads !== 0) bad('num_key_value_heads', `must divide num_attention_heads = ${heads}`);
   const headDim = raw.head_dim === null || raw.head_dim === undefined ? hidden / heads : int('head_dim');
   if (!Number.isInteger(headDim)) bad('num_attention_heads', `must divide hidden_size = ${hidden} when head_dim is not given`);
-  if (headDim % 2 !== 0 || headDim > 256) bad(raw.head_dim == null ? 'num_attention_heads' : 'head_dim', `the head dimension (${headDim}) must be even and at most 256`);
+  const { maxHeadDim } = limits();
+  if (headDim % 2 !== 0 || headDim > maxHeadDim) bad(raw.head_dim == null ? 'num_attention_heads' : 'head_dim', `the head dimension (${headDim}) must be even and at most ${maxHeadDim}`);
   const rmsNormEps = num('rms_norm_eps', 1e-6, (x) => x > 0, 'a positive number');
   const act = raw.hidden_act ?? 'silu';
   if (act !== 'silu') bad('hidden_act', 'only "silu" (SwiGLU MLP) is implemented');

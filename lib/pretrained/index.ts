@@ -1,4 +1,4 @@
-// Pretrained language models in the Hugging Face layout (design §3.6): the
+// Pretrained language models in the Hugging Face layout (docs/pretrained.md): the
 // public names of lib/pretrained/.
 export { loadPretrained, PretrainedModel, type LoadPretrainedOptions, type PretrainedBatch, type PretrainedSegment, type PretrainedForwardOptions, type PretrainedForwardResult, type PretrainedBackwardOptions, type PretrainedStepOptions, type PretrainedLayout, type LogitsOptions } from './model.js';
 export { PretrainedTokenizer, type PretrainedEncodeOptions, type PretrainedDecodeOptions } from './tokenizer.js';

@@ -1,4 +1,4 @@
-// vp.loadPretrained / PretrainedModel (design §3.6): a Hugging Face folder —
+// vp.loadPretrained / PretrainedModel (docs/pretrained.md): a Hugging Face folder —
 // config.json, safetensors weights, tokenizer.json, chat template — as a
 // model that computes logits, trains (fully or with LoRA), generates and
 // saves back in the same layout.

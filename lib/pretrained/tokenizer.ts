@@ -39,7 +39,7 @@ function tokenContent(v: unknown): string | undefined {
   return undefined;
 }
 
-/** A Hugging Face tokenizer (tokenizer.json + tokenizer_config.json) with the design §3.6 API. */
+/** A Hugging Face tokenizer (tokenizer.json + tokenizer_config.json) with the API of docs/pretrained.md. */
 export class PretrainedTokenizer {
   readonly #tok: HfTokenizer;
   readonly #addBos: boolean | undefined;

@@ -17,6 +17,7 @@
 // Every field that changes the math is checked; anything not implemented is an
 // UnsupportedConfigError naming the field. Cost: O(size of the JSON).
 import type { GeluApproximate } from '../ops/norm-act.js';
+import { limits } from '../native.js';
 import { parseConfig, UnsupportedConfigError, type DecoderSpec } from './config.js';
 
 export type VlmArchitecture = 'SmolVLMForConditionalGeneration' | 'Idefics3ForConditionalGeneration' | 'LlavaForConditionalGeneration';
@@ -135,7 +136,8 @@ export function parseVlmConfig(raw: Json, file: string, hasTensor: (name: string
   const heads = vint('num_attention_heads', d!.heads);
   if (hidden % heads !== 0) bad('vision_config.num_attention_heads', `must divide hidden_size = ${hidden}`);
   const headDim = hidden / heads;
-  if (headDim > 256) bad('vision_config.num_attention_heads', `the head dimension (${headDim}) must be at most 256`);
+  const { maxHeadDim } = limits();
+  if (headDim > maxHeadDim) bad('vision_config.num_attention_heads', `the head dimension (${headDim}) must be at most ${maxHeadDim}`);
   const actName = v.hidden_act ?? d!.act;
   if (typeof actName !== 'string' || !ACTS[actName]) bad('vision_config.hidden_act', `implemented: ${Object.keys(ACTS).join(', ')}`);
   const eps = v.layer_norm_eps ?? d!.eps;

@@ -1,4 +1,4 @@
-// The Trainer's data parallelism (design §3.7, docs/distributed.md): what a
+// The Trainer's data parallelism (docs/distributed.md): what a
 // rank does differently from one process that trains on the whole batch.
 //
 //   shard:    every global batch (SFT clips of a micro-batch, RL prompts,
