@@ -12,7 +12,7 @@ import { loadOrt, onnxModel, ortSession } from './peers/onnx.js';
 export async function run(ctx: BenchContext): Promise<void> {
   const N = ctx.quick ? 1024 : 4096, D = 512, H = 8, HD = 64, F = 1408, V = 8192, NT = ctx.quick ? 256 : 1024;
   const P = ctx.quick ? 1 << 21 : 1 << 23;
-  const cases: { name: string; shape: Record<string, number>; bytes: number; inputs: PeerInputs; ours: () => unknown }[] = [];
+  const cases: { name: string; label?: string; shape: Record<string, number>; bytes: number; inputs: PeerInputs; ours: () => unknown }[] = [];
 
   {
     const x = randomFloats(N * D, 1), g = randomFloats(D, 2, 0.5, 1.5), dy = randomFloats(N * D, 3);
@@ -65,6 +65,17 @@ export async function run(ctx: BenchContext): Promise<void> {
         vp.crossEntropyBackward(tl, t, lse);
       },
     });
+    // The same with the gradient written into one reused tensor ({ out }), as a training
+    // loop would: the fresh row above pays for faulting in a new 32 MB output each call.
+    const dLogits = vp.zeros([NT, V]);
+    cases.push({
+      name: 'cross_entropy', label: 'cross_entropy fwd+bwd, out reused', shape: { rows: NT, V }, bytes: 4 * NT * V * 3,
+      inputs: new PeerInputs().add('logits', logits, [NT, V]).add('targets', t, [NT]),
+      ours: () => {
+        const { lse } = vp.crossEntropy(tl, t);
+        vp.crossEntropyBackward(tl, t, lse, { out: dLogits });
+      },
+    });
   }
   {
     const table = randomFloats(V * D, 9), dout = randomFloats(N * D, 10);
@@ -110,7 +121,7 @@ export async function run(ctx: BenchContext): Promise<void> {
     const peer = runPeer('torch_layers.py', { case: c.name, inputs: c.inputs.specs, reps: 7 }, ctx.threads);
     c.inputs.dispose();
     ctx.report({
-      bench: 'layers', case: `${c.name} fwd+bwd`, shape: c.shape,
+      bench: 'layers', case: c.label ?? `${c.name} fwd+bwd`, shape: c.shape,
       oursMs: ours.medianMs, peerMs: peer.ok ? peer.medianMs! : null,
       ratio: peer.ok ? peer.medianMs! / ours.medianMs : null,
       peer: 'torch', peerMissing: peer.missing,

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // The test command: native tests (doctest under ctest) and the TypeScript tests
-// (ava), with one closing line `N passed, N failed` over both. When CMake found
-// no doctest, it is installed with apt-get when running as root, and the tree is
-// configured again; otherwise the run stops at once with the command that
-// installs it (scripts/doctest.mjs).
+// (ava), with one closing line `N passed, N failed` over both. What the tests
+// need from the system (doctest for the native tests, Open MPI for the
+// data-parallel ones) is installed with apt-get when running as root (and the
+// tree configured again after doctest); otherwise the run stops at once with the
+// command that installs it (scripts/system-packages.mjs).
 //   --native-only   only the native tests
 //   --sanitize      build the native tests with VP_SANITIZE=address,undefined
 //                   (CPU backend) in build-asan/ and run them
@@ -12,7 +13,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpus } from 'node:os';
-import { doctestMissing, installDoctest } from './doctest.mjs';
+import { doctestMissing, installDoctest, installOpenMpi, mpirunMissing } from './system-packages.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const argv = process.argv.slice(2);
@@ -101,6 +102,22 @@ function avaTests() {
   if (r.status !== 0 && !(bad && Number(bad[1]) > 0)) fail(`ava exited with ${r.status}`);
 }
 
+/** Open MPI for the data-parallel tests: installed as root when missing, or the run stops with the command. */
+function ensureOpenMpi() {
+  if (!mpirunMissing()) return true;
+  const m = installOpenMpi();
+  if (!m.installed) {
+    console.error(`[test] ${m.message}`);
+    return false;
+  }
+  if (mpirunMissing()) return fail('Open MPI was installed but mpirun still does not run'), false;
+  return true;
+}
+
+if (!nativeOnly && !ensureOpenMpi()) {
+  console.log(`${passed} passed, 1 failed`);
+  process.exit(1);
+}
 nativeTests();
 if (!nativeOnly) avaTests();
 console.log(`${passed} passed, ${failed} failed`);

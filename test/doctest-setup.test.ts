@@ -1,13 +1,13 @@
-// `npm test` on a fresh machine: when CMake found no doctest, scripts/test.mjs
-// installs it with apt-get as root (updating empty package lists first), or
-// stops with the one command that installs it. Exercised with a recorded
-// command runner, so nothing is installed here.
+// `npm test` on a fresh machine: when CMake found no doctest, or `mpirun` does not
+// run, scripts/test.mjs installs the package with apt-get as root (updating empty
+// package lists first), or stops with the one command that installs it.
+// Exercised with a recorded command runner, so nothing is installed here.
 import test from 'ava';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-// scripts/doctest.mjs is plain JavaScript (no type declarations)
-import { doctestMissing, installDoctest, INSTALL_COMMAND } from '../scripts/doctest.mjs';
+// scripts/system-packages.mjs is plain JavaScript (no type declarations)
+import { doctestMissing, installDoctest, installOpenMpi, INSTALL_COMMAND, MPI_INSTALL_COMMAND } from '../scripts/system-packages.mjs';
 
 function recorder(statuses: number[] = []) {
   const calls: string[] = [];
@@ -52,4 +52,17 @@ test('a build tree configured without doctest is recognized from its CMake cache
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('Open MPI for the data-parallel tests: installed as root, or the command to install it', (t) => {
+  const r = recorder();
+  t.deepEqual(installOpenMpi({ isRoot: true, hasAptGet: true, listsEmpty: false, run: r.run, log: r.log }), { installed: true });
+  t.deepEqual(r.calls, ['apt-get install -y -qq --no-install-recommends openmpi-bin libopenmpi-dev']);
+  const user = recorder();
+  const res = installOpenMpi({ isRoot: false, hasAptGet: true, listsEmpty: false, run: user.run, log: user.log });
+  t.false(res.installed);
+  t.deepEqual(user.calls, []);
+  t.is(MPI_INSTALL_COMMAND, 'sudo apt-get install -y openmpi-bin libopenmpi-dev');
+  t.true(res.message.includes(MPI_INSTALL_COMMAND));
+  t.regex(res.message, /data-parallel tests need Open MPI/);
 });

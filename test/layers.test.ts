@@ -161,6 +161,30 @@ test('crossEntropy with ignored rows, and its backward', (t) => {
   t.throws(() => vp.crossEntropyBackward(T(logits, [n, v]), targets, new Float32Array(2)), { instanceOf: RangeError, message: /lse.length must be 4, got 2/ });
 });
 
+test('crossEntropyBackward into opts.out: a separate tensor and in place give the fresh result; overlaps and wrong outputs refused', (t) => {
+  const n = 5, v = 33;
+  const logits = randomFloats(n * v, 15, -4, 4);
+  const targets = new Int32Array([3, -1, 0, 32, 7]);
+  for (const withLse of [true, false]) {
+    const lse = withLse ? vp.crossEntropy(T(logits, [n, v]), targets).lse : undefined;
+    const fresh = vp.crossEntropyBackward(T(logits, [n, v]), targets, lse, { gradLoss: 0.5 }).data as Float32Array;
+    const out = T(new Float32Array(n * v).fill(NaN), [n, v]);
+    const r = vp.crossEntropyBackward(T(logits, [n, v]), targets, lse, { gradLoss: 0.5, out });
+    t.is(r, out);
+    t.deepEqual(out.data, fresh);
+    const inPlace = T(logits.slice(), [n, v]);
+    t.is(vp.crossEntropyBackward(inPlace, targets, lse, { gradLoss: 0.5, out: inPlace }), inPlace);
+    t.deepEqual(inPlace.data, fresh);
+  }
+  const buf = new Float32Array(n * v + v);
+  buf.set(logits);
+  const lg = T(buf.subarray(0, n * v), [n, v]);
+  const shifted = T(buf.subarray(v), [n, v]);
+  t.throws(() => vp.crossEntropyBackward(lg, targets, undefined, { out: shifted }), { instanceOf: RangeError, message: /opts\.out must be memory separate from logits/ });
+  t.throws(() => vp.crossEntropyBackward(lg, targets, undefined, { out: T(new Float32Array(n * v), [v, n]) }), { instanceOf: RangeError, message: /opts\.out\.shape must be \[5, 33\]/ });
+  t.throws(() => vp.crossEntropyBackward(lg, targets, undefined, { out: new Float32Array(n * v) as never }), { instanceOf: TypeError, message: /opts\.out/ });
+});
+
 test('adamwStep, clipGradNorm and lrAt', (t) => {
   const n = 1000;
   const p = randomFloats(n, 15), g = randomFloats(n, 16);

@@ -1,20 +1,21 @@
 // The VideoLM building blocks (native/include/vp/layers.h, optim.h, rng.h) as
 // CPU ops on tensors: RMSNorm, SwiGLU, rotary embedding, embedding, linear,
 // cross-entropy, AdamW, gradient clipping, the LR schedule and seeded
-// initialization. Each has its backward pass. The model itself (issue 7) runs
-// these inside the core; these bindings serve tests, experiments and users who
-// assemble their own layers. CPU only for now: CUDA tensors are refused with a
-// TypeError until the CUDA layer kernels exist.
+// initialization. Each has its backward pass. The model runs the same kernels
+// inside the core (on the CPU or, with their CUDA versions, on the GPU); these
+// bindings serve tests, experiments and users who assemble their own layers,
+// on CPU tensors (a CUDA tensor is refused with a TypeError). Cost: one pass of
+// the kernel over its inputs and outputs (docs/model.md, "Measured").
 import { describe, rangeError, typeError } from '../errors.js';
 import { emptyLike, overwrittenLike, Tensor, numel } from '../tensor.js';
-import { checkBoolean, checkNumber, checkOptions, checkTensor, float32Vector, int32Vector } from '../validate.js';
+import { checkBoolean, checkNoAlias, checkNumber, checkOptions, checkOut, checkTensor, float32Vector, int32Vector } from '../validate.js';
 import { native } from '../native.js';
 
 const F32 = ['float32'] as const;
 
 function cpuF32(fn: string, arg: string, x: unknown, ndim?: number): Tensor {
   const t = checkTensor(fn, arg, x, { ndim, dtypes: F32 });
-  if (t.device !== 'cpu') throw typeError(fn, arg, 'a CPU tensor (the CUDA layer kernels are not built yet)', describe(t));
+  if (t.device !== 'cpu') throw typeError(fn, arg, 'a CPU tensor (these ops run on the CPU; the model runs their CUDA versions itself)', describe(t));
   return t;
 }
 
@@ -203,8 +204,12 @@ export function crossEntropy(logits: Tensor, targets: Int32Array | Tensor): { lo
   return { loss, lse, count };
 }
 
-/** Backward of {@link crossEntropy}: `dLogits = gradLoss/count · (softmax − onehot)`, zero on ignored rows. */
-export function crossEntropyBackward(logits: Tensor, targets: Int32Array | Tensor, lse?: Float32Array, opts?: { gradLoss?: number }): Tensor {
+/**
+ * Backward of {@link crossEntropy}: `dLogits = gradLoss/count · (softmax − onehot)`, zero on ignored rows.
+ * `opts.out` receives it instead of a fresh tensor: a float32 CPU tensor of the logits' shape,
+ * either separate from `logits` or `logits` itself (in place: the logits are overwritten).
+ */
+export function crossEntropyBackward(logits: Tensor, targets: Int32Array | Tensor, lse?: Float32Array, opts?: { gradLoss?: number; out?: Tensor }): Tensor {
   const fn = 'crossEntropyBackward';
   cpuF32(fn, 'logits', logits, 2);
   const [n, v] = logits.shape;
@@ -215,8 +220,15 @@ export function crossEntropyBackward(logits: Tensor, targets: Int32Array | Tenso
     if (!(lse instanceof Float32Array)) throw typeError(fn, 'lse', 'a Float32Array', describe(lse));
     if (lse.length !== n) throw rangeError(fn, 'lse.length', `${n}`, `${lse.length}`);
   }
-  const gradLoss = checkNumber(fn, 'opts.gradLoss', checkOptions(fn, opts).gradLoss, 1);
-  const d = overwrittenLike([n, v]);
+  const o = checkOptions(fn, opts);
+  const gradLoss = checkNumber(fn, 'opts.gradLoss', o.gradLoss, 1);
+  let d: Tensor;
+  if (o.out === undefined) d = overwrittenLike([n, v]);
+  else {
+    d = checkOut(fn, 'opts.out', o.out, [n, v], 'cpu', 'float32');
+    // In place is exact (each row is read before it is written); a partial overlap is not.
+    if (!(d.data.buffer === logits.data.buffer && d.data.byteOffset === logits.data.byteOffset)) checkNoAlias(fn, 'opts.out', d, { logits });
+  }
   native().crossEntropyBackward({ logits: f32(logits), targets: t, lse: lse ?? null, n, vocab: v, gradLoss, dLogits: f32(d) });
   return d;
 }
