@@ -162,6 +162,15 @@ ScratchPool& device_scratch_pool() {
 }
 
 ScratchStats scratch_stats() { return device_scratch_pool().stats(); }
+
+Status scratch_lease(size_t bytes, void** ptr, size_t* slot) {
+  VP_RETURN_IF_ERROR(require_available());
+  const std::string err = device_scratch_pool().acquire(bytes == 0 ? 1 : bytes, ptr, slot);
+  if (!err.empty()) return Status::Internal("device scratch of " + std::to_string(bytes) + " bytes: " + err);
+  return Status::Ok();
+}
+
+void scratch_release(size_t slot) { device_scratch_pool().release(slot); }
 size_t scratch_trim() { return available() ? device_scratch_pool().trim() : 0; }
 
 Status convert(const TensorView& src, const TensorView& dst) {

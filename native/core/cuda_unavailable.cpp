@@ -23,6 +23,8 @@ Status synchronize() { return unavailable(); }
 Status convert(const TensorView&, const TensorView&) { return unavailable(); }
 ScratchStats scratch_stats() { return {}; }
 size_t scratch_trim() { return 0; }
+Status scratch_lease(size_t, void**, size_t*) { return unavailable(); }
+void scratch_release(size_t) {}
 Status matmul(const TensorView&, const TensorView&, bool, bool, const TensorView&) { return unavailable(); }
 
 }  // namespace vp::cuda

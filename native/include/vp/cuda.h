@@ -55,6 +55,11 @@ struct ScratchStats {
 ScratchStats scratch_stats();
 // Frees the scratch blocks no call is using (waits for the device); returns the bytes freed.
 size_t scratch_trim();
+// A lease of `bytes` of that pool for host code (the bindings' per-call device
+// temporaries): *ptr is valid until scratch_release(*slot). Work queued on it
+// before the release is ordered before any later user's (one stream).
+Status scratch_lease(size_t bytes, void** ptr, size_t* slot);
+void scratch_release(size_t slot);
 
 // dtype conversion on the device (float32 <-> bfloat16/float16).
 Status convert(const TensorView& src, const TensorView& dst);

@@ -3,8 +3,9 @@
 // Matrices arrive as typed arrays (CPU) or CUDA handles with a shape and a
 // dtype; per-row vectors (targets, log-probs, advantages, rewards, cuSeqlens)
 // as typed arrays or CUDA handles. When the matrices are on CUDA and a vector
-// is a host typed array, it is uploaded to a temporary device buffer (and an
-// output vector downloaded into its typed array afterwards), so the
+// is a host typed array, it is uploaded to a temporary device buffer leased
+// from the kernels' scratch pool (no cudaMalloc/cudaFree in the steady state;
+// an output vector is downloaded into its typed array afterwards), so the
 // TypeScript layer can hand plain Float32Array/Int32Array in either case.
 // The TypeScript layer validates everything first; the core validates again,
 // and the views here are checked against the buffers' sizes.
@@ -19,21 +20,25 @@
 namespace vpaddon {
 namespace {
 
-// Device buffers that live for one call.
+// Device buffers that live for one call, leased from the scratch pool (vp/cuda.h).
 class Temps {
  public:
+  Temps() = default;
+  Temps(const Temps&) = delete;
+  Temps& operator=(const Temps&) = delete;
   ~Temps() {
-    for (void* p : ptrs_) vp::cuda::free_device(p);
+    for (size_t s : slots_) vp::cuda::scratch_release(s);
   }
   void* alloc(Napi::Env env, size_t bytes) {
     void* p = nullptr;
-    ThrowIfError(env, vp::cuda::malloc_device(&p, bytes == 0 ? 4 : bytes));
-    ptrs_.push_back(p);
+    size_t slot = 0;
+    ThrowIfError(env, vp::cuda::scratch_lease(bytes == 0 ? 4 : bytes, &p, &slot));
+    slots_.push_back(slot);
     return p;
   }
 
  private:
-  std::vector<void*> ptrs_;
+  std::vector<size_t> slots_;
 };
 
 struct Download {
