@@ -240,7 +240,7 @@ TEST_ENV=(); [ "$DEVICE" = cuda ] && TEST_ENV=(VP_TEST_REQUIRE_CUDA=1)
 # The 1-rank NCCL smoke (a "cuda" case) needs libnccl.so.2: the loader's, else the
 # one PyTorch ships (torch/lib or the nvidia-nccl wheel beside it).
 if [ "$DEVICE" = cuda ] && [ -z "${VP_NCCL_LIBRARY:-}" ] && ! ldconfig -p 2>/dev/null | grep -q 'libnccl.so.2 '; then
-  NCCL_LIB=$(python3 -c 'import glob, os, torch
+  NCCL_LIB=$("$PY" -c 'import glob, os, torch
 d = os.path.dirname(torch.__file__)
 c = glob.glob(d + "/lib/libnccl.so.2*") + glob.glob(d + "/../nvidia/nccl/lib/libnccl.so.2*")
 print(os.path.realpath(c[0]) if c else "")' 2>/dev/null | tail -1)
@@ -359,7 +359,7 @@ fi
 echo "== report"
 ELAPSED=$(( $(date +%s) - T0 ))
 meta elapsedSeconds "$ELAPSED"
-python3 bench/gpu_report.py "$RAW" --json "$BASE.json" || fail "the report found errors, missing peers or mismatched training steps (above)"
+"$PY" bench/gpu_report.py "$RAW" --json "$BASE.json" || fail "the report found errors, missing peers or mismatched training steps (above)"
 echo "run: $ELAPSED s; files: $LOG $RAW $BASE.json $BASE.tests.txt"
 if [ $FAIL != 0 ]; then
   echo "gpu.sh: NOT OK:"
