@@ -242,7 +242,7 @@ export async function run(ctx: BenchContext): Promise<void> {
     const cases = [
       { c: 'full', vision: false, frames: FRAMES, name: 'full' },
       { c: 'lora', vision: false, frames: FRAMES, name: 'lora' },
-      { c: 'full', vision: true, frames: 2, name: 'full, tower trained', reps: 1 },
+      { c: 'full', vision: true, frames: 2, name: 'full, tower trained, 2 frames', reps: 1 },
       { c: 'full', vision: false, frames: FRAMES, name: 'full bf16 compute', bf16: true },
     ] as const;
     for (const x of cases) {
