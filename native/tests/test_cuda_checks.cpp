@@ -347,3 +347,26 @@ TEST_CASE("cuda pack: the gather copies 4-byte rows that start on a 2-byte bound
   for (int64_t i = 0; i < 4; ++i)
     for (int64_t c = 0; c < width; ++c) CHECK(got[1 + i * width + c] == src[1 + source[i] * width + c]);
 }
+
+TEST_CASE("cuda scratch lease for host code (the bindings' temporaries): reused, released; Unavailable without a GPU") {
+  void* p = nullptr;
+  size_t slot = 0;
+  if (!vp::cuda::available()) {
+    const vp::Status s = vp::cuda::scratch_lease(1000, &p, &slot);
+    CHECK(s.code() == vp::StatusCode::kUnavailable);
+    return;
+  }
+  REQUIRE(vp::cuda::scratch_lease(1000, &p, &slot).ok());
+  REQUIRE(p != nullptr);
+  vp::cuda::scratch_release(slot);
+  const vp::cuda::ScratchStats first = vp::cuda::scratch_stats();
+  for (int i = 0; i < 3; ++i) {
+    void* q = nullptr;
+    size_t s2 = 0;
+    REQUIRE(vp::cuda::scratch_lease(1000, &q, &s2).ok());
+    vp::cuda::scratch_release(s2);
+  }
+  const vp::cuda::ScratchStats later = vp::cuda::scratch_stats();
+  CHECK(later.allocations == first.allocations);
+  CHECK(later.leased == 0);
+}
