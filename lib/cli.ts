@@ -4,7 +4,7 @@
 // stops the command with status 2 and a message naming the flag; file and folder
 // arguments are checked before any work (lib/paths.ts). Each command has --help.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, UsageError, type FlagSpec, type FlagSpecs, type ParsedArgs } from './cli-args.js';
@@ -156,8 +156,29 @@ function loraOptions(a: ParsedArgs): vp.LoraOptions | undefined {
   };
 }
 
+/**
+ * --data: a dataset folder (annotations.jsonl and its clips) or a LLaVA / ShareGPT
+ * conversation file (.json or .jsonl: vp.openConversations), checked before any work.
+ */
+function dataArg(a: ParsedArgs, command: string): { path: string; open: () => vp.Dataset } {
+  const path = a.required('data', command, 'DIR|FILE');
+  let isFile = false;
+  try {
+    isFile = statSync(path).isFile();
+  } catch {
+    // missing or unreadable: inputDir below says which
+  }
+  if (!isFile) {
+    inputDir('--data', path, 'a dataset folder, or a conversation file (.json or .jsonl)');
+    return { path, open: () => vp.openDataset(path) };
+  }
+  inputFile('--data', path, 'a conversation file (.json or .jsonl)');
+  if (!/\.jsonl?$/i.test(path)) throw new UsageError(`--data: ${path}: a file must be a LLaVA / ShareGPT conversation file ending in .json or .jsonl (or give a dataset folder)`);
+  return { path, open: () => vp.openConversations(path) };
+}
+
 async function train(a: ParsedArgs): Promise<number> {
-  const dataDir = inputDir('--data', a.required('data', 'train', 'DIR'), 'a dataset folder');
+  const dataArgs = dataArg(a, 'train');
   const outPath = a.required('out', 'train', 'RUN_DIR');
   const cfg = readConfig(a.str('config'));
   const from = a.str('model');
@@ -168,7 +189,7 @@ async function train(a: ParsedArgs): Promise<number> {
   if (lora && !from) throw new UsageError('train: --lora-rank needs --model DIR (a Hugging Face model folder)');
   const dtype = trainDtype(a, outPath, from !== undefined && !isVideoLMDir(from));
   const computeDtype = trainComputeDtype(a, outPath);
-  const data = vp.openDataset(dataDir);
+  const data = dataArgs.open();
   const out = outputDir('--out', outPath);
   const stage = a.str('stage') ?? 'both';
   const json = a.flag('json');
@@ -240,8 +261,7 @@ async function train(a: ParsedArgs): Promise<number> {
 
 async function evalCommand(a: ParsedArgs): Promise<number> {
   const modelDir = a.required('model', 'eval', 'DIR');
-  const dataDir = inputDir('--data', a.required('data', 'eval', 'DIR'), 'a dataset folder');
-  const data = vp.openDataset(dataDir);
+  const data = dataArg(a, 'eval').open();
   const model = await loadModelDir(modelDir, (a.str('device') ?? 'cpu') as vp.VideoLMDevice, a.str('dtype'), a.str('compute-dtype') as ComputeDtype | undefined);
   const json = a.flag('json');
   const bar = json ? undefined : new ProgressBar('eval', data.length * 2);
@@ -441,8 +461,10 @@ const commands: Record<string, Command> = {
     run: demo,
   },
   train: {
-    summary: 'train a VideoLM on a dataset folder: stage 1 (SFT with KIM + contrastive), stage 2 (comparative GRPO), or both',
-    usage: 'videoperceiver train --data DIR --out RUN_DIR [--stage sft|rl|both] [--config FILE.json] [--model DIR [--lora-rank R] [--lora-alpha A] [--lora-targets q_proj,v_proj|all-linear] [--lora-dropout P] [--dtype float32|bfloat16|auto] | --preset tiny|small] [--compute-dtype float32|bfloat16] [--steps N] [--epochs N] [--batch-size 8] [--lr 1e-3] [--lambda 0.5] [--no-kim] [--no-contrastive] [--rl-steps N] [--rl-lr 1e-4] [--group-size 4] [--comparative baseline|pairwise|threshold|none] [--seed 0] [--checkpoint-every N] [--save-total-limit N] [--resume [--override]] [--device cpu|cuda] [--json]\n\n' +
+    summary: 'train a VideoLM or a Hugging Face model on a dataset folder or a conversation file: stage 1 (SFT with KIM + contrastive), stage 2 (comparative GRPO), or both',
+    usage: 'videoperceiver train --data DIR|FILE.json|FILE.jsonl --out RUN_DIR [--stage sft|rl|both] [--config FILE.json] [--model DIR [--lora-rank R] [--lora-alpha A] [--lora-targets q_proj,v_proj|all-linear] [--lora-dropout P] [--dtype float32|bfloat16|auto] | --preset tiny|small] [--compute-dtype float32|bfloat16] [--steps N] [--epochs N] [--batch-size 8] [--lr 1e-3] [--lambda 0.5] [--no-kim] [--no-contrastive] [--rl-steps N] [--rl-lr 1e-4] [--group-size 4] [--comparative baseline|pairwise|threshold|none] [--seed 0] [--checkpoint-every N] [--save-total-limit N] [--resume [--override]] [--device cpu|cuda] [--json]\n\n' +
+      '--data: a dataset folder (annotations.jsonl and its clips, docs/data.md) or a LLaVA / ShareGPT conversation file (.json array or .jsonl of { video, conversations: [{ from: human|gpt, value }] } or { videos, messages: [{ role, content }] }): ' +
+      'the last user turn is the prompt, the assistant turn after it the target, the answer\'s event keywords the RL reward\'s and the evaluation\'s ground truth (docs/pretrained.md). ' +
       'config file: { "model": { VideoLM config }, "sft": { SftOptions }, "rl": { RlOptions } } (every key: docs/training.md); flags override it. ' +
       'The trained model is saved to RUN_DIR/model; checkpoints to RUN_DIR/checkpoints (--save-total-limit N keeps the N newest, and always the best and the last); ' +
       'metrics to RUN_DIR/metrics.jsonl; the resolved hyper-parameters to RUN_DIR/training_args.json. ' +
@@ -466,7 +488,7 @@ const commands: Record<string, Command> = {
   },
   eval: {
     summary: 'evaluate a saved model on a dataset: multiple-choice accuracy by option likelihood, keyword recall of generated captions',
-    usage: 'videoperceiver eval --model DIR --data DIR [--max-tokens 32] [--dtype float32|bfloat16|auto] (Hugging Face folders) [--compute-dtype float32|bfloat16] [--device cpu|cuda] [--json]',
+    usage: 'videoperceiver eval --model DIR --data DIR|FILE.json|FILE.jsonl [--max-tokens 32] [--dtype float32|bfloat16|auto] (Hugging Face folders) [--compute-dtype float32|bfloat16] [--device cpu|cuda] [--json]',
     flags: { model: PATH, data: PATH, 'max-tokens': { kind: 'int', min: 1, max: 1 << 24 }, dtype: DTYPE, 'compute-dtype': COMPUTE_DTYPE, device: DEVICE, json: JSON_FLAG },
     run: evalCommand,
   },

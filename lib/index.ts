@@ -23,6 +23,7 @@ export {
   decodeVideo, findFfmpeg, type DecodeOptions, type DecodedVideo,
   synthClip, synthDataset, makeRng, type SynthClip, type SynthOptions, type SynthDatasetOptions, type EventKind,
   readConversations, DataFormatError, type ConversationRecord, type ConversationTurn,
+  openConversations, conversationAnnotation, type OpenConversationsOptions,
 } from './data/index.js';
 export * from './model/index.js';
 export {
@@ -31,7 +32,7 @@ export {
   evaluate, evaluateMultipleChoice, evaluateCaptions, type EvaluateOptions, type EvaluationResult, type QuestionResult, type CaptionResult,
   type MetricEvent, type SftStepEvent, type RlStepEvent, type EvalEvent, type CheckpointEvent,
   lemmas, keywordRecall, keywordF1, multipleChoiceMatch, defaultTaskReward, captionKeywordRecall, type TaskRewardInput,
-  CAPTION_PROMPT, questionPrompt, clipTasks, tokenizerForDataset, annotatedKeywords, type ClipTask, type FittedClip,
+  CAPTION_PROMPT, captionPrompt, questionPrompt, clipTasks, tokenizerForDataset, annotatedKeywords, type ClipTask, type FittedClip,
   type TrainClip, type TrainerSftBatch, type ContrastGroup, DivergenceError,
 } from './train/index.js';
 export { renderReport, writeReport, type ReportInput, type ReportRun, type ReportRow, type ReportSample } from './report/index.js';

@@ -113,7 +113,7 @@ test('file arguments: errors name the flag and the path (folder vs file, missing
     const cases: [string[], RegExp][] = [
       [['generate', '--model', dir, '--video', dir], new RegExp(`--video: ${dir}: is a folder, expected a clip`)],
       [['generate', '--model', file, '--video', file], /--model: .*annotations\.jsonl: is a file, expected a saved model folder/],
-      [['train', '--data', file, '--out', join(dir, 'r')], /--data: .*annotations\.jsonl: is a file, expected a dataset folder/],
+      [['train', '--data', file, '--out', join(dir, 'r')], /annotations\.jsonl:1: record 0: has a "caption" and no conversation: a line of a dataset folder's annotations\.jsonl \(give the folder/],
       [['train', '--data', join(dir, 'nope'), '--out', join(dir, 'r')], /--data: .*nope: no such folder/],
       [['train', '--data', data, '--out', file], /--out: .*annotations\.jsonl: is a file, expected a folder/],
       [['train', '--data', data, '--out', join(dir, 'r'), '--config', dir], new RegExp(`--config: ${dir}: is a folder, expected a JSON config file`)],

@@ -36,6 +36,10 @@ export interface Annotation {
   fps?: number;
   /** Explicit time of each frame of an .npy clip (overrides fps). */
   frameTimes?: number[];
+  /** The caption task's prompt (default vp.CAPTION_PROMPT); a conversation record's user turn (vp.openConversations). */
+  prompt?: string;
+  /** Event keywords of a clip without annotated events: what rewards and evaluation score the caption against (a conversation record's: its answer's). */
+  keywords?: string[];
 }
 
 export interface VideoSample extends Annotation {
@@ -80,7 +84,7 @@ function videoHeaderOk(path: string, ext: string): boolean {
 }
 
 /** Why clip `path` of annotation `a` cannot be read, or undefined when it can. */
-function clipProblem(a: Annotation, path: string): string | undefined {
+export function clipProblem(a: Annotation, path: string): string | undefined {
   let st;
   try {
     st = statSync(path);
@@ -145,6 +149,8 @@ function checkAnnotation(raw: unknown, where: string): Annotation {
   if (a.fps !== undefined && !(typeof a.fps === 'number' && a.fps > 0 && Number.isFinite(a.fps))) invalid(where, `"fps" must be a positive number`);
   if (a.frameTimes !== undefined && !(Array.isArray(a.frameTimes) && a.frameTimes.every((t) => typeof t === 'number' && Number.isFinite(t))))
     invalid(where, '"frameTimes" must be an array of finite numbers');
+  if (a.prompt !== undefined && typeof a.prompt !== 'string') invalid(where, `"prompt" must be a string, got ${JSON.stringify(a.prompt)}`);
+  if (a.keywords !== undefined && !(Array.isArray(a.keywords) && a.keywords.every((k) => typeof k === 'string'))) invalid(where, '"keywords" must be an array of strings');
   return { ...(a as unknown as Annotation), id: String(a.id) };
 }
 
@@ -152,9 +158,12 @@ export class Dataset implements Iterable<VideoSample> {
   readonly dir: string;
   readonly annotations: readonly Annotation[];
   readonly options: OpenDatasetOptions;
+  /** The file the annotations were read from (annotations.jsonl, or a conversation file). */
+  readonly source: string;
 
-  constructor(dir: string, annotations: Annotation[], options: OpenDatasetOptions) {
+  constructor(dir: string, annotations: Annotation[], options: OpenDatasetOptions, source = join(dir, options.annotations ?? 'annotations.jsonl')) {
     this.dir = dir;
+    this.source = source;
     this.annotations = Object.freeze(annotations);
     this.options = options;
   }

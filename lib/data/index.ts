@@ -7,3 +7,4 @@ export { decodeVideo, findFfmpeg, type DecodeOptions, type DecodedVideo } from '
 export { synthClip, synthDataset, makeRng, SHAPES, COLORS, MOTIONS, EVENTS, NOTHING, type SynthClip, type SynthOptions, type SynthDatasetOptions, type EventKind } from './synth.js';
 export { encodePng, decodePng, frameStrip } from './png.js';
 export { readConversations, DataFormatError, type ConversationRecord, type ConversationTurn } from './sharegpt.js';
+export { openConversations, conversationAnnotation, type OpenConversationsOptions } from './conversations.js';

@@ -69,6 +69,8 @@ function parseRecord(file: string, line: number, index: number, r: unknown): Con
   };
   if (r === null || typeof r !== 'object' || Array.isArray(r)) bad('must be an object with a video and a conversation');
   const o = r as Record<string, unknown>;
+  if (o.conversations === undefined && o.messages === undefined && typeof o.caption === 'string')
+    bad('has a "caption" and no conversation: a line of a dataset folder\'s annotations.jsonl (give the folder, vp.openDataset / --data DIR), not a conversation file');
   let video = o.video ?? o.videos;
   if (Array.isArray(video)) {
     if (video.length !== 1) bad(`must name exactly one video (got ${video.length}); several videos per record are not supported`);

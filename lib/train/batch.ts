@@ -10,7 +10,7 @@ import type { VideoLMBatch, VideoLMConfig, VideoLMSegment } from '../model/video
 import { planPacking, type PackPlan } from '../ops/pack.js';
 import { BOS_ID, EOS_ID, type Tokenizer } from '../model/tokenizer.js';
 import type { Annotation } from '../data/dataset.js';
-import { annotatedKeywords, CAPTION_PROMPT, clipTasks, type FittedClip } from './tasks.js';
+import { annotatedKeywords, captionPrompt, clipTasks, type FittedClip } from './tasks.js';
 
 /** Where a text segment's tokens went: its first index in `text`, its length, and its segment index in the sequence. */
 export interface TextPlacement {
@@ -255,14 +255,13 @@ export function planSftBatch(clips: readonly TrainClip[], cfg: VideoLMConfig, to
   const b = new PackedBatchBuilder(cfg);
   const P = b.tokensPerFrame;
   const skipped: { id: string; reason: string }[] = [];
-  const prompt = tokenizer.encode(CAPTION_PROMPT);
   // Per contrastive sample: its sequences (A: video + caption, B: the KIM video or -1) and what to pool.
   const pending: { seqA: number; seqB: number; captionAt: number; keywordTokens: number[]; keyFrames: number[] }[] = [];
   for (const clip of clips) {
     const a = clip.annotation;
     const v = b.addVideo(clip.frames);
     const cap = tokenizer.encodeWithOffsets(a.caption);
-    const text = promptResponseText(prompt, cap.ids, true);
+    const text = promptResponseText(tokenizer.encode(captionPrompt(a)), cap.ids, true);
     const { sequence: seqA } = b.addSequence({ video: v }, [text]);
     let extra = clipTasks(a, o.questions !== false).slice(1);
     if (o.questions === 'one' && extra.length > 1) {

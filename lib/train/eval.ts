@@ -17,7 +17,7 @@ import { modelIO, type TrainableModel } from './model-io.js';
 import { locateKeyFrames } from '../kim/keyframes.js';
 import { planSubstitution } from '../kim/substitution.js';
 import { keywordF1, keywordRecall } from './rewards.js';
-import { annotatedKeywords, answerIndex, CAPTION_PROMPT, questionPrompt } from './tasks.js';
+import { annotatedKeywords, answerIndex, captionPrompt, questionPrompt } from './tasks.js';
 
 export interface EvaluateOptions {
   /** Multiple-choice questions (default true). */
@@ -165,12 +165,11 @@ export async function evaluateCaptions(model: TrainableModel, clips: readonly Tr
   const io = modelIO(model, 'evaluateCaptions');
   const batchSize = opts.batchSize ?? 32;
   const maxTokens = opts.maxTokens ?? 32;
-  const prompt = io.prompt(CAPTION_PROMPT);
   const vocabulary = opts.vocabulary ?? [...new Set(clips.flatMap((c) => annotatedKeywords(c.annotation)))].sort();
   const out: CaptionResult[] = [];
   for (let i = 0; i < clips.length; i += batchSize) {
     const chunk = clips.slice(i, i + batchSize);
-    const gens = await io.generate(io.generationBatch(chunk.map((c) => ({ frames: c.frames, promptIds: prompt }))), { maxTokens, temperature: 0 });
+    const gens = await io.generate(io.generationBatch(chunk.map((c) => ({ frames: c.frames, promptIds: io.prompt(captionPrompt(c.annotation)) }))), { maxTokens, temperature: 0 });
     chunk.forEach((c, j) => {
       const generated = io.decode(gens[j]);
       const keywords = annotatedKeywords(c.annotation);

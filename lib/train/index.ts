@@ -10,7 +10,7 @@ export { parseRlOptions, rollout, score, update, advantageSpread, type RlSetting
 export { evaluate, evaluateMultipleChoice, evaluateCaptions, type EvaluateOptions, type EvaluationResult, type QuestionResult, type CaptionResult } from './eval.js';
 export { type MetricEvent, type SftStepEvent, type RlStepEvent, type EvalEvent, type CheckpointEvent } from './metrics.js';
 export { lemmas, keywordRecall, keywordF1, multipleChoiceMatch, defaultTaskReward, captionKeywordRecall, type TaskRewardInput } from './rewards.js';
-export { CAPTION_PROMPT, questionPrompt, clipTasks, fitClip, tokenizerForDataset, annotatedKeywords, type ClipTask, type FittedClip } from './tasks.js';
+export { CAPTION_PROMPT, captionPrompt, questionPrompt, clipTasks, fitClip, tokenizerForDataset, annotatedKeywords, type ClipTask, type FittedClip } from './tasks.js';
 export { KimPlans, planSftBatch, type TrainClip, type TrainerSftBatch, type ContrastGroup } from './batch.js';
 export { ContrastiveHead } from './contrastive.js';
 export { DivergenceError } from './checkpoints.js';

@@ -33,9 +33,14 @@ export interface ClipTask {
   question?: QuestionAnnotation & { kind?: string };
 }
 
-/** The tasks of a clip: its caption, then each question (when `questions`). */
+/** The caption task's prompt of a clip: its own (a conversation's user turn), else CAPTION_PROMPT. */
+export function captionPrompt(a: Pick<Annotation, 'prompt'>): string {
+  return a.prompt ?? CAPTION_PROMPT;
+}
+
+/** The tasks of a clip: its caption (the response to captionPrompt), then each question (when `questions`). */
 export function clipTasks(a: Annotation, questions = true): ClipTask[] {
-  const out: ClipTask[] = [{ kind: 'caption', prompt: CAPTION_PROMPT, response: a.caption }];
+  const out: ClipTask[] = [{ kind: 'caption', prompt: captionPrompt(a), response: a.caption }];
   if (questions) {
     for (const q of a.questions ?? []) {
       const i = answerIndex(q);
@@ -45,9 +50,10 @@ export function clipTasks(a: Annotation, questions = true): ClipTask[] {
   return out;
 }
 
-/** The event keywords of a clip's annotation (lower case, unique). */
+/** The event keywords of a clip's annotation (lower case, unique): its events', else its `keywords`. */
 export function annotatedKeywords(a: Annotation): string[] {
-  return [...new Set((a.events ?? []).map((e) => e.keyword.trim().toLowerCase()).filter(Boolean))];
+  const words = a.events?.length ? a.events.map((e) => e.keyword) : (a.keywords ?? []);
+  return [...new Set(words.map((k) => k.trim().toLowerCase()).filter(Boolean))];
 }
 
 /**
@@ -59,6 +65,7 @@ export function tokenizerForDataset(annotations: Iterable<Annotation>, opts: Tra
   const corpus: string[] = [CAPTION_PROMPT, questionPrompt({ question: '' })];
   for (const a of annotations) {
     corpus.push(a.caption);
+    if (a.prompt) corpus.push(a.prompt);
     for (const q of a.questions ?? []) corpus.push(questionPrompt(q), ...q.options);
     for (const e of a.events ?? []) corpus.push(e.keyword);
   }

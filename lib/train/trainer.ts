@@ -44,7 +44,7 @@ import { advantageSpread, parseRlOptions, rollout, score, update, type RlOptions
 import { isTrainableModel, modelIO, type ModelIO, type TrainableModel } from './model-io.js';
 import { annotatedKeywords, clipTasks, fitClip } from './tasks.js';
 
-/** Training data: a dataset from openDataset, or loaded samples. */
+/** Training data: a dataset from openDataset or openConversations (a LLaVA / ShareGPT file), or loaded samples. */
 export type TrainData = Dataset | readonly VideoSample[];
 
 export interface TrainerOptions {
@@ -248,7 +248,7 @@ export class Trainer {
 
   #clip(fn: string, data: TrainData, i: number): TrainClip {
     const ds = data as Dataset;
-    const key = Array.isArray(data) ? '' : `${resolve(ds.dir)}#${i}`;
+    const key = Array.isArray(data) ? '' : `${resolve(ds.source ?? ds.dir)}#${i}`;
     const hit = key ? this.#cache.get(key) : undefined;
     if (hit) return hit;
     // A text-only model needs the annotation alone: no video is decoded.
@@ -291,7 +291,7 @@ export class Trainer {
 
   #checkData(fn: string, data: unknown): TrainData {
     const ok = Array.isArray(data) || (data !== null && typeof data === 'object' && typeof (data as Dataset).load === 'function' && typeof (data as Dataset).length === 'number');
-    if (!ok) throw typeError(fn, 'dataset', 'a Dataset (vp.openDataset) or an array of VideoSample', describe(data));
+    if (!ok) throw typeError(fn, 'dataset', 'a Dataset (vp.openDataset, vp.openConversations) or an array of VideoSample', describe(data));
     if (this.#count(data as TrainData) === 0) throw rangeError(fn, 'dataset', 'at least one sample', 'an empty dataset');
     return data as TrainData;
   }
