@@ -38,7 +38,7 @@ export function conversationAnnotation(file: string, r: ConversationRecord, inde
   if (tags > 1) bad(`the conversation holds ${tags} "<video>" tags; a record has one video`);
   const caption = r.turns[last].content.trim();
   if (!caption) bad(`turn ${last}: the assistant's answer is empty`);
-  const prompt = r.turns[user].content.replace(VIDEO_TAG, '').trim();
+  const prompt = r.turns[user].content.replace(/\s*<video>\s*/g, ' ').trim();
   return { id: r.id, video: r.video, caption, prompt, keywords: extractEventKeywords(caption) };
 }
 
