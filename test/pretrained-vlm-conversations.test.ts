@@ -90,7 +90,7 @@ test('a malformed record: errors name the file, the line, the record and the pat
   copyFileSync(join(work, 'data', 'clips', 'clip-00000.mp4'), clip);
   const ds = vp.openConversations(writeConversations('gone.json', (r) => r.splice(1, 2, { ...r[0], id: 'g', video: 'clips/gone.mp4' })));
   rmSync(clip);
-  await t.throwsAsync(new vp.Trainer(m, { seed: 1 }).sft(ds, { steps: 2, batchSize: 2 }), { message: new RegExp(`sample g: clip file not found: ${esc(clip)}`) });
+  await t.throwsAsync(new vp.Trainer(m, { seed: 1 }).sft(ds, { steps: 2, batchSize: 2 }), { message: new RegExp(`sample g \\(record 1 of ${esc(join(work, 'data', 'gone.json'))}\\): clip file not found: ${esc(clip)}`) });
   m.dispose();
   // Through the CLI: exit 1, the message names the file, line, record and path.
   const r = cli('train', '--model', dir, '--data', missing, '--out', join(work, 'run-bad'), '--steps', '1');

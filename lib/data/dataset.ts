@@ -183,7 +183,7 @@ export class Dataset implements Iterable<VideoSample> {
     if (!Number.isInteger(i) || i < 0 || i >= this.length) throw new RangeError(`Dataset.load: index must be in [0, ${this.length}), got ${i}`);
     const a = this.annotations[i];
     const path = this.videoPath(i);
-    if (!existsSync(path)) throw new Error(`Dataset.load: sample ${a.id}: clip file not found: ${path} (was it removed after the dataset was opened?)`);
+    if (!existsSync(path)) throw new Error(`Dataset.load: sample ${a.id} (record ${i} of ${this.source}): clip file not found: ${path} (was it removed after the dataset was opened?)`);
     if (path.toLowerCase().endsWith('.npy')) {
       const arr = readNpy(path);
       if (arr.dtype !== 'uint8' || arr.shape.length !== 4 || arr.shape[3] !== 3)
