@@ -20,15 +20,17 @@
 // Cost per generated token: 2·P multiply-adds (P = the decoder's matrices) plus
 // O(layers · H · D · context) for attention; cache memory
 // 2 · layers · Hkv · D · Σ(prompt + maxTokens) floats.
+import { rangeError } from '../errors.js';
 import { native } from '../native.js';
 import { attention } from '../ops/attention.js';
 import { rmsNorm, sampleTokens, swiglu } from '../ops/layers.js';
 import { emptyLike, tensor, type Tensor } from '../tensor.js';
+import { int32Vector } from '../validate.js';
 import { embeddingW } from './bf16.js';
 import type { Decoder } from './decoder.js';
 import { addInto, embed, gatherRows, rmsNormD, scatterAddRows, swigluD, view, zerosOn } from './device.js';
 
-type GenOptions = { maxTokens: number; temperature: number; topP: number; seed: number; eos: ReadonlySet<number> };
+type GenOptions = { maxTokens: number; temperature: number; topP: number; seed: number; eos: ReadonlySet<number>; streams?: Int32Array };
 
 /**
  * One sampling step: the next token of every active sequence from its logits
@@ -41,7 +43,7 @@ function sampleStep(logits: Tensor, vocab: number, banned: readonly number[], o:
     for (let r = 0; r < logits.shape[0]; r++) for (const id of banned) lg[r * vocab + id] = -1e30; // sampleTokens takes finite logits only
   }
   const toks = sampleTokens(logits, {
-    temperature: o.temperature, topP: o.topP, seed: o.seed, step, streams: active,
+    temperature: o.temperature, topP: o.topP, seed: o.seed, step, streams: o.streams ? active.map((b) => o.streams![b]) : active,
   });
   const next: number[] = [];
   const nextToks: number[] = [];
@@ -65,9 +67,24 @@ export interface TextGenerateOptions {
   seed?: number;
   /** Stop after any of these ids (default: the model's end-of-sequence ids); [] or -1 never stops early. */
   eosId?: number | readonly number[];
+  /**
+   * The random stream of each sequence (default: its index in the batch), as VideoLM.generateBatch's:
+   * a sequence given stream k samples the tokens it would as sequence k of a larger batch
+   * (a data-parallel rank's piece of a rollout samples what one process would).
+   */
+  streams?: Int32Array;
 }
 
 const f32 = (t: Tensor) => t.data as Float32Array;
+
+/** opts.streams of a generation over `sequences` prompts: one non-negative stream id per prompt. */
+export function checkStreams(fn: string, streams: unknown, sequences: number): Int32Array {
+  const s = int32Vector(fn, 'opts.streams', streams, sequences);
+  s.forEach((x, i) => {
+    if (x < 0) throw rangeError(fn, `opts.streams[${i}]`, '>= 0', `${x}`);
+  });
+  return s;
+}
 
 /** Continues each prompt (non-empty token ids); returns the new tokens of each. */
 export function generateTokens(

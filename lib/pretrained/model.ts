@@ -22,6 +22,7 @@ import { CheckpointError, readSafetensors, writeSafetensors, type StDType, type 
 import type { BackwardOptions, ForwardOptions, ForwardResult, StepOptions, VideoLMBatch, VideoLMLayout } from '../model/videolm.js';
 import { recycleOutput, Tensor, tensor, bytesPerElement } from '../tensor.js';
 import { backendInfo } from '../backend.js';
+import { distributedInfo, isDistributed } from '../distributed.js';
 import { checkBoolean, checkKnownKeys, checkNumber, checkOptions, float32Vector, int32Vector } from '../validate.js';
 import { ChatTemplate, type ChatMessage, type ChatTemplateOptions } from './chat-template.js';
 import { fromFloat32, readWeights, storedTensorNames, toFloat32, type WeightLayout } from './checkpoint.js';
@@ -32,7 +33,8 @@ import { expectedVlmTensors, isVlmConfig, parseVlmConfig, textName, type VlmArch
 import { bf16Tensor, copyValue, hostValue, isBf16, paramF32, setParamF32, toBf16, toF32 } from './bf16.js';
 import { adamw, gatherRows, gradNorm, hostF32, zerosOn } from './device.js';
 import { Decoder, type HeadState, type Param, type Saved } from './decoder.js';
-import { generateTokens, type TextGenerateOptions } from './generate.js';
+import { allReduceParamGradients, broadcastParamState } from './data-parallel.js';
+import { checkStreams, generateTokens, type TextGenerateOptions } from './generate.js';
 import { attachLoaded, attachLora, checkLoraOptions, mergedWeight, mergeInto, readAdapter, writeAdapter, type LoraOptions, type LoraState } from './lora.js';
 import { snapshotOtherFiles, writeHfFolder, type SaveLayout } from './save.js';
 import { processVideo, videoPromptText, type ProcessedVideo, type VideoOptions } from './video.js';
@@ -177,6 +179,9 @@ export class PretrainedModel {
   #last: LastForward | null = null;
   #bridge: VisionLanguageBridge | null = null;
   #visionTrainable = false;
+  /** Data parallel: the rank (mixed into the LoRA dropout seed past rank 0) and the flat gradient buffer of the all-reduce. */
+  #rank = 0;
+  #flatGrads: Float32Array | undefined;
   /** The processor's settings (preprocessor_config.json), for video input. */
   readonly preprocessor: Readonly<Record<string, unknown>> | undefined;
 
@@ -502,6 +507,7 @@ export class PretrainedModel {
   }
 
   #clearOptimizer(): void {
+    this.#flatGrads = undefined;
     for (const p of this.#allParams()) {
       p.grad = p.m = p.v = undefined;
       // dtype 'bfloat16': a matrix no longer trained goes back to bfloat16 (rounded to nearest even).
@@ -759,7 +765,7 @@ export class PretrainedModel {
       if (r.saved) visual = { saved: r.saved, rows: vis.rows };
     } else if (this.vlm) this.#visualInput(fn, ids, {});
     const { hN, saved, tap } = dec.forward(ids, layout.positions, layout.cuSeqlens, {
-      train: forBackward, tapLayer, tapRows, dropoutSeed: (this.#step * 1_000_003 + this.#forwards++) >>> 0,
+      train: forBackward, tapLayer, tapRows, dropoutSeed: ((this.#step * 1_000_003 + this.#forwards++) ^ Math.imul(this.#rank, 0x9e3779b1)) >>> 0,
       ...(vis ? { inputEmbeds: vis.embeds, replaced: vis.replaced } : {}),
     });
     const sel: number[] = [];
@@ -859,6 +865,37 @@ export class PretrainedModel {
     return { gradNorm: norm, lr: stepLr, step: this.#step };
   }
 
+  /**
+   * Data-parallel training (vp.distributedInfo()): sums the trained
+   * parameters' gradients over the ranks in place, in one all-reduce of a flat
+   * buffer (lib/pretrained/data-parallel.ts). A no-op outside a distributed launch.
+   */
+  async allReduceGradients(): Promise<void> {
+    const fn = 'PretrainedModel.allReduceGradients';
+    this.#alive(fn);
+    this.#trainable(fn);
+    if (!isDistributed()) return;
+    this.#flatGrads = await allReduceParamGradients([...this.#allParams()].filter((p) => p.trainable), this.#flatGrads);
+  }
+
+  /**
+   * Copies rank `root`'s trained parameters, AdamW state and step to every
+   * rank (and its frozen weights where a rank's differ), so that all ranks
+   * start a data-parallel stage from the same state; throws on every rank
+   * when they hold different models. A no-op outside a distributed launch.
+   */
+  async broadcastState(root = 0): Promise<void> {
+    const fn = 'PretrainedModel.broadcastState';
+    this.#alive(fn);
+    if (!isDistributed()) return;
+    this.#ensureMasters();
+    this.#step = await broadcastParamState(fn, [...this.#allParams()], this.#step, root);
+    this.#rank = distributedInfo().rank;
+    this.#dec!.compute.changed();
+    this.#forwards = 0;
+    this.#last = null;
+  }
+
   /** forward + backward over each batch (gradients accumulated, losses averaged), then one AdamW step. */
   async trainStep(batches: PretrainedBatch | PretrainedBatch[], opts: PretrainedStepOptions = {}): Promise<{ loss: number; count: number; gradNorm: number; lr: number; step: number }> {
     const list = Array.isArray(batches) ? batches : [batches];
@@ -879,7 +916,7 @@ export class PretrainedModel {
     return (await this.forward(batch, { logprobs: true, forBackward: false })).tokenLogprobs;
   }
 
-  #genOpts(fn: string, opts: unknown): { maxTokens: number; temperature: number; topP: number; seed: number; eos: Set<number> } {
+  #genOpts(fn: string, opts: unknown, sequences = 1): { maxTokens: number; temperature: number; topP: number; seed: number; eos: Set<number>; streams?: Int32Array } {
     const o = checkOptions(fn, opts);
     let eos: number[];
     if (o.eosId === undefined) eos = this.eosIds;
@@ -892,6 +929,7 @@ export class PretrainedModel {
       topP: checkNumber(fn, 'opts.topP', o.topP, 1, { gt: 0, max: 1 }),
       seed: checkNumber(fn, 'opts.seed', o.seed, 0, { integer: true, min: 0, max: Number.MAX_SAFE_INTEGER }),
       eos: new Set(eos),
+      ...(o.streams === undefined ? {} : { streams: checkStreams(fn, o.streams, sequences) }),
     };
   }
 
@@ -900,7 +938,7 @@ export class PretrainedModel {
     const fn = 'PretrainedModel.generateBatch';
     const dec = this.#alive(fn);
     const { text, layout, rowText } = this.#layoutOf(fn, prompts);
-    const g = this.#genOpts(fn, opts);
+    const g = this.#genOpts(fn, opts, layout.cuSeqlens.length - 1);
     const list: Int32Array[] = [];
     for (let b = 0; b + 1 < layout.cuSeqlens.length; b++) {
       const ids = Int32Array.from(rowText.subarray(layout.cuSeqlens[b], layout.cuSeqlens[b + 1]), (t) => text[t]);

@@ -9,7 +9,9 @@
 //             batch's tokens (sequences), so the sum over ranks of the
 //             gradients is the one-process gradient;
 //   reduce:   one in-place sum of the model's flat gradient buffer (MPI or
-//             NCCL), plus the contrastive projections' gradients;
+//             NCCL; a PretrainedModel packs its trained parameters' gradients
+//             into one, lib/pretrained/data-parallel.ts), plus the
+//             contrastive projections' gradients;
 //   agree:    small float64 sums carry the counts, the metrics and the stop
 //             flag, so every rank takes the same decisions;
 //   write:    rank 0 alone writes metrics.jsonl, checkpoints and the model.
@@ -18,8 +20,8 @@
 // runs its single-process code unchanged.
 import { allReduceSum, barrier, broadcast, gatherJson, gatherRows, isDistributed, requireEngine } from '../distributed.js';
 import { rangeError } from '../errors.js';
-import type { VideoLM } from '../model/videolm.js';
 import type { ContrastiveHead } from './contrastive.js';
+import type { TrainableModel } from './model-io.js';
 
 export class DataParallel {
   readonly rank: number;
@@ -82,7 +84,7 @@ export class DataParallel {
   }
 
   /** Every rank starts a stage from rank 0's model, optimizer state and contrastive projections. */
-  async syncState(model: VideoLM, head: ContrastiveHead): Promise<void> {
+  async syncState(model: TrainableModel, head: ContrastiveHead): Promise<void> {
     if (!this.active) return;
     await model.broadcastState(0);
     for (const x of [head.params, head.m, head.v]) await broadcast(x, 0);
@@ -90,7 +92,7 @@ export class DataParallel {
   }
 
   /** Sums the model's gradients (and the projections', when given) over the ranks. */
-  async reduceGradients(model: VideoLM, head?: ContrastiveHead): Promise<void> {
+  async reduceGradients(model: TrainableModel, head?: ContrastiveHead): Promise<void> {
     if (!this.active) return;
     await model.allReduceGradients();
     if (head) await allReduceSum(head.grads);

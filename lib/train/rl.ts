@@ -27,7 +27,6 @@ import { checkKnownKeys, checkNumber, checkOptions } from '../validate.js';
 import type { PromptItem, TrainClip } from './batch.js';
 import { allFinite, DivergenceError } from './checkpoints.js';
 import type { DataParallel } from './data-parallel.js';
-import type { VideoLM } from '../model/videolm.js';
 import { isTrainableModel, type ModelIO, type TrainableModel } from './model-io.js';
 import { MAX_STEPS, RL_OPTION_KEYS } from './options.js';
 import { defaultTaskReward } from './rewards.js';
@@ -395,7 +394,7 @@ export async function update(model: TrainableModel, io: ModelIO, reference: Trai
     let [loss, clipFraction, kl] = [g.loss, g.clipFraction, g.kl];
     if (dp?.active) {
       [loss, clipFraction, kl] = await dp.sum([w * g.loss, wTok * g.clipFraction, wTok * g.kl]);
-      await dp.reduceGradients(model as VideoLM);
+      await dp.reduceGradients(model);
     }
     const st = await model.stepOptimizer({ lr: out.lr, weightDecay: s.weightDecay, maxGradNorm: s.maxGradNorm });
     if (!Number.isFinite(st.gradNorm)) throw new DivergenceError('Trainer.rl', 'rl', 0, `the gradient norm is ${st.gradNorm}; the update was not applied`);

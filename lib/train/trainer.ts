@@ -204,8 +204,6 @@ export class Trainer {
     const o = checkOptions(fn, options);
     checkKnownKeys(fn, 'options', o, TRAINER_OPTION_KEYS);
     this.#dp = DataParallel.current(fn);
-    if (this.#dp.active && model instanceof PretrainedModel)
-      throw new Error(`${fn}: data-parallel training (${this.#dp.size} ranks) is implemented for vp.VideoLM; a PretrainedModel trains in one process`);
     this.model = model;
     this.tokenizer = model.tokenizer!;
     this.#io = modelIO(model);
@@ -404,7 +402,7 @@ export class Trainer {
     };
     let doing = 'step';
     try {
-      await dp.syncState(this.model as VideoLM, this.head);
+      await dp.syncState(this.model, this.head);
       for (; s < total && !(await stopNow()); s++) {
         const optimizerSteps = this.model.step;
         doing = 'step';
@@ -589,7 +587,7 @@ export class Trainer {
         }
         await this.model.backward({ gradLoss: (total > 0 ? fw.count / total : 0) / gradAccum, dTap, accumulate: j > 0 });
       }
-      await dp.reduceGradients(this.model as VideoLM, contrastive ? this.head : undefined);
+      await dp.reduceGradients(this.model, contrastive ? this.head : undefined);
       const st = await this.model.stepOptimizer({ lr: stepLr, weightDecay, maxGradNorm });
       if (!Number.isFinite(st.gradNorm)) throw diverged(s, `the gradient norm is ${st.gradNorm}; the step was not applied`);
       if (contrastive && groupsSeen > 0) this.head.update({ lr: stepLr, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0, maxGradNorm });
@@ -624,7 +622,7 @@ export class Trainer {
     const dp = this.#dp;
     dp.checkSplit(fn, 'opts.promptsPerStep', s.promptsPerStep);
     if (s.beta > 0) {
-      await dp.syncState(this.model as VideoLM, this.head); // the reference is a copy of the same model on every rank
+      await dp.syncState(this.model, this.head); // the reference is a copy of the same model on every rank
       if (s.reference) this.#setReference(s.reference, false);
       else if (!this.#reference) this.#setReference(await this.model.clone(), true);
     }
