@@ -3,7 +3,10 @@
 // MPI, and, under `mpirun --allow-run-as-root --oversubscribe -np 2`: the
 // collectives against float64 references; 2-rank training of a tiny model
 // against the one-process run (SFT losses over 20 steps within 1e-5 relative,
-// RL, evaluation, resume); a rank that throws or dies ends both ranks non-zero
+// RL, evaluation, resume); the same for Hugging Face models (a tiny Llama:
+// the full fine-tuning gradient, LoRA SFT and RL; a tiny SmolVLM: LoRA SFT
+// with KIM and the contrastive term, RL with a reference), parameters
+// identical on both ranks; a rank that throws or dies ends both ranks non-zero
 // within 60 s with no half-written checkpoint; Ctrl-C on mpirun checkpoints once.
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
@@ -14,6 +17,8 @@ import { fileURLToPath } from 'node:url';
 import * as vp from '../lib/index.js';
 import { detectLaunch, pinLocalGpu } from '../lib/launch.js';
 import { loadAddon } from '../lib/native.js';
+import { FIXTURES, writeTinyModel } from './pretrained-fixtures.js';
+import { writeTinyVlm } from './vlm-fixtures.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const HAVE_MPIRUN = spawnSync('mpirun', ['--version']).status === 0;
@@ -193,8 +198,8 @@ test('collectives under mpirun -np 2: float32 sums against float64, gathers, bro
   });
 });
 
-test('generateBatch streams: a sequence samples the same tokens alone as in a batch, given its stream', async (t) => {
-  const m = await vp.VideoLM.create({ imageSize: 16, patchSize: 8, frames: 2, width: 32, layers: 1, heads: 2, kvHeads: 1, mlpRatio: 2, vocab: 64, maxSeq: 64, tied: true, seed: 4 });
+/** A VideoLM's or a PretrainedModel's generateBatch with opts.streams: a sequence samples the same tokens alone as in a batch, given its stream. */
+async function streamsCase(t: import('ava').ExecutionContext, m: vp.VideoLM | vp.PretrainedModel): Promise<void> {
   const text = Int32Array.from([1, 9, 17, 3, 1, 22, 5]);
   const both = { text, sequences: [[{ text: [0, 4] as [number, number] }], [{ text: [4, 3] as [number, number] }]] };
   const second = { text: text.slice(4), sequences: [[{ text: [0, 3] as [number, number] }]] };
@@ -204,8 +209,13 @@ test('generateBatch streams: a sequence samples the same tokens alone as in a ba
   const [streamed] = await m.generateBatch(second, { ...o, streams: Int32Array.of(1) });
   t.deepEqual(Array.from(streamed), Array.from(b));
   t.notDeepEqual(Array.from(alone), Array.from(b), 'stream 0 samples other tokens (else this test could not fail)');
-  t.throws(() => m.generateBatch(second, { ...o, streams: Int32Array.of(1, 2) }), { instanceOf: RangeError, message: /opts\.streams/ });
-  t.throws(() => m.generateBatch(second, { ...o, streams: Int32Array.of(-1) }), { instanceOf: RangeError, message: /opts\.streams\[0\]/ });
+  await t.throwsAsync(async () => m.generateBatch(second, { ...o, streams: Int32Array.of(1, 2) }), { instanceOf: RangeError, message: /opts\.streams/ });
+  await t.throwsAsync(async () => m.generateBatch(second, { ...o, streams: Int32Array.of(-1) }), { instanceOf: RangeError, message: /opts\.streams\[0\]/ });
+}
+
+test('generateBatch streams: a sequence samples the same tokens alone as in a batch, given its stream', async (t) => {
+  const m = await vp.VideoLM.create({ imageSize: 16, patchSize: 8, frames: 2, width: 32, layers: 1, heads: 2, kvHeads: 1, mlpRatio: 2, vocab: 64, maxSeq: 64, tied: true, seed: 4 });
+  await streamsCase(t, m);
   m.dispose();
 });
 
@@ -332,4 +342,125 @@ test.serial('Ctrl-C on mpirun: every rank finishes the step, rank 0 writes one c
   t.is(cps[0].step, lines.filter((e) => e.type === 'step').length, 'the checkpoint is of the last step every rank finished');
   t.deepEqual(readdirSync(join(run, 'checkpoints')).sort(), ['latest.json', `sft-${String(cps[0].step).padStart(6, '0')}`]);
   await checkpointsWhole(t, run);
+});
+
+// ------------------------------------------------------------------ Hugging Face models (PretrainedModel)
+
+test('PretrainedModel.generateBatch streams as VideoLM\'s; outside a launch its collectives change nothing', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vp-dist-hf-'));
+  writeTinyModel(dir, FIXTURES['llama-untied-f32']);
+  const m = await vp.loadPretrained(dir);
+  await streamsCase(t, m);
+  // Outside a launch the collectives change nothing.
+  m.addLora({ rank: 2 });
+  const before = m.parameters();
+  await m.broadcastState();
+  await m.allReduceGradients();
+  t.deepEqual(m.parameters(), before);
+  m.dispose();
+});
+
+interface HfRankOutput {
+  info: vp.DistributedInfo;
+  events: vp.MetricEvent[];
+  params: { sha256: string; checksum: number; adapterChecksum: number };
+  error?: string | null;
+}
+
+/** Runs test/mpi/train-pretrained.ts (np 0: one process); each rank's output, and its summed gradient in 'text' mode. */
+async function trainHf(np: number, mode: string, model: string, data: string, steps: number, batch: number) {
+  const out = join(mkdtempSync(join(tmpdir(), 'vp-dist-hf-out-')), 'r');
+  const r = await mpirun(np, 'test/mpi/train-pretrained.ts', [mode, model, data, out, String(steps), String(batch)], { limitS: 120 });
+  const ranks = Array.from({ length: Math.max(np, 1) }, (_, k) => k);
+  const outputs = ranks.map((k) => (existsSync(`${out}.${k}.json`) ? (JSON.parse(readFileSync(`${out}.${k}.json`, 'utf8')) as HfRankOutput) : undefined));
+  const grads = ranks.map((k) => (existsSync(`${out}.${k}.grad`) ? new Float32Array(new Uint8Array(readFileSync(`${out}.${k}.grad`)).buffer) : undefined));
+  return { r, outputs, grads };
+}
+
+function relNorm(a: Float32Array, b: Float32Array): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return a.length === b.length ? Math.sqrt(num / den) : Infinity;
+}
+
+/** Compares the step events of a 2-rank run with the one process's: losses within 1e-5 relative, the same rollouts. */
+function sameSteps(t: import('ava').ExecutionContext, a: (vp.SftStepEvent | vp.RlStepEvent)[], b: (vp.SftStepEvent | vp.RlStepEvent)[]): number {
+  t.deepEqual(b.map((e) => `${e.stage}${e.step}`), a.map((e) => `${e.stage}${e.step}`));
+  let worst = 0;
+  a.forEach((x, i) => {
+    const y = b[i];
+    if (x.stage === 'sft' && y.stage === 'sft') {
+      for (const k of ['loss', 'lm', 'nce'] as const) worst = Math.max(worst, relDiff(x[k], y[k]));
+      for (const k of ['rows', 'contrastSamples', 'kimSequences'] as const) t.is(y[k], x[k], `sft step ${x.step} ${k}`);
+    } else if (x.stage === 'rl' && y.stage === 'rl') {
+      // The same responses: rewards and lengths exact; a GRPO loss near 0 compared absolutely.
+      for (const k of ['reward', 'rewardTotal', 'advantageStd', 'responseLength'] as const) t.is(y[k], x[k], `rl step ${x.step} ${k}`);
+      t.true(Math.abs(x.loss - y.loss) <= 1e-5 * Math.max(1, Math.abs(x.loss)), `rl step ${x.step} loss ${x.loss} vs ${y.loss}`);
+    }
+    t.true(relDiff(x.gradNorm, y.gradNorm) <= 1e-5, `${x.stage} step ${x.step} gradNorm ${x.gradNorm} vs ${y.gradNorm}`);
+  });
+  t.true(worst <= 1e-5, `worst relative loss difference ${worst}`);
+  return worst;
+}
+
+test.serial('2 ranks train a Hugging Face Llama (full fine-tuning gradient; LoRA SFT and RL) as one process does, with identical parameters on both ranks', async (t) => {
+  if (!HAVE_MPIRUN) return t.fail('mpirun not found');
+  const root = mkdtempSync(join(tmpdir(), 'vp-dist-llama-'));
+  writeTinyModel(join(root, 'model'), FIXTURES['llama-untied-f32']);
+  vp.synthDataset(join(root, 'data'), { count: 8, seed: 3, frames: 4, size: 16, fps: 4 });
+  const args = ['text', join(root, 'model'), join(root, 'data'), 12, 4] as const;
+  const one = await trainHf(0, ...args);
+  t.is(one.r.code, 0, one.r.stderr.slice(-2000));
+  const two = await trainHf(2, ...args);
+  t.is(two.r.code, 0, two.r.stderr.slice(-2000));
+  // Full fine-tuning: each rank's gradient of its half of the batch, summed, is the one-process gradient of the whole batch.
+  const g = one.grads[0]!;
+  t.true(g.length > 30000 && g.some((x) => x !== 0));
+  t.true(Buffer.from(two.grads[0]!.buffer).equals(Buffer.from(two.grads[1]!.buffer)), 'both ranks hold the same summed gradient');
+  const gradErr = relNorm(two.grads[0]!, g);
+  t.log(`full fine-tuning gradient, 2 ranks vs 1 process: ${gradErr.toExponential(2)} relative`);
+  t.true(gradErr <= 1e-5, `gradient relative error ${gradErr}`);
+  // LoRA: 12 SFT steps and 2 RL steps. Rank 1 started with another frozen base weight: it took rank 0's.
+  const a = steps(one.outputs[0] as unknown as RankOutput);
+  const b = steps(two.outputs[0] as unknown as RankOutput);
+  t.is(a.filter((e) => e.stage === 'sft').length, 12);
+  const worst = sameSteps(t, a, b);
+  t.log(`worst relative difference of the 12 SFT steps' losses: ${worst.toExponential(2)}`);
+  t.true((a[11] as vp.SftStepEvent).loss < (a[0] as vp.SftStepEvent).loss, 'the run trains');
+  t.true(a.some((e) => e.stage === 'rl' && e.advantageStd > 0), 'an RL step has a learning signal');
+  t.deepEqual(steps(two.outputs[1] as unknown as RankOutput).map((e) => e.loss), b.map((e) => e.loss), 'every rank sees the same metrics');
+  t.is(two.outputs[1]!.params.sha256, two.outputs[0]!.params.sha256, 'identical parameters on both ranks');
+  t.true(relDiff(two.outputs[0]!.params.adapterChecksum, one.outputs[0]!.params.adapterChecksum) < 1e-5, 'the adapters of one process');
+});
+
+test.serial('2 ranks train a Hugging Face SmolVLM with LoRA (KIM, contrastive term, RL with a reference) as one process does', async (t) => {
+  if (!HAVE_MPIRUN) return t.fail('mpirun not found');
+  const root = mkdtempSync(join(tmpdir(), 'vp-dist-vlm-'));
+  writeTinyVlm(join(root, 'model'), { kind: 'smolvlm', seed: 71 });
+  vp.synthDataset(join(root, 'data'), { count: 4, seed: 3, frames: 8, fps: 4 });
+  const args = ['vlm', join(root, 'model'), join(root, 'data'), 3, 2] as const;
+  const one = await trainHf(0, ...args);
+  t.is(one.r.code, 0, one.r.stderr.slice(-2000));
+  const two = await trainHf(2, ...args);
+  t.is(two.r.code, 0, two.r.stderr.slice(-2000));
+  const a = steps(one.outputs[0] as unknown as RankOutput);
+  const sft = a.filter((e): e is vp.SftStepEvent => e.stage === 'sft');
+  t.true(sft.every((e) => e.contrastSamples > 0 && e.kimSequences > 0), 'KIM variants and the contrastive term were on');
+  const worst = sameSteps(t, a, steps(two.outputs[0] as unknown as RankOutput));
+  t.log(`worst relative difference of the SFT losses: ${worst.toExponential(2)}`);
+  t.is(two.outputs[1]!.params.sha256, two.outputs[0]!.params.sha256, 'identical parameters on both ranks');
+  t.true(relDiff(two.outputs[0]!.params.adapterChecksum, one.outputs[0]!.params.adapterChecksum) < 1e-5, 'the adapters of one process');
+});
+
+test.serial('ranks holding different Hugging Face models are refused on every rank at the stage start', async (t) => {
+  if (!HAVE_MPIRUN) return t.fail('mpirun not found');
+  const root = mkdtempSync(join(tmpdir(), 'vp-dist-mm-'));
+  writeTinyModel(join(root, 'model'), FIXTURES['llama-untied-f32']);
+  vp.synthDataset(join(root, 'data'), { count: 4, seed: 3, frames: 4, size: 16, fps: 4 });
+  const { r, outputs } = await trainHf(2, 'mismatch', join(root, 'model'), join(root, 'data'), 2, 2);
+  t.is(r.code, 0, r.stderr.slice(-2000));
+  for (const o of outputs) t.regex(o?.error ?? '', /PretrainedModel\.broadcastState: the ranks hold different models/);
 });
