@@ -472,7 +472,7 @@ const commands: Record<string, Command> = {
       '--model DIR takes a saved VideoLM or a Hugging Face folder (LlamaForCausalLM, Qwen2ForCausalLM: the text side, prompt + response without video; SmolVLM, Idefics3, LLaVA: the clip in the user turn, KIM at the frame level, the contrastive term over the visual tokens of the key frames at the middle decoder layer (sft.tapLayer in --config); docs/pretrained.md); with --lora-rank only LoRA adapters train, and RUN_DIR/adapter gets them in PEFT layout; ' +
       '--dtype bfloat16 holds its frozen weight matrices in bfloat16 (half the bytes; float32 is the default, auto the same), is saved in training_args.json, and --resume loads the run\'s dtype again (another --dtype is refused unless --override). ' +
       '--compute-dtype bfloat16 (CPU; a VideoLM or a Hugging Face model) multiplies the weight matrices through bfloat16 copies with float32 accumulation while training float32 weights (mixed precision, docs/training.md); it is recorded with each stage\'s hyper-parameters and --resume uses the run\'s. ' +
-      'Data parallel (a VideoLM): mpirun -np N videoperceiver train ... (docs/distributed.md); --batch-size is the global batch, split across the ranks.',
+      'Data parallel (a VideoLM or a --model folder, LoRA included): mpirun -np N videoperceiver train ... (docs/distributed.md); --batch-size is the global batch, split across the ranks.',
     flags: {
       data: PATH, out: PATH, stage: { kind: 'string', choices: ['sft', 'rl', 'both'] }, config: PATH, model: PATH,
       preset: { kind: 'string', choices: Object.keys(vp.VIDEOLM_PRESETS) }, steps: STEPS, epochs: { kind: 'number', gt: 0, max: 1e6 },
