@@ -9,6 +9,8 @@
 //           must give it rank 0's.
 //   'vlm':  a vision-language model with LoRA: `steps` SFT steps (KIM variants
 //           and the contrastive term) then one RL step with a KL reference;
+//   'cuda': LoRA on an emulated CUDA device (test/cuda-emulation.ts), the frozen
+//           base held in bfloat16 and changed on rank 1: `steps` SFT steps, one RL step;
 //   'mismatch': rank 1's LoRA rank differs; the SFT call's error is recorded.
 // Each rank writes <out>.<rank>.json (its launch, the metric events, a SHA-256
 // and a weighted sum of its parameters, the adapters' and the base's) and, in
@@ -17,6 +19,7 @@ import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import * as vp from '../../lib/index.js';
 import { allReduceSum } from '../../lib/distributed.js';
+import { emulateCuda } from '../cuda-emulation.js';
 
 const [mode, modelDir, dataDir, out, stepsArg = '10', batchArg = '4'] = process.argv.slice(2);
 const steps = Number(stepsArg);
@@ -87,6 +90,17 @@ if (mode === 'text') {
   const tr = new vp.Trainer(m, { seed: 5, onStep });
   result.sft = await tr.sft(ds, { steps, batchSize, questions: 'one', lr: 1e-2 });
   result.rl = await tr.rl(ds, { steps: 1, promptsPerStep: 2, groupSize: 2, maxTokens: 3, beta: 0.05, lr: 1e-2, reward: (x) => (x.response.length % 3) / 2 });
+  result.params = digest(m);
+} else if (mode === 'cuda') {
+  // The CUDA branches (parameters, gradients and AdamW state as device tensors; the frozen base
+  // held in bfloat16) on the host emulation of the addon's CUDA entry points.
+  emulateCuda();
+  const m = await vp.loadPretrained(modelDir, { device: 'cuda', dtype: 'bfloat16' });
+  m.addLora({ rank: 4, alpha: 8, targets: 'all-linear' });
+  if (info.rank === 1) m.setParameters({ 'model.layers.0.mlp.up_proj.weight': new Float32Array(48 * 32).fill(0.5) });
+  const tr = new vp.Trainer(m, { seed: 3, onStep });
+  result.sft = await tr.sft(ds, { steps, batchSize, lr: 1e-2, questions: false });
+  result.rl = await tr.rl(ds, { steps: 1, promptsPerStep: 2, groupSize: 4, maxTokens: 6, lr: 1e-2, reward: (x) => (x.response.length % 3) / 2 });
   result.params = digest(m);
 } else if (mode === 'mismatch') {
   // Rank 1's adapters have another rank: refused on every rank at the stage start (no hang).
