@@ -11,14 +11,22 @@
 // message parts (SmolVLM's and Idefics3's iterate `message['content']` and read
 // each part's 'type') cannot take a string content: when it fails on one, the
 // render is retried with every string content as one text part,
-// `[{ type: 'text', text }]`. Cost: one parse per folder, one render (linear in
-// the conversation) per call, two when that retry happens.
+// `[{ type: 'text', text }]`. The other way round, a template written for
+// string contents (most text models') would print a list of parts literally
+// (as JSON): a conversation with parts is first rendered with a marker key
+// added to every part object, and when the marker shows in the output (the
+// part was printed whole), or the render fails and every part is text, the
+// template does not read parts, so each list of text parts is joined into one
+// string (as the parts-reading templates concatenate them) and any other part
+// (an image, a video) is refused, naming messages[i].content[j]. Cost: one parse per folder,
+// one render (linear in the conversation) per call, two when that retry
+// happens, one or two more for a conversation with parts.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { describe, typeError } from '../errors.js';
 import { CheckpointError } from '../model/safetensors.js';
-import { checkBoolean, checkOptions } from '../validate.js';
+import { checkBoolean, checkKnownKeys, checkOptions } from '../validate.js';
 
 /** One message as Hugging Face chat templates take it. */
 export interface ChatMessage {
@@ -93,6 +101,7 @@ export class ChatTemplate {
         throw typeError(fn, `messages[${i}].content`, 'a string or an array of parts', describe(m.content));
     });
     const o = checkOptions(fn, opts);
+    checkKnownKeys(fn, 'opts', o, ['addGenerationPrompt', 'variables']);
     const addGenerationPrompt = checkBoolean(fn, 'opts.addGenerationPrompt', o.addGenerationPrompt, false);
     if (o.variables !== undefined && (o.variables === null || typeof o.variables !== 'object')) throw typeError(fn, 'opts.variables', 'an object', describe(o.variables));
     const render = (msgs: readonly ChatMessage[]) => this.#template.render({
@@ -101,16 +110,64 @@ export class ChatTemplate {
       messages: msgs,
       add_generation_prompt: addGenerationPrompt,
     });
-    try {
-      return render(messages);
-    } catch (e) {
-      // A template for message parts, given string contents: retry with each as one text part.
-      if (messages.some((m) => typeof m.content === 'string')) {
-        try {
-          return render(messages.map((m) => (typeof m.content === 'string' ? { ...m, content: [{ type: 'text', text: m.content }] } : m)));
-        } catch { /* report the first failure */ }
+    const renderAny = (msgs: readonly ChatMessage[]): string => {
+      try {
+        return render(msgs);
+      } catch (e) {
+        // A template for message parts, given string contents: retry with each as one text part.
+        if (msgs.some((m) => typeof m.content === 'string')) {
+          try {
+            return render(msgs.map((m) => (typeof m.content === 'string' ? { ...m, content: [{ type: 'text', text: m.content }] } : m)));
+          } catch { /* report the first failure */ }
+        }
+        throw new Error(`${fn}: the chat template failed: ${(e as Error).message}`);
       }
-      throw new Error(`${fn}: the chat template failed: ${(e as Error).message}`);
-    }
+    };
+    if (!messages.some((m) => Array.isArray(m.content))) return renderAny(messages);
+    const probe = partsProbe(messages, renderAny);
+    if (probe === 'reads') return renderAny(messages);
+    // 'prints': a template for string contents. 'fails': the same when the parts are all text
+    // (joined, they may render); with an image or video part, the template's own error.
+    if (probe === 'prints' || allTextParts(messages)) return renderAny(joinTextParts(fn, messages));
+    return renderAny(messages);
   }
+}
+
+/**
+ * How a template takes message parts (see the file comment): 'reads' them, 'prints'
+ * them whole (a template for string contents), or 'fails' on them.
+ */
+function partsProbe(messages: readonly ChatMessage[], render: (msgs: readonly ChatMessage[]) => string): 'reads' | 'prints' | 'fails' {
+  const marked = messages.map((m) => (Array.isArray(m.content)
+    ? { ...m, content: m.content.map((p) => (p !== null && typeof p === 'object' && !Array.isArray(p) ? { ...p, [PART_MARK]: PART_MARK } : p)) }
+    : m));
+  try {
+    return render(marked).includes(PART_MARK) ? 'prints' : 'reads';
+  } catch {
+    return 'fails';
+  }
+}
+
+function allTextParts(messages: readonly ChatMessage[]): boolean {
+  return messages.every((m) => !Array.isArray(m.content) || m.content.every((p) => (p as { type?: unknown } | null)?.type === 'text'));
+}
+
+/** The key the parts probe adds to every part object. */
+const PART_MARK = '__videoperceiver_part__';
+
+/** Messages whose lists of text parts are joined into one string each; any other part is refused by name. */
+function joinTextParts(fn: string, messages: readonly ChatMessage[]): ChatMessage[] {
+  return messages.map((m, i) => {
+    if (!Array.isArray(m.content)) return m;
+    const text = m.content.map((p, j) => {
+      const at = `messages[${i}].content[${j}]`;
+      if (p === null || typeof p !== 'object' || Array.isArray(p)) throw typeError(fn, at, "a part { type: 'text', text }", describe(p));
+      const part = p as Record<string, unknown>;
+      if (part.type !== 'text')
+        throw typeError(fn, at, "a text part { type: 'text', text }: this chat template renders text only (a text-only model; images and videos go to a vision-language model)", `a part of type ${describe(part.type)}`);
+      if (typeof part.text !== 'string') throw typeError(fn, `${at}.text`, 'a string', describe(part.text));
+      return part.text;
+    });
+    return { ...m, content: text.join('') };
+  });
 }

@@ -26,6 +26,9 @@ export class UnsupportedConfigError extends Error {
 
 export type Architecture = 'LlamaForCausalLM' | 'Qwen2ForCausalLM';
 export const ARCHITECTURES: readonly Architecture[] = ['LlamaForCausalLM', 'Qwen2ForCausalLM'];
+/** The vision-language classes (their configs are parsed by vlm-config.ts; listed here for the error of an unsupported one). */
+export type VlmArchitecture = 'SmolVLMForConditionalGeneration' | 'Idefics3ForConditionalGeneration' | 'LlavaForConditionalGeneration';
+export const VLM_ARCHITECTURES: readonly VlmArchitecture[] = ['SmolVLMForConditionalGeneration', 'Idefics3ForConditionalGeneration', 'LlavaForConditionalGeneration'];
 
 export type RopeScaling =
   | { type: 'default' }
@@ -85,7 +88,7 @@ export function parseConfig(raw: unknown, file = 'config.json'): DecoderSpec {
   else if (archs === undefined && raw.model_type === 'llama') architecture = 'LlamaForCausalLM';
   else if (archs === undefined && raw.model_type === 'qwen2') architecture = 'Qwen2ForCausalLM';
   else
-    bad('architectures', `expected one of ${JSON.stringify(ARCHITECTURES)} (vision-language families are not implemented yet)`);
+    bad('architectures', `the supported architectures are ${ARCHITECTURES.join(', ')} (text) and ${VLM_ARCHITECTURES.join(', ')} (vision-language, with a vision_config)`);
   const expectType = architecture! === 'LlamaForCausalLM' ? 'llama' : 'qwen2';
   if (raw.model_type !== undefined && raw.model_type !== expectType) bad('model_type', `${architecture!} needs model_type "${expectType}"`);
 

@@ -1,6 +1,6 @@
 // Pretrained language models in the Hugging Face layout (docs/pretrained.md): the
 // public names of lib/pretrained/.
-export { loadPretrained, PretrainedModel, type LoadPretrainedOptions, type PretrainedBatch, type PretrainedSegment, type PretrainedForwardOptions, type PretrainedForwardResult, type PretrainedBackwardOptions, type PretrainedStepOptions, type PretrainedLayout, type LogitsOptions } from './model.js';
+export { loadPretrained, PretrainedModel, type LoadPretrainedOptions, type PretrainedBatch, type PretrainedSegment, type PretrainedForwardOptions, type PretrainedForwardResult, type PretrainedBackwardOptions, type PretrainedStepOptions, type PretrainedLayout, type LogitsOptions, type PretrainedGenerateOptions } from './model.js';
 export { PretrainedTokenizer, type PretrainedEncodeOptions, type PretrainedDecodeOptions } from './tokenizer.js';
 export { ChatTemplate, type ChatMessage, type ChatTemplateOptions } from './chat-template.js';
 export { parseConfig, ropeInvFreq, UnsupportedConfigError, ARCHITECTURES, type Architecture, type DecoderSpec, type RopeScaling } from './config.js';

@@ -20,7 +20,7 @@ import { matmul } from '../ops/matmul.js';
 import { randu } from '../ops/layers.js';
 import { CheckpointError, readSafetensors, writeSafetensors, type StTensor } from '../model/safetensors.js';
 import { tensor } from '../tensor.js';
-import { checkBoolean, checkNumber, checkOptions } from '../validate.js';
+import { checkBoolean, checkKnownKeys, checkNumber, checkOptions } from '../validate.js';
 import { hostValue, paramF32, setParamF32 } from './bf16.js';
 import { toFloat32 } from './checkpoint.js';
 import { readJsonObject } from './config.js';
@@ -62,9 +62,13 @@ function layerOf(path: string): number {
   return Number(/(?:^|\.)layers\.(\d+)\./.exec(path)![1]);
 }
 
+/** Every option addLora takes (any other is refused with the nearest name). */
+const LORA_KEYS = ['rank', 'alpha', 'targets', 'dropout', 'useRslora', 'layers', 'seed'];
+
 /** Checks LoRA options (fn names the caller in errors). */
 export function checkLoraOptions(fn: string, opts: unknown, layers: number): LoraState & { seed: number } {
   const o = checkOptions(fn, opts);
+  checkKnownKeys(fn, 'opts', o, LORA_KEYS);
   const rank = checkNumber(fn, 'opts.rank', o.rank, NaN, { integer: true, min: 1, max: 65536 });
   if (Number.isNaN(rank)) throw typeError(fn, 'opts.rank', 'a positive integer', 'undefined');
   const alpha = checkNumber(fn, 'opts.alpha', o.alpha, rank, { gt: 0 });

@@ -34,7 +34,7 @@ import { bf16Tensor, copyValue, hostValue, isBf16, paramF32, setParamF32, toBf16
 import { adamw, gatherRows, gradNorm, hostF32, zerosOn } from './device.js';
 import { Decoder, type HeadState, type Param, type Saved } from './decoder.js';
 import { allReduceParamGradients, broadcastParamState } from './data-parallel.js';
-import { checkStreams, generateTokens, type TextGenerateOptions } from './generate.js';
+import { checkStreams, GENERATE_BATCH_KEYS, generateSteps, generateTokens, type GenOptions, type StepTokens, type TextGenerateOptions } from './generate.js';
 import { attachLoaded, attachLora, checkLoraOptions, mergedWeight, mergeInto, readAdapter, writeAdapter, type LoraOptions, type LoraState } from './lora.js';
 import { snapshotOtherFiles, writeHfFolder, type SaveLayout } from './save.js';
 import { processVideo, videoPromptText, type ProcessedVideo, type VideoOptions } from './video.js';
@@ -138,6 +138,14 @@ interface LastForward {
 }
 
 const OPTIMIZER_FILE = 'optimizer.safetensors';
+/** The option keys each entry point takes (any other is refused with the nearest name: a typo would otherwise be ignored). */
+const LOAD_KEYS = ['device', 'dtype', 'computeDtype', 'adapter'];
+const LOGITS_KEYS = ['video', 'fps', 'images', 'pixelValues'];
+const GENERATE_KEYS = [...GENERATE_BATCH_KEYS, 'fps'];
+const STREAM_KEYS = GENERATE_KEYS.filter((k) => k !== 'onToken');
+
+/** PretrainedModel.generate's options: generateBatch's, and the frame rate of a video. */
+export type PretrainedGenerateOptions = TextGenerateOptions & { fps?: number };
 
 function idList(v: unknown): number[] {
   if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return [v];
@@ -230,6 +238,7 @@ export class PretrainedModel {
     const fn = 'loadPretrained';
     if (typeof dir !== 'string' || dir.length === 0) throw typeError(fn, 'dir', 'a folder path', describe(dir));
     const o = checkOptions(fn, opts);
+    checkKnownKeys(fn, 'opts', o, LOAD_KEYS);
     if (o.device !== undefined && o.device !== 'cpu' && o.device !== 'cuda') throw typeError(fn, 'opts.device', "'cpu' or 'cuda'", describe(o.device));
     if (o.dtype !== undefined && o.dtype !== 'float32' && o.dtype !== 'auto' && o.dtype !== 'bfloat16')
       throw typeError(fn, 'opts.dtype', "'float32', 'auto' (float32 weights, bf16/f16 widened; on CUDA frozen BF16 matrices kept) or 'bfloat16' (frozen matrices held in bfloat16)", describe(o.dtype));
@@ -565,6 +574,7 @@ export class PretrainedModel {
   async logits(ids: Int32Array | number[], opts: LogitsOptions = {}): Promise<Tensor> {
     const fn = 'PretrainedModel.logits';
     const dec = this.#alive(fn);
+    checkKnownKeys(fn, 'opts', checkOptions(fn, opts), LOGITS_KEYS);
     if (!this.vlm) this.#noVision(fn, opts);
     const x = this.#checkIds(fn, 'ids', ids);
     if (x.length === 0) throw rangeError(fn, 'ids.length', '>= 1', '0');
@@ -916,13 +926,16 @@ export class PretrainedModel {
     return (await this.forward(batch, { logprobs: true, forBackward: false })).tokenLogprobs;
   }
 
-  #genOpts(fn: string, opts: unknown, sequences = 1): { maxTokens: number; temperature: number; topP: number; seed: number; eos: Set<number>; streams?: Int32Array } {
+  /** Generation options (sequences: the batch's count, for opts.streams), checked. */
+  #genOpts(fn: string, opts: unknown, sequences: number): GenOptions & { onToken?: (sequence: number, token: number) => void } {
     const o = checkOptions(fn, opts);
+    checkKnownKeys(fn, 'opts', o, GENERATE_BATCH_KEYS);
     let eos: number[];
     if (o.eosId === undefined) eos = this.eosIds;
     else if (typeof o.eosId === 'number') eos = o.eosId === -1 ? [] : [checkNumber(fn, 'opts.eosId', o.eosId, 0, { integer: true, min: 0, max: this.spec.vocab - 1 })];
     else if (Array.isArray(o.eosId)) eos = o.eosId.map((x, i) => checkNumber(fn, `opts.eosId[${i}]`, x, 0, { integer: true, min: 0, max: this.spec.vocab - 1 }));
     else throw typeError(fn, 'opts.eosId', 'a token id, a list of them, or -1', describe(o.eosId));
+    if (o.onToken !== undefined && typeof o.onToken !== 'function') throw typeError(fn, 'opts.onToken', 'a function (sequence, token) => void', describe(o.onToken));
     return {
       maxTokens: checkNumber(fn, 'opts.maxTokens', o.maxTokens, 32, { integer: true, min: 0, max: 1 << 20 }),
       temperature: checkNumber(fn, 'opts.temperature', o.temperature, 0, { min: 0 }),
@@ -930,21 +943,21 @@ export class PretrainedModel {
       seed: checkNumber(fn, 'opts.seed', o.seed, 0, { integer: true, min: 0, max: Number.MAX_SAFE_INTEGER }),
       eos: new Set(eos),
       ...(o.streams === undefined ? {} : { streams: checkStreams(fn, o.streams, sequences) }),
+      ...(o.onToken ? { onToken: o.onToken as (sequence: number, token: number) => void } : {}),
     };
   }
 
-  /** Continues every sequence of a batch of prompts (KV cache). Returns the new token ids per sequence. */
-  async generateBatch(prompts: PretrainedBatch | VideoLMBatch, opts: TextGenerateOptions = {}): Promise<Int32Array[]> {
-    const fn = 'PretrainedModel.generateBatch';
+  /** What generateBatch and generateStream run: the prompts of a batch, checked, with the options and the visual prefill. */
+  #generation(fn: string, prompts: unknown, opts: unknown) {
     const dec = this.#alive(fn);
     const { text, layout, rowText } = this.#layoutOf(fn, prompts);
-    const g = this.#genOpts(fn, opts, layout.cuSeqlens.length - 1);
     const list: Int32Array[] = [];
     for (let b = 0; b + 1 < layout.cuSeqlens.length; b++) {
       const ids = Int32Array.from(rowText.subarray(layout.cuSeqlens[b], layout.cuSeqlens[b + 1]), (t) => text[t]);
       if (ids.length === 0) throw rangeError(fn, `prompts.sequences[${b}]`, 'at least one token', '0');
       list.push(ids);
     }
+    const g = this.#genOpts(fn, opts, list.length);
     this.#last = null;
     let prefill: { inputEmbeds: Tensor; replaced: Uint8Array } | undefined;
     if (this.vlm) {
@@ -954,21 +967,39 @@ export class PretrainedModel {
       const v = this.#visualInput(fn, all, px === undefined ? {} : { pixelValues: px });
       if (v) prefill = { inputEmbeds: v.embeds, replaced: v.replaced };
     }
-    return generateTokens(dec, list, g, prefill, this.vlm ? [this.vlm.imageTokenId] : []);
+    return { dec, list, g, prefill, banned: this.vlm ? [this.vlm.imageTokenId] : [] };
   }
 
   /**
-   * Generates a continuation (as VideoLM.generate, text only: `video` must be
-   * null). A string prompt is tokenized with the tokenizer's special tokens; a
-   * list of chat messages goes through the chat template with the generation
-   * prompt. Strings and messages return the decoded text (special tokens
-   * skipped); token ids return ids.
+   * Continues every sequence of a batch of prompts (KV cache). Returns the new
+   * token ids per sequence; opts.onToken sees each as it is sampled.
    */
-  async generate(video: unknown, prompt: string | Int32Array | number[] | readonly ChatMessage[], opts: TextGenerateOptions & { fps?: number } = {}): Promise<string | Int32Array> {
-    const fn = 'PretrainedModel.generate';
+  async generateBatch(prompts: PretrainedBatch | VideoLMBatch, opts: TextGenerateOptions = {}): Promise<Int32Array[]> {
+    const fn = 'PretrainedModel.generateBatch';
+    const { dec, list, g, prefill, banned } = this.#generation(fn, prompts, opts);
+    const onToken = g.onToken;
+    if (!onToken) return generateTokens(dec, list, g, prefill, banned);
+    // As VideoLM's: the first exception of the callback is kept, no more calls are made, and it is thrown at the end.
+    let failure: { error: unknown } | undefined;
+    const out = generateTokens(dec, list, g, prefill, banned, (sampled: StepTokens) => {
+      for (const { sequence, token } of sampled) {
+        if (failure) return;
+        try {
+          onToken(sequence, token);
+        } catch (error) {
+          failure = { error };
+        }
+      }
+    });
+    if (failure) throw failure.error;
+    return out;
+  }
+
+  /** The one-sequence batch of generate() and generateStream(), and whether it returns text (see generate). */
+  #promptBatch(fn: string, video: unknown, prompt: unknown, o: Record<string, unknown>): { batch: PretrainedBatch; asText: boolean } {
     if (video !== null && video !== undefined && !this.vlm) throw typeError(fn, 'video', `null: ${this.architecture} is a text-only model`, describe(video));
     // A vision-language model: the video's prompt text goes where "<video>" (or a lone "<image>") is, else before the prompt.
-    const v = video !== null && video !== undefined ? this.processVideo(video, (opts as { fps?: number }).fps === undefined ? {} : { fps: (opts as { fps?: number }).fps }) : null;
+    const v = video !== null && video !== undefined ? this.processVideo(video, o.fps === undefined ? {} : { fps: o.fps as number }) : null;
     const place = (s: string): string => {
       if (!v) return s;
       if (s.includes('<video>')) return s.replace('<video>', v.prompt);
@@ -987,9 +1018,76 @@ export class PretrainedModel {
       asText = false;
     }
     if (ids.length === 0) throw rangeError(fn, 'prompt', 'at least one token', 'an empty prompt');
-    const { fps: _fps, ...gen } = opts as TextGenerateOptions & { fps?: number };
-    const [out] = await this.generateBatch({ text: ids, sequences: [[{ text: [0, ids.length] }]], ...(v ? { pixelValues: v.pixelValues } : {}) }, gen);
+    return { batch: { text: ids, sequences: [[{ text: [0, ids.length] }]], ...(v ? { pixelValues: v.pixelValues } : {}) }, asText };
+  }
+
+  /**
+   * Generates a continuation (as VideoLM.generate; `video` null for a text-only
+   * model). A string prompt is tokenized with the tokenizer's special tokens; a
+   * list of chat messages goes through the chat template with the generation
+   * prompt. Strings and messages return the decoded text (special tokens
+   * skipped); token ids return ids.
+   */
+  async generate(video: unknown, prompt: string | Int32Array | number[] | readonly ChatMessage[], opts: PretrainedGenerateOptions = {}): Promise<string | Int32Array> {
+    const fn = 'PretrainedModel.generate';
+    const o = checkOptions(fn, opts);
+    checkKnownKeys(fn, 'opts', o, GENERATE_KEYS);
+    const { batch, asText } = this.#promptBatch(fn, video, prompt, o);
+    const { fps: _fps, ...gen } = o;
+    const [out] = await this.generateBatch(batch, gen);
     return asText ? this.tokenizer.decode(out, { skipSpecialTokens: true }) : out;
+  }
+
+  /**
+   * generate() as an async iterator (as VideoLM's): yields each piece of text
+   * (a string or chat-message prompt) or each token id (a token-id prompt) as
+   * it is sampled; the pieces join to what generate() returns for the same
+   * arguments. Each step runs when the loop asks for the next piece, so
+   * leaving the loop early stops generation there. Text pieces hold back
+   * trailing whitespace and incomplete UTF-8 (U+FFFD) until the next token
+   * settles them. The model's weights are read at every step: change them
+   * (training, setParameters) only after the stream ends; disposing the model
+   * ends the stream with the disposed error.
+   */
+  generateStream(video: unknown, prompt: string | readonly ChatMessage[], opts?: Omit<PretrainedGenerateOptions, 'onToken'>): AsyncGenerator<string, void, undefined>;
+  generateStream(video: unknown, prompt: Int32Array | number[], opts?: Omit<PretrainedGenerateOptions, 'onToken'>): AsyncGenerator<number, void, undefined>;
+  async *generateStream(video: unknown, prompt: string | Int32Array | number[] | readonly ChatMessage[], opts: Omit<PretrainedGenerateOptions, 'onToken'> = {}): AsyncGenerator<string | number, void, undefined> {
+    const fn = 'PretrainedModel.generateStream';
+    const o = checkOptions(fn, opts);
+    if (o.onToken !== undefined) throw typeError(fn, 'opts.onToken', 'unset (the stream delivers the tokens)', describe(o.onToken));
+    checkKnownKeys(fn, 'opts', o, STREAM_KEYS);
+    const { batch, asText } = this.#promptBatch(fn, video, prompt, o);
+    const { fps: _fps, ...gen } = o;
+    const { dec, list, g, prefill, banned } = this.#generation(fn, batch, gen);
+    const steps = generateSteps(dec, list, g, prefill, banned);
+    const ids: number[] = [];
+    let sent = '';
+    try {
+      for (;;) {
+        this.#alive(fn);
+        const r = steps.next();
+        if (r.done) break;
+        for (const { token } of r.value) {
+          ids.push(token);
+          if (!asText) {
+            yield token;
+            continue;
+          }
+          const settled = this.tokenizer.decode(ids, { skipSpecialTokens: true }).replace(/[\s\uFFFD]+$/u, '');
+          if (settled.length > sent.length && settled.startsWith(sent)) {
+            const piece = settled.slice(sent.length);
+            sent = settled;
+            yield piece;
+          }
+        }
+      }
+    } finally {
+      steps.return(undefined as never); // a loop left early: free the steps' cache
+    }
+    if (asText) {
+      const text = this.tokenizer.decode(ids, { skipSpecialTokens: true });
+      if (text.length > sent.length && text.startsWith(sent)) yield text.slice(sent.length);
+    }
   }
 
   // ------------------------------------------------------------------ copies and files
@@ -1187,12 +1285,26 @@ export class PretrainedModel {
     return m;
   }
 
-  /** Frees the weights; the model cannot be used afterwards. */
+  /** Frees the weights; the model cannot be used afterwards (a second call does nothing). */
   dispose(): void {
     if (this.device === 'cuda') for (const p of this.#allParams()) for (const t of [p.value, p.grad, p.m, p.v]) t?.dispose();
     this.#dec = undefined;
     this.#base = new Map();
     this.#last = null;
+  }
+
+  /** `using model = await vp.loadPretrained(dir)`: disposed at the end of the scope. */
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /**
+   * `await using model = ...`: as Symbol.dispose. The model's calls run on the
+   * calling thread, so none is left running; an open generateStream ends with
+   * the disposed error at its next step.
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dispose();
   }
 }
 

@@ -18,10 +18,9 @@
 // UnsupportedConfigError naming the field. Cost: O(size of the JSON).
 import type { GeluApproximate } from '../ops/norm-act.js';
 import { limits } from '../native.js';
-import { parseConfig, UnsupportedConfigError, type DecoderSpec } from './config.js';
+import { parseConfig, UnsupportedConfigError, VLM_ARCHITECTURES, type DecoderSpec, type VlmArchitecture } from './config.js';
 
-export type VlmArchitecture = 'SmolVLMForConditionalGeneration' | 'Idefics3ForConditionalGeneration' | 'LlavaForConditionalGeneration';
-export const VLM_ARCHITECTURES: readonly VlmArchitecture[] = ['SmolVLMForConditionalGeneration', 'Idefics3ForConditionalGeneration', 'LlavaForConditionalGeneration'];
+export { VLM_ARCHITECTURES, type VlmArchitecture };
 
 /** The vision tower's shape. */
 export interface VisionSpec {
