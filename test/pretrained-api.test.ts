@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as vp from '../lib/index.js';
 import { FIXTURES, writeTinyModel } from './pretrained-fixtures.js';
+import { IMAGE_ID, writeTinyVlm } from './vlm-fixtures.js';
 
 function fixture(name: string): string {
   const dir = mkdtempSync(join(tmpdir(), `vp-pta-${name}-`));
@@ -90,6 +91,25 @@ test('generateStream yields what generate returns: token ids for ids, text piece
   await t.throwsAsync(() => s.next(), { instanceOf: TypeError, message: /opts\.onToken/ });
 });
 
+test('generateStream of a vision-language model with a video: the same tokens and text as generate', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vp-pta-smol-'));
+  writeTinyVlm(dir, { kind: 'smolvlm', seed: 33 });
+  const m = await vp.loadPretrained(dir);
+  const data = new Uint8Array(2 * 12 * 12 * 3).map((_, i) => (i * 37) % 251);
+  const v = { data, shape: [2, 12, 12, 3] };
+  const ids = Int32Array.of(IMAGE_ID, 5);
+  const want = (await m.generate(v, ids, SAMPLED)) as Int32Array;
+  const got: number[] = [];
+  for await (const tok of m.generateStream(v, ids, SAMPLED)) got.push(tok);
+  t.deepEqual(got, Array.from(want));
+  const msgs = [{ role: 'user', content: '<video>hello' }];
+  const text = (await m.generate(v, msgs, SAMPLED)) as string;
+  let joined = '';
+  for await (const s of m.generateStream(v, msgs, SAMPLED)) joined += s;
+  t.true(text.length > 0);
+  t.is(joined, text);
+});
+
 test('Symbol.dispose / Symbol.asyncDispose on PretrainedModel: later calls throw the disposed error', async (t) => {
   const m = await vp.loadPretrained(fixture('llama-untied-f32'));
   t.is(typeof m[Symbol.dispose], 'function');
@@ -126,6 +146,15 @@ test('Symbol.dispose / Symbol.asyncDispose on vp.Trainer: idempotent, later call
   const tr2 = new vp.Trainer(m, { seed: 1 });
   await tr2[Symbol.asyncDispose]();
   await t.throwsAsync(() => tr2.sft(ds, { steps: 1 }), { message: /the trainer was disposed/ });
+  // Disposed while a stage runs: the stage stops after its step, and asyncDispose waits for it.
+  let disposing: Promise<void> | undefined;
+  const tr3: vp.Trainer = new vp.Trainer(m, { seed: 1, onStep: (e) => { if (e.type === 'step' && e.step === 2) disposing = tr3[Symbol.asyncDispose](); } });
+  const r = await tr3.sft(ds, { steps: 50, batchSize: 1, questions: false });
+  t.is(r.status, 'aborted');
+  t.is(r.steps, 2);
+  t.truthy(disposing);
+  await disposing;
+  await t.throwsAsync(() => tr3.sft(ds, { steps: 1 }), { message: /the trainer was disposed/ });
 });
 
 test('chat messages with content parts on a text-only template render as the string content; a non-text part is named', async (t) => {

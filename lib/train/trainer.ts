@@ -191,6 +191,10 @@ export class Trainer {
   #stopRequested: 'aborted' | 'interrupted' | undefined;
   #reference: TrainableModel | undefined;
   #ownsReference = false;
+  /** Set by dispose(): every later call refuses. */
+  #disposed = false;
+  /** Settles when the running stage has ended (Symbol.asyncDispose waits for it). */
+  #stageEnded: Promise<void> = Promise.resolve();
   readonly #cache = new Map<string, TrainClip>();
   /** The data-parallel launch this trainer is part of (one rank outside a launch; lib/train/data-parallel.ts). */
   readonly #dp: DataParallel;
@@ -230,6 +234,7 @@ export class Trainer {
 
   /** The metric events of the running (or next) stage, as an async iterable that ends with the stage. */
   metrics(): AsyncIterableIterator<MetricEvent> {
+    this.#alive('Trainer.metrics');
     return this.#bus.stream();
   }
 
@@ -296,6 +301,7 @@ export class Trainer {
 
   /** The packed stage-1 batch of given clips (what sft() trains on; exposed for inspection and tests). */
   sftBatch(clips: readonly TrainClip[], opts: Pick<SftOptions, 'kim' | 'contrastive' | 'questions' | 'substitution' | 'kimFramePosition' | 'keyInfo' | 'locator'> & { round?: number } = {}): TrainerSftBatch {
+    this.#alive('Trainer.sftBatch');
     return this.#io.sftBatch(clips, {
       round: opts.round,
       kim: opts.kim ?? !this.#io.textOnly,
@@ -310,6 +316,7 @@ export class Trainer {
 
   /** A clip of the data fitted to the model (frames sampled and resized), with its annotation. */
   clip(data: TrainData, i: number): TrainClip {
+    this.#alive('Trainer.clip');
     return this.#clip('Trainer.clip', this.#checkData('Trainer.clip', data), i);
   }
 
@@ -323,6 +330,7 @@ export class Trainer {
     step: (s: number) => Promise<T>,
   ): Promise<StageResult> {
     const fn = `Trainer.${stage}`;
+    this.#alive(fn);
     if (this.#running) throw new Error(`${fn}: a stage is already running on this trainer`);
     // The model's bf16 compute (VideoLM's or PretrainedModel's computeDtype) is part of the stage's
     // trajectory: recorded with its hyper-parameters (absent for float32, as in runs that predate
@@ -350,6 +358,8 @@ export class Trainer {
     if (consumed) this.#resume = undefined;
     this.#running = true;
     this.#stopRequested = undefined;
+    let stageEnded!: () => void;
+    this.#stageEnded = new Promise<void>((res) => (stageEnded = res));
     let signalled: NodeJS.Signals | undefined;
     const dp = this.#dp;
     // Data parallel: mpirun passes Ctrl-C on to the ranks as SIGTERM (after --mca
@@ -448,6 +458,8 @@ export class Trainer {
       signal?.removeEventListener('abort', onAbort);
       this.#running = false;
       this.#bus.end();
+      if (this.#disposed) this.#release(); // disposed while it ran: released now that it has stopped
+      stageEnded();
       if (this.#stopRequested === 'interrupted' && dp.active) {
         // Every rank agreed to stop: they leave together once the checkpoint is on disk, with the
         // exit status of the signal (128 + its number; 130 on a rank that only heard of it).
@@ -488,6 +500,7 @@ export class Trainer {
   /** Stage 1: SFT with KIM videos and the contrastive alignment term. */
   async sft(dataset: TrainData, opts: SftOptions = {}): Promise<StageResult> {
     const fn = 'Trainer.sft';
+    this.#alive(fn);
     const data = this.#checkData(fn, dataset);
     const o = checkOptions(fn, opts);
     checkKnownKeys(fn, 'opts', o, SFT_OPTION_KEYS);
@@ -604,6 +617,7 @@ export class Trainer {
   /** Stage 2: RL with the comparative GRPO reward (rollout, scoring and update: lib/train/rl.ts). */
   async rl(dataset: TrainData, opts: RlOptions = {}): Promise<StageResult> {
     const fn = 'Trainer.rl';
+    this.#alive(fn);
     const data = this.#checkData(fn, dataset);
     const s = parseRlOptions(fn, opts, this.#count(data));
     if (this.model instanceof VideoLM) {
@@ -623,8 +637,8 @@ export class Trainer {
     dp.checkSplit(fn, 'opts.promptsPerStep', s.promptsPerStep);
     if (s.beta > 0) {
       await dp.syncState(this.model, this.head); // the reference is a copy of the same model on every rank
-      if (s.reference) this.#setReference(s.reference, false);
-      else if (!this.#reference) this.#setReference(await this.model.clone(), true);
+      if (s.reference) this.#setReference(fn, s.reference, false);
+      else if (!this.#reference) this.#setReference(fn, await this.model.clone(), true);
     }
     const kimPlans = !(this.model instanceof VideoLM) ? undefined : new KimPlans(this.model.config as VideoLMConfig, this.tokenizer as Tokenizer, { substitution: s.substitution, locator: s.locator, keyInfo: s.keyInfo });
     const vocabulary = eventVocabulary(data);
@@ -678,7 +692,12 @@ export class Trainer {
     });
   }
 
-  #setReference(m: TrainableModel, owned: boolean): void {
+  #setReference(fn: string, m: TrainableModel, owned: boolean): void {
+    if (this.#disposed) {
+      // Disposed while the reference was being made (rl() and resume() await before they set it).
+      if (owned) m.dispose();
+      this.#alive(fn);
+    }
     if (this.#reference && this.#ownsReference && this.#reference !== m) this.#reference.dispose();
     this.#reference = m;
     this.#ownsReference = owned;
@@ -686,6 +705,7 @@ export class Trainer {
 
   /** Evaluates the model on held-out data (multiple-choice accuracy by option likelihood, caption keyword recall); emits an 'eval' event. */
   async evaluate(dataset: TrainData, opts: EvaluateOptions = {}): Promise<EvaluationResult> {
+    this.#alive('Trainer.evaluate');
     const data = this.#checkData('Trainer.evaluate', dataset);
     const dp = this.#dp;
     // Data parallel: each rank evaluates its piece of the clips; the records are gathered in clip order.
@@ -757,6 +777,7 @@ export class Trainer {
    */
   async resume(dir: string, opts: { override?: boolean } = {}): Promise<{ stage: 'sft' | 'rl'; step: number; finished: boolean; path: string }> {
     const fn = 'Trainer.resume';
+    this.#alive(fn);
     if (typeof dir !== 'string' || !dir) throw typeError(fn, 'dir', 'a checkpoint or run folder', describe(dir));
     const o = checkOptions(fn, opts);
     checkKnownKeys(fn, 'opts', o, ['override']);
@@ -799,8 +820,9 @@ export class Trainer {
     h.step = Number(st.metadata.step ?? 0);
     if (state.stage === 'rl' && existsSync(join(path, 'reference', 'config.json'))) {
       const ref = await Trainer.#loadModel(this.model, join(path, 'reference'));
-      this.#setReference(await ref.clone(), true);
+      const copy = await ref.clone();
       ref.dispose();
+      this.#setReference(fn, copy, true);
     }
     this.#resume = state;
     this.#resumeArgs = savedArgs;
@@ -828,9 +850,39 @@ export class Trainer {
       : VideoLM.load(dir, { computeDtype: like.computeDtype });
   }
 
-  /** Frees the reference model the trainer made (the trained model stays the caller's). */
+  #alive(fn: string): void {
+    if (this.#disposed) throw new Error(`${fn}: the trainer was disposed`);
+  }
+
+  /**
+   * Frees what the trainer holds — the RL reference model it made, its cache
+   * of fitted clips — and ends its metric streams; the trained model stays the
+   * caller's. Later calls throw. A stage running when it is called stops after
+   * its current step (writing its checkpoint, as stop() does) and releases
+   * them as it ends. A second call does nothing.
+   */
   dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    if (this.#running) this.#stopRequested ??= 'aborted';
+    else this.#release();
+  }
+
+  #release(): void {
     if (this.#reference && this.#ownsReference) this.#reference.dispose();
     this.#reference = undefined;
+    this.#cache.clear();
+    this.#bus.end();
+  }
+
+  /** `using trainer = new vp.Trainer(model)`: disposed at the end of the scope. */
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** `await using trainer = ...`: a running stage is stopped after its step and awaited, then the trainer is disposed. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dispose();
+    await this.#stageEnded;
   }
 }
