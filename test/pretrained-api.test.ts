@@ -1,5 +1,5 @@
-// The PretrainedModel public contract beside VideoLM's (design §3.6,
-// "generate(...) as VideoLM's"): onToken called once per sampled token in
+// The PretrainedModel public contract beside VideoLM's (docs/pretrained.md,
+// generate as VideoLM's): onToken called once per sampled token in
 // order, per-sequence sampler streams (a sequence draws the same tokens alone
 // and in any batch that gives it the same stream), generateStream yielding
 // what generate returns, Symbol.dispose / Symbol.asyncDispose on models and
