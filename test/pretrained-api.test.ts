@@ -1,8 +1,7 @@
 // The PretrainedModel public contract beside VideoLM's (docs/pretrained.md,
-// generate as VideoLM's): onToken called once per sampled token in
-// order, per-sequence sampler streams (a sequence draws the same tokens alone
-// and in any batch that gives it the same stream), generateStream yielding
-// what generate returns, Symbol.dispose / Symbol.asyncDispose on models and
+// generate as VideoLM's): onToken called once per sampled token in order
+// (streams: test/distributed.test.ts), generateStream yielding what generate
+// returns, Symbol.dispose / Symbol.asyncDispose on models and
 // on vp.Trainer, chat messages whose content is a list of parts on a
 // text-only template, unknown option keys refused with the key named, and
 // the supported architectures listed when config.json names another.
@@ -48,24 +47,6 @@ test('onToken: called once per token, in order, with the tokens generateBatch re
   await t.throwsAsync(() => m.generate(null, Int32Array.from(p), { ...SAMPLED, onToken: () => { calls++; throw boom; } }), { is: boom });
   t.is(calls, 1);
   await t.throwsAsync(() => m.generateBatch({ text, sequences: [[{ text: [0, 5] }]] }, { onToken: 3 as never }), { instanceOf: TypeError, message: /opts\.onToken/ });
-});
-
-test('streams: a sequence samples the same tokens alone and in a batch that gives it the same stream', async (t) => {
-  const m = await vp.loadPretrained(fixture('llama-untied-f32'));
-  const a = [1, 269, 270, 273, 274];
-  const b = [1, 267, 270];
-  const alone = await m.generateBatch({ text: Int32Array.from(a), sequences: [[{ text: [0, 5] }]] }, { ...SAMPLED, streams: Int32Array.of(5) });
-  // In second place of a batch, with stream 5: the same tokens.
-  const text = Int32Array.from([...b, ...a]);
-  const batch = await m.generateBatch({ text, sequences: [[{ text: [0, 3] }], [{ text: [3, 5] }]] }, { ...SAMPLED, streams: Int32Array.of(2, 5) });
-  t.deepEqual(Array.from(batch[1]), Array.from(alone[0]));
-  // The default stream is the index in the batch: there, the second sequence draws otherwise.
-  const dflt = await m.generateBatch({ text, sequences: [[{ text: [0, 3] }], [{ text: [3, 5] }]] }, SAMPLED);
-  const first = await m.generateBatch({ text: Int32Array.from(a), sequences: [[{ text: [0, 5] }]] }, { ...SAMPLED, streams: Int32Array.of(1) });
-  t.deepEqual(Array.from(dflt[1]), Array.from(first[0]));
-  t.notDeepEqual(Array.from(alone[0]), Array.from(first[0]));
-  await t.throwsAsync(() => m.generateBatch({ text, sequences: [[{ text: [0, 3] }], [{ text: [3, 5] }]] }, { streams: Int32Array.of(1) }), { instanceOf: RangeError, message: /opts\.streams\.length/ });
-  await t.throwsAsync(() => m.generateBatch({ text, sequences: [[{ text: [0, 3] }], [{ text: [3, 5] }]] }, { streams: Int32Array.of(1, -2) }), { instanceOf: RangeError, message: /opts\.streams\[1\]/ });
 });
 
 test('generateStream yields what generate returns: token ids for ids, text pieces for a string or chat messages', async (t) => {
