@@ -244,6 +244,8 @@ test('generation: deterministic for a seed, a batch of prompts, greedy equals th
   t.is(a[0].length, 8);
   const c = await m.generateBatch(prompts, { ...o, seed: 8 });
   t.notDeepEqual(a, c);
+  // A misspelt option is refused with the nearest name, never ignored.
+  await t.throwsAsync(async () => m.generateBatch(prompts, { maxToken: 3 } as never), { instanceOf: TypeError, message: /VideoLM\.generateBatch: opts\.maxToken is not an option; did you mean maxTokens\?/ });
   const g = await m.generateBatch(prompts, { maxTokens: 6, eosId: -1 });
   // Full recomputation over prompt + generated tokens.
   const text: number[] = [];

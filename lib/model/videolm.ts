@@ -190,6 +190,9 @@ export interface ParamInfo {
 
 const CONFIG_KEYS = ['imageSize', 'patchSize', 'frames', 'width', 'layers', 'heads', 'kvHeads', 'mlpRatio', 'ffn', 'vocab', 'maxSeq', 'tied', 'ropeTheta', 'normEps'] as const;
 /** Every key VideoLM.create accepts (any other is refused: a typo would otherwise be ignored). */
+/** The option keys of generate / generateBatch / generateStream (GenerateOptions). */
+const GENERATE_KEYS = ['maxTokens', 'temperature', 'topP', 'seed', 'eosId', 'onToken', 'streams'] as const;
+
 export const VIDEOLM_CREATE_KEYS = [...CONFIG_KEYS, 'preset', 'tokenizer', 'seed', 'device', 'computeDtype'] as const;
 
 export type VideoLMComputeDtype = 'float32' | 'bfloat16';
@@ -604,6 +607,7 @@ export class VideoLM {
 
   #genOpts(fn: string, opts: unknown): Omit<Required<GenerateOptions>, 'onToken' | 'streams'> & { streams?: Int32Array } {
     const o = checkOptions(fn, opts);
+    checkKnownKeys(fn, 'opts', o, GENERATE_KEYS);
     return {
       maxTokens: checkNumber(fn, 'opts.maxTokens', o.maxTokens, 32, { integer: true, min: 0, max: this.#config.maxSeq }),
       temperature: checkNumber(fn, 'opts.temperature', o.temperature, 0, { min: 0 }),
