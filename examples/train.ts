@@ -3,8 +3,8 @@
 import * as vp from '../lib/index.js';
 
 // 1. Data: a folder with annotations.jsonl + clips (here: generated, deterministic).
-vp.synthDataset('example-data/train', { count: 200, seed: 1, objects: 1, objectScale: 1.6, frames: 8, fps: 4 });
-vp.synthDataset('example-data/test', { count: 50, seed: 2, objects: 1, objectScale: 1.6, frames: 8, fps: 4 });
+vp.synthDataset('example-data/train', { count: 200, seed: 1, objects: 1, objectScale: 1.6, frames: 8, fps: 4, overwrite: true });
+vp.synthDataset('example-data/test', { count: 50, seed: 2, objects: 1, objectScale: 1.6, frames: 8, fps: 4, overwrite: true });
 const train = vp.openDataset('example-data/train');
 const test = vp.openDataset('example-data/test');
 

@@ -8,10 +8,12 @@ import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, UsageError, type FlagSpec, type FlagSpecs, type ParsedArgs } from './cli-args.js';
+import { flagError, missingFolders, removeEmptyFolders, resumedVideoLM, unseenWordsNote } from './cli-train.js';
 import * as vp from './index.js';
 import { DemoInterrupted, formatDemoComparisons, formatDemoTable, runDemo, type DemoResult } from './demo.js';
 import { distributedSummary } from './distributed.js';
 import { cudaDriverPresent, loadAddon, packageRoot } from './native.js';
+import { refuseNonEmpty } from './data/dataset-dir.js';
 import { inputDir, inputFile, outputDir } from './paths.js';
 import { ProgressBar } from './progress.js';
 import { didYouMean } from './suggest.js';
@@ -108,14 +110,19 @@ function trainComputeDtype(a: ParsedArgs, runDir: string): ComputeDtype | undefi
   return saved === 'bfloat16' ? 'bfloat16' : undefined;
 }
 
-/** The training_args.json of the checkpoint `--resume` would continue from (undefined: none yet; trainer.resume says so). */
-function resumedArgs(runDir: string): { file: string; args: ReturnType<typeof readTrainingArgs> } | undefined {
-  let ck: string;
+/** The checkpoint `--resume` would continue from (undefined: none yet; trainer.resume says so). */
+function resumedCheckpoint(runDir: string): string | undefined {
   try {
-    ck = vp.Trainer.checkpointPath(runDir);
+    return vp.Trainer.checkpointPath(runDir);
   } catch {
     return undefined;
   }
+}
+
+/** The training_args.json of the checkpoint `--resume` would continue from (undefined: none yet; trainer.resume says so). */
+function resumedArgs(runDir: string): { file: string; args: ReturnType<typeof readTrainingArgs> } | undefined {
+  const ck = resumedCheckpoint(runDir);
+  if (!ck) return undefined;
   const file = join(ck, 'training_args.json');
   return { file, args: readTrainingArgs(file) };
 }
@@ -177,10 +184,24 @@ function dataArg(a: ParsedArgs, command: string): { path: string; open: () => vp
   return { path, open: () => vp.openConversations(path) };
 }
 
+/**
+ * `train`: a Trainer option error is restated with its flag, and a run folder this invocation
+ * created is removed again when the command fails before writing anything into it.
+ */
 async function train(a: ParsedArgs): Promise<number> {
   const dataArgs = dataArg(a, 'train');
   const outPath = a.required('out', 'train', 'RUN_DIR');
   const cfg = readConfig(a.str('config'));
+  const created = missingFolders(outPath);
+  try {
+    return await trainRun(a, dataArgs, outPath, cfg);
+  } catch (e) {
+    if (vp.distributedInfo().rank === 0) removeEmptyFolders(created);
+    throw flagError(e, a, { path: a.str('config'), sft: cfg.sft, rl: cfg.rl });
+  }
+}
+
+async function trainRun(a: ParsedArgs, dataArgs: ReturnType<typeof dataArg>, outPath: string, cfg: ReturnType<typeof readConfig>): Promise<number> {
   const from = a.str('model');
   if (from) inputDir('--model', from, 'a saved model folder');
   if (from && a.has('preset')) throw new UsageError('train: give --model DIR or --preset NAME, not both');
@@ -190,11 +211,16 @@ async function train(a: ParsedArgs): Promise<number> {
   const dtype = trainDtype(a, outPath, from !== undefined && !isVideoLMDir(from));
   const computeDtype = trainComputeDtype(a, outPath);
   const data = dataArgs.open();
+  // --resume continues the run's own model (config and tokenizer from its checkpoint), whatever --data holds now.
+  const resumeFrom = a.flag('resume') && !from ? resumedCheckpoint(outPath) : undefined;
   const out = outputDir('--out', outPath);
   const stage = a.str('stage') ?? 'both';
   const json = a.flag('json');
   const seed = a.num('seed', 0);
   const device = (a.str('device') ?? 'cpu') as vp.VideoLMDevice;
+  // Under mpirun / torchrun every rank runs this; rank 0 alone prints and saves (the trainer writes on rank 0 only).
+  const main = vp.distributedInfo().rank === 0;
+  const note = (line: string) => main && process.stderr.write(line);
   let model: vp.VideoLM | vp.PretrainedModel;
   if (from) {
     model = await loadModelDir(from, device, dtype, computeDtype);
@@ -203,14 +229,16 @@ async function train(a: ParsedArgs): Promise<number> {
       const r = model.addLora({ ...lora, seed });
       if (!json) process.stderr.write(`LoRA rank ${lora.rank} on ${r.targets.length} layers: ${r.trainableParams} trained parameters of ${model.numParams}\n`);
     }
+    if (model instanceof vp.VideoLM && model.tokenizer) note(unseenWordsNote(`the vocabulary of --model ${from}`, model.tokenizer, data.annotations, dataArgs.path));
+  } else if (resumeFrom) {
+    model = await resumedVideoLM(a, resumeFrom, cfg.model, { device, ...(computeDtype ? { computeDtype } : {}) });
+    note(unseenWordsNote(`the run's vocabulary (${join(resumeFrom, 'tokenizer.json')}, saved when it started)`, model.tokenizer!, data.annotations, dataArgs.path));
   } else {
     const preset = (a.str('preset') ?? 'tiny') as vp.VideoLMPreset;
     const tokenizer = vp.tokenizerForDataset(data.annotations);
     model = await vp.VideoLM.create({ preset, ...(cfg.model ?? {}), tokenizer, seed, device, ...(computeDtype ? { computeDtype } : {}) } as vp.VideoLMCreateOptions);
   }
   let bar: ProgressBar | undefined;
-  // Under mpirun / torchrun every rank runs this; rank 0 alone prints and saves (the trainer writes on rank 0 only).
-  const main = vp.distributedInfo().rank === 0;
   const trainer = new vp.Trainer(model, {
     runDir: out, seed, checkpointEvery: a.num('checkpoint-every', 0), saveTotalLimit: a.num('save-total-limit'),
     onStep: (e) => {
@@ -220,8 +248,9 @@ async function train(a: ParsedArgs): Promise<number> {
       else if (e.type === 'checkpoint') process.stderr.write(`checkpoint ${e.path}\n`);
     },
   });
+  let resumed: Awaited<ReturnType<vp.Trainer['resume']>> | undefined;
   if (a.flag('resume')) {
-    const r = await trainer.resume(out, { override: a.flag('override') });
+    const r = (resumed = await trainer.resume(out, { override: a.flag('override') }));
     if (main) process.stderr.write(`resumed ${r.path} (${r.stage} step ${r.step}${model instanceof vp.PretrainedModel ? `, dtype ${model.dtype}` : ''}${model.computeDtype === 'bfloat16' ? ', bf16 compute' : ''})\n`);
   }
   const sftOpts: vp.SftOptions = {
@@ -236,21 +265,32 @@ async function train(a: ParsedArgs): Promise<number> {
     ...(a.has('comparative') ? { comparative: a.str('comparative') as vp.RlOptions['comparative'] } : {}),
   };
   const count = (o: { steps?: number; epochs?: number }, per: number) => o.steps ?? Math.max(1, Math.ceil(((o.epochs ?? 1) * data.length) / per));
+  // Whether this call trained a step (a resumed run that was already finished has none to do).
+  let trained = false;
   if (stage !== 'rl') {
     bar = json || !main ? undefined : new ProgressBar('sft', count(sftOpts, (sftOpts.batchSize ?? 8) * (sftOpts.gradAccum ?? 1)));
     const r = await trainer.sft(data, sftOpts);
     if (r.status !== 'done') return stopped(r);
+    trained ||= r.last !== undefined;
   }
   if (stage !== 'sft') {
     bar = json || !main ? undefined : new ProgressBar('rl', count(rlOpts, rlOpts.promptsPerStep ?? 4));
     const r = await trainer.rl(data, rlOpts);
     if (r.status !== 'done') return stopped(r);
+    trained ||= r.last !== undefined;
   }
-  if (main) {
+  // A finished run resumed: said, and its saved model left as it is (written again only when missing).
+  const finished = !trained && resumed !== undefined;
+  const keep = finished && existsSync(join(out, 'model', 'config.json'));
+  if (resumed && finished && main) {
+    const line = `run already finished at step ${resumed.step} (${resumed.stage}): nothing to train${keep ? `; ${join(out, 'model')} is unchanged` : ''}`;
+    (json ? process.stderr : process.stdout).write(line + '\n');
+  }
+  if (main && !keep) {
     await model.save(join(out, 'model'));
     if (!json) console.log(`saved the trained model to ${join(out, 'model')}`);
   }
-  if (main && model instanceof vp.PretrainedModel && model.lora) {
+  if (main && !keep && model instanceof vp.PretrainedModel && model.lora) {
     await model.saveAdapter(join(out, 'adapter'));
     if (!json) console.log(`saved the LoRA adapter (PEFT layout) to ${join(out, 'adapter')}`);
   }
@@ -468,7 +508,7 @@ const commands: Record<string, Command> = {
       'config file: { "model": { VideoLM config }, "sft": { SftOptions }, "rl": { RlOptions } } (every key: docs/training.md); flags override it. ' +
       'The trained model is saved to RUN_DIR/model; checkpoints to RUN_DIR/checkpoints (--save-total-limit N keeps the N newest, and always the best and the last); ' +
       'metrics to RUN_DIR/metrics.jsonl; the resolved hyper-parameters to RUN_DIR/training_args.json. ' +
-      'Ctrl-C or SIGTERM writes a checkpoint; --resume continues from it (a changed hyper-parameter is refused unless --override). ' +
+      'Ctrl-C or SIGTERM writes a checkpoint; --resume continues from it (a changed hyper-parameter is refused unless --override) with the run\'s own model, config and tokenizer (from the checkpoint, not rebuilt from --data: words of --data outside its vocabulary are named and read as <unk>); a finished run resumed says so and trains nothing. ' +
       '--model DIR takes a saved VideoLM or a Hugging Face folder (LlamaForCausalLM, Qwen2ForCausalLM: the text side, prompt + response without video; SmolVLM, Idefics3, LLaVA: the clip in the user turn, KIM at the frame level, the contrastive term over the visual tokens of the key frames at the middle decoder layer (sft.tapLayer in --config); docs/pretrained.md); with --lora-rank only LoRA adapters train, and RUN_DIR/adapter gets them in PEFT layout; ' +
       '--dtype bfloat16 holds its frozen weight matrices in bfloat16 (half the bytes; float32 is the default, auto the same), is saved in training_args.json, and --resume loads the run\'s dtype again (another --dtype is refused unless --override). ' +
       '--compute-dtype bfloat16 (CPU; a VideoLM or a Hugging Face model) multiplies the weight matrices through bfloat16 copies with float32 accumulation while training float32 weights (mixed precision, docs/training.md); it is recorded with each stage\'s hyper-parameters and --resume uses the run\'s. ' +
@@ -504,19 +544,22 @@ const commands: Record<string, Command> = {
   },
   synth: {
     summary: 'generate a dataset of fine-grained action clips (annotations.jsonl + .npy clips, deterministic from a seed)',
-    usage: 'videoperceiver synth --out DIR [--count 200] [--seed 0] [--frames 16] [--size 32] [--fps 8] [--event-rate 0.8] [--mp4] [--json]',
+    usage: 'videoperceiver synth --out DIR [--count 200] [--seed 0] [--frames 16] [--size 32] [--fps 8] [--event-rate 0.8] [--mp4] [--force] [--json]\n\n' +
+      'DIR must be empty or new; --force replaces the dataset in a folder that holds one (annotations.jsonl replaced last, the earlier clips/clip-*.npy|.mp4 files the new dataset does not use removed; other files kept).',
     flags: {
       out: PATH, count: { kind: 'int', min: 1, max: 10_000_000 }, seed: SEED, frames: { kind: 'int', min: 4, max: 4096 },
       size: { kind: 'int', min: 16, max: 4096 }, fps: { kind: 'number', gt: 0, max: 1e4 }, 'event-rate': { kind: 'number', min: 0, max: 1 },
-      mp4: { kind: 'bool' }, json: JSON_FLAG,
+      mp4: { kind: 'bool' }, force: { kind: 'bool' }, json: JSON_FLAG,
     },
     run(a) {
       const out = outputDir('--out', a.required('out', 'synth', 'DIR'));
+      const force = a.flag('force');
+      if (!force) refuseNonEmpty('--out', out, 'add --force to replace the dataset in it');
       const count = a.num('count', 200);
       const seed = a.num('seed', 0);
       const bar = a.flag('json') ? undefined : new ProgressBar('synth', count);
       const anns = vp.synthDataset(out, {
-        count, seed, frames: a.num('frames', 16), size: a.num('size', 32), fps: a.num('fps', 8), eventRate: a.num('event-rate', 0.8), mp4: a.flag('mp4'),
+        count, seed, frames: a.num('frames', 16), size: a.num('size', 32), fps: a.num('fps', 8), eventRate: a.num('event-rate', 0.8), mp4: a.flag('mp4'), overwrite: force,
         onProgress: (d) => bar?.update(d),
       });
       const events = anns.filter((x) => x.events?.length).length;

@@ -152,6 +152,17 @@ export function eventVocabulary(data: TrainData): string[] {
   return [...set].sort();
 }
 
+/** How two VideoLM tokenizers differ ("52 words there, 47 here; id 9 is "blue" there, "stays" here"), or undefined when they are the same or one is absent. */
+function vocabularyDifference(saved: Tokenizer | undefined, mine: Tokenizer | undefined): string | undefined {
+  if (!saved || !mine) return undefined;
+  const a = saved.vocab, b = mine.vocab;
+  const i = a.findIndex((w, k) => w !== b[k]);
+  const at = i >= 0 ? i : a.length < b.length ? a.length : -1;
+  if (at < 0) return undefined;
+  const sizes = a.length !== b.length ? `${a.length} ids in the checkpoint's tokenizer.json, ${b.length} in the model's; ` : '';
+  return `${sizes}id ${at} is ${JSON.stringify(a[at]) ?? 'absent'} there, ${JSON.stringify(b[at]) ?? 'absent'} here`;
+}
+
 /** Learning rate at step s (0-based) of `total`: linear warmup, then cosine from lr to minLr. */
 export function scheduledLr(s: number, total: number, lr: number, minLr: number, warmup: number): number {
   if (warmup > 0 && s < warmup) return (lr * (s + 1)) / warmup;
@@ -354,6 +365,9 @@ export class Trainer {
           'checkpoints are never rewritten: resume from the run\'s latest checkpoint (trainer.resume(runDir), CLI --resume) or train into a new run folder');
       this.#args[stage] = args;
       if (this.runDir && this.#dp.writer) writeFileAtomic(join(this.runDir, 'training_args.json'), JSON.stringify(this.#args, null, 2) + '\n');
+    } else if (this.#resume) {
+      // A stage the checkpoint already finished: nothing to train, but a changed value is not silently dropped either.
+      this.#checkArgs(fn, stage, args, start);
     }
     if (consumed) this.#resume = undefined;
     this.#running = true;
@@ -795,6 +809,16 @@ export class Trainer {
         `changing it breaks its trajectory. Load the model with loadPretrained(dir, { dtype: '${dtypeChange.from}' }) (CLI: leave --dtype out or give --dtype ${dtypeChange.from}), ` +
         `or pass { override: true } to trainer.resume (CLI: --override) to go on in ${dtype}`);
     const loaded = await Trainer.#loadModel(this.model, path);
+    try {
+      // Same-sized vocabularies in another order would pair the weights with other words: refused by content.
+      const words = this.model instanceof VideoLM ? vocabularyDifference((loaded as VideoLM).tokenizer, this.model.tokenizer) : undefined;
+      if (words)
+        throw new CheckpointError(`${path}: the checkpoint was trained with another tokenizer than this model's (${words}); its weights would pair with other words. ` +
+          `Create the model from the checkpoint, with its config and tokenizer (vp.VideoLM.load('${path}'); the CLI's train --resume does), then resume`);
+    } catch (e) {
+      loaded.dispose();
+      throw e;
+    }
     try {
       if (this.model instanceof PretrainedModel) await this.model.copyStateFrom(loaded as PretrainedModel);
       else await this.model.copyStateFrom(loaded as VideoLM);
