@@ -59,9 +59,11 @@ export async function resumedVideoLM(a: ParsedArgs, ck: string, model: Record<st
   const diff = Object.keys(asked).filter((k) => k !== 'preset' && !same(asked[k], saved[k]));
   if (diff.length > 0) {
     m.dispose();
-    const src = (k: string) => (k in shape ? `--config "model.${k}"` : `--preset ${preset}`);
-    throw new UsageError(`train --resume: ${diff.map((k) => `${src(k)} gives ${k} ${JSON.stringify(asked[k])}`).join(', ')}, but the run's model has ` +
-      `${diff.map((k) => `${k} ${JSON.stringify(saved[k])}`).join(', ')} (${cfgPath}); a resumed run keeps its model: leave ${preset ? '--preset' : 'the config file\'s "model" section'} out, or train into a new --out`);
+    const list = (keys: string[], o: Record<string, unknown>) => keys.map((k) => `${k} ${JSON.stringify(o[k])}`).join(', ');
+    const byConfig = diff.filter((k) => k in shape), byPreset = diff.filter((k) => !(k in shape));
+    const asks = [byPreset.length ? `--preset ${preset} asks for ${list(byPreset, asked)}` : '', byConfig.length ? `--config "model" asks for ${list(byConfig, asked)}` : ''].filter(Boolean).join('; ');
+    throw new UsageError(`train --resume: ${asks}, but the run's model has ${list(diff, saved)} (${cfgPath}); a resumed run keeps its model: ` +
+      `leave ${[byPreset.length ? '--preset' : '', byConfig.length ? 'the config file\'s "model" values' : ''].filter(Boolean).join(' and ')} out, or train into a new --out`);
   }
   return m;
 }

@@ -106,6 +106,10 @@ test('train --resume keeps the run\'s tokenizer when --data changed (new words s
   await t.throwsAsync(() => tr.resume(run), { instanceOf: vp.CheckpointError, message: /the checkpoint was trained with another tokenizer than this model's \(.*id \d+ is ".*" there, ".*" here\).*VideoLM\.load/ });
   m.dispose();
 
+  // The run's config comes from its checkpoint too: a --preset that contradicts it is refused, naming both.
+  const p = cli('train', '--data', data, '--out', run, '--stage', 'sft', '--steps', '3', '--batch-size', '2', '--resume', '--preset', 'tiny');
+  t.is(p.status, 2);
+  t.regex(p.stderr, /train --resume: --preset tiny asks for imageSize 32, .* but the run's model has imageSize 16, .*config\.json\); a resumed run keeps its model/);
   const r = cli('train', '--data', data, '--out', run, '--stage', 'sft', '--steps', '3', '--batch-size', '2', '--resume', '--json');
   t.is(r.status, 0, r.stderr);
   t.regex(r.stderr, /\d+ words? of --data .* not in the run's vocabulary \(.*sft-000001.tokenizer\.json, saved when it started\) \(".*"\); read as <unk>/);

@@ -186,8 +186,8 @@ test('a batch that cannot fit in memory is refused before anything is allocated 
   await t.throwsAsync(tr.sft(ds, { batchsize: 2 } as vp.SftOptions), { instanceOf: TypeError, message: /opts\.batchsize is not an option; did you mean batchSize\?/ });
   m.dispose();
   const r = await runCli(['train', '--data', dataDir(), '--out', join(tmp(), 'run'), '--batch-size', '1000000000', '--steps', '1']);
-  t.is(r.code, 1, r.err);
-  t.regex(r.err, /opts\.batchSize must be small enough for one step to fit in memory/);
+  t.is(r.code, 2, r.err);
+  t.regex(r.err, /train: --batch-size must be small enough for one step to fit in memory/);
 });
 
 function runCli(args: string[]): Promise<{ code: number | null; signal: string | null; out: string; err: string }> {

@@ -787,7 +787,11 @@ export class Trainer {
    * trainer's position from a checkpoint (or a run folder's latest one). The
    * next sft() / rl() call with the same options continues the same trajectory;
    * options that differ from the checkpoint's training_args.json are refused
-   * unless `opts.override` (then the change is recorded there).
+   * unless `opts.override` (then the change is recorded there), also when the
+   * checkpoint's stage is already finished (the call then trains no step).
+   * A VideoLM whose tokenizer differs from the checkpoint's tokenizer.json is
+   * refused (its weights would pair with other words): create it from the
+   * checkpoint (VideoLM.load) to resume.
    */
   async resume(dir: string, opts: { override?: boolean } = {}): Promise<{ stage: 'sft' | 'rl'; step: number; finished: boolean; path: string }> {
     const fn = 'Trainer.resume';
