@@ -227,7 +227,7 @@ async function trainRun(a: ParsedArgs, dataArgs: ReturnType<typeof dataArg>, out
     if (lora) {
       if (!(model instanceof vp.PretrainedModel)) throw new UsageError('train: --lora-rank: LoRA applies to a Hugging Face model folder (--model DIR), not to a VideoLM');
       const r = model.addLora({ ...lora, seed });
-      if (!json) process.stderr.write(`LoRA rank ${lora.rank} on ${r.targets.length} layers: ${r.trainableParams} trained parameters of ${model.numParams}\n`);
+      if (!json) note(`LoRA rank ${lora.rank} on ${r.targets.length} layers: ${r.trainableParams} trained parameters of ${model.numParams}\n`);
     }
     if (model instanceof vp.VideoLM && model.tokenizer) note(unseenWordsNote(`the vocabulary of --model ${from}`, model.tokenizer, data.annotations, dataArgs.path));
   } else if (resumeFrom) {
