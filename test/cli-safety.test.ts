@@ -1,4 +1,4 @@
-// Nothing lost, nothing hidden at the command line (issue 23): `synth` refuses a
+// Nothing lost, nothing hidden at the command line: `synth` refuses a
 // folder that holds files unless --force (synthDataset: overwrite), and then
 // replaces the dataset without touching other files; `train --resume` keeps the
 // run's own tokenizer when --data changed since the run started (and says which

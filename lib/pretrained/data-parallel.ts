@@ -1,4 +1,4 @@
-// Data-parallel training of a PretrainedModel (design §3.7, docs/distributed.md):
+// Data-parallel training of a PretrainedModel (docs/distributed.md):
 // the two collectives the Trainer needs from a model, over its parameter
 // tensors (lib/pretrained/decoder.ts Param), as VideoLM does over its native
 // flat buffers.

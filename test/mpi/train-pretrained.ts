@@ -1,4 +1,4 @@
-// One rank (or the one process) of test/distributed-pretrained.test.ts:
+// One rank (or the one process) of test/distributed.test.ts (its Hugging Face cases):
 //   node --import=tsx test/mpi/train-pretrained.ts <mode> <model dir> <data dir> <out> [steps] [batchSize]
 // modes:
 //   'text': a Hugging Face text model (a) fully fine-tuned, one gradient of a
