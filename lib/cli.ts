@@ -216,7 +216,8 @@ async function trainRun(a: ParsedArgs, dataArgs: ReturnType<typeof dataArg>, out
   const out = outputDir('--out', outPath);
   const stage = a.str('stage') ?? 'both';
   const json = a.flag('json');
-  const seed = a.num('seed', 0);
+  // --resume without --seed continues with the run's own seed (training_args.json), which the trainer requires.
+  const seed = a.has('seed') || !a.flag('resume') ? a.num('seed', 0) : resumedArgs(outPath)?.args?.seed ?? 0;
   const device = (a.str('device') ?? 'cpu') as vp.VideoLMDevice;
   // Under mpirun / torchrun every rank runs this; rank 0 alone prints and saves (the trainer writes on rank 0 only).
   const main = vp.distributedInfo().rank === 0;

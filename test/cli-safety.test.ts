@@ -168,3 +168,21 @@ test('resuming a finished run: a changed hyper-parameter is refused (or, with --
   m.dispose();
   t.deepEqual(fileHashes(run), before);
 });
+
+test('train --resume without --seed continues with the run\'s own seed', async (t) => {
+  const data = fresh('data');
+  vp.synthDataset(data, { ...SYNTH, count: 4, seed: 0 });
+  const run = fresh('run');
+  const ds = vp.openDataset(data);
+  const m = await vp.VideoLM.create({ ...MODEL, tokenizer: vp.tokenizerForDataset(ds.annotations), seed: 0 });
+  const stop = new AbortController();
+  const tr = new vp.Trainer(m, { runDir: run, seed: 5, onStep: (e) => e.type === 'step' && e.step === 1 && stop.abort() });
+  t.is((await tr.sft(ds, { steps: 3, batchSize: 2, signal: stop.signal })).status, 'aborted');
+  tr.dispose();
+  m.dispose();
+  const r = cli('train', '--data', data, '--out', run, '--stage', 'sft', '--steps', '3', '--batch-size', '2', '--resume', '--json');
+  t.is(r.status, 0, r.stderr);
+  const other = cli('train', '--data', data, '--out', run, '--stage', 'sft', '--steps', '3', '--batch-size', '2', '--resume', '--seed', '6');
+  t.not(other.status, 0);
+  t.regex(other.stderr, /seed/);
+});
