@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, UsageError, type FlagSpec, type FlagSpecs, type ParsedArgs } from './cli-args.js';
 import { flagError, missingFolders, removeEmptyFolders, resumedVideoLM, unseenWordsNote } from './cli-train.js';
 import * as vp from './index.js';
-import { DemoInterrupted, formatDemoComparisons, formatDemoTable, runDemo, type DemoResult } from './demo.js';
+import { DemoInterrupted, demoArms, formatDemoComparisons, formatDemoTable, runDemo, type DemoArm, type DemoResult } from './demo.js';
 import { distributedSummary } from './distributed.js';
 import { cudaDriverPresent, loadAddon, packageRoot } from './native.js';
 import { refuseNonEmpty } from './data/dataset-dir.js';
@@ -396,10 +396,20 @@ async function demo(a: ParsedArgs): Promise<number> {
   const quick = a.flag('quick');
   const full = a.flag('full');
   if (quick && full) throw new UsageError('demo: give --quick or --full, not both');
+  let arms: DemoArm[] | undefined;
+  const armsText = a.str('arms');
+  if (armsText !== undefined) {
+    try {
+      arms = demoArms(armsText.split(','), 'demo: --arms');
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  }
+  const keyInfo = a.str('key-info') as 'extracted' | 'annotated' | undefined;
   let r: DemoResult;
   try {
     r = await runDemo({
-      quick, full, seeds, out, progress: !json,
+      quick, full, seeds, out, progress: !json, arms, keyInfo,
       plan: defined({ sftSteps: a.num('sft-steps'), rlSteps: a.num('rl-steps'), trainClips: a.num('train-clips'), testClips: a.num('test-clips') }),
       log: json ? () => {} : undefined,
     });
@@ -409,15 +419,16 @@ async function demo(a: ParsedArgs): Promise<number> {
     return e.signal === 'SIGTERM' ? 143 : 130;
   }
   if (json) {
-    console.log(JSON.stringify({ table: r.table, comparisons: r.comparisons, extraction: r.extraction, runs: r.runs.map(({ perClip: _p, ...x }) => x), report: r.report, seconds: r.seconds, seeds: r.seeds, smokeRun: quick },
+    console.log(JSON.stringify({ table: r.table, comparisons: r.comparisons, extraction: r.extraction, runs: r.runs.map(({ perClip: _p, ...x }) => x), report: r.report, seconds: r.seconds, seeds: r.seeds, arms: r.arms, keyInfo: r.keyInfo, smokeRun: quick },
       (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v)));
     return 0;
   }
-  console.log(`\nheld-out results (${r.plan.testClips} clips; seeds ${r.seeds.join(', ')}${r.seeds.length > 1 ? '; mean ± std over seeds' : ''}):\n`);
+  const variant = `${armsText !== undefined ? `; arms ${r.arms.join(', ')}` : ''}${r.keyInfo === 'annotated' ? '; method arms on annotated key info' : ''}`;
+  console.log(`\nheld-out results (${r.plan.testClips} clips; seeds ${r.seeds.join(', ')}${variant}${r.seeds.length > 1 ? '; mean ± std over seeds' : ''}):\n`);
   console.log(formatDemoTable(r.table));
   console.log(`\n${formatDemoComparisons(r.comparisons)}`);
   const x = r.extraction;
-  console.log(`\nkey-information extraction (training clips, against the annotations): keywords precision ${x.keywordPrecision.toFixed(3)} recall ${x.keywordRecall.toFixed(3)}; key frames precision ${x.keyFramePrecision.toFixed(3)} recall ${x.keyFrameRecall.toFixed(3)}`);
+  console.log(`\nkey-information extraction (training clips, against the annotations${r.keyInfo === 'annotated' ? '; not used by this run' : ''}): keywords precision ${x.keywordPrecision.toFixed(3)} recall ${x.keywordRecall.toFixed(3)}; key frames precision ${x.keyFramePrecision.toFixed(3)} recall ${x.keyFrameRecall.toFixed(3)}`);
   if (quick)
     console.log(`smoke run (--quick: ${r.plan.sftSteps} SFT steps, ${r.plan.testClips} test clips): it checks that everything runs end to end; ` +
       'its numbers and differences are noise, not results (the default run and docs/results.md measure the method)');
@@ -472,7 +483,7 @@ async function quickBench(): Promise<void> {
 
 const DEMO_FLAGS: FlagSpecs = {
   quick: { kind: 'bool' }, full: { kind: 'bool' }, seed: SEED, seeds: { kind: 'int-list', min: 0, max: 2 ** 32 - 1 }, out: PATH,
-  'sft-steps': STEPS, 'rl-steps': STEPS, 'train-clips': { kind: 'int', min: 1, max: 10_000_000 }, 'test-clips': { kind: 'int', min: 1, max: 10_000_000 }, json: JSON_FLAG,
+  'sft-steps': STEPS, 'rl-steps': STEPS, arms: { kind: 'string' }, 'key-info': { kind: 'string', choices: ['extracted', 'annotated'] }, 'train-clips': { kind: 'int', min: 1, max: 10_000_000 }, 'test-clips': { kind: 'int', min: 1, max: 10_000_000 }, json: JSON_FLAG,
 };
 
 const commands: Record<string, Command> = {
@@ -495,9 +506,12 @@ const commands: Record<string, Command> = {
   },
   demo: {
     summary: 'the method end to end and its ablation: (a) plain SFT, (b) SFT + KIM + contrastive, (b0) SFT + contrastive without KIM, (c) (b) + comparative GRPO, (c0) (b) + plain GRPO, evaluated on held-out clips with paired statistics; writes report.html and results.json',
-    usage: 'videoperceiver demo [--quick | --full] [--seed 0 | --seeds 0,1,2] [--out ./videoperceiver-demo] [--sft-steps N] [--rl-steps N] [--train-clips N] [--test-clips N] [--json]\n\n' +
+    usage: 'videoperceiver demo [--quick | --full] [--seed 0 | --seeds 0,1,2] [--out ./videoperceiver-demo] [--arms a,b,b0,c,c0] [--key-info extracted|annotated] [--sft-steps N] [--rl-steps N] [--train-clips N] [--test-clips N] [--json]\n\n' +
       '--quick is a smoke run (about 2 minutes): it shows that everything runs; its numbers are noise. ' +
-      '--full is the powered ablation (10 seeds, 1024 held-out clips; about an hour and a half on 2 cores); it resumes per seed and arm when run again with the same --out.',
+      '--full is the powered ablation (10 seeds, 1024 held-out clips; about an hour and a half on 2 cores); it resumes per seed and arm when run again with the same --out. ' +
+      '--arms runs only these arms (default all five; (c) and (c0) continue (b)\'s model, so they need b); the table and the report show the arms run, and the comparisons between them. ' +
+      '--key-info: where the method arms\' KIM, contrastive query and RL take key frames and keywords from: extracted (default: the caption text and the transient detector) or annotated (the annotations). ' +
+      'Results of another --arms or --key-info are not read back into a resumed run.',
     flags: DEMO_FLAGS,
     run: demo,
   },

@@ -20,12 +20,15 @@
 // (b)'s model too), so an interrupted run resumes where it stopped: an arm that
 // Ctrl-C stopped mid-training (its stage checkpointed, DemoInterrupted thrown,
 // nothing recorded) continues from that checkpoint on the same trajectory.
+// `arms` runs a subset ((c)/(c0) need (b)); `keyInfo: 'annotated'` trains the
+// method arms on the annotated keywords and key frames instead. Both are part
+// of the resume stamp (the defaults keep the stamp of earlier versions).
 // Cost: per seed three SFT runs, two RL runs and five evaluations; the default
 // (one seed) takes about 6 minutes on 2 cores, --full about an hour and a half.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { openDataset, type Dataset } from './data/dataset.js';
 import { synthDataset, type SynthOptions } from './data/synth.js';
 import { writeFileAtomic } from './fs.js';
@@ -39,7 +42,9 @@ import { pairedComparison, type PairedComparison } from './report/stats.js';
 import { KimPlans } from './train/batch.js';
 import type { EvaluationResult } from './train/eval.js';
 import type { MetricEvent } from './train/metrics.js';
+import type { KeyInfoSource } from './train/batch.js';
 import { keywordF1 } from './train/rewards.js';
+import { didYouMean } from './suggest.js';
 import { annotatedKeywords, tokenizerForDataset } from './train/tasks.js';
 import { Trainer, type RlOptions, type SftOptions, type StageResult } from './train/trainer.js';
 
@@ -91,6 +96,22 @@ const ARMS = Object.keys(DEMO_ARMS) as DemoArm[];
 /** The arms' names, in table order. */
 export const DEMO_RUNS = ARMS.map((k) => DEMO_ARMS[k]);
 
+/**
+ * Checks a list of arm keys (`name` names it in errors): known keys, no repeats,
+ * (c) and (c0) only with (b), whose model they continue. Returns them in table order.
+ */
+export function demoArms(arms: readonly unknown[], name = 'runDemo: opts.arms'): DemoArm[] {
+  if (!Array.isArray(arms) || arms.length === 0) throw new RangeError(`${name} must name at least one arm of ${ARMS.join(', ')}`);
+  for (const a of arms) {
+    if (typeof a !== 'string' || !(ARMS as string[]).includes(a))
+      throw new RangeError(`${name}: unknown arm ${JSON.stringify(a)}${typeof a === 'string' ? didYouMean(a, ARMS) : ''} (the arms: ${ARMS.join(', ')})`);
+  }
+  if (new Set(arms).size !== arms.length) throw new RangeError(`${name}: an arm is named twice (${arms.join(',')})`);
+  const need = (['c', 'c0'] as const).filter((a) => arms.includes(a));
+  if (need.length && !arms.includes('b')) throw new RangeError(`${name}: ${need.map((a) => `(${a})`).join(' and ')} continue (b)'s model, so they need b among the arms`);
+  return ARMS.filter((a) => arms.includes(a));
+}
+
 /** The table's metrics, by name. */
 export const DEMO_METRICS = {
   event: 'event MC accuracy',
@@ -123,6 +144,14 @@ export interface DemoOptions {
   out?: string;
   /** Overrides of the plan (steps, sizes). */
   plan?: Partial<Pick<DemoPlan, 'trainClips' | 'testClips' | 'sftSteps' | 'rlSteps' | 'batchSize'>>;
+  /** The arms to run (default all five, in table order); (c) and (c0) need (b). */
+  arms?: DemoArm[];
+  /**
+   * Where the method arms' KIM, contrastive query and RL take key frames and keywords from:
+   * 'extracted' (default: caption text and the transient detector) or 'annotated' (the
+   * annotations, as Trainer.sft's keyInfo 'annotated').
+   */
+  keyInfo?: KeyInfoSource;
   /** Progress bars and log lines on stderr (default true). */
   progress?: boolean;
   log?: (line: string) => void;
@@ -182,6 +211,10 @@ function stepSeconds(events: MetricEvent[]): number {
 export interface DemoResult {
   plan: DemoPlan;
   seeds: number[];
+  /** The arms run, in table order. */
+  arms: DemoArm[];
+  /** What the method arms took key frames and keywords from. */
+  keyInfo: KeyInfoSource;
   runs: DemoRunResult[];
   /** Mean ± std over seeds, per arm and metric. */
   table: ReportRow[];
@@ -279,17 +312,26 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   const base = DEMO_PLANS[kind];
   const plan: DemoPlan = { ...base, ...opts.plan };
   const seeds = opts.seeds ?? plan.seeds;
+  const arms = demoArms(opts.arms ?? ARMS);
+  const keyInfo = opts.keyInfo ?? 'extracted';
+  if (keyInfo !== 'extracted' && keyInfo !== 'annotated') throw new RangeError(`runDemo: opts.keyInfo must be 'extracted' or 'annotated', got ${JSON.stringify(keyInfo)}`);
+  const allArms = arms.length === ARMS.length;
+  /** An arm's name in the table (the key-info source is named when it is not the default). */
+  const armName = (arm: DemoArm) => (keyInfo === 'annotated' && arm !== 'a' ? `${DEMO_ARMS[arm]}, annotated key info` : DEMO_ARMS[arm]);
+  const runNames = arms.map(armName);
   const out = resolve(opts.out ?? 'videoperceiver-demo');
   const showProgress = opts.progress ?? true;
   const log = opts.log ?? ((s: string) => process.stderr.write(s + '\n'));
   outputDir('demo: opts.out', out);
 
-  log(`videoperceiver demo${opts.full ? ' --full' : ''}: ${plan.trainClips} training clips, ${plan.testClips} held-out clips, ${plan.sftSteps} SFT steps of ${plan.batchSize} clips, ${plan.rlSteps} RL steps; arms ${ARMS.join(', ')}; seeds ${seeds.join(', ')}; output ${out}`);
+  log(`videoperceiver demo${opts.full ? ' --full' : ''}: ${plan.trainClips} training clips, ${plan.testClips} held-out clips, ${plan.sftSteps} SFT steps of ${plan.batchSize} clips, ${plan.rlSteps} RL steps; arms ${arms.join(', ')}${keyInfo === 'annotated' ? ' (annotated key info)' : ''}; seeds ${seeds.join(', ')}; output ${out}`);
   const train = cachedDataset(join(out, 'data', `train-${plan.trainClips}`), plan.trainClips, 1000, plan.synth);
   const test = cachedDataset(join(out, 'data', `test-${plan.testClips}`), plan.testClips, 2000, plan.synth);
   const tokenizer = tokenizerForDataset(train.annotations);
   const testIds = test.annotations.map((a) => a.id);
-  const stamp = JSON.stringify({ plan, version: 1 });
+  // Results of another plan, key-info source or arm set are never read back. The defaults keep
+  // the stamp of the versions before `arms` and `keyInfo`, so their runs still resume.
+  const stamp = JSON.stringify(keyInfo === 'extracted' && allArms ? { plan, version: 1 } : { plan, version: 1, keyInfo, arms });
 
   // The extraction the method arms train on, scored against the annotations.
   const probe = await VideoLM.create({ ...plan.model, tokenizer, seed: 1 });
@@ -303,7 +345,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   const curves = new Map<string, Record<string, number>[]>();
   const captions = new Map<string, Map<string, string>>();
   const sampleIds = testIds.slice(0, 4);
-  const units = seeds.length * ARMS.length;
+  const units = seeds.length * arms.length;
   let unitsDone = 0, unitsRun = 0;
   const tRun = Date.now();
   const progressLine = () => {
@@ -335,9 +377,16 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
       else bar?.update(e.step, `reward ${e.reward.toFixed(3)}${Number.isFinite(e.rewardDegraded) ? ` (KIM ${e.rewardDegraded.toFixed(3)})` : ''}`);
     };
     // An arm stopped by a signal left a checkpoint: go on from it (the same
-    // trajectory); its earlier steps' time is read back from metrics.jsonl.
-    const resuming = existsSync(join(runDir, 'checkpoints', 'latest.json'));
-    if (!resuming) rmSync(runDir, { recursive: true, force: true });
+    // trajectory) when it was started with the same stamp; its earlier steps'
+    // time is read back from metrics.jsonl.
+    const stampFile = `${runDir}.stamp.json`;
+    const sameStamp = existsSync(stampFile) ? readFileSync(stampFile, 'utf8') === stamp : stamp === JSON.stringify({ plan, version: 1 });
+    const resuming = sameStamp && existsSync(join(runDir, 'checkpoints', 'latest.json'));
+    if (!resuming) {
+      rmSync(runDir, { recursive: true, force: true });
+      mkdirSync(dirname(runDir), { recursive: true });
+      writeFileAtomic(stampFile, stamp);
+    }
     const trainer = new Trainer(model, { seed, runDir, onStep, handleSigint: true });
     let earlierSecs = 0;
     if (resuming) {
@@ -350,9 +399,9 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     try {
       if (stage === 'sft') {
         const method = arm !== 'a';
-        res = await trainer.sft(train, { ...plan.sft, steps: plan.sftSteps, batchSize: plan.batchSize, kim: arm === 'b', contrastive: method, keyInfo: 'extracted' });
+        res = await trainer.sft(train, { ...plan.sft, steps: plan.sftSteps, batchSize: plan.batchSize, kim: arm === 'b', contrastive: method, keyInfo });
       } else {
-        res = await trainer.rl(train, { ...plan.rl, steps: plan.rlSteps, keyInfo: 'extracted', comparative: arm === 'c' ? 'baseline' : 'none' });
+        res = await trainer.rl(train, { ...plan.rl, steps: plan.rlSteps, keyInfo, comparative: arm === 'c' ? 'baseline' : 'none' });
       }
     } finally {
       trainer.dispose();
@@ -374,7 +423,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     trainer.dispose();
     const perClip = perClipScores(ev, testIds);
     const metrics = Object.fromEntries(METRIC_KEYS.map((k) => [DEMO_METRICS[k], nanMean(perClip[k])]));
-    const r: DemoRunResult = { seed, arm, run: DEMO_ARMS[arm], metrics, perClip, trainSeconds };
+    const r: DemoRunResult = { seed, arm, run: armName(arm), metrics, perClip, trainSeconds };
     const samples = Object.fromEntries(ev.captions.filter((c) => sampleIds.includes(c.id)).map((c) => [c.id, c.generated]));
     writeFileAtomic(join(dir, 'result.json'), JSON.stringify({ stamp, result: r, samples }) + '\n');
     return r;
@@ -419,8 +468,9 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
       record(seed, r, done(dirOf(arm))!.samples, tr.curve);
     };
     // (a), (b0): SFT from the shared initialization.
-    for (const arm of ['a', 'b0'] as const) await runArm(arm, create);
+    for (const arm of ['a', 'b0'] as const) if (arms.includes(arm)) await runArm(arm, create);
     // (b), then (c) and (c0) from (b)'s model.
+    if (!arms.includes('b')) continue;
     const bModel = join(dirOf('b'), 'model');
     let b: VideoLM;
     let bSecs: number;
@@ -445,18 +495,18 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
       await m.copyStateFrom(b);
       return m;
     };
-    for (const arm of ['c', 'c0'] as const) await runArm(arm, copyOfB, bSecs);
+    for (const arm of ['c', 'c0'] as const) if (arms.includes(arm)) await runArm(arm, copyOfB, bSecs);
     b.dispose();
   }
 
   const ordered = (arm: DemoArm) => seeds.map((s) => results.find((r) => r.seed === s && r.arm === arm)!);
-  const table: ReportRow[] = ARMS.map((arm) => ({
-    model: DEMO_ARMS[arm],
+  const table: ReportRow[] = arms.map((arm) => ({
+    model: armName(arm),
     metrics: Object.fromEntries(METRIC_KEYS.map((k) => [DEMO_METRICS[k], meanStd(ordered(arm).map((r) => r.metrics[DEMO_METRICS[k]]))])),
   }));
   const comparisons: DemoComparison[] = [];
   for (const k of METRIC_KEYS) {
-    for (const [name, x, y] of DEMO_COMPARISONS) {
+    for (const [name, x, y] of DEMO_COMPARISONS.filter(([, x, y]) => arms.includes(x) && arms.includes(y))) {
       const c = pairedComparison(ordered(x).map((r) => r.perClip[k]), ordered(y).map((r) => r.perClip[k]), { resamples: 2000 });
       comparisons.push({ metric: DEMO_METRICS[k], comparison: name, ...c });
     }
@@ -464,10 +514,10 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   const samples: ReportSample[] = sampleIds.map((id) => {
     const i = test.annotations.findIndex((a) => a.id === id);
     const s = test.load(i);
-    return { id, frames: s.frames, shape: s.shape, reference: s.caption, generated: Object.fromEntries(DEMO_RUNS.map((n) => [n, captions.get(n)?.get(id) ?? ''])) };
+    return { id, frames: s.frames, shape: s.shape, reference: s.caption, generated: Object.fromEntries(runNames.map((n) => [n, captions.get(n)?.get(id) ?? ''])) };
   });
   const seconds = (Date.now() - t0) / 1000;
-  const reportRuns: ReportRun[] = DEMO_RUNS.map((n) => ({ name: n, curve: curves.get(n) ?? [] }));
+  const reportRuns: ReportRun[] = runNames.map((n) => ({ name: n, curve: curves.get(n) ?? [] }));
   const report = join(out, 'report.html');
   const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
   const cmpTable = ['<table><thead><tr><th>metric</th><th>comparison</th><th>mean difference (points)</th><th>95% CI</th><th>p (sign-flip)</th><th>seeds</th></tr></thead><tbody>',
@@ -481,23 +531,25 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   const m = machine();
   writeReport(report, {
     title: opts.quick ? 'videoperceiver demo (smoke run): seeing brief events' : `videoperceiver ${opts.full ? 'ablation (--full)' : 'demo'}: seeing brief events`,
-    subtitle: `${plan.trainClips} synthetic training clips, ${plan.testClips} held-out clips; ${plan.sftSteps} SFT steps, ${plan.rlSteps} RL steps; seeds ${seeds.join(', ')}; ${seconds.toFixed(0)} s on ${m.cpu} (${m.cores} cores)`,
+    subtitle: `${plan.trainClips} synthetic training clips, ${plan.testClips} held-out clips; ${plan.sftSteps} SFT steps, ${plan.rlSteps} RL steps; ${allArms ? '' : `arms ${arms.join(', ')}; `}${keyInfo === 'annotated' ? 'annotated key info; ' : ''}seeds ${seeds.join(', ')}; ${seconds.toFixed(0)} s on ${m.cpu} (${m.cores} cores)`,
     runs: reportRuns,
     table,
     samples,
     sections: [
       { title: 'Paired comparisons (differences in points; sign-flip test over seeds, bootstrap CI over seeds and clips)', html: `${cmpTable}<div class="charts">${plots}</div>` },
-      { title: 'Key-information extraction (what the method arms trained on, scored against the annotations)', html: extractionHtml },
+      { title: `Key-information extraction (${keyInfo === 'extracted' ? 'what the method arms trained on' : 'not used by this run: the method arms trained on the annotations'}, scored against the annotations)`, html: extractionHtml },
     ],
     notes: [
       ...(opts.quick ? ['Smoke run (--quick): it shows that everything runs end to end; at this size its numbers and the differences between the arms are noise, not results.'] : []),
-      `Primary result, named before the run: ${DEMO_PRIMARY.metric}, ${DEMO_PRIMARY.comparison}.`,
+      `Primary result, named before the run: ${DEMO_PRIMARY.metric}, ${DEMO_PRIMARY.comparison}${arms.includes('c') && arms.includes('a') ? '' : ' (not run: this run has arms ' + arms.join(', ') + ')'}.`,
       '(a), (b) and (b0) start from the same initialization and see the same clips in the same order for the same number of steps; (c) and (c0) continue the same (b) model with the same RL budget.',
-      'The method arms take event keywords from the caption text and key frames from the transient detector; the annotations only score that extraction.',
+      keyInfo === 'extracted'
+        ? 'The method arms take event keywords from the caption text and key frames from the transient detector; the annotations only score that extraction.'
+        : 'The method arms take event keywords and key frames from the annotations (keyInfo \'annotated\'); the extraction is scored for comparison only.',
       'Event MC accuracy: which brief event happened (four options, one of them "nothing happened"; chance 0.25), answered by option likelihood. Counterfactual consistency: right on the clip and "nothing happened" on its KIM copy (the event frames substituted). Keyword F1: event keywords of greedy captions, precision over the event vocabulary. Colour MC accuracy: the object\'s colour (chance 0.25), the general-ability control.',
     ],
   });
-  const result: DemoResult = { plan, seeds, runs: results, table, comparisons, primary: DEMO_PRIMARY, extraction, machine: m, report, seconds };
+  const result: DemoResult = { plan, seeds, arms, keyInfo, runs: results, table, comparisons, primary: DEMO_PRIMARY, extraction, machine: m, report, seconds };
   writeFileAtomic(join(out, 'results.json'), JSON.stringify(result, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v)) + '\n');
   return result;
 }
@@ -520,6 +572,7 @@ export function formatDemoTable(table: ReportRow[]): string {
 /** The paired comparisons of one metric as fixed-width text. */
 export function formatDemoComparisons(comparisons: DemoComparison[], metric: string = DEMO_PRIMARY.metric): string {
   const rows = comparisons.filter((c) => c.metric === metric);
+  if (!rows.length) return `${metric}: no paired comparison among the arms run`;
   return [`${metric}, paired over ${rows[0]?.seeds ?? 0} seed(s) (points; 95% bootstrap CI; sign-flip p):`,
     ...rows.map((c) => `  ${c.comparison.padEnd(11)} ${pct(c.mean).padStart(6)}  [${pct(c.ci[0])}, ${pct(c.ci[1])}]  p = ${Number.isFinite(c.p) ? c.p.toFixed(3) : 'n/a'}`)].join('\n');
 }

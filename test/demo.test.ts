@@ -100,3 +100,63 @@ test('demo: Ctrl-C in an arm stops with its checkpoint (status 130); the same co
     rmSync(out, { recursive: true, force: true });
   }
 });
+
+test('demo --arms and --key-info: bad values stop with status 2 naming the flag, before anything is written', (t) => {
+  const out = mkdtempSync(join(tmpdir(), 'vp-demo-bad-'));
+  try {
+    for (const [args, re] of [
+      [['--arms', 'a,bb'], /demo: --arms: unknown arm "bb"; did you mean b0?\??.*\(the arms: a, b, b0, c, c0\)/],
+      [['--arms', 'a,c'], /demo: --arms: \(c\) continue \(b\)'s model, so they need b among the arms/],
+      [['--arms', 'c0,c'], /\(c\) and \(c0\) continue \(b\)'s model/],
+      [['--arms', 'a,a'], /demo: --arms: an arm is named twice/],
+      [['--arms', ''], /demo: --arms needs a value/],
+      [['--key-info', 'annotate'], /demo: --key-info must be one of extracted, annotated, got "annotate"; did you mean annotated\?/],
+    ] as const) {
+      const r = spawnSync(process.execPath, ['--import=tsx', join(ROOT, 'lib', 'cli.ts'), 'demo', '--quick', '--out', join(out, 'x'), ...args], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+      t.is(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+      t.regex(r.stderr, re, args.join(' '));
+    }
+    t.false(existsSync(join(out, 'x')));
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
+test('demo --quick --arms a,b --key-info annotated runs only (a) and (b), records both options, and never reads back results of another key-info', (t) => {
+  const out = mkdtempSync(join(tmpdir(), 'vp-demo-arms-'));
+  const cli = (...args: string[]) => spawnSync(process.execPath, ['--import=tsx', join(ROOT, 'lib', 'cli.ts'), 'demo', '--quick', '--sft-steps', '8', '--test-clips', '8', '--out', out, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 });
+  try {
+    const r = cli('--arms', 'b,a', '--key-info', 'annotated');
+    t.is(r.status, 0, r.stderr.slice(-2000));
+    const rows = r.stdout.split('\n').filter((l) => /^\((a|b|b0|c|c0)\) /.test(l));
+    t.deepEqual(rows.map((l) => /^\((\w+)\)/.exec(l)![1]), ['a', 'b'], r.stdout);
+    t.regex(rows[1], /^\(b\) SFT \+ KIM \+ contrastive, annotated key info /);
+    t.regex(r.stdout, /arms a, b; method arms on annotated key info/);
+    t.regex(r.stdout, /\(b\) − \(a\)\s+[+-]\d+\.\d\s+\[/);
+    t.notRegex(r.stdout, /\(c\) − \(a\)/);
+    t.false(existsSync(join(out, 'runs', 'seed-0', 'b0')));
+    t.false(existsSync(join(out, 'runs', 'seed-0', 'c')));
+    const res = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
+    t.deepEqual(res.arms, ['a', 'b']);
+    t.is(res.keyInfo, 'annotated');
+    t.deepEqual(res.runs.map((x: { arm: string }) => x.arm), ['a', 'b']);
+    t.deepEqual([...new Set(res.comparisons.map((c: { comparison: string }) => c.comparison))], ['(b) − (a)']);
+    t.is(res.comparisons.length, 4);
+    const stamp = (arm: string) => JSON.parse(readFileSync(join(out, 'runs', 'seed-0', arm, 'result.json'), 'utf8')).stamp as string;
+    t.like(JSON.parse(stamp('b')), { keyInfo: 'annotated', arms: ['a', 'b'] });
+    // The same command reads both back; the extracted key info trains again (another stamp).
+    const again = cli('--arms', 'a,b', '--key-info', 'annotated');
+    t.is(again.status, 0, again.stderr.slice(-2000));
+    t.notRegex(again.stderr, /\bsft\b.*\d+\/\d+/);
+    t.deepEqual(JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')).runs, res.runs);
+    const other = cli('--arms', 'a,b');
+    t.is(other.status, 0, other.stderr.slice(-2000));
+    t.regex(other.stderr, /seed 0 \(b\) sft/);
+    const res2 = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
+    t.is(res2.keyInfo, 'extracted');
+    t.is(res2.runs[1].run, '(b) SFT + KIM + contrastive');
+    t.like(JSON.parse(stamp('b')), { keyInfo: 'extracted', arms: ['a', 'b'] });
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
