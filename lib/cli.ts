@@ -391,11 +391,6 @@ async function demo(a: ParsedArgs): Promise<number> {
   if (a.has('seed') && a.has('seeds')) throw new UsageError('demo: give --seed N or --seeds A,B,C, not both');
   const seeds = a.list('seeds') ?? (a.has('seed') ? [a.num('seed', 0)] : undefined);
   const json = a.flag('json');
-  const out = a.str('out');
-  if (out !== undefined) outputDir('--out', out);
-  const quick = a.flag('quick');
-  const full = a.flag('full');
-  if (quick && full) throw new UsageError('demo: give --quick or --full, not both');
   let arms: DemoArm[] | undefined;
   const armsText = a.str('arms');
   if (armsText !== undefined) {
@@ -405,6 +400,11 @@ async function demo(a: ParsedArgs): Promise<number> {
       throw new UsageError((e as Error).message);
     }
   }
+  const out = a.str('out');
+  if (out !== undefined) outputDir('--out', out);
+  const quick = a.flag('quick');
+  const full = a.flag('full');
+  if (quick && full) throw new UsageError('demo: give --quick or --full, not both');
   const keyInfo = a.str('key-info') as 'extracted' | 'annotated' | undefined;
   let r: DemoResult;
   try {

@@ -4,11 +4,14 @@
 // extraction quality) and a report.html that renders in headless Chromium; a
 // second run with the same --out resumes instead of training again; an arm
 // stopped by Ctrl-C goes on from its checkpoint and ends as an uninterrupted run.
+// --arms / --key-info: bad values are refused before anything is written; a
+// subset runs only its arms and never reads back results of another key-info.
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { demoArms, runDemo } from '../lib/demo.js';
 import { CHROMIUM, screenshotPage } from './helpers.js';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -158,5 +161,21 @@ test('demo --quick --arms a,b --key-info annotated runs only (a) and (b), record
     t.like(JSON.parse(stamp('b')), { keyInfo: 'extracted', arms: ['a', 'b'] });
   } finally {
     rmSync(out, { recursive: true, force: true });
+  }
+});
+
+test('runDemo: opts.arms and opts.keyInfo are checked before anything is written', async (t) => {
+  t.deepEqual(demoArms(['c', 'b', 'a']), ['a', 'b', 'c']);
+  t.throws(() => demoArms([]), { instanceOf: RangeError, message: /runDemo: opts\.arms must name at least one arm/ });
+  t.throws(() => demoArms(['B']), { instanceOf: RangeError, message: /runDemo: opts\.arms: unknown arm "B"; did you mean b\?/ });
+  t.throws(() => demoArms(['a', 'c0']), { instanceOf: RangeError, message: /\(c0\) continue \(b\)'s model, so they need b/ });
+  const out = join(mkdtempSync(join(tmpdir(), 'vp-demo-api-')), 'x');
+  try {
+    await t.throwsAsync(runDemo({ quick: true, out, arms: ['b0', 'c'] }), { instanceOf: RangeError, message: /^runDemo: opts\.arms: \(c\) continue/ });
+    // @ts-expect-error: not a key-info source
+    await t.throwsAsync(runDemo({ quick: true, out, keyInfo: 'both' }), { instanceOf: RangeError, message: /runDemo: opts\.keyInfo must be 'extracted' or 'annotated', got "both"/ });
+    t.false(existsSync(out));
+  } finally {
+    rmSync(join(out, '..'), { recursive: true, force: true });
   }
 });
