@@ -155,6 +155,9 @@ test('demo --quick --arms a,b --key-info annotated runs only (a) and (b), record
     const other = cli('--arms', 'a,b');
     t.is(other.status, 0, other.stderr.slice(-2000));
     t.regex(other.stderr, /seed 0 \(b\) sft/);
+    // A finished arm leaves its checkpoint; one of another stamp is not resumed but trained afresh.
+    t.notRegex(other.stderr, /resuming/);
+    t.is(readFileSync(join(out, 'runs', 'seed-0', 'b', 'train.stamp.json'), 'utf8'), stamp('b'));
     const res2 = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
     t.is(res2.keyInfo, 'extracted');
     t.is(res2.runs[1].run, '(b) SFT + KIM + contrastive');
