@@ -18,6 +18,7 @@ import { inputDir, outputDir } from '../paths.js';
 import { Tensor } from '../tensor.js';
 import { checkBoolean, checkKnownKeys, checkNumber, checkOptions, float32Vector, int32Vector } from '../validate.js';
 import { CheckpointError, readSafetensors, writeFileAtomic, writeSafetensors, type StTensor } from './safetensors.js';
+import { checkOnToken, checkStreams, GENERATE_BATCH_KEYS, guardOnToken } from './generate-options.js';
 import { EOS_ID, Tokenizer, UNK_ID } from './tokenizer.js';
 
 /** The architecture (docs/model.md). */
@@ -190,9 +191,6 @@ export interface ParamInfo {
 
 const CONFIG_KEYS = ['imageSize', 'patchSize', 'frames', 'width', 'layers', 'heads', 'kvHeads', 'mlpRatio', 'ffn', 'vocab', 'maxSeq', 'tied', 'ropeTheta', 'normEps'] as const;
 /** Every key VideoLM.create accepts (any other is refused: a typo would otherwise be ignored). */
-/** The option keys of generate / generateBatch / generateStream (GenerateOptions). */
-const GENERATE_KEYS = ['maxTokens', 'temperature', 'topP', 'seed', 'eosId', 'onToken', 'streams'] as const;
-
 export const VIDEOLM_CREATE_KEYS = [...CONFIG_KEYS, 'preset', 'tokenizer', 'seed', 'device', 'computeDtype'] as const;
 
 export type VideoLMComputeDtype = 'float32' | 'bfloat16';
@@ -570,44 +568,33 @@ export class VideoLM {
     const fn = 'VideoLM.generateBatch';
     const b = this.#batch(fn, prompts);
     const g = this.#genOpts(fn, opts);
-    const onToken = (opts as GenerateOptions).onToken;
-    if (onToken !== undefined && typeof onToken !== 'function') throw typeError(fn, 'opts.onToken', 'a function (sequence, token) => void', describe(onToken));
+    const onToken = checkOnToken(fn, (opts as GenerateOptions).onToken);
     const streams = (opts as GenerateOptions | undefined)?.streams;
-    if (streams !== undefined) {
-      g.streams = int32Vector(fn, 'opts.streams', streams, (b.sequences as unknown[]).length);
-      g.streams.forEach((x, i) => {
-        if (x < 0) throw rangeError(fn, `opts.streams[${i}]`, '>= 0', `${x}`);
-      });
-    }
+    if (streams !== undefined) g.streams = checkStreams(fn, streams, (b.sequences as unknown[]).length);
     const native = this.#alive(fn);
     return this.#run(async () => {
       this.#lastText = -1;
       if (!onToken) return (await native.generate(b, g)) as Int32Array[];
       // The native side must never see a JS exception: keep the first one and throw it at the end.
-      let failure: { error: unknown } | undefined;
+      const guard = guardOnToken(onToken);
       let delivered!: () => void;
       const allDelivered = new Promise<void>((res) => (delivered = res));
       const out = (await native.generate(b, {
         ...g,
         onToken: (seq: number, tok: number) => {
           if (seq < 0) return delivered(); // the end mark, after every token
-          if (failure) return;
-          try {
-            onToken(seq, tok);
-          } catch (error) {
-            failure = { error };
-          }
+          guard.call(seq, tok);
         },
       })) as Int32Array[];
       await allDelivered; // every onToken call happens before the call resolves
-      if (failure) throw failure.error;
+      guard.rethrow();
       return out;
     });
   }
 
   #genOpts(fn: string, opts: unknown): Omit<Required<GenerateOptions>, 'onToken' | 'streams'> & { streams?: Int32Array } {
     const o = checkOptions(fn, opts);
-    checkKnownKeys(fn, 'opts', o, GENERATE_KEYS);
+    checkKnownKeys(fn, 'opts', o, GENERATE_BATCH_KEYS);
     return {
       maxTokens: checkNumber(fn, 'opts.maxTokens', o.maxTokens, 32, { integer: true, min: 0, max: this.#config.maxSeq }),
       temperature: checkNumber(fn, 'opts.temperature', o.temperature, 0, { min: 0 }),

@@ -23,12 +23,10 @@
 // Cost per generated token: 2·P multiply-adds (P = the decoder's matrices) plus
 // O(layers · H · D · context) for attention; cache memory
 // 2 · layers · Hkv · D · Σ(prompt + maxTokens) floats.
-import { rangeError } from '../errors.js';
 import { native } from '../native.js';
 import { attention } from '../ops/attention.js';
 import { rmsNorm, sampleTokens, swiglu } from '../ops/layers.js';
 import { emptyLike, tensor, type Tensor } from '../tensor.js';
-import { int32Vector } from '../validate.js';
 import { embeddingW } from './bf16.js';
 import type { Decoder } from './decoder.js';
 import { addInto, embed, gatherRows, rmsNormD, scatterAddRows, swigluD, view, zerosOn } from './device.js';
@@ -93,19 +91,7 @@ export interface TextGenerateOptions {
   streams?: Int32Array;
 }
 
-/** Every option generateBatch takes (any other key is refused: a typo would otherwise be ignored). */
-export const GENERATE_BATCH_KEYS = ['maxTokens', 'temperature', 'topP', 'seed', 'eosId', 'onToken', 'streams'] as const;
-
 const f32 = (t: Tensor) => t.data as Float32Array;
-
-/** opts.streams of a generation over `sequences` prompts: one non-negative stream id per prompt. */
-export function checkStreams(fn: string, streams: unknown, sequences: number): Int32Array {
-  const s = int32Vector(fn, 'opts.streams', streams, sequences);
-  s.forEach((x, i) => {
-    if (x < 0) throw rangeError(fn, `opts.streams[${i}]`, '>= 0', `${x}`);
-  });
-  return s;
-}
 
 /**
  * Continues each prompt (non-empty token ids); returns the new tokens of each.

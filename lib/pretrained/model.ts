@@ -34,7 +34,8 @@ import { bf16Tensor, copyValue, hostValue, isBf16, paramF32, setParamF32, toBf16
 import { adamw, gatherRows, gradNorm, hostF32, zerosOn } from './device.js';
 import { Decoder, type HeadState, type Param, type Saved } from './decoder.js';
 import { allReduceParamGradients, broadcastParamState } from './data-parallel.js';
-import { checkStreams, GENERATE_BATCH_KEYS, generateSteps, generateTokens, type GenOptions, type StepTokens, type TextGenerateOptions } from './generate.js';
+import { checkOnToken, checkStreams, GENERATE_BATCH_KEYS, guardOnToken, type OnToken } from '../model/generate-options.js';
+import { generateSteps, generateTokens, type GenOptions, type StepTokens, type TextGenerateOptions } from './generate.js';
 import { attachLoaded, attachLora, checkLoraOptions, mergedWeight, mergeInto, readAdapter, writeAdapter, type LoraOptions, type LoraState } from './lora.js';
 import { snapshotOtherFiles, writeHfFolder, type SaveLayout } from './save.js';
 import { processVideo, videoPromptText, type ProcessedVideo, type VideoOptions } from './video.js';
@@ -927,7 +928,7 @@ export class PretrainedModel {
   }
 
   /** Generation options (sequences: the batch's count, for opts.streams), checked. */
-  #genOpts(fn: string, opts: unknown, sequences: number): GenOptions & { onToken?: (sequence: number, token: number) => void } {
+  #genOpts(fn: string, opts: unknown, sequences: number): GenOptions & { onToken?: OnToken } {
     const o = checkOptions(fn, opts);
     checkKnownKeys(fn, 'opts', o, GENERATE_BATCH_KEYS);
     let eos: number[];
@@ -935,7 +936,7 @@ export class PretrainedModel {
     else if (typeof o.eosId === 'number') eos = o.eosId === -1 ? [] : [checkNumber(fn, 'opts.eosId', o.eosId, 0, { integer: true, min: 0, max: this.spec.vocab - 1 })];
     else if (Array.isArray(o.eosId)) eos = o.eosId.map((x, i) => checkNumber(fn, `opts.eosId[${i}]`, x, 0, { integer: true, min: 0, max: this.spec.vocab - 1 }));
     else throw typeError(fn, 'opts.eosId', 'a token id, a list of them, or -1', describe(o.eosId));
-    if (o.onToken !== undefined && typeof o.onToken !== 'function') throw typeError(fn, 'opts.onToken', 'a function (sequence, token) => void', describe(o.onToken));
+    const onToken = checkOnToken(fn, o.onToken);
     return {
       maxTokens: checkNumber(fn, 'opts.maxTokens', o.maxTokens, 32, { integer: true, min: 0, max: 1 << 20 }),
       temperature: checkNumber(fn, 'opts.temperature', o.temperature, 0, { min: 0 }),
@@ -943,7 +944,7 @@ export class PretrainedModel {
       seed: checkNumber(fn, 'opts.seed', o.seed, 0, { integer: true, min: 0, max: Number.MAX_SAFE_INTEGER }),
       eos: new Set(eos),
       ...(o.streams === undefined ? {} : { streams: checkStreams(fn, o.streams, sequences) }),
-      ...(o.onToken ? { onToken: o.onToken as (sequence: number, token: number) => void } : {}),
+      ...(onToken ? { onToken } : {}),
     };
   }
 
@@ -979,19 +980,11 @@ export class PretrainedModel {
     const { dec, list, g, prefill, banned } = this.#generation(fn, prompts, opts);
     const onToken = g.onToken;
     if (!onToken) return generateTokens(dec, list, g, prefill, banned);
-    // As VideoLM's: the first exception of the callback is kept, no more calls are made, and it is thrown at the end.
-    let failure: { error: unknown } | undefined;
+    const guard = guardOnToken(onToken);
     const out = generateTokens(dec, list, g, prefill, banned, (sampled: StepTokens) => {
-      for (const { sequence, token } of sampled) {
-        if (failure) return;
-        try {
-          onToken(sequence, token);
-        } catch (error) {
-          failure = { error };
-        }
-      }
+      for (const { sequence, token } of sampled) guard.call(sequence, token);
     });
-    if (failure) throw failure.error;
+    guard.rethrow();
     return out;
   }
 
