@@ -102,10 +102,10 @@ async function loadModelDir(dir: string, device: 'cpu' | 'cuda', dtype?: string,
  * (training_args.json); undefined leaves the model's own (float32, or a config file's
  * model.computeDtype). A value that differs from the run's is refused by the trainer unless --override.
  */
-function trainComputeDtype(a: ParsedArgs, runDir: string): ComputeDtype | undefined {
+function trainComputeDtype(a: ParsedArgs, resumed: ResumedRun | undefined): ComputeDtype | undefined {
   const given = a.str('compute-dtype') as ComputeDtype | undefined;
-  if (given || !a.flag('resume')) return given;
-  const args = resumedArgs(runDir)?.args;
+  if (given || !resumed) return given;
+  const args = resumed.args;
   const saved = args?.rl?.computeDtype ?? args?.sft?.computeDtype;
   return saved === 'bfloat16' ? 'bfloat16' : undefined;
 }
@@ -119,12 +119,15 @@ function resumedCheckpoint(runDir: string): string | undefined {
   }
 }
 
-/** The training_args.json of the checkpoint `--resume` would continue from (undefined: none yet; trainer.resume says so). */
-function resumedArgs(runDir: string): { file: string; args: ReturnType<typeof readTrainingArgs> } | undefined {
-  const ck = resumedCheckpoint(runDir);
-  if (!ck) return undefined;
-  const file = join(ck, 'training_args.json');
-  return { file, args: readTrainingArgs(file) };
+/** The run `--resume` continues: its latest checkpoint and that checkpoint's training_args.json. */
+type ResumedRun = { checkpoint: string; file: string; args: ReturnType<typeof readTrainingArgs> };
+
+/** The run `--resume` would continue from `runDir` (undefined: no checkpoint yet; trainer.resume says so), read once per command. */
+function resumedRun(runDir: string): ResumedRun | undefined {
+  const checkpoint = resumedCheckpoint(runDir);
+  if (!checkpoint) return undefined;
+  const file = join(checkpoint, 'training_args.json');
+  return { checkpoint, file, args: readTrainingArgs(file) };
 }
 
 /**
@@ -132,12 +135,10 @@ function resumedArgs(runDir: string): { file: string; args: ReturnType<typeof re
  * trained with (its latest checkpoint's training_args.json); a --dtype that
  * differs from the run's is refused unless --override.
  */
-function trainDtype(a: ParsedArgs, runDir: string, hfModel: boolean): string | undefined {
+function trainDtype(a: ParsedArgs, resumed: ResumedRun | undefined, hfModel: boolean): string | undefined {
   const given = a.str('dtype');
   if (given && !hfModel) throw new UsageError('train: --dtype applies to a Hugging Face model folder (--model DIR); the built-in VideoLM keeps float32 weights (leave --dtype out; for its bf16 compute put "model": { "computeDtype": "bfloat16" } in --config, docs/model.md)');
-  if (!a.flag('resume') || !hfModel) return given;
-  const resumed = resumedArgs(runDir);
-  if (!resumed) return given;
+  if (!resumed || !hfModel) return given;
   const { file } = resumed;
   const saved = resumed.args?.dtype;
   if (!saved) return given;
@@ -208,16 +209,17 @@ async function trainRun(a: ParsedArgs, dataArgs: ReturnType<typeof dataArg>, out
   if (a.flag('override') && !a.flag('resume')) throw new UsageError('train: --override only applies with --resume');
   const lora = loraOptions(a);
   if (lora && !from) throw new UsageError('train: --lora-rank needs --model DIR (a Hugging Face model folder)');
-  const dtype = trainDtype(a, outPath, from !== undefined && !isVideoLMDir(from));
-  const computeDtype = trainComputeDtype(a, outPath);
+  const run = a.flag('resume') ? resumedRun(outPath) : undefined;
+  const dtype = trainDtype(a, run, from !== undefined && !isVideoLMDir(from));
+  const computeDtype = trainComputeDtype(a, run);
   const data = dataArgs.open();
   // --resume continues the run's own model (config and tokenizer from its checkpoint), whatever --data holds now.
-  const resumeFrom = a.flag('resume') && !from ? resumedCheckpoint(outPath) : undefined;
+  const resumeFrom = from ? undefined : run?.checkpoint;
   const out = outputDir('--out', outPath);
   const stage = a.str('stage') ?? 'both';
   const json = a.flag('json');
   // --resume without --seed continues with the run's own seed (training_args.json), which the trainer requires.
-  const seed = a.has('seed') || !a.flag('resume') ? a.num('seed', 0) : resumedArgs(outPath)?.args?.seed ?? 0;
+  const seed = a.has('seed') || !run ? a.num('seed', 0) : run.args?.seed ?? 0;
   const device = (a.str('device') ?? 'cpu') as vp.VideoLMDevice;
   // Under mpirun / torchrun every rank runs this; rank 0 alone prints and saves (the trainer writes on rank 0 only).
   const main = vp.distributedInfo().rank === 0;
