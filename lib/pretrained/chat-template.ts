@@ -18,9 +18,11 @@
 // part was printed whole), or the render fails and every part is text, the
 // template does not read parts, so each list of text parts is joined into one
 // string (as the parts-reading templates concatenate them) and any other part
-// (an image, a video) is refused, naming messages[i].content[j]. Cost: one parse per folder,
-// one render (linear in the conversation) per call, two when that retry
-// happens, one or two more for a conversation with parts.
+// (an image, a video) is refused, naming messages[i].content[j]; what the probe
+// finds is kept per template and per set of roles that carry parts. Cost: one
+// parse per folder, one render (linear in the conversation) per call, two when
+// that retry happens, one more the first time a kind of conversation with parts
+// is rendered.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
@@ -48,6 +50,12 @@ export class ChatTemplate {
   readonly source: string;
   readonly #template: Template;
   readonly #specials: Record<string, unknown>;
+  /**
+   * What the parts probe found (a property of the template), by the roles whose
+   * contents are parts: a training loop renders the same kind of conversation
+   * every step, so the probe runs once per kind, not once per render.
+   */
+  readonly #partsUse = new Map<string, 'reads' | 'prints'>();
 
   constructor(source: string, specials: Record<string, unknown> = {}, where = 'chat template') {
     this.source = source;
@@ -124,7 +132,9 @@ export class ChatTemplate {
       }
     };
     if (!messages.some((m) => Array.isArray(m.content))) return renderAny(messages);
-    const probe = partsProbe(messages, renderAny);
+    const kind = [...new Set(messages.filter((m) => Array.isArray(m.content)).map((m) => m.role))].sort().join('\n');
+    const probe = this.#partsUse.get(kind) ?? partsProbe(messages, renderAny);
+    if (probe !== 'fails') this.#partsUse.set(kind, probe); // 'fails' may depend on the parts given: not kept
     if (probe === 'reads') return renderAny(messages);
     // 'prints': a template for string contents. 'fails': the same when the parts are all text
     // (joined, they may render); with an image or video part, the template's own error.
