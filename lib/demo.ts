@@ -330,7 +330,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   const testIds = test.annotations.map((a) => a.id);
   // Results of another plan, key-info source or arm set are never read back. The defaults keep
   // the stamp of the versions before `arms` and `keyInfo`, so their runs still resume.
-  const stamp = JSON.stringify(keyInfo === 'extracted' && allArms ? { plan, version: 1 } : { plan, version: 1, keyInfo, arms });
+  const defaultStamp = JSON.stringify({ plan, version: 1 });
+  const stamp = keyInfo === 'extracted' && allArms ? defaultStamp : JSON.stringify({ plan, version: 1, keyInfo, arms });
 
   // The extraction the method arms train on, scored against the annotations.
   const probe = await VideoLM.create({ ...plan.model, tokenizer, seed: 1 });
@@ -379,7 +380,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     // trajectory) when it was started with the same stamp; its earlier steps'
     // time is read back from metrics.jsonl.
     const stampFile = `${runDir}.stamp.json`;
-    const sameStamp = existsSync(stampFile) ? readFileSync(stampFile, 'utf8') === stamp : stamp === JSON.stringify({ plan, version: 1 });
+    const sameStamp = existsSync(stampFile) ? readFileSync(stampFile, 'utf8') === stamp : stamp === defaultStamp;
     const resuming = sameStamp && existsSync(join(runDir, 'checkpoints', 'latest.json'));
     if (!resuming) {
       rmSync(runDir, { recursive: true, force: true });
