@@ -29,8 +29,9 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { openDataset, type Dataset } from './data/dataset.js';
-import { synthDataset, type SynthOptions } from './data/synth.js';
+import type { Dataset } from './data/dataset.js';
+import { cachedSynthDataset } from './data/synth-cache.js';
+import type { SynthOptions } from './data/synth.js';
 import { writeFileAtomic } from './fs.js';
 import { locateKeyFrames } from './kim/keyframes.js';
 import { VideoLM, type VideoLMConfig } from './model/videolm.js';
@@ -225,17 +226,6 @@ export interface DemoResult {
   seconds: number;
 }
 
-function cachedDataset(dir: string, count: number, seed: number, synth: SynthOptions): Dataset {
-  const spec = JSON.stringify({ count, seed, ...synth, generator: 3 });
-  const stamp = join(dir, 'dataset.json');
-  if (!(existsSync(stamp) && readFileSync(stamp, 'utf8') === spec && existsSync(join(dir, 'annotations.jsonl')))) {
-    rmSync(dir, { recursive: true, force: true });
-    synthDataset(dir, { ...synth, count, seed });
-    writeFileAtomic(stamp, spec);
-  }
-  return openDataset(dir);
-}
-
 function meanStd(xs: number[]): { mean: number; std?: number } {
   const ok = xs.filter((x) => Number.isFinite(x));
   const mean = ok.reduce((a, b) => a + b, 0) / Math.max(ok.length, 1);
@@ -324,8 +314,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   outputDir('demo: opts.out', out);
 
   log(`videoperceiver demo${opts.full ? ' --full' : ''}: ${plan.trainClips} training clips, ${plan.testClips} held-out clips, ${plan.sftSteps} SFT steps of ${plan.batchSize} clips, ${plan.rlSteps} RL steps; arms ${arms.join(', ')}${keyInfo === 'annotated' ? ' (annotated key info)' : ''}; seeds ${seeds.join(', ')}; output ${out}`);
-  const train = cachedDataset(join(out, 'data', `train-${plan.trainClips}`), plan.trainClips, 1000, plan.synth);
-  const test = cachedDataset(join(out, 'data', `test-${plan.testClips}`), plan.testClips, 2000, plan.synth);
+  const train = cachedSynthDataset(join(out, 'data', `train-${plan.trainClips}`), plan.trainClips, 1000, plan.synth);
+  const test = cachedSynthDataset(join(out, 'data', `test-${plan.testClips}`), plan.testClips, 2000, plan.synth);
   const tokenizer = tokenizerForDataset(train.annotations);
   const testIds = test.annotations.map((a) => a.id);
   // Results of another plan, key-info source or arm set are never read back. The defaults keep

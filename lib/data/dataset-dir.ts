@@ -22,7 +22,7 @@ export const CLIP_FILE = /^clip-\d{5,}\.(npy|mp4)$/;
 const STAGING = /^\.synth-tmp-(\d+)$/;
 
 /** True while process `pid` runs (a staging folder of a synth still writing). */
-function alive(pid: number): boolean {
+export function processAlive(pid: number): boolean {
   if (pid === process.pid) return true;
   try {
     process.kill(pid, 0);
@@ -36,7 +36,7 @@ function alive(pid: number): boolean {
 export function folderEntries(dir: string): string[] {
   return readdirSync(dir).filter((n) => {
     const m = STAGING.exec(n);
-    return !m || alive(Number(m[1]));
+    return !m || processAlive(Number(m[1]));
   });
 }
 
@@ -72,7 +72,7 @@ export class DatasetWriter {
     if (existsSync(clips) && !statSync(clips).isDirectory()) throw new PathError(arg, clips, 'is a file, expected the clips folder', 'ENOTDIR');
     for (const n of readdirSync(dir)) {
       const m = STAGING.exec(n);
-      if (m && !alive(Number(m[1]))) rmSync(join(dir, n), { recursive: true, force: true });
+      if (m && !processAlive(Number(m[1]))) rmSync(join(dir, n), { recursive: true, force: true });
     }
     this.staging = join(dir, `.synth-tmp-${process.pid}`);
     rmSync(this.staging, { recursive: true, force: true });
