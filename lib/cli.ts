@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, UsageError, type FlagSpec, type FlagSpecs, type ParsedArgs } from './cli-args.js';
 import { flagError, missingFolders, removeEmptyFolders, resumedVideoLM, unseenWordsNote } from './cli-train.js';
 import * as vp from './index.js';
-import { DemoInterrupted, demoArms, formatDemoComparisons, formatDemoTable, runDemo, type DemoArm, type DemoResult } from './demo.js';
+import { DEMO_PLANS, DemoInterrupted, demoArms, formatDemoComparisons, formatDemoTable, runDemo, type DemoArm, type DemoResult } from './demo.js';
 import { distributedSummary } from './distributed.js';
 import { cudaDriverPresent, loadAddon, packageRoot } from './native.js';
 import { refuseNonEmpty } from './data/dataset-dir.js';
@@ -412,6 +412,7 @@ async function demo(a: ParsedArgs): Promise<number> {
   try {
     r = await runDemo({
       quick, full, seeds, out, progress: !json, arms, keyInfo,
+      contrastive: defined({ lambda: a.num('lambda'), tapLayer: a.num('tap-layer') }),
       plan: defined({ sftSteps: a.num('sft-steps'), rlSteps: a.num('rl-steps'), trainClips: a.num('train-clips'), testClips: a.num('test-clips') }),
       log: json ? () => {} : undefined,
     });
@@ -425,7 +426,8 @@ async function demo(a: ParsedArgs): Promise<number> {
       (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v)));
     return 0;
   }
-  const variant = `${armsText !== undefined ? `; arms ${r.arms.join(', ')}` : ''}${r.keyInfo === 'annotated' ? '; method arms on annotated key info' : ''}`;
+  const nce = [a.num('lambda') !== undefined ? `λ ${a.num('lambda')}` : '', a.num('tap-layer') !== undefined ? `tap layer ${a.num('tap-layer')}` : ''].filter(Boolean).join(', ');
+  const variant = `${armsText !== undefined ? `; arms ${r.arms.join(', ')}` : ''}${r.keyInfo === 'annotated' ? '; method arms on annotated key info' : ''}${nce ? `; contrastive term ${nce}` : ''}`;
   console.log(`\nheld-out results (${r.plan.testClips} clips; seeds ${r.seeds.join(', ')}${variant}${r.seeds.length > 1 ? '; mean ± std over seeds' : ''}):\n`);
   console.log(formatDemoTable(r.table));
   console.log(`\n${formatDemoComparisons(r.comparisons)}`);
@@ -485,7 +487,7 @@ async function quickBench(): Promise<void> {
 
 const DEMO_FLAGS: FlagSpecs = {
   quick: { kind: 'bool' }, full: { kind: 'bool' }, seed: SEED, seeds: { kind: 'int-list', min: 0, max: 2 ** 32 - 1 }, out: PATH,
-  'sft-steps': STEPS, 'rl-steps': STEPS, arms: { kind: 'string' }, 'key-info': { kind: 'string', choices: ['extracted', 'annotated'] }, 'train-clips': { kind: 'int', min: 1, max: 10_000_000 }, 'test-clips': { kind: 'int', min: 1, max: 10_000_000 }, json: JSON_FLAG,
+  'sft-steps': STEPS, 'rl-steps': STEPS, arms: { kind: 'string' }, 'key-info': { kind: 'string', choices: ['extracted', 'annotated'] }, 'train-clips': { kind: 'int', min: 1, max: 10_000_000 }, 'test-clips': { kind: 'int', min: 1, max: 10_000_000 }, lambda: { kind: 'number', min: 0 }, 'tap-layer': { kind: 'int', min: 0, max: DEMO_PLANS.full.model.layers }, json: JSON_FLAG,
 };
 
 const commands: Record<string, Command> = {
@@ -508,12 +510,13 @@ const commands: Record<string, Command> = {
   },
   demo: {
     summary: 'the method end to end and its ablation: (a) plain SFT, (b) SFT + KIM + contrastive, (b0) SFT + contrastive without KIM, (c) (b) + comparative GRPO, (c0) (b) + plain GRPO, evaluated on held-out clips with paired statistics; writes report.html and results.json',
-    usage: 'videoperceiver demo [--quick | --full] [--seed 0 | --seeds 0,1,2] [--out ./videoperceiver-demo] [--arms a,b,b0,c,c0] [--key-info extracted|annotated] [--sft-steps N] [--rl-steps N] [--train-clips N] [--test-clips N] [--json]\n\n' +
+    usage: 'videoperceiver demo [--quick | --full] [--seed 0 | --seeds 0,1,2] [--out ./videoperceiver-demo] [--arms a,b,b0,c,c0] [--key-info extracted|annotated] [--lambda 0.5] [--tap-layer N] [--sft-steps N] [--rl-steps N] [--train-clips N] [--test-clips N] [--json]\n\n' +
       '--quick is a smoke run (about 2 minutes): it shows that everything runs; its numbers are noise. ' +
       '--full is the powered ablation (10 seeds, 1024 held-out clips; about an hour and a half on 2 cores); it resumes per seed and arm when run again with the same --out. ' +
       '--arms runs only these arms (default all five; (c) and (c0) continue (b)\'s model, so they need b); the table and the report show the arms run, and the comparisons between them. ' +
       '--key-info: where the method arms\' KIM, contrastive query and RL take key frames and keywords from: extracted (default: the caption text and the transient detector) or annotated (the annotations). ' +
-      'Results of another --arms or --key-info are not read back into a resumed run.',
+      '--lambda and --tap-layer set the method arms\' contrastive term: its weight (default 0.5) and the decoder layer it taps (default half the layers, 2 of 4). ' +
+      'Results of another --arms, --key-info, --lambda or --tap-layer are not read back into a resumed run.',
     flags: DEMO_FLAGS,
     run: demo,
   },

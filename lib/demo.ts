@@ -152,6 +152,12 @@ export interface DemoOptions {
    * annotations, as Trainer.sft's keyInfo 'annotated').
    */
   keyInfo?: KeyInfoSource;
+  /**
+   * The method arms' contrastive term, for the ablation's follow-ups: its weight λ (Trainer.sft's
+   * `lambda`, default 0.5) and the decoder layer it taps (`tapLayer`, default half the layers).
+   * Part of the plan, so results of other values are never read back.
+   */
+  contrastive?: { lambda?: number; tapLayer?: number };
   /** Progress bars and log lines on stderr (default true). */
   progress?: boolean;
   log?: (line: string) => void;
@@ -300,13 +306,22 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   const kind = opts.full ? 'full' : opts.quick ? 'quick' : 'default';
   const base = DEMO_PLANS[kind];
   const plan: DemoPlan = { ...base, ...opts.plan };
+  const nce = opts.contrastive ?? {};
+  for (const k of Object.keys(nce)) if (k !== 'lambda' && k !== 'tapLayer') throw new RangeError(`runDemo: opts.contrastive: unknown option ${JSON.stringify(k)} (the options: lambda, tapLayer)`);
+  if (nce.lambda !== undefined && !(typeof nce.lambda === 'number' && Number.isFinite(nce.lambda) && nce.lambda >= 0))
+    throw new RangeError(`runDemo: opts.contrastive.lambda must be a finite number ≥ 0, got ${nce.lambda}`);
+  if (nce.tapLayer !== undefined && !(Number.isInteger(nce.tapLayer) && nce.tapLayer >= 0 && nce.tapLayer <= plan.model.layers))
+    throw new RangeError(`runDemo: opts.contrastive.tapLayer must be an integer from 0 to ${plan.model.layers} (the model's layers), got ${nce.tapLayer}`);
+  if (nce.lambda !== undefined) plan.sft = { ...plan.sft, lambda: nce.lambda };
+  if (nce.tapLayer !== undefined) plan.sft = { ...plan.sft, tapLayer: nce.tapLayer };
   const seeds = opts.seeds ?? plan.seeds;
   const arms = demoArms(opts.arms ?? ARMS);
   const keyInfo = opts.keyInfo ?? 'extracted';
   if (keyInfo !== 'extracted' && keyInfo !== 'annotated') throw new RangeError(`runDemo: opts.keyInfo must be 'extracted' or 'annotated', got ${JSON.stringify(keyInfo)}`);
   const allArms = arms.length === ARMS.length;
-  /** An arm's name in the table (the key-info source is named when it is not the default). */
-  const armName = (arm: DemoArm) => (keyInfo === 'annotated' && arm !== 'a' ? `${DEMO_ARMS[arm]}, annotated key info` : DEMO_ARMS[arm]);
+  /** An arm's name in the table (the key-info source and the contrastive term's settings are named when they are not the defaults). */
+  const methodVariant = `${keyInfo === 'annotated' ? ', annotated key info' : ''}${nce.lambda !== undefined ? `, λ ${nce.lambda}` : ''}${nce.tapLayer !== undefined ? `, tap layer ${nce.tapLayer}` : ''}`;
+  const armName = (arm: DemoArm) => (arm !== 'a' ? `${DEMO_ARMS[arm]}${methodVariant}` : DEMO_ARMS[arm]);
   const runNames = arms.map(armName);
   const out = resolve(opts.out ?? 'videoperceiver-demo');
   const showProgress = opts.progress ?? true;

@@ -167,6 +167,37 @@ test('demo --quick --arms a,b --key-info annotated runs only (a) and (b), record
   }
 });
 
+test('demo --lambda --tap-layer trains the method arm with that contrastive term, names it in the table, and keeps it in the plan', (t) => {
+  const out = mkdtempSync(join(tmpdir(), 'vp-demo-nce-'));
+  try {
+    const r = spawnSync(process.execPath, ['--import=tsx', join(ROOT, 'lib', 'cli.ts'), 'demo', '--quick', '--sft-steps', '4', '--test-clips', '8', '--out', out, '--arms', 'b', '--lambda', '0.1', '--tap-layer', '3'], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 });
+    t.is(r.status, 0, r.stderr.slice(-2000));
+    t.regex(r.stdout, /^\(b\) SFT \+ KIM \+ contrastive, λ 0\.1, tap layer 3 /m);
+    t.regex(r.stdout, /contrastive term λ 0\.1, tap layer 3/);
+    const res = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
+    t.like(res.plan.sft, { lambda: 0.1, tapLayer: 3 });
+    const args = JSON.parse(readFileSync(join(out, 'runs', 'seed-0', 'b', 'train', 'training_args.json'), 'utf8'));
+    t.like(args.sft, { lambda: 0.1, tapLayer: 3 });
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
+test('runDemo: opts.contrastive is checked before anything is written', async (t) => {
+  const out = join(mkdtempSync(join(tmpdir(), 'vp-demo-api-')), 'x');
+  try {
+    await t.throwsAsync(runDemo({ quick: true, out, contrastive: { lambda: -0.5 } }), { instanceOf: RangeError, message: /runDemo: opts\.contrastive\.lambda must be a finite number ≥ 0, got -0\.5/ });
+    await t.throwsAsync(runDemo({ quick: true, out, contrastive: { lambda: NaN } }), { instanceOf: RangeError, message: /opts\.contrastive\.lambda/ });
+    await t.throwsAsync(runDemo({ quick: true, out, contrastive: { tapLayer: 5 } }), { instanceOf: RangeError, message: /runDemo: opts\.contrastive\.tapLayer must be an integer from 0 to 4/ });
+    await t.throwsAsync(runDemo({ quick: true, out, contrastive: { tapLayer: 1.5 } }), { instanceOf: RangeError, message: /opts\.contrastive\.tapLayer/ });
+    // @ts-expect-error: not an option of the contrastive term
+    await t.throwsAsync(runDemo({ quick: true, out, contrastive: { temperature: 0.1 } }), { instanceOf: RangeError, message: /runDemo: opts\.contrastive: unknown option "temperature"/ });
+    t.false(existsSync(out));
+  } finally {
+    rmSync(join(out, '..'), { recursive: true, force: true });
+  }
+});
+
 test('runDemo: opts.arms and opts.keyInfo are checked before anything is written', async (t) => {
   t.deepEqual(demoArms(['c', 'b', 'a']), ['a', 'b', 'c']);
   t.throws(() => demoArms([]), { instanceOf: RangeError, message: /runDemo: opts\.arms must name at least one arm/ });
