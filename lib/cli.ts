@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, UsageError, type FlagSpec, type FlagSpecs, type ParsedArgs } from './cli-args.js';
 import { flagError, missingFolders, removeEmptyFolders, resumedVideoLM, unseenWordsNote } from './cli-train.js';
 import * as vp from './index.js';
+import { runDemoJobs } from './demo-jobs.js';
 import { DEMO_PLANS, DemoInterrupted, demoArms, formatDemoComparisons, formatDemoTable, runDemo, type DemoArm, type DemoResult } from './demo.js';
 import { distributedSummary } from './distributed.js';
 import { cudaDriverPresent, loadAddon, packageRoot } from './native.js';
@@ -408,10 +409,23 @@ async function demo(a: ParsedArgs): Promise<number> {
   const full = a.flag('full');
   if (quick && full) throw new UsageError('demo: give --quick or --full, not both');
   const keyInfo = a.str('key-info') as 'extracted' | 'annotated' | undefined;
+  const jobs = a.num('jobs', 1);
+  const allSeeds = seeds ?? DEMO_PLANS[full ? 'full' : quick ? 'quick' : 'default'].seeds;
+  if (jobs > 1 && allSeeds.length > 1) {
+    // The seeds' arms train in child processes; the run below then reads every one back.
+    const args = Object.entries(a.entries())
+      .filter(([k]) => k !== 'jobs' && k !== 'seed' && k !== 'seeds')
+      .flatMap(([k, v]) => (v === true ? [`--${k}`] : v === false ? [] : [`--${k}`, Array.isArray(v) ? v.join(',') : String(v)]));
+    const r = await runDemoJobs({ args, seeds: allSeeds, jobs, log: json ? () => {} : undefined });
+    if (r.code !== 0) {
+      console.error(r.message);
+      return r.code;
+    }
+  }
   let r: DemoResult;
   try {
     r = await runDemo({
-      quick, full, seeds, out, progress: !json, arms, keyInfo,
+      quick, full, seeds: jobs > 1 ? allSeeds : seeds, out, progress: !json, arms, keyInfo,
       contrastive: defined({ lambda: a.num('lambda'), tapLayer: a.num('tap-layer') }),
       plan: defined({ sftSteps: a.num('sft-steps'), rlSteps: a.num('rl-steps'), trainClips: a.num('train-clips'), testClips: a.num('test-clips') }),
       log: json ? () => {} : undefined,
@@ -487,7 +501,7 @@ async function quickBench(): Promise<void> {
 
 const DEMO_FLAGS: FlagSpecs = {
   quick: { kind: 'bool' }, full: { kind: 'bool' }, seed: SEED, seeds: { kind: 'int-list', min: 0, max: 2 ** 32 - 1 }, out: PATH,
-  'sft-steps': STEPS, 'rl-steps': STEPS, arms: { kind: 'string' }, 'key-info': { kind: 'string', choices: ['extracted', 'annotated'] }, 'train-clips': { kind: 'int', min: 1, max: 10_000_000 }, 'test-clips': { kind: 'int', min: 1, max: 10_000_000 }, lambda: { kind: 'number', min: 0 }, 'tap-layer': { kind: 'int', min: 0, max: DEMO_PLANS.full.model.layers }, json: JSON_FLAG,
+  'sft-steps': STEPS, 'rl-steps': STEPS, arms: { kind: 'string' }, 'key-info': { kind: 'string', choices: ['extracted', 'annotated'] }, 'train-clips': { kind: 'int', min: 1, max: 10_000_000 }, 'test-clips': { kind: 'int', min: 1, max: 10_000_000 }, lambda: { kind: 'number', min: 0 }, 'tap-layer': { kind: 'int', min: 0, max: DEMO_PLANS.full.model.layers }, jobs: { kind: 'int', min: 1, max: 256 }, json: JSON_FLAG,
 };
 
 const commands: Record<string, Command> = {
@@ -510,12 +524,13 @@ const commands: Record<string, Command> = {
   },
   demo: {
     summary: 'the method end to end and its ablation: (a) plain SFT, (b) SFT + KIM + contrastive, (b0) SFT + contrastive without KIM, (c) (b) + comparative GRPO, (c0) (b) + plain GRPO, evaluated on held-out clips with paired statistics; writes report.html and results.json',
-    usage: 'videoperceiver demo [--quick | --full] [--seed 0 | --seeds 0,1,2] [--out ./videoperceiver-demo] [--arms a,b,b0,c,c0] [--key-info extracted|annotated] [--lambda 0.5] [--tap-layer N] [--sft-steps N] [--rl-steps N] [--train-clips N] [--test-clips N] [--json]\n\n' +
+    usage: 'videoperceiver demo [--quick | --full] [--seed 0 | --seeds 0,1,2] [--out ./videoperceiver-demo] [--arms a,b,b0,c,c0] [--key-info extracted|annotated] [--lambda 0.5] [--tap-layer N] [--jobs N] [--sft-steps N] [--rl-steps N] [--train-clips N] [--test-clips N] [--json]\n\n' +
       '--quick is a smoke run (about 2 minutes): it shows that everything runs; its numbers are noise. ' +
       '--full is the powered ablation (10 seeds, 1024 held-out clips; about an hour and a half on 2 cores); it resumes per seed and arm when run again with the same --out. ' +
       '--arms runs only these arms (default all five; (c) and (c0) continue (b)\'s model, so they need b); the table and the report show the arms run, and the comparisons between them. ' +
       '--key-info: where the method arms\' KIM, contrastive query and RL take key frames and keywords from: extracted (default: the caption text and the transient detector) or annotated (the annotations). ' +
       '--lambda and --tap-layer set the method arms\' contrastive term: its weight (default 0.5) and the decoder layer it taps (default half the layers, 2 of 4). ' +
+      '--jobs N splits the seeds over N processes sharing --out, each with VP_NUM_THREADS = cores / N unless set (on 2 cores, --full --jobs 2 is the fastest); their lines come prefixed with their seeds, and the combined table follows. ' +
       'Results of another --arms, --key-info, --lambda or --tap-layer are not read back into a resumed run.',
     flags: DEMO_FLAGS,
     run: demo,

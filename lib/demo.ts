@@ -29,6 +29,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { backendInfo } from './backend.js';
 import type { Dataset } from './data/dataset.js';
 import { cachedSynthDataset } from './data/synth-cache.js';
 import type { SynthOptions } from './data/synth.js';
@@ -172,6 +173,8 @@ export interface DemoRunResult {
   /** Per metric key: one value per held-out clip (NaN where the clip has no such score). */
   perClip: Record<MetricKey, number[]>;
   trainSeconds: number;
+  /** The CPU threads of the process that trained and evaluated it (results are deterministic for a thread count; absent in results of earlier versions). */
+  threads?: number;
 }
 
 /** How well the model-free extraction found what the annotations say (training clips). */
@@ -227,6 +230,7 @@ export interface DemoResult {
   comparisons: DemoComparison[];
   primary: typeof DEMO_PRIMARY;
   extraction: ExtractionQuality;
+  /** The machine that wrote this result; `threads` is its VP_NUM_THREADS ('default' when unset): each run's own count is its `threads`. */
   machine: { cpu: string; cores: number; threads: string };
   report: string;
   seconds: number;
@@ -428,7 +432,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     trainer.dispose();
     const perClip = perClipScores(ev, testIds);
     const metrics = Object.fromEntries(METRIC_KEYS.map((k) => [DEMO_METRICS[k], nanMean(perClip[k])]));
-    const r: DemoRunResult = { seed, arm, run: armName(arm), metrics, perClip, trainSeconds };
+    const r: DemoRunResult = { seed, arm, run: armName(arm), metrics, perClip, trainSeconds, threads: backendInfo().cpu.threads };
     const samples = Object.fromEntries(ev.captions.filter((c) => sampleIds.includes(c.id)).map((c) => [c.id, c.generated]));
     writeFileAtomic(join(dir, 'result.json'), JSON.stringify({ stamp, result: r, samples }) + '\n');
     return r;
