@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, UsageError, type FlagSpec, type FlagSpecs, type ParsedArgs } from './cli-args.js';
 import { flagError, missingFolders, removeEmptyFolders, resumedVideoLM, unseenWordsNote } from './cli-train.js';
 import * as vp from './index.js';
-import { runDemoJobs } from './demo-jobs.js';
+import { runDemoJobs, watchDemoParent } from './demo-jobs.js';
 import { DEMO_PLANS, DemoInterrupted, demoArms, formatDemoComparisons, formatDemoTable, runDemo, type DemoArm, type DemoResult } from './demo.js';
 import { distributedSummary } from './distributed.js';
 import { cudaDriverPresent, loadAddon, packageRoot } from './native.js';
@@ -409,6 +409,7 @@ async function demo(a: ParsedArgs): Promise<number> {
   const full = a.flag('full');
   if (quick && full) throw new UsageError('demo: give --quick or --full, not both');
   const keyInfo = a.str('key-info') as 'extracted' | 'annotated' | undefined;
+  watchDemoParent();
   const jobs = a.num('jobs', 1);
   const allSeeds = seeds ?? DEMO_PLANS[full ? 'full' : quick ? 'quick' : 'default'].seeds;
   if (jobs > 1 && allSeeds.length > 1) {

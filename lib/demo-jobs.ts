@@ -11,12 +11,36 @@
 // The children run in their own process groups: Ctrl-C (SIGINT) or SIGTERM
 // reaches this process, which passes it on once to each child; each stops at
 // its next step with a checkpoint, and the same command resumes every seed.
+// Each child holds a pipe from this process on its stdin (VP_DEMO_JOB=1 tells
+// it to watch): if this process dies without passing a signal on (SIGKILL, a
+// crash), the pipe closes and the child stops itself the same way (SIGTERM).
 // Their stderr (progress lines, a few seconds apart off a terminal) comes out
 // prefixed with their seeds; their stdout (each its own partial table) is dropped.
 // Cost: N processes, each loading the addon and its datasets (the dataset is
 // generated once: lib/data/synth-cache.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { availableParallelism } from 'node:os';
+
+/** Set in a child's environment: it stops (SIGTERM to itself) when its stdin, the parent's pipe, closes. */
+export const DEMO_JOB_ENV = 'VP_DEMO_JOB';
+
+/** In a child started by runDemoJobs: stop with a checkpoint when the parent is gone (its pipe closed). */
+export function watchDemoParent(): void {
+  if (process.env[DEMO_JOB_ENV] !== '1') return;
+  // With the parent gone, stderr (its pipe) has no reader: a write would fail with EPIPE and,
+  // unhandled, end the process before the checkpoint. Such errors are dropped.
+  process.stderr.on('error', () => {});
+  let stopped = false;
+  const stop = () => {
+    if (stopped) return;
+    stopped = true;
+    process.kill(process.pid, 'SIGTERM');
+  };
+  process.stdin.on('end', stop);
+  process.stdin.on('error', stop);
+  process.stdin.resume();
+  (process.stdin as unknown as { unref?: () => void }).unref?.();
+}
 
 /** The seeds dealt round-robin to `jobs` groups (no empty group). */
 export function splitSeeds(seeds: readonly number[], jobs: number): number[][] {
@@ -73,11 +97,13 @@ export async function runDemoJobs(opts: DemoJobsOptions): Promise<DemoJobsResult
     const ends = groups.map((seeds) => new Promise<{ seeds: number[]; code: number | null; signal: NodeJS.Signals | null; tail: string[] }>((done) => {
       const tag = `[seeds ${seeds.join(',')}]`;
       const child = spawn(process.execPath, [...process.execArgv, script, 'demo', ...opts.args, '--seeds', seeds.join(',')], {
-        env: { ...process.env, VP_NUM_THREADS: String(threads) },
-        stdio: ['ignore', 'ignore', 'pipe'],
+        env: { ...process.env, VP_NUM_THREADS: String(threads), [DEMO_JOB_ENV]: '1' },
+        stdio: ['pipe', 'ignore', 'pipe'],
         detached: true,
       });
       children.push(child);
+      child.stdin!.on('error', () => {}); // a child that ended closes its end first
+      if (child.pid !== undefined) log(`${tag} started (pid ${child.pid})`);
       const tail: string[] = [];
       let partial = '';
       child.stderr!.setEncoding('utf8');

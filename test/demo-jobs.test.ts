@@ -48,38 +48,62 @@ test('demo --jobs 2 gives the numbers of one process with the same thread count,
   t.deepEqual(a.map((r) => [r.metrics, r.perClip]), b.map((r) => [r.metrics, r.perClip]));
 });
 
+/**
+ * Starts `demo --jobs 2` on seeds 0 and 1 with `steps` SFT steps; resolves once both children
+ * train (their progress lines came through), with the parent and its stderr so far (`err()`).
+ */
+async function jobsTraining(out: string, steps: number) {
+  const args = ['--import=tsx', CLI, 'demo', '--quick', '--test-clips', '8', '--sft-steps', String(steps), '--arms', 'a', '--seeds', '0,1', '--jobs', '2', '--out', out];
+  const parent = spawn(process.execPath, args, { cwd: ROOT, env: env(), stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  parent.stderr.setEncoding('utf8');
+  parent.stderr.on('data', (s: string) => (err += s));
+  const closed = new Promise<number | null>((done) => parent.on('close', done));
+  const t0 = Date.now();
+  while (!(/\[seeds 0\] seed 0 \(a\) sft/.test(err) && /\[seeds 1\] seed 1 \(a\) sft/.test(err)) && parent.exitCode === null && Date.now() - t0 < 240_000)
+    await new Promise((r) => setTimeout(r, 100));
+  return { args, parent, closed, err: () => err, training: /\[seeds 1\] seed 1 \(a\) sft/.test(err) && /\[seeds 0\] seed 0 \(a\) sft/.test(err) };
+}
+
 test('Ctrl-C during demo --jobs stops every child with a checkpoint (exit 130); the same command resumes them', async (t) => {
   const out = mkdtempSync(join(tmpdir(), 'vp-demo-jobs-int-'));
   t.teardown(() => rmSync(out, { recursive: true, force: true }));
-  const args = ['--import=tsx', CLI, 'demo', '--quick', '--test-clips', '8', '--sft-steps', '150', '--arms', 'a', '--seeds', '0,1', '--jobs', '2', '--out', out];
-  const child = spawn(process.execPath, args, { cwd: ROOT, env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  let sent = false;
-  const code = await new Promise<number | null>((done) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), 240_000);
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (s: string) => {
-      err += s;
-      // Both children are training: interrupt the parent only.
-      if (!sent && /\[seeds 0\] seed 0 \(a\) sft/.test(err) && /\[seeds 1\] seed 1 \(a\) sft/.test(err)) {
-        sent = true;
-        child.kill('SIGINT');
-      }
-    });
-    child.on('close', (c) => {
-      clearTimeout(timer);
-      done(c);
-    });
-  });
-  t.true(sent, err.slice(-2000));
+  const run = await jobsTraining(out, 150);
+  t.true(run.training, run.err().slice(-2000));
+  run.parent.kill('SIGINT'); // the parent only: it passes the signal on
+  const code = await run.closed;
+  const err = run.err();
   t.is(code, 130, err.slice(-2000));
   t.regex(err, /demo --jobs: SIGINT: stopping every process/);
   t.regex(err, /run the same command again \(same --out\) to resume/);
   for (const s of [0, 1]) t.true(existsSync(join(out, 'runs', `seed-${s}`, 'a', 'train', 'checkpoints', 'latest.json')), `seed ${s} left no checkpoint`);
   t.false(existsSync(join(out, 'results.json')));
-  const again = spawnSync(process.execPath, args, { cwd: ROOT, env: env(), encoding: 'utf8', timeout: 300_000 });
+  const again = spawnSync(process.execPath, run.args, { cwd: ROOT, env: env(), encoding: 'utf8', timeout: 300_000 });
   t.is(again.status, 0, again.stderr.slice(-3000));
   t.regex(again.stderr, /\[seeds 0\]\s+seed 0 \(a\): resuming sft from its checkpoint/);
   t.regex(again.stderr, /\[seeds 1\]\s+seed 1 \(a\): resuming sft from its checkpoint/);
   t.deepEqual(JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')).runs.map((r: { seed: number }) => r.seed), [0, 1]);
+});
+
+test('demo --jobs: when the parent is killed outright (SIGKILL), each child stops itself with a checkpoint', async (t) => {
+  const out = mkdtempSync(join(tmpdir(), 'vp-demo-jobs-kill-'));
+  t.teardown(() => rmSync(out, { recursive: true, force: true }));
+  const run = await jobsTraining(out, 2000);
+  t.true(run.training, run.err().slice(-2000));
+  const pids = [...run.err().matchAll(/started \(pid (\d+)\)/g)].map((m) => Number(m[1]));
+  t.is(pids.length, 2, run.err().slice(-2000));
+  run.parent.kill('SIGKILL');
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const t0 = Date.now();
+  while (pids.some(alive) && Date.now() - t0 < 60_000) await new Promise((r) => setTimeout(r, 200));
+  for (const pid of pids.filter(alive)) process.kill(pid, 'SIGKILL');
+  t.false(pids.some(alive), 'a child outlived its parent by a minute');
+  for (const s of [0, 1]) t.true(existsSync(join(out, 'runs', `seed-${s}`, 'a', 'train', 'checkpoints', 'latest.json')), `seed ${s} left no checkpoint`);
 });
