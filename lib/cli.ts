@@ -527,7 +527,7 @@ const commands: Record<string, Command> = {
     summary: 'the method end to end and its ablation: (a) plain SFT, (b) SFT + KIM + contrastive, (b0) SFT + contrastive without KIM, (c) (b) + comparative GRPO, (c0) (b) + plain GRPO, evaluated on held-out clips with paired statistics; writes report.html and results.json',
     usage: 'videoperceiver demo [--quick | --full] [--seed 0 | --seeds 0,1,2] [--out ./videoperceiver-demo] [--arms a,b,b0,c,c0] [--key-info extracted|annotated] [--lambda 0.5] [--tap-layer N] [--jobs N] [--sft-steps N] [--rl-steps N] [--train-clips N] [--test-clips N] [--json]\n\n' +
       '--quick is a smoke run (about 2 minutes): it shows that everything runs; its numbers are noise. ' +
-      '--full is the powered ablation (10 seeds, 1024 held-out clips; about an hour and a half on 2 cores); it resumes per seed and arm when run again with the same --out. ' +
+      '--full is the powered ablation (10 seeds, 1024 held-out clips; about 55 minutes on 2 cores with --jobs 2); it resumes per seed and arm when run again with the same --out. ' +
       '--arms runs only these arms (default all five; (c) and (c0) continue (b)\'s model, so they need b); the table and the report show the arms run, and the comparisons between them. ' +
       '--key-info: where the method arms\' KIM, contrastive query and RL take key frames and keywords from: extracted (default: the caption text and the transient detector) or annotated (the annotations). ' +
       '--lambda and --tap-layer set the method arms\' contrastive term: its weight (default 0.5) and the decoder layer it taps (default half the layers, 2 of 4). ' +

@@ -24,7 +24,8 @@
 // method arms on the annotated keywords and key frames instead. Both are part
 // of the resume stamp (the defaults keep the stamp of earlier versions).
 // Cost: per seed three SFT runs, two RL runs and five evaluations; the default
-// (one seed) takes about 6 minutes on 2 cores, --full about an hour and a half.
+// (one seed) takes about 5 minutes on 2 cores, --full about 55 minutes with
+// two processes of one thread (demo --jobs 2, lib/demo-jobs.ts).
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus } from 'node:os';
