@@ -86,9 +86,10 @@ test('demo: Ctrl-C in an arm stops with its checkpoint (status 130); the same co
         child.kill('SIGINT');
       }
     }, 10);
-    const status = await new Promise<number | null>((res) => child.on('close', (code) => res(code)));
+    let signal: NodeJS.Signals | null = null;
+    const status = await new Promise<number | null>((res) => child.on('close', (code, sig) => ((signal = sig), res(code))));
     clearInterval(poll);
-    t.is(status, 130, `stdout: ${stdout.slice(-1500)}\nstderr: ${stderr.slice(-3000)}`);
+    t.is(status, 130, `signal ${signal}\nstdout: ${stdout.slice(-1500)}\nstderr: ${stderr.slice(-3000)}`);
     t.regex(stderr, /demo: seed 0 \(b0\) stopped at sft step \d+ \(checkpoint .*\); run the same command again \(same --out .*\) to resume from there/);
     t.true(existsSync(join(out, 'runs', 'seed-0', 'b0', 'train', 'checkpoints', 'latest.json')));
     t.false(existsSync(join(out, 'runs', 'seed-0', 'b0', 'result.json')), 'an interrupted arm is not recorded as done');
