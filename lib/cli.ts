@@ -426,7 +426,7 @@ async function demo(a: ParsedArgs): Promise<number> {
   let r: DemoResult;
   try {
     r = await runDemo({
-      quick, full, seeds: jobs > 1 ? allSeeds : seeds, out, progress: !json, arms, keyInfo,
+      quick, full, seeds, out, progress: !json, arms, keyInfo,
       contrastive: defined({ lambda: a.num('lambda'), tapLayer: a.num('tap-layer') }),
       plan: defined({ sftSteps: a.num('sft-steps'), rlSteps: a.num('rl-steps'), trainClips: a.num('train-clips'), testClips: a.num('test-clips') }),
       log: json ? () => {} : undefined,
@@ -441,7 +441,8 @@ async function demo(a: ParsedArgs): Promise<number> {
       (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v)));
     return 0;
   }
-  const nce = [a.num('lambda') !== undefined ? `λ ${a.num('lambda')}` : '', a.num('tap-layer') !== undefined ? `tap layer ${a.num('tap-layer')}` : ''].filter(Boolean).join(', ');
+  const { lambda, tapLayer } = r.plan.sft; // set in the plan only when --lambda / --tap-layer were given
+  const nce = [lambda !== undefined ? `λ ${lambda}` : '', tapLayer !== undefined ? `tap layer ${tapLayer}` : ''].filter(Boolean).join(', ');
   const variant = `${armsText !== undefined ? `; arms ${r.arms.join(', ')}` : ''}${r.keyInfo === 'annotated' ? '; method arms on annotated key info' : ''}${nce ? `; contrastive term ${nce}` : ''}`;
   console.log(`\nheld-out results (${r.plan.testClips} clips; seeds ${r.seeds.join(', ')}${variant}${r.seeds.length > 1 ? '; mean ± std over seeds' : ''}):\n`);
   console.log(formatDemoTable(r.table));

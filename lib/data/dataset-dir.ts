@@ -22,13 +22,24 @@ export const CLIP_FILE = /^clip-\d{5,}\.(npy|mp4)$/;
 const STAGING = /^\.synth-tmp-(\d+)$/;
 
 /** True while process `pid` runs (a staging folder of a synth still writing). */
-export function processAlive(pid: number): boolean {
+function processAlive(pid: number): boolean {
   if (pid === process.pid) return true;
   try {
     process.kill(pid, 0);
     return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the entries of `dir` whose name matches `staging` (its first group a
+ * process id) and whose process has ended: what an interrupted generation left.
+ */
+export function removeStaleStaging(dir: string, staging: RegExp = STAGING): void {
+  for (const n of readdirSync(dir)) {
+    const m = staging.exec(n);
+    if (m && !processAlive(Number(m[1]))) rmSync(join(dir, n), { recursive: true, force: true });
   }
 }
 
@@ -70,10 +81,7 @@ export class DatasetWriter {
     this.#arg = arg;
     const clips = join(dir, 'clips');
     if (existsSync(clips) && !statSync(clips).isDirectory()) throw new PathError(arg, clips, 'is a file, expected the clips folder', 'ENOTDIR');
-    for (const n of readdirSync(dir)) {
-      const m = STAGING.exec(n);
-      if (m && !processAlive(Number(m[1]))) rmSync(join(dir, n), { recursive: true, force: true });
-    }
+    removeStaleStaging(dir);
     this.staging = join(dir, `.synth-tmp-${process.pid}`);
     rmSync(this.staging, { recursive: true, force: true });
     try {

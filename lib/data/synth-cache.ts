@@ -5,11 +5,11 @@
 // folder with another stamp is regenerated.
 // Cost: one synthDataset of `count` clips the first time (seconds per thousand
 // 32×32 clips), then a stamp read and openDataset.
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { writeFileAtomic } from '../fs.js';
 import { openDataset, type Dataset } from './dataset.js';
-import { processAlive } from './dataset-dir.js';
+import { removeStaleStaging } from './dataset-dir.js';
 import { pathError } from '../paths.js';
 import { synthDataset, type SynthOptions } from './synth.js';
 
@@ -28,11 +28,8 @@ export function cachedSynthDataset(dir: string, count: number, seed: number, syn
   if (!ready()) {
     const parent = dirname(dir);
     mkdirSync(parent, { recursive: true });
-    const staging = new RegExp(`^\\.${basename(dir).replace(/[^\w-]/g, '\\$&')}\\.synth-(\\d+)$`);
-    for (const n of readdirSync(parent)) {
-      const m = staging.exec(n); // left by a run that was killed while generating
-      if (m && !processAlive(Number(m[1]))) rmSync(join(parent, n), { recursive: true, force: true });
-    }
+    // Left by a run that was killed while generating.
+    removeStaleStaging(parent, new RegExp(`^\\.${basename(dir).replace(/[^\w-]/g, '\\$&')}\\.synth-(\\d+)$`));
     const tmp = join(parent, `.${basename(dir)}.synth-${process.pid}`);
     rmSync(tmp, { recursive: true, force: true });
     try {
